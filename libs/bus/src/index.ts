@@ -1,0 +1,16 @@
+// CBOR request/reply and publish/subscribe over NATS, with deadlines, typed errors
+// and trace context on every message.
+export {
+  Bus,
+  connectBus,
+  DEFAULT_TIMEOUT_MS,
+  TIMEOUT_HEADER,
+  type BusLogger,
+  type BusOptions,
+  type Handler,
+  type RequestContext,
+  type RequestOptions,
+  type ServeOptions,
+  type Service,
+} from './bus';
+export { replyEnvelope, errorBody, type ReplyEnvelope } from './envelope';

@@ -1,0 +1,4 @@
+// Tracing for every Strata actor: W3C context in message headers, spans through the
+// OpenTelemetry API, and the SDK set up from the usual OTEL_* variables.
+export { injectTraceContext, extractTraceContext, activeTraceId, type HeaderCarrier } from './propagation';
+export { trace, context, SpanKind, SpanStatusCode, type Span, type Context, type Tracer } from '@opentelemetry/api';

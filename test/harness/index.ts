@@ -1,0 +1,12 @@
+// The integration test harness: real nats-servers and real child processes.
+export { startNatsServer, startNatsCluster, startTopology, waitForJetStream, connectClient, type NatsServer, type NatsCluster, type NatsTopology } from './nats';
+export { startNode, startProgram, run, repoRoot, type ActorProcess, type StartOptions } from './processes';
+export { freePort, sleep, waitFor } from './util';
+
+/** Both topologies every core integration suite runs against. */
+export const topologies = ['single', 'cluster'] as const;
+
+/** A name unique to this test run, for buckets, streams and subjects. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
