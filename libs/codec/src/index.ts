@@ -55,6 +55,8 @@ export function encode(value: unknown): Uint8Array {
 /** Decodes CBOR without checking its shape; prefer decode() with a schema. */
 export function decodeUntyped(bytes: Uint8Array): unknown {
   if (bytes.length === 0) throw new StrataError(ErrorCode.INVALID, 'malformed CBOR: empty message');
+  // cbor-x reads a lone break code (0xff) as {}; RFC 8949 calls it malformed.
+  if (bytes[0] === 0xff) throw new StrataError(ErrorCode.INVALID, 'malformed CBOR: break code outside an indefinite-length item');
   try {
     return decoder.decode(bytes);
   } catch (err) {

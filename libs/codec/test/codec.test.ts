@@ -1,0 +1,66 @@
+// The codec writes standard CBOR that any decoder reads, keeps 64-bit integers exact,
+// and turns malformed bytes or wrong shapes into INVALID errors that name the field.
+import { z } from 'zod';
+import { decode, decodeUntyped, encode, u64, uint, bytes } from '@strata/codec';
+import { StrataError } from '@strata/errors';
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+describe('codec', () => {
+  it('writes integers in their shortest exact form, including those at and above 2^32', () => {
+    expect(hex(encode(0))).toBe('00');
+    expect(hex(encode(2 ** 32 - 1))).toBe('1affffffff');
+    expect(hex(encode(2 ** 32))).toBe('1b0000000100000000');
+    expect(hex(encode(Number.MAX_SAFE_INTEGER))).toBe('1b001fffffffffffff');
+    expect(hex(encode(2n ** 64n - 1n))).toBe('1bffffffffffffffff');
+    expect(hex(encode(5n))).toBe('05');
+    expect(hex(encode(-(2 ** 40)))).toBe('3b000000ffffffffff');
+  });
+
+  it('writes byte strings as major type 2 without a tag, and maps as plain maps', () => {
+    expect(hex(encode(new Uint8Array([1, 2])))).toBe('420102');
+    expect(hex(encode({ a: 1 }))).toBe('a1616101');
+  });
+
+  it('leaves absent optional fields out instead of writing undefined', () => {
+    expect(hex(encode({ a: 1, b: undefined }))).toBe('a1616101');
+  });
+
+  it('refuses to encode a Map, which would otherwise vanish silently', () => {
+    expect(() => encode({ m: new Map([[1, 2]]) })).toThrow(/cannot encode a Map/);
+  });
+
+  it('round-trips 64-bit ids and safe offsets exactly', () => {
+    const schema = z.strictObject({ id: u64, offset: uint, data: bytes });
+    for (const id of [0n, 1n, 2n ** 32n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+      const out = decode(encode({ id, offset: 2 ** 53 - 1, data: new Uint8Array([9]) }), schema);
+      expect(out.id).toBe(id);
+      expect(out.offset).toBe(2 ** 53 - 1);
+    }
+  });
+
+  it('rejects values out of range with the field name', () => {
+    const schema = z.strictObject({ spec: z.strictObject({ id: u64, offset: uint }) });
+    expect(() => decode(encode({ spec: { id: 1, offset: 2 ** 53 } }), schema)).toThrow(/^spec\.offset: /);
+    expect(() => decode(encode({ spec: { id: -1, offset: 0 } }), schema)).toThrow(/^spec\.id: /);
+    expect(() => decode(encode({ spec: { id: 2n ** 64n, offset: 0 } }), schema)).toThrow(/spec\.id/);
+  });
+
+  it('names unknown fields', () => {
+    const schema = z.strictObject({ a: uint });
+    expect(() => decode(encode({ a: 1, zz: 2 }), schema)).toThrow('(message): unknown field zz');
+  });
+
+  it('turns malformed bytes into INVALID, never a crash', () => {
+    for (const junk of [new Uint8Array([]), new Uint8Array([0xff]), new Uint8Array([0xbf, 0x61]), new Uint8Array([0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])]) {
+      let caught: unknown;
+      try {
+        decodeUntyped(junk);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(StrataError);
+      expect(caught).toMatchObject({ code: 'INVALID' });
+    }
+  });
+});

@@ -1,0 +1,6 @@
+// Typed JetStream KV: buckets with compare-and-set, watch-fed caches, and a
+// whole-bucket fence for single-writer state.
+export { openBucket, defaultReplicas, TypedBucket, type Entry, type BucketOptions } from './bucket';
+export { WatchCache, type ChangeListener, type WatchCacheOptions } from './watch-cache';
+export { StreamFence } from './stream-fence';
+export { isWrongLastSequence } from './errors';

@@ -1,0 +1,102 @@
+// A local copy of (part of) a bucket, fed by a KV watch. `ready` resolves once the
+// copy holds everything the bucket held when the watch started; listeners hear of
+// every later change. Readers of hot state (ownership, config) read from here.
+import type { QueuedIterator } from '@nats-io/transport-node';
+import type { KvWatchEntry } from '@nats-io/kv';
+import type { z } from 'zod';
+import type { Entry, TypedBucket } from './bucket';
+
+export type ChangeListener<T> = (key: string, entry: Entry<T> | undefined) => void;
+
+export interface WatchCacheOptions {
+  /** Subject-style key filter (`vdisk.>`); default every key. */
+  key?: string;
+  /** Called with entries that do not decode against the schema (they are skipped). */
+  onBadEntry?: (key: string, err: unknown) => void;
+}
+
+export class WatchCache<T> {
+  private readonly entries = new Map<string, Entry<T>>();
+  private readonly listeners = new Set<ChangeListener<T>>();
+  private iterator: QueuedIterator<KvWatchEntry> | undefined;
+  private markReady: () => void = () => undefined;
+  /** Resolves when the initial contents are loaded. */
+  readonly ready: Promise<void>;
+  /** The highest revision applied so far. */
+  revision = 0;
+
+  private constructor() {
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+  }
+
+  static async start<S extends z.ZodType>(bucket: TypedBucket<S>, options: WatchCacheOptions = {}): Promise<WatchCache<z.output<S>>> {
+    const cache = new WatchCache<z.output<S>>();
+    const filter = options.key ?? '>';
+    // An empty key set yields no initial entry to mark the end of the sync with.
+    const initiallyEmpty = (await bucket.keys(filter)).length === 0;
+    cache.iterator = await bucket.kv.watch({ key: filter });
+    if (initiallyEmpty) cache.markReady();
+    void cache.consume(bucket, cache.iterator, options);
+    return cache;
+  }
+
+  private async consume<S extends z.ZodType>(bucket: TypedBucket<S>, iterator: QueuedIterator<KvWatchEntry>, options: WatchCacheOptions): Promise<void> {
+    for await (const e of iterator) {
+      this.revision = Math.max(this.revision, e.revision);
+      let entry: Entry<T> | undefined;
+      if (e.operation === 'PUT') {
+        try {
+          entry = bucket.decodeEntry(e) as Entry<T>;
+        } catch (err) {
+          options.onBadEntry?.(e.key, err);
+        }
+      }
+      if (entry === undefined) this.entries.delete(e.key);
+      else this.entries.set(e.key, entry);
+      for (const listener of this.listeners) listener(e.key, entry);
+      // delta is the number of entries still pending behind this one.
+      if (e.delta === 0) this.markReady();
+    }
+  }
+
+  get(key: string): Entry<T> | undefined {
+    return this.entries.get(key);
+  }
+
+  values(): Entry<T>[] {
+    return [...this.entries.values()];
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Adds a listener for every change from now on; returns its remover. */
+  onChange(listener: ChangeListener<T>): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Waits until the cache has applied `revision` (bounded by `timeoutMs`). */
+  async waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.revision >= revision) return true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        remove();
+        resolve(false);
+      }, timeoutMs);
+      const remove = this.onChange(() => {
+        if (this.revision >= revision) {
+          clearTimeout(timer);
+          remove();
+          resolve(true);
+        }
+      });
+    });
+  }
+
+  stop(): void {
+    this.iterator?.stop();
+    this.listeners.clear();
+  }
+}
