@@ -1,0 +1,231 @@
+// The configuration interface (proto/config.cddl): the objects of the configuration
+// database and the requests that change them. Field checks that need only the field
+// itself live here; checks across objects (a vDisk's container exists) live in the
+// config service.
+import { z } from 'zod';
+import { u64, uint } from '@strata/codec';
+
+/** The kinds of configuration objects. */
+export const Kind = {
+  node: 'node',
+  host: 'host',
+  disk: 'disk',
+  pool: 'pool',
+  container: 'container',
+  vdisk: 'vdisk',
+  vm: 'vm',
+} as const;
+export type Kind = (typeof Kind)[keyof typeof Kind];
+export const kinds = Object.values(Kind) as [Kind, ...Kind[]];
+
+export const Tier = { ssd: 'ssd', hdd: 'hdd', cloud: 'cloud' } as const;
+export type Tier = (typeof Tier)[keyof typeof Tier];
+const tier = z.enum(Tier);
+
+export const Priority = { high: 'high', normal: 'normal', low: 'low' } as const;
+export type Priority = (typeof Priority)[keyof typeof Priority];
+
+/** When a data transformation is applied: never, as data is written, or later by the curator. */
+export const Transform = { off: 'off', inline: 'inline', postProcess: 'post-process' } as const;
+export type Transform = (typeof Transform)[keyof typeof Transform];
+
+const SECTOR = 512;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Object names: what operators type. `demo`, `n1`, `gold-rf3`. */
+export const objectName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters: lowercase letters, digits, "-" or "_", starting with a letter or digit');
+
+const positive = uint.refine((v) => v > 0, 'must be greater than 0');
+const powerOfTwo = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
+
+// ---- Specs: what an operator sets -------------------------------------------------
+
+export const nodeSpec = z.strictObject({
+  /** Where the node's actors run, for people: `10.0.0.5` or `rack2-host7`. */
+  address: z.string().max(255).optional(),
+});
+
+export const hostSpec = z.strictObject({
+  /** The storage node on the same machine, if any (its gateway serves this host's VMs). */
+  node: u64.optional(),
+  /** CPUs available to VMs. 16 means sixteen vCPUs. */
+  cpuCount: positive,
+  /** Memory available to VMs, bytes. */
+  memoryBytes: positive,
+});
+
+export const diskSpec = z.strictObject({
+  /** The node whose extent store manages this disk. */
+  node: u64,
+  /** Directory on that node where extent groups are stored. */
+  path: z.string().min(1).max(4096),
+  tier,
+  /** Capacity Strata may use on this disk, bytes. */
+  capacityBytes: positive,
+  /** Storage pool the disk belongs to (none: not yet pooled). */
+  pool: u64.optional(),
+});
+
+export const poolSpec = z.strictObject({
+  description: z.string().max(1024).optional(),
+});
+
+export const containerSpec = z.strictObject({
+  /** Storage pool whose disks hold the data; none means every disk of the cluster. */
+  pool: u64.optional(),
+  /** Copies of each extent group, on distinct nodes. 2 survives one node failure. */
+  replicationFactor: uint.refine((v) => v >= 1 && v <= 5, 'must be between 1 and 5').default(2),
+  dedup: z.enum(Transform).default('off'),
+  compression: z.enum(Transform).default('off'),
+  /** Upper bound of the content-defined chunker's extents, bytes (dedup only). */
+  maxDedupExtentBytes: uint.refine((v) => v >= 4 * KiB && v <= 1 * MiB && powerOfTwo(v), 'must be a power of two from 4 KiB to 1 MiB').default(16 * KiB),
+  /** Most data the container may hold (logical bytes); none means unlimited. */
+  maxCapacityBytes: positive.optional(),
+  /** Capacity set aside for this container, bytes. */
+  reservedCapacityBytes: uint.default(0),
+  /** Tiers from hottest to coldest; new data goes to the first with space. */
+  tierOrder: z
+    .array(tier)
+    .min(1)
+    .max(3)
+    .refine((t) => new Set(t).size === t.length, 'must not name a tier twice')
+    .default(['ssd', 'hdd']),
+});
+
+export const qosSpec = z.strictObject({
+  priority: z.enum(Priority).default('normal'),
+  /** Fair-share weight within the priority class. 3 gets three times the share of 1. */
+  weight: uint.refine((v) => v >= 1 && v <= 1000, 'must be between 1 and 1000').default(1),
+});
+
+export const vdiskSpec = z.strictObject({
+    container: u64,
+    /** Size in bytes: a positive multiple of 512. 1073741824 means 1 GiB. */
+    sizeBytes: uint.refine((v) => v > 0 && v % SECTOR === 0, 'must be a positive multiple of 512 bytes'),
+    /** vDisk block size, bytes: a power of two from 4 KiB to 1 MiB. */
+    blockSizeBytes: uint.refine((v) => v >= 4 * KiB && v <= 1 * MiB && powerOfTwo(v), 'must be a power of two from 4 KiB to 1 MiB').default(1 * MiB),
+    /** Shared: many hosts may do I/O at once (forwarded to the owner). */
+    shared: z.boolean().default(false),
+    qos: qosSpec.default({ priority: 'normal', weight: 1 }),
+});
+
+export const vmSpec = z.strictObject({
+  /** The host the VM runs on (or last ran on). */
+  host: u64,
+  cpuCount: positive,
+  memoryBytes: positive,
+  vdisks: z.array(u64).max(64).default([]),
+  /** Restart the VM elsewhere when its host fails. */
+  haProtected: z.boolean().default(true),
+});
+
+export const specs = {
+  node: nodeSpec,
+  host: hostSpec,
+  disk: diskSpec,
+  pool: poolSpec,
+  container: containerSpec,
+  vdisk: vdiskSpec,
+  vm: vmSpec,
+} as const satisfies Record<Kind, z.ZodType>;
+
+export type NodeSpec = z.output<typeof nodeSpec>;
+export type HostSpec = z.output<typeof hostSpec>;
+export type DiskSpec = z.output<typeof diskSpec>;
+export type PoolSpec = z.output<typeof poolSpec>;
+export type ContainerSpec = z.output<typeof containerSpec>;
+export type VdiskSpec = z.output<typeof vdiskSpec>;
+export type VmSpec = z.output<typeof vmSpec>;
+
+// ---- Status: what the system observes (nodes only, for now) ---------------------------
+
+export const Liveness = { unknown: 'unknown', alive: 'alive', dead: 'dead' } as const;
+export type Liveness = (typeof Liveness)[keyof typeof Liveness];
+
+export const nodeStatus = z.strictObject({
+  liveness: z.enum(Liveness),
+  /** Grows each time the node's process starts or rejoins after being declared dead. */
+  incarnation: uint,
+  /** Wall-clock time of the last liveness change, ms since the epoch. */
+  changedAtMs: uint,
+});
+export type NodeStatus = z.output<typeof nodeStatus>;
+
+// ---- Stored objects ------------------------------------------------------------------
+
+/** A configuration object as stored in the `cfg` bucket and returned by the service. */
+export const cfgObject = z.strictObject({
+  kind: z.enum(Kind),
+  /** 64-bit id, unique across all kinds, never reused. */
+  id: u64,
+  name: objectName,
+  /** The kind's spec (validated against specs[kind] by the service). */
+  spec: z.record(z.string(), z.unknown()),
+  status: nodeStatus.optional(),
+  createdAtMs: uint,
+  updatedAtMs: uint,
+  /** The config leader epoch that wrote this version. */
+  epoch: uint,
+});
+export type CfgObject = z.output<typeof cfgObject>;
+
+/** An object with its KV revision, as replies carry it. */
+export const cfgObjectWithRevision = cfgObject.extend({ revision: uint });
+export type CfgObjectWithRevision = z.output<typeof cfgObjectWithRevision>;
+
+// ---- Requests and replies ---------------------------------------------------------------
+
+/** Names an object by id or by name (exactly one). */
+const selector = {
+  kind: z.enum(Kind),
+  id: u64.optional(),
+  name: objectName.optional(),
+};
+const oneOf = (r: { id?: bigint | undefined; name?: string | undefined }): boolean => (r.id === undefined) !== (r.name === undefined);
+const oneOfMessage = { message: 'give exactly one of id and name' };
+
+export const createRequest = z.strictObject({
+  kind: z.enum(Kind),
+  name: objectName,
+  /** Validated against specs[kind]; unknown fields are refused. */
+  spec: z.record(z.string(), z.unknown()),
+});
+export type CreateRequest = z.input<typeof createRequest>;
+
+export const getRequest = z.strictObject(selector).refine(oneOf, oneOfMessage);
+export type GetRequest = z.input<typeof getRequest>;
+
+export const listRequest = z.strictObject({ kind: z.enum(Kind) });
+export type ListRequest = z.input<typeof listRequest>;
+export const listReply = z.strictObject({ objects: z.array(cfgObjectWithRevision) });
+
+export const updateRequest = z
+  .strictObject({
+    ...selector,
+    /** The whole new spec (not a patch); validated like a create. */
+    spec: z.record(z.string(), z.unknown()),
+    /** Compare-and-set: refuse with CONFLICT unless the object is at this revision. */
+    revision: uint.optional(),
+  })
+  .refine(oneOf, oneOfMessage);
+export type UpdateRequest = z.input<typeof updateRequest>;
+
+export const deleteRequest = z
+  .strictObject({ ...selector, revision: uint.optional() })
+  .refine(oneOf, oneOfMessage);
+export type DeleteRequest = z.input<typeof deleteRequest>;
+export const deleteReply = z.strictObject({ deleted: cfgObjectWithRevision });
+
+export const statusRequest = z.strictObject({});
+export const statusReply = z.strictObject({
+  /** The replica answering (always the leader). */
+  leader: z.string(),
+  epoch: uint,
+  /** How many objects of each kind exist. */
+  counts: z.record(z.string(), uint),
+  nodes: z.strictObject({ alive: uint, dead: uint, unknown: uint }),
+});
+export type StatusReply = z.output<typeof statusReply>;
