@@ -156,25 +156,40 @@ export type NodeStatus = z.output<typeof nodeStatus>;
 
 // ---- Stored objects ------------------------------------------------------------------
 
-/** A configuration object as stored in the `cfg` bucket and returned by the service. */
-export const cfgObject = z.strictObject({
-  kind: z.enum(Kind),
-  /** 64-bit id, unique across all kinds, never reused. */
+/** Fields every configuration object has, whatever its kind. */
+const objectFields = {
+  /** 64-bit id, unique across all kinds, never reused. 4294967301 is a valid id. */
   id: u64,
   name: objectName,
-  /** The kind's spec (validated against specs[kind] by the service). */
-  spec: z.record(z.string(), z.unknown()),
-  status: nodeStatus.optional(),
   createdAtMs: uint,
   updatedAtMs: uint,
   /** The config leader epoch that wrote this version. */
   epoch: uint,
-});
+};
+
+/** One schema per kind, so a decoded object's spec has its real types (ids as bigint). */
+function objectVariants<E extends z.ZodRawShape>(extra: E) {
+  return [
+    z.strictObject({ kind: z.literal('node'), ...objectFields, spec: nodeSpec, status: nodeStatus, ...extra }),
+    z.strictObject({ kind: z.literal('host'), ...objectFields, spec: hostSpec, ...extra }),
+    z.strictObject({ kind: z.literal('disk'), ...objectFields, spec: diskSpec, ...extra }),
+    z.strictObject({ kind: z.literal('pool'), ...objectFields, spec: poolSpec, ...extra }),
+    z.strictObject({ kind: z.literal('container'), ...objectFields, spec: containerSpec, ...extra }),
+    z.strictObject({ kind: z.literal('vdisk'), ...objectFields, spec: vdiskSpec, ...extra }),
+    z.strictObject({ kind: z.literal('vm'), ...objectFields, spec: vmSpec, ...extra }),
+  ] as const;
+}
+
+/** A configuration object as stored in the `cfg` bucket (key `<kind>.<id>`). */
+export const cfgObject = z.discriminatedUnion('kind', objectVariants({}));
 export type CfgObject = z.output<typeof cfgObject>;
 
-/** An object with its KV revision, as replies carry it. */
-export const cfgObjectWithRevision = cfgObject.extend({ revision: uint });
+/** An object with its KV revision (the compare-and-set token), as replies carry it. */
+export const cfgObjectWithRevision = z.discriminatedUnion('kind', objectVariants({ revision: uint }));
 export type CfgObjectWithRevision = z.output<typeof cfgObjectWithRevision>;
+
+/** The object of one kind: `ObjectOf<'vdisk'>` has `spec: VdiskSpec`. */
+export type ObjectOf<K extends Kind> = Extract<CfgObjectWithRevision, { kind: K }>;
 
 // ---- Requests and replies ---------------------------------------------------------------
 
@@ -187,12 +202,16 @@ const selector = {
 const oneOf = (r: { id?: bigint | undefined; name?: string | undefined }): boolean => (r.id === undefined) !== (r.name === undefined);
 const oneOfMessage = { message: 'give exactly one of id and name' };
 
-export const createRequest = z.strictObject({
-  kind: z.enum(Kind),
-  name: objectName,
-  /** Validated against specs[kind]; unknown fields are refused. */
-  spec: z.record(z.string(), z.unknown()),
-});
+/** Creates an object: `{kind: 'vdisk', name: 'demo', spec: {container: 5, sizeBytes: 1073741824}}`. */
+export const createRequest = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('node'), name: objectName, spec: nodeSpec }),
+  z.strictObject({ kind: z.literal('host'), name: objectName, spec: hostSpec }),
+  z.strictObject({ kind: z.literal('disk'), name: objectName, spec: diskSpec }),
+  z.strictObject({ kind: z.literal('pool'), name: objectName, spec: poolSpec }),
+  z.strictObject({ kind: z.literal('container'), name: objectName, spec: containerSpec }),
+  z.strictObject({ kind: z.literal('vdisk'), name: objectName, spec: vdiskSpec }),
+  z.strictObject({ kind: z.literal('vm'), name: objectName, spec: vmSpec }),
+]);
 export type CreateRequest = z.input<typeof createRequest>;
 
 export const getRequest = z.strictObject(selector).refine(oneOf, oneOfMessage);
@@ -202,14 +221,24 @@ export const listRequest = z.strictObject({ kind: z.enum(Kind) });
 export type ListRequest = z.input<typeof listRequest>;
 export const listReply = z.strictObject({ objects: z.array(cfgObjectWithRevision) });
 
+const updateFields = {
+  id: u64.optional(),
+  name: objectName.optional(),
+  /** Compare-and-set: refuse with CONFLICT unless the object is at this revision. */
+  revision: uint.optional(),
+};
+
+/** Replaces an object's whole spec (not a patch); the spec is checked like a create. */
 export const updateRequest = z
-  .strictObject({
-    ...selector,
-    /** The whole new spec (not a patch); validated like a create. */
-    spec: z.record(z.string(), z.unknown()),
-    /** Compare-and-set: refuse with CONFLICT unless the object is at this revision. */
-    revision: uint.optional(),
-  })
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('node'), ...updateFields, spec: nodeSpec }),
+    z.strictObject({ kind: z.literal('host'), ...updateFields, spec: hostSpec }),
+    z.strictObject({ kind: z.literal('disk'), ...updateFields, spec: diskSpec }),
+    z.strictObject({ kind: z.literal('pool'), ...updateFields, spec: poolSpec }),
+    z.strictObject({ kind: z.literal('container'), ...updateFields, spec: containerSpec }),
+    z.strictObject({ kind: z.literal('vdisk'), ...updateFields, spec: vdiskSpec }),
+    z.strictObject({ kind: z.literal('vm'), ...updateFields, spec: vmSpec }),
+  ])
   .refine(oneOf, oneOfMessage);
 export type UpdateRequest = z.input<typeof updateRequest>;
 
@@ -229,3 +258,18 @@ export const statusReply = z.strictObject({
   nodes: z.strictObject({ alive: uint, dead: uint, unknown: uint }),
 });
 export type StatusReply = z.output<typeof statusReply>;
+
+/** The config leader's takeover marker, key `leader` in `cfg`: writing it fences the previous leader. */
+export const cfgLeaderMarker = z.strictObject({
+  /** The replica that leads (`config-2`). */
+  holder: z.string(),
+  /** Its lease epoch. */
+  epoch: uint,
+  /** Wall-clock time of the takeover, ms since the epoch. */
+  atMs: uint,
+});
+export type CfgLeaderMarker = z.output<typeof cfgLeaderMarker>;
+
+/** Anything stored in the `cfg` bucket. */
+export const cfgEntry = z.union([cfgObject, cfgLeaderMarker]);
+export type CfgEntry = z.output<typeof cfgEntry>;

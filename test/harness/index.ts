@@ -1,7 +1,8 @@
 // The integration test harness: real nats-servers and real child processes.
-export { startNatsServer, startNatsCluster, startTopology, waitForJetStream, connectClient, type NatsServer, type NatsCluster, type NatsTopology } from './nats';
+export { startTopology, connectClient, type NatsTopology } from './nats';
 export { startNode, startProgram, run, repoRoot, type ActorProcess, type StartOptions } from './processes';
-export { freePort, sleep, waitFor } from './util';
+export { sleep, waitFor } from './util';
+export { freePort } from '@strata/natsd';
 
 /** Both topologies every core integration suite runs against. */
 export const topologies = ['single', 'cluster'] as const;

@@ -2,7 +2,6 @@
 // registry of child processes so that every one started is killed by PID, even
 // when a test fails or jest exits early.
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 
 const children = new Set<ChildProcess>();
 
@@ -26,19 +25,6 @@ process.once('exit', () => {
     }
   }
 });
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -66,6 +66,14 @@ export interface Service {
 
 const tracer = trace.getTracer('@strata/bus');
 
+/**
+ * Thrown by a handler that must not answer at all (a replica that is no longer sure
+ * it leads): the requester then hears from someone else or times out.
+ */
+export class NoReply extends Error {
+  override readonly name = 'NoReply';
+}
+
 /** The hint on an UNAVAILABLE error that says no subscriber exists for the subject. */
 const NO_RESPONDERS = 'no-responders';
 
@@ -235,6 +243,10 @@ export class Bus {
           const result = await handler(request, ctx);
           this.respond(msg, { ok: result ?? null });
         } catch (err) {
+          if (err instanceof NoReply) {
+            span.setAttribute('strata.no_reply', err.message);
+            return;
+          }
           recordError(span, err);
           if (!(err instanceof StrataError)) this.log?.error({ err, subject: msg.subject }, 'handler failed');
           this.respond(msg, { error: errorBody(err) });

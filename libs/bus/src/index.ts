@@ -2,6 +2,7 @@
 // and trace context on every message.
 export {
   Bus,
+  NoReply,
   connectBus,
   DEFAULT_TIMEOUT_MS,
   TIMEOUT_HEADER,

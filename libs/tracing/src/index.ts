@@ -2,3 +2,12 @@
 // OpenTelemetry API, and the SDK set up from the usual OTEL_* variables.
 export { injectTraceContext, extractTraceContext, activeTraceId, type HeaderCarrier } from './propagation';
 export { trace, context, SpanKind, SpanStatusCode, type Span, type Context, type Tracer } from '@opentelemetry/api';
+export {
+  startTracing,
+  traceExportConfigFromEnv,
+  type TracingHandle,
+  type TracingOptions,
+  type TraceExportConfig,
+  type TraceExporterName,
+} from './sdk';
+export { FileSpanExporter } from './file-exporter';

@@ -1,0 +1,267 @@
+#!/usr/bin/env node
+// strata: the operator's command line. Errors are one line on stderr and a non-zero
+// exit code (1 for a failure reported by the cluster, 2 for a usage error).
+import { Command, CommanderError } from 'commander';
+import { StrataError } from '@strata/errors';
+import type { CfgObjectWithRevision, Kind } from '@strata/proto';
+import { ConfigClient, DEFAULT_DIR, clusterUrl } from './client';
+import { up } from './up';
+import { UsageError, formatSize, parseCount, parseSize, table } from './units';
+
+const program = new Command('strata')
+  .description('Strata: a clustered virtual-disk storage controller')
+  .option('--dir <path>', 'data directory of a local cluster (where "strata up" keeps its state)', process.env.STRATA_DIR ?? DEFAULT_DIR)
+  .option('--json', 'print results as JSON')
+  .showHelpAfterError()
+  .exitOverride();
+
+function globals(): { dir: string; json: boolean } {
+  const o = program.opts<{ dir: string; json?: boolean }>();
+  return { dir: o.dir, json: o.json ?? false };
+}
+
+function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** JSON with 64-bit ids as decimal strings. */
+function printJson(value: unknown): void {
+  print(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
+}
+
+async function withClient<T>(fn: (client: ConfigClient) => Promise<T>): Promise<T> {
+  const client = await ConfigClient.connect(clusterUrl(globals().dir));
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+async function nameOf(client: ConfigClient, kind: Kind, id: bigint | undefined): Promise<string> {
+  if (id === undefined) return '-';
+  return (await client.get({ kind, id }).catch(() => undefined))?.name ?? String(id);
+}
+
+function listOut<O extends CfgObjectWithRevision>(objects: O[], headers: string[], row: (o: O) => string[] | Promise<string[]>): Promise<void> {
+  if (globals().json) {
+    printJson(objects);
+    return Promise.resolve();
+  }
+  return Promise.all(objects.map(row)).then((rows) => print(table(headers, rows)));
+}
+
+// ---- up / status -------------------------------------------------------------------
+
+program
+  .command('up')
+  .description('start a local cluster (embedded nats-server unless NATS_URL is set) in the foreground')
+  .option('--nats-port <port>', 'port of the embedded nats-server', '14222')
+  .option('--config-replicas <n>', 'config service replicas (one leads)', '3')
+  .action(async (o: { natsPort: string; configReplicas: string }) => {
+    await up({ dir: globals().dir, natsPort: parseCount(o.natsPort, '--nats-port'), configReplicas: parseCount(o.configReplicas, '--config-replicas') }, print);
+  });
+
+program
+  .command('status')
+  .description('show the config leader and what the cluster holds')
+  .action(() =>
+    withClient(async (client) => {
+      const s = await client.status();
+      if (globals().json) return printJson(s);
+      print(`config leader: ${s.leader} (epoch ${s.epoch})`);
+      print(`nodes: ${s.nodes.alive} alive, ${s.nodes.dead} dead, ${s.nodes.unknown} unknown`);
+      print(
+        Object.entries(s.counts)
+          .map(([k, n]) => `${k}s: ${n}`)
+          .join(', '),
+      );
+    }),
+  );
+
+// ---- nodes and disks --------------------------------------------------------------
+
+const node = program.command('node').description('storage nodes');
+node
+  .command('ls')
+  .description('list nodes with their liveness')
+  .action(() =>
+    withClient(async (client) =>
+      listOut(await client.list('node'), ['NAME', 'ID', 'LIVENESS', 'INCARNATION', 'SINCE'], (n) => [
+        n.name,
+        String(n.id),
+        n.status.liveness,
+        String(n.status.incarnation),
+        new Date(n.status.changedAtMs).toISOString(),
+      ]),
+    ),
+  );
+node
+  .command('add <name>')
+  .description('register a node')
+  .option('--address <address>', 'where the node runs, for people')
+  .action((name: string, o: { address?: string }) =>
+    withClient(async (client) => {
+      const created = await client.create({ kind: 'node', name, spec: o.address === undefined ? {} : { address: o.address } });
+      print(`node ${created.name} added (id ${created.id})`);
+    }),
+  );
+node
+  .command('rm <name>')
+  .description('remove a node (it must have no disks)')
+  .action((name: string) => withClient(async (client) => print(`node ${(await client.delete('node', name)).name} removed`)));
+
+const disk = program.command('disk').description('disks of the nodes');
+disk
+  .command('add <name>')
+  .description('register a disk (a directory on a node)')
+  .requiredOption('--node <node>', 'node that manages the disk')
+  .requiredOption('--path <path>', 'directory on that node')
+  .requiredOption('--capacity <size>', 'capacity Strata may use, e.g. 100G')
+  .option('--tier <tier>', 'ssd, hdd or cloud', 'ssd')
+  .option('--pool <pool>', 'storage pool')
+  .action((name: string, o: { node: string; path: string; capacity: string; tier: string; pool?: string }) =>
+    withClient(async (client) => {
+      const nodeObj = await client.get({ kind: 'node', name: o.node });
+      const pool = o.pool === undefined ? undefined : (await client.get({ kind: 'pool', name: o.pool })).id;
+      const created = await client.create({
+        kind: 'disk',
+        name,
+        spec: { node: nodeObj.id, path: o.path, tier: o.tier, capacityBytes: parseSize(o.capacity, '--capacity'), ...(pool === undefined ? {} : { pool }) },
+      });
+      print(`disk ${created.name} added on node ${o.node} (id ${created.id})`);
+    }),
+  );
+disk
+  .command('ls')
+  .description('list disks')
+  .action(() =>
+    withClient(async (client) =>
+      listOut(await client.list('disk'), ['NAME', 'NODE', 'TIER', 'CAPACITY', 'PATH'], async (d) => {
+        const s = d.spec;
+        return [d.name, await nameOf(client, 'node', s.node), s.tier, formatSize(s.capacityBytes), s.path];
+      }),
+    ),
+  );
+disk
+  .command('rm <name>')
+  .description('remove a disk')
+  .action((name: string) => withClient(async (client) => print(`disk ${(await client.delete('disk', name)).name} removed`)));
+
+// ---- containers ----------------------------------------------------------------------
+
+const container = program.command('container').description('containers: policy domains for vDisks');
+container
+  .command('create <name>')
+  .description('create a container')
+  .option('--rf <n>', 'replication factor', '2')
+  .option('--pool <pool>', 'storage pool (default: every disk)')
+  .option('--tier-order <tiers>', 'comma-separated tiers, hottest first', 'ssd,hdd')
+  .option('--dedup <when>', 'off, inline or post-process', 'off')
+  .option('--compression <when>', 'off, inline or post-process', 'off')
+  .option('--max-capacity <size>', 'most logical data the container may hold')
+  .option('--reserved-capacity <size>', 'capacity set aside for it')
+  .action(
+    (name: string, o: { rf: string; pool?: string; tierOrder: string; dedup: string; compression: string; maxCapacity?: string; reservedCapacity?: string }) =>
+      withClient(async (client) => {
+        const pool = o.pool === undefined ? undefined : (await client.get({ kind: 'pool', name: o.pool })).id;
+        const created = await client.create({
+          kind: 'container',
+          name,
+          spec: {
+            replicationFactor: parseCount(o.rf, '--rf'),
+            tierOrder: o.tierOrder.split(',').map((t) => t.trim()),
+            dedup: o.dedup,
+            compression: o.compression,
+            ...(pool === undefined ? {} : { pool }),
+            ...(o.maxCapacity === undefined ? {} : { maxCapacityBytes: parseSize(o.maxCapacity, '--max-capacity') }),
+            ...(o.reservedCapacity === undefined ? {} : { reservedCapacityBytes: parseSize(o.reservedCapacity, '--reserved-capacity') }),
+          },
+        });
+        print(`container ${created.name} created (id ${created.id}, RF ${created.kind === 'container' ? created.spec.replicationFactor : '?'})`);
+      }),
+  );
+container
+  .command('ls')
+  .description('list containers')
+  .action(() =>
+    withClient(async (client) =>
+      listOut(await client.list('container'), ['NAME', 'ID', 'RF', 'TIERS', 'DEDUP', 'COMPRESSION', 'MAX'], (c) => {
+        const s = c.spec;
+        return [c.name, String(c.id), String(s.replicationFactor), s.tierOrder.join(','), s.dedup, s.compression, s.maxCapacityBytes === undefined ? '-' : formatSize(s.maxCapacityBytes)];
+      }),
+    ),
+  );
+container
+  .command('rm <name>')
+  .description('delete a container (it must hold no vDisks)')
+  .action((name: string) => withClient(async (client) => print(`container ${(await client.delete('container', name)).name} deleted`)));
+
+// ---- vDisks ------------------------------------------------------------------------------
+
+const vdisk = program.command('vdisk').description('virtual disks');
+vdisk
+  .command('create <name>')
+  .description('create a vDisk')
+  .requiredOption('--size <size>', 'size, e.g. 10G (a multiple of 512 bytes)')
+  .option('--container <name>', 'container', 'default')
+  .option('--shared', 'many hosts may do I/O at once')
+  .option('--block-size <size>', 'vDisk block size, 4K to 1M', '1M')
+  .option('--priority <class>', 'QoS class: high, normal or low', 'normal')
+  .option('--weight <n>', 'fair-share weight within the class', '1')
+  .action((name: string, o: { size: string; container: string; shared?: boolean; blockSize: string; priority: string; weight: string }) =>
+    withClient(async (client) => {
+      const spec = {
+        sizeBytes: parseSize(o.size, '--size'),
+        blockSizeBytes: parseSize(o.blockSize, '--block-size'),
+        shared: o.shared ?? false,
+        qos: { priority: o.priority, weight: parseCount(o.weight, '--weight') },
+      };
+      const containerObj = await client.get({ kind: 'container', name: o.container }).catch((err: unknown) => {
+        if (err instanceof StrataError && err.code === 'NOT_FOUND' && o.container === 'default') {
+          throw new UsageError('no container named "default"; create one (strata container create default) or pass --container');
+        }
+        throw err;
+      });
+      const created = await client.create({ kind: 'vdisk', name, spec: { ...spec, container: containerObj.id } });
+      print(`vdisk ${created.name} created (id ${created.id}, ${formatSize(spec.sizeBytes)} in container ${containerObj.name})`);
+    }),
+  );
+vdisk
+  .command('ls')
+  .description('list vDisks')
+  .action(() =>
+    withClient(async (client) =>
+      listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS'], async (v) => {
+        const s = v.spec;
+        return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', `${s.qos.priority}/${s.qos.weight}`];
+      }),
+    ),
+  );
+vdisk
+  .command('rm <name>')
+  .description('delete a vDisk')
+  .action((name: string) => withClient(async (client) => print(`vdisk ${(await client.delete('vdisk', name)).name} deleted`)));
+
+// ---- run ------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has printed the usage message already; help and version exit 0.
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`strata: ${err.message}\n`);
+      process.exit(2);
+    }
+    const text = err instanceof StrataError ? err.toString() : ((err as Error)?.message ?? String(err));
+    process.stderr.write(`strata: ${text}\n`);
+    process.exit(1);
+  }
+  process.exit(0);
+}
+
+void main();

@@ -1,0 +1,48 @@
+// Actor settings from command-line flags and environment variables, validated at
+// start-up. A setting `deadTimeoutMs` is read from `--dead-timeout-ms` or, failing
+// that, from STRATA_DEAD_TIMEOUT_MS; a bad value stops the process with a message
+// that names the flag and what to fix.
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { describeIssues } from '@strata/codec';
+
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+export function envName(key: string): string {
+  return `STRATA_${flagName(key).replace(/-/g, '_').toUpperCase()}`;
+}
+
+export class SettingsError extends Error {
+  override readonly name = 'SettingsError';
+}
+
+/**
+ * Reads the settings described by `schema` (a z.object of z.coerce fields with
+ * defaults) from `argv` and `env`. Unknown flags are errors.
+ */
+export function readSettings<S extends z.ZodObject>(schema: S, argv: readonly string[], env: NodeJS.ProcessEnv): z.output<S> {
+  const options: Record<string, { type: 'string' }> = {};
+  for (const key of Object.keys(schema.shape)) options[flagName(key)] = { type: 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: [...argv], options, allowPositionals: false, strict: true }).values as Record<string, string | undefined>;
+  } catch (err) {
+    throw new SettingsError(`${(err as Error).message}. Known flags: ${Object.keys(options).map((f) => `--${f}`).join(' ')}`);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = values[flagName(key)] ?? env[envName(key)];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const text = describeIssues(parsed.error).replace(/(^|; )([a-zA-Z]+):/g, (_m, sep: string, key: string) => `${sep}--${flagName(key)} (${envName(key)}):`);
+    throw new SettingsError(`bad setting: ${text}`);
+  }
+  return parsed.data;
+}
+
+/** A positive whole number of milliseconds, from a flag or variable. */
+export const millis = (defaultMs: number): z.ZodDefault<z.ZodCoercedNumber<unknown>> => z.coerce.number().int().positive().default(defaultMs);

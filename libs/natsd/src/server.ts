@@ -1,0 +1,208 @@
+// One nats-server child process with a generated config file.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+
+export interface NatsServerSpec {
+  name: string;
+  /** Client port on 127.0.0.1. */
+  port: number;
+  /** Directory for the config file and the JetStream store. */
+  dir: string;
+  /** Cluster port and the cluster ports of the other members, for a cluster. */
+  clusterPort?: number;
+  routes?: number[];
+  /** JetStream file store limit (default 4GB). */
+  maxFileStore?: string;
+}
+
+/** The nats-server binary: NATS_SERVER_BIN, else `nats-server` from PATH. */
+export function natsServerBinary(): string {
+  return process.env.NATS_SERVER_BIN ?? 'nats-server';
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function configText(spec: NatsServerSpec): string {
+  const lines = [
+    `server_name: ${spec.name}`,
+    `listen: 127.0.0.1:${spec.port}`,
+    // 1 MiB of data plus headers and envelope fit comfortably.
+    `max_payload: 8MB`,
+    `jetstream {`,
+    `  store_dir: "${join(spec.dir, 'js')}"`,
+    `  max_memory_store: 256MB`,
+    `  max_file_store: ${spec.maxFileStore ?? '4GB'}`,
+    `}`,
+  ];
+  if (spec.clusterPort !== undefined) {
+    lines.push(
+      `cluster {`,
+      `  name: strata`,
+      `  listen: 127.0.0.1:${spec.clusterPort}`,
+      `  routes: [${(spec.routes ?? []).map((p) => `nats-route://127.0.0.1:${p}`).join(', ')}]`,
+      `}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+export class NatsServerProcess {
+  readonly url: string;
+  private child: ChildProcess | undefined;
+  private exitedPromise: Promise<void> = Promise.resolve();
+  private readonly recent: string[] = [];
+  private readonly configFile: string;
+
+  constructor(readonly spec: NatsServerSpec) {
+    this.url = `nats://127.0.0.1:${spec.port}`;
+    mkdirSync(spec.dir, { recursive: true });
+    this.configFile = join(spec.dir, 'nats.conf');
+    writeFileSync(this.configFile, configText(spec));
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get port(): number {
+    return this.spec.port;
+  }
+
+  pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  isRunning(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The child, for callers that track processes themselves. */
+  process(): ChildProcess | undefined {
+    return this.child;
+  }
+
+  /** Starts the server and waits (at most `timeoutMs`) until it accepts clients. */
+  async start(timeoutMs = 15_000): Promise<void> {
+    if (this.isRunning()) throw new Error(`nats-server ${this.name} is already running`);
+    const child = spawn(natsServerBinary(), ['-c', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const keep = (chunk: Buffer): void => {
+      this.recent.push(chunk.toString());
+      if (this.recent.length > 100) this.recent.shift();
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    let spawnError: Error | undefined;
+    child.once('error', (err) => (spawnError = err));
+    this.exitedPromise = new Promise((resolve) => child.once('exit', () => resolve()));
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (spawnError !== undefined) {
+        const missing = (spawnError as NodeJS.ErrnoException).code === 'ENOENT';
+        throw new Error(missing ? `${natsServerBinary()} not found: install it (Debian: apt-get install nats-server) or set NATS_URL to an existing server` : `cannot start nats-server: ${spawnError.message}`);
+      }
+      if (!this.isRunning() && child.exitCode !== null) throw new Error(`nats-server ${this.name} exited at start: ${this.output().slice(-2000)}`);
+      try {
+        const nc = await connect({ servers: this.url, reconnect: false, timeout: 500 });
+        await nc.close();
+        return;
+      } catch {
+        if (Date.now() >= deadline) throw new Error(`nats-server ${this.name} did not accept clients within ${timeoutMs} ms: ${this.output().slice(-2000)}`);
+        await sleep(50);
+      }
+    }
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid !== undefined && this.isRunning()) process.kill(pid, sig);
+  }
+
+  /** Resolves when the process has exited. */
+  exited(): Promise<void> {
+    return this.exitedPromise;
+  }
+
+  /** SIGTERM (SIGCONT first, in case it is paused), then SIGKILL after `graceMs`. */
+  async stop(graceMs = 5_000): Promise<void> {
+    const child = this.child;
+    if (child === undefined || !this.isRunning()) return;
+    child.kill('SIGCONT');
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await this.exitedPromise;
+    clearTimeout(timer);
+  }
+
+  /** The server's recent output, for error messages. */
+  output(): string {
+    return this.recent.join('');
+  }
+}
+
+/** Waits until JetStream answers account info: the meta group has a leader. */
+export async function waitForJetStream(url: string, timeoutMs = 30_000): Promise<void> {
+  const nc = await connect({ servers: url.split(','), timeout: 2_000, maxReconnectAttempts: -1 });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      try {
+        const reply = await nc.request('$JS.API.INFO', undefined, { timeout: 1_000 });
+        const info = JSON.parse(new TextDecoder().decode(reply.data)) as { error?: unknown };
+        if (info.error === undefined) return;
+      } catch {
+        // not yet
+      }
+      if (Date.now() >= deadline) throw new Error(`JetStream at ${url} has no leader after ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * Starts `count` servers under `baseDir` (1: a lone server; more: one cluster
+ * routed over loopback) on the given client ports (free ones when omitted) and
+ * waits for JetStream.
+ */
+export async function startNatsServers(options: { baseDir: string; count: number; ports?: number[]; names?: string[] }): Promise<NatsServerProcess[]> {
+  const { baseDir, count } = options;
+  const ports = options.ports ?? (await Promise.all(Array.from({ length: count }, () => freePort())));
+  const clusterPorts = count > 1 ? await Promise.all(Array.from({ length: count }, () => freePort())) : [];
+  const servers = ports.map((port, i) => {
+    const name = options.names?.[i] ?? `s${i + 1}`;
+    return new NatsServerProcess({
+      name,
+      port,
+      dir: join(baseDir, name),
+      ...(count > 1 ? { clusterPort: clusterPorts[i], routes: clusterPorts.filter((_, j) => j !== i) } : {}),
+    });
+  });
+  try {
+    await Promise.all(servers.map((s) => s.start()));
+    await waitForJetStream(servers.map((s) => s.url).join(','));
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw err;
+  }
+  return servers;
+}

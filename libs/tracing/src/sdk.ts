@@ -1,0 +1,227 @@
+// Starts the OpenTelemetry SDK once per process: the AsyncLocalStorage context manager,
+// a tracer provider, and exporters chosen from the environment (OTLP, console, span file).
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import {
+  BatchSpanProcessor,
+  ConsoleSpanExporter,
+  NoopSpanProcessor,
+  SimpleSpanProcessor,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import {
+  defaultResource,
+  detectResources,
+  envDetector,
+  hostDetector,
+  processDetector,
+  resourceFromAttributes,
+  type Resource,
+} from '@opentelemetry/resources';
+import { FileSpanExporter } from './file-exporter';
+
+export interface TracingOptions {
+  /** The resource's service.name, e.g. "vdisk-controller". Wins over OTEL_SERVICE_NAME. */
+  serviceName: string;
+  /** The resource's service.instance.id, e.g. the node id "node-2". */
+  serviceInstanceId?: string;
+  /** More resource attributes. OTEL_RESOURCE_ATTRIBUTES overrides them, so an operator can. */
+  attributes?: Record<string, string>;
+}
+
+export type TraceExporterName = 'otlp' | 'console' | 'file';
+
+export interface TracingHandle {
+  /** Where spans go, for the start-up log line; empty means ids only, nothing exported. */
+  readonly exporters: readonly TraceExporterName[];
+  /**
+   * Flushes every exporter and stops the SDK. Idempotent. Rejects, after stopping, if an
+   * exporter failed to flush, or if flushing does not finish within SHUTDOWN_TIMEOUT_MS
+   * (an unreachable collector); spans still queued are then lost. Log it; do not retry.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** What the environment asks for; see traceExportConfigFromEnv for the rules. */
+export interface TraceExportConfig {
+  /** OTEL_SDK_DISABLED=true: register nothing; every span is a no-op. */
+  sdkDisabled: boolean;
+  otlp: boolean;
+  console: boolean;
+  /** STRATA_TRACE_FILE: append OTLP/JSON lines to this file. */
+  filePath: string | undefined;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Exporters Strata ships. The NodeSDK also knows "zipkin"; its exporter is not a dependency here. */
+const knownExporters = ['otlp', 'console', 'none'] as const;
+
+/** Long enough for a batch to reach a live collector, short enough not to stall an exit. */
+const SHUTDOWN_TIMEOUT_MS = 5000;
+
+function nonBlank(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed === undefined || trimmed === '' ? undefined : trimmed;
+}
+
+/**
+ * Reads the exporter choice from `env` and validates it, so a typo stops the process
+ * at start-up instead of silently exporting nothing. The rules:
+ *
+ * - OTEL_TRACES_EXPORTER, when set, decides alone: a comma list of otlp and console,
+ *   or "none".
+ * - Otherwise OTLP is on exactly when OTEL_EXPORTER_OTLP_ENDPOINT or
+ *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. (The NodeSDK's own default would be OTLP
+ *   to localhost:4318 always, which fails on every batch where no collector runs.)
+ * - OTLP goes out as http/protobuf; another OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL is an error.
+ * - STRATA_TRACE_FILE adds the file exporter, whatever the rest says.
+ */
+export function traceExportConfigFromEnv(env: Env): TraceExportConfig {
+  const sdkDisabled = nonBlank(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true';
+  const filePath = nonBlank(env.STRATA_TRACE_FILE);
+  const listRaw = nonBlank(env.OTEL_TRACES_EXPORTER);
+  let otlp: boolean;
+  let console = false;
+  if (listRaw !== undefined) {
+    const names = listRaw
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter((s) => s !== '');
+    const unknown = names.filter((n) => !(knownExporters as readonly string[]).includes(n));
+    if (unknown.length > 0) {
+      throw new Error(`OTEL_TRACES_EXPORTER="${listRaw}": ${unknown.join(', ')} is not an exporter Strata ships; use otlp, console or none`);
+    }
+    if (names.includes('none') && names.length > 1) {
+      throw new Error(`OTEL_TRACES_EXPORTER="${listRaw}": "none" cannot be combined with other exporters`);
+    }
+    otlp = names.includes('otlp');
+    console = names.includes('console');
+  } else {
+    otlp = nonBlank(env.OTEL_EXPORTER_OTLP_ENDPOINT) !== undefined || nonBlank(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) !== undefined;
+  }
+  if (otlp) {
+    const protocol = nonBlank(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ?? nonBlank(env.OTEL_EXPORTER_OTLP_PROTOCOL);
+    if (protocol !== undefined && protocol !== 'http/protobuf') {
+      throw new Error(
+        `OTLP protocol "${protocol}" is not supported: Strata exports traces as http/protobuf (a collector's port 4318); ` +
+          'unset OTEL_EXPORTER_OTLP_PROTOCOL / OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or set it to http/protobuf',
+      );
+    }
+  }
+  return { sdkDisabled, otlp, console, filePath };
+}
+
+// Detection runs here rather than inside the NodeSDK so that the host id (read
+// asynchronously from /etc/machine-id) has settled before the first span ends; the
+// span file is then written synchronously from the very first span.
+async function buildResource(options: TracingOptions): Promise<Resource> {
+  const own = resourceFromAttributes({
+    ...options.attributes,
+    ...(options.serviceInstanceId === undefined ? {} : { 'service.instance.id': options.serviceInstanceId }),
+  });
+  // envDetector last among the detectors, so OTEL_RESOURCE_ATTRIBUTES overrides ours.
+  const detected = detectResources({ detectors: [hostDetector, processDetector, envDetector] });
+  const resource = defaultResource().merge(own).merge(detected).merge(resourceFromAttributes({ 'service.name': options.serviceName }));
+  await resource.waitForAsyncAttributes?.();
+  return resource;
+}
+
+async function start(options: TracingOptions): Promise<TracingHandle> {
+  if (options.serviceName.trim() === '') throw new Error('startTracing: serviceName must not be empty');
+  const config = traceExportConfigFromEnv(process.env);
+  // The NodeSDK's start() is a no-op when OTEL_SDK_DISABLED is set; match it without
+  // opening the span file or building exporters.
+  if (config.sdkDisabled) return { exporters: [], shutdown: () => Promise.resolve() };
+
+  const processors: SpanProcessor[] = [];
+  const exporters: TraceExporterName[] = [];
+  // First, because opening the file is what most likely fails.
+  if (config.filePath !== undefined) {
+    // Simple, not batched: each span is written as it ends, so spans of a process that
+    // is killed (the fault tests do that) are still in the file.
+    processors.push(new SimpleSpanProcessor(new FileSpanExporter(config.filePath)));
+    exporters.push('file');
+  }
+  if (config.otlp) {
+    // Endpoint, headers, timeout and compression come from OTEL_EXPORTER_OTLP_*; batch
+    // sizes and delay from OTEL_BSP_*.
+    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+    exporters.push('otlp');
+  }
+  if (config.console) {
+    processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
+    exporters.push('console');
+  }
+  // The NodeSDK registers no tracer provider at all when it has no span processor; every
+  // span would then be a no-op with an all-zero trace id, and logs and message headers
+  // would carry none. A no-op processor keeps real ids while exporting nothing.
+  if (processors.length === 0) processors.push(new NoopSpanProcessor());
+
+  const sdk = new NodeSDK({
+    serviceName: options.serviceName,
+    resource: await buildResource(options),
+    autoDetectResources: false,
+    instrumentations: [],
+    spanProcessors: processors,
+    // Empty lists, not absent ones: absent, the NodeSDK reads OTEL_METRICS_EXPORTER and
+    // OTEL_LOGS_EXPORTER, and when those are unset it defaults both to OTLP on
+    // localhost:4318. Strata's metrics are prom-client (@strata/metrics) and its logs
+    // are pino on stderr (@strata/log); nothing writes to the OTel metrics or logs API.
+    metricReaders: [],
+    logRecordProcessors: [],
+  });
+  sdk.start();
+
+  let stopping: Promise<void> | undefined;
+  const stop = async (): Promise<void> => {
+    // SimpleSpanProcessor.shutdown() does not wait for exports in flight, and the
+    // NodeSDK's shutdown does not flush first; flush explicitly so nothing is dropped.
+    const flushed = await Promise.allSettled(processors.map((p) => p.forceFlush()));
+    await sdk.shutdown();
+    // A failed export otherwise only reaches the OTel diag logger, which is silent
+    // unless OTEL_LOG_LEVEL is set; the caller should be able to log it.
+    const failures = flushed.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (failures.length > 0) {
+      throw new Error(`tracing shutdown: ${failures.length} span exporter(s) failed to flush: ${failures.map(reasonText).join('; ')}`, {
+        cause: failures[0],
+      });
+    }
+  };
+  return {
+    exporters,
+    shutdown: () => (stopping ??= withTimeout(stop(), SHUTDOWN_TIMEOUT_MS, 'tracing shutdown')),
+  };
+}
+
+function reasonText(reason: unknown): string {
+  // BatchSpanProcessor rejects with the export result's error; be lenient about its shape.
+  if (reason instanceof Error) return reason.message;
+  if (Array.isArray(reason)) return reason.map(reasonText).join(', ');
+  return String(reason);
+}
+
+function withTimeout(work: Promise<void>, timeoutMs: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${timeoutMs} ms; queued spans were dropped`)), timeoutMs);
+    // The deadline must not be what keeps an exiting process alive.
+    timer.unref();
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+let started: Promise<TracingHandle> | undefined;
+
+/**
+ * Starts tracing for this process. The OpenTelemetry API is process-global, so this
+ * runs once: later calls get the first call's handle, whatever options they pass.
+ */
+export function startTracing(options: TracingOptions): Promise<TracingHandle> {
+  started ??= start(options).catch((err: unknown) => {
+    // Forget the failure, so a later call (after the environment is fixed) tries again.
+    started = undefined;
+    throw err;
+  });
+  return started;
+}

@@ -1,0 +1,51 @@
+// The rules that pick trace exporters from the environment, including the mistakes
+// that must stop a process at start-up.
+import { traceExportConfigFromEnv } from '@strata/tracing';
+
+test('nothing set: no exporter, ids only', () => {
+  expect(traceExportConfigFromEnv({})).toEqual({ sdkDisabled: false, otlp: false, console: false, filePath: undefined });
+});
+
+test.each([
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, true],
+  [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' }, true],
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: '  ' }, false],
+  [{ OTEL_TRACES_EXPORTER: 'otlp' }, true],
+  [{ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, false],
+  [{ OTEL_TRACES_EXPORTER: 'console', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, false],
+])('OTLP on for %j: %s', (env, otlp) => {
+  expect(traceExportConfigFromEnv(env).otlp).toBe(otlp);
+});
+
+test('an exporter list may combine otlp and console', () => {
+  expect(traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'OTLP, console' })).toMatchObject({ otlp: true, console: true });
+});
+
+test('STRATA_TRACE_FILE adds the file whatever OTEL_TRACES_EXPORTER says', () => {
+  expect(traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'none', STRATA_TRACE_FILE: '/tmp/s.jsonl' })).toEqual({
+    sdkDisabled: false,
+    otlp: false,
+    console: false,
+    filePath: '/tmp/s.jsonl',
+  });
+});
+
+test('OTEL_SDK_DISABLED is read', () => {
+  expect(traceExportConfigFromEnv({ OTEL_SDK_DISABLED: 'TRUE' }).sdkDisabled).toBe(true);
+  expect(traceExportConfigFromEnv({ OTEL_SDK_DISABLED: 'false' }).sdkDisabled).toBe(false);
+});
+
+test('an exporter Strata does not ship is an error that names it', () => {
+  expect(() => traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'otlp,zipkin' })).toThrow(/zipkin is not an exporter Strata ships/);
+});
+
+test('"none" with another exporter is an error', () => {
+  expect(() => traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'none,otlp' })).toThrow(/cannot be combined/);
+});
+
+test('an OTLP protocol other than http/protobuf is an error, but only when OTLP is on', () => {
+  const grpc = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' };
+  expect(() => traceExportConfigFromEnv(grpc)).toThrow(/"grpc" is not supported/);
+  expect(() => traceExportConfigFromEnv({ ...grpc, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' })).not.toThrow();
+  expect(() => traceExportConfigFromEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).not.toThrow();
+});

@@ -1,0 +1,56 @@
+// Cluster events go to the EVENTS stream (subjects strata.events.<category>), kept
+// for operators, the console and anyone watching.
+import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
+import { encode } from '@strata/codec';
+import { defaultReplicas } from '@strata/kv';
+import { EventCategory, EventType, streams, subjects, type ClusterEvent } from '@strata/proto';
+import { injectTraceContext } from '@strata/tracing';
+
+const DAY_NS = 24 * 60 * 60 * 1e9;
+
+/** Creates the EVENTS stream if missing: 7 days, at most 1,000,000 events or 1 GiB. */
+export async function ensureEventStream(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const config = {
+    name: streams.events,
+    subjects: [subjects.eventsAll],
+    retention: RetentionPolicy.Limits,
+    max_age: 7 * DAY_NS,
+    max_msgs: 1_000_000,
+    max_bytes: 1024 ** 3,
+    num_replicas: defaultReplicas(nc),
+  };
+  try {
+    await jsm.streams.info(streams.events);
+  } catch {
+    try {
+      await jsm.streams.add(config);
+    } catch (err) {
+      // Another replica created it meanwhile.
+      await jsm.streams.info(streams.events).catch(() => {
+        throw err;
+      });
+    }
+  }
+}
+
+function categoryOf(type: ClusterEvent['type']): EventCategory {
+  if (type === EventType.leaderElected) return EventCategory.leader;
+  if (type.startsWith('node.')) return EventCategory.node;
+  return EventCategory.cfg;
+}
+
+export class EventLog {
+  private readonly js: JetStreamClient;
+
+  constructor(nc: NatsConnection) {
+    this.js = jetstream(nc);
+  }
+
+  async append(event: ClusterEvent): Promise<void> {
+    const h = headers();
+    injectTraceContext(h);
+    await this.js.publish(subjects.events(categoryOf(event.type)), encode(event), { headers: h });
+  }
+}

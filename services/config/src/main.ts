@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Entry point of a config replica: reads its settings, opens the buckets, and runs
+// the replica until SIGTERM. `node services/config/dist/main.js --replica config-1`.
+import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { IdAllocator } from '@strata/ids';
+import { openBucket } from '@strata/kv';
+import { leaseRecord } from '@strata/lease';
+import { buckets, cfgEntry, heartbeat } from '@strata/proto';
+import { EventLog, ensureEventStream } from './event-log';
+import { ConfigReplica } from './replica';
+import { configSettings } from './settings';
+
+function main(): void {
+  let settings;
+  try {
+    settings = readSettings(configSettings, process.argv.slice(2), process.env);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`strata-config: ${err.message}\n`);
+    process.exit(2);
+  }
+  void runActor({
+    actor: 'config',
+    instance: settings.replica,
+    start: async ({ bus, log }) => {
+      const nc = bus.nc;
+      const [cfg, hb, own, ids] = await Promise.all([
+        // History 8: the last few versions of each object, for operators and audits.
+        openBucket(nc, buckets.cfg, cfgEntry, { history: 8 }),
+        openBucket(nc, buckets.hb, heartbeat),
+        openBucket(nc, buckets.own, leaseRecord),
+        IdAllocator.open(nc),
+        ensureEventStream(nc),
+      ]);
+      const replica = new ConfigReplica({ bus, cfg, hb, own, ids, events: new EventLog(nc), log, settings });
+      await replica.start();
+      return () => replica.stop();
+    },
+  });
+}
+
+main();

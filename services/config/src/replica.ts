@@ -1,0 +1,378 @@
+// One replica of the configuration database. Every replica keeps a watched copy of
+// the `cfg` bucket and contends for the `role.config` lease; the holder leads:
+//   1. it takes the stream fence on `cfg` and writes its takeover marker, so that a
+//      previous leader's next write fails (FENCED) however late it wakes up;
+//   2. it waits until its copy has caught up with its own marker;
+//   3. it subscribes to `strata.cfg.*` (no queue group: only a leader subscribes,
+//      and a replica that is not sure it leads stays silent) and runs the failure
+//      detector over the nodes' heartbeats.
+// Losing the lease undoes 3 at once; the fence makes sure nothing slips through.
+import { performance } from 'node:perf_hooks';
+import { NoReply, type Bus, type Service } from '@strata/bus';
+import type { z } from 'zod';
+import { validate } from '@strata/codec';
+import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import type { IdAllocator } from '@strata/ids';
+import { StreamFence, WatchCache, type Entry, type TypedBucket } from '@strata/kv';
+import { Lease, type LeaseBucket } from '@strata/lease';
+import { FailureDetector, type Verdict } from '@strata/liveness';
+import type { Logger } from '@strata/log';
+import {
+  CfgOp,
+  EventType,
+  Kind,
+  cfgEntry,
+  cfgObject,
+  createRequest,
+  deleteRequest,
+  getRequest,
+  heartbeat,
+  keys,
+  listRequest,
+  statusRequest,
+  subjects,
+  updateRequest,
+  type CfgEntry,
+  type CfgObject,
+  type CfgObjectWithRevision,
+  type ObjectOf,
+  type ClusterEvent,
+  type StatusReply,
+} from '@strata/proto';
+import type { EventLog } from './event-log';
+import { checkDeletable, checkNameFree, checkReferences, resolve, type ConfigView } from './rules';
+import type { ConfigSettings } from './settings';
+
+type CfgBucket = TypedBucket<typeof cfgEntry>;
+type HbBucket = TypedBucket<typeof heartbeat>;
+
+export interface ReplicaDeps {
+  bus: Bus;
+  cfg: CfgBucket;
+  hb: HbBucket;
+  own: LeaseBucket;
+  ids: IdAllocator;
+  events: EventLog;
+  log: Logger;
+  settings: ConfigSettings;
+}
+
+function isObject(entry: CfgEntry): entry is CfgObject {
+  return 'kind' in entry;
+}
+
+/** The objects of the watched cfg bucket, as the rules see them. */
+class CacheView implements ConfigView {
+  constructor(private readonly cache: WatchCache<CfgEntry>) {}
+
+  private withRevision<K extends Kind>(kind: K, e: Entry<CfgEntry> | undefined): ObjectOf<K> | undefined {
+    if (e === undefined || !isObject(e.value) || e.value.kind !== kind) return undefined;
+    return { ...e.value, revision: e.revision } as ObjectOf<K>;
+  }
+
+  get<K extends Kind>(kind: K, id: bigint): ObjectOf<K> | undefined {
+    return this.withRevision(kind, this.cache.get(keys.object(kind, id)));
+  }
+
+  byName<K extends Kind>(kind: K, name: string): ObjectOf<K> | undefined {
+    return this.list(kind).find((o) => o.name === name);
+  }
+
+  list<K extends Kind>(kind: K): ObjectOf<K>[] {
+    const out: ObjectOf<K>[] = [];
+    for (const e of this.cache.values()) {
+      const o = this.withRevision(kind, e);
+      if (o !== undefined) out.push(o);
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+}
+
+/** State held only while this replica leads. */
+interface Leadership {
+  epoch: number;
+  fence: StreamFence<typeof cfgEntry>;
+  services: Service[];
+  detector: FailureDetector;
+  detectorTimer: NodeJS.Timeout | undefined;
+  stopHeartbeatWatch: () => void;
+}
+
+export class ConfigReplica {
+  private cache!: WatchCache<CfgEntry>;
+  private hbCache!: WatchCache<z_Heartbeat>;
+  private view!: CacheView;
+  private lease!: Lease;
+  private leadership: Leadership | undefined;
+  /** Writes are applied one at a time (the fence needs it); this is the queue. */
+  private writeChain: Promise<unknown> = Promise.resolve();
+  private pendingWrites = 0;
+  private stopped = false;
+
+  constructor(private readonly deps: ReplicaDeps) {}
+
+  /** Loads the caches and starts contending for leadership. */
+  async start(): Promise<void> {
+    const { cfg, hb, own, settings, log } = this.deps;
+    this.cache = await WatchCache.start(cfg, { onBadEntry: (key, err) => log.error({ key, err }, 'unreadable cfg entry skipped') });
+    this.hbCache = await WatchCache.start(hb, { onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable heartbeat skipped') });
+    await Promise.all([this.cache.ready, this.hbCache.ready]);
+    this.view = new CacheView(this.cache);
+    this.lease = new Lease(own, {
+      key: keys.configLeaderLease,
+      holder: settings.replica,
+      ttlMs: settings.leaseTtlMs,
+      log,
+      onAcquired: (epoch) => void this.lead(epoch),
+      onLost: (epoch, why) => void this.stepDown(epoch, why),
+    });
+    this.lease.start();
+  }
+
+  /** True while this replica leads, by its own clock. */
+  isLeader(): boolean {
+    return this.leadership !== undefined && this.lease.isHeld();
+  }
+
+  get epoch(): number | undefined {
+    return this.leadership?.epoch;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.leadership !== undefined) await this.stepDown(this.leadership.epoch, 'shutting down');
+    await this.lease?.stop({ release: true });
+    this.cache?.stop();
+    this.hbCache?.stop();
+  }
+
+  // ---- Leadership ---------------------------------------------------------------
+
+  private async lead(epoch: number): Promise<void> {
+    const { log, cfg, bus, settings } = this.deps;
+    let fence: StreamFence<typeof cfgEntry> | undefined;
+    // Another leader may write between our reading the last sequence and our marker;
+    // then our lease is gone too and the loop ends.
+    for (let attempt = 0; attempt < 5 && this.lease.epoch === epoch; attempt++) {
+      try {
+        fence = await StreamFence.take(cfg);
+        await fence.put(keys.cfgLeader, { holder: settings.replica, epoch, atMs: Date.now() });
+        break;
+      } catch (err) {
+        fence = undefined;
+        log.warn({ err, epoch }, 'could not write the takeover marker');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    if (fence === undefined || this.lease.epoch !== epoch || this.stopped) {
+      log.warn({ epoch }, 'leadership abandoned before it began');
+      return;
+    }
+    if (!(await this.cache.waitForRevision(fence.sequence, settings.leaseTtlMs))) {
+      log.error({ epoch, sequence: fence.sequence }, 'cache did not catch up with the takeover marker; abdicating');
+      await this.lease.stop({ release: true });
+      if (!this.stopped) this.lease.start();
+      return;
+    }
+    const startedAtMs = performance.now();
+    const leadership: Leadership = {
+      epoch,
+      fence,
+      services: [],
+      detector: new FailureDetector(settings.deadTimeoutMs, startedAtMs),
+      detectorTimer: undefined,
+      stopHeartbeatWatch: () => undefined,
+    };
+    this.leadership = leadership;
+    leadership.stopHeartbeatWatch = this.watchHeartbeats(leadership);
+    const serve = <S extends z.ZodType>(op: CfgOp, schema: S, handler: (req: z.output<S>) => unknown): Promise<Service> =>
+      bus.serve(subjects.cfg(op), schema, (req) => this.asLeader(() => handler(req)), { maxInFlight: settings.requestsInFlightMax });
+    leadership.services = await Promise.all([
+      serve(CfgOp.create, createRequest, (req) => this.create(req)),
+      serve(CfgOp.get, getRequest, (req) => resolve(this.view, req.kind, req)),
+      serve(CfgOp.list, listRequest, (req) => ({ objects: this.view.list(req.kind) })),
+      serve(CfgOp.update, updateRequest, (req) => this.update(req)),
+      serve(CfgOp.delete, deleteRequest, (req) => this.remove(req)),
+      serve(CfgOp.status, statusRequest, () => this.status()),
+    ]);
+    if (this.leadership !== leadership) {
+      // Lost the lease while subscribing.
+      await Promise.all(leadership.services.map((svc) => svc.stop()));
+      return;
+    }
+    this.scheduleDetector(leadership);
+    log.info({ epoch }, 'leading the configuration database');
+    await this.emit({ type: EventType.leaderElected, cause: 'election', message: `${settings.replica} leads the configuration database at epoch ${epoch}` }).catch((err: unknown) =>
+      log.warn({ err }, 'could not record the election event'),
+    );
+  }
+
+  private async stepDown(epoch: number, why: string): Promise<void> {
+    const leadership = this.leadership;
+    if (leadership === undefined || leadership.epoch !== epoch) return;
+    this.leadership = undefined;
+    clearTimeout(leadership.detectorTimer);
+    leadership.stopHeartbeatWatch();
+    await Promise.all(leadership.services.map((svc) => svc.stop()));
+    this.deps.log.warn({ epoch, why }, 'stepped down as config leader');
+  }
+
+  /** Runs `write` after the writes queued before it, if this replica still leads. */
+  private enqueueWrite<T>(write: (leadership: Leadership) => Promise<T>): Promise<T> {
+    if (this.pendingWrites >= this.deps.settings.writeQueueMax) {
+      return Promise.reject(new StrataError(ErrorCode.QUEUE_FULL, `config leader has ${this.pendingWrites} writes queued`));
+    }
+    this.pendingWrites++;
+    const run = this.writeChain.then(async () => {
+      const leadership = this.leadership;
+      if (leadership === undefined || !this.lease.isHeld()) throw new StrataError(ErrorCode.UNAVAILABLE, 'this replica no longer leads');
+      try {
+        return await write(leadership);
+      } catch (err) {
+        if (isStrataError(err, ErrorCode.FENCED)) {
+          this.deps.log.error({ err, epoch: leadership.epoch }, 'a write was fenced: another leader took over');
+          await this.stepDown(leadership.epoch, 'fenced');
+        }
+        throw err;
+      }
+    });
+    this.writeChain = run.catch(() => undefined).finally(() => this.pendingWrites--);
+    return run;
+  }
+
+  /** Stores `object` through the fence and waits until the cache shows it. */
+  private async store(leadership: Leadership, object: CfgObject): Promise<CfgObjectWithRevision> {
+    const revision = await leadership.fence.put(keys.object(object.kind, object.id), object);
+    await this.cache.waitForRevision(revision, 5_000);
+    return { ...object, revision };
+  }
+
+  private async emit(event: Omit<ClusterEvent, 'atMs' | 'epoch'>): Promise<void> {
+    await this.deps.events.append({ ...event, atMs: Date.now(), epoch: this.leadership?.epoch ?? 0 });
+  }
+
+  // ---- Requests -----------------------------------------------------------------
+
+  /**
+   * Runs a request handler only while this replica leads. A replica that wakes from a
+   * pause may keep its subscriptions for a moment; it must not answer as leader, so
+   * it sends no reply at all and the real leader's reply is the one the client gets.
+   */
+  private asLeader<T>(handler: () => T): T {
+    if (!this.isLeader()) throw new NoReply('not the config leader');
+    return handler();
+  }
+
+  private create(req: z.output<typeof createRequest>): Promise<CfgObjectWithRevision> {
+    return this.enqueueWrite(async (leadership) => {
+      checkNameFree(this.view, req.kind, req.name);
+      checkReferences(this.view, req);
+      const id = await this.deps.ids.allocate();
+      const now = Date.now();
+      const object = validate(
+        {
+          ...req,
+          id,
+          ...(req.kind === Kind.node ? { status: { liveness: 'unknown', incarnation: 0, changedAtMs: now } } : {}),
+          createdAtMs: now,
+          updatedAtMs: now,
+          epoch: leadership.epoch,
+        },
+        cfgObject,
+      );
+      const stored = await this.store(leadership, object);
+      await this.emit({ type: EventType.created, kind: req.kind, id, name: req.name, cause: 'operator', message: `${req.kind} ${req.name} created` });
+      return stored;
+    });
+  }
+
+  private update(req: z.output<typeof updateRequest>): Promise<CfgObjectWithRevision> {
+    return this.enqueueWrite(async (leadership) => {
+      const existing = resolve(this.view, req.kind, req);
+      if (req.revision !== undefined && req.revision !== existing.revision) {
+        throw new StrataError(ErrorCode.CONFLICT, `${req.kind} ${existing.name} is at revision ${existing.revision}, not ${req.revision}`);
+      }
+      checkReferences(this.view, req, existing);
+      const { revision: _revision, ...unchanged } = existing;
+      const object = validate({ ...unchanged, spec: req.spec, updatedAtMs: Date.now(), epoch: leadership.epoch }, cfgObject);
+      const stored = await this.store(leadership, object);
+      await this.emit({ type: EventType.updated, kind: req.kind, id: existing.id, name: existing.name, cause: 'operator', message: `${req.kind} ${existing.name} updated` });
+      return stored;
+    });
+  }
+
+  private remove(req: z.output<typeof deleteRequest>): Promise<{ deleted: CfgObjectWithRevision }> {
+    return this.enqueueWrite(async (leadership) => {
+      const existing = resolve(this.view, req.kind, req);
+      if (req.revision !== undefined && req.revision !== existing.revision) {
+        throw new StrataError(ErrorCode.CONFLICT, `${req.kind} ${existing.name} is at revision ${existing.revision}, not ${req.revision}`);
+      }
+      checkDeletable(this.view, existing);
+      const revision = await leadership.fence.delete(keys.object(existing.kind, existing.id));
+      await this.cache.waitForRevision(revision, 5_000);
+      await this.emit({ type: EventType.deleted, kind: existing.kind, id: existing.id, name: existing.name, cause: 'operator', message: `${existing.kind} ${existing.name} deleted` });
+      return { deleted: existing };
+    });
+  }
+
+  private status(): StatusReply {
+    const counts: Record<string, number> = {};
+    for (const kind of Object.values(Kind)) counts[kind] = this.view.list(kind).length;
+    const nodes = { alive: 0, dead: 0, unknown: 0 };
+    for (const n of this.view.list('node')) nodes[n.status.liveness]++;
+    return { leader: this.deps.settings.replica, epoch: this.leadership?.epoch ?? 0, counts, nodes };
+  }
+
+  // ---- Failure detector ------------------------------------------------------------
+
+  private watchHeartbeats(leadership: Leadership): () => void {
+    const feed = (key: string, entry: Entry<z_Heartbeat> | undefined): void => {
+      if (entry === undefined || !key.startsWith('node.')) return;
+      const id = BigInt(key.slice('node.'.length));
+      leadership.detector.observe(id, { incarnation: entry.value.incarnation, seq: entry.value.seq }, performance.now());
+    };
+    // What the cache holds now counts as seen at the start of this leadership.
+    for (const e of this.hbCache.values()) feed(e.key, e);
+    return this.hbCache.onChange(feed);
+  }
+
+  private scheduleDetector(leadership: Leadership): void {
+    leadership.detectorTimer = setTimeout(() => {
+      void this.runDetector(leadership).finally(() => {
+        if (this.leadership === leadership) this.scheduleDetector(leadership);
+      });
+    }, this.deps.settings.detectorTickMs);
+  }
+
+  private async runDetector(leadership: Leadership): Promise<void> {
+    const nodes = this.view.list('node').map((n) => ({ id: n.id, liveness: n.status.liveness, incarnation: n.status.incarnation }));
+    const verdicts = leadership.detector.evaluate(nodes, performance.now());
+    for (const verdict of verdicts) {
+      try {
+        await this.enqueueWrite((l) => this.apply(l, verdict));
+      } catch (err) {
+        this.deps.log.warn({ err, verdict: { ...verdict, id: String(verdict.id) } }, 'could not record a liveness change');
+        return;
+      }
+    }
+  }
+
+  private async apply(leadership: Leadership, verdict: Verdict): Promise<void> {
+    const node = this.view.get('node', verdict.id);
+    if (node === undefined) return;
+    const liveness = verdict.kind === 'dead' ? 'dead' : 'alive';
+    const { revision: _revision, ...object } = node;
+    await this.store(leadership, { ...object, status: { liveness, incarnation: verdict.incarnation, changedAtMs: Date.now() }, updatedAtMs: Date.now(), epoch: leadership.epoch });
+    const message =
+      verdict.kind === 'dead'
+        ? `node ${node.name} declared dead after ${Math.round(verdict.silentMs)} ms without a heartbeat (incarnation ${verdict.incarnation})`
+        : verdict.kind === 'alive'
+          ? `node ${node.name} is alive (incarnation ${verdict.incarnation}, was ${verdict.previous})`
+          : `node ${node.name} restarted (incarnation ${verdict.previousIncarnation} -> ${verdict.incarnation})`;
+    const type = verdict.kind === 'dead' ? EventType.nodeDead : verdict.kind === 'alive' ? EventType.nodeAlive : EventType.nodeRestarted;
+    await this.emit({ type, kind: 'node', id: node.id, name: node.name, incarnation: verdict.incarnation, cause: 'failure-detector', message });
+    this.deps.log.info({ node: node.name, verdict: verdict.kind, incarnation: verdict.incarnation }, message);
+  }
+}
+
+type z_Heartbeat = z.output<typeof heartbeat>;
