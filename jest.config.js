@@ -27,6 +27,9 @@ const common = {
 };
 
 module.exports = {
+  // A global option (jest ignores it inside a project). Integration and fault tests
+  // bound their own waits; this is the backstop for one test.
+  testTimeout: 120000,
   projects: [
     {
       ...common,
@@ -37,7 +40,6 @@ module.exports = {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/{integration,faults,e2e}/**/*.test.ts'],
-      testTimeout: 120000,
     },
   ],
 };

@@ -4,7 +4,8 @@
 import { Command, CommanderError } from 'commander';
 import { StrataError } from '@strata/errors';
 import type { CfgObjectWithRevision, Kind } from '@strata/proto';
-import { ConfigClient, DEFAULT_DIR, clusterUrl } from './client';
+import { ConfigClient } from '@strata/config-client';
+import { DEFAULT_DIR, clusterUrl } from './client';
 import { up } from './up';
 import { UsageError, formatSize, parseCount, parseSize, table } from './units';
 
@@ -48,7 +49,7 @@ function listOut<O extends CfgObjectWithRevision>(objects: O[], headers: string[
     printJson(objects);
     return Promise.resolve();
   }
-  return Promise.all(objects.map(row)).then((rows) => print(table(headers, rows)));
+  return Promise.all(objects.map(async (o) => row(o))).then((rows) => print(table(headers, rows)));
 }
 
 // ---- up / status -------------------------------------------------------------------

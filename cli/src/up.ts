@@ -6,7 +6,8 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NatsServerProcess, waitForJetStream } from '@strata/natsd';
-import { ConfigClient, NATS_URL_FILE } from './client';
+import { ConfigClient } from '@strata/config-client';
+import { NATS_URL_FILE } from './client';
 import { Supervisor } from './supervisor';
 import { UsageError } from './units';
 

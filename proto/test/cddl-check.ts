@@ -21,8 +21,15 @@
 // - map members: `? name: T` (a text key), `occ T => V` (a type as the key), group
 //   references, and group choices `//` whose alternatives are single members or
 //   parenthesised groups. Maps are closed: a key that no member accepts is an error;
-// - not supported (refused at load): tags, generics, sockets ($name), `.and`,
-//   `.bits`, `.within`, choice additions (/=), float or hexadecimal literals.
+// - not supported (refused at load): tags, sockets ($name), `.and`, `.bits`,
+//   `.within`, choice additions (/=), float literals, integer literals beyond 2^53.
+//   Generics are not supported either.
+// Traps of the package, which our files avoid because they cannot be detected here:
+// a multi-member alternative of `//` must be parenthesised (`a: x, b: y // c: z`
+// parses as `a: x, (b: y // c: z)`); a quoted key before `=>` reads like a type name
+// (`"tstr" => x` is taken as `tstr => x`); hexadecimal and binary numbers (0x10)
+// come out as text literals; a text literal inside an array (`["ssd"]`) comes out
+// as a reference to a rule named ssd.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 
@@ -636,26 +643,37 @@ export class CddlSchema {
 
   private checkMap(group: Group, value: unknown, at: (string | number)[], depth: number): Fail | undefined {
     if (!isPlainMap(value)) return expected(at, 'a map', value);
-    const fails: Fail[] = [];
+    // Of the alternatives, the one that matched the most members before failing is
+    // the one the sender meant (the kind-and-spec alternative whose kind matched).
+    let best: Fail[] = [];
+    let bestMatched = -1;
     for (const alt of this.expand(group)) {
-      const fail = this.checkMembers(alt, value, at, depth);
+      const { fail, matched } = this.checkMembers(alt, value, at, depth);
       if (fail === undefined) return undefined;
-      fails.push(fail);
+      if (matched > bestMatched) {
+        best = [fail];
+        bestMatched = matched;
+      } else if (matched === bestMatched) {
+        best.push(fail);
+      }
     }
-    return this.bestOf(fails);
+    return this.bestOf(best);
   }
 
-  private checkMembers(members: FlatMember[], map: Record<string, unknown>, at: (string | number)[], depth: number): Fail | undefined {
+  /** Checks a map against one alternative; `matched` counts the members that fit before a failure. */
+  private checkMembers(members: FlatMember[], map: Record<string, unknown>, at: (string | number)[], depth: number): { fail?: Fail; matched: number } {
     const used = new Set<string>();
+    let matched = 0;
     for (const m of members) {
       if (m.key.k !== 'text') continue;
       const name = m.key.name;
       if (Object.prototype.hasOwnProperty.call(map, name)) {
         used.add(name);
         const fail = this.checkType(m.value, map[name], [...at, name], depth + 1);
-        if (fail !== undefined) return fail;
+        if (fail !== undefined) return { fail, matched };
+        matched++;
       } else if (m.occ.min >= 1) {
-        return { at, message: `missing key "${name}"` };
+        return { fail: { at, message: `missing key "${name}"` }, matched };
       }
     }
     const typed = members.filter((m) => m.key.k === 'type');
@@ -663,14 +681,15 @@ export class CddlSchema {
     for (const key of Object.keys(map)) {
       if (used.has(key)) continue;
       const index = typed.findIndex((m, i) => counts[i]! < m.occ.max && this.checkType((m.key as { type: Type }).type, key, [], depth + 1) === undefined);
-      if (index < 0) return { at: [...at, key], message: `unknown key "${key}" (maps are closed)` };
+      if (index < 0) return { fail: { at: [...at, key], message: `unknown key "${key}" (maps are closed)` }, matched };
       counts[index]! += 1;
       const fail = this.checkType(typed[index]!.value, map[key], [...at, key], depth + 1);
-      if (fail !== undefined) return fail;
+      if (fail !== undefined) return { fail, matched };
+      matched++;
     }
     const short = typed.findIndex((m, i) => counts[i]! < m.occ.min);
-    if (short >= 0) return { at, message: `expected at least ${typed[short]!.occ.min} keys of type ${describeType((typed[short]!.key as { type: Type }).type)}` };
-    return undefined;
+    if (short >= 0) return { fail: { at, message: `expected at least ${typed[short]!.occ.min} keys of type ${describeType((typed[short]!.key as { type: Type }).type)}` }, matched };
+    return { matched };
   }
 
   private checkArray(group: Group, value: unknown, at: (string | number)[], depth: number): Fail | undefined {

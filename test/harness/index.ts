@@ -2,6 +2,7 @@
 export { startTopology, connectClient, type NatsTopology } from './nats';
 export { startNode, startProgram, run, repoRoot, type ActorProcess, type StartOptions } from './processes';
 export { sleep, waitFor } from './util';
+export { startConfigReplica, waitForLeader, testTimings, ConfigClient } from './config';
 export { freePort } from '@strata/natsd';
 
 /** Both topologies every core integration suite runs against. */
@@ -11,3 +12,4 @@ export const topologies = ['single', 'cluster'] as const;
 export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
+export { readEvents } from './events';

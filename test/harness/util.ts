@@ -45,7 +45,7 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
       lastError = err;
     }
     if (Date.now() >= deadline) {
-      const detail = lastError === undefined ? '' : `: last error: ${(lastError as Error).message ?? String(lastError)}`;
+      const detail = lastError === undefined ? '' : `: last error: ${(lastError as Error).message ?? JSON.stringify(lastError)}`;
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
     }
     await sleep(intervalMs);

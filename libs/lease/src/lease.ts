@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, isStrataError } from '@strata/errors';
 import type { TypedBucket } from '@strata/kv';
-import { decide, leaseRecord, validUntil, type LeaseRecord, type Observation } from './decide';
+import { decide, type leaseRecord, validUntil, type LeaseRecord, type Observation } from './decide';
 
 export type LeaseBucket = TypedBucket<typeof leaseRecord>;
 

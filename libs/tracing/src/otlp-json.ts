@@ -99,7 +99,7 @@ function toAnyValue(value: unknown): OtlpAnyValue {
   // Arrays of optional strings may hold null; OTLP represents "no value" as an empty AnyValue.
   if (value === null || value === undefined) return {};
   if (typeof value === 'object') return { kvlistValue: { values: toKeyValues(value as Record<string, unknown>) } };
-  return { stringValue: String(value) };
+  return { stringValue: String(value as string | number | boolean | bigint) };
 }
 
 function toKeyValues(attributes: Record<string, unknown> | undefined): OtlpKeyValue[] {
@@ -245,7 +245,7 @@ function fromSpanJson(span: Json, serviceName: string | undefined, where: string
   const otlpKind = span.kind ?? 0;
   // OTLP kind 0 is "unspecified"; like the SDK, treat it as internal.
   const kind = typeof otlpKind === 'number' ? spanKinds[Math.max(otlpKind - 1, 0)] : undefined;
-  if (kind === undefined) throw new Error(`${where}: "kind" ${String(otlpKind)} is not an OTLP span kind`);
+  if (kind === undefined) throw new Error(`${where}: "kind" ${JSON.stringify(otlpKind)} is not an OTLP span kind`);
   const statusJson = isRecord(span.status) ? span.status : {};
   const code = statusCodes[typeof statusJson.code === 'number' ? statusJson.code : 0];
   if (code === undefined) throw new Error(`${where}: status code ${String(statusJson.code)} is unknown`);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Strata needs to build, run and test, when it is missing: the npm
+# packages (npm ci) and, from Debian's packages, nats-server. Safe to run again: it
+# only installs what is absent. Used by the README's commands and by CI.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need_apt=()
+command -v nats-server >/dev/null 2>&1 || [ -n "${NATS_SERVER_BIN:-}" ] || need_apt+=(nats-server)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-deps: installing ${need_apt[*]} from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "ensure-deps: missing ${need_apt[*]}; install them (Debian: sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "ensure-deps: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,2 @@
+// The configuration service's client.
+export { ConfigClient } from './client';

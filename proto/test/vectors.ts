@@ -1,0 +1,336 @@
+// The golden vectors of proto/vectors/*.json, as code: each valid example is encoded
+// with @strata/codec (so it is exactly what Strata writes), each invalid one is
+// encoded the same way or spelled out byte by byte when the point is the encoding.
+// proto.test.ts writes the files from here when UPDATE_VECTORS=1 and otherwise
+// checks that the files still match.
+import { encode } from '@strata/codec';
+import { diagnostic } from './wire-check';
+
+/** The checks a vector is run through: the encoding rules, the CDDL rule, the TypeScript schema. */
+export type Checker = 'wire' | 'cddl' | 'ts';
+export const checkers: readonly Checker[] = ['wire', 'cddl', 'ts'];
+
+export interface ValidVector {
+  rule: string;
+  description: string;
+  hex: string;
+  diagnostic: string;
+}
+
+export interface InvalidVector {
+  rule: string;
+  description: string;
+  /** Why the bytes are wrong. */
+  reason: string;
+  /** The checks that refuse it; the others accept it (a known gap, said in `reason`). */
+  rejectedBy: Checker[];
+  /** Where the CDDL check finds the first mismatch, when it refuses the vector. */
+  path?: string;
+  hex: string;
+  diagnostic: string;
+}
+
+export interface VectorFile {
+  about: string;
+  /** The CDDL files whose rules the vectors name (read as one, as if concatenated). */
+  cddl: string[];
+  valid: ValidVector[];
+  invalid: InvalidVector[];
+}
+
+// ---- Building blocks -------------------------------------------------------------------
+
+const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+
+type Bytes = { raw: Uint8Array };
+
+function valid(rule: string, description: string, value: unknown): ValidVector {
+  const bytes = encode(value);
+  return { rule, description, hex: hexOf(bytes), diagnostic: diagnostic(bytes) };
+}
+
+interface InvalidOptions {
+  rejectedBy?: Checker[];
+  path?: string;
+}
+
+function invalid(rule: string, description: string, reason: string, value: unknown, options: InvalidOptions = {}): InvalidVector {
+  const bytes = isRaw(value) ? value.raw : encode(value);
+  const rejectedBy = options.rejectedBy ?? ['cddl', 'ts'];
+  const v: InvalidVector = { rule, description, reason, rejectedBy, hex: hexOf(bytes), diagnostic: diagnostic(bytes) };
+  if (options.path !== undefined) v.path = options.path;
+  return v;
+}
+
+function isRaw(v: unknown): v is Bytes {
+  return typeof v === 'object' && v !== null && 'raw' in v && (v as Bytes).raw instanceof Uint8Array;
+}
+
+// Raw CBOR, for encodings that the codec never writes.
+const raw = (...parts: (Uint8Array | number[])[]): Bytes => ({ raw: Uint8Array.from(parts.flatMap((p) => [...p])) });
+/** An initial byte and its argument in exactly `size` extra bytes (0: in the initial byte). */
+function head(major: number, value: number, size: 0 | 1 | 2 | 4 | 8): number[] {
+  if (size === 0) return [(major << 5) | value];
+  const info = { 1: 24, 2: 25, 4: 26, 8: 27 }[size];
+  const out = [(major << 5) | info];
+  for (let i = size - 1; i >= 0; i--) out.push(Number((BigInt(value) >> BigInt(8 * i)) & 0xffn));
+  return out;
+}
+const text = (s: string): number[] => [...encode(s)];
+const int = (n: number): number[] => [...encode(n)];
+/** A definite map of text keys to already-encoded values. */
+const rawMap = (entries: [string, number[]][]): number[] => [...head(5, entries.length, 0), ...entries.flatMap(([k, v]) => [...text(k), ...v])];
+const float64 = (n: number): number[] => {
+  const b = Buffer.alloc(9);
+  b[0] = 0xfb;
+  b.writeDoubleBE(n, 1);
+  return [...b];
+};
+
+// ---- Example values ------------------------------------------------------------------
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const TiB = 1024 * GiB;
+const T0 = 1735689600000; // 2025-01-01T00:00:00Z
+
+const ids = { node: 12345n, pool: 12346n, container: 12347n, host: 12348n, vdisk: 12349n, vdisk2: 12350n };
+
+const vdiskObject = {
+  kind: 'vdisk',
+  id: ids.vdisk,
+  name: 'demo',
+  spec: { container: ids.container, sizeBytes: GiB },
+  createdAtMs: T0,
+  updatedAtMs: T0 + 60_000,
+  epoch: 7,
+};
+const nodeObject = {
+  kind: 'node',
+  id: ids.node,
+  name: 'n1',
+  spec: { address: '10.0.0.5' },
+  status: { liveness: 'alive', incarnation: 3, changedAtMs: T0 },
+  createdAtMs: T0,
+  updatedAtMs: T0,
+  epoch: 7,
+};
+const containerObject = {
+  kind: 'container',
+  id: ids.container,
+  name: 'gold-rf3',
+  spec: { pool: ids.pool, replicationFactor: 3, dedup: 'inline', compression: 'post-process', maxDedupExtentBytes: 16 * KiB, maxCapacityBytes: 10 * TiB, reservedCapacityBytes: TiB, tierOrder: ['ssd', 'hdd', 'cloud'] },
+  createdAtMs: T0,
+  updatedAtMs: T0,
+  epoch: 7,
+};
+const leaderMarker = { holder: 'config-2', epoch: 8, atMs: T0 };
+const withRevision = <T extends object>(o: T, revision: number): T & { revision: number } => ({ ...o, revision });
+
+const heartbeat = { incarnation: 3, seq: 120, atMs: T0, intervalMs: 1000 };
+
+// ---- The files ---------------------------------------------------------------------------
+
+function common(): VectorFile {
+  return {
+    about: 'Golden vectors for proto/common.cddl: integers, names, the error object and the reply envelope.',
+    cddl: ['common.cddl'],
+    valid: [
+      valid('uint53', '0 is one byte', 0),
+      valid('uint53', '23 is the largest integer that fits in the initial byte', 23),
+      valid('uint53', '24 needs one more byte', 24),
+      valid('uint53', '1073741824 (1 GiB) in four bytes', GiB),
+      valid('uint53', '2^32 is the first value that needs eight bytes', 2 ** 32),
+      valid('uint53', '2^53-1, the largest uint53', Number.MAX_SAFE_INTEGER),
+      valid('u64', 'the id 1', 1n),
+      valid('u64', 'the id 12345 in two bytes', 12345n),
+      valid('u64', 'the id 2^63', 2n ** 63n),
+      valid('u64', 'the id 2^64-1, the largest u64', 2n ** 64n - 1n),
+      valid('object-name', 'a plain name', 'demo'),
+      valid('object-name', 'digits, "-" and "_"', 'gold-rf3_b'),
+      valid('object-name', '63 characters, the longest name', `a${'0'.repeat(62)}`),
+      valid('error', 'NOT_FOUND, without a hint', { code: 'NOT_FOUND', message: 'vdisk "x" does not exist', retryable: false }),
+      valid('error', 'NOT_OWNER with the owner node as the hint', { code: 'NOT_OWNER', message: 'vdisk 12349 is owned by node 12345', retryable: true, hint: '12345' }),
+      valid('reply', 'a success with no result', { ok: null }),
+      valid('reply', 'a success carrying a result', { ok: { objects: [] } }),
+      valid('reply', 'a failure', { error: { code: 'UNAVAILABLE', message: 'no config leader', retryable: true } }),
+    ],
+    invalid: [
+      invalid('uint53', '2^53', 'above 2^53-1', 2 ** 53, { path: '$' }),
+      invalid('uint53', '-1', 'negative', -1, { path: '$' }),
+      invalid('uint53', '1.0 as a half-precision float', 'integers are CBOR integers (major type 0), never floats, even with a whole value; cbor-x decodes 1.0 to the number 1, so the CDDL check on the decoded value and @strata/codec accept it today', raw([0xf9, 0x3c, 0x00]), { rejectedBy: ['wire'] }),
+      invalid('uint53', '5 written in five bytes', 'integers must be in their shortest form; decoders read the same value, so only the encoding check sees it', raw(head(0, 5, 4)), { rejectedBy: ['wire'] }),
+      invalid('u64', '2^64 as a tag-2 bignum', 'above 2^64-1, and tagged', raw([0xc2, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]), { rejectedBy: ['wire', 'cddl', 'ts'], path: '$' }),
+      invalid('u64', '5 as a tag-2 bignum', 'no tags: a u64 is always a plain CBOR unsigned integer; cbor-x turns the bignum into 5n, so only the encoding check sees it', raw([0xc2, 0x41, 0x05]), { rejectedBy: ['wire'] }),
+      invalid('u64', 'the id as text', 'ids are integers, never text', '12345', { path: '$' }),
+      invalid('u64', '-1', 'negative', -1, { path: '$' }),
+      invalid('object-name', 'an upper-case letter', 'names are lower case', 'Demo', { path: '$' }),
+      invalid('object-name', 'the empty text', 'names have 1 to 63 characters', '', { path: '$' }),
+      invalid('object-name', 'a leading "-"', 'names start with a letter or a digit', '-demo', { path: '$' }),
+      invalid('object-name', '64 characters', 'names have at most 63 characters', 'a'.repeat(64), { path: '$' }),
+      invalid('error', 'no retryable flag', 'retryable is required', { code: 'INVALID', message: 'bad' }, { path: '$' }),
+      invalid('error', 'retryable as text', 'retryable is a bool', { code: 'INVALID', message: 'bad', retryable: 'no' }, { path: '$.retryable' }),
+      invalid('error', 'an extra key', 'maps are closed', { code: 'INVALID', message: 'bad', retryable: false, details: 'x' }, { path: '$.details' }),
+      invalid('error', 'an unknown code', 'codes are a closed set; @strata/bus accepts any text here and turns an unknown code into INTERNAL, so a newer sender does not break an older receiver', { code: 'EXPLODED', message: 'bad', retryable: false }, { rejectedBy: ['cddl'], path: '$.code' }),
+      invalid('reply', 'an empty map', 'a reply has exactly one of ok and error', {}, { path: '$' }),
+      invalid('reply', 'both ok and error', 'a reply has exactly one of ok and error', { ok: null, error: { code: 'INTERNAL', message: 'x', retryable: false } }),
+      invalid('reply', 'neither ok nor error', 'a reply has exactly one of ok and error', { result: 1 }),
+    ],
+  };
+}
+
+function config(): VectorFile {
+  return {
+    about: 'Golden vectors for proto/config.cddl: specs, stored objects, and the requests and replies of strata.cfg.<op>.',
+    cddl: ['common.cddl', 'config.cddl'],
+    valid: [
+      valid('node-spec', 'no address', {}),
+      valid('node-spec', 'with an address', { address: '10.0.0.5' }),
+      valid('host-spec', 'a host with a storage node', { node: ids.node, cpuCount: 16, memoryBytes: 64 * GiB }),
+      valid('host-spec', 'a host without one', { cpuCount: 8, memoryBytes: 32 * GiB }),
+      valid('disk-spec', 'a pooled flash disk', { node: ids.node, path: '/var/lib/strata/d1', tier: 'ssd', capacityBytes: TiB, pool: ids.pool }),
+      valid('disk-spec', 'a disk not yet pooled', { node: ids.node, path: '/srv/d2', tier: 'hdd', capacityBytes: 4 * TiB }),
+      valid('pool-spec', 'no description', {}),
+      valid('pool-spec', 'with a description', { description: 'rack 2 flash' }),
+      valid('container-spec', 'every member left to its default', {}),
+      valid('container-spec', 'every member set', containerObject.spec),
+      valid('qos-spec', 'defaults', {}),
+      valid('qos-spec', 'high priority, weight 3', { priority: 'high', weight: 3 }),
+      valid('vdisk-spec', 'the smallest spec: container and size', { container: ids.container, sizeBytes: GiB }),
+      valid('vdisk-spec', 'every member set', { container: ids.container, sizeBytes: 100 * GiB, blockSizeBytes: 64 * KiB, shared: true, qos: { priority: 'low', weight: 10 } }),
+      valid('vm-spec', 'a VM with two vDisks', { host: ids.host, cpuCount: 2, memoryBytes: 4 * GiB, vdisks: [ids.vdisk, ids.vdisk2], haProtected: false }),
+      valid('vm-spec', 'defaults: no vDisks, HA protected', { host: ids.host, cpuCount: 1, memoryBytes: GiB }),
+      valid('node-status', 'an alive node', { liveness: 'alive', incarnation: 3, changedAtMs: T0 }),
+      valid('cfg-object', 'a vDisk as stored in cfg', vdiskObject),
+      valid('cfg-object', 'a node with its status', nodeObject),
+      valid('cfg-object', 'a pool with an id above 2^53', { kind: 'pool', id: 2n ** 63n + 5n, name: 'flash', spec: {}, createdAtMs: T0, updatedAtMs: T0, epoch: 1 }),
+      valid('cfg-object-with-revision', 'a container at revision 42', withRevision(containerObject, 42)),
+      valid('cfg-leader-marker', 'config-2 took over at epoch 8', leaderMarker),
+      valid('cfg-entry', 'an object', vdiskObject),
+      valid('cfg-entry', 'the takeover marker', leaderMarker),
+      valid('create-request', 'create a pool', { kind: 'pool', name: 'flash', spec: { description: 'rack 2 flash' } }),
+      valid('create-request', 'create a vDisk', { kind: 'vdisk', name: 'demo', spec: { container: ids.container, sizeBytes: GiB } }),
+      valid('create-reply', 'the created vDisk', withRevision(vdiskObject, 41)),
+      valid('get-request', 'by name', { kind: 'vdisk', name: 'demo' }),
+      valid('get-request', 'by id', { kind: 'vdisk', id: ids.vdisk }),
+      valid('get-reply', 'a node', withRevision(nodeObject, 40)),
+      valid('list-request', 'every vDisk', { kind: 'vdisk' }),
+      valid('list-reply', 'no objects', { objects: [] }),
+      valid('list-reply', 'two objects', { objects: [withRevision(vdiskObject, 41), withRevision({ ...vdiskObject, id: ids.vdisk2, name: 'data' }, 43)] }),
+      valid('update-request', 'resize by name, compare-and-set on revision 41', { kind: 'vdisk', name: 'demo', spec: { container: ids.container, sizeBytes: 2 * GiB }, revision: 41 }),
+      valid('update-request', 'by id, whatever the revision', { kind: 'node', id: ids.node, spec: { address: 'rack2-host7' } }),
+      valid('update-reply', 'the vDisk after the update', withRevision({ ...vdiskObject, spec: { container: ids.container, sizeBytes: 2 * GiB } }, 44)),
+      valid('delete-request', 'by id at revision 44', { kind: 'vdisk', id: ids.vdisk, revision: 44 }),
+      valid('delete-request', 'by name', { kind: 'pool', name: 'flash' }),
+      valid('delete-reply', 'the deleted vDisk', { deleted: withRevision(vdiskObject, 44) }),
+      valid('status-request', 'the only status request', {}),
+      valid('status-reply', 'a three-node cluster with one node dead', { leader: 'config-1', epoch: 7, counts: { node: 3, vdisk: 12 }, nodes: { alive: 2, dead: 1, unknown: 0 } }),
+    ],
+    invalid: [
+      invalid('node-spec', 'an address of 256 characters', 'at most 255 characters: a limit CDDL cannot state for characters (only .size in bytes), so only the TypeScript schema enforces it', { address: 'a'.repeat(256) }, { rejectedBy: ['ts'] }),
+      invalid('host-spec', 'no CPUs', 'cpuCount is at least 1', { cpuCount: 0, memoryBytes: GiB }, { path: '$.cpuCount' }),
+      invalid('disk-spec', 'an unknown tier', 'tier is ssd, hdd or cloud', { node: ids.node, path: '/d', tier: 'nvme', capacityBytes: TiB }, { path: '$.tier' }),
+      invalid('disk-spec', 'no node', 'node is required', { path: '/d', tier: 'ssd', capacityBytes: TiB }, { path: '$' }),
+      invalid('container-spec', 'replication factor 6', 'replicationFactor is 1 to 5', { replicationFactor: 6 }, { path: '$.replicationFactor' }),
+      invalid('container-spec', 'an unknown dedup mode', 'dedup is off, inline or post-process', { dedup: 'sometimes' }, { path: '$.dedup' }),
+      invalid('container-spec', 'a dedup extent of 3000 bytes', 'a power of two from 4 KiB to 1 MiB', { maxDedupExtentBytes: 3000 }, { path: '$.maxDedupExtentBytes' }),
+      invalid('container-spec', 'an empty tier order', 'tierOrder names 1 to 3 tiers', { tierOrder: [] }, { path: '$.tierOrder' }),
+      invalid('container-spec', 'a tier order of four', 'tierOrder names 1 to 3 tiers', { tierOrder: ['ssd', 'hdd', 'cloud', 'ssd'] }, { path: '$.tierOrder[3]' }),
+      invalid('container-spec', 'a tier named twice', 'no tier twice: CDDL cannot say "unique", so only the TypeScript schema enforces it', { tierOrder: ['ssd', 'ssd'] }, { rejectedBy: ['ts'] }),
+      invalid('qos-spec', 'weight 0', 'weight is 1 to 1000', { weight: 0 }, { path: '$.weight' }),
+      invalid('qos-spec', 'an unknown priority', 'priority is high, normal or low', { priority: 'urgent' }, { path: '$.priority' }),
+      invalid('vdisk-spec', 'no container', 'container is required', { sizeBytes: GiB }, { path: '$' }),
+      invalid('vdisk-spec', 'size 0', 'sizeBytes is a positive multiple of 512', { container: ids.container, sizeBytes: 0 }, { path: '$.sizeBytes' }),
+      invalid('vdisk-spec', 'size 1000', 'sizeBytes is a multiple of 512: CDDL cannot say "multiple of", so only the TypeScript schema enforces it', { container: ids.container, sizeBytes: 1000 }, { rejectedBy: ['ts'] }),
+      invalid('vdisk-spec', 'a block size of 3000', 'blockSizeBytes is a power of two from 4 KiB to 1 MiB', { container: ids.container, sizeBytes: GiB, blockSizeBytes: 3000 }, { path: '$.blockSizeBytes' }),
+      invalid('vdisk-spec', 'shared as text', 'shared is a bool', { container: ids.container, sizeBytes: GiB, shared: 'yes' }, { path: '$.shared' }),
+      invalid('vdisk-spec', 'a misspelt member', 'maps are closed: "size" is not a member', { container: ids.container, sizeBytes: GiB, size: GiB }, { path: '$.size' }),
+      invalid('vdisk-spec', 'a QoS weight of 1001', 'weight is 1 to 1000', { container: ids.container, sizeBytes: GiB, qos: { weight: 1001 } }, { path: '$.qos.weight' }),
+      invalid('vm-spec', '65 vDisks', 'at most 64 vDisks', { host: ids.host, cpuCount: 1, memoryBytes: GiB, vdisks: Array.from({ length: 65 }, (_, i) => BigInt(i + 1)) }, { path: '$.vdisks[64]' }),
+      invalid('node-status', 'an unknown liveness', 'liveness is unknown, alive or dead', { liveness: 'sleepy', incarnation: 1, changedAtMs: T0 }, { path: '$.liveness' }),
+      invalid('cfg-object', 'a vDisk whose spec is a node spec', 'the spec must be the spec of the kind', { ...vdiskObject, spec: { address: '10.0.0.5' } }, { path: '$.spec' }),
+      invalid('cfg-object', 'a node without its status', 'every node object has a status', (({ status: _s, ...rest }) => rest)(nodeObject), { path: '$' }),
+      invalid('cfg-object', 'a host with a status', 'only nodes have a status', { kind: 'host', id: ids.host, name: 'h1', spec: { cpuCount: 8, memoryBytes: 32 * GiB }, status: nodeObject.status, createdAtMs: T0, updatedAtMs: T0, epoch: 7 }, { path: '$.status' }),
+      invalid('cfg-object', 'an unknown kind', 'kind is one of the seven kinds', { ...vdiskObject, kind: 'volume' }, { path: '$.kind' }),
+      invalid('cfg-object', 'the id as text', 'ids are integers', { ...vdiskObject, id: '12349' }, { path: '$.id' }),
+      invalid('cfg-object', 'an upper-case name', 'names are lower case', { ...vdiskObject, name: 'Demo' }, { path: '$.name' }),
+      invalid('cfg-object', 'no epoch', 'epoch is required', (({ epoch: _e, ...rest }) => rest)(vdiskObject), { path: '$' }),
+      invalid('cfg-leader-marker', 'no atMs', 'atMs is required', { holder: 'config-2', epoch: 8 }, { path: '$' }),
+      invalid('cfg-entry', 'a marker with an object member', 'neither an object nor a marker', { ...leaderMarker, kind: 'node' }),
+      invalid('cfg-object-with-revision', 'no revision', 'revision is required in replies', vdiskObject, { path: '$' }),
+      invalid('create-request', 'no spec', 'spec is required', { kind: 'pool', name: 'flash' }, { path: '$' }),
+      invalid('create-request', 'a vDisk spec with an unknown member', 'specs are closed maps', { kind: 'vdisk', name: 'demo', spec: { container: ids.container, sizeBytes: GiB, thin: true } }, { path: '$.spec.thin' }),
+      invalid('create-request', 'a name of 64 characters', 'names have at most 63 characters', { kind: 'pool', name: 'p'.repeat(64), spec: {} }, { path: '$.name' }),
+      invalid('get-request', 'both id and name', 'exactly one of id and name', { kind: 'vdisk', id: ids.vdisk, name: 'demo' }),
+      invalid('get-request', 'neither id nor name', 'exactly one of id and name', { kind: 'vdisk' }, { path: '$' }),
+      invalid('list-request', 'no kind', 'kind is required', {}, { path: '$' }),
+      invalid('list-reply', 'objects as a map', 'objects is an array', { objects: {} }, { path: '$.objects' }),
+      invalid('update-request', 'no spec', 'an update carries the whole new spec', { kind: 'vdisk', name: 'demo', revision: 41 }, { path: '$' }),
+      invalid('update-request', 'revision -1', 'revision is a uint53', { kind: 'vdisk', name: 'demo', spec: { container: ids.container, sizeBytes: GiB }, revision: -1 }, { path: '$.revision' }),
+      invalid('delete-request', 'both id and name', 'exactly one of id and name', { kind: 'vdisk', id: ids.vdisk, name: 'demo' }),
+      invalid('delete-reply', 'the object without its revision', 'deleted carries the revision', { deleted: vdiskObject }, { path: '$.deleted' }),
+      invalid('status-request', 'a member', 'the status request is an empty map', { verbose: true }, { path: '$.verbose' }),
+      invalid('status-reply', 'a count as text', 'counts are integers', { leader: 'config-1', epoch: 7, counts: { node: '3' }, nodes: { alive: 2, dead: 1, unknown: 0 } }, { path: '$.counts.node' }),
+      invalid('status-reply', 'a node count missing', 'nodes has alive, dead and unknown', { leader: 'config-1', epoch: 7, counts: {}, nodes: { alive: 2, dead: 1 } }, { path: '$.nodes' }),
+    ],
+  };
+}
+
+function events(): VectorFile {
+  return {
+    about: 'Golden vectors for proto/events.cddl: cluster events of the EVENTS stream.',
+    cddl: ['common.cddl', 'events.cddl'],
+    valid: [
+      valid('cluster-event', 'a vDisk created by an operator (strata.events.cfg)', { type: 'created', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', cause: 'operator', message: 'vdisk demo created' }),
+      valid('cluster-event', 'a node declared dead (strata.events.node)', { type: 'node.dead', atMs: T0, epoch: 7, kind: 'node', id: ids.node, name: 'n2', incarnation: 3, cause: 'failure-detector', message: 'node n2 declared dead after 6012 ms of silence' }),
+      valid('cluster-event', 'a leader elected, no object (strata.events.leader)', { type: 'leader.elected', atMs: T0, epoch: 8, cause: 'election', message: 'config-2 leads the configuration database at epoch 8' }),
+    ],
+    invalid: [
+      invalid('cluster-event', 'an unknown type', 'type is one of the seven event types', { type: 'node.exploded', atMs: T0, epoch: 7, cause: 'x', message: 'x' }, { path: '$.type' }),
+      invalid('cluster-event', 'no cause', 'cause is required', { type: 'created', atMs: T0, epoch: 7, message: 'x' }, { path: '$' }),
+      invalid('cluster-event', 'a negative id', 'ids are unsigned', { type: 'deleted', atMs: T0, epoch: 7, id: -5, cause: 'operator', message: 'x' }, { path: '$.id' }),
+      invalid('cluster-event', 'an unknown member', 'maps are closed', { type: 'created', atMs: T0, epoch: 7, cause: 'operator', message: 'x', severity: 'info' }, { path: '$.severity' }),
+    ],
+  };
+}
+
+function liveness(): VectorFile {
+  return {
+    about: 'Golden vectors for proto/liveness.cddl: heartbeats (hb), the id counter (ids) and leases (own).',
+    cddl: ['common.cddl', 'liveness.cddl'],
+    valid: [
+      valid('heartbeat', 'the 120th heartbeat of incarnation 3', heartbeat),
+      valid('id-counter', 'a fresh counter', { next: 1n }),
+      valid('id-counter', 'a counter past 2^32', { next: 2n ** 32n + 1001n }),
+      valid('id-counter', 'the last id', { next: 2n ** 64n - 1n }),
+      valid('lease-record', 'the config leader lease, held', { holder: 'config-1', epoch: 7, renewedAtMs: T0, ttlMs: 3000 }),
+      valid('lease-record', 'a released lease', { holder: '', epoch: 7, renewedAtMs: T0, ttlMs: 3000 }),
+    ],
+    invalid: [
+      invalid('heartbeat', 'no seq', 'seq is required', { incarnation: 3, atMs: T0, intervalMs: 1000 }, { path: '$' }),
+      invalid('heartbeat', 'seq -1', 'seq is unsigned', { ...heartbeat, seq: -1 }, { path: '$.seq' }),
+      invalid('heartbeat', 'atMs as a float64', 'integers are CBOR integers, never floats; cbor-x decodes a whole float64 to the same number, so the CDDL check on the decoded value and @strata/codec accept it today', raw(rawMap([['incarnation', int(3)], ['seq', int(120)], ['atMs', float64(T0)], ['intervalMs', int(1000)]])), { rejectedBy: ['wire'] }),
+      invalid('heartbeat', 'seq written in five bytes', 'integers must be in their shortest form', raw(rawMap([['incarnation', int(3)], ['seq', head(0, 120, 4)], ['atMs', int(T0)], ['intervalMs', int(1000)]])), { rejectedBy: ['wire'] }),
+      invalid('heartbeat', 'an indefinite-length map', 'maps have definite lengths', raw([0xbf], rawMap([['incarnation', int(3)], ['seq', int(120)], ['atMs', int(T0)], ['intervalMs', int(1000)]]).slice(1), [0xff]), { rejectedBy: ['wire'] }),
+      invalid(
+        'heartbeat',
+        'written with the cbor-x record extension (new Encoder() with its defaults)',
+        'no cbor-x records: they are tags 0xdfff and 0xe000 that other decoders do not know; the codec decodes them anyway (cbor-x reads records even with useRecords: false), so only the encoding check sees it',
+        // new (require('cbor-x').Encoder)().encode({ incarnation: 3, seq: 1, atMs: 5, intervalMs: 1000 })
+        { raw: Uint8Array.from(Buffer.from('d9dfff8619e000846b696e6361726e6174696f6e637365716461744d736a696e74657276616c4d730301051903e8', 'hex')) },
+        { rejectedBy: ['wire'] },
+      ),
+      invalid('id-counter', 'next as text', 'next is an integer', { next: '13001' }, { path: '$.next' }),
+      invalid('id-counter', 'next above 2^64-1', 'beyond 64 bits (a tag-2 bignum)', raw(rawMap([['next', [0xc2, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]]])), { rejectedBy: ['wire', 'cddl', 'ts'], path: '$.next' }),
+      invalid('id-counter', 'the key next twice', 'a key appears at most once (RFC 8949 section 5.6); cbor-x keeps the last value, another decoder may keep the first, so only the encoding check sees it', raw(rawMap([['next', int(5)], ['next', int(6)]])), { rejectedBy: ['wire'] }),
+      invalid('lease-record', 'no epoch', 'epoch is required', { holder: 'config-1', renewedAtMs: T0, ttlMs: 3000 }, { path: '$' }),
+      invalid('lease-record', 'ttlMs 4000.5', 'ttlMs is an integer', raw(rawMap([['holder', text('config-1')], ['epoch', int(7)], ['renewedAtMs', int(T0)], ['ttlMs', float64(4000.5)]])), { rejectedBy: ['wire', 'cddl', 'ts'], path: '$.ttlMs' }),
+    ],
+  };
+}
+
+/** Every vector file, by its name under proto/vectors/. */
+export function buildVectorFiles(): Record<string, VectorFile> {
+  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness() };
+}

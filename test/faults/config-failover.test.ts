@@ -1,0 +1,138 @@
+// Fault tests of the config service with real processes:
+//  - kill -9 of the leader: another replica leads with a higher epoch, and its
+//    failure detector carries on (a node that goes silent afterwards is declared
+//    dead, under the new epoch);
+//  - the leader paused with SIGSTOP until its lease is lost, then resumed: nothing
+//    it could send is committed (every cfg entry after the new leader's takeover
+//    marker carries the new epoch) and it steps down;
+//  - one of three nats-servers killed -9: config reads and writes still succeed.
+import { connectBus, type Bus } from '@strata/bus';
+import { isStrataError } from '@strata/errors';
+import { openBucket } from '@strata/kv';
+import { Heartbeater } from '@strata/liveness';
+import { buckets, cfgEntry, heartbeat, keys } from '@strata/proto';
+import {
+  ConfigClient,
+  readEvents,
+  sleep,
+  startConfigReplica,
+  startTopology,
+  testTimings,
+  waitFor,
+  waitForLeader,
+  type ActorProcess,
+  type NatsTopology,
+} from '../harness';
+
+async function setup(kind: 'single' | 'cluster', replicaCount: number): Promise<{ nats: NatsTopology; replicas: Map<string, ActorProcess>; bus: Bus; client: ConfigClient }> {
+  const nats = await startTopology(kind);
+  const replicas = new Map<string, ActorProcess>();
+  for (let i = 1; i <= replicaCount; i++) replicas.set(`config-${i}`, startConfigReplica(nats.url, `config-${i}`));
+  const bus = await connectBus({ name: 'failover-test', servers: nats.url });
+  const client = new ConfigClient(bus, 10_000);
+  await waitForLeader(client);
+  return { nats, replicas, bus, client };
+}
+
+async function teardown(env: { nats: NatsTopology; replicas: Map<string, ActorProcess>; bus: Bus } | undefined): Promise<void> {
+  if (env === undefined) return;
+  await env.bus.close();
+  await Promise.all([...env.replicas.values()].map((r) => r.stop()));
+  await env.nats.stop();
+}
+
+describe('config leader failover', () => {
+  let env: Awaited<ReturnType<typeof setup>> | undefined;
+  afterEach(async () => {
+    await teardown(env);
+    env = undefined;
+  });
+
+  it('elects another replica with a higher epoch after kill -9, and its failure detector carries on', async () => {
+    env = await setup('single', 3);
+    const { client, replicas, bus } = env;
+    const node = await client.create({ kind: 'node', name: 'survivor', spec: {} });
+    const hb = new Heartbeater(await openBucket(bus.nc, buckets.hb, heartbeat), node.id, { intervalMs: testTimings.heartbeatIntervalMs });
+    await hb.start();
+    await waitFor('the node to be alive', 10_000, async () => {
+      const n = await client.get({ kind: 'node', id: node.id });
+      return n.kind === 'node' && n.status.liveness === 'alive';
+    });
+
+    const before = await waitForLeader(client);
+    replicas.get(before.leader)!.signal('SIGKILL');
+    const after = await waitForLeader(client, 20_000, before.leader);
+    expect(after.epoch).toBeGreaterThan(before.epoch);
+
+    // The new leader still detects failures: the node goes silent now.
+    hb.stop();
+    await waitFor('the node to be declared dead by the new leader', 15_000, async () => {
+      const n = await client.get({ kind: 'node', id: node.id });
+      return n.kind === 'node' && n.status.liveness === 'dead';
+    });
+    const dead = (await readEvents(bus.nc)).filter((e) => e.id === node.id && e.type === 'node.dead');
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.epoch).toBe(after.epoch);
+    // And it takes writes.
+    await expect(client.create({ kind: 'pool', name: 'after-failover', spec: {} })).resolves.toMatchObject({ epoch: after.epoch });
+  });
+
+  it('a leader paused past its lease and resumed cannot commit a change', async () => {
+    env = await setup('single', 2);
+    const { client, replicas, bus } = env;
+    const before = await waitForLeader(client);
+    const paused = replicas.get(before.leader)!;
+    paused.signal('SIGSTOP');
+    try {
+      const after = await waitForLeader(client, 20_000, before.leader);
+      expect(after.epoch).toBeGreaterThan(before.epoch);
+      // This request reaches both subscribers; the paused one has it queued, and will
+      // see it on waking with a lease it no longer holds.
+      await client.create({ kind: 'pool', name: 'during-pause', spec: {} });
+    } finally {
+      paused.signal('SIGCONT');
+    }
+    // Give the resumed replica time to act on everything it had queued.
+    await sleep(2 * testTimings.leaseTtlMs);
+    await paused.waitForOutput(/stepped down as config leader|lease lost/, 10_000);
+
+    const now = await waitForLeader(client);
+    expect(now.leader).not.toBe(before.leader);
+    const cfg = await openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 });
+    const history = [];
+    for await (const e of await cfg.kv.history({ key: '>' })) {
+      if (e.operation === 'PUT') history.push(cfg.decodeEntry(e));
+    }
+    const marker = history.find((e) => e.key === keys.cfgLeader && e.value.epoch === now.epoch);
+    expect(marker).toBeDefined();
+    const later = history.filter((e) => e.revision > marker!.revision);
+    expect(later.length).toBeGreaterThan(0);
+    for (const e of later) expect(e.value.epoch).toBe(now.epoch);
+    expect(paused.child.exitCode).toBeNull();
+  });
+
+  it('keeps serving reads and writes with one of three nats-servers killed -9', async () => {
+    env = await setup('cluster', 2);
+    const { client, nats } = env;
+    await client.create({ kind: 'pool', name: 'before-kill', spec: {} });
+    nats.servers[0]!.signal('SIGKILL');
+    await nats.servers[0]!.exited();
+    for (let i = 0; i < 10; i++) {
+      const name = `after-kill-${i}`;
+      // A careful client: a write that timed out may have been applied, so it checks.
+      await waitFor(`create ${name}`, 30_000, async () => {
+        try {
+          await client.create({ kind: 'pool', name, spec: {} });
+          return true;
+        } catch (err) {
+          if (isStrataError(err, 'CONFLICT')) return true;
+          if (isStrataError(err) && err.retryable) return false;
+          throw err;
+        }
+      });
+      await expect(client.get({ kind: 'pool', name })).resolves.toMatchObject({ name });
+    }
+    const names = (await client.list('pool')).map((p) => p.name);
+    expect(names).toEqual(expect.arrayContaining(['before-kill', ...Array.from({ length: 10 }, (_, i) => `after-kill-${i}`)]));
+  });
+});
