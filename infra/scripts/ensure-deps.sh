@@ -19,8 +19,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# npm ci when node_modules is missing or older than the lock file.
+# npm ci when node_modules is missing or older than the lock file. npm 11 writes
+# lock files that leave out other platforms' optional packages (@swc/core-*,
+# resolver bindings) and then its own `npm ci` refuses them as "out of sync" (npm/cli
+# issues 4828 and 8805). In that case `npm install` installs the same pinned
+# versions from the lock and resolves only those optional entries.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "ensure-deps: npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  if ! npm ci --no-audit --no-fund --loglevel=error 2>ensure-deps.err; then
+    if grep -q "EUSAGE" ensure-deps.err; then
+      echo "ensure-deps: npm ci refused the lock file (npm's optional-platform bug); running npm install instead"
+      npm install --no-audit --no-fund --loglevel=error
+    else
+      cat ensure-deps.err >&2
+      rm -f ensure-deps.err
+      exit 1
+    fi
+  fi
+  rm -f ensure-deps.err
 fi
