@@ -5,7 +5,9 @@
 //  - the leader paused with SIGSTOP until its lease is lost, then resumed: nothing
 //    it could send is committed (every cfg entry after the new leader's takeover
 //    marker carries the new epoch) and it steps down;
-//  - one of three nats-servers killed -9: config reads and writes still succeed.
+//  - one of three nats-servers killed -9 (the one leading the cfg stream): config
+//    reads and writes still succeed.
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, type Bus } from '@strata/bus';
 import { isStrataError } from '@strata/errors';
 import { openBucket } from '@strata/kv';
@@ -113,10 +115,16 @@ describe('config leader failover', () => {
 
   it('keeps serving reads and writes with one of three nats-servers killed -9', async () => {
     env = await setup('cluster', 2);
-    const { client, nats } = env;
+    const { client, nats, bus } = env;
     await client.create({ kind: 'pool', name: 'before-kill', spec: {} });
-    nats.servers[0]!.signal('SIGKILL');
-    await nats.servers[0]!.exited();
+    // The hardest server to lose: the one leading the cfg bucket's stream, so that
+    // writes in flight time out while the stream elects a new leader.
+    const jsm = await jetstreamManager(bus.nc);
+    const streamLeader = (await jsm.streams.info('KV_cfg')).cluster?.leader;
+    const victim = nats.servers.find((s) => s.name === streamLeader);
+    expect(victim).toBeDefined();
+    victim!.signal('SIGKILL');
+    await victim!.exited();
     for (let i = 0; i < 10; i++) {
       const name = `after-kill-${i}`;
       // A careful client: a write that timed out may have been applied, so it checks.

@@ -25,7 +25,13 @@ describe('64-bit id allocation across processes', () => {
   const allocator = (count: number): ActorProcess => startNode('test/fixtures/alloc-ids.js', [nats.url, String(count)], { name: 'alloc-ids' });
 
   async function finish(p: ActorProcess): Promise<void> {
-    expect(await Promise.race([p.exited(), new Promise((r) => setTimeout(() => r('timeout'), 60_000))])).toBe(0);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise((r) => (timer = setTimeout(() => r('timeout'), 60_000)));
+    try {
+      expect(await Promise.race([p.exited(), timeout])).toBe(0);
+    } finally {
+      clearTimeout(timer);
+    }
     expect(p.output()).toMatch(/done\n$/);
   }
 

@@ -248,7 +248,7 @@ export class Bus {
             return;
           }
           recordError(span, err);
-          if (!(err instanceof StrataError)) this.log?.error({ err, subject: msg.subject }, 'handler failed');
+          if (!(err instanceof StrataError)) this.log?.warn({ err, subject: msg.subject }, 'handler failed');
           this.respond(msg, { error: errorBody(err) });
         } finally {
           span.end();
@@ -312,11 +312,18 @@ export class Bus {
   }
 }
 
+/** Failures of the NATS client itself: the bus or JetStream is unreachable or slow. */
+const transportErrorNames = new Set(['TimeoutError', 'RequestError', 'NoRespondersError', 'ConnectionError', 'ClosedConnectionError', 'DrainingConnectionError']);
+
 function errorBody(err: unknown): { code: string; message: string; retryable: boolean; hint?: string } {
   if (err instanceof StrataError) {
     return { code: err.code, message: err.message, retryable: err.retryable, ...(err.hint === undefined ? {} : { hint: err.hint }) };
   }
-  return { code: ErrorCode.INTERNAL, message: `internal error: ${(err as Error)?.message ?? String(err)}`, retryable: false };
+  const e = err as Error | undefined;
+  if (e !== undefined && transportErrorNames.has(e.name)) {
+    return { code: ErrorCode.UNAVAILABLE, message: `the cluster's messaging is unavailable: ${e.message}`, retryable: true };
+  }
+  return { code: ErrorCode.INTERNAL, message: `internal error: ${e?.message ?? String(err)}`, retryable: false };
 }
 
 function recordError(span: Span, err: unknown): void {

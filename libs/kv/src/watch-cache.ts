@@ -25,30 +25,50 @@ export class WatchCache<T> {
   /** The highest revision applied so far. */
   revision = 0;
 
-  private constructor() {
+  private constructor(
+    private readonly bucket: TypedBucket<z.ZodType>,
+    private readonly options: WatchCacheOptions,
+  ) {
     this.ready = new Promise((resolve) => (this.markReady = resolve));
   }
 
   static async start<S extends z.ZodType>(bucket: TypedBucket<S>, options: WatchCacheOptions = {}): Promise<WatchCache<z.output<S>>> {
-    const cache = new WatchCache<z.output<S>>();
+    const cache = new WatchCache<z.output<S>>(bucket, options);
     const filter = options.key ?? '>';
     // An empty key set yields no initial entry to mark the end of the sync with.
     const initiallyEmpty = (await bucket.keys(filter)).length === 0;
     cache.iterator = await bucket.kv.watch({ key: filter });
     if (initiallyEmpty) cache.markReady();
-    void cache.consume(bucket, cache.iterator, options);
+    void cache.consume(cache.iterator);
     return cache;
   }
 
-  private async consume<S extends z.ZodType>(bucket: TypedBucket<S>, iterator: QueuedIterator<KvWatchEntry>, options: WatchCacheOptions): Promise<void> {
+  /**
+   * Restarts the watch just after the last revision applied, keeping what the cache
+   * holds. For a watch that has stalled, typically because the server its consumer
+   * lived on has died: the client library would notice only after missed heartbeats.
+   */
+  async resume(): Promise<void> {
+    this.iterator?.stop();
+    const iterator = await this.bucket.kv.watch({ key: this.options.key ?? '>', resumeFromRevision: this.revision + 1 });
+    this.iterator = iterator;
+    void this.consume(iterator);
+  }
+
+  private async consume(iterator: QueuedIterator<KvWatchEntry>): Promise<void> {
     for await (const e of iterator) {
+      // A replaced iterator may still deliver what it had queued: ignore it.
+      if (iterator !== this.iterator) break;
+      // Revisions arrive in increasing order; one applied already (a resumed watch may
+      // replay it) changes nothing.
+      if (e.revision <= this.revision) continue;
       this.revision = Math.max(this.revision, e.revision);
       let entry: Entry<T> | undefined;
       if (e.operation === 'PUT') {
         try {
-          entry = bucket.decodeEntry(e) as Entry<T>;
+          entry = this.bucket.decodeEntry(e) as Entry<T>;
         } catch (err) {
-          options.onBadEntry?.(e.key, err);
+          this.options.onBadEntry?.(e.key, err);
         }
       }
       if (entry === undefined) this.entries.delete(e.key);

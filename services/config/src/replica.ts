@@ -185,15 +185,25 @@ export class ConfigReplica {
     };
     this.leadership = leadership;
     leadership.stopHeartbeatWatch = this.watchHeartbeats(leadership);
-    const serve = <S extends z.ZodType>(op: CfgOp, schema: S, handler: (req: z.output<S>) => unknown): Promise<Service> =>
-      bus.serve(subjects.cfg(op), schema, (req) => this.asLeader(() => handler(req)), { maxInFlight: settings.requestsInFlightMax });
+    const serve = <S extends z.ZodType>(op: CfgOp, schema: S, handler: (req: z.output<S>) => unknown, kind: 'read' | 'write'): Promise<Service> =>
+      bus.serve(
+        subjects.cfg(op),
+        schema,
+        async (req, ctx) => {
+          this.assertLeader();
+          // Writes check freshness in their queue; reads here.
+          if (kind === 'read') await this.ensureFresh(leadership, ctx.remainingMs());
+          return handler(req);
+        },
+        { maxInFlight: settings.requestsInFlightMax },
+      );
     leadership.services = await Promise.all([
-      serve(CfgOp.create, createRequest, (req) => this.create(req)),
-      serve(CfgOp.get, getRequest, (req) => resolve(this.view, req.kind, req)),
-      serve(CfgOp.list, listRequest, (req) => ({ objects: this.view.list(req.kind) })),
-      serve(CfgOp.update, updateRequest, (req) => this.update(req)),
-      serve(CfgOp.delete, deleteRequest, (req) => this.remove(req)),
-      serve(CfgOp.status, statusRequest, () => this.status()),
+      serve(CfgOp.create, createRequest, (req) => this.create(req), 'write'),
+      serve(CfgOp.get, getRequest, (req) => resolve(this.view, req.kind, req), 'read'),
+      serve(CfgOp.list, listRequest, (req) => ({ objects: this.view.list(req.kind) }), 'read'),
+      serve(CfgOp.update, updateRequest, (req) => this.update(req), 'write'),
+      serve(CfgOp.delete, deleteRequest, (req) => this.remove(req), 'write'),
+      serve(CfgOp.status, statusRequest, () => this.status(), 'read'),
     ]);
     if (this.leadership !== leadership) {
       // Lost the lease while subscribing.
@@ -202,9 +212,7 @@ export class ConfigReplica {
     }
     this.scheduleDetector(leadership);
     log.info({ epoch }, 'leading the configuration database');
-    await this.emit({ type: EventType.leaderElected, cause: 'election', message: `${settings.replica} leads the configuration database at epoch ${epoch}` }).catch((err: unknown) =>
-      log.warn({ err }, 'could not record the election event'),
-    );
+    await this.emit({ type: EventType.leaderElected, cause: 'election', message: `${settings.replica} leads the configuration database at epoch ${epoch}` });
   }
 
   private async stepDown(epoch: number, why: string): Promise<void> {
@@ -227,12 +235,10 @@ export class ConfigReplica {
       const leadership = this.leadership;
       if (leadership === undefined || !this.lease.isHeld()) throw new StrataError(ErrorCode.UNAVAILABLE, 'this replica no longer leads');
       try {
+        await this.ensureFresh(leadership, 5_000);
         return await write(leadership);
       } catch (err) {
-        if (isStrataError(err, ErrorCode.FENCED)) {
-          this.deps.log.error({ err, epoch: leadership.epoch }, 'a write was fenced: another leader took over');
-          await this.stepDown(leadership.epoch, 'fenced');
-        }
+        if (isStrataError(err, ErrorCode.FENCED)) await this.onFenced(leadership);
         throw err;
       }
     });
@@ -240,27 +246,77 @@ export class ConfigReplica {
     return run;
   }
 
-  /** Stores `object` through the fence and waits until the cache shows it. */
+  /**
+   * A write failed its fence. Either another leader took over (then our lease is gone
+   * too, and we stay down), or a write of ours was stored although its acknowledgement
+   * was lost (a JetStream leader change), so our fence expects a stale sequence. In
+   * that case we still hold the lease and simply lead again: a new fence, a new marker.
+   */
+  private async onFenced(leadership: Leadership): Promise<void> {
+    this.deps.log.warn({ epoch: leadership.epoch }, 'a write was fenced; re-establishing leadership if the lease is still ours');
+    await this.stepDown(leadership.epoch, 'fenced');
+    if (this.lease.epoch === leadership.epoch && !this.stopped) void this.lead(leadership.epoch);
+  }
+
+  /** Stores `object` through the fence. */
   private async store(leadership: Leadership, object: CfgObject): Promise<CfgObjectWithRevision> {
     const revision = await leadership.fence.put(keys.object(object.kind, object.id), object);
-    await this.cache.waitForRevision(revision, 5_000);
     return { ...object, revision };
   }
 
+  /**
+   * Waits until the cache holds everything this leader wrote (its fence sequence):
+   * the leader is the only writer, so that is the newest state. Reads answer from the
+   * cache and writes are checked against it, so neither may run on a stale one. A
+   * watch that does not catch up within a moment (its server died) is resumed from
+   * the last revision it applied; if even that fails in time, UNAVAILABLE.
+   */
+  private async ensureFresh(leadership: Leadership, timeoutMs: number): Promise<void> {
+    const target = leadership.fence.sequence;
+    if (this.cache.revision >= target) return;
+    const deadline = performance.now() + timeoutMs;
+    if (await this.cache.waitForRevision(target, Math.min(500, timeoutMs))) return;
+    this.deps.log.warn({ have: this.cache.revision, want: target }, 'config cache is behind; resuming its watch');
+    try {
+      await this.cache.resume();
+    } catch (err) {
+      throw new StrataError(ErrorCode.UNAVAILABLE, `cannot resume the config watch: ${(err as Error).message}`, { cause: err });
+    }
+    if (await this.cache.waitForRevision(target, Math.max(0, deadline - performance.now()))) return;
+    throw new StrataError(ErrorCode.UNAVAILABLE, `the config leader's view is behind (at ${this.cache.revision}, needs ${target}); try again`);
+  }
+
+  /**
+   * Records an event after the change it describes has been committed. A failure
+   * here must not turn a committed change into an error reply, so the append is
+   * retried a few times and then given up with a log line (the event is lost; the
+   * change itself is in the cfg bucket's history).
+   */
   private async emit(event: Omit<ClusterEvent, 'atMs' | 'epoch'>): Promise<void> {
-    await this.deps.events.append({ ...event, atMs: Date.now(), epoch: this.leadership?.epoch ?? 0 });
+    const full = { ...event, atMs: Date.now(), epoch: this.leadership?.epoch ?? 0 };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.deps.events.append(full);
+        return;
+      } catch (err) {
+        if (attempt >= 3) {
+          this.deps.log.error({ err, event: { ...full, id: full.id === undefined ? undefined : String(full.id) } }, 'could not record an event; it is lost');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
   }
 
   // ---- Requests -----------------------------------------------------------------
 
   /**
-   * Runs a request handler only while this replica leads. A replica that wakes from a
-   * pause may keep its subscriptions for a moment; it must not answer as leader, so
-   * it sends no reply at all and the real leader's reply is the one the client gets.
+   * A replica that wakes from a pause may keep its subscriptions for a moment; it
+   * must not answer as leader, so it sends no reply at all and the real leader's
+   * reply is the one the client gets.
    */
-  private asLeader<T>(handler: () => T): T {
+  private assertLeader(): void {
     if (!this.isLeader()) throw new NoReply('not the config leader');
-    return handler();
   }
 
   private create(req: z.output<typeof createRequest>): Promise<CfgObjectWithRevision> {
@@ -308,8 +364,7 @@ export class ConfigReplica {
         throw new StrataError(ErrorCode.CONFLICT, `${req.kind} ${existing.name} is at revision ${existing.revision}, not ${req.revision}`);
       }
       checkDeletable(this.view, existing);
-      const revision = await leadership.fence.delete(keys.object(existing.kind, existing.id));
-      await this.cache.waitForRevision(revision, 5_000);
+      await leadership.fence.delete(keys.object(existing.kind, existing.id));
       await this.emit({ type: EventType.deleted, kind: existing.kind, id: existing.id, name: existing.name, cause: 'operator', message: `${existing.kind} ${existing.name} deleted` });
       return { deleted: existing };
     });
