@@ -1,0 +1,81 @@
+// The config rules over an in-memory view: references must exist, a replication
+// factor must fit the nodes with disks, a vDisk never shrinks or moves, and nothing
+// in use can be deleted.
+import { validate } from '@strata/codec';
+import { cfgObjectWithRevision, createRequest, type CfgObjectWithRevision, type Kind, type ObjectOf } from '@strata/proto';
+import { checkDeletable, checkNameFree, checkReferences, nodesWithDisks, resolve, type ConfigView } from '../src/rules';
+
+class FakeView implements ConfigView {
+  constructor(private readonly objects: CfgObjectWithRevision[]) {}
+  get<K extends Kind>(kind: K, id: bigint): ObjectOf<K> | undefined {
+    return this.objects.find((o): o is ObjectOf<K> => o.kind === kind && o.id === id);
+  }
+  byName<K extends Kind>(kind: K, name: string): ObjectOf<K> | undefined {
+    return this.objects.find((o): o is ObjectOf<K> => o.kind === kind && o.name === name);
+  }
+  list<K extends Kind>(kind: K): ObjectOf<K>[] {
+    return this.objects.filter((o): o is ObjectOf<K> => o.kind === kind);
+  }
+}
+
+let nextId = 1n;
+function obj(kind: Kind, name: string, spec: object): CfgObjectWithRevision {
+  const status = kind === 'node' ? { status: { liveness: 'alive', incarnation: 1, changedAtMs: 0 } } : {};
+  return validate({ kind, id: nextId++, name, spec, ...status, createdAtMs: 0, updatedAtMs: 0, epoch: 1, revision: 1 }, cfgObjectWithRevision);
+}
+const req = (value: unknown) => validate(value, createRequest);
+
+const n1 = obj('node', 'n1', {});
+const n2 = obj('node', 'n2', {});
+const n3 = obj('node', 'n3', {});
+const d1 = obj('disk', 'd1', { node: n1.id, path: '/a', tier: 'ssd', capacityBytes: 1 });
+const d2 = obj('disk', 'd2', { node: n2.id, path: '/a', tier: 'hdd', capacityBytes: 1 });
+const d2b = obj('disk', 'd2b', { node: n2.id, path: '/b', tier: 'hdd', capacityBytes: 1 });
+const c1 = obj('container', 'c1', { replicationFactor: 2 });
+const v1 = obj('vdisk', 'v1', { container: c1.id, sizeBytes: 2 ** 30 });
+const view = new FakeView([n1, n2, n3, d1, d2, d2b, c1, v1]);
+
+describe('config rules', () => {
+  it('counts distinct nodes with disks, not disks', () => {
+    expect(nodesWithDisks(view).size).toBe(2);
+  });
+
+  it('accepts a replication factor up to the nodes with disks and names the field beyond it', () => {
+    expect(() => checkReferences(view, req({ kind: 'container', name: 'ok', spec: { replicationFactor: 2 } }))).not.toThrow();
+    expect(() => checkReferences(view, req({ kind: 'container', name: 'no', spec: { replicationFactor: 3 } }))).toThrow(
+      'spec.replicationFactor: 3 is more than the 2 nodes with disks',
+    );
+  });
+
+  it('requires referenced objects to exist', () => {
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'x', spec: { container: 424242n, sizeBytes: 512 } }))).toThrow('spec.container: container 424242 does not exist');
+    expect(() => checkReferences(view, req({ kind: 'disk', name: 'x', spec: { node: 999n, path: '/z', tier: 'ssd', capacityBytes: 1 } }))).toThrow(/^spec\.node: /);
+    expect(() => checkReferences(view, req({ kind: 'vm', name: 'x', spec: { host: 5n, cpuCount: 1, memoryBytes: 1 } }))).toThrow(/^spec\.host: /);
+  });
+
+  it('refuses two disks on one path of one node', () => {
+    expect(() => checkReferences(view, req({ kind: 'disk', name: 'dup', spec: { node: n1.id, path: '/a', tier: 'ssd', capacityBytes: 1 } }))).toThrow(/already uses \/a/);
+    expect(() => checkReferences(view, req({ kind: 'disk', name: 'ok', spec: { node: n3.id, path: '/a', tier: 'ssd', capacityBytes: 1 } }))).not.toThrow();
+  });
+
+  it('lets a vDisk grow but not shrink, move or change its block size', () => {
+    const change = (spec: object) => () => checkReferences(view, req({ kind: 'vdisk', name: 'v1', spec }), v1);
+    expect(change({ container: c1.id, sizeBytes: 2 ** 31 })).not.toThrow();
+    expect(change({ container: c1.id, sizeBytes: 2 ** 29 })).toThrow(/^spec\.sizeBytes: cannot shrink/);
+    expect(change({ container: c1.id, sizeBytes: 2 ** 30, blockSizeBytes: 4096 })).toThrow(/^spec\.blockSizeBytes: /);
+  });
+
+  it('refuses to delete what is in use, naming the users', () => {
+    expect(() => checkDeletable(view, c1)).toThrow('container c1 is still used by vdisk v1');
+    expect(() => checkDeletable(view, n2)).toThrow('node n2 is still used by disk d2, disk d2b');
+    expect(() => checkDeletable(view, n3)).not.toThrow();
+    expect(() => checkDeletable(view, v1)).not.toThrow();
+  });
+
+  it('finds objects by name or id, and says which one is missing', () => {
+    expect(resolve(view, 'vdisk', { name: 'v1' })).toBe(v1);
+    expect(resolve(view, 'vdisk', { id: v1.id })).toBe(v1);
+    expect(() => resolve(view, 'vdisk', { name: 'nope' })).toThrow('vdisk "nope" does not exist');
+    expect(() => checkNameFree(view, 'node', 'n1')).toThrow(/already exists/);
+  });
+});
