@@ -106,7 +106,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   say('ready');
   say(`NATS_URL=${url}`);
   say(`data and logs: ${dir}`);
-  say('try: strata status; strata node ls; strata vdisk ls   (Ctrl-C stops the cluster)');
+  say('try: ./strata status; ./strata node ls; ./strata vdisk ls   (Ctrl-C stops the cluster)');
   // Keep running until a signal arrives.
   await new Promise<never>(() => undefined);
 }
