@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs what Strata needs to build, run and test, when it is missing: the npm
-# packages (npm ci) and, from Debian's packages, nats-server. Safe to run again: it
+# packages (npm ci) and, from Debian's packages, nats-server and the NBD clients
+# (qemu-utils, libnbd-bin, fio, nbdkit). Safe to run again: it
 # only installs what is absent. Used by the README's commands and by CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || [ -n "${NATS_SERVER_BIN:-}" ] || need_apt+=(nats-server)
+# The NBD clients the end-to-end tests and benchmarks drive the gateway with.
+command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
+command -v nbdinfo >/dev/null 2>&1 && command -v nbdcopy >/dev/null 2>&1 || need_apt+=(libnbd-bin)
+command -v fio >/dev/null 2>&1 || need_apt+=(fio)
+command -v nbdkit >/dev/null 2>&1 || need_apt+=(nbdkit)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -21,6 +21,18 @@ export const subjects = {
   events: (category: EventCategory): string => `strata.events.${category}`,
   /** Every event (the EVENTS stream's subjects). */
   eventsAll: 'strata.events.>',
+  /** vDisk I/O to a node's io-director: `strata.io.n1.write`. */
+  io: (node: string, op: string): string => `strata.io.${node}.${op}`,
+  /** vDisk I/O to a node's admission control: `strata.adm.n1.read`. */
+  admission: (node: string, op: string): string => `strata.adm.${node}.${op}`,
+  /** vDisk I/O to a node's vdisk-controller: `strata.vdc.n1.write`. */
+  controller: (node: string, op: string): string => `strata.vdc.${node}.${op}`,
+  /** A node's extent store: `strata.estore.n1.read`. */
+  estore: (node: string, op: string): string => `strata.estore.${node}.${op}`,
+  /** The metadata shard serving a partition: `strata.md.7.get`. */
+  md: (partition: number, op: string): string => `strata.md.${partition}.${op}`,
+  /** A vDisk's oplog: `oplog.12345`. */
+  oplog: (vdisk: bigint): string => `oplog.${vdisk}`,
 } as const;
 
 /** Categories of cluster events. */
@@ -37,6 +49,9 @@ export type EventCategory = (typeof EventCategory)[keyof typeof EventCategory];
 /** KV buckets (design.md, "Shared state"). */
 export const buckets = {
   cfg: 'cfg',
+  mdVdisk: 'md-vdisk',
+  mdExtent: 'md-extent',
+  mdEgroup: 'md-egroup',
   hb: 'hb',
   own: 'own',
   ha: 'ha',
@@ -47,6 +62,7 @@ export const buckets = {
 /** JetStream streams. */
 export const streams = {
   events: 'EVENTS',
+  oplog: 'OPLOG',
 } as const;
 
 /** Keys inside the buckets. */
@@ -61,4 +77,16 @@ export const keys = {
   nodeHeartbeat: (nodeId: bigint): string => `node.${nodeId}`,
   /** The global id counter in `ids`. */
   idCounter: 'global',
+  /** A vDisk's ownership record in `own`: `vdisk.12345`. */
+  vdiskOwnership: (vdisk: bigint): string => `vdisk.${vdisk}`,
+  /** A metadata partition's lease in `own`: `md.7`. */
+  mdPartition: (partition: number): string => `md.${partition}`,
+  /** A disk's usage report in `hb`: `disk.12345`. */
+  diskUsage: (disk: bigint): string => `disk.${disk}`,
+  /** A metadata shard's heartbeat in `hb`: `shard.md-1`. */
+  shardHeartbeat: (shard: string): string => `shard.${shard}`,
+  /** A vDisk map row in `md-vdisk`: `12345.0`. */
+  vdiskRow: (vdisk: bigint, row: number): string => `${vdisk}.${row}`,
+  /** An extent group in `md-egroup`: `67890`. */
+  egroup: (egroup: bigint): string => `${egroup}`,
 } as const;

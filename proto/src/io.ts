@@ -1,0 +1,215 @@
+// The I/O path's messages (proto/io.cddl): vDisk I/O from the gateway through the
+// io-director and admission to the vdisk-controller; the oplog; extent-group reads
+// and writes at the extent stores; the metadata maps served by the metadata shards;
+// and vDisk ownership in the `own` bucket.
+import { z } from 'zod';
+import { bytes, u64, uint } from '@strata/codec';
+
+// ---- vDisk I/O (gateway -> io-director -> admission -> vdisk-controller) -------------
+
+/**
+ * The most data one I/O message carries. NBD requests larger than this are split by
+ * the gateway, so every message fits a NATS server's default 1 MiB payload limit.
+ */
+export const IO_CHUNK_BYTES = 256 * 1024;
+
+/** Reads `length` bytes at `offset`: offset 4096, length 4096 is the second 4 KiB block. */
+export const ioReadRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint });
+export const ioReadReply = z.strictObject({ data: bytes });
+
+/** Writes `data` at `offset`; acknowledged only once the oplog has stored it. */
+export const ioWriteRequest = z.strictObject({
+  vdisk: u64,
+  offset: uint,
+  data: bytes,
+  /** Forced unit access: NBD's FUA flag. Every acknowledged write is durable anyway. */
+  fua: z.boolean().optional(),
+});
+
+/** Makes a range read as zeros (NBD TRIM and WRITE_ZEROES). */
+export const ioZeroRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint });
+
+/** Makes earlier acknowledged writes durable (they already are: the oplog is). */
+export const ioFlushRequest = z.strictObject({ vdisk: u64 });
+
+/** Replies of write, zero and flush. */
+export const ioDoneReply = z.strictObject({});
+
+export type IoReadRequest = z.output<typeof ioReadRequest>;
+export type IoWriteRequest = z.output<typeof ioWriteRequest>;
+export type IoZeroRequest = z.output<typeof ioZeroRequest>;
+export type IoFlushRequest = z.output<typeof ioFlushRequest>;
+
+export const IoOp = { read: 'read', write: 'write', zero: 'zero', flush: 'flush' } as const;
+export type IoOp = (typeof IoOp)[keyof typeof IoOp];
+
+// ---- The oplog (stream OPLOG, subject oplog.<vdisk>) ------------------------------------
+
+export const oplogOp = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('write'), offset: uint, data: bytes }),
+  z.strictObject({ op: z.literal('zero'), offset: uint, length: uint }),
+]);
+export type OplogOp = z.output<typeof oplogOp>;
+
+/** One oplog message: a group commit of every write that arrived meanwhile, or a takeover marker. */
+export const oplogEntry = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('ops'),
+    /** The owner epoch that appended it. */
+    epoch: uint,
+    ops: z.array(oplogOp).min(1),
+  }),
+  z.strictObject({
+    kind: z.literal('marker'),
+    epoch: uint,
+    /** The node that took ownership (`n2`). */
+    owner: z.string(),
+  }),
+]);
+export type OplogEntry = z.output<typeof oplogEntry>;
+
+// ---- Ownership (bucket own, key vdisk.<id>) -------------------------------------------------
+
+export const vdiskOwnership = z.strictObject({
+  /** The node whose vdisk-controller alone serves the vDisk (`n2`). */
+  owner: z.string(),
+  /** Fencing token: grows with every change of owner. */
+  epoch: uint,
+  /** Nodes willing to take over, in order. */
+  volunteers: z.array(z.string()).default([]),
+  /** The last oplog sequence whose data is in extent groups and metadata. */
+  drained: uint.default(0),
+});
+export type VdiskOwnership = z.output<typeof vdiskOwnership>;
+
+// ---- Extent stores (strata.estore.<node>.<op>) --------------------------------------------
+
+/**
+ * Writes `data` at `offset` of an extent-group replica as its version `version`.
+ * The store applies it only when the replica is at version - 1 (or already at
+ * `version` with the same data: a retry), fsyncs, then replies. The extent's CRC32C
+ * is kept by the store and checked on every read.
+ */
+export const egWriteRequest = z.strictObject({
+  disk: u64,
+  egroup: u64,
+  /** The vDisk that owns the extent group (only it ever writes it). */
+  vdisk: u64,
+  /** The writer's ownership epoch for that vDisk. */
+  epoch: uint,
+  /** The replica version after this write: 1 for the first write. */
+  version: uint,
+  offset: uint,
+  data: bytes,
+});
+export const egWriteReply = z.strictObject({ version: uint, crc32c: uint });
+
+/** Reads one extent (`offset`, `length` as written); CHECKSUM if it fails its CRC32C. */
+export const egReadRequest = z.strictObject({ disk: u64, egroup: u64, offset: uint, length: uint });
+export const egReadReply = z.strictObject({ data: bytes });
+
+/** A replica's version and size. */
+export const egStatRequest = z.strictObject({ disk: u64, egroup: u64 });
+export const egStatReply = z.strictObject({ version: uint, sizeBytes: uint });
+
+/** Removes a replica (garbage collection). */
+export const egDeleteRequest = z.strictObject({ disk: u64, egroup: u64 });
+
+export const EstoreOp = { write: 'write', read: 'read', stat: 'stat', delete: 'delete' } as const;
+export type EstoreOp = (typeof EstoreOp)[keyof typeof EstoreOp];
+
+/** A disk's usage, in the `hb` bucket under `disk.<id>`, rewritten by its extent store. */
+export const diskUsage = z.strictObject({
+  node: z.string(),
+  usedBytes: uint,
+  capacityBytes: uint,
+  atMs: uint,
+});
+export type DiskUsage = z.output<typeof diskUsage>;
+
+// ---- Metadata maps (buckets md-vdisk, md-extent, md-egroup) -----------------------------------
+
+/** Where a block's data lives: an extent in an extent group. */
+export const blockLocation = z.strictObject({
+  egroup: u64,
+  offset: uint,
+  length: uint,
+  crc32c: uint,
+});
+export type BlockLocation = z.output<typeof blockLocation>;
+
+/**
+ * A row of the vDisk map, key `<vdisk>.<row>`: the blocks of the row that hold data,
+ * keyed by their index within the vDisk ("37"). A block with no entry reads as zeros.
+ */
+export const vdiskRow = z.strictObject({
+  blocks: z.record(z.string().regex(/^\d+$/), blockLocation),
+});
+export type VdiskRow = z.output<typeof vdiskRow>;
+
+/** The extent id map, key `<extent id>`: only for dedup and shared extents. */
+export const extentEntry = z.strictObject({ egroup: u64 });
+
+export const egroupReplica = z.strictObject({
+  disk: u64,
+  /** The node of that disk (`n3`). */
+  node: z.string(),
+});
+
+/** The extent group map, key `<egroup>`. */
+export const egroupEntry = z.strictObject({
+  /** The only vDisk allowed to write it. */
+  vdisk: u64,
+  replicas: z.array(egroupReplica).min(1),
+  /** The version every replica has reached. */
+  version: uint,
+  /** Bytes written so far. */
+  sizeBytes: uint,
+  /** A write in progress: replicas may be at `version` or this one. */
+  tentative: z.strictObject({ version: uint, atMs: uint }).optional(),
+  extents: z.array(
+    z.strictObject({
+      /** `<vdisk>:<block>:<oplog sequence>` for a non-dedup extent. */
+      id: z.string(),
+      offset: uint,
+      length: uint,
+      crc32c: uint,
+      refs: uint,
+    }),
+  ),
+});
+export type EgroupEntry = z.output<typeof egroupEntry>;
+
+export const MdMap = { vdisk: 'vdisk', extent: 'extent', egroup: 'egroup' } as const;
+export type MdMap = (typeof MdMap)[keyof typeof MdMap];
+
+export const mdValue = {
+  vdisk: vdiskRow,
+  extent: extentEntry,
+  egroup: egroupEntry,
+} as const satisfies Record<MdMap, z.ZodType>;
+
+/** Metadata shard requests, on `strata.md.<partition>.<op>`. */
+export const mdGetRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200) });
+/** `value` absent: no entry. */
+export const mdGetReply = z.strictObject({ value: z.unknown().optional(), revision: uint });
+/** Compare-and-set: `revision` 0 creates. */
+export const mdPutRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), value: z.unknown(), revision: uint });
+export const mdPutReply = z.strictObject({ revision: uint });
+export const mdDeleteRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), revision: uint.optional() });
+
+export const MdOp = { get: 'get', put: 'put', delete: 'delete' } as const;
+export type MdOp = (typeof MdOp)[keyof typeof MdOp];
+
+/** Number of hash partitions of the metadata maps. */
+export const MD_PARTITIONS = 16;
+
+/** The partition of a metadata key: FNV-1a (32-bit) of its UTF-8 bytes, modulo `count`. */
+export function partitionOf(key: string, count = MD_PARTITIONS): number {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(key)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % count;
+}
