@@ -5,7 +5,7 @@
 // SIGTERM, which stops every child it started.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { NatsServerProcess, waitForJetStream } from '@strata/natsd';
+import { startNatsServers, waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
 import { NATS_URL_FILE } from './client';
 import { Supervisor } from './supervisor';
@@ -14,8 +14,19 @@ import { UsageError } from './units';
 export interface UpOptions {
   dir: string;
   natsPort: number;
+  /** Embedded nats-servers: 1, or 3 forming one cluster (streams and buckets R3). */
+  natsServers: number;
   configReplicas: number;
+  /** Storage nodes n1..nN, each with its actors as separate processes. */
+  nodes: number;
+  /** NBD port of node 1's gateway; node k listens on nbdPort + k - 1. */
+  nbdPort: number;
+  /** Capacity of each node's disk. */
+  diskCapacityBytes: number;
 }
+
+/** The actors every node runs, in start order. */
+const nodeActors = ['metadata-shard', 'extent-store', 'vdisk-controller', 'admission', 'io-director', 'gateway'] as const;
 
 /** Where each actor's entry point is, relative to this file once built (cli/dist). */
 function actorScript(actor: string): string {
@@ -28,6 +39,34 @@ function isAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Registers nodes n1..nN, each with one disk under the data directory, when missing. */
+async function registerNodes(client: ConfigClient, dir: string, options: UpOptions): Promise<void> {
+  const nodes = new Set((await client.list('node')).map((n) => n.name));
+  const disks = new Set((await client.list('disk')).map((d) => d.name));
+  for (let k = 1; k <= options.nodes; k++) {
+    const name = `n${k}`;
+    if (!nodes.has(name)) await client.create({ kind: 'node', name, spec: { address: '127.0.0.1' } });
+    const diskName = `${name}-d1`;
+    if (!disks.has(diskName)) {
+      const node = await client.get({ kind: 'node', name });
+      const path = join(dir, 'disks', diskName);
+      mkdirSync(path, { recursive: true });
+      await client.create({ kind: 'disk', name: diskName, spec: { node: node.id, path, tier: 'ssd', capacityBytes: options.diskCapacityBytes } });
+    }
+  }
+}
+
+/** A container `default` (RF 2, or 1 on a one-node cluster) and a vDisk `demo` (1 GiB), when there are none. */
+async function ensureDemo(client: ConfigClient, options: UpOptions): Promise<void> {
+  if ((await client.list('container')).length === 0) {
+    await client.create({ kind: 'container', name: 'default', spec: { replicationFactor: Math.min(2, options.nodes) } });
+  }
+  if ((await client.list('vdisk')).length === 0) {
+    const container = await client.get({ kind: 'container', name: 'default' });
+    await client.create({ kind: 'vdisk', name: 'demo', spec: { container: container.id, sizeBytes: 2 ** 30 } });
   }
 }
 
@@ -50,17 +89,18 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const releaseLock = takeDirLock(dir);
 
-  let nats: NatsServerProcess | undefined;
+  let nats: NatsServerProcess[] = [];
   const existing = process.env.NATS_URL;
   let url: string;
   if (existing !== undefined && existing !== '') {
     url = existing;
     say(`using the NATS cluster at ${url} (NATS_URL)`);
   } else {
-    nats = new NatsServerProcess({ name: 'strata-embedded', port: options.natsPort, dir: join(dir, 'nats') });
-    say(`starting nats-server on 127.0.0.1:${options.natsPort} (data in ${join(dir, 'nats')})`);
-    await nats.start();
-    url = nats.url;
+    if (![1, 3].includes(options.natsServers)) throw new UsageError('--nats must be 1 or 3');
+    const ports = Array.from({ length: options.natsServers }, (_, i) => options.natsPort + i);
+    say(`starting ${options.natsServers} nats-server${options.natsServers > 1 ? 's' : ''} on 127.0.0.1:${ports.join(',')} (data in ${join(dir, 'nats')})`);
+    nats = await startNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `nats-${i + 1}`) });
+    url = nats.map((n) => n.url).join(',');
   }
   await waitForJetStream(url);
   writeFileSync(join(dir, NATS_URL_FILE), `${url}\n`);
@@ -75,27 +115,43 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
     (stopping ??= (async () => {
       say(`stopping (${why})`);
       await supervisor.stop();
-      await nats?.stop();
+      await Promise.all(nats.map((n) => n.stop()));
       releaseLock();
       say('stopped');
     })());
   process.on('SIGINT', () => void stop('SIGINT').then(() => process.exit(0)));
   process.on('SIGTERM', () => void stop('SIGTERM').then(() => process.exit(0)));
-  nats
-    ?.exited()
-    .then(() => {
-      if (stopping === undefined) {
-        say('nats-server exited unexpectedly; stopping');
-        void stop('nats-server exited').then(() => process.exit(1));
-      }
-    })
-    .catch(() => undefined);
+  for (const n of nats) {
+    n.exited()
+      .then(() => {
+        if (stopping === undefined) {
+          say(`${n.name} exited unexpectedly; stopping`);
+          void stop(`${n.name} exited`).then(() => process.exit(1));
+        }
+      })
+      .catch(() => undefined);
+  }
 
+  let exportsLine: string[] = [];
   try {
     const client = await ConfigClient.connect(url, 30_000);
     try {
       const status = await client.status();
       say(`config leader: ${status.leader} (epoch ${status.epoch})`);
+      await registerNodes(client, dir, options);
+      for (let k = 1; k <= options.nodes; k++) {
+        const node = `n${k}`;
+        for (const actor of nodeActors) {
+          const args = [actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? `md-${k}` : node];
+          if (actor === 'gateway') args.push('--nbd-port', String(options.nbdPort + k - 1));
+          // The command line names the actor (its script) and the node, so `ps` shows who is who.
+          supervisor.add({ name: `${node}-${actor}`, command: process.execPath, args, env: { NATS_URL: url } });
+        }
+      }
+      if (options.nodes > 0) {
+        await ensureDemo(client, options);
+        exportsLine = (await client.list('vdisk')).map((v) => `nbd://127.0.0.1:${options.nbdPort}/${v.name}`);
+      }
     } finally {
       await client.close();
     }
@@ -104,6 +160,8 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
     throw err;
   }
   say('ready');
+  for (const line of exportsLine) say(line);
+  if (exportsLine.length > 0) say(`try: qemu-io -f raw ${exportsLine[0]} -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k'`);
   say(`NATS_URL=${url}`);
   say(`data and logs: ${dir}`);
   say('try: ./strata status; ./strata node ls; ./strata vdisk ls   (Ctrl-C stops the cluster)');

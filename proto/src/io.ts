@@ -213,3 +213,21 @@ export function partitionOf(key: string, count = MD_PARTITIONS): number {
   }
   return hash % count;
 }
+
+/** Each vDisk I/O operation with its request and reply schemas: one table for every hop. */
+export const ioSchemas = {
+  read: { request: ioReadRequest, reply: ioReadReply },
+  write: { request: ioWriteRequest, reply: ioDoneReply },
+  zero: { request: ioZeroRequest, reply: ioDoneReply },
+  flush: { request: ioFlushRequest, reply: ioDoneReply },
+} as const satisfies Record<IoOp, { request: z.ZodType; reply: z.ZodType }>;
+
+/** Any vDisk I/O request. */
+export type IoRequest = IoReadRequest | IoWriteRequest | IoZeroRequest | IoFlushRequest;
+
+/** The byte range an I/O request touches (flush touches none). */
+export function ioRange(request: IoRequest): { offset: number; length: number } | undefined {
+  if ('data' in request) return { offset: request.offset, length: request.data.length };
+  if ('length' in request) return { offset: request.offset, length: request.length };
+  return undefined;
+}

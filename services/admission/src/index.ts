@@ -1,0 +1,2 @@
+// Admission control's queue discipline, for the QoS scheduler to build on.
+export { FifoQueue, Gate, type AdmissionQueue } from './gate';

@@ -1,0 +1,2 @@
+// The io-director's routing logic.
+export { Director, type DirectorDeps } from './director';

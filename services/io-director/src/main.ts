@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Entry point of a node's io-director: `node services/io-director/dist/main.js --node n1`.
+// Serves strata.io.<node>.{read,write,zero,flush}.
+import { z } from 'zod';
+import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { openBucket, WatchCache } from '@strata/kv';
+import { IoOp, buckets, cfgEntry, ioSchemas, subjects, vdiskOwnership } from '@strata/proto';
+import { Director } from './director';
+
+const directorSettings = z
+  .object({
+    node: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a node name: lowercase letters, digits, - and _'),
+    /** I/O requests handled at once. */
+    requestsInFlightMax: z.coerce.number().int().positive().default(1024),
+  })
+  .strict();
+
+function main(): void {
+  let settings;
+  try {
+    settings = readSettings(directorSettings, process.argv.slice(2), process.env);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`strata-io-director: ${err.message}\n`);
+    process.exit(2);
+  }
+  const s = settings;
+  void runActor({
+    actor: 'io-director',
+    instance: s.node,
+    node: s.node,
+    start: async ({ bus, log }) => {
+      const [own, cfg] = await Promise.all([openBucket(bus.nc, buckets.own, vdiskOwnership), openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 })]);
+      const [ownership, config] = await Promise.all([
+        WatchCache.start(own, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
+        WatchCache.start(cfg, { key: 'vdisk.>' }),
+      ]);
+      await Promise.all([ownership.ready, config.ready]);
+      const director = new Director({ node: s.node, bus, own, ownership, config });
+      const services = await Promise.all(
+        Object.values(IoOp).map((op) => bus.serve(subjects.io(s.node, op), ioSchemas[op].request, (req, ctx) => director.handle(op, req, ctx), { maxInFlight: s.requestsInFlightMax })),
+      );
+      return async () => {
+        await Promise.all(services.map((svc) => svc.stop()));
+        ownership.stop();
+        config.stop();
+      };
+    },
+  });
+}
+
+main();
