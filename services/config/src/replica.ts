@@ -115,7 +115,7 @@ export class ConfigReplica {
   async start(): Promise<void> {
     const { cfg, hb, own, settings, log } = this.deps;
     this.cache = await WatchCache.start(cfg, { onBadEntry: (key, err) => log.error({ key, err }, 'unreadable cfg entry skipped') });
-    this.hbCache = await WatchCache.start(hb, { onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable heartbeat skipped') });
+    this.hbCache = await WatchCache.start(hb, { key: 'node.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable heartbeat skipped') });
     await Promise.all([this.cache.ready, this.hbCache.ready]);
     this.view = new CacheView(this.cache);
     this.lease = new Lease(own, {

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// Entry point of a node's extent store: reads its settings, opens the `hb` bucket,
+// and runs the store until SIGTERM. `node services/extent-store/dist/main.js --node n1`.
+import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { ConfigClient } from '@strata/config-client';
+import { openBucket } from '@strata/kv';
+import { buckets, diskUsage } from '@strata/proto';
+import { ExtentStore } from './service';
+import { extentStoreSettings } from './settings';
+
+function main(): void {
+  let settings;
+  try {
+    settings = readSettings(extentStoreSettings, process.argv.slice(2), process.env);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`strata-extent-store: ${err.message}\n`);
+    process.exit(2);
+  }
+  void runActor({
+    actor: 'extent-store',
+    instance: settings.node,
+    node: settings.node,
+    start: async ({ bus, log, metrics }) => {
+      // hb holds node heartbeats too; this typed view is only ever used for disk.<id> keys.
+      const usage = await openBucket(bus.nc, buckets.hb, diskUsage);
+      const store = new ExtentStore({ bus, config: new ConfigClient(bus, settings.configTimeoutMs), usage, log, metrics, settings });
+      await store.start();
+      return () => store.stop();
+    },
+  });
+}
+
+main();
