@@ -57,7 +57,7 @@ function listOut<O extends CfgObjectWithRevision>(objects: O[], headers: string[
 program
   .command('up')
   .description('start a local cluster (embedded nats-server unless NATS_URL is set) in the foreground')
-  .option('--nodes <n>', 'storage nodes n1..nN, each with all its actors as separate processes (0 until the I/O path lands)', '0')
+  .option('--nodes <n>', 'storage nodes n1..nN, each with all its actors as separate processes', '3')
   .option('--nbd-port <port>', "node 1's NBD port; node k listens on port + k - 1", '10809')
   .option('--nats <n>', 'embedded nats-servers: 1, or 3 forming one cluster', '1')
   .option('--nats-port <port>', 'port of the (first) embedded nats-server', '14222')

@@ -4,6 +4,7 @@
 // processes, waits for a config leader, prints `ready`, and runs until Ctrl-C or
 // SIGTERM, which stops every child it started.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { startNatsServers, waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
@@ -67,6 +68,23 @@ async function ensureDemo(client: ConfigClient, options: UpOptions): Promise<voi
   if ((await client.list('vdisk')).length === 0) {
     const container = await client.get({ kind: 'container', name: 'default' });
     await client.create({ kind: 'vdisk', name: 'demo', spec: { container: container.id, sizeBytes: 2 ** 30 } });
+  }
+}
+
+/** Resolves once 127.0.0.1:`port` accepts a TCP connection; fails after `timeoutMs`. */
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() >= deadline) throw new Error(`no gateway is listening on 127.0.0.1:${port} after ${timeoutMs} ms; see the gateway logs`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -150,6 +168,8 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       }
       if (options.nodes > 0) {
         await ensureDemo(client, options);
+        // Ready means a client can connect: wait for every gateway's NBD port.
+        await Promise.all(Array.from({ length: options.nodes }, (_, i) => waitForPort(options.nbdPort + i, 60_000)));
         exportsLine = (await client.list('vdisk')).map((v) => `nbd://127.0.0.1:${options.nbdPort}/${v.name}`);
       }
     } finally {

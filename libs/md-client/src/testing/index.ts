@@ -1,0 +1,54 @@
+// An in-memory stand-in for the metadata maps, for unit tests of the actors that use
+// them: the same compare-and-set rules, revisions and errors as the shards, no bus.
+import { z } from 'zod';
+import { describeIssues } from '@strata/codec';
+import { ErrorCode, StrataError } from '@strata/errors';
+import { type MdMap, mdValue } from '@strata/proto';
+import { mdKeyProblem, type MdEntry, type MdMaps, type MdValue, type MdValueInput } from '../client';
+
+export class MemoryMd implements MdMaps {
+  private readonly entries = new Map<string, { value: unknown; revision: number }>();
+  /** Like a KV stream sequence: every write anywhere takes the next one. */
+  private sequence = 0;
+
+  constructor(private readonly entriesMax = 100_000) {}
+
+  private static id(map: MdMap, key: string): string {
+    const problem = mdKeyProblem(key);
+    if (problem !== undefined) throw new StrataError(ErrorCode.INVALID, `key "${key}" ${problem}`);
+    return `${map}\u0000${key}`;
+  }
+
+  async get<M extends MdMap>(map: M, key: string): Promise<MdEntry<M> | null> {
+    const e = this.entries.get(MemoryMd.id(map, key));
+    return e === undefined ? null : { value: e.value as MdValue<M>, revision: e.revision };
+  }
+
+  async put<M extends MdMap>(map: M, key: string, value: MdValueInput<M>, revision: number): Promise<number> {
+    const parsed = z.strictObject({ value: mdValue[map] as z.ZodType }).safeParse({ value });
+    if (!parsed.success) throw new StrataError(ErrorCode.INVALID, `${map} map: ${describeIssues(parsed.error)}`);
+    const id = MemoryMd.id(map, key);
+    const current = this.entries.get(id);
+    if (revision === 0 && current !== undefined) throw new StrataError(ErrorCode.CONFLICT, `${map}/${key} already exists`);
+    if (revision !== 0 && current?.revision !== revision) throw new StrataError(ErrorCode.CONFLICT, `${map}/${key} changed since revision ${revision}`);
+    if (current === undefined && this.entries.size >= this.entriesMax) throw new StrataError(ErrorCode.NO_SPACE, `MemoryMd holds ${this.entriesMax} entries`);
+    this.sequence++;
+    this.entries.set(id, { value: (parsed.data as { value: unknown }).value, revision: this.sequence });
+    return this.sequence;
+  }
+
+  async delete(map: MdMap, key: string, revision?: number): Promise<void> {
+    const id = MemoryMd.id(map, key);
+    const current = this.entries.get(id);
+    if (revision !== undefined && current?.revision !== revision) throw new StrataError(ErrorCode.CONFLICT, `${map}/${key} changed since revision ${revision}`);
+    this.sequence++;
+    this.entries.delete(id);
+  }
+
+  /** Every key of a map, for assertions. */
+  keys(map: MdMap): string[] {
+    const prefix = `${map}\u0000`;
+    return [...this.entries.keys()].filter((id) => id.startsWith(prefix)).map((id) => id.slice(prefix.length));
+  }
+}
+

@@ -1,0 +1,157 @@
+// The real backend: every vDisk in the configuration is an export, and a block device
+// is a stream of CBOR I/O requests to this node's io-director (`strata.io.<node>.<op>`),
+// each NBD request cut into pieces of at most IO_CHUNK_BYTES that run concurrently,
+// with one deadline for the whole request and the bus retrying retryable errors.
+import { performance } from 'node:perf_hooks';
+import type { Bus, RequestOptions } from '@strata/bus';
+import type { ConfigClient } from '@strata/config-client';
+import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
+import {
+  IO_CHUNK_BYTES,
+  IoOp,
+  ioDoneReply,
+  ioReadReply,
+  objectName,
+  subjects,
+  type IoFlushRequest,
+  type IoReadRequest,
+  type IoWriteRequest,
+  type IoZeroRequest,
+} from '@strata/proto';
+import type { BlockDevice, ExportCatalog, ExportInfo } from './backend';
+import { forEachLimited, splitRange } from './pieces';
+
+/** The part of the bus the backend uses (a fake in unit tests). */
+export type IoRequester = Pick<Bus, 'request'>;
+/** The part of the config client the backend uses. */
+export type VdiskDirectory = Pick<ConfigClient, 'list' | 'get'>;
+
+export interface BusBackendOptions {
+  bus: IoRequester;
+  config: VdiskDirectory;
+  /** This gateway's node: its io-director serves the requests (`n1`). */
+  node: string;
+  /** Budget of one NBD request, all pieces and retries included. */
+  requestTimeoutMs?: number;
+  /** The most one attempt of one piece may take before the bus retries it. */
+  attemptTimeoutMs?: number;
+  /** Pieces of one NBD request in flight at once. */
+  piecesInFlightMax?: number;
+  /** Largest piece; IO_CHUNK_BYTES keeps every message under NATS's payload limit. */
+  chunkBytes?: number;
+}
+
+interface DeviceSettings {
+  bus: IoRequester;
+  node: string;
+  requestTimeoutMs: number;
+  attemptTimeoutMs: number;
+  piecesInFlightMax: number;
+  chunkBytes: number;
+}
+
+export class BusCatalog implements ExportCatalog {
+  private readonly config: VdiskDirectory;
+  private readonly settings: DeviceSettings;
+
+  constructor(options: BusBackendOptions) {
+    this.config = options.config;
+    this.settings = {
+      bus: options.bus,
+      node: options.node,
+      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 10_000,
+      piecesInFlightMax: options.piecesInFlightMax ?? 16,
+      chunkBytes: options.chunkBytes ?? IO_CHUNK_BYTES,
+    };
+    const s = this.settings;
+    assert(s.requestTimeoutMs > 0 && s.attemptTimeoutMs > 0 && s.piecesInFlightMax > 0, 'bus backend limits are positive');
+    assert(s.chunkBytes > 0 && s.chunkBytes <= IO_CHUNK_BYTES, `chunkBytes must be in (0, ${IO_CHUNK_BYTES}]`);
+  }
+
+  /** Asked on every NBD_OPT_LIST, so vDisks created later are listed too. */
+  async list(): Promise<ExportInfo[]> {
+    const vdisks = await this.config.list('vdisk');
+    return vdisks.map((v) => ({ name: v.name, sizeBytes: v.spec.sizeBytes, description: `vDisk ${v.id}${v.spec.shared ? ' (shared)' : ''}` }));
+  }
+
+  async open(name: string): Promise<BlockDevice | undefined> {
+    // A name the config service could never hold is simply not an export.
+    if (!objectName.safeParse(name).success) return undefined;
+    let object;
+    try {
+      object = await this.config.get({ kind: 'vdisk', name });
+    } catch (err) {
+      if (isStrataError(err, ErrorCode.NOT_FOUND)) return undefined;
+      throw err;
+    }
+    assert(object.kind === 'vdisk', 'config answered a vdisk query with a vdisk');
+    return new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings);
+  }
+}
+
+export class BusDevice implements BlockDevice {
+  constructor(
+    readonly name: string,
+    /** The vDisk's 64-bit id: the `vdisk` field of every I/O message. */
+    readonly vdisk: bigint,
+    readonly sizeBytes: number,
+    /** Shared vDisks are served by one owner for every host: many connections see one state. */
+    readonly multiConn: boolean,
+    private readonly settings: DeviceSettings,
+  ) {}
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const deadline = performance.now() + this.settings.requestTimeoutMs;
+    const out = new Uint8Array(length);
+    await forEachLimited(splitRange(offset, length, this.settings.chunkBytes), this.settings.piecesInFlightMax, async (piece) => {
+      const request: IoReadRequest = { vdisk: this.vdisk, offset: piece.offset, length: piece.lengthBytes };
+      const reply = await this.settings.bus.request(this.subject(IoOp.read), request, ioReadReply, this.options(deadline));
+      if (reply.data.length !== piece.lengthBytes) {
+        throw new StrataError(ErrorCode.INTERNAL, `read of ${piece.lengthBytes} bytes at ${piece.offset} of vdisk ${this.vdisk} returned ${reply.data.length}`);
+      }
+      out.set(reply.data, piece.at);
+    });
+    return out;
+  }
+
+  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    const deadline = performance.now() + this.settings.requestTimeoutMs;
+    await forEachLimited(splitRange(offset, data.length, this.settings.chunkBytes), this.settings.piecesInFlightMax, async (piece) => {
+      const request: IoWriteRequest = {
+        vdisk: this.vdisk,
+        offset: piece.offset,
+        // Socket buffers are never shared memory; the schema's type just says ArrayBuffer.
+        data: data.subarray(piece.at, piece.at + piece.lengthBytes) as Uint8Array<ArrayBuffer>,
+        ...(fua ? { fua: true } : {}),
+      };
+      await this.settings.bus.request(this.subject(IoOp.write), request, ioDoneReply, this.options(deadline));
+    });
+  }
+
+  async zero(offset: number, length: number): Promise<void> {
+    const deadline = performance.now() + this.settings.requestTimeoutMs;
+    await forEachLimited(splitRange(offset, length, this.settings.chunkBytes), this.settings.piecesInFlightMax, async (piece) => {
+      const request: IoZeroRequest = { vdisk: this.vdisk, offset: piece.offset, length: piece.lengthBytes };
+      await this.settings.bus.request(this.subject(IoOp.zero), request, ioDoneReply, this.options(deadline));
+    });
+  }
+
+  async flush(): Promise<void> {
+    const deadline = performance.now() + this.settings.requestTimeoutMs;
+    const request: IoFlushRequest = { vdisk: this.vdisk };
+    await this.settings.bus.request(this.subject(IoOp.flush), request, ioDoneReply, this.options(deadline));
+  }
+
+  private subject(op: IoOp): string {
+    return subjects.io(this.settings.node, op);
+  }
+
+  /**
+   * What is left of the request's budget. Retrying is safe: a piece is a write of the
+   * same bytes at the same place (or a read, a zero, a flush), so repeating it changes nothing.
+   */
+  private options(deadline: number): RequestOptions {
+    return { timeoutMs: Math.max(0, Math.floor(deadline - performance.now())), retry: true, attemptTimeoutMs: this.settings.attemptTimeoutMs };
+  }
+}

@@ -1,0 +1,43 @@
+// The gateway's settings (flags or STRATA_* variables), checked at start-up: where
+// to listen, and the limits on connections, requests and time.
+import { z } from 'zod';
+import { millis } from '@strata/actor';
+import { objectName } from '@strata/proto';
+
+const MiB = 1024 * 1024;
+const count = (defaultValue: number): z.ZodDefault<z.ZodCoercedNumber<unknown>> => z.coerce.number().int().positive().default(defaultValue);
+
+export const gatewaySettings = z
+  .object({
+    /** The node this gateway runs on; its io-director serves the I/O (`n1`). */
+    node: objectName,
+    /** TCP address of the NBD listener; loopback unless told otherwise, since NBD has no authentication. */
+    nbdHost: z.string().min(1).default('127.0.0.1'),
+    /** 10809 is NBD's IANA port; 0 picks a free one (the log says which). */
+    nbdPort: z.coerce.number().int().min(0).max(65_535).default(10_809),
+    /** Also listen on this unix socket path. */
+    unixSocket: z.string().min(1).optional(),
+    /** From accept to the end of option haggling. */
+    handshakeTimeoutMs: millis(10_000),
+    /** Close a transmission-phase connection idle this long; 0 (the default) never does. */
+    idleTimeoutMs: z.coerce.number().int().nonnegative().default(0),
+    /** Budget of one NBD request at the cluster, retries included; beyond it the client gets EIO. */
+    requestTimeoutMs: millis(30_000),
+    /** One attempt of one piece; a lost reply is retried after this long. */
+    attemptTimeoutMs: millis(10_000),
+    /** Requests served at once per connection; beyond it the socket is not read (backpressure). */
+    requestsInFlightMax: count(64),
+    /** READ/WRITE bytes held at once per connection; at least one 32 MiB request. */
+    inFlightBytesMax: z.coerce.number().int().min(32 * MiB).default(64 * MiB),
+    /** Bus messages in flight for one NBD request. */
+    piecesInFlightMax: count(16),
+    /** NBD connections served at once. */
+    connectionsMax: count(128),
+    /** On SIGTERM, how long connections get to answer what is in flight. */
+    stopGraceMs: millis(5_000),
+  })
+  .strict()
+  .refine((s) => s.attemptTimeoutMs <= s.requestTimeoutMs, { message: 'attemptTimeoutMs must not exceed requestTimeoutMs', path: ['attemptTimeoutMs'] })
+  // runActor forces an exit 10 s after SIGTERM; the grace must end before that.
+  .refine((s) => s.stopGraceMs <= 8_000, { message: 'stopGraceMs must be at most 8000', path: ['stopGraceMs'] });
+export type GatewaySettings = z.output<typeof gatewaySettings>;

@@ -1,0 +1,327 @@
+// The node's vdisk-controller: opens each vDisk this node owns on its first I/O
+// (replaying the undrained oplog tail and appending a takeover marker before it
+// serves), routes I/O to it, and gives the vDisks what they need from the rest of
+// the cluster: extent stores, metadata shards, ids, placement.
+import { performance } from 'node:perf_hooks';
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { Bus } from '@strata/bus';
+import { decode } from '@strata/codec';
+import type { ConfigClient } from '@strata/config-client';
+import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import type { IdAllocator } from '@strata/ids';
+import type { TypedBucket, WatchCache } from '@strata/kv';
+import type { Logger } from '@strata/log';
+import type { MdClient } from '@strata/md-client';
+import {
+  EstoreOp,
+  egReadReply,
+  egWriteReply,
+  keys,
+  oplogEntry,
+  streams,
+  subjects,
+  type BlockLocation,
+  type DiskUsage,
+  type EgroupEntry,
+  type VdiskOwnership,
+  type vdiskOwnership,
+} from '@strata/proto';
+import { OplogAppender } from './oplog';
+import { place, type CandidateDisk } from './placement';
+import { Vdisk, extentChecksum, withExtent, type VdiskSettings } from './vdisk';
+
+export interface ControllerSettings extends VdiskSettings {
+  node: string;
+  /** Most payload bytes in one oplog message. */
+  oplogBatchBytesMax: number;
+  /** Extent-group size at which a new one is started. */
+  egroupSizeBytes: number;
+  /** Deadline of one extent-store or metadata request. */
+  backendTimeoutMs: number;
+}
+
+export interface ControllerDeps {
+  bus: Bus;
+  config: ConfigClient;
+  own: TypedBucket<typeof vdiskOwnership>;
+  md: MdClient;
+  ids: IdAllocator;
+  usage: WatchCache<DiskUsage>;
+  log: Logger;
+  settings: ControllerSettings;
+}
+
+interface OpenEgroup {
+  id: bigint;
+  entry: EgroupEntry;
+  revision: number;
+}
+
+/** A served vDisk and what only its controller keeps. */
+interface Served {
+  vdisk: Vdisk;
+  egroup: OpenEgroup | undefined;
+  /** appendExtent calls run one at a time: each takes the next egroup version. */
+  appendChain: Promise<unknown>;
+  ownership: { epoch: number; revision: number };
+  replicationFactor: number;
+  tierOrder: string[];
+}
+
+export class Controller {
+  private readonly served = new Map<bigint, Served>();
+  private readonly opening = new Map<bigint, Promise<Served>>();
+  private js!: JetStreamClient;
+  private jsm!: JetStreamManager;
+
+  constructor(private readonly deps: ControllerDeps) {}
+
+  async start(): Promise<void> {
+    this.js = jetstream(this.deps.bus.nc);
+    this.jsm = await jetstreamManager(this.deps.bus.nc);
+  }
+
+  /** The served vDisk, opened on first use. Throws NOT_OWNER when this node does not own it. */
+  async get(vdiskId: bigint): Promise<Vdisk> {
+    const current = this.served.get(vdiskId);
+    if (current !== undefined) {
+      if (current.vdisk.appender.failed === undefined) return current.vdisk;
+      // Its oplog view cannot be trusted any more: drop it and reopen from the oplog.
+      this.served.delete(vdiskId);
+      await current.vdisk.close();
+      if (current.vdisk.appender.failed.code === ErrorCode.FENCED) throw this.notOwner(vdiskId, undefined);
+    }
+    let opening = this.opening.get(vdiskId);
+    if (opening === undefined) {
+      opening = this.open(vdiskId).finally(() => this.opening.delete(vdiskId));
+      this.opening.set(vdiskId, opening);
+    }
+    return (await opening).vdisk;
+  }
+
+  private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {
+    return new StrataError(ErrorCode.NOT_OWNER, `node ${this.deps.settings.node} does not own vdisk ${vdiskId}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
+  }
+
+  private async open(vdiskId: bigint): Promise<Served> {
+    const { settings, log } = this.deps;
+    const ownership = await this.deps.own.get(keys.vdiskOwnership(vdiskId));
+    if (ownership === null || ownership.value.owner !== settings.node) throw this.notOwner(vdiskId, ownership?.value.owner);
+    const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
+    if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
+    const container = await this.deps.config.get({ kind: 'container', id: cfg.spec.container });
+    if (container.kind !== 'container') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${container.kind} for container ${cfg.spec.container}`);
+
+    const started = performance.now();
+    const subject = subjects.oplog(vdiskId);
+    const { lastSeq, entries } = await this.readOplogTail(subject, ownership.value.drained);
+    // The vDisk's callbacks need the Served record, which exists only once the vDisk does.
+    const ref: { served?: Served } = {};
+    const appender = new OplogAppender({
+      js: this.js,
+      subject,
+      epoch: ownership.value.epoch,
+      owner: settings.node,
+      lastSequence: lastSeq,
+      maxBatchBytes: settings.oplogBatchBytesMax,
+      publishTimeoutMs: settings.backendTimeoutMs,
+      publishAttempts: 3,
+      onStored: (seq, ops) => ref.served?.vdisk.apply(seq, ops),
+    });
+    const vdisk = new Vdisk(
+      { id: vdiskId, sizeBytes: cfg.spec.sizeBytes, blockSizeBytes: cfg.spec.blockSizeBytes },
+      appender,
+      {
+        readExtent: (loc) => this.readExtent(ref.served!, loc),
+        getRow: (row) => this.deps.md.get('vdisk', keys.vdiskRow(vdiskId, row)),
+        putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision),
+        appendExtent: (block, seq, data) => this.appendExtent(ref.served!, block, seq, data),
+        recordDrained: (seq) => this.recordDrained(ref.served!, seq),
+        purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
+      },
+      settings,
+      ownership.value.drained,
+      (err) => log.warn({ err, vdisk: String(vdiskId) }, 'drain failed; it will be retried'),
+    );
+    for (const { seq, ops } of entries) vdisk.apply(seq, ops);
+    // Fence: from here on, any earlier writer of this oplog fails its next append.
+    try {
+      await appender.appendMarker();
+    } catch (err) {
+      if (isStrataError(err, ErrorCode.FENCED)) throw this.notOwner(vdiskId, undefined);
+      throw err;
+    }
+    const served: Served = {
+      vdisk,
+      egroup: undefined,
+      appendChain: Promise.resolve(),
+      ownership: { epoch: ownership.value.epoch, revision: ownership.revision },
+      replicationFactor: container.spec.replicationFactor,
+      tierOrder: container.spec.tierOrder,
+    };
+    ref.served = served;
+    this.served.set(vdiskId, served);
+    log.info(
+      { vdisk: String(vdiskId), epoch: ownership.value.epoch, drained: ownership.value.drained, replayed: entries.length, lastSeq, ms: Math.round(performance.now() - started) },
+      'serving vdisk',
+    );
+    vdisk.kickDrain();
+    return served;
+  }
+
+  /** Every oplog entry of `subject` after `drained`, and the subject's last sequence. */
+  private async readOplogTail(subject: string, drained: number): Promise<{ lastSeq: number; entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> }> {
+    let lastSeq = 0;
+    try {
+      const last = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
+      lastSeq = last?.seq ?? 0;
+    } catch (err) {
+      // No message on the subject yet.
+      if (!/no message found/i.test((err as Error).message ?? '')) throw err;
+    }
+    const entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> = [];
+    if (lastSeq <= drained) return { lastSeq, entries };
+    // One subject as a string: a single filter, which nats-server 2.9 understands.
+    const consumer = await this.js.consumers.get(streams.oplog, {
+      filter_subjects: subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: drained + 1,
+    });
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: 256, expires: 2_000 });
+      let done = false;
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        const entry = decode(m.data, oplogEntry);
+        if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
+        if (m.seq >= lastSeq) done = true;
+      }
+      if (done || got === 0) break;
+    }
+    return { lastSeq, entries };
+  }
+
+  private async readExtent(served: Served, loc: BlockLocation): Promise<Uint8Array> {
+    const entry = await this.egroupEntry(served, loc.egroup);
+    // Local replica first: it costs no network.
+    const replicas = [...entry.replicas].sort((a, b) => (a.node === this.deps.settings.node ? -1 : b.node === this.deps.settings.node ? 1 : 0));
+    let lastErr: unknown;
+    for (const r of replicas) {
+      try {
+        const { data } = await this.deps.bus.request(
+          subjects.estore(r.node, EstoreOp.read),
+          { disk: r.disk, egroup: loc.egroup, offset: loc.offset, length: loc.length },
+          egReadReply,
+          { timeoutMs: this.deps.settings.backendTimeoutMs },
+        );
+        if (extentChecksum(data) !== loc.crc32c) throw new StrataError(ErrorCode.CHECKSUM, `extent at ${loc.offset} of egroup ${loc.egroup} on disk ${r.disk} does not match the checksum in metadata`);
+        return data;
+      } catch (err) {
+        lastErr = err;
+        this.deps.log.warn({ err, egroup: String(loc.egroup), disk: String(r.disk), node: r.node }, isStrataError(err, ErrorCode.CHECKSUM) ? 'bad replica: checksum mismatch; reading another' : 'replica read failed; trying another');
+      }
+    }
+    throw lastErr instanceof StrataError ? lastErr : new StrataError(ErrorCode.UNAVAILABLE, `no replica of egroup ${loc.egroup} could be read`, { cause: lastErr });
+  }
+
+  private readonly egroupCache = new Map<bigint, EgroupEntry>();
+
+  private async egroupEntry(served: Served, egroup: bigint): Promise<EgroupEntry> {
+    if (served.egroup?.id === egroup) return served.egroup.entry;
+    const cached = this.egroupCache.get(egroup);
+    if (cached !== undefined) return cached;
+    const got = await this.deps.md.get('egroup', keys.egroup(egroup));
+    if (got === null) throw new StrataError(ErrorCode.NOT_FOUND, `egroup ${egroup} has no metadata`);
+    if (this.egroupCache.size > 10_000) this.egroupCache.clear();
+    this.egroupCache.set(egroup, got.value);
+    return got.value;
+  }
+
+  private appendExtent(served: Served, block: number, seq: number, data: Uint8Array): Promise<BlockLocation> {
+    const run = served.appendChain.then(() => this.appendExtentNow(served, block, seq, data));
+    served.appendChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async appendExtentNow(served: Served, block: number, seq: number, data: Uint8Array): Promise<BlockLocation> {
+    const { settings } = this.deps;
+    const vdiskId = served.vdisk.shape.id;
+    let eg = served.egroup;
+    if (eg === undefined || eg.entry.sizeBytes + data.length > settings.egroupSizeBytes) eg = await this.newEgroup(served, data.length);
+    const crc = extentChecksum(data);
+    const version = eg.entry.version + 1;
+    const offset = eg.entry.sizeBytes;
+    const egId = eg.id;
+    await Promise.all(
+      eg.entry.replicas.map(async (r) => {
+        const reply = await this.deps.bus.request(
+          subjects.estore(r.node, EstoreOp.write),
+          { disk: r.disk, egroup: egId, vdisk: vdiskId, epoch: served.ownership.epoch, version, offset, data },
+          egWriteReply,
+          { timeoutMs: settings.backendTimeoutMs },
+        );
+        if (reply.crc32c !== crc) throw new StrataError(ErrorCode.CHECKSUM, `disk ${r.disk} stored a different checksum for egroup ${egId} version ${version}`);
+      }),
+    );
+    const next = withExtent(eg.entry, { id: `${vdiskId}:${block}:${seq}`, length: data.length, crc32c: crc });
+    const revision = await this.deps.md.put('egroup', keys.egroup(egId), next, eg.revision);
+    served.egroup = { id: egId, entry: next, revision };
+    return { egroup: egId, offset, length: data.length, crc32c: crc };
+  }
+
+  private async newEgroup(served: Served, firstExtentBytes: number): Promise<OpenEgroup> {
+    const { settings } = this.deps;
+    const [disks, nodes] = await Promise.all([this.deps.config.list('disk'), this.deps.config.list('node')]);
+    const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
+    const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead').map((n) => n.name));
+    const candidates: CandidateDisk[] = disks.map((d) => ({
+      id: d.id,
+      node: nodeName.get(d.spec.node) ?? '?',
+      tier: d.spec.tier,
+      capacityBytes: d.spec.capacityBytes,
+      usedBytes: this.deps.usage.get(keys.diskUsage(d.id))?.value.usedBytes ?? 0,
+    }));
+    const placement = place({
+      disks: candidates,
+      liveNodes: live,
+      localNode: settings.node,
+      replicationFactor: served.replicationFactor,
+      tierOrder: served.tierOrder,
+      needBytes: Math.max(firstExtentBytes, settings.egroupSizeBytes),
+    });
+    if (!placement.ok) throw new StrataError(ErrorCode.NO_SPACE, placement.why);
+    const id = await this.deps.ids.allocate();
+    const entry: EgroupEntry = { vdisk: served.vdisk.shape.id, replicas: placement.replicas.map((d) => ({ disk: d.id, node: d.node })), version: 0, sizeBytes: 0, extents: [] };
+    const revision = await this.deps.md.put('egroup', keys.egroup(id), entry, 0);
+    return { id, entry, revision };
+  }
+
+  private async recordDrained(served: Served, seq: number): Promise<void> {
+    const key = keys.vdiskOwnership(served.vdisk.shape.id);
+    const current = await this.deps.own.get(key);
+    if (current === null || current.value.owner !== this.deps.settings.node || current.value.epoch !== served.ownership.epoch) {
+      throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording drained ${seq}`);
+    }
+    const next: VdiskOwnership = { ...current.value, drained: Math.max(current.value.drained, seq) };
+    served.ownership.revision = await this.deps.own.update(key, next, current.revision);
+  }
+
+  private async purgeBelow(subject: string, seq: number, lastSeq: number): Promise<void> {
+    // Purging the newest message would reset the subject's last sequence to 0 and
+    // break the next append's expectation, so it always stays.
+    const below = Math.min(seq, lastSeq);
+    if (below <= 1) return;
+    await this.jsm.streams.purge(streams.oplog, { filter: subject, seq: below });
+  }
+
+  /** Drains every served vDisk and stops. */
+  async stop(): Promise<void> {
+    await Promise.all(
+      [...this.served.values()].map(async (s) => {
+        await s.vdisk.close();
+      }),
+    );
+    this.served.clear();
+  }
+}

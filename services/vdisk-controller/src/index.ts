@@ -1,0 +1,5 @@
+// The vdisk-controller's parts: the undrained-data index, placement, the oplog appender, the vDisk.
+export { BlockIndex, overlay, type Segment } from './block-index';
+export { place, type CandidateDisk, type Placement, type PlacementInput } from './placement';
+export { OplogAppender, type OplogAppenderOptions } from './oplog';
+export { Vdisk, type VdiskPorts, type VdiskSettings, type VdiskShape } from './vdisk';

@@ -1,0 +1,34 @@
+// The vdisk-controller's settings (flags or STRATA_* variables), checked at start-up.
+import { z } from 'zod';
+import { millis } from '@strata/actor';
+
+const MiB = 2 ** 20;
+const bytes = (def: number) => z.coerce.number().int().positive().default(def);
+
+export const controllerSettings = z
+  .object({
+    /** The node this controller serves (`n1`). */
+    node: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a node name: lowercase letters, digits, - and _'),
+    /** Undrained bytes per vDisk at which new writes wait for drain (backpressure). */
+    undrainedBytesMax: bytes(64 * MiB),
+    /** Undrained bytes at which drain starts without waiting for the vDisk to be idle. */
+    drainStartBytes: bytes(8 * MiB),
+    /** Idle time after the last write before drain runs anyway. */
+    drainIdleMs: millis(500),
+    /** Blocks drained at once per vDisk. */
+    drainParallelism: z.coerce.number().int().min(1).max(64).default(4),
+    /** Blocks per vDisk map row. */
+    rowBlocks: z.coerce.number().int().min(1).max(1024).default(16),
+    /** Most payload bytes in one oplog message (group commit). */
+    oplogBatchBytesMax: bytes(768 * 1024),
+    /** Extent-group size; a new one starts when the open one is full. */
+    egroupSizeBytes: bytes(16 * MiB),
+    /** Deadline of one request to an extent store, a metadata shard or the oplog. */
+    backendTimeoutMs: millis(10_000),
+    /** I/O requests handled at once. */
+    requestsInFlightMax: z.coerce.number().int().positive().default(512),
+  })
+  .strict()
+  .refine((s) => s.drainStartBytes <= s.undrainedBytesMax, { message: 'drainStartBytes must not exceed undrainedBytesMax', path: ['drainStartBytes'] })
+  .refine((s) => s.oplogBatchBytesMax <= 4 * MiB, { message: 'oplogBatchBytesMax must be at most 4 MiB', path: ['oplogBatchBytesMax'] });
+export type ControllerSettingsInput = z.output<typeof controllerSettings>;
