@@ -46,3 +46,19 @@ export function readSettings<S extends z.ZodObject>(schema: S, argv: readonly st
 
 /** A positive whole number of milliseconds, from a flag or variable. */
 export const millis = (defaultMs: number): z.ZodDefault<z.ZodCoercedNumber<unknown>> => z.coerce.number().int().positive().default(defaultMs);
+
+/**
+ * The settings of this process, from its command line and environment, optionally
+ * refined by `resolve`. A bad setting stops the process: one line on stderr naming
+ * the setting, exit code 2.
+ */
+export function commandLineSettings<S extends z.ZodObject | z.ZodPipe, T = z.output<S>>(program: string, schema: S, resolve?: (settings: z.output<S>) => T): T {
+  try {
+    const raw = readSettings(schema as never, process.argv.slice(2), process.env) as z.output<S>;
+    return resolve === undefined ? (raw as T) : resolve(raw);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`${program}: ${err.message}\n`);
+    process.exit(2);
+  }
+}

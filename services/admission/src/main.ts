@@ -5,15 +5,15 @@
 // passes at most inFlightMax at a time to the node's vdisk-controller.
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket, WatchCache } from '@strata/kv';
-import { IoOp, buckets, ioSchemas, keys, subjects, vdiskOwnership } from '@strata/proto';
+import { IoOp, buckets, ioSchemas, keys, subjects, vdiskOwnership, objectName } from '@strata/proto';
 import { FifoQueue, Gate } from './gate';
 
 const admissionSettings = z
   .object({
-    node: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a node name: lowercase letters, digits, - and _'),
+    node: objectName,
     /** Requests waiting at most; beyond it QUEUE_FULL. */
     queueDepthMax: z.coerce.number().int().positive().default(2048),
     /** Requests passed to the controller at once. */
@@ -22,15 +22,7 @@ const admissionSettings = z
   .strict();
 
 function main(): void {
-  let settings;
-  try {
-    settings = readSettings(admissionSettings, process.argv.slice(2), process.env);
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-admission: ${err.message}\n`);
-    process.exit(2);
-  }
-  const s = settings;
+  const s = commandLineSettings('strata-admission', admissionSettings);
   void runActor({
     actor: 'admission',
     instance: s.node,

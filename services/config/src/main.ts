@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Entry point of a config replica: reads its settings, opens the buckets, and runs
 // the replica until SIGTERM. `node services/config/dist/main.js --replica config-1`.
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { IdAllocator } from '@strata/ids';
 import { openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
@@ -11,14 +11,7 @@ import { ConfigReplica } from './replica';
 import { configSettings } from './settings';
 
 function main(): void {
-  let settings;
-  try {
-    settings = readSettings(configSettings, process.argv.slice(2), process.env);
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-config: ${err.message}\n`);
-    process.exit(2);
-  }
+  const settings = commandLineSettings('strata-config', configSettings);
   void runActor({
     actor: 'config',
     instance: settings.replica,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Entry point of a node's extent store: reads its settings, opens the `hb` bucket,
 // and runs the store until SIGTERM. `node services/extent-store/dist/main.js --node n1`.
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
 import { openBucket } from '@strata/kv';
 import { buckets, diskUsage } from '@strata/proto';
@@ -9,14 +9,7 @@ import { ExtentStore } from './service';
 import { extentStoreSettings } from './settings';
 
 function main(): void {
-  let settings;
-  try {
-    settings = readSettings(extentStoreSettings, process.argv.slice(2), process.env);
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-extent-store: ${err.message}\n`);
-    process.exit(2);
-  }
+  const settings = commandLineSettings('strata-extent-store', extentStoreSettings);
   void runActor({
     actor: 'extent-store',
     instance: settings.node,

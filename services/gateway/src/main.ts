@@ -2,22 +2,14 @@
 // Entry point of a node's gateway: the NBD server over the bus backend, so every vDisk
 // in the configuration is an export. `node services/gateway/dist/main.js --node n1
 // --nbd-port 10809 [--nbd-host 127.0.0.1] [--unix-socket PATH]`.
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
 import { BusCatalog } from './bus-backend';
 import { NbdServer } from './nbd/server';
 import { gatewaySettings } from './settings';
 
 function main(): void {
-  let settings;
-  try {
-    settings = readSettings(gatewaySettings, process.argv.slice(2), process.env);
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-gateway: ${err.message}\n`);
-    process.exit(2);
-  }
-  const s = settings;
+  const s = commandLineSettings('strata-gateway', gatewaySettings);
   void runActor({
     actor: 'gateway',
     instance: s.node,

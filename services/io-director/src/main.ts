@@ -2,29 +2,21 @@
 // Entry point of a node's io-director: `node services/io-director/dist/main.js --node n1`.
 // Serves strata.io.<node>.{read,write,zero,flush}.
 import { z } from 'zod';
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { openBucket, WatchCache } from '@strata/kv';
-import { IoOp, buckets, cfgEntry, ioSchemas, subjects, vdiskOwnership } from '@strata/proto';
+import { IoOp, buckets, cfgEntry, ioSchemas, subjects, vdiskOwnership, objectName } from '@strata/proto';
 import { Director } from './director';
 
 const directorSettings = z
   .object({
-    node: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a node name: lowercase letters, digits, - and _'),
+    node: objectName,
     /** I/O requests handled at once. */
     requestsInFlightMax: z.coerce.number().int().positive().default(1024),
   })
   .strict();
 
 function main(): void {
-  let settings;
-  try {
-    settings = readSettings(directorSettings, process.argv.slice(2), process.env);
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-io-director: ${err.message}\n`);
-    process.exit(2);
-  }
-  const s = settings;
+  const s = commandLineSettings('strata-io-director', directorSettings);
   void runActor({
     actor: 'io-director',
     instance: s.node,

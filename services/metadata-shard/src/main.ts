@@ -1,24 +1,17 @@
 #!/usr/bin/env node
 // Entry point of a metadata shard: reads its settings, opens the buckets, and serves
 // partitions until SIGTERM, which releases them. `node services/metadata-shard/dist/main.js --shard md-1`.
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
 import { buckets } from '@strata/proto';
 import { shardHeartbeat } from './peers';
-import { resolveSettings, shardSettings, type ShardSettings } from './settings';
+import { resolveSettings, shardSettings } from './settings';
 import { MetadataShard } from './shard';
 import { openMdBuckets } from './store';
 
 function main(): void {
-  let settings: ShardSettings;
-  try {
-    settings = resolveSettings(readSettings(shardSettings, process.argv.slice(2), process.env));
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-metadata-shard: ${err.message}\n`);
-    process.exit(2);
-  }
+  const settings = commandLineSettings('strata-metadata-shard', shardSettings, resolveSettings);
   void runActor({
     actor: 'metadata-shard',
     instance: settings.shard,

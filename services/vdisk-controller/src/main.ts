@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import { jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { readSettings, runActor, SettingsError } from '@strata/actor';
+import { commandLineSettings, runActor } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
 import { IdAllocator } from '@strata/ids';
 import { defaultReplicas, openBucket, WatchCache } from '@strata/kv';
@@ -38,15 +38,7 @@ async function ensureOplogStream(nc: NatsConnection): Promise<void> {
 }
 
 function main(): void {
-  let settings;
-  try {
-    settings = readSettings(controllerSettings, process.argv.slice(2), process.env);
-  } catch (err) {
-    if (!(err instanceof SettingsError)) throw err;
-    process.stderr.write(`strata-vdisk-controller: ${err.message}\n`);
-    process.exit(2);
-  }
-  const s = settings;
+  const s = commandLineSettings('strata-vdisk-controller', controllerSettings);
   void runActor({
     actor: 'vdisk-controller',
     instance: s.node,

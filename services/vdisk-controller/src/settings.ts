@@ -1,5 +1,6 @@
 // The vdisk-controller's settings (flags or STRATA_* variables), checked at start-up.
 import { z } from 'zod';
+import { objectName } from '@strata/proto';
 import { millis } from '@strata/actor';
 
 const MiB = 2 ** 20;
@@ -8,7 +9,7 @@ const bytes = (def: number) => z.coerce.number().int().positive().default(def);
 export const controllerSettings = z
   .object({
     /** The node this controller serves (`n1`). */
-    node: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a node name: lowercase letters, digits, - and _'),
+    node: objectName,
     /** Undrained bytes per vDisk at which new writes wait for drain (backpressure). */
     undrainedBytesMax: bytes(64 * MiB),
     /** Undrained bytes at which drain starts without waiting for the vDisk to be idle. */
