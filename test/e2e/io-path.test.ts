@@ -4,13 +4,15 @@
 // a gateway, each its own process). It proves that:
 //  - qemu-io's patterns written at scattered offsets (unaligned, across block and row
 //    boundaries, the last byte) read back, and never-written ranges read as zeros;
+//  - one replica corrupted on disk: reads still return the right data, and the
+//    bad replica is reported;
 //  - nbdcopy copies 64 MiB of random data in and back out byte for byte;
 //  - fio (nbd engine) random writes with crc32c verification verify on a full read;
 //  - SIGTERM of everything and a restart on the same directory keeps all data;
 //  - kill -9 of every process during writes, then a restart: every write qemu-io had
 //    acknowledged before the kill reads back.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, run, startNode, waitFor, type ActorProcess } from '../harness';
@@ -92,6 +94,24 @@ describe('the I/O path with real NBD clients', () => {
       'read -P 0 8192 65536',
       `read -P 0 ${512 * MiB} 1048576`,
     ]);
+  });
+
+  it('returns the right data when the owner replica is corrupted on disk, and reports the bad replica', async () => {
+    // The writes above drain within moments (drain runs after 200 ms idle).
+    const egroupsDir = join(dir, 'disks', 'n1-d1', 'egroups');
+    const files = await waitFor('drained extent groups on n1', 30_000, () => {
+      const found = readdirSync(egroupsDir).filter((f) => f.endsWith('.eg'));
+      return found.length > 0 ? found : false;
+    });
+    // Flip the first byte of every extent group on n1, the owner, whose replica is read first.
+    for (const f of files) {
+      const path = join(egroupsDir, f);
+      const data = readFileSync(path);
+      data[0] = data[0]! ^ 0xff;
+      writeFileSync(path, data);
+    }
+    await qemuIo(`${cluster!.nbd}/demo`, ['read -P 0x11 0 1000', 'read -P 0x22 1000 3000']);
+    await waitFor('the controller to report the bad replica', 10_000, () => /bad replica: checksum mismatch/.test(readFileSync(join(dir, 'logs', 'n1-vdisk-controller.log'), 'utf8')));
   });
 
   it('copies 64 MiB of random data in and out byte for byte with nbdcopy, on a vDisk created while running', async () => {
