@@ -4,18 +4,8 @@
 // freed, and out-of-range requests are INVALID.
 import { ErrorCode, isStrataError } from '@strata/errors';
 import { MEMORY_PAGE_BYTES, MemoryCatalog, MemoryDevice } from '../src/memory-backend';
+import { seededRandom } from '../../../test/harness/random';
 
-/** mulberry32: a small seeded generator, so a failure can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('memory device', () => {
   test('unwritten bytes read as zeros and allocate nothing', async () => {
@@ -57,7 +47,7 @@ describe('memory device', () => {
 
   test('a random mix of writes, zeroes and reads matches a flat buffer', async () => {
     const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
-    const random = rng(seed);
+    const random = seededRandom(seed);
     const sizeBytes = 8 * MEMORY_PAGE_BYTES + 123;
     const d = new MemoryDevice({ name: 'a', sizeBytes });
     const reference = Buffer.alloc(sizeBytes);

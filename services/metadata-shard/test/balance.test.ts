@@ -10,6 +10,7 @@
 import { observePeer, observeRevision, livePeers, type PeerObservation } from '../src/peers';
 import { decideBalance, fairShare, unservedForMs, type BalanceInput, type PartitionRecord } from '../src/balance';
 import type { Observation } from '@strata/lease';
+import { seededRandom } from '../../../test/harness/random';
 
 const P = 16;
 const ttlMs = 1_500;
@@ -125,17 +126,6 @@ describe('decideBalance', () => {
 
 const tickMs = 500;
 
-/** Seeded PRNG (mulberry32), so a failing run can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface SimShard {
   name: string;
@@ -253,7 +243,7 @@ class World {
 
 describe.each([1, 2, 3, 42, 1234])('simulated shards (seed %i)', (seed) => {
   it('one shard takes all 16; a second takes about half; the survivor of a kill takes all back within about one TTL', () => {
-    const w = new World(rng(seed));
+    const w = new World(seededRandom(seed));
     const a = w.add('md-1');
     w.until('lone shard holding everything', 2 * tickMs, () => a.held.size === P);
 
@@ -271,7 +261,7 @@ describe.each([1, 2, 3, 42, 1234])('simulated shards (seed %i)', (seed) => {
   });
 
   it('three shards split 16 as 6/5/5 or 6/6/4 and always serve all of it; a clean stop hands over within a tick or two', () => {
-    const w = new World(rng(seed));
+    const w = new World(seededRandom(seed));
     const s = [w.add('md-1'), w.add('md-2'), w.add('md-3')];
     w.until('three shards serving everything', 10 * tickMs, () => w.served() === P && s.every((x) => x.held.size >= 4 && x.held.size <= 6));
     for (let i = 0; i < 10; i++) {
@@ -285,7 +275,7 @@ describe.each([1, 2, 3, 42, 1234])('simulated shards (seed %i)', (seed) => {
   });
 
   it('two survivors of a kill among three take its partitions within about one TTL, then hold 8 each', () => {
-    const w = new World(rng(seed));
+    const w = new World(seededRandom(seed));
     const s = [w.add('md-1'), w.add('md-2'), w.add('md-3')];
     w.until('three shards serving everything', 10 * tickMs, () => w.served() === P && s.every((x) => x.held.size >= 4));
     w.kill(s[1]!);

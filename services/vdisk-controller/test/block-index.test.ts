@@ -2,14 +2,8 @@
 // drains, checked byte for byte against a plain array, with the seed printed on
 // failure.
 import { BlockIndex, overlay } from '../src/block-index';
+import { seededRandom } from '../../../test/harness/random';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 describe('block index', () => {
   it('splits a write across blocks and overlays the newest data', () => {
@@ -38,7 +32,7 @@ describe('block index', () => {
 
   it('matches a reference model under random writes, zeroes and drains', () => {
     const seed = Number(process.env.SEED ?? Date.now() % 100000);
-    const rand = rng(seed);
+    const rand = seededRandom(seed);
     const size = 4096;
     const blockSize = 256;
     const idx = new BlockIndex(blockSize);
