@@ -57,17 +57,19 @@ function listOut<O extends CfgObjectWithRevision>(objects: O[], headers: string[
 program
   .command('up')
   .description('start a local cluster (embedded nats-server unless NATS_URL is set) in the foreground')
-  .option('--nodes <n>', 'storage nodes n1..nN, each with all its actors as separate processes', '3')
+  .option('--nodes <n>', 'storage nodes n1..nN, each with all its actors (one process per actor unless --colocate)', '3')
+  .option('--colocate', "run each node's actors in one process (node-host): no network hop between them")
   .option('--nbd-port <port>', "node 1's NBD port; node k listens on port + k - 1", '10809')
   .option('--nats <n>', 'embedded nats-servers: 1, or 3 forming one cluster', '1')
   .option('--nats-port <port>', 'port of the (first) embedded nats-server', '14222')
   .option('--config-replicas <n>', 'config service replicas (one leads)', '3')
   .option('--disk-capacity <size>', "capacity of each node's disk", '64G')
-  .action(async (o: { nodes: string; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string }) => {
+  .action(async (o: { nodes: string; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string }) => {
     await up(
       {
         dir: globals().dir,
         nodes: parseCount(o.nodes, '--nodes'),
+        colocate: o.colocate ?? false,
         nbdPort: parseCount(o.nbdPort, '--nbd-port'),
         natsServers: parseCount(o.nats, '--nats'),
         natsPort: parseCount(o.natsPort, '--nats-port'),

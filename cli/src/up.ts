@@ -1,15 +1,16 @@
 // `strata up`: a local cluster in the foreground. It starts an embedded nats-server
 // (a child process with JetStream, its store under the data directory) unless
 // NATS_URL names an existing cluster, then the config replicas as supervised child
-// processes, waits for a config leader, prints `ready`, and runs until Ctrl-C or
-// SIGTERM, which stops every child it started.
+// processes, waits for a config leader, starts each node's actors (one process per
+// actor, or with --colocate one node-host process per node), prints `ready`, and runs
+// until Ctrl-C or SIGTERM, which stops every child it started.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { startNatsServers, waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
 import { NATS_URL_FILE } from './client';
-import { Supervisor } from './supervisor';
+import { Supervisor, type ChildSpec } from './supervisor';
 import { UsageError } from './units';
 
 export interface UpOptions {
@@ -18,8 +19,10 @@ export interface UpOptions {
   /** Embedded nats-servers: 1, or 3 forming one cluster (streams and buckets R3). */
   natsServers: number;
   configReplicas: number;
-  /** Storage nodes n1..nN, each with its actors as separate processes. */
+  /** Storage nodes n1..nN. */
   nodes: number;
+  /** Each node's actors in one process (node-host) instead of one process per actor. */
+  colocate?: boolean;
   /** NBD port of node 1's gateway; node k listens on nbdPort + k - 1. */
   nbdPort: number;
   /** Capacity of each node's disk. */
@@ -32,6 +35,26 @@ const nodeActors = ['metadata-shard', 'extent-store', 'vdisk-controller', 'admis
 /** Where each actor's entry point is, relative to this file once built (cli/dist). */
 function actorScript(actor: string): string {
   return resolve(__dirname, '..', '..', 'services', actor, 'dist', 'main.js');
+}
+
+/**
+ * The supervised processes of node k (n<k>): one per actor, in start order, or with
+ * `colocate` one node-host running them all. Every command line names the node
+ * (`--node n2`; the metadata shard's `--shard md-2`), so `ps` shows who is who.
+ */
+export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'colocate'>, natsUrl: string): ChildSpec[] {
+  const node = `n${k}`;
+  const shard = `md-${k}`;
+  const nbdPort = String(options.nbdPort + k - 1);
+  const env = { NATS_URL: natsUrl };
+  if (options.colocate === true) {
+    return [{ name: `${node}-node-host`, command: process.execPath, args: [actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort], env }];
+  }
+  return nodeActors.map((actor) => {
+    const args = [actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
+    if (actor === 'gateway') args.push('--nbd-port', nbdPort);
+    return { name: `${node}-${actor}`, command: process.execPath, args, env };
+  });
 }
 
 function isAlive(pid: number): boolean {
@@ -157,14 +180,9 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       const status = await client.status();
       say(`config leader: ${status.leader} (epoch ${status.epoch})`);
       await registerNodes(client, dir, options);
+      if (options.nodes > 0) say(`starting ${options.nodes} node${options.nodes > 1 ? 's' : ''}: ${options.colocate === true ? 'each node\'s actors in one process (node-host)' : 'one process per actor'}`);
       for (let k = 1; k <= options.nodes; k++) {
-        const node = `n${k}`;
-        for (const actor of nodeActors) {
-          const args = [actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? `md-${k}` : node];
-          if (actor === 'gateway') args.push('--nbd-port', String(options.nbdPort + k - 1));
-          // The command line names the actor (its script) and the node, so `ps` shows who is who.
-          supervisor.add({ name: `${node}-${actor}`, command: process.execPath, args, env: { NATS_URL: url } });
-        }
+        for (const child of nodeChildren(k, options, url)) supervisor.add(child);
       }
       if (options.nodes > 0) {
         await ensureDemo(client, options);

@@ -84,27 +84,47 @@ export type VdiskOwnership = z.output<typeof vdiskOwnership>;
 
 // ---- Extent stores (strata.estore.<node>.<op>) --------------------------------------------
 
+/** Most bytes one extent-store read returns, and most pieces one write carries. */
+export const EG_READ_BYTES_MAX = 4 * 1024 * 1024;
+export const EG_WRITE_PIECES_MAX = 4096;
+
 /**
- * Writes `data` at `offset` of an extent-group replica as its version `version`.
- * The store applies it only when the replica is at version - 1 (or already at
- * `version` with the same data: a retry), fsyncs, then replies. The extent's CRC32C
- * is kept by the store and checked on every read.
+ * One run of bytes of an extent-group write: `data` at `offset`, or `zeros` bytes of
+ * zeros at `offset` (a trimmed range costs no payload).
+ */
+export const egPiece = z.union([z.strictObject({ offset: uint, data: bytes }), z.strictObject({ offset: uint, zeros: uint })]);
+/** A piece as written by a sender (any Uint8Array view) or decoded by a store. */
+export type EgPiece = { offset: number; data: Uint8Array } | { offset: number; zeros: number };
+
+/**
+ * Writes `pieces` into an extent-group replica in place and makes it the replica's
+ * version `version`. The replica grows to `sizeBytes` first if it is smaller (new
+ * extents are allocated at its end; bytes never written read as zeros), and every
+ * piece must end within it. The store applies the write when the replica is below
+ * `version` (absent counts as 0); at `version` with the same pieces it is a retry,
+ * answered without writing again. Data is fsynced before the reply. The store keeps a
+ * CRC32C per slice of the replica and checks it on every read.
  */
 export const egWriteRequest = z.strictObject({
   disk: u64,
   egroup: u64,
   /** The vDisk that owns the extent group (only it ever writes it). */
   vdisk: u64,
-  /** The writer's ownership epoch for that vDisk. */
+  /** The writer's ownership epoch for that vDisk: a lower one than the replica has seen is FENCED. */
   epoch: uint,
-  /** The replica version after this write: 1 for the first write. */
+  /** The replica version after this write: above every version tried before. */
   version: uint,
-  offset: uint,
-  data: bytes,
+  /** The replica's size after this write (never shrinks). */
+  sizeBytes: uint,
+  pieces: z.array(egPiece).min(1).max(EG_WRITE_PIECES_MAX),
 });
+/** `crc32c`: of the pieces' bytes in request order (zeros included), as the store received them. */
 export const egWriteReply = z.strictObject({ version: uint, crc32c: uint });
 
-/** Reads one extent (`offset`, `length` as written); CHECKSUM if it fails its CRC32C. */
+/**
+ * Reads any range of a replica below its size; every slice the range touches is
+ * checked against its CRC32C first (CHECKSUM on a mismatch).
+ */
 export const egReadRequest = z.strictObject({ disk: u64, egroup: u64, offset: uint, length: uint });
 export const egReadReply = z.strictObject({ data: bytes });
 
@@ -129,12 +149,15 @@ export type DiskUsage = z.output<typeof diskUsage>;
 
 // ---- Metadata maps (buckets md-vdisk, md-extent, md-egroup) -----------------------------------
 
-/** Where a block's data lives: an extent in an extent group. */
+/**
+ * Where a block's data lives: an extent of `length` bytes at `offset` of an extent
+ * group. Drain rewrites the extent in place; its checksums are kept per slice by the
+ * replicas themselves.
+ */
 export const blockLocation = z.strictObject({
   egroup: u64,
   offset: uint,
   length: uint,
-  crc32c: uint,
 });
 export type BlockLocation = z.output<typeof blockLocation>;
 
@@ -161,19 +184,19 @@ export const egroupEntry = z.strictObject({
   /** The only vDisk allowed to write it. */
   vdisk: u64,
   replicas: z.array(egroupReplica).min(1),
-  /** The version every replica has reached. */
+  /** The version every replica has reached: the last write all of them acknowledged. */
   version: uint,
-  /** Bytes written so far. */
+  /** Bytes allocated to extents so far (the replicas' size). */
   sizeBytes: uint,
   /** A write in progress: replicas may be at `version` or this one. */
   tentative: z.strictObject({ version: uint, atMs: uint }).optional(),
   extents: z.array(
     z.strictObject({
-      /** `<vdisk>:<block>:<oplog sequence>` for a non-dedup extent. */
+      /** `<vdisk>:<block>` for a non-dedup extent. */
       id: z.string(),
       offset: uint,
       length: uint,
-      crc32c: uint,
+      /** 0: no block refers to it any more (garbage for the curator). */
       refs: uint,
     }),
   ),

@@ -60,7 +60,7 @@ function sample(map: MdMap, p: number, version = 1): unknown {
   const big = 2n ** 63n + BigInt(p);
   switch (map) {
     case 'vdisk':
-      return { blocks: { [String(p)]: { egroup: big, offset: 4096 * version, length: 4096, crc32c: 0xdeadbeef } } };
+      return { blocks: { [String(p)]: { egroup: big, offset: 4096 * version, length: 4096 } } };
     case 'extent':
       return { egroup: big + BigInt(version) };
     case 'egroup':
@@ -69,7 +69,7 @@ function sample(map: MdMap, p: number, version = 1): unknown {
         replicas: [{ disk: 3n, node: 'n1' }],
         version,
         sizeBytes: 4096 * version,
-        extents: [{ id: `${p}:0:${version}`, offset: 0, length: 4096, crc32c: 1, refs: 1 }],
+        extents: [{ id: `${p}:0:${version}`, offset: 0, length: 4096, refs: 1 }],
       };
   }
 }

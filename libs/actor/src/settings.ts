@@ -48,13 +48,19 @@ export function readSettings<S extends z.ZodObject>(schema: S, argv: readonly st
 export const millis = (defaultMs: number): z.ZodDefault<z.ZodCoercedNumber<unknown>> => z.coerce.number().int().positive().default(defaultMs);
 
 /**
- * The settings of this process, from its command line and environment, optionally
+ * The settings of this process, from its command line (or `argv`, for a program that
+ * hosts several actors and hands each its own flags) and environment, optionally
  * refined by `resolve`. A bad setting stops the process: one line on stderr naming
  * the setting, exit code 2.
  */
-export function commandLineSettings<S extends z.ZodObject | z.ZodPipe, T = z.output<S>>(program: string, schema: S, resolve?: (settings: z.output<S>) => T): T {
+export function commandLineSettings<S extends z.ZodObject | z.ZodPipe, T = z.output<S>>(
+  program: string,
+  schema: S,
+  resolve?: (settings: z.output<S>) => T,
+  argv: readonly string[] = process.argv.slice(2),
+): T {
   try {
-    const raw = readSettings(schema as never, process.argv.slice(2), process.env) as z.output<S>;
+    const raw = readSettings(schema as never, argv, process.env) as z.output<S>;
     return resolve === undefined ? (raw as T) : resolve(raw);
   } catch (err) {
     if (!(err instanceof SettingsError)) throw err;

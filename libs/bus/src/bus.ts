@@ -1,6 +1,12 @@
 // The message bus every actor speaks: CBOR request/reply over NATS with a deadline
 // on every request, typed error replies with stable codes, and W3C trace context in
 // the headers of every message. See proto/PROTOCOL.md for the wire rules.
+//
+// A request to a subject that this same Bus serves (actors colocated in one process)
+// is dispatched in-process: the same request bytes and headers go through the same
+// handling code as a NATS message, and the same reply envelope bytes come back
+// through the same decoding, so messages, errors, deadlines, QUEUE_FULL and spans are
+// identical; only the network hop is gone.
 import { performance } from 'node:perf_hooks';
 import { connect, headers as natsHeaders, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
@@ -27,6 +33,11 @@ export interface BusOptions {
   /** Server URLs; default: NATS_URL (comma-separated) or nats://127.0.0.1:4222. */
   servers?: string | string[];
   log?: BusLogger;
+  /**
+   * Dispatch requests to subjects this Bus serves in-process instead of over NATS
+   * (default true). Off, every request goes through the server, as between processes.
+   */
+  localDispatch?: boolean;
 }
 
 export interface RequestOptions {
@@ -96,7 +107,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     reconnectTimeWait: 250,
     pingInterval: 5_000,
   });
-  return new Bus(nc, options.log);
+  return new Bus(nc, options.log, { localDispatch: options.localDispatch ?? true });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -110,19 +121,58 @@ function transportError(err: unknown, subject: string, timeoutMs: number): Strat
   if ((typeof e.isNoResponders === 'function' && e.isNoResponders()) || /NoResponders|no responders|503/i.test(text)) {
     return new StrataError(ErrorCode.UNAVAILABLE, `no service answers on ${subject}`, { cause: err, hint: NO_RESPONDERS });
   }
-  if (/timeout/i.test(text)) {
-    return new StrataError(ErrorCode.TIMEOUT, `no reply on ${subject} within ${timeoutMs} ms`, { cause: err });
-  }
+  if (/timeout/i.test(text)) return timeoutError(subject, timeoutMs, err);
   return new StrataError(ErrorCode.UNAVAILABLE, `request on ${subject} failed: ${e.message}`, { cause: err });
+}
+
+/** The TIMEOUT a requester gets when no reply came within its budget. */
+function timeoutError(subject: string, timeoutMs: number, cause?: unknown): StrataError {
+  return new StrataError(ErrorCode.TIMEOUT, `no reply on ${subject} within ${timeoutMs} ms`, cause === undefined ? {} : { cause });
+}
+
+/** A subject is served in-process only when it names one subject, not a pattern. */
+function isExactSubject(subject: string): boolean {
+  return !subject.split('.').some((token) => token === '*' || token === '>');
+}
+
+/**
+ * One request as it reaches a service, from NATS or from a requester in this process.
+ * `respond` sends the encoded reply envelope; it is called at most once, inside the
+ * handler's span.
+ */
+interface Inbound {
+  subject: string;
+  data: Uint8Array;
+  headers: MsgHdrs | undefined;
+  local: boolean;
+  respond(envelope: Uint8Array): void;
+}
+
+/** How the handling of one request ended: answered (or the answer failed to send), or the handler chose not to answer. */
+type Handled = 'answered' | 'no-reply';
+
+/**
+ * A served subject: its in-flight bound and the handling both transports share. The
+ * count covers NATS and in-process requests together, so maxInFlight means the same
+ * whichever way requests arrive.
+ */
+interface Endpoint {
+  readonly subject: string;
+  /** Admits one request (QUEUE_FULL beyond maxInFlight) and handles it. */
+  accept(inbound: Inbound): Promise<Handled>;
 }
 
 export class Bus {
   readonly nc: NatsConnection;
   private readonly log: BusLogger | undefined;
+  private readonly localDispatch: boolean;
+  /** Exact subjects this Bus serves, for in-process dispatch; several endpoints take turns. */
+  private readonly local = new Map<string, Endpoint[]>();
 
-  constructor(nc: NatsConnection, log?: BusLogger) {
+  constructor(nc: NatsConnection, log?: BusLogger, options: Pick<BusOptions, 'localDispatch'> = {}) {
     this.nc = nc;
     this.log = log;
+    this.localDispatch = options.localDispatch ?? true;
   }
 
   /**
@@ -140,7 +190,7 @@ export class Bus {
           if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `no reply on ${subject} within ${budgetMs} ms`);
           const attemptMs = Math.min(remainingMs, options.attemptTimeoutMs ?? remainingMs);
           try {
-            const result = await this.requestOnce(subject, body, replySchema, attemptMs);
+            const result = await this.requestOnce(subject, body, replySchema, attemptMs, span);
             span.setAttribute('strata.attempts', attempt + 1);
             return result;
           } catch (err) {
@@ -164,17 +214,31 @@ export class Bus {
     });
   }
 
-  private async requestOnce<S extends z.ZodType>(subject: string, body: Uint8Array, replySchema: S, timeoutMs: number): Promise<z.output<S>> {
+  private async requestOnce<S extends z.ZodType>(subject: string, body: Uint8Array, replySchema: S, timeoutMs: number, span: Span): Promise<z.output<S>> {
+    const startedAt = performance.now();
     const h = natsHeaders();
     h.set(TIMEOUT_HEADER, String(timeoutMs));
     injectTraceContext(h);
-    let reply: Msg;
-    try {
-      reply = await this.nc.request(subject, body, { timeout: timeoutMs, headers: h });
-    } catch (err) {
-      throw transportError(err, subject, timeoutMs);
+    const endpoint = this.localDispatch ? this.localEndpoint(subject) : undefined;
+    let reply: Uint8Array | undefined;
+    if (endpoint !== undefined) {
+      span.setAttribute('strata.local', true);
+      reply = await this.dispatchLocally(endpoint, subject, body, h, timeoutMs);
+      if (reply === undefined) {
+        // The local handler chose not to answer (a replica that no longer leads):
+        // another responder may, so the request goes out over NATS with what is left.
+        span.addEvent('local no-reply; requesting over NATS');
+        const leftMs = Math.floor(timeoutMs - (performance.now() - startedAt));
+        if (leftMs <= 0) throw timeoutError(subject, timeoutMs);
+        const again = natsHeaders();
+        again.set(TIMEOUT_HEADER, String(leftMs));
+        injectTraceContext(again);
+        reply = await this.natsRequest(subject, body, again, leftMs);
+      }
+    } else {
+      reply = await this.natsRequest(subject, body, h, timeoutMs);
     }
-    const envelope = decode(reply.data, replyEnvelope);
+    const envelope = decode(reply, replyEnvelope);
     if ('error' in envelope) {
       const { code, message, hint } = envelope.error;
       throw new StrataError(isErrorCode(code) ? code : ErrorCode.INTERNAL, message, hint === undefined ? {} : { hint });
@@ -187,6 +251,55 @@ export class Bus {
     }
   }
 
+  private async natsRequest(subject: string, body: Uint8Array, h: MsgHdrs, timeoutMs: number): Promise<Uint8Array> {
+    try {
+      return (await this.nc.request(subject, body, { timeout: timeoutMs, headers: h })).data;
+    } catch (err) {
+      throw transportError(err, subject, timeoutMs);
+    }
+  }
+
+  /** The endpoint that takes the next in-process request on `subject`, if this Bus serves it. */
+  private localEndpoint(subject: string): Endpoint | undefined {
+    const endpoints = this.local.get(subject);
+    if (endpoints === undefined) return undefined;
+    const first = endpoints[0];
+    // Several services on one subject (a queue group with two members here) take turns.
+    if (endpoints.length > 1 && first !== undefined) endpoints.push(endpoints.shift()!);
+    return first;
+  }
+
+  /**
+   * Hands the request to an endpoint of this process. Resolves with the reply envelope
+   * bytes, or undefined when the handler chose not to answer; rejects with TIMEOUT when
+   * no reply came within `timeoutMs`, as nc.request() would. A handler that outlives
+   * the deadline runs on, as it does for a requester over NATS that gave up.
+   */
+  private dispatchLocally(endpoint: Endpoint, subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<Uint8Array | undefined> {
+    return new Promise<Uint8Array | undefined>((resolve, reject) => {
+      let settled = false;
+      const settle = (reply: Uint8Array | undefined): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(reply);
+      };
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        reject(timeoutError(subject, timeoutMs));
+      }, timeoutMs);
+      endpoint
+        .accept({ subject, data, headers, local: true, respond: settle })
+        .then((handled) => {
+          // An answer that could not be encoded never arrives: the requester times
+          // out, as it would over NATS.
+          if (handled === 'no-reply') settle(undefined);
+        })
+        .catch((err: unknown) => this.log?.error({ err, subject }, 'local dispatch failed'));
+    });
+  }
+
   /**
    * Serves requests on `subject`: each is decoded and validated against
    * `requestSchema` (INVALID reply if it does not fit), handed to `handler`, and the
@@ -195,6 +308,21 @@ export class Bus {
   async serve<S extends z.ZodType, Rep>(subject: string, requestSchema: S, handler: Handler<z.output<S>, Rep>, options: ServeOptions = {}): Promise<Service> {
     const maxInFlight = options.maxInFlight ?? 256;
     let inFlight = 0;
+    const endpoint: Endpoint = {
+      subject,
+      accept: async (inbound) => {
+        if (inFlight >= maxInFlight) {
+          this.reply(inbound, { error: errorBody(new StrataError(ErrorCode.QUEUE_FULL, `${subject}: ${maxInFlight} requests already in flight`)) });
+          return 'answered';
+        }
+        inFlight++;
+        try {
+          return await this.handle(inbound, requestSchema, handler);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
     const sub: Subscription = this.nc.subscribe(subject, {
       ...(options.queue === undefined ? {} : { queue: options.queue }),
       callback: (err, msg) => {
@@ -206,50 +334,64 @@ export class Bus {
           this.log?.warn({ subject: msg.subject }, 'dropped a request with no reply subject');
           return;
         }
-        if (inFlight >= maxInFlight) {
-          this.respond(msg, { error: errorBody(new StrataError(ErrorCode.QUEUE_FULL, `${subject}: ${maxInFlight} requests already in flight`)) });
-          return;
-        }
-        inFlight++;
-        void this.handle(msg, requestSchema, handler).finally(() => inFlight--);
+        void endpoint.accept({ subject: msg.subject, data: msg.data, headers: msg.headers, local: false, respond: (envelope) => this.respondNats(msg, envelope) });
       },
     });
+    // The NATS subscription stays even for a subject served in-process: requesters in
+    // other processes reach the service through it.
+    const local = isExactSubject(subject);
+    if (local) this.local.set(subject, [...(this.local.get(subject) ?? []), endpoint]);
     // Once flushed, our server has the subscription; in a cluster other servers learn
     // of it shortly after, and requesters retry UNAVAILABLE until then.
     await this.nc.flush();
     return {
       subject,
       stop: async () => {
+        if (local) this.forgetLocal(endpoint);
         if (!sub.isClosed()) await sub.drain();
       },
     };
   }
 
-  private async handle<S extends z.ZodType, Rep>(msg: Msg, schema: S, handler: Handler<z.output<S>, Rep>): Promise<void> {
-    const budget = Number(msg.headers?.get(TIMEOUT_HEADER) ?? '');
+  private forgetLocal(endpoint: Endpoint): void {
+    const rest = (this.local.get(endpoint.subject) ?? []).filter((e) => e !== endpoint);
+    if (rest.length === 0) this.local.delete(endpoint.subject);
+    else this.local.set(endpoint.subject, rest);
+  }
+
+  /**
+   * Handles one admitted request, whichever way it came: decode and validate, run the
+   * handler inside a SERVER span that continues the requester's trace, and send the
+   * reply envelope (nothing for NoReply).
+   */
+  private async handle<S extends z.ZodType, Rep>(inbound: Inbound, schema: S, handler: Handler<z.output<S>, Rep>): Promise<Handled> {
+    const budget = Number(inbound.headers?.get(TIMEOUT_HEADER) ?? '');
     const budgetMs = Number.isFinite(budget) && budget > 0 ? budget : DEFAULT_TIMEOUT_MS;
     const deadline = performance.now() + budgetMs;
-    const parent = extractTraceContext(msg.headers);
-    await context.with(parent, () =>
-      tracer.startActiveSpan(`handle ${msg.subject}`, { kind: SpanKind.SERVER, attributes: { 'messaging.destination.name': msg.subject } }, async (span) => {
+    const parent = extractTraceContext(inbound.headers);
+    const attributes = inbound.local ? { 'messaging.destination.name': inbound.subject, 'strata.local': true } : { 'messaging.destination.name': inbound.subject };
+    return context.with(parent, () =>
+      tracer.startActiveSpan(`handle ${inbound.subject}`, { kind: SpanKind.SERVER, attributes }, async (span): Promise<Handled> => {
         try {
-          const request = decode(msg.data, schema);
+          const request = decode(inbound.data, schema);
           const ctx: RequestContext = {
-            subject: msg.subject,
+            subject: inbound.subject,
             deadline,
             remainingMs: () => Math.max(0, deadline - performance.now()),
-            headers: msg.headers,
+            headers: inbound.headers,
           };
           const result = await handler(request, ctx);
-          this.respond(msg, { ok: result ?? null });
+          this.reply(inbound, { ok: result ?? null });
+          return 'answered';
         } catch (err) {
           if (err instanceof NoReply) {
             span.setAttribute('strata.no_reply', err.message);
-            return;
+            return 'no-reply';
           }
           recordError(span, err);
-          if (!(err instanceof StrataError)) this.log?.warn({ err, subject: msg.subject }, 'handler failed');
-          this.respond(msg, { error: errorBody(err) });
+          if (!(err instanceof StrataError)) this.log?.warn({ err, subject: inbound.subject }, 'handler failed');
+          this.reply(inbound, { error: errorBody(err) });
+          return 'answered';
         } finally {
           span.end();
         }
@@ -257,15 +399,21 @@ export class Bus {
     );
   }
 
-  private respond(msg: Msg, envelope: unknown): void {
+  /** Encodes the envelope and sends it back the way the request came. */
+  private reply(inbound: Inbound, envelope: unknown): void {
+    try {
+      inbound.respond(encode(envelope));
+    } catch (err) {
+      // The connection is closing, the requester is gone, or the result cannot be
+      // encoded; nobody is left to tell.
+      this.log?.warn({ err, subject: inbound.subject }, 'could not send a reply');
+    }
+  }
+
+  private respondNats(msg: Msg, envelope: Uint8Array): void {
     const h = natsHeaders();
     injectTraceContext(h);
-    try {
-      msg.respond(encode(envelope), { headers: h });
-    } catch (err) {
-      // The connection is closing or the requester is gone; nobody is left to tell.
-      this.log?.warn({ err, subject: msg.subject }, 'could not send a reply');
-    }
+    msg.respond(envelope, { headers: h });
   }
 
   /** Fire-and-forget publish of a CBOR message, with trace context. */
@@ -303,6 +451,8 @@ export class Bus {
 
   /** Waits for in-flight work, then closes the connection. */
   async close(): Promise<void> {
+    // From here on every request goes to NATS, which refuses it once closed.
+    this.local.clear();
     if (this.nc.isClosed()) return;
     try {
       await this.nc.drain();

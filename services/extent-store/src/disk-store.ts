@@ -1,21 +1,61 @@
 // The storage engine of one disk: extent-group replicas as `<path>/egroups/<id>.eg`
-// (data) plus `<id>.meta` (sidecar), versioned writes fenced by epoch, a CRC32C per
-// extent checked on every read, capacity accounting, and recovery at open.
+// (data) plus `<id>.meta` (sidecar), written in place piece by piece, versioned and
+// fenced by epoch, with a CRC32C per slice checked on every read of any range;
+// capacity accounting; recovery at open.
 //
-// Durability order of a write: data pwrite, fsync of the data file, then the sidecar
-// replaced atomically (temp, fsync, rename, fsync of the directory), then the reply.
-// So an acknowledged write is on disk with the sidecar that describes it, and a crash
-// at any point leaves the replica at its previous version or the new one.
+// A replica is a sparse byte array of `sizeBytes` bytes cut into slices (slices.ts).
+// The data file holds the bytes at their offsets; bytes past its end read as zeros.
+//
+// Durability order of a write: for each touched slice, read its old bytes if the
+// pieces cover it only in part (and check them against their CRC), merge the pieces,
+// pwrite; fdatasync the data file; then replace the sidecar atomically (temp, fsync,
+// rename, fsync of the directory) with the new version, size, CRCs and digest; then
+// reply. So an acknowledged write is on disk with the sidecar that describes it.
+//
+// Crash consistency: writes are in place, so a crash (or a failed pwrite) after some
+// slices were written but before the new sidecar is durable leaves the replica at its
+// old version with slices whose bytes no longer match their CRC. Reads of those slices
+// answer CHECKSUM, and so does a later write that covers such a slice only in part
+// (its old bytes cannot be trusted, and merging new bytes into them would launder the
+// damage under a fresh checksum); a write that covers the whole slice repairs it. The
+// controller retries an unacknowledged drain, which rewrites the same ranges; a replica
+// that still answers CHECKSUM must be repaired from another replica. Every slice
+// outside the write, and every slice of any other extent group, is unaffected.
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError, assert } from '@strata/errors';
-import { KeyedMutex, Semaphore } from './concurrency';
-import { extentEnd, findExtent, placeExtent, sameExtent, withExtent, type Extent } from './extents';
-import { DATA_SUFFIX, SIDECAR_FORMAT, SIDECAR_SUFFIX, TEMP_SUFFIX, dataPath, readSidecar, sidecarPath, syncDirectory, writeSidecar, type Sidecar } from './sidecar';
+import { EG_READ_BYTES_MAX, EG_WRITE_PIECES_MAX, type EgPiece } from '@strata/proto';
+import { KeyedLock, Semaphore } from './concurrency';
+import { OpenFiles } from './open-files';
+import { DATA_SUFFIX, SIDECAR_FORMAT, SIDECAR_SUFFIX, SidecarFormatError, TEMP_SUFFIX, dataPath, readSidecar, sidecarPath, syncDirectory, writeSidecar, type Sidecar } from './sidecar';
+import {
+  SLICE_BYTES_DEFAULT,
+  SLICES_PER_EGROUP_MAX,
+  applyPieces,
+  crcAt,
+  grownCrcs,
+  pieceLength,
+  piecesCrc,
+  planWrite,
+  type SliceRun,
+  sameDigest,
+  setCrc,
+  sliceBytesProblem,
+  sliceCount,
+  slicesOf,
+  writeDigest,
+} from './slices';
 
 const MiB = 1024 * 1024;
+
+/**
+ * Most bytes of slices one write holds in memory at once: the touched slices are
+ * merged and written a run at a time, so a zeros piece over a whole extent group
+ * does not allocate the extent group.
+ */
+const WRITE_RUN_BYTES_MAX = MiB;
 
 /** The structural subset of a pino logger the engine uses. */
 export interface DiskStoreLogger {
@@ -31,16 +71,18 @@ export interface DiskStoreOptions {
   path: string;
   /** Bytes of extent-group data this disk may hold. */
   capacityBytes: number;
-  /** Largest extent-group file: a write ending beyond it is INVALID (design: 16-64 MiB). */
+  /** Largest extent-group replica: a write to a larger `sizeBytes` is INVALID (design: 16-64 MiB). */
   egroupSizeMaxBytes?: number;
-  /** Most extents in one extent group: bounds each sidecar and its rewrite cost. */
-  extentsPerEgroupMax?: number;
+  /** Slice size of replicas created from now on (each keeps the one it was made with). */
+  sliceBytes?: number;
   /** Operations that do file I/O at once. */
   opsInFlightMax?: number;
   /** Operations admitted (waiting or running); beyond it a request gets QUEUE_FULL. */
   opsPendingMax?: number;
   /** Sidecars kept decoded in memory (least recently used are dropped). */
   sidecarCacheMax?: number;
+  /** Data files kept open (least recently used idle ones are closed). */
+  openFilesMax?: number;
   /** Sidecars read at once during recovery. */
   recoveryReadsInFlightMax?: number;
   log?: DiskStoreLogger;
@@ -52,8 +94,8 @@ export interface EgroupWrite {
   vdisk: bigint;
   epoch: number;
   version: number;
-  offset: number;
-  data: Uint8Array;
+  sizeBytes: number;
+  pieces: readonly EgPiece[];
 }
 
 export interface EgroupRead {
@@ -70,9 +112,9 @@ export interface RecoveryReport {
   removedTempFiles: string[];
   /** Data files without a sidecar: a first write that was never acknowledged, or a delete cut short; removed. */
   removedOrphans: string[];
-  /** Data files longer than their sidecar says (an unacknowledged write); cut back. */
+  /** Data files longer than their sidecar's sizeBytes (growth never acknowledged); cut back. */
   truncated: string[];
-  /** Damaged replicas moved to quarantine/ (their bytes still count as used). */
+  /** Damaged or format-1 replicas moved to quarantine/ (their bytes still count as used). */
   quarantined: string[];
 }
 
@@ -83,10 +125,11 @@ interface Summary {
 
 const defaults = {
   egroupSizeMaxBytes: 64 * MiB,
-  extentsPerEgroupMax: 4096,
+  sliceBytes: SLICE_BYTES_DEFAULT,
   opsInFlightMax: 16,
   opsPendingMax: 1024,
   sidecarCacheMax: 1024,
+  openFilesMax: 256,
   recoveryReadsInFlightMax: 16,
 };
 
@@ -115,7 +158,8 @@ export class DiskStore {
   private readonly index = new Map<bigint, Summary>();
   /** Decoded sidecars, least recently used first. */
   private readonly cache = new Map<bigint, Sidecar>();
-  private readonly locks = new KeyedMutex();
+  private readonly files: OpenFiles<bigint>;
+  private readonly locks = new KeyedLock<bigint>();
   private readonly io: Semaphore;
 
   /** Sum of the replicas' sizeBytes plus quarantined bytes. */
@@ -137,13 +181,21 @@ export class DiskStore {
     this.capacity = positiveInteger('capacityBytes', options.capacityBytes);
     this.limits = {
       egroupSizeMaxBytes: positiveInteger('egroupSizeMaxBytes', options.egroupSizeMaxBytes ?? defaults.egroupSizeMaxBytes),
-      extentsPerEgroupMax: positiveInteger('extentsPerEgroupMax', options.extentsPerEgroupMax ?? defaults.extentsPerEgroupMax),
+      sliceBytes: options.sliceBytes ?? defaults.sliceBytes,
       opsInFlightMax: positiveInteger('opsInFlightMax', options.opsInFlightMax ?? defaults.opsInFlightMax),
       opsPendingMax: positiveInteger('opsPendingMax', options.opsPendingMax ?? defaults.opsPendingMax),
       sidecarCacheMax: positiveInteger('sidecarCacheMax', options.sidecarCacheMax ?? defaults.sidecarCacheMax),
+      openFilesMax: positiveInteger('openFilesMax', options.openFilesMax ?? defaults.openFilesMax),
       recoveryReadsInFlightMax: positiveInteger('recoveryReadsInFlightMax', options.recoveryReadsInFlightMax ?? defaults.recoveryReadsInFlightMax),
     };
+    const problem = sliceBytesProblem(this.limits.sliceBytes);
+    assert(problem === undefined, `sliceBytes ${problem}`);
+    assert(
+      sliceCount(this.limits.egroupSizeMaxBytes, this.limits.sliceBytes) <= SLICES_PER_EGROUP_MAX,
+      `egroupSizeMaxBytes ${this.limits.egroupSizeMaxBytes} over slices of ${this.limits.sliceBytes} bytes makes more than ${SLICES_PER_EGROUP_MAX} slices per extent group`,
+    );
     this.io = new Semaphore(this.limits.opsInFlightMax);
+    this.files = new OpenFiles(this.limits.openFilesMax, (err) => this.log?.warn({ err, disk: this.diskId.toString() }, 'closing an idle data file failed'));
     this.log = options.log;
   }
 
@@ -173,6 +225,11 @@ export class DiskStore {
     return this.index.size;
   }
 
+  /** Data files open right now: for tests and diagnostics. */
+  get openFileCount(): number {
+    return this.files.size;
+  }
+
   get recovery(): RecoveryReport {
     return this.report;
   }
@@ -180,20 +237,34 @@ export class DiskStore {
   // ---- Operations ----------------------------------------------------------------
 
   /**
-   * Applies a write as the replica's version `version`: the replica must be at
-   * version - 1 (absent counts as 0), or already at `version` after this very write
-   * (a retry, answered without writing again). Returns the extent's CRC32C.
+   * Writes `pieces` in place and makes the replica's version `version` (see
+   * egWriteRequest). The replica grows to `sizeBytes` if it is smaller; a smaller
+   * `sizeBytes` than the replica has is no growth, not a shrink, because a controller
+   * that retries after a partial failure may hold an older view of the size than a
+   * replica that took the failed write. Every piece must end within the request's
+   * own `sizeBytes`, so whether a write is valid never depends on the replica.
+   * Returns the CRC32C of the pieces' bytes in request order.
    */
   async write(w: EgroupWrite): Promise<{ version: number; crc32c: number }> {
-    const length = w.data.length;
-    if (length === 0) throw this.error(ErrorCode.INVALID, `egroup ${w.egroup}: a write needs at least one byte of data`);
-    if (w.version < 1) throw this.error(ErrorCode.INVALID, `egroup ${w.egroup}: version must be at least 1, not ${w.version}`);
-    if (w.offset + length > this.limits.egroupSizeMaxBytes) {
-      throw this.error(ErrorCode.INVALID, `egroup ${w.egroup}: a write of ${length} bytes at offset ${w.offset} ends beyond the largest extent group (${this.limits.egroupSizeMaxBytes} bytes)`);
+    // Validation depends on the request alone and changes nothing.
+    const invalid = (why: string): StrataError => this.error(ErrorCode.INVALID, `egroup ${w.egroup}: ${why}`);
+    if (w.version < 1) throw invalid(`version must be at least 1, not ${w.version}`);
+    if (w.sizeBytes > this.limits.egroupSizeMaxBytes) {
+      throw invalid(`sizeBytes ${w.sizeBytes} is beyond the largest extent group (${this.limits.egroupSizeMaxBytes} bytes)`);
     }
-    // Computed before taking the lock: it depends on the request alone.
-    const extent: Extent = { offset: w.offset, length, crc32c: crc32c(w.data) };
-    return this.operation(w.egroup, async () => {
+    if (w.pieces.length < 1 || w.pieces.length > EG_WRITE_PIECES_MAX) throw invalid(`a write carries 1 to ${EG_WRITE_PIECES_MAX} pieces, not ${w.pieces.length}`);
+    for (const [i, piece] of w.pieces.entries()) {
+      const length = pieceLength(piece);
+      if (length === 0) throw invalid(`piece ${i} at offset ${piece.offset} is empty`);
+      if (piece.offset + length > w.sizeBytes) {
+        throw invalid(`piece ${i} (${length} bytes at offset ${piece.offset}) ends at ${piece.offset + length}, beyond the extent group's sizeBytes ${w.sizeBytes}`);
+      }
+    }
+    // Computed before taking the lock: they depend on the request alone.
+    const replyCrc = piecesCrc(w.pieces);
+    const digest = writeDigest(w.sizeBytes, w.pieces);
+
+    return this.operation(w.egroup, 'exclusive', async () => {
       const current = await this.sidecar(w.egroup);
       if (current !== undefined) {
         if (current.vdisk !== w.vdisk) {
@@ -202,41 +273,23 @@ export class DiskStore {
         if (w.epoch < current.epoch) {
           throw this.error(ErrorCode.FENCED, `egroup ${w.egroup}: epoch ${w.epoch} of vdisk ${w.vdisk} is superseded; epoch ${current.epoch} has written here`);
         }
-        if (w.version === current.version && sameExtent(current.last, extent)) {
-          // A retry of the write that made this version: the data is there already.
-          if (w.epoch > current.epoch) await this.store(w.egroup, { ...current, epoch: w.epoch });
-          return { version: current.version, crc32c: extent.crc32c };
-        }
-        if (w.version !== current.version + 1) {
+        if (w.version <= current.version) {
           // A newer owner has shown itself: from now its predecessor is fenced here,
           // whatever becomes of this request.
           if (w.epoch > current.epoch) await this.store(w.egroup, { ...current, epoch: w.epoch });
-          const why = w.version === current.version ? ' with other data than the write that made it' : '';
-          throw this.error(
-            ErrorCode.CONFLICT,
-            `egroup ${w.egroup} is at version ${current.version}; a write for version ${w.version}${why} needs it at version ${w.version - 1}`,
-          );
+          // A retry of the write that made this version: its data is there already.
+          if (w.version === current.version && sameDigest(current.digest, digest)) return { version: current.version, crc32c: replyCrc };
+          const why = w.version === current.version ? 'is another write than the one that made it' : 'is below it';
+          throw this.error(ErrorCode.CONFLICT, `egroup ${w.egroup} is at version ${current.version}; a write for version ${w.version} ${why}`);
         }
-      } else if (w.version !== 1) {
-        throw this.error(ErrorCode.CONFLICT, `egroup ${w.egroup} is at version 0 (no replica here); a write for version ${w.version} needs it at version ${w.version - 1}`);
       }
 
-      const extents = current?.extents ?? [];
-      const placement = placeExtent(extents, extent);
-      if (placement.kind === 'overlap') {
-        const other = placement.with;
-        throw this.error(
-          ErrorCode.INVALID,
-          `egroup ${w.egroup}: a write of ${length} bytes at offset ${w.offset} overlaps part of the extent at offset ${other.offset} (${other.length} bytes); only a whole extent may be rewritten`,
-        );
-      }
-      if (placement.kind === 'insert' && extents.length >= this.limits.extentsPerEgroupMax) {
-        throw this.error(ErrorCode.INVALID, `egroup ${w.egroup} already holds ${extents.length} extents, the most one may hold`);
-      }
       const oldSize = current?.sizeBytes ?? 0;
-      const newSize = Math.max(oldSize, extentEnd(extent));
+      const newSize = Math.max(oldSize, w.sizeBytes);
       const growth = newSize - oldSize;
-      if (this.used + this.reserved + growth > this.capacity) {
+      // Only growth needs room: a write in place must still work on a disk whose
+      // capacity was lowered below its use.
+      if (growth > 0 && this.used + this.reserved + growth > this.capacity) {
         throw this.error(
           ErrorCode.NO_SPACE,
           `egroup ${w.egroup}: ${growth} more bytes would exceed the capacity (${this.used + this.reserved} of ${this.capacity} bytes in use or promised)`,
@@ -244,61 +297,55 @@ export class DiskStore {
       }
       this.reserved += growth;
       try {
-        await this.writeData(w.egroup, w.offset, w.data);
-        const next: Sidecar = {
+        const sliceBytes = current?.sliceBytes ?? this.limits.sliceBytes;
+        const crcs = grownCrcs(current?.crcs ?? new Uint8Array(0), sliceCount(newSize, sliceBytes), sliceBytes);
+        await this.applyPieces(w, current, newSize, sliceBytes, crcs);
+        await this.store(w.egroup, {
           format: SIDECAR_FORMAT,
           vdisk: w.vdisk,
           epoch: Math.max(w.epoch, current?.epoch ?? 0),
           version: w.version,
           sizeBytes: newSize,
-          extents: withExtent(extents, extent, placement),
-          last: extent,
-        };
-        await this.store(w.egroup, next);
+          sliceBytes,
+          crcs,
+          digest,
+        });
         this.used += growth;
       } finally {
         this.reserved -= growth;
       }
-      return { version: w.version, crc32c: extent.crc32c };
+      return { version: w.version, crc32c: replyCrc };
     });
   }
 
-  /** Reads one extent exactly as it was written, after checking its CRC32C. */
+  /**
+   * Reads any range below the replica's size, checking every slice the range touches
+   * against its CRC32C first. One pread of those slices, one CRC32C per slice.
+   */
   async read(r: EgroupRead): Promise<Uint8Array> {
-    return this.operation(r.egroup, async () => {
+    if (r.length < 1 || r.length > EG_READ_BYTES_MAX) {
+      throw this.error(ErrorCode.INVALID, `egroup ${r.egroup}: a read is 1 to ${EG_READ_BYTES_MAX} bytes long, not ${r.length}`);
+    }
+    return this.operation(r.egroup, 'shared', async () => {
       const current = await this.sidecar(r.egroup);
       if (current === undefined) throw this.notFound(r.egroup);
-      const i = findExtent(current.extents, r.offset, r.length);
-      if (i < 0) {
-        throw this.error(ErrorCode.INVALID, `egroup ${r.egroup} has no extent of ${r.length} bytes at offset ${r.offset}; a read names one extent exactly as it was written`);
+      if (r.offset + r.length > current.sizeBytes) {
+        throw this.error(ErrorCode.INVALID, `egroup ${r.egroup}: a read of ${r.length} bytes at offset ${r.offset} ends beyond its ${current.sizeBytes} bytes`);
       }
-      const extent = current.extents[i]!;
-      const data = Buffer.allocUnsafe(extent.length);
-      let got = 0;
-      try {
-        const handle = await open(dataPath(this.dir, r.egroup), 'r');
-        try {
-          while (got < data.length) {
-            const { bytesRead } = await handle.read(data, got, data.length - got, extent.offset + got);
-            if (bytesRead === 0) break;
-            got += bytesRead;
-          }
-        } finally {
-          await handle.close();
-        }
-      } catch (err) {
-        if (errno(err) !== 'ENOENT') throw err;
-        throw this.checksumError(r.egroup, extent, 'its data file is missing');
-      }
-      if (got < extent.length) throw this.checksumError(r.egroup, extent, `the data file ends after ${got} of its ${extent.length} bytes`);
-      const actual = crc32c(data);
-      if (actual !== extent.crc32c) throw this.checksumError(r.egroup, extent, `stored CRC32C ${hex(extent.crc32c)}, read ${hex(actual)}`);
-      return new Uint8Array(data.buffer, data.byteOffset, data.length);
+      const S = current.sliceBytes;
+      const { first, last } = slicesOf(r.offset, r.length, S);
+      // Whole slices, because each CRC covers a whole slice: for a 4 KiB read, one
+      // slice (two when it straddles a boundary), never a whole extent.
+      const slices = Buffer.allocUnsafe((last - first + 1) * S);
+      await this.withFile(r.egroup, false, `reading ${r.length} bytes at offset ${r.offset}`, (handle) => this.readSlices(handle, slices, first * S, current.sizeBytes));
+      for (let i = first; i <= last; i++) this.checkSlice(r.egroup, current, i, slices.subarray((i - first) * S, (i - first + 1) * S), '');
+      // A view, not a copy: the slices' buffer belongs to this read alone.
+      return new Uint8Array(slices.buffer, slices.byteOffset + (r.offset - first * S), r.length);
     });
   }
 
   async stat(egroup: bigint): Promise<{ version: number; sizeBytes: number }> {
-    return this.operation(egroup, async () => {
+    return this.operation(egroup, 'shared', async () => {
       const summary = this.index.get(egroup);
       if (summary === undefined) throw this.notFound(egroup);
       return { version: summary.version, sizeBytes: summary.sizeBytes };
@@ -310,12 +357,13 @@ export class DiskStore {
    * garbage collector may retry after a lost reply.
    */
   async delete(egroup: bigint): Promise<{ deleted: boolean }> {
-    return this.operation(egroup, async () => {
+    return this.operation(egroup, 'exclusive', async () => {
       const summary = this.index.get(egroup);
       if (summary === undefined) return { deleted: false };
       // The sidecar goes first and durably: a crash before the data file is removed
       // leaves an orphan data file, which recovery removes.
       try {
+        await this.files.drop(egroup);
         await unlink(sidecarPath(this.dir, egroup));
         await syncDirectory(this.dir);
         await unlink(dataPath(this.dir, egroup)).catch((err: unknown) => {
@@ -333,16 +381,16 @@ export class DiskStore {
     });
   }
 
-  /** Refuses new operations and waits for those in progress. */
+  /** Refuses new operations, waits for those in progress, then closes the open data files. */
   close(): Promise<void> {
-    this.closed ??= this.pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.idle = resolve));
+    this.closed ??= (this.pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.idle = resolve))).then(() => this.files.closeAll());
     return this.closed;
   }
 
   // ---- Internals -------------------------------------------------------------------
 
   /** Admission, then the extent group's lock, then the disk's I/O slots. */
-  private async operation<T>(egroup: bigint, fn: () => Promise<T>): Promise<T> {
+  private async operation<T>(egroup: bigint, mode: 'shared' | 'exclusive', fn: () => Promise<T>): Promise<T> {
     if (this.closed !== undefined) throw this.error(ErrorCode.UNAVAILABLE, 'is closing');
     if (this.broken !== undefined) throw this.error(ErrorCode.UNAVAILABLE, `is out of service until its extent store restarts: ${this.broken}`);
     if (this.pending >= this.limits.opsPendingMax) throw this.error(ErrorCode.QUEUE_FULL, `${this.pending} operations already waiting or running`);
@@ -350,7 +398,8 @@ export class DiskStore {
     try {
       // The lock comes before the I/O slot: waiters on a busy extent group must not
       // hold slots that other extent groups could use.
-      return await this.locks.run(egroup.toString(), () => this.io.run(fn));
+      const run = (): Promise<T> => this.io.run(fn);
+      return await (mode === 'shared' ? this.locks.runShared(egroup, run) : this.locks.run(egroup, run));
     } finally {
       this.pending--;
       if (this.pending === 0 && this.idle !== undefined) this.idle();
@@ -401,24 +450,107 @@ export class DiskStore {
     this.remember(egroup, next);
   }
 
-  private async writeData(egroup: bigint, offset: number, data: Uint8Array): Promise<void> {
+  /** Runs `fn` with the replica's open data file; a missing file is damage (CHECKSUM). */
+  private async withFile<T>(egroup: bigint, create: boolean, what: string, fn: (handle: FileHandle) => Promise<T>): Promise<T> {
+    // O_CREAT (never O_TRUNC) only for the first write of a replica: a data file that
+    // vanished under an existing replica must not come back as zeros that pass checks.
+    const flags = fsConstants.O_RDWR | (create ? fsConstants.O_CREAT : 0);
     try {
-      // O_CREAT without O_TRUNC: the first write of a new replica creates the file,
-      // later ones write into it at their offset (pwrite), never at its end.
-      const handle = await open(dataPath(this.dir, egroup), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
-      try {
+      return await this.files.use(egroup, dataPath(this.dir, egroup), flags, fn);
+    } catch (err) {
+      if (err instanceof StrataError) throw err;
+      if (errno(err) === 'ENOENT' && !create) throw this.error(ErrorCode.CHECKSUM, `egroup ${egroup}: its data file is missing`, err);
+      throw this.ioError(err, `egroup ${egroup}: ${what}`);
+    }
+  }
+
+  /**
+   * Fills `into` with the replica's bytes from `offset` on: one pread, zeros past the
+   * data file's end and past `sizeBytes` (a failed write may have left bytes there;
+   * they are not part of the replica).
+   */
+  private async readSlices(handle: FileHandle, into: Buffer, offset: number, sizeBytes: number): Promise<void> {
+    let got = 0;
+    while (got < into.length) {
+      const { bytesRead } = await handle.read(into, got, into.length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    const valid = Math.max(0, Math.min(got, sizeBytes - offset));
+    if (valid < into.length) into.fill(0, valid);
+  }
+
+  private checkSlice(egroup: bigint, sidecar: Sidecar, slice: number, bytes: Uint8Array, when: string): void {
+    const stored = crcAt(sidecar.crcs, slice);
+    const actual = crc32c(bytes);
+    if (actual !== stored) {
+      const S = sidecar.sliceBytes;
+      throw this.error(
+        ErrorCode.CHECKSUM,
+        `egroup ${egroup}: slice ${slice} (bytes ${slice * S} to ${(slice + 1) * S - 1}) failed its check${when}: stored CRC32C ${hex(stored)}, read ${hex(actual)}`,
+      );
+    }
+  }
+
+  /**
+   * Merges the pieces into the touched slices, writes them in place a run at a time,
+   * sets their new CRCs in `crcs` (a copy the caller stores afterwards), and
+   * fdatasyncs. `old` is the replica's sidecar, undefined for its first write.
+   */
+  private async applyPieces(w: EgroupWrite, old: Sidecar | undefined, newSize: number, S: number, crcs: Uint8Array): Promise<void> {
+    const oldSize = old?.sizeBytes ?? 0;
+    const runs = planWrite(w.pieces, S, newSize, Math.max(1, Math.floor(WRITE_RUN_BYTES_MAX / S)));
+    await this.withFile(w.egroup, old === undefined, `writing ${w.pieces.length} pieces`, async (handle) => {
+      if (newSize > oldSize) {
+        // Growth assumes nothing lies past the old end (new slices get the CRC of
+        // zeros). A write that failed after growing the file could have left bytes
+        // there, and a first write may find the orphan of an earlier one: cut them off.
+        const { size } = await handle.stat();
+        if (size > oldSize) await handle.truncate(oldSize);
+      }
+      for (const run of runs) {
+        const runStart = run.first * S;
+        const buffer = Buffer.allocUnsafe(run.count * S);
+        await this.readPartialSlices(w.egroup, handle, old, S, run, buffer);
+        // Every other byte of the run is covered by the pieces, except past the
+        // replica's end, which is zeros.
+        if ((run.first + run.count) * S > newSize) buffer.fill(0, Math.max(0, newSize - runStart));
+        applyPieces(buffer, runStart, w.pieces, run.pieces);
+        for (let s = run.first; s < run.first + run.count; s++) setCrc(crcs, s, crc32c(buffer.subarray((s - run.first) * S, (s - run.first + 1) * S)));
+        // Never past the replica's end: the data file stays at most sizeBytes long.
+        const length = Math.min(buffer.length, newSize - runStart);
         let written = 0;
-        while (written < data.length) {
-          const { bytesWritten } = await handle.write(data, written, data.length - written, offset + written);
+        while (written < length) {
+          const { bytesWritten } = await handle.write(buffer, written, length - written, runStart + written);
           assert(bytesWritten > 0, 'a file write made no progress');
           written += bytesWritten;
         }
-        await handle.sync();
-      } finally {
-        await handle.close();
       }
-    } catch (err) {
-      throw this.ioError(err, `egroup ${egroup}: writing ${data.length} bytes at offset ${offset}`);
+      await handle.datasync();
+    });
+  }
+
+  /**
+   * Fills the run's partially covered slices in `buffer` with their old bytes, a group
+   * of consecutive ones per pread, and checks each against its CRC before new bytes
+   * are merged in: a damaged slice must answer CHECKSUM, not get a fresh checksum.
+   * Slices at or past the old end are zeros: nothing to read or check.
+   */
+  private async readPartialSlices(egroup: bigint, handle: FileHandle, old: Sidecar | undefined, S: number, run: SliceRun, buffer: Buffer): Promise<void> {
+    const oldSize = old?.sizeBytes ?? 0;
+    for (let p = 0; p < run.partial.length; ) {
+      let q = p + 1;
+      while (q < run.partial.length && run.partial[q] === run.partial[q - 1]! + 1) q++;
+      const from = run.partial[p]!;
+      const to = run.partial[q - 1]! + 1;
+      const part = buffer.subarray((from - run.first) * S, (to - run.first) * S);
+      if (old === undefined || from * S >= oldSize) {
+        part.fill(0);
+      } else {
+        await this.readSlices(handle, part, from * S, oldSize);
+        for (let s = from; s < to && s * S < oldSize; s++) this.checkSlice(egroup, old, s, part.subarray((s - from) * S, (s - from + 1) * S), ' before a write over part of it');
+      }
+      p = q;
     }
   }
 
@@ -445,18 +577,15 @@ export class DiskStore {
     return this.error(ErrorCode.NOT_FOUND, `egroup ${egroup} has no replica here`);
   }
 
-  private checksumError(egroup: bigint, extent: Extent, why: string): StrataError {
-    return this.error(ErrorCode.CHECKSUM, `egroup ${egroup}: the extent at offset ${extent.offset} (${extent.length} bytes) failed its check: ${why}`);
-  }
-
   // ---- Recovery ------------------------------------------------------------------
 
   /**
    * Rebuilds the index from the sidecars. A temporary sidecar is a write cut short
    * (never acknowledged): removed. A data file without a sidecar is a first write
-   * cut short or a delete cut short: removed. A data file longer than its sidecar
-   * says holds an unacknowledged write past the end: cut back. A sidecar that does
-   * not decode, or whose data file is missing, is damage: moved to quarantine/.
+   * cut short or a delete cut short: removed. A data file longer than its sidecar's
+   * sizeBytes holds growth never acknowledged: cut back (a shorter one is normal: the
+   * rest reads as zeros). A sidecar that does not decode, is of format 1, or whose
+   * data file is missing is moved to quarantine/ with the reason.
    */
   private async recover(): Promise<RecoveryReport> {
     const report: RecoveryReport = { egroups: 0, usedBytes: 0, removedTempFiles: [], removedOrphans: [], truncated: [], quarantined: [] };
@@ -489,7 +618,8 @@ export class DiskStore {
         try {
           sidecar = await readSidecar(sidecarPath(this.dir, egroup));
         } catch (err) {
-          await this.quarantine(egroup, hasData, `its sidecar is unreadable: ${(err as Error).message}`, report);
+          const why = err instanceof SidecarFormatError ? err.message : `its sidecar is unreadable: ${(err as Error).message}`;
+          await this.quarantine(egroup, hasData, why, report);
           continue;
         }
         if (!hasData) {
@@ -500,10 +630,6 @@ export class DiskStore {
         if (size > sidecar.sizeBytes) {
           await truncate(dataPath(this.dir, egroup), sidecar.sizeBytes);
           report.truncated.push(`${key}${DATA_SUFFIX}`);
-        } else if (size < sidecar.sizeBytes) {
-          // Reads of the missing tail will fail their checksum; the replica stays so
-          // its intact extents remain readable.
-          this.log?.error({ disk: this.diskId.toString(), egroup: key, size, sizeBytes: sidecar.sizeBytes }, 'data file shorter than its sidecar says');
         }
         this.index.set(egroup, { version: sidecar.version, sizeBytes: sidecar.sizeBytes });
         this.used += sidecar.sizeBytes;
@@ -527,7 +653,7 @@ export class DiskStore {
   }
 
   private async quarantine(egroup: bigint, hasData: boolean, why: string, report: RecoveryReport): Promise<void> {
-    this.log?.error({ disk: this.diskId.toString(), egroup: egroup.toString(), why }, 'damaged extent-group replica moved to quarantine');
+    this.log?.error({ disk: this.diskId.toString(), egroup: egroup.toString(), why }, 'extent-group replica moved to quarantine');
     // A timestamp keeps an earlier quarantined copy of the same extent group.
     const tag = `${Date.now()}`;
     const files = [`${egroup}${SIDECAR_SUFFIX}`, ...(hasData ? [`${egroup}${DATA_SUFFIX}`] : [])];

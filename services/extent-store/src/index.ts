@@ -3,5 +3,6 @@
 export { DiskStore, type DiskStoreOptions, type DiskStoreLogger, type EgroupWrite, type EgroupRead, type RecoveryReport } from './disk-store';
 export { ExtentStore, type ExtentStoreDeps } from './service';
 export { extentStoreSettings, type ExtentStoreSettings } from './settings';
-export { placeExtent, findExtent, type Extent, type Placement } from './extents';
+export { SLICE_BYTES_DEFAULT, SLICE_BYTES_MIN, SLICE_BYTES_MAX } from './slices';
 export { SIDECAR_FORMAT, sidecarSchema, type Sidecar } from './sidecar';
+export { extentStoreActor } from './actor';

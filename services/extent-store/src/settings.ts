@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { millis } from '@strata/actor';
 import { objectName } from '@strata/proto';
+import { SLICE_BYTES_DEFAULT, SLICES_PER_EGROUP_MAX, sliceBytesProblem, sliceCount } from './slices';
 
 const MiB = 1024 * 1024;
 const count = (defaultValue: number, max: number): z.ZodDefault<z.ZodCoercedNumber<unknown>> =>
@@ -25,12 +26,35 @@ export const extentStoreSettings = z
     diskOpsPendingMax: count(1_024, 65_536),
     /** Largest extent-group file (the design's extent groups are 16 to 64 MiB). */
     egroupSizeMaxBytes: count(64 * MiB, 1024 * MiB),
-    /** Most extents in one extent group: bounds each sidecar. */
-    extentsPerEgroupMax: count(4_096, 65_536),
+    /**
+     * Slice size of new replicas: the unit of the CRC32C checked on every read (a 4 KiB
+     * read fetches and checks the slices it touches) and of the read-modify-write of a
+     * partial overwrite. A power of two from 4 KiB to 1 MiB; a replica keeps the size it
+     * was made with, so changing it affects new replicas only.
+     */
+    sliceBytes: z.coerce
+      .number()
+      .default(SLICE_BYTES_DEFAULT)
+      .superRefine((v, ctx) => {
+        const problem = sliceBytesProblem(v);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    /** Data files kept open per disk, so a read costs no open and close. */
+    openFilesMax: count(256, 65_536),
     /** Sidecars kept decoded in memory per disk. */
     sidecarCacheMax: count(1_024, 1_000_000),
     /** Most disks this node's store serves; more is a configuration mistake. */
     disksMax: count(64, 1_024),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    // Every write rewrites the sidecar with 4 bytes per slice: bound it.
+    if (sliceBytesProblem(s.sliceBytes) === undefined && sliceCount(s.egroupSizeMaxBytes, s.sliceBytes) > SLICES_PER_EGROUP_MAX) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sliceBytes'],
+        message: `is too small for extent groups of ${s.egroupSizeMaxBytes} bytes: at most ${SLICES_PER_EGROUP_MAX} slices per extent group, so at least ${Math.ceil(s.egroupSizeMaxBytes / SLICES_PER_EGROUP_MAX)} bytes`,
+      });
+    }
+  });
 export type ExtentStoreSettings = z.output<typeof extentStoreSettings>;

@@ -1,22 +1,25 @@
 // The sidecar of an extent-group replica (`<egroup>.meta` beside `<egroup>.eg`): its
-// owner vDisk, the highest epoch seen, its version and its extent table, in CBOR.
+// owner vDisk, the highest epoch seen, its version and size, its slice size, one
+// CRC32C per slice, and the digest of the write that made its version, in CBOR.
 // It is replaced atomically (temporary file, fsync, rename, fsync of the directory),
 // so after a crash it is either the old one or the new one, never a mix.
 import { open, rename, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { decode, encode, u64, uint } from '@strata/codec';
-import { tableEnd, tableProblem, type Extent } from './extents';
+import { bytes, decodeUntyped, encode, u64, uint, validate } from '@strata/codec';
+import { DIGEST_BYTES, sliceBytesProblem, sliceCount } from './slices';
 
-/** Bumped when the layout changes; a store refuses a sidecar of a format it does not know. */
-export const SIDECAR_FORMAT = 1;
+/**
+ * Bumped when the layout changes; a store refuses a sidecar of a format it does not
+ * know. Format 1 kept an extent table with one CRC32C per whole extent; format 2 keeps
+ * one per slice, for in-place writes of pieces and reads of any range.
+ */
+export const SIDECAR_FORMAT = 2;
 
 export const DATA_SUFFIX = '.eg';
 export const SIDECAR_SUFFIX = '.meta';
 /** A sidecar being written; one found at start-up is left over from a crash. */
 export const TEMP_SUFFIX = '.tmp';
-
-const extentRecord = z.strictObject({ offset: uint, length: uint, crc32c: uint });
 
 export const sidecarSchema = z
   .strictObject({
@@ -25,21 +28,24 @@ export const sidecarSchema = z
     vdisk: u64,
     /** The highest ownership epoch of that vDisk seen by this replica: lower ones are FENCED. */
     epoch: uint,
-    /** The replica's version: the number of writes applied. */
+    /** The replica's version: that of the last write applied (versions need not be contiguous). */
     version: uint.refine((v) => v >= 1, 'must be at least 1'),
-    /** End of the last extent: the bytes of the data file that mean something. */
+    /** The replica's size: bytes past the data file's end, up to here, read as zeros. */
     sizeBytes: uint,
-    /** Sorted by offset, disjoint. */
-    extents: z.array(extentRecord),
-    /** The write that produced `version`, to recognise its retry. */
-    last: extentRecord,
+    /** The slice size the replica was made with; it keeps it for life. */
+    sliceBytes: uint.superRefine((v, ctx) => {
+      const problem = sliceBytesProblem(v);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    /** One little-endian uint32 CRC32C per slice (see slices.ts). */
+    crcs: bytes,
+    /** SHA-256 of the write that made `version`, to recognise its retry. */
+    digest: bytes.refine((d) => d.length === DIGEST_BYTES, `must be ${DIGEST_BYTES} bytes`),
   })
   .superRefine((s, ctx) => {
-    const problem = tableProblem(s.extents);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['extents'], message: problem });
-    if (tableEnd(s.extents) !== s.sizeBytes) ctx.addIssue({ code: 'custom', path: ['sizeBytes'], message: `is ${s.sizeBytes} but the extents end at ${tableEnd(s.extents)}` });
-    if (!s.extents.some((e) => e.offset === s.last.offset && e.length === s.last.length && e.crc32c === s.last.crc32c)) {
-      ctx.addIssue({ code: 'custom', path: ['last'], message: 'is not in the extent table' });
+    const slices = sliceCount(s.sizeBytes, s.sliceBytes);
+    if (s.crcs.length !== slices * 4) {
+      ctx.addIssue({ code: 'custom', path: ['crcs'], message: `holds ${s.crcs.length} bytes but ${slices} slices of ${s.sliceBytes} bytes need ${slices * 4}` });
     }
   });
 
@@ -49,8 +55,21 @@ export interface Sidecar {
   epoch: number;
   version: number;
   sizeBytes: number;
-  extents: Extent[];
-  last: Extent;
+  sliceBytes: number;
+  crcs: Uint8Array;
+  digest: Uint8Array;
+}
+
+/** A sidecar of another format than this store's: quarantined at open with this reason. */
+export class SidecarFormatError extends Error {
+  override readonly name = 'SidecarFormatError';
+  constructor(readonly format: unknown) {
+    super(
+      format === 1
+        ? 'its sidecar is format 1 (one CRC32C per whole extent), which this store no longer reads; no format-1 replica ever held deployed data, so there is nothing to migrate'
+        : `its sidecar has format ${JSON.stringify(format)}; this store reads format ${SIDECAR_FORMAT} only`,
+    );
+  }
 }
 
 export function dataPath(dir: string, egroup: bigint): string {
@@ -61,9 +80,16 @@ export function sidecarPath(dir: string, egroup: bigint): string {
   return join(dir, `${egroup}${SIDECAR_SUFFIX}`);
 }
 
-/** Reads and checks a sidecar; throws (StrataError INVALID from the codec) if it is damaged. */
+/**
+ * Reads and checks a sidecar. Throws SidecarFormatError for another format, and a
+ * StrataError INVALID from the codec if it is damaged. Its byte strings are views
+ * into the file's bytes, which nothing else holds.
+ */
 export async function readSidecar(path: string): Promise<Sidecar> {
-  return decode(await readFile(path), sidecarSchema) as Sidecar;
+  const raw = decodeUntyped(await readFile(path));
+  const format = typeof raw === 'object' && raw !== null ? (raw as { format?: unknown }).format : undefined;
+  if (format !== SIDECAR_FORMAT) throw new SidecarFormatError(format);
+  return validate(raw, sidecarSchema) as Sidecar;
 }
 
 /** fsync of a directory: makes the creations, renames and removals inside it durable. */

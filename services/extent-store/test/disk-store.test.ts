@@ -1,290 +1,562 @@
-// The storage engine of one disk, on real temporary directories (no NATS): versioned
-// writes with idempotent retries, conflicts and epoch fencing, capacity (NO_SPACE),
-// CRC32C verified on every read (a byte flipped in the .eg file gives CHECKSUM),
-// recovery after reopening (temp files, orphans, torn tails, damaged sidecars), and
-// per-egroup serialisation with parallelism across egroups.
-import { mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+// The storage engine of one disk (format 2), on real temporary directories (no NATS):
+// pieces written in place at unaligned offsets across slice boundaries, overlapping
+// pieces (later wins), zeros pieces, growth with sparse reads of zeros, reads of any
+// sub-range checked against a model byte array (also with seeded random writes:
+// replay a failure with SEED=<seed>), the version rules (apply below, retry at equal,
+// CONFLICT otherwise), fencing by epoch, ownership, capacity, INVALID requests that
+// change nothing, a flipped byte giving CHECKSUM for its slice only (also to a write
+// over part of it), recovery after reopening (temp files, orphans, long data files,
+// format-1 sidecars), the open-file bound, and per-egroup ordering and limits.
+import { appendFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
+import { decode, encode } from '@strata/codec';
+import { EG_READ_BYTES_MAX, EG_WRITE_PIECES_MAX, type EgPiece } from '@strata/proto';
+import { seededRandom } from '../../../test/harness/random';
 import { DiskStore, type DiskStoreOptions, type EgroupWrite } from '../src/disk-store';
+import { sidecarSchema } from '../src/sidecar';
 
 const DISK = 77n;
 const VDISK = 5n;
 const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Small slices keep the files of most tests small; one test uses the default. */
+const S = 4 * KiB;
 
 let root: string;
+const stores: DiskStore[] = [];
 
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'strata-estore-unit-'));
 });
 
 afterEach(async () => {
+  // Close every store a test opened (each holds open data files), then remove the disk.
+  await Promise.all(stores.splice(0).map((s) => s.close()));
   await rm(root, { recursive: true, force: true });
 });
 
-function openStore(options: Partial<DiskStoreOptions> = {}): Promise<DiskStore> {
-  return DiskStore.open({ diskId: DISK, path: root, capacityBytes: 16 * 1024 * KiB, ...options });
+async function openStore(options: Partial<DiskStoreOptions> = {}): Promise<DiskStore> {
+  const store = await DiskStore.open({ diskId: DISK, path: root, capacityBytes: 64 * MiB, sliceBytes: S, ...options });
+  stores.push(store);
+  return store;
 }
 
-/** Bytes that differ with `seed`, so a test can tell one write's data from another's. */
+/** Bytes that differ with `seed`, so a test can tell one write's data from another's (never zero). */
 function pattern(length: number, seed: number): Uint8Array {
   const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) out[i] = (i * 31 + seed * 7 + 1) & 0xff;
+  for (let i = 0; i < length; i++) out[i] = ((i * 31 + seed * 7) % 255) + 1;
   return out;
 }
 
-function write(egroup: bigint, version: number, offset: number, data: Uint8Array, epoch = 1, vdisk = VDISK): EgroupWrite {
-  return { egroup, vdisk, epoch, version, offset, data };
+const data = (offset: number, bytes: Uint8Array): EgPiece => ({ offset, data: bytes });
+const zeros = (offset: number, length: number): EgPiece => ({ offset, zeros: length });
+
+function write(egroup: bigint, version: number, sizeBytes: number, pieces: EgPiece[], epoch = 1, vdisk = VDISK): EgroupWrite {
+  return { egroup, vdisk, epoch, version, sizeBytes, pieces };
+}
+
+/** A replica's bytes as the test expects them: pieces applied in order, growth as zeros. */
+class Model {
+  bytes = new Uint8Array(0);
+  apply(sizeBytes: number, pieces: EgPiece[]): void {
+    if (sizeBytes > this.bytes.length) {
+      const grown = new Uint8Array(sizeBytes);
+      grown.set(this.bytes);
+      this.bytes = grown;
+    }
+    for (const p of pieces) {
+      if ('data' in p) this.bytes.set(p.data, p.offset);
+      else this.bytes.fill(0, p.offset, p.offset + p.zeros);
+    }
+  }
+  range(offset: number, length: number): Buffer {
+    return Buffer.from(this.bytes.subarray(offset, offset + length));
+  }
+}
+
+/** CRC32C of the pieces' bytes in order, zeros included, computed the slow way. */
+function expectedCrc(pieces: EgPiece[]): number {
+  return crc32c(Buffer.concat(pieces.map((p) => ('data' in p ? Buffer.from(p.data) : Buffer.alloc(p.zeros)))));
+}
+
+async function readAll(store: DiskStore, egroup: bigint): Promise<Buffer> {
+  const { sizeBytes } = await store.stat(egroup);
+  return Buffer.from(await store.read({ egroup, offset: 0, length: sizeBytes }));
 }
 
 const egroupsDir = (): string => join(root, 'egroups');
+const dataFile = (egroup: bigint): string => join(egroupsDir(), `${egroup}.eg`);
 
-describe('writes and versions', () => {
-  it('creates a replica at version 1, advances one version per write, and reads each extent back', async () => {
+async function flipByte(egroup: bigint, offset: number): Promise<void> {
+  const bytes = await readFile(dataFile(egroup));
+  bytes[offset]! ^= 0x01;
+  await writeFile(dataFile(egroup), bytes);
+}
+
+describe('writes of pieces', () => {
+  it('writes a piece at an unaligned offset across slice boundaries, leaving the rest of the replica as zeros', async () => {
     const store = await openStore();
-    const a = pattern(4 * KiB, 1);
-    const b = pattern(8 * KiB, 2);
-    expect(await store.write(write(10n, 1, 0, a))).toEqual({ version: 1, crc32c: crc32c(a) });
-    expect(await store.write(write(10n, 2, 4 * KiB, b))).toEqual({ version: 2, crc32c: crc32c(b) });
-    expect(Buffer.from(await store.read({ egroup: 10n, offset: 0, length: a.length }))).toEqual(Buffer.from(a));
-    expect(Buffer.from(await store.read({ egroup: 10n, offset: 4 * KiB, length: b.length }))).toEqual(Buffer.from(b));
-    expect(await store.stat(10n)).toEqual({ version: 2, sizeBytes: 12 * KiB });
-    expect(store.usedBytes).toBe(12 * KiB);
-    expect(await readdir(egroupsDir())).toEqual(['10.eg', '10.meta']);
+    const a = pattern(10_000, 1);
+    expect(await store.write(write(10n, 1, 20_000, [data(1000, a)]))).toEqual({ version: 1, crc32c: crc32c(a) });
+    const model = new Model();
+    model.apply(20_000, [data(1000, a)]);
+    expect(await store.stat(10n)).toEqual({ version: 1, sizeBytes: 20_000 });
+    expect((await readAll(store, 10n)).equals(model.range(0, 20_000))).toBe(true);
+    // Sub-ranges: inside one slice, across a boundary, the zeros before and after.
+    for (const [offset, length] of [
+      [1000, 1],
+      [4000, 200],
+      [4095, 2],
+      [0, 1000],
+      [10_999, 2],
+      [12_000, 8000],
+      [19_999, 1],
+    ] as const) {
+      expect(Buffer.from(await store.read({ egroup: 10n, offset, length })).equals(model.range(offset, length))).toBe(true);
+    }
+    // Slices 0..2 were written; the file is sparse beyond them and never past sizeBytes.
+    expect((await stat(dataFile(10n))).size).toBe(3 * S);
+    expect(store.usedBytes).toBe(20_000);
+    expect((await readdir(egroupsDir())).sort()).toEqual(['10.eg', '10.meta']);
   });
 
-  it('answers a retry of the version it has, with identical data, without writing again', async () => {
+  it('applies overlapping pieces in order (later wins) and writes zeros for zeros pieces', async () => {
     const store = await openStore();
-    const data = pattern(4 * KiB, 3);
-    const first = await store.write(write(11n, 1, 0, data));
-    const metaBefore = await stat(join(egroupsDir(), '11.meta'));
-    expect(await store.write(write(11n, 1, 0, data))).toEqual(first);
-    expect((await stat(join(egroupsDir(), '11.meta'))).mtimeMs).toBe(metaBefore.mtimeMs);
-    expect(await store.stat(11n)).toEqual({ version: 1, sizeBytes: 4 * KiB });
+    const model = new Model();
+    const first = [data(0, pattern(3 * S, 1))];
+    await store.write(write(11n, 1, 3 * S, first));
+    model.apply(3 * S, first);
+    const pieces = [data(100, pattern(6000, 2)), data(3000, pattern(2000, 3)), zeros(4000, 500), data(4200, pattern(10, 4)), zeros(9000, 2000)];
+    expect(await store.write(write(11n, 2, 3 * S, pieces))).toEqual({ version: 2, crc32c: expectedCrc(pieces) });
+    model.apply(3 * S, pieces);
+    expect((await readAll(store, 11n)).equals(model.range(0, 3 * S))).toBe(true);
+    // Spot checks that do not rely on the model: a zeroed byte, and one of the later piece.
+    expect([...(await store.read({ egroup: 11n, offset: 4100, length: 1 }))]).toEqual([0]);
+    expect([...(await store.read({ egroup: 11n, offset: 4200, length: 1 }))]).toEqual([pattern(10, 4)[0]]);
   });
 
-  it('refuses any other version with CONFLICT stating both versions', async () => {
+  it('grows the replica when asked, reading never-written bytes as zeros', async () => {
     const store = await openStore();
-    const data = pattern(4 * KiB, 4);
-    await expect(store.write(write(12n, 2, 0, data))).rejects.toMatchObject({
-      code: 'CONFLICT',
-      message: 'disk 77: egroup 12 is at version 0 (no replica here); a write for version 2 needs it at version 1',
-    });
-    await store.write(write(12n, 1, 0, data));
-    await store.write(write(12n, 2, 4 * KiB, pattern(4 * KiB, 5)));
-    // Skipping ahead, going back, and a "retry" whose data differs from the write that made the version.
-    await expect(store.write(write(12n, 4, 8 * KiB, data))).rejects.toMatchObject({
-      code: 'CONFLICT',
-      message: 'disk 77: egroup 12 is at version 2; a write for version 4 needs it at version 3',
-    });
-    await expect(store.write(write(12n, 1, 0, data))).rejects.toMatchObject({ code: 'CONFLICT', message: expect.stringContaining('is at version 2; a write for version 1') });
-    await expect(store.write(write(12n, 2, 4 * KiB, pattern(4 * KiB, 6)))).rejects.toMatchObject({
-      code: 'CONFLICT',
-      message: expect.stringContaining('is at version 2; a write for version 2 with other data than the write that made it'),
-    });
-    // The earlier extent is not the last write, so it is no retry of version 2 either.
-    await expect(store.write(write(12n, 2, 0, data))).rejects.toMatchObject({ code: 'CONFLICT' });
-    expect(await store.stat(12n)).toEqual({ version: 2, sizeBytes: 8 * KiB });
+    const model = new Model();
+    const steps: Array<[number, EgPiece[]]> = [
+      [5000, [data(0, pattern(5000, 1))]],
+      // Growth far beyond the data written: the gap is a hole.
+      [100_000, [data(90_001, pattern(5000, 2))]],
+      // A zeros piece that also grows the replica.
+      [200_000, [zeros(150_000, 50_000)]],
+    ];
+    let version = 0;
+    for (const [sizeBytes, pieces] of steps) {
+      await store.write(write(12n, ++version, sizeBytes, pieces));
+      model.apply(sizeBytes, pieces);
+      expect(await store.stat(12n)).toEqual({ version, sizeBytes });
+    }
+    expect((await readAll(store, 12n)).equals(model.range(0, 200_000))).toBe(true);
+    expect(Buffer.from(await store.read({ egroup: 12n, offset: 5000, length: 85_001 })).equals(Buffer.alloc(85_001))).toBe(true);
+    expect(store.usedBytes).toBe(200_000);
   });
 
-  it('refuses a write from another vDisk than the one that created the extent group', async () => {
-    const store = await openStore();
-    await store.write(write(13n, 1, 0, pattern(KiB, 1)));
-    await expect(store.write(write(13n, 2, KiB, pattern(KiB, 2), 1, 6n))).rejects.toMatchObject({
-      code: 'CONFLICT',
-      message: 'disk 77: egroup 13 belongs to vdisk 5; vdisk 6 may not write it',
-    });
+  it('splits a large write into runs and checks slices with the default 32 KiB slices', async () => {
+    const store = await openStore({ sliceBytes: undefined });
+    const model = new Model();
+    // 3 MiB at an unaligned offset: several 1 MiB runs, partial slices at both ends.
+    const big = [data(12_345, pattern(3 * MiB, 9))];
+    await store.write(write(13n, 1, 4 * MiB, big));
+    model.apply(4 * MiB, big);
+    const small = [data(1 * MiB + 7, pattern(100, 10)), zeros(2 * MiB - 50, 100)];
+    await store.write(write(13n, 2, 4 * MiB, small));
+    model.apply(4 * MiB, small);
+    expect((await readAll(store, 13n)).equals(model.range(0, 4 * MiB))).toBe(true);
+    const sidecar = decode(await readFile(join(egroupsDir(), '13.meta')), sidecarSchema);
+    expect(sidecar.sliceBytes).toBe(32 * KiB);
+    expect(sidecar.crcs.length).toBe(((4 * MiB) / (32 * KiB)) * 4);
   });
 
-  it('rewrites a whole extent in place, but refuses a write over part of one, an empty write, and one past the largest extent group', async () => {
-    const store = await openStore({ egroupSizeMaxBytes: 64 * KiB });
-    await store.write(write(14n, 1, 0, pattern(8 * KiB, 1)));
-    const again = pattern(8 * KiB, 9);
-    expect(await store.write(write(14n, 2, 0, again))).toEqual({ version: 2, crc32c: crc32c(again) });
-    expect(Buffer.from(await store.read({ egroup: 14n, offset: 0, length: 8 * KiB }))).toEqual(Buffer.from(again));
-    await expect(store.write(write(14n, 3, 4 * KiB, pattern(8 * KiB, 2)))).rejects.toMatchObject({
-      code: 'INVALID',
-      message: expect.stringContaining('overlaps part of the extent at offset 0 (8192 bytes)'),
-    });
-    await expect(store.write(write(14n, 3, 8 * KiB, new Uint8Array(0)))).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('at least one byte') });
-    await expect(store.write(write(14n, 3, 60 * KiB, pattern(8 * KiB, 3)))).rejects.toMatchObject({
-      code: 'INVALID',
-      message: expect.stringContaining('ends beyond the largest extent group (65536 bytes)'),
-    });
-    expect(await store.stat(14n)).toEqual({ version: 2, sizeBytes: 8 * KiB });
-  });
-
-  it('limits the extents of one extent group', async () => {
-    const store = await openStore({ extentsPerEgroupMax: 2 });
-    await store.write(write(15n, 1, 0, pattern(512, 1)));
-    await store.write(write(15n, 2, 512, pattern(512, 2)));
-    await expect(store.write(write(15n, 3, 1024, pattern(512, 3)))).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('already holds 2 extents') });
-    // Rewriting an existing extent adds none.
-    await store.write(write(15n, 3, 512, pattern(512, 4)));
+  it('matches a model under random writes, growth and reads, across reopening', async () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
+    const random = seededRandom(seed);
+    const int = (n: number): number => Math.floor(random() * n);
+    const context = `replay with SEED=${seed}`;
+    let store = await openStore({ egroupSizeMaxBytes: 256 * KiB });
+    const model = new Model();
+    let sizeBytes = 0;
+    for (let step = 1; step <= 120; step++) {
+      if (random() < 0.3 || sizeBytes === 0) sizeBytes = Math.min(256 * KiB, sizeBytes + 1 + int(40 * KiB));
+      const pieces = Array.from({ length: 1 + int(5) }, () => {
+        const offset = int(sizeBytes);
+        const length = 1 + int(Math.min(sizeBytes - offset, 3 * S));
+        return random() < 0.25 ? zeros(offset, length) : data(offset, pattern(length, int(1000)));
+      });
+      const reply = await store.write(write(14n, step, sizeBytes, pieces));
+      expect([context, step, reply]).toEqual([context, step, { version: step, crc32c: expectedCrc(pieces) }]);
+      model.apply(sizeBytes, pieces);
+      for (let r = 0; r < 4; r++) {
+        const offset = int(sizeBytes);
+        const length = 1 + int(Math.min(sizeBytes - offset, 2 * S));
+        const got = Buffer.from(await store.read({ egroup: 14n, offset, length }));
+        expect([context, step, offset, length, got.equals(model.range(offset, length))]).toEqual([context, step, offset, length, true]);
+      }
+      if (step % 40 === 0) {
+        await store.close();
+        store = await openStore({ egroupSizeMaxBytes: 256 * KiB });
+      }
+    }
+    expect([context, (await readAll(store, 14n)).equals(model.range(0, sizeBytes))]).toEqual([context, true]);
   });
 });
 
-describe('fencing by epoch', () => {
-  it('refuses a write with an epoch lower than the highest seen, also after a retry or a refused write raised it', async () => {
+describe('versions', () => {
+  it('applies a write above the version, also skipping versions, and answers a retry at the version without writing', async () => {
     const store = await openStore();
-    const data = pattern(KiB, 1);
-    await store.write(write(20n, 1, 0, data, 3));
-    await expect(store.write(write(20n, 2, KiB, pattern(KiB, 2), 2))).rejects.toMatchObject({
+    const model = new Model();
+    const v1 = [data(0, pattern(S, 1))];
+    await store.write(write(20n, 1, 2 * S, v1));
+    model.apply(2 * S, v1);
+    // A controller that retries after a partial failure uses a higher version: 1 -> 5.
+    const v5 = [data(100, pattern(200, 2)), zeros(S, 10)];
+    const applied = await store.write(write(20n, 5, 2 * S, v5));
+    expect(applied).toEqual({ version: 5, crc32c: expectedCrc(v5) });
+    model.apply(2 * S, v5);
+
+    const before = await Promise.all([stat(join(egroupsDir(), '20.meta')), stat(dataFile(20n))]);
+    // The same write again (new objects with equal contents) is a retry.
+    expect(await store.write(write(20n, 5, 2 * S, [data(100, pattern(200, 2)), zeros(S, 10)]))).toEqual(applied);
+    const after = await Promise.all([stat(join(egroupsDir(), '20.meta')), stat(dataFile(20n))]);
+    expect(after.map((s) => s.mtimeMs)).toEqual(before.map((s) => s.mtimeMs));
+    expect(await store.stat(20n)).toEqual({ version: 5, sizeBytes: 2 * S });
+    expect((await readAll(store, 20n)).equals(model.range(0, 2 * S))).toBe(true);
+
+    await store.write(write(20n, 9, 2 * S, [data(0, pattern(10, 3))]));
+    model.apply(2 * S, [data(0, pattern(10, 3))]);
+    expect((await readAll(store, 20n)).equals(model.range(0, 2 * S))).toBe(true);
+  });
+
+  it('refuses with CONFLICT, naming the replica version, a write at the version that differs, or below it', async () => {
+    const store = await openStore();
+    const model = new Model();
+    const v3 = [data(10, pattern(100, 1))];
+    await store.write(write(21n, 3, S, v3));
+    model.apply(S, v3);
+    const refused: Array<[string, EgroupWrite, string]> = [
+      ['other bytes', write(21n, 3, S, [data(10, pattern(100, 2))]), 'egroup 21 is at version 3; a write for version 3 is another write than the one that made it'],
+      ['another offset', write(21n, 3, S, [data(11, pattern(100, 1))]), 'is another write than the one that made it'],
+      ['another size', write(21n, 3, 2 * S, v3), 'is another write than the one that made it'],
+      ['a piece more', write(21n, 3, S, [...v3, zeros(0, 1)]), 'is another write than the one that made it'],
+      ['below', write(21n, 2, S, [data(0, pattern(1, 3))]), 'egroup 21 is at version 3; a write for version 2 is below it'],
+    ];
+    for (const [what, w, message] of refused) {
+      await expect(store.write(w).catch((e: unknown) => [what, e])).resolves.toEqual([what, expect.objectContaining({ code: 'CONFLICT', message: expect.stringContaining(message) })]);
+    }
+    expect(await store.stat(21n)).toEqual({ version: 3, sizeBytes: S });
+    expect((await readAll(store, 21n)).equals(model.range(0, S))).toBe(true);
+  });
+
+  it('takes a sizeBytes below the replica size as no growth, never a shrink', async () => {
+    const store = await openStore();
+    const model = new Model();
+    await store.write(write(22n, 1, 10_000, [data(9000, pattern(1000, 1))]));
+    model.apply(10_000, [data(9000, pattern(1000, 1))]);
+    const smaller = [data(0, pattern(3000, 2))];
+    await store.write(write(22n, 2, 3000, smaller));
+    model.apply(3000, smaller);
+    expect(await store.stat(22n)).toEqual({ version: 2, sizeBytes: 10_000 });
+    expect(store.usedBytes).toBe(10_000);
+    expect((await readAll(store, 22n)).equals(model.range(0, 10_000))).toBe(true);
+    // Its retry is recognised too (the digest holds the request's sizeBytes).
+    expect(await store.write(write(22n, 2, 3000, smaller))).toMatchObject({ version: 2 });
+  });
+});
+
+describe('ownership and fencing', () => {
+  it('refuses a write from another vDisk than the one that created the extent group', async () => {
+    const store = await openStore();
+    await store.write(write(30n, 1, S, [data(0, pattern(KiB, 1))]));
+    await expect(store.write(write(30n, 2, S, [data(0, pattern(KiB, 2))], 1, 6n))).rejects.toMatchObject({
+      code: 'CONFLICT',
+      message: 'disk 77: egroup 30 belongs to vdisk 5; vdisk 6 may not write it',
+    });
+    expect(await store.stat(30n)).toEqual({ version: 1, sizeBytes: S });
+  });
+
+  it('refuses a lower epoch than the highest seen, remembering a higher one from a retry or a refused write, across a restart', async () => {
+    const store = await openStore();
+    const v1 = [data(0, pattern(KiB, 1))];
+    await store.write(write(31n, 1, S, v1, 3));
+    await expect(store.write(write(31n, 2, S, [data(KiB, pattern(KiB, 2))], 2))).rejects.toMatchObject({
       code: 'FENCED',
-      message: 'disk 77: egroup 20: epoch 2 of vdisk 5 is superseded; epoch 3 has written here',
+      message: 'disk 77: egroup 31: epoch 2 of vdisk 5 is superseded; epoch 3 has written here',
     });
     // A retry by the next owner (epoch 4) succeeds and fences epoch 3.
-    await store.write(write(20n, 1, 0, data, 4));
-    await expect(store.write(write(20n, 2, KiB, pattern(KiB, 2), 3))).rejects.toMatchObject({ code: 'FENCED' });
-    // A refused write from epoch 5 still shows that epoch 4 is deposed.
-    await expect(store.write(write(20n, 7, KiB, pattern(KiB, 2), 5))).rejects.toMatchObject({ code: 'CONFLICT' });
-    await expect(store.write(write(20n, 2, KiB, pattern(KiB, 2), 4))).rejects.toMatchObject({ code: 'FENCED', message: expect.stringContaining('epoch 5 has written here') });
-    await store.write(write(20n, 2, KiB, pattern(KiB, 2), 5));
-    // The epoch survives a restart.
+    expect(await store.write(write(31n, 1, S, v1, 4))).toMatchObject({ version: 1 });
+    await expect(store.write(write(31n, 2, S, [data(KiB, pattern(KiB, 2))], 3))).rejects.toMatchObject({ code: 'FENCED', message: expect.stringContaining('epoch 4 has written here') });
+    // A write from epoch 5 refused as a conflict still deposes epoch 4.
+    await expect(store.write(write(31n, 1, S, [data(0, pattern(KiB, 9))], 5))).rejects.toMatchObject({ code: 'CONFLICT' });
+    await expect(store.write(write(31n, 2, S, [data(KiB, pattern(KiB, 2))], 4))).rejects.toMatchObject({ code: 'FENCED', message: expect.stringContaining('epoch 5 has written here') });
+    await store.write(write(31n, 2, S, [data(KiB, pattern(KiB, 2))], 5));
+    await store.close();
     const reopened = await openStore();
-    await expect(reopened.write(write(20n, 3, 2 * KiB, pattern(KiB, 3), 4))).rejects.toMatchObject({ code: 'FENCED' });
+    await expect(reopened.write(write(31n, 3, S, [data(0, pattern(KiB, 3))], 4))).rejects.toMatchObject({ code: 'FENCED' });
+    expect(await reopened.stat(31n)).toEqual({ version: 2, sizeBytes: S });
+  });
+});
+
+describe('invalid requests', () => {
+  it('refuses with INVALID, changing nothing, a bad version, empty or out-of-bounds pieces, and a size beyond the largest extent group', async () => {
+    const store = await openStore({ egroupSizeMaxBytes: 64 * KiB });
+    const model = new Model();
+    await store.write(write(40n, 1, 2 * S, [data(0, pattern(2 * S, 1))]));
+    model.apply(2 * S, [data(0, pattern(2 * S, 1))]);
+    const cases: Array<[EgroupWrite, string]> = [
+      [write(40n, 0, 2 * S, [data(0, pattern(10, 2))]), 'version must be at least 1, not 0'],
+      [write(40n, 2, 2 * S, [data(0, new Uint8Array(0))]), 'piece 0 at offset 0 is empty'],
+      [write(40n, 2, 2 * S, [data(0, pattern(10, 2)), zeros(100, 0)]), 'piece 1 at offset 100 is empty'],
+      // Within the replica's current size but beyond the request's own sizeBytes.
+      [write(40n, 2, S, [data(S - 5, pattern(10, 2))]), `piece 0 (10 bytes at offset ${S - 5}) ends at ${S + 5}, beyond the extent group's sizeBytes ${S}`],
+      [write(40n, 2, 2 * S, [data(0, pattern(10, 2)), zeros(2 * S, 1)]), 'piece 1 (1 bytes at offset 8192) ends at 8193'],
+      [write(40n, 2, 64 * KiB + 1, [data(0, pattern(10, 2))]), 'sizeBytes 65537 is beyond the largest extent group (65536 bytes)'],
+      [write(40n, 2, 2 * S, []), 'a write carries 1 to 4096 pieces, not 0'],
+      [write(40n, 2, 2 * S, Array.from({ length: EG_WRITE_PIECES_MAX + 1 }, (_, i) => zeros(i, 1))), 'not 4097'],
+    ];
+    for (const [w, message] of cases) {
+      await expect(store.write(w)).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining(message) });
+    }
+    // Not even a first write of another extent group happens.
+    await expect(store.write(write(41n, 1, 10, [data(5, pattern(10, 3))]))).rejects.toMatchObject({ code: 'INVALID' });
+    await expect(store.stat(41n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await store.stat(40n)).toEqual({ version: 1, sizeBytes: 2 * S });
+    expect((await readAll(store, 40n)).equals(model.range(0, 2 * S))).toBe(true);
+    expect(store.usedBytes).toBe(2 * S);
+    // Version 2 is still free: nothing above was taken for a write.
+    expect(await store.write(write(40n, 2, 2 * S, [zeros(0, 1)]))).toMatchObject({ version: 2 });
+  });
+
+  it('refuses reads of no bytes, of more than EG_READ_BYTES_MAX, or past the end (INVALID), and of no replica (NOT_FOUND)', async () => {
+    const store = await openStore();
+    await expect(store.read({ egroup: 42n, offset: 0, length: 1 })).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'disk 77: egroup 42 has no replica here' });
+    await expect(store.stat(42n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await store.write(write(42n, 1, 10_000, [data(0, pattern(100, 1))]));
+    await expect(store.read({ egroup: 42n, offset: 0, length: 0 })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('a read is 1 to 4194304 bytes long, not 0') });
+    await expect(store.read({ egroup: 42n, offset: 0, length: EG_READ_BYTES_MAX + 1 })).rejects.toMatchObject({ code: 'INVALID' });
+    await expect(store.read({ egroup: 42n, offset: 9_999, length: 2 })).rejects.toMatchObject({
+      code: 'INVALID',
+      message: 'disk 77: egroup 42: a read of 2 bytes at offset 9999 ends beyond its 10000 bytes',
+    });
+    expect((await store.read({ egroup: 42n, offset: 9_999, length: 1 })).length).toBe(1);
   });
 });
 
 describe('capacity', () => {
-  it('refuses with NO_SPACE a write that would take the disk beyond its capacity, counting growth only', async () => {
+  it('refuses with NO_SPACE growth beyond the capacity, but not a write in place', async () => {
     const store = await openStore({ capacityBytes: 16 * KiB });
-    await store.write(write(30n, 1, 0, pattern(8 * KiB, 1)));
-    await store.write(write(31n, 1, 0, pattern(8 * KiB, 2)));
-    await expect(store.write(write(32n, 1, 0, pattern(KiB, 3)))).rejects.toMatchObject({
+    await store.write(write(50n, 1, 8 * KiB, [data(0, pattern(KiB, 1))]));
+    await store.write(write(51n, 1, 8 * KiB, [data(0, pattern(KiB, 2))]));
+    await expect(store.write(write(52n, 1, KiB, [data(0, pattern(KiB, 3))]))).rejects.toMatchObject({
       code: 'NO_SPACE',
-      message: 'disk 77: egroup 32: 1024 more bytes would exceed the capacity (16384 of 16384 bytes in use or promised)',
+      message: 'disk 77: egroup 52: 1024 more bytes would exceed the capacity (16384 of 16384 bytes in use or promised)',
     });
-    // A rewrite in place does not grow the disk's use.
-    await store.write(write(30n, 2, 0, pattern(8 * KiB, 4)));
+    await expect(store.write(write(50n, 2, 8 * KiB + 1, [data(0, pattern(KiB, 3))]))).rejects.toMatchObject({ code: 'NO_SPACE' });
+    expect(await store.stat(50n)).toEqual({ version: 1, sizeBytes: 8 * KiB });
+    // A write in place grows nothing, even once the capacity is lowered below the use.
+    store.setCapacityBytes(4 * KiB);
+    await store.write(write(50n, 2, 8 * KiB, [data(4 * KiB, pattern(4 * KiB, 4))]));
     expect(store.usedBytes).toBe(16 * KiB);
+    store.setCapacityBytes(16 * KiB);
     // Deleting frees the space; a raised capacity makes room too.
-    expect(await store.delete(31n)).toEqual({ deleted: true });
+    expect(await store.delete(51n)).toEqual({ deleted: true });
     expect(store.usedBytes).toBe(8 * KiB);
-    await store.write(write(32n, 1, 0, pattern(8 * KiB, 3)));
+    await store.write(write(52n, 1, 8 * KiB, [data(0, pattern(KiB, 3))]));
     store.setCapacityBytes(32 * KiB);
-    await store.write(write(33n, 1, 0, pattern(8 * KiB, 5)));
+    await store.write(write(53n, 1, 8 * KiB, [data(0, pattern(KiB, 5))]));
     expect(store.usedBytes).toBe(24 * KiB);
-    await expect(store.read({ egroup: 31n, offset: 0, length: 8 * KiB })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(store.read({ egroup: 51n, offset: 0, length: KiB })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
   it('never lets parallel writes to different extent groups overshoot the capacity together', async () => {
     const store = await openStore({ capacityBytes: 40 * KiB });
-    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => store.write(write(BigInt(100 + i), 1, 0, pattern(8 * KiB, i)))));
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => store.write(write(BigInt(100 + i), 1, 8 * KiB, [data(0, pattern(8 * KiB, i))]))));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
     for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'NO_SPACE' });
     expect(store.usedBytes).toBe(40 * KiB);
   });
 });
 
-describe('reads and checksums', () => {
-  it('gives NOT_FOUND for an unknown extent group and INVALID for a range that is not one written extent', async () => {
+describe('checksums', () => {
+  it('gives CHECKSUM, naming the slice and its bytes, for a read of a slice with a flipped byte; other slices still read', async () => {
     const store = await openStore();
-    await expect(store.read({ egroup: 40n, offset: 0, length: KiB })).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'disk 77: egroup 40 has no replica here' });
-    await expect(store.stat(40n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    await store.write(write(40n, 1, 0, pattern(8 * KiB, 1)));
-    await expect(store.read({ egroup: 40n, offset: 0, length: 4 * KiB })).rejects.toMatchObject({
-      code: 'INVALID',
-      message: 'disk 77: egroup 40 has no extent of 4096 bytes at offset 0; a read names one extent exactly as it was written',
-    });
-    await expect(store.read({ egroup: 40n, offset: 4 * KiB, length: 4 * KiB })).rejects.toMatchObject({ code: 'INVALID' });
+    const model = new Model();
+    const pieces = [data(0, pattern(4 * S, 1))];
+    await store.write(write(60n, 1, 4 * S, pieces));
+    model.apply(4 * S, pieces);
+    await flipByte(60n, S + 100);
+    const checksum = {
+      code: 'CHECKSUM',
+      message: expect.stringMatching(/^disk 77: egroup 60: slice 1 \(bytes 4096 to 8191\) failed its check: stored CRC32C 0x[0-9a-f]{8}, read 0x[0-9a-f]{8}$/),
+    };
+    await expect(store.read({ egroup: 60n, offset: S + 100, length: 1 })).rejects.toMatchObject(checksum);
+    // Any range that touches slice 1, even without its flipped byte, is refused.
+    await expect(store.read({ egroup: 60n, offset: S - 10, length: 20 })).rejects.toMatchObject(checksum);
+    await expect(store.read({ egroup: 60n, offset: 2 * S - 1, length: 1 })).rejects.toMatchObject(checksum);
+    for (const [offset, length] of [
+      [0, S],
+      [2 * S, 2 * S],
+      [3 * S + 5, 10],
+    ] as const) {
+      expect(Buffer.from(await store.read({ egroup: 60n, offset, length })).equals(model.range(offset, length))).toBe(true);
+    }
   });
 
-  it('gives CHECKSUM naming the disk, extent group and offset after a byte of the data file flips', async () => {
+  it('refuses with CHECKSUM a write over part of a damaged slice, changing nothing; a write over all of it repairs it', async () => {
     const store = await openStore();
-    await store.write(write(41n, 1, 0, pattern(4 * KiB, 1)));
-    await store.write(write(41n, 2, 4 * KiB, pattern(4 * KiB, 2)));
-    const path = join(egroupsDir(), '41.eg');
-    const bytes = await readFile(path);
-    bytes[4 * KiB + 100]! ^= 0x01;
-    await writeFile(path, bytes);
-    await expect(store.read({ egroup: 41n, offset: 4 * KiB, length: 4 * KiB })).rejects.toMatchObject({
+    const model = new Model();
+    await store.write(write(61n, 1, 3 * S, [data(0, pattern(3 * S, 1))]));
+    model.apply(3 * S, [data(0, pattern(3 * S, 1))]);
+    // As a crash between pwrite and sidecar would leave it: bytes no longer matching the CRC.
+    await flipByte(61n, S + 7);
+    await expect(store.write(write(61n, 2, 3 * S, [data(S + 1000, pattern(10, 2))]))).rejects.toMatchObject({
       code: 'CHECKSUM',
-      message: expect.stringMatching(/^disk 77: egroup 41: the extent at offset 4096 \(4096 bytes\) failed its check: stored CRC32C 0x[0-9a-f]{8}, read 0x[0-9a-f]{8}$/),
+      message: expect.stringMatching(/^disk 77: egroup 61: slice 1 \(bytes 4096 to 8191\) failed its check before a write over part of it: /),
     });
-    // The other extent is intact and still reads.
-    expect(Buffer.from(await store.read({ egroup: 41n, offset: 0, length: 4 * KiB }))).toEqual(Buffer.from(pattern(4 * KiB, 1)));
-    // A data file cut short, or gone, fails the same way.
-    await truncate(path, 6 * KiB);
-    await expect(store.read({ egroup: 41n, offset: 4 * KiB, length: 4 * KiB })).rejects.toMatchObject({ code: 'CHECKSUM', message: expect.stringContaining('ends after 2048 of its 4096 bytes') });
-    await rm(path);
-    await expect(store.read({ egroup: 41n, offset: 0, length: 4 * KiB })).rejects.toMatchObject({ code: 'CHECKSUM', message: expect.stringContaining('data file is missing') });
+    expect(await store.stat(61n)).toEqual({ version: 1, sizeBytes: 3 * S });
+    // Slice 0 is covered in part by a piece that ends in slice 1: still CHECKSUM, and slice 0 untouched.
+    await expect(store.write(write(61n, 2, 3 * S, [data(100, pattern(S + 10, 3))]))).rejects.toMatchObject({ code: 'CHECKSUM' });
+    expect(Buffer.from(await store.read({ egroup: 61n, offset: 0, length: S })).equals(model.range(0, S))).toBe(true);
+    // A write that covers the whole damaged slice (here with two adjacent pieces) repairs it.
+    const repair = [data(S, pattern(S / 2, 4)), zeros(S + S / 2, S / 2)];
+    await store.write(write(61n, 2, 3 * S, repair));
+    model.apply(3 * S, repair);
+    expect((await readAll(store, 61n)).equals(model.range(0, 3 * S))).toBe(true);
+  });
+
+  it('gives CHECKSUM when the data file of a replica is gone, to a read and to a write', async () => {
+    const store = await openStore({ openFilesMax: 1 });
+    await store.write(write(62n, 1, S, [data(0, pattern(S, 1))]));
+    // Another file pushes 62's out of the open-file cache, so the removal is seen.
+    await store.write(write(63n, 1, S, [data(0, pattern(S, 2))]));
+    await rm(dataFile(62n));
+    await expect(store.read({ egroup: 62n, offset: 0, length: 1 })).rejects.toMatchObject({ code: 'CHECKSUM', message: 'disk 77: egroup 62: its data file is missing' });
+    await expect(store.write(write(62n, 2, S, [data(0, pattern(S, 3))]))).rejects.toMatchObject({ code: 'CHECKSUM', message: expect.stringContaining('data file is missing') });
+  });
+
+  it('takes bytes left past the end by a failed write as zeros, and cuts them off before growing', async () => {
+    const store = await openStore({ openFilesMax: 1 });
+    const model = new Model();
+    await store.write(write(64n, 1, 5000, [data(0, pattern(5000, 1))]));
+    model.apply(5000, [data(0, pattern(5000, 1))]);
+    await store.write(write(65n, 1, S, [data(0, pattern(S, 2))]));
+    // As a write that grew the file and then failed before its sidecar would leave it.
+    await appendFile(dataFile(64n), Buffer.from(pattern(10_000, 3)));
+    expect(Buffer.from(await store.read({ egroup: 64n, offset: 4000, length: 1000 })).equals(model.range(4000, 1000))).toBe(true);
+    const grow = [data(20_000, pattern(100, 4))];
+    await store.write(write(64n, 2, 30_000, grow));
+    model.apply(30_000, grow);
+    expect((await readAll(store, 64n)).equals(model.range(0, 30_000))).toBe(true);
   });
 });
 
 describe('delete', () => {
   it('removes both files, frees the bytes, succeeds again for a replica already gone, and lets the extent group start over', async () => {
     const store = await openStore();
-    await store.write(write(50n, 1, 0, pattern(KiB, 1), 2));
-    await store.write(write(50n, 2, KiB, pattern(KiB, 2), 2));
-    expect(await store.delete(50n)).toEqual({ deleted: true });
+    await store.write(write(70n, 1, S, [data(0, pattern(KiB, 1))], 2));
+    await store.write(write(70n, 2, 2 * S, [data(KiB, pattern(KiB, 2))], 2));
+    const open = store.openFileCount;
+    expect(await store.delete(70n)).toEqual({ deleted: true });
+    expect(store.openFileCount).toBe(open - 1);
     expect(await readdir(egroupsDir())).toEqual([]);
     expect(store.usedBytes).toBe(0);
-    expect(await store.delete(50n)).toEqual({ deleted: false });
-    await expect(store.stat(50n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    expect(await store.write(write(50n, 1, 0, pattern(KiB, 3), 1))).toMatchObject({ version: 1 });
+    expect(await store.delete(70n)).toEqual({ deleted: false });
+    await expect(store.stat(70n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // A new replica: version 1 again, an epoch below the old one, and none of the old bytes.
+    expect(await store.write(write(70n, 1, 2 * S, [data(0, pattern(10, 3))], 1))).toMatchObject({ version: 1 });
+    expect(Buffer.from(await store.read({ egroup: 70n, offset: KiB, length: KiB })).equals(Buffer.alloc(KiB))).toBe(true);
   });
 });
 
 describe('recovery', () => {
-  it('finds every replica again after reopening: versions, extents, used bytes', async () => {
+  it('finds every replica again after reopening: versions, sizes, bytes, used bytes and each replica its slice size', async () => {
     const first = await openStore();
-    for (let g = 0; g < 5; g++) {
-      for (let v = 1; v <= 3; v++) await first.write(write(BigInt(60 + g), v, (v - 1) * 2 * KiB, pattern(2 * KiB, g * 10 + v)));
+    const models = new Map<bigint, Model>();
+    for (let g = 0; g < 4; g++) {
+      const egroup = BigInt(80 + g);
+      const model = new Model();
+      for (let v = 1; v <= 3; v++) {
+        const pieces = [data((v - 1) * 3000 + g, pattern(3000, g * 10 + v)), zeros(v * 100, 50)];
+        await first.write(write(egroup, v * 2, 10_000 + g, pieces));
+        model.apply(10_000 + g, pieces);
+      }
+      models.set(egroup, model);
     }
     await first.close();
-    const store = await openStore();
-    expect(store.recovery).toMatchObject({ egroups: 5, usedBytes: 5 * 6 * KiB, removedTempFiles: [], removedOrphans: [], truncated: [], quarantined: [] });
-    expect(store.usedBytes).toBe(30 * KiB);
-    for (let g = 0; g < 5; g++) {
-      expect(await store.stat(BigInt(60 + g))).toEqual({ version: 3, sizeBytes: 6 * KiB });
-      expect(Buffer.from(await store.read({ egroup: BigInt(60 + g), offset: 2 * KiB, length: 2 * KiB }))).toEqual(Buffer.from(pattern(2 * KiB, g * 10 + 2)));
+    // Reopened with another slice size: existing replicas keep 4 KiB, new ones get 16 KiB.
+    const store = await openStore({ sliceBytes: 16 * KiB });
+    expect(store.recovery).toMatchObject({ egroups: 4, removedTempFiles: [], removedOrphans: [], truncated: [], quarantined: [] });
+    expect(store.usedBytes).toBe(4 * 10_000 + 0 + 1 + 2 + 3);
+    for (const [egroup, model] of models) {
+      const { sizeBytes } = await store.stat(egroup);
+      expect(await store.stat(egroup)).toEqual({ version: 6, sizeBytes: 10_000 + Number(egroup - 80n) });
+      expect((await readAll(store, egroup)).equals(model.range(0, sizeBytes))).toBe(true);
     }
-    await store.write(write(60n, 4, 6 * KiB, pattern(KiB, 99)));
+    const partial = [data(S + 1, pattern(10, 99))];
+    await store.write(write(80n, 7, 10_000, partial));
+    models.get(80n)!.apply(10_000, partial);
+    expect((await readAll(store, 80n)).equals(models.get(80n)!.range(0, 10_000))).toBe(true);
+    await store.write(write(90n, 1, 100, [data(0, pattern(100, 1))]));
+    const sliceBytes = async (egroup: bigint): Promise<number> => decode(await readFile(join(egroupsDir(), `${egroup}.meta`)), sidecarSchema).sliceBytes;
+    expect(await sliceBytes(80n)).toBe(4 * KiB);
+    expect(await sliceBytes(90n)).toBe(16 * KiB);
   });
 
-  it('removes leftover temp files and orphan data files, cuts unacknowledged tails, and leaves unknown files alone', async () => {
+  it('removes leftover temp files and orphan data files, cuts data files longer than their size, and leaves unknown files alone', async () => {
     const first = await openStore();
-    await first.write(write(70n, 1, 0, pattern(4 * KiB, 1)));
+    const model = new Model();
+    await first.write(write(100n, 1, 10_000, [data(0, pattern(10_000, 1))]));
+    model.apply(10_000, [data(0, pattern(10_000, 1))]);
+    // Shorter than its size: normal for a sparse replica, left as it is.
+    await first.write(write(101n, 1, 50_000, [data(0, pattern(100, 2))]));
     await first.close();
     const dir = egroupsDir();
-    // A sidecar write cut short, a first write never acknowledged, bytes past the end.
-    await writeFile(join(dir, '70.meta.tmp'), 'half a sidecar');
-    await writeFile(join(dir, '71.eg'), pattern(KiB, 2));
-    await writeFile(join(dir, '70.eg'), Buffer.concat([await readFile(join(dir, '70.eg')), Buffer.from(pattern(KiB, 3))]));
+    await writeFile(join(dir, '100.meta.tmp'), 'half a sidecar');
+    await writeFile(join(dir, '102.eg'), pattern(KiB, 3));
+    await appendFile(join(dir, '100.eg'), Buffer.from(pattern(KiB, 4)));
     await writeFile(join(dir, 'README'), 'an operator note');
 
     const store = await openStore();
-    expect(store.recovery).toMatchObject({ egroups: 1, usedBytes: 4 * KiB, removedTempFiles: ['70.meta.tmp'], removedOrphans: ['71.eg'], truncated: ['70.eg'], quarantined: [] });
-    expect((await readdir(dir)).sort()).toEqual(['70.eg', '70.meta', 'README']);
-    expect((await stat(join(dir, '70.eg'))).size).toBe(4 * KiB);
-    expect(Buffer.from(await store.read({ egroup: 70n, offset: 0, length: 4 * KiB }))).toEqual(Buffer.from(pattern(4 * KiB, 1)));
-    await expect(store.stat(71n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(store.recovery).toMatchObject({ egroups: 2, usedBytes: 60_000, removedTempFiles: ['100.meta.tmp'], removedOrphans: ['102.eg'], truncated: ['100.eg'], quarantined: [] });
+    expect((await readdir(dir)).sort()).toEqual(['100.eg', '100.meta', '101.eg', '101.meta', 'README']);
+    expect((await stat(join(dir, '100.eg'))).size).toBe(10_000);
+    expect((await stat(join(dir, '101.eg'))).size).toBe(S);
+    expect((await readAll(store, 100n)).equals(model.range(0, 10_000))).toBe(true);
+    expect(Buffer.from(await store.read({ egroup: 101n, offset: 40_000, length: 10_000 })).equals(Buffer.alloc(10_000))).toBe(true);
+    await expect(store.stat(102n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  it('moves a replica with a damaged sidecar or a missing data file to quarantine, and counts its bytes as used', async () => {
+  it('moves to quarantine, with the reason, a format-1 sidecar, a damaged one, and one without its data file, counting their bytes as used', async () => {
     const first = await openStore();
-    await first.write(write(80n, 1, 0, pattern(4 * KiB, 1)));
-    await first.write(write(81n, 1, 0, pattern(4 * KiB, 2)));
-    await first.write(write(82n, 1, 0, pattern(4 * KiB, 3)));
+    for (const g of [110n, 111n, 112n, 113n]) await first.write(write(g, 1, S, [data(0, pattern(S, Number(g)))]));
     await first.close();
-    await writeFile(join(egroupsDir(), '80.meta'), Buffer.from([0xa1, 0x61, 0x78]));
-    await rm(join(egroupsDir(), '81.eg'));
+    const dir = egroupsDir();
+    await writeFile(
+      join(dir, '110.meta'),
+      encode({ format: 1, vdisk: VDISK, epoch: 1, version: 1, sizeBytes: S, extents: [{ offset: 0, length: S, crc32c: 1 }], last: { offset: 0, length: S, crc32c: 1 } }),
+    );
+    await writeFile(join(dir, '111.meta'), Buffer.from([0xa1, 0x61, 0x78]));
+    await rm(join(dir, '112.eg'));
 
     const store = await openStore();
-    expect(store.recovery.quarantined).toEqual(
-      expect.arrayContaining([expect.stringMatching(/^80: its sidecar is unreadable: /), '81: its data file is missing']),
-    );
+    expect([...store.recovery.quarantined].sort()).toEqual([
+      expect.stringMatching(/^110: its sidecar is format 1 \(one CRC32C per whole extent\), which this store no longer reads; .*nothing to migrate$/),
+      expect.stringMatching(/^111: its sidecar is unreadable: /),
+      '112: its data file is missing',
+    ]);
     expect(store.recovery.egroups).toBe(1);
-    expect((await readdir(egroupsDir())).sort()).toEqual(['82.eg', '82.meta']);
+    expect((await readdir(dir)).sort()).toEqual(['113.eg', '113.meta']);
     const quarantined = (await readdir(join(root, 'quarantine'))).sort();
-    expect(quarantined.map((n) => n.replace(/\.\d+$/, ''))).toEqual(['80.eg', '80.meta', '81.meta']);
-    // 4 KiB of data for 82, plus everything in quarantine (80's data and both sidecars).
+    expect(quarantined.map((n) => n.replace(/\.\d+$/, ''))).toEqual(['110.eg', '110.meta', '111.eg', '111.meta', '112.meta']);
     let quarantinedBytes = 0;
     for (const name of quarantined) quarantinedBytes += (await stat(join(root, 'quarantine', name))).size;
-    expect(store.usedBytes).toBe(4 * KiB + quarantinedBytes);
-    await expect(store.stat(80n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(store.usedBytes).toBe(S + quarantinedBytes);
+    await expect(store.stat(110n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });
 
@@ -293,7 +565,7 @@ describe('concurrency and limits', () => {
     const store = await openStore({ opsInFlightMax: 4 });
     const egroups = Array.from({ length: 16 }, (_, i) => BigInt(200 + i));
     // Every version of every extent group is sent at once: only per-group ordering makes them all apply.
-    const replies = await Promise.all(egroups.flatMap((g) => [1, 2, 3, 4].map((v) => store.write(write(g, v, (v - 1) * KiB, pattern(KiB, Number(g) + v))))));
+    const replies = await Promise.all(egroups.flatMap((g) => [1, 2, 3, 4].map((v) => store.write(write(g, v, 4 * KiB, [data((v - 1) * KiB, pattern(KiB, Number(g) + v))])))));
     expect(replies.map((r) => r.version)).toEqual(egroups.flatMap(() => [1, 2, 3, 4]));
     for (const g of egroups) {
       expect(await store.stat(g)).toEqual({ version: 4, sizeBytes: 4 * KiB });
@@ -301,9 +573,21 @@ describe('concurrency and limits', () => {
     }
   });
 
+  it('keeps at most openFilesMax data files open, and none after close', async () => {
+    const store = await openStore({ openFilesMax: 3 });
+    for (let g = 0; g < 8; g++) await store.write(write(BigInt(300 + g), 1, S, [data(0, pattern(S, g))]));
+    expect(store.openFileCount).toBe(3);
+    // Parallel reads of all of them still all succeed while the cache stays bounded.
+    const reads = await Promise.all(Array.from({ length: 8 }, (_, g) => store.read({ egroup: BigInt(300 + g), offset: 0, length: S })));
+    reads.forEach((r, g) => expect(Buffer.from(r)).toEqual(Buffer.from(pattern(S, g))));
+    expect(store.openFileCount).toBeLessThanOrEqual(3);
+    await store.close();
+    expect(store.openFileCount).toBe(0);
+  });
+
   it('answers QUEUE_FULL beyond the pending limit', async () => {
     const store = await openStore({ opsPendingMax: 3 });
-    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => store.write(write(BigInt(300 + i), 1, 0, pattern(KiB, i)))));
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => store.write(write(BigInt(400 + i), 1, KiB, [data(0, pattern(KiB, i))]))));
     const refused = results.filter((r) => r.status === 'rejected');
     expect(refused).toHaveLength(5);
     for (const r of refused) expect(r.reason).toMatchObject({ code: 'QUEUE_FULL' });
@@ -311,10 +595,11 @@ describe('concurrency and limits', () => {
 
   it('finishes operations in progress on close and refuses new ones', async () => {
     const store = await openStore();
-    const inProgress = store.write(write(400n, 1, 0, pattern(KiB, 1)));
+    const inProgress = store.write(write(500n, 1, KiB, [data(0, pattern(KiB, 1))]));
     const closed = store.close();
-    await expect(store.read({ egroup: 400n, offset: 0, length: KiB })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: 'disk 77: is closing' });
+    await expect(store.read({ egroup: 500n, offset: 0, length: KiB })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: 'disk 77: is closing' });
     await expect(inProgress).resolves.toMatchObject({ version: 1 });
     await closed;
+    expect(store.openFileCount).toBe(0);
   });
 });

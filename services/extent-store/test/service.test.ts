@@ -2,18 +2,21 @@
 // still pass through the proto schemas), a fake config service lists the disks, and a
 // fake `hb` bucket records usage. It proves which disks are served as the config
 // changes (added, resized, moved away, deleted, unusable then fixed), the errors for
-// disks that are not this node's, usage reports, and that stop closes every disk.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// disks that are not this node's, the format-2 requests (pieces, ranged reads) and the
+// slice size setting reaching the disks, usage reports, and that stop closes every disk.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bus } from '@strata/bus';
-import { validate } from '@strata/codec';
+import { decode, validate } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { createLogger } from '@strata/log';
 import { EstoreOp, subjects, type DiskUsage, type ObjectOf } from '@strata/proto';
 import { readSettings } from '@strata/actor';
+import { crc32c } from '@node-rs/crc32';
 import { ExtentStore } from '../src/service';
 import { extentStoreSettings } from '../src/settings';
+import { sidecarSchema } from '../src/sidecar';
 
 const N1 = 1001n;
 const N2 = 1002n;
@@ -47,8 +50,8 @@ let bus: FakeBus;
 let usage: Map<string, DiskUsage>;
 let store: ExtentStore;
 
-function makeStore(nodeRegistered = true): ExtentStore {
-  const settings = readSettings(extentStoreSettings, ['--node', 'n1', '--usage-report-interval-ms', '20', '--disk-refresh-interval-ms', '600000'], {});
+function makeStore(nodeRegistered = true, flags: string[] = []): ExtentStore {
+  const settings = readSettings(extentStoreSettings, ['--node', 'n1', '--usage-report-interval-ms', '20', '--disk-refresh-interval-ms', '600000', ...flags], {});
   return new ExtentStore({
     bus: bus as unknown as Bus,
     config: {
@@ -71,7 +74,7 @@ function makeStore(nodeRegistered = true): ExtentStore {
 }
 
 const write = (diskId: bigint, egroup: bigint, bytes: number): Promise<unknown> =>
-  bus.call(EstoreOp.write, { disk: diskId, egroup, vdisk: 1n, epoch: 1, version: 1, offset: 0, data: new Uint8Array(bytes).fill(7) });
+  bus.call(EstoreOp.write, { disk: diskId, egroup, vdisk: 1n, epoch: 1, version: 1, sizeBytes: bytes, pieces: [{ offset: 0, data: new Uint8Array(bytes).fill(7) }] });
 
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'strata-estore-svc-'));
@@ -97,9 +100,24 @@ it("serves this node's disks only, each operation on its own subject", async () 
   expect([...store.openDisks().keys()]).toEqual(['11', '12']);
   await expect(write(11n, 1n, 100)).resolves.toMatchObject({ version: 1 });
   await expect(bus.call(EstoreOp.read, { disk: 11n, egroup: 1n, offset: 0, length: 100 })).resolves.toEqual({ data: new Uint8Array(100).fill(7) });
-  await expect(bus.call(EstoreOp.stat, { disk: 11n, egroup: 1n })).resolves.toEqual({ version: 1, sizeBytes: 100 });
+  // Pieces at any offset, zeros pieces, and reads of any range.
+  await expect(
+    bus.call(EstoreOp.write, { disk: 11n, egroup: 1n, vdisk: 1n, epoch: 1, version: 2, sizeBytes: 300, pieces: [{ offset: 250, data: new Uint8Array([1, 2]) }, { offset: 10, zeros: 5 }] }),
+  ).resolves.toEqual({ version: 2, crc32c: crc32c(new Uint8Array([1, 2, 0, 0, 0, 0, 0])) });
+  await expect(bus.call(EstoreOp.read, { disk: 11n, egroup: 1n, offset: 8, length: 9 })).resolves.toEqual({ data: new Uint8Array([7, 7, 0, 0, 0, 0, 0, 7, 7]) });
+  await expect(bus.call(EstoreOp.read, { disk: 11n, egroup: 1n, offset: 249, length: 4 })).resolves.toEqual({ data: new Uint8Array([0, 1, 2, 0]) });
+  await expect(bus.call(EstoreOp.stat, { disk: 11n, egroup: 1n })).resolves.toEqual({ version: 2, sizeBytes: 300 });
   await expect(bus.call(EstoreOp.delete, { disk: 11n, egroup: 1n })).resolves.toEqual({});
   await expect(write(13n, 1n, 100)).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'disk 13 is not a disk of node n1' });
+});
+
+it('makes new replicas with the slice size of its settings', async () => {
+  store = makeStore(true, ['--slice-bytes', '8192']);
+  await store.start();
+  await write(11n, 1n, 100);
+  const sidecar = decode(await readFile(join(root, 'a', 'egroups', '1.meta')), sidecarSchema);
+  expect(sidecar.sliceBytes).toBe(8192);
+  expect(sidecar.crcs).toHaveLength(4);
 });
 
 it('reports the usage of every open disk', async () => {

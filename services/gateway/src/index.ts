@@ -8,3 +8,5 @@ export { errnoFor } from './nbd/errno';
 export type { BlockDevice, ExportCatalog, ExportInfo } from './backend';
 export { MemoryCatalog, MemoryDevice, MEMORY_PAGE_BYTES, type MemoryExportSpec } from './memory-backend';
 export { BusCatalog, BusDevice, type BusBackendOptions, type IoRequester, type VdiskDirectory } from './bus-backend';
+export { gatewayActor } from './actor';
+export { gatewaySettings, type GatewaySettings } from './settings';

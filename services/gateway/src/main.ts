@@ -1,62 +1,9 @@
 #!/usr/bin/env node
 // Entry point of a node's gateway: the NBD server over the bus backend, so every vDisk
 // in the configuration is an export. `node services/gateway/dist/main.js --node n1
-// --nbd-port 10809 [--nbd-host 127.0.0.1] [--unix-socket PATH]`.
+// --nbd-port 10809 [--nbd-host 127.0.0.1] [--unix-socket PATH]`. The actor itself is in actor.ts.
 import { commandLineSettings, runActor } from '@strata/actor';
-import { ConfigClient } from '@strata/config-client';
-import { BusCatalog } from './bus-backend';
-import { NbdServer } from './nbd/server';
+import { gatewayActor } from './actor';
 import { gatewaySettings } from './settings';
 
-function main(): void {
-  const s = commandLineSettings('strata-gateway', gatewaySettings);
-  void runActor({
-    actor: 'gateway',
-    instance: s.node,
-    node: s.node,
-    start: async ({ bus, log, metrics }) => {
-      const requests = metrics.counter('strata_gateway_requests_total', 'NBD requests answered, by operation and errno (0: success)', ['op', 'errno']);
-      const latency = metrics.histogram('strata_gateway_request_seconds', 'Time from reading an NBD request to writing its reply', ['op']);
-      const connections = metrics.gauge('strata_gateway_connections', 'Open NBD connections');
-      const catalog = new BusCatalog({
-        bus,
-        config: new ConfigClient(bus),
-        node: s.node,
-        requestTimeoutMs: s.requestTimeoutMs,
-        attemptTimeoutMs: s.attemptTimeoutMs,
-        piecesInFlightMax: s.piecesInFlightMax,
-      });
-      const server = new NbdServer({
-        catalog,
-        log,
-        connectionsMax: s.connectionsMax,
-        limits: {
-          handshakeTimeoutMs: s.handshakeTimeoutMs,
-          idleTimeoutMs: s.idleTimeoutMs,
-          requestsInFlightMax: s.requestsInFlightMax,
-          inFlightBytesMax: s.inFlightBytesMax,
-        },
-        hooks: {
-          requestDone: (op, errno, durationMs) => {
-            requests.inc({ op, errno: String(errno) });
-            latency.observe({ op }, durationMs / 1000);
-          },
-        },
-        onConnectionCount: (n) => connections.set(n),
-      });
-      const tcp = await server.listenTcp(s.nbdPort, s.nbdHost);
-      const host = tcp.host.includes(':') ? `[${tcp.host}]` : tcp.host;
-      log.info({ host: tcp.host, port: tcp.port, uri: `nbd://${host}:${tcp.port}/<vdisk>` }, `NBD listening on ${host}:${tcp.port}`);
-      if (s.unixSocket !== undefined) {
-        const path = await server.listenUnix(s.unixSocket);
-        log.info({ path, uri: `nbd+unix:///<vdisk>?socket=${path}` }, `NBD listening on ${path}`);
-      }
-      return async () => {
-        await server.close(s.stopGraceMs);
-        log.info({ stopGraceMs: s.stopGraceMs }, 'NBD listeners and connections closed');
-      };
-    },
-  });
-}
-
-main();
+void runActor(gatewayActor(commandLineSettings('strata-gateway', gatewaySettings)));

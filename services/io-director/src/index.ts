@@ -1,2 +1,3 @@
 // The io-director's routing logic.
 export { Director, type DirectorDeps } from './director';
+export { ioDirectorActor, directorSettings, type DirectorSettings } from './actor';

@@ -1,44 +1,7 @@
 #!/usr/bin/env node
 // Entry point of a node's io-director: `node services/io-director/dist/main.js --node n1`.
-// Serves strata.io.<node>.{read,write,zero,flush}.
-import { z } from 'zod';
+// The actor itself is in actor.ts.
 import { commandLineSettings, runActor } from '@strata/actor';
-import { openBucket, WatchCache } from '@strata/kv';
-import { IoOp, buckets, cfgEntry, ioSchemas, subjects, vdiskOwnership, objectName } from '@strata/proto';
-import { Director } from './director';
+import { directorSettings, ioDirectorActor } from './actor';
 
-const directorSettings = z
-  .object({
-    node: objectName,
-    /** I/O requests handled at once. */
-    requestsInFlightMax: z.coerce.number().int().positive().default(1024),
-  })
-  .strict();
-
-function main(): void {
-  const s = commandLineSettings('strata-io-director', directorSettings);
-  void runActor({
-    actor: 'io-director',
-    instance: s.node,
-    node: s.node,
-    start: async ({ bus, log }) => {
-      const [own, cfg] = await Promise.all([openBucket(bus.nc, buckets.own, vdiskOwnership), openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 })]);
-      const [ownership, config] = await Promise.all([
-        WatchCache.start(own, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
-        WatchCache.start(cfg, { key: 'vdisk.>' }),
-      ]);
-      await Promise.all([ownership.ready, config.ready]);
-      const director = new Director({ node: s.node, bus, own, ownership, config });
-      const services = await Promise.all(
-        Object.values(IoOp).map((op) => bus.serve(subjects.io(s.node, op), ioSchemas[op].request, (req, ctx) => director.handle(op, req, ctx), { maxInFlight: s.requestsInFlightMax })),
-      );
-      return async () => {
-        await Promise.all(services.map((svc) => svc.stop()));
-        ownership.stop();
-        config.stop();
-      };
-    },
-  });
-}
-
-main();
+void runActor(ioDirectorActor(commandLineSettings('strata-io-director', directorSettings)));

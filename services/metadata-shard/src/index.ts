@@ -7,3 +7,4 @@ export { decideBalance, fairShare, unservedForMs, type BalanceInput, type Balanc
 export { MdCache, type CachedValue, type Ticket } from './cache';
 export { MdStore, openMdBuckets, bucketOfMap, type MdBucket, type MdBuckets } from './store';
 export { validateValue, checkPartition } from './requests';
+export { metadataShardActor } from './actor';

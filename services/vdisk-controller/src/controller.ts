@@ -13,14 +13,10 @@ import type { TypedBucket, WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdClient } from '@strata/md-client';
 import {
-  EstoreOp,
-  egReadReply,
-  egWriteReply,
   keys,
   oplogEntry,
   streams,
   subjects,
-  type BlockLocation,
   type DiskUsage,
   type EgroupEntry,
   type VdiskOwnership,
@@ -28,7 +24,8 @@ import {
 } from '@strata/proto';
 import { OplogAppender } from './oplog';
 import { place, type CandidateDisk } from './placement';
-import { Vdisk, extentChecksum, withExtent, type VdiskSettings } from './vdisk';
+import { ExtentGroups } from './extent-groups';
+import { Vdisk, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
@@ -36,6 +33,8 @@ export interface ControllerSettings extends VdiskSettings {
   oplogBatchBytesMax: number;
   /** Extent-group size at which a new one is started. */
   egroupSizeBytes: number;
+  /** Most data bytes in one extent-store write request. */
+  drainWriteBytesMax: number;
   /** Deadline of one extent-store or metadata request. */
   backendTimeoutMs: number;
 }
@@ -51,18 +50,9 @@ export interface ControllerDeps {
   settings: ControllerSettings;
 }
 
-interface OpenEgroup {
-  id: bigint;
-  entry: EgroupEntry;
-  revision: number;
-}
-
 /** A served vDisk and what only its controller keeps. */
 interface Served {
   vdisk: Vdisk;
-  egroup: OpenEgroup | undefined;
-  /** appendExtent calls run one at a time: each takes the next egroup version. */
-  appendChain: Promise<unknown>;
   ownership: { epoch: number; revision: number };
   replicationFactor: number;
   tierOrder: string[];
@@ -128,14 +118,25 @@ export class Controller {
       publishAttempts: 3,
       onStored: (seq, ops) => ref.served?.vdisk.apply(seq, ops),
     });
+    const space = new ExtentGroups({
+      bus: this.deps.bus,
+      md: this.deps.md,
+      log,
+      node: settings.node,
+      vdisk: vdiskId,
+      epoch: () => ref.served!.ownership.epoch,
+      createEgroup: (firstExtentBytes) => this.createEgroup(ref.served!, firstExtentBytes),
+      egroupSizeBytes: settings.egroupSizeBytes,
+      writeBytesMax: settings.drainWriteBytesMax,
+      timeoutMs: settings.backendTimeoutMs,
+    });
     const vdisk = new Vdisk(
       { id: vdiskId, sizeBytes: cfg.spec.sizeBytes, blockSizeBytes: cfg.spec.blockSizeBytes },
       appender,
+      space,
       {
-        readExtent: (loc) => this.readExtent(ref.served!, loc),
         getRow: (row) => this.deps.md.get('vdisk', keys.vdiskRow(vdiskId, row)),
         putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision),
-        appendExtent: (block, seq, data) => this.appendExtent(ref.served!, block, seq, data),
         recordDrained: (seq) => this.recordDrained(ref.served!, seq),
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
       },
@@ -153,8 +154,6 @@ export class Controller {
     }
     const served: Served = {
       vdisk,
-      egroup: undefined,
-      appendChain: Promise.resolve(),
       ownership: { epoch: ownership.value.epoch, revision: ownership.revision },
       replicationFactor: container.spec.replicationFactor,
       tierOrder: container.spec.tierOrder,
@@ -202,75 +201,8 @@ export class Controller {
     return { lastSeq, entries };
   }
 
-  private async readExtent(served: Served, loc: BlockLocation): Promise<Uint8Array> {
-    const entry = await this.egroupEntry(served, loc.egroup);
-    // Local replica first: it costs no network.
-    const replicas = [...entry.replicas].sort((a, b) => (a.node === this.deps.settings.node ? -1 : b.node === this.deps.settings.node ? 1 : 0));
-    let lastErr: unknown;
-    for (const r of replicas) {
-      try {
-        const { data } = await this.deps.bus.request(
-          subjects.estore(r.node, EstoreOp.read),
-          { disk: r.disk, egroup: loc.egroup, offset: loc.offset, length: loc.length },
-          egReadReply,
-          { timeoutMs: this.deps.settings.backendTimeoutMs },
-        );
-        if (extentChecksum(data) !== loc.crc32c) throw new StrataError(ErrorCode.CHECKSUM, `extent at ${loc.offset} of egroup ${loc.egroup} on disk ${r.disk} does not match the checksum in metadata`);
-        return data;
-      } catch (err) {
-        lastErr = err;
-        this.deps.log.warn({ err, egroup: String(loc.egroup), disk: String(r.disk), node: r.node }, isStrataError(err, ErrorCode.CHECKSUM) ? 'bad replica: checksum mismatch; reading another' : 'replica read failed; trying another');
-      }
-    }
-    throw lastErr instanceof StrataError ? lastErr : new StrataError(ErrorCode.UNAVAILABLE, `no replica of egroup ${loc.egroup} could be read`, { cause: lastErr });
-  }
-
-  private readonly egroupCache = new Map<bigint, EgroupEntry>();
-
-  private async egroupEntry(served: Served, egroup: bigint): Promise<EgroupEntry> {
-    if (served.egroup?.id === egroup) return served.egroup.entry;
-    const cached = this.egroupCache.get(egroup);
-    if (cached !== undefined) return cached;
-    const got = await this.deps.md.get('egroup', keys.egroup(egroup));
-    if (got === null) throw new StrataError(ErrorCode.NOT_FOUND, `egroup ${egroup} has no metadata`);
-    if (this.egroupCache.size > 10_000) this.egroupCache.clear();
-    this.egroupCache.set(egroup, got.value);
-    return got.value;
-  }
-
-  private appendExtent(served: Served, block: number, seq: number, data: Uint8Array): Promise<BlockLocation> {
-    const run = served.appendChain.then(() => this.appendExtentNow(served, block, seq, data));
-    served.appendChain = run.catch(() => undefined);
-    return run;
-  }
-
-  private async appendExtentNow(served: Served, block: number, seq: number, data: Uint8Array): Promise<BlockLocation> {
-    const { settings } = this.deps;
-    const vdiskId = served.vdisk.shape.id;
-    let eg = served.egroup;
-    if (eg === undefined || eg.entry.sizeBytes + data.length > settings.egroupSizeBytes) eg = await this.newEgroup(served, data.length);
-    const crc = extentChecksum(data);
-    const version = eg.entry.version + 1;
-    const offset = eg.entry.sizeBytes;
-    const egId = eg.id;
-    await Promise.all(
-      eg.entry.replicas.map(async (r) => {
-        const reply = await this.deps.bus.request(
-          subjects.estore(r.node, EstoreOp.write),
-          { disk: r.disk, egroup: egId, vdisk: vdiskId, epoch: served.ownership.epoch, version, offset, data },
-          egWriteReply,
-          { timeoutMs: settings.backendTimeoutMs },
-        );
-        if (reply.crc32c !== crc) throw new StrataError(ErrorCode.CHECKSUM, `disk ${r.disk} stored a different checksum for egroup ${egId} version ${version}`);
-      }),
-    );
-    const next = withExtent(eg.entry, { id: `${vdiskId}:${block}:${seq}`, length: data.length, crc32c: crc });
-    const revision = await this.deps.md.put('egroup', keys.egroup(egId), next, eg.revision);
-    served.egroup = { id: egId, entry: next, revision };
-    return { egroup: egId, offset, length: data.length, crc32c: crc };
-  }
-
-  private async newEgroup(served: Served, firstExtentBytes: number): Promise<OpenEgroup> {
+  /** A new extent group for the vDisk, placed on RF disks of distinct live nodes and recorded (empty) in the map before any replica is written. */
+  private async createEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
     const { settings } = this.deps;
     const [disks, nodes] = await Promise.all([this.deps.config.list('disk'), this.deps.config.list('node')]);
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));

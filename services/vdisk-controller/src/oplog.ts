@@ -42,6 +42,9 @@ function opBytes(op: OplogOp): number {
   return op.op === 'write' ? op.data.length + 32 : 32;
 }
 
+/** What a vDisk needs of its oplog (OplogAppender; a fake in unit tests). */
+export type Oplog = Pick<OplogAppender, 'append' | 'appendMarker' | 'lastSequence' | 'failed'>;
+
 export class OplogAppender {
   private readonly queue: Pending[] = [];
   private inFlight = false;

@@ -16,7 +16,7 @@ export const controllerSettings = z
     drainStartBytes: bytes(8 * MiB),
     /** Idle time after the last write before drain runs anyway. */
     drainIdleMs: millis(500),
-    /** Blocks drained at once per vDisk. */
+    /** Extent groups one drain of a vDisk writes at once. */
     drainParallelism: z.coerce.number().int().min(1).max(64).default(4),
     /** Blocks per vDisk map row. */
     rowBlocks: z.coerce.number().int().min(1).max(1024).default(16),
@@ -24,6 +24,8 @@ export const controllerSettings = z
     oplogBatchBytesMax: bytes(768 * 1024),
     /** Extent-group size; a new one starts when the open one is full. */
     egroupSizeBytes: bytes(16 * MiB),
+    /** Most data bytes in one extent-store write (below the NATS payload limit). */
+    drainWriteBytesMax: bytes(512 * 1024),
     /** Deadline of one request to an extent store, a metadata shard or the oplog. */
     backendTimeoutMs: millis(10_000),
     /** I/O requests handled at once. */
@@ -31,5 +33,6 @@ export const controllerSettings = z
   })
   .strict()
   .refine((s) => s.drainStartBytes <= s.undrainedBytesMax, { message: 'drainStartBytes must not exceed undrainedBytesMax', path: ['drainStartBytes'] })
+  .refine((s) => s.drainWriteBytesMax <= 4 * MiB, { message: 'drainWriteBytesMax must be at most 4 MiB', path: ['drainWriteBytesMax'] })
   .refine((s) => s.oplogBatchBytesMax <= 4 * MiB, { message: 'oplogBatchBytesMax must be at most 4 MiB', path: ['oplogBatchBytesMax'] });
 export type ControllerSettingsInput = z.output<typeof controllerSettings>;

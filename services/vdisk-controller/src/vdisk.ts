@@ -1,22 +1,19 @@
 // One vDisk served by this node's controller: the oplog appender, the index of
-// undrained data, the read path (index over extents), and drain (index to extents
-// on RF replicas, then metadata bottom-up, then the drained sequence, then purge).
+// undrained data, the read path (index over extents), and drain (undrained ranges
+// written in place into extents on RF replicas, then metadata bottom-up, then the
+// drained sequence, then purge).
 import { performance } from 'node:perf_hooks';
-import { crc32c } from '@node-rs/crc32';
-import { ErrorCode, StrataError, assert } from '@strata/errors';
-import type { BlockLocation, EgroupEntry, OplogOp, VdiskRow } from '@strata/proto';
+import { ErrorCode, StrataError } from '@strata/errors';
+import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { BlockIndex, overlay } from './block-index';
-import type { OplogAppender } from './oplog';
+import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
+import type { Oplog } from './oplog';
 
-/** What a vDisk needs from the world: extents, metadata, ids, placement. */
+/** What a vDisk needs from the world besides its extent groups: the vDisk map, the ownership record, the oplog. */
 export interface VdiskPorts {
-  /** Reads an extent from one of its replicas (verifying its checksum), or throws. */
-  readExtent(location: BlockLocation): Promise<Uint8Array>;
   /** The vDisk map row, or null, with its revision (0 when absent). */
   getRow(row: number): Promise<{ value: VdiskRow; revision: number } | null>;
   putRow(row: number, value: VdiskRow, revision: number): Promise<number>;
-  /** Writes a new extent into the vDisk's open extent group on every replica, recording it in the egroup map. */
-  appendExtent(blockIndex: number, seq: number, data: Uint8Array): Promise<BlockLocation>;
   /** Records the drained oplog sequence in the ownership record. */
   recordDrained(seq: number): Promise<void>;
   /** Purges the oplog below `seq` (never its newest message). */
@@ -30,7 +27,7 @@ export interface VdiskSettings {
   drainStartBytes: number;
   /** Idle time after the last write before drain runs anyway. */
   drainIdleMs: number;
-  /** Blocks drained concurrently. */
+  /** Extent groups one drain writes at once. */
   drainParallelism: number;
   /** Blocks per vDisk map row. */
   rowBlocks: number;
@@ -45,8 +42,8 @@ export interface VdiskShape {
 export class Vdisk {
   readonly index: BlockIndex;
   private readonly rows = new Map<number, { value: VdiskRow; revision: number }>();
-  /** Row updates are serialised per row, so concurrent drains of its blocks do not race. */
-  private readonly rowLocks = new Map<number, Promise<void>>();
+  /** Extents allocated for blocks whose vDisk map entry is not written yet (a drain failed after allocating). */
+  private readonly allocated = new Map<number, BlockLocation>();
   private drainedSeq: number;
   private draining: Promise<void> | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -56,7 +53,8 @@ export class Vdisk {
 
   constructor(
     readonly shape: VdiskShape,
-    readonly appender: OplogAppender,
+    readonly appender: Oplog,
+    private readonly space: ExtentSpace,
     private readonly ports: VdiskPorts,
     private readonly settings: VdiskSettings,
     drainedSeq: number,
@@ -137,14 +135,15 @@ export class Vdisk {
     const bs = this.shape.blockSizeBytes;
     const reads: Promise<void>[] = [];
     for (let block = Math.floor(start / bs); block * bs < end; block++) {
+      const blockStart = block * bs;
+      const a = Math.max(start, blockStart);
+      const b = Math.min(end, blockStart + bs);
       reads.push(
         (async () => {
-          const data = await this.blockBase(block);
-          if (data === undefined) return;
-          const blockStart = block * bs;
-          const a = Math.max(start, blockStart);
-          const b = Math.min(end, blockStart + data.length);
-          if (b > a) out.set(data.subarray(a - blockStart, b - blockStart), a - start);
+          const location = (await this.row(this.rowOf(block))).value.blocks[String(block)];
+          // No extent: the block reads as zeros, which `out` already holds.
+          if (location === undefined) return;
+          out.set(await this.space.read(location, a - blockStart, b - a), a - start);
         })(),
       );
     }
@@ -163,14 +162,6 @@ export class Vdisk {
     const loaded = (await this.ports.getRow(rowIndex)) ?? { value: { blocks: {} }, revision: 0 };
     this.rows.set(rowIndex, loaded);
     return loaded;
-  }
-
-  /** The block's durable content, or undefined when it has none (zeros). */
-  private async blockBase(block: number): Promise<Uint8Array | undefined> {
-    const { value } = await this.row(this.rowOf(block));
-    const location = value.blocks[String(block)];
-    if (location === undefined) return undefined;
-    return this.ports.readExtent(location);
   }
 
   private blockLength(block: number): number {
@@ -199,60 +190,115 @@ export class Vdisk {
       });
   }
 
-  /** Drains everything stored up to now. Resolves when the drained sequence is recorded. */
+  /**
+   * Drains everything stored up to now, in four steps that each finish before the
+   * next starts (bottom-up, as the design asks):
+   *  1. plan: each block's undrained ranges become pieces of its extent, allocating a
+   *     new extent for a block that has none; a block zeroed whole gives its extent up;
+   *  2. extent groups: the pieces go to every replica in place, then the extent-group
+   *     map records the new version and extents (one write per extent group);
+   *  3. vDisk map: the rows of blocks that got or lost an extent;
+   *  4. the drained sequence is recorded, the index forgets what is now durable, and
+   *     the oplog is purged up to it.
+   * A failure anywhere leaves the index as it was: the next drain writes the same
+   * ranges again (in place, so that is harmless) and reuses any extent allocated.
+   */
   async drain(): Promise<void> {
     const upTo = this.appender.lastSequence;
     const blocks = this.index.blocksUpTo(upTo);
     if (blocks.length === 0) return;
+    const bs = this.shape.blockSizeBytes;
+    const groups = new Map<bigint, { pieces: EgPiece[]; changes: ExtentChanges }>();
+    const group = (egroup: bigint): { pieces: EgPiece[]; changes: ExtentChanges } => {
+      let g = groups.get(egroup);
+      if (g === undefined) groups.set(egroup, (g = { pieces: [], changes: { added: [], freed: [] } }));
+      return g;
+    };
+    const rowChanges = new Map<number, Map<number, BlockLocation | undefined>>();
+    const setBlock = (block: number, location: BlockLocation | undefined): void => {
+      const row = this.rowOf(block);
+      let changes = rowChanges.get(row);
+      if (changes === undefined) rowChanges.set(row, (changes = new Map()));
+      changes.set(block, location);
+    };
+
+    // 1. Plan.
+    for (const block of blocks) {
+      if (this.closed) return;
+      const blockStart = block * bs;
+      const length = this.blockLength(block);
+      const segments = this.index.query(blockStart, blockStart + length);
+      const zerosOnly = segments.every((s) => s.data === undefined);
+      const mapped = (await this.row(this.rowOf(block))).value.blocks[String(block)];
+      let location = mapped ?? this.allocated.get(block);
+      if (zerosOnly && (location === undefined || this.index.covers(blockStart, blockStart + length))) {
+        // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
+        // extent. An extent allocated by a failed drain is given up too: it may hold
+        // some of that drain's bytes, which these zeros supersede.
+        if (location !== undefined) group(location.egroup).changes.freed.push(location);
+        if (mapped !== undefined) setBlock(block, undefined);
+        this.allocated.delete(block);
+        continue;
+      }
+      if (location === undefined) {
+        location = await this.space.allocate(block, length);
+        this.allocated.set(block, location);
+      }
+      const g = group(location.egroup);
+      if (mapped === undefined) {
+        g.changes.added.push({ block, location });
+        setBlock(block, location);
+      }
+      for (const s of segments) {
+        const offset = location.offset + (s.start - blockStart);
+        g.pieces.push(s.data === undefined ? { offset, zeros: s.end - s.start } : { offset, data: s.data });
+      }
+    }
+
+    // 2. Extent groups, a few at a time. After a failure no worker takes more work,
+    // and the drain ends only when every worker has: nothing of a failed drain may
+    // still be writing when the next one starts.
+    const work = [...groups.entries()];
     let next = 0;
+    let failure: { err: unknown } | undefined;
     const worker = async (): Promise<void> => {
-      while (next < blocks.length && !this.closed) {
-        const block = blocks[next++]!;
-        await this.drainBlock(block, upTo);
-        for (const wake of this.spaceWaiters.splice(0)) wake();
+      while (next < work.length && !this.closed && failure === undefined) {
+        const [egroup, g] = work[next++]!;
+        try {
+          await this.space.write(egroup, g.pieces, g.changes);
+        } catch (err) {
+          failure ??= { err };
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.settings.drainParallelism, blocks.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.settings.drainParallelism, work.length) }, worker));
+    if (failure !== undefined) throw failure.err;
     if (this.closed) return;
+
+    // 3. The vDisk map.
+    await settleAll([...rowChanges].map(([row, changes]) => this.updateRow(row, changes)));
+    for (const [, changes] of rowChanges) for (const block of changes.keys()) this.allocated.delete(block);
+
+    // 4. Durable: record, forget, purge.
     await this.ports.recordDrained(upTo);
     this.drainedSeq = upTo;
+    for (const block of blocks) this.index.dropUpTo(block, upTo);
+    for (const wake of this.spaceWaiters.splice(0)) wake();
     await this.ports.purgeBelow(upTo + 1);
   }
 
-  private async drainBlock(block: number, upTo: number): Promise<void> {
-    const length = this.blockLength(block);
-    const blockStart = block * this.shape.blockSizeBytes;
-    const segments = this.index.query(blockStart, blockStart + length);
-    const base = this.index.covers(blockStart, blockStart + length) ? undefined : await this.blockBase(block);
-    const content = new Uint8Array(length);
-    if (base !== undefined) content.set(base.subarray(0, length));
-    overlay(content, blockStart, segments);
-    const allZero = content.every((b) => b === 0);
-    // Bottom-up: the extent (and its egroup entry) exists before the row points at it.
-    const location = allZero ? undefined : await this.ports.appendExtent(block, upTo, content);
-    const rowIndex = this.rowOf(block);
-    const previous = this.rowLocks.get(rowIndex) ?? Promise.resolve();
-    const update = previous.then(() => this.updateRow(rowIndex, block, location));
-    const settled = update.catch(() => undefined);
-    this.rowLocks.set(rowIndex, settled);
-    try {
-      await update;
-    } finally {
-      if (this.rowLocks.get(rowIndex) === settled) this.rowLocks.delete(rowIndex);
-    }
-    this.index.dropUpTo(block, upTo);
-  }
-
-  private async updateRow(rowIndex: number, block: number, location: BlockLocation | undefined): Promise<void> {
+  private async updateRow(rowIndex: number, changes: ReadonlyMap<number, BlockLocation | undefined>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const row = await this.row(rowIndex);
       const blocks = { ...row.value.blocks };
-      if (location === undefined) delete blocks[String(block)];
-      else blocks[String(block)] = location;
+      for (const [block, location] of changes) {
+        if (location === undefined) delete blocks[String(block)];
+        else blocks[String(block)] = location;
+      }
       try {
         const revision = await this.ports.putRow(rowIndex, { blocks }, row.revision);
         this.rows.set(rowIndex, { value: { blocks }, revision });
-        break;
+        return;
       } catch (err) {
         // Only this controller writes its rows; a conflict means our cached copy is
         // stale (a previous incarnation wrote it): reload once and try again.
@@ -272,20 +318,4 @@ export class Vdisk {
     clearTimeout(this.drainTimer);
     await this.draining;
   }
-}
-
-/** The checksum recorded for an extent. */
-export function extentChecksum(data: Uint8Array): number {
-  return crc32c(data);
-}
-
-/** A copy of an egroup entry with one more extent appended at its end. */
-export function withExtent(entry: EgroupEntry, extent: { id: string; length: number; crc32c: number }): EgroupEntry {
-  assert(extent.length > 0, 'extents are never empty');
-  return {
-    ...entry,
-    version: entry.version + 1,
-    sizeBytes: entry.sizeBytes + extent.length,
-    extents: [...entry.extents, { id: extent.id, offset: entry.sizeBytes, length: extent.length, crc32c: extent.crc32c, refs: 1 }],
-  };
 }

@@ -1,0 +1,27 @@
+// What `strata up` starts for each node: one supervised process per actor in start
+// order, or with --colocate a single node-host; every command line names its node.
+import { basename, dirname } from 'node:path';
+import { nodeChildren } from '../src/up';
+
+const script = (args: string[]): string => `${basename(dirname(dirname(args[0]!)))}/${basename(args[0]!)}`;
+
+test('one process per actor by default, in start order, each naming its node', () => {
+  const children = nodeChildren(2, { nbdPort: 10809 }, 'nats://127.0.0.1:1');
+  expect(children.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway']);
+  expect(children.map((c) => [script(c.args), ...c.args.slice(1)])).toEqual([
+    ['metadata-shard/main.js', '--shard', 'md-2'],
+    ['extent-store/main.js', '--node', 'n2'],
+    ['vdisk-controller/main.js', '--node', 'n2'],
+    ['admission/main.js', '--node', 'n2'],
+    ['io-director/main.js', '--node', 'n2'],
+    ['gateway/main.js', '--node', 'n2', '--nbd-port', '10810'],
+  ]);
+  expect(children.every((c) => c.env?.NATS_URL === 'nats://127.0.0.1:1' && c.command === process.execPath)).toBe(true);
+});
+
+test('--colocate: one node-host process per node, with the node, the shard and the NBD port', () => {
+  const children = nodeChildren(3, { nbdPort: 10809, colocate: true }, 'nats://127.0.0.1:1');
+  expect(children).toHaveLength(1);
+  expect(children[0]!.name).toBe('n3-node-host');
+  expect([script(children[0]!.args), ...children[0]!.args.slice(1)]).toEqual(['node-host/main.js', '--node', 'n3', '--shard', 'md-3', '--nbd-port', '10811']);
+});

@@ -1,0 +1,235 @@
+// The extent groups of one served vDisk, as its drain and read path see them:
+// allocation of a new extent (a block's home) at the end of the vDisk's open extent
+// group, in-place writes of drained ranges to every replica, the extent-group map
+// updated by compare-and-set after all replicas acknowledged, and reads of a byte
+// range from one replica (the local one first; another when one fails or reports a
+// bad checksum).
+//
+// Versions: a replica applies a write only when it is below the write's version. The
+// map records the version all replicas reached. A write that failed half way may
+// leave some replicas ahead of the map; the next attempt uses a version above every
+// one tried (`attempted`), and after a CONFLICT (a replica ahead of what this
+// controller knows, e.g. after a restart) it asks the replicas their versions and
+// goes past them. The ranges such a failed attempt wrote are still in the oplog
+// index, so the retry rewrites them: in-place writes are idempotent.
+import type { Bus } from '@strata/bus';
+import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
+import type { MdMaps } from '@strata/md-client';
+import { EstoreOp, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
+import type { Logger } from '@strata/log';
+
+/** A change of the extent table that one drain makes: a new extent for a block, or a block that no longer needs its extent. */
+export interface ExtentChanges {
+  added: Array<{ block: number; location: BlockLocation }>;
+  freed: BlockLocation[];
+}
+
+/** What the vDisk's drain and read path need from its extent groups. */
+export interface ExtentSpace {
+  /** A new extent of `length` bytes for `block`, at the end of the open extent group (in memory until `write` records it). */
+  allocate(block: number, length: number): Promise<BlockLocation>;
+  /**
+   * Writes `pieces` (offsets within the extent group) to every replica, then records
+   * the new version, size and extent changes in the extent-group map.
+   */
+  write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void>;
+  /** `length` bytes at `offset` within the extent at `location`, from one replica. */
+  read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array>;
+}
+
+export interface ExtentGroupsDeps {
+  bus: Bus;
+  md: MdMaps;
+  log: Logger;
+  /** This controller's node: its replica is read first. */
+  node: string;
+  vdisk: bigint;
+  /** The ownership epoch every write carries (fencing at the stores). */
+  epoch: () => number;
+  /** A new, empty extent group placed on RF disks, recorded in the map; returns its id, entry and revision. */
+  createEgroup: (firstExtentBytes: number) => Promise<{ id: bigint; entry: EgroupEntry; revision: number }>;
+  egroupSizeBytes: number;
+  /** Most data bytes in one extent-store write request. */
+  writeBytesMax: number;
+  timeoutMs: number;
+}
+
+interface EgroupState {
+  entry: EgroupEntry;
+  revision: number;
+  /** The highest version tried on any replica. */
+  attempted: number;
+  /** Size including extents allocated but not yet recorded in the map. */
+  allocatedBytes: number;
+}
+
+export class ExtentGroups implements ExtentSpace {
+  private readonly states = new Map<bigint, EgroupState>();
+  private open: bigint | undefined;
+  /** Allocation runs one at a time: each takes the next range of the open extent group. */
+  private allocating: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly deps: ExtentGroupsDeps) {}
+
+  allocate(block: number, length: number): Promise<BlockLocation> {
+    const run = this.allocating.then(() => this.allocateNow(block, length));
+    this.allocating = run.catch(() => undefined);
+    return run;
+  }
+
+  private async allocateNow(_block: number, length: number): Promise<BlockLocation> {
+    let state = this.open === undefined ? undefined : this.states.get(this.open);
+    if (this.open === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes) {
+      const created = await this.deps.createEgroup(length);
+      assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
+      state = { entry: created.entry, revision: created.revision, attempted: created.entry.version, allocatedBytes: created.entry.sizeBytes };
+      this.states.set(created.id, state);
+      this.open = created.id;
+    }
+    const location = { egroup: this.open, offset: state.allocatedBytes, length };
+    state.allocatedBytes += length;
+    return location;
+  }
+
+  async write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
+    const state = await this.state(egroup);
+    for (const chunk of chunks(pieces, this.deps.writeBytesMax)) await this.writeChunk(egroup, state, chunk);
+    const next = applyChanges(state.entry, this.deps.vdisk, changes, Math.max(state.entry.version, state.attempted), state.allocatedBytes);
+    try {
+      state.revision = await this.deps.md.put('egroup', keys.egroup(egroup), next, state.revision);
+    } catch (err) {
+      // Our copy may be stale (a previous incarnation wrote it): read it again next time.
+      if (isStrataError(err, ErrorCode.CONFLICT)) this.states.delete(egroup);
+      throw err;
+    }
+    state.entry = next;
+  }
+
+  private async writeChunk(egroup: bigint, state: EgroupState, pieces: EgPiece[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const version = Math.max(state.entry.version, state.attempted) + 1;
+      state.attempted = version;
+      const request = { egroup, vdisk: this.deps.vdisk, epoch: this.deps.epoch(), version, sizeBytes: state.allocatedBytes, pieces };
+      try {
+        await settleAll(
+          state.entry.replicas.map((r) =>
+            this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs: this.deps.timeoutMs }),
+          ),
+        );
+        return;
+      } catch (err) {
+        if (attempt > 0 || !isStrataError(err, ErrorCode.CONFLICT)) throw err;
+        // A replica is at or past `version`: learn every replica's version and go past them.
+        state.attempted = Math.max(state.attempted, ...(await this.replicaVersions(egroup, state)));
+        this.deps.log.info({ egroup: String(egroup), attempted: state.attempted }, 'a replica was ahead of this controller; writing past its version');
+      }
+    }
+  }
+
+  private async replicaVersions(egroup: bigint, state: EgroupState): Promise<number[]> {
+    return Promise.all(
+      state.entry.replicas.map(async (r) => {
+        try {
+          const stat = await this.deps.bus.request(subjects.estore(r.node, EstoreOp.stat), { disk: r.disk, egroup }, egStatReply, { timeoutMs: this.deps.timeoutMs });
+          return stat.version;
+        } catch (err) {
+          if (isStrataError(err, ErrorCode.NOT_FOUND)) return 0;
+          throw err;
+        }
+      }),
+    );
+  }
+
+  async read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
+    assert(offset >= 0 && length > 0 && offset + length <= location.length, 'a read stays within its extent');
+    const { entry } = await this.state(location.egroup);
+    const node = this.deps.node;
+    // The local replica first: it costs no network.
+    const replicas = [...entry.replicas].sort((a, b) => Number(b.node === node) - Number(a.node === node));
+    let lastErr: unknown;
+    for (const r of replicas) {
+      try {
+        const { data } = await this.deps.bus.request(
+          subjects.estore(r.node, EstoreOp.read),
+          { disk: r.disk, egroup: location.egroup, offset: location.offset + offset, length },
+          egReadReply,
+          { timeoutMs: this.deps.timeoutMs },
+        );
+        if (data.length !== length) throw new StrataError(ErrorCode.INTERNAL, `disk ${r.disk} returned ${data.length} bytes of egroup ${location.egroup} for a read of ${length}`);
+        return data;
+      } catch (err) {
+        lastErr = err;
+        const bad = isStrataError(err, ErrorCode.CHECKSUM);
+        this.deps.log.warn({ err, egroup: String(location.egroup), disk: String(r.disk), node: r.node }, bad ? 'bad replica: checksum mismatch; reading another' : 'replica read failed; trying another');
+      }
+    }
+    throw lastErr instanceof StrataError ? lastErr : new StrataError(ErrorCode.UNAVAILABLE, `no replica of egroup ${location.egroup} could be read`, { cause: lastErr });
+  }
+
+  /** The extent group's state, loaded from the map on first use. */
+  private async state(egroup: bigint): Promise<EgroupState> {
+    const known = this.states.get(egroup);
+    if (known !== undefined) return known;
+    const got = await this.deps.md.get('egroup', keys.egroup(egroup));
+    if (got === null) throw new StrataError(ErrorCode.NOT_FOUND, `egroup ${egroup} has no metadata`);
+    if (got.value.vdisk !== this.deps.vdisk) throw new StrataError(ErrorCode.CONFLICT, `egroup ${egroup} belongs to vdisk ${got.value.vdisk}, not ${this.deps.vdisk}`);
+    const state = { entry: got.value, revision: got.revision, attempted: got.value.version, allocatedBytes: got.value.sizeBytes };
+    this.states.set(egroup, state);
+    return state;
+  }
+}
+
+/**
+ * Like Promise.all, but settles only when every promise has: a failure of one
+ * replica must not leave another's request running into the next attempt.
+ */
+export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/** `pieces` cut into runs of at most `maxBytes` data bytes (a longer piece is split; zero pieces cost nothing). */
+export function chunks(pieces: readonly EgPiece[], maxBytes: number): EgPiece[][] {
+  assert(maxBytes > 0, 'chunks hold at least one byte');
+  const out: EgPiece[][] = [];
+  let current: EgPiece[] = [];
+  let bytes = 0;
+  const flush = (): void => {
+    if (current.length > 0) out.push(current);
+    current = [];
+    bytes = 0;
+  };
+  for (const piece of pieces) {
+    if (!('data' in piece)) {
+      current.push(piece);
+      continue;
+    }
+    for (let at = 0; at < piece.data.length; ) {
+      if (bytes >= maxBytes) flush();
+      const take = Math.min(piece.data.length - at, maxBytes - bytes);
+      current.push({ offset: piece.offset + at, data: piece.data.subarray(at, at + take) });
+      bytes += take;
+      at += take;
+    }
+  }
+  flush();
+  return out;
+}
+
+/** The extent-group map entry after a drain: new version and size, new extents added, freed ones at refs 0. */
+export function applyChanges(entry: EgroupEntry, vdisk: bigint, changes: ExtentChanges, version: number, sizeBytes: number): EgroupEntry {
+  const extents = entry.extents.map((e) => ({ ...e }));
+  for (const { block, location } of changes.added) {
+    const existing = extents.find((e) => e.offset === location.offset);
+    if (existing !== undefined) existing.refs = 1;
+    else extents.push({ id: `${vdisk}:${block}`, offset: location.offset, length: location.length, refs: 1 });
+  }
+  for (const location of changes.freed) {
+    const existing = extents.find((e) => e.offset === location.offset);
+    if (existing !== undefined) existing.refs = 0;
+  }
+  extents.sort((a, b) => a.offset - b.offset);
+  return { ...entry, version, sizeBytes: Math.max(entry.sizeBytes, sizeBytes), extents };
+}

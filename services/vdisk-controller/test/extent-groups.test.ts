@@ -1,0 +1,91 @@
+// Extent groups as the controller drives them: request chunking, the map entry a
+// drain records, and writes that go past a replica left ahead by a failed attempt.
+// The replicas are fakes that follow the extent store's version rule (apply below
+// the write's version, CONFLICT otherwise); the metadata maps are MemoryMd.
+import type { Bus } from '@strata/bus';
+import { ErrorCode, StrataError } from '@strata/errors';
+import { createLogger } from '@strata/log';
+import { MemoryMd } from '@strata/md-client/testing';
+import { keys, type EgroupEntry } from '@strata/proto';
+import { ExtentGroups, applyChanges, chunks } from '../src/extent-groups';
+
+interface FakeReplica {
+  version: number;
+  bytes: Uint8Array;
+}
+
+function fakeBus(replicas: Map<string, FakeReplica>, sent: string[]): Bus {
+  const request = (subject: string, req: Record<string, unknown>): Promise<unknown> => {
+    const op = subject.split('.').pop();
+    const replica = replicas.get(String(req.disk))!;
+    sent.push(`${op} disk ${String(req.disk)}${op === 'write' ? ` v${String(req.version)}` : ''}`);
+    if (op === 'stat') return Promise.resolve({ version: replica.version, sizeBytes: replica.bytes.length });
+    if (op === 'read') return Promise.resolve({ data: replica.bytes.slice(req.offset as number, (req.offset as number) + (req.length as number)) });
+    const version = req.version as number;
+    if (replica.version >= version) return Promise.reject(new StrataError(ErrorCode.CONFLICT, `at version ${replica.version}`));
+    for (const p of req.pieces as Array<{ offset: number; data: Uint8Array }>) replica.bytes.set(p.data, p.offset);
+    replica.version = version;
+    return Promise.resolve({ version, crc32c: 0 });
+  };
+  return { request } as unknown as Bus;
+}
+
+describe('extent groups', () => {
+  it('cuts pieces into requests of at most the byte limit, splitting long pieces and keeping zero pieces free', () => {
+    const out = chunks(
+      [
+        { offset: 0, data: new Uint8Array(5) },
+        { offset: 100, zeros: 1000 },
+        { offset: 10, data: new Uint8Array(7) },
+      ],
+      6,
+    );
+    expect(out.map((c) => c.map((p) => ('data' in p ? `${p.offset}+${p.data.length}` : `${p.offset}z${p.zeros}`)))).toEqual([
+      ['0+5', '100z1000', '10+1'],
+      ['11+6'],
+    ]);
+  });
+
+  it('records new extents with one reference and freed ones with none', () => {
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 3, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
+    const next = applyChanges(entry, 7n, { added: [{ block: 5, location: { egroup: 9n, offset: 64, length: 64 } }], freed: [{ egroup: 9n, offset: 0, length: 64 }] }, 4, 128);
+    expect(next).toEqual({
+      ...entry,
+      version: 4,
+      sizeBytes: 128,
+      extents: [
+        { id: '7:0', offset: 0, length: 64, refs: 0 },
+        { id: '7:5', offset: 64, length: 64, refs: 1 },
+      ],
+    });
+  });
+
+  it('writes past a replica that a failed attempt left ahead of the map, then records the version reached', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([
+      ['1', { version: 2, bytes: new Uint8Array(64) }],
+      // A previous controller's failed drain got this replica to version 5.
+      ['2', { version: 5, bytes: new Uint8Array(64) }],
+    ]);
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 2, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
+    await md.put('egroup', keys.egroup(9n), entry, 0);
+    const sent: string[] = [];
+    const groups = new ExtentGroups({
+      bus: fakeBus(replicas, sent),
+      md,
+      log: createLogger({ service: 'test', level: 'silent' }),
+      node: 'n1',
+      vdisk: 7n,
+      epoch: () => 1,
+      createEgroup: () => Promise.reject(new Error('no new extent group expected')),
+      egroupSizeBytes: 1024,
+      writeBytesMax: 1024,
+      timeoutMs: 1_000,
+    });
+    await groups.write(9n, [{ offset: 8, data: new Uint8Array([1, 2, 3]) }], { added: [], freed: [] });
+    expect(sent).toEqual(['write disk 1 v3', 'write disk 2 v3', 'stat disk 1', 'stat disk 2', 'write disk 1 v6', 'write disk 2 v6']);
+    expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(6);
+    for (const r of replicas.values()) expect(Array.from(r.bytes.subarray(8, 11))).toEqual([1, 2, 3]);
+    expect(Array.from(await groups.read({ egroup: 9n, offset: 0, length: 64 }, 7, 5))).toEqual([0, 1, 2, 3, 0]);
+  });
+});

@@ -1,0 +1,201 @@
+// `strata up --colocate --nodes 2`: each node's six actors in one node-host process,
+// driven with real NBD clients (qemu-io) through both nodes' gateways. It proves that:
+//  - strata up runs one process per node for the actors, whose command line names
+//    node-host and the node (`--node n1`, `--node n2`), and no per-actor process;
+//  - patterns written through either node's gateway read back through both;
+//  - the I/O used in-process dispatch: in the span file every process writes
+//    (STRATA_TRACE_FILE), a write through the owner's gateway has its io-director,
+//    admission and vdisk-controller handler spans marked `strata.local`, each the child
+//    of the request span before it, all in the node-host service; a write through the
+//    other node's gateway reaches the owner's admission over NATS, without the marker,
+//    so the marker is not set blindly;
+//  - SIGTERM of a node-host stops its actors in reverse start order and exits 0, the
+//    supervisor restarts it, and the data reads back through its gateway;
+//  - a bad setting of any one actor stops node-host before anything starts, exit 2,
+//    naming the actor and the setting.
+// Every wait is bounded; afterAll stops `strata up` and kills by PID whatever it left.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSpanFile, type OtlpSpanRecord } from '@strata/tracing/testing';
+import { freePort, run, startNode, waitFor, type ActorProcess } from '../harness';
+
+/** The PIDs of a process's children, with their command lines. */
+async function children(pid: number): Promise<Array<{ pid: number; args: string }>> {
+  const { stdout } = await run('pgrep', ['-P', String(pid)], { timeoutMs: 5_000 });
+  const pids = stdout
+    .split('\n')
+    .filter((l) => /^\d+$/.test(l))
+    .map(Number);
+  const out = [];
+  for (const child of pids) {
+    const ps = await run('ps', ['-o', 'args=', '-p', String(child)], { timeoutMs: 5_000 });
+    if (ps.stdout.trim() !== '') out.push({ pid: child, args: ps.stdout.trim() });
+  }
+  return out;
+}
+
+async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000): Promise<string> {
+  const args = ['-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
+  const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
+  const out = stdout + stderr;
+  if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.join(' ; ')} failed (${code}): ${out.slice(-2000)}`);
+  return out;
+}
+
+/** The last lines of a node-host's log, for a failure message. */
+function logTail(dir: string, node: string): string {
+  try {
+    return readFileSync(join(dir, 'logs', `${node}-node-host.log`), 'utf8').slice(-3_000);
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** The spans of one trace, by name. */
+function byName(spans: OtlpSpanRecord[], name: string): OtlpSpanRecord[] {
+  return spans.filter((s) => s.name === name);
+}
+
+/**
+ * A trace of a write entered at `entry`'s gateway and served by `owner`'s controller
+ * in which each hop's handler span is the child of its request span. Returns the
+ * handler spans of the three hops, or undefined if no trace has the whole chain.
+ */
+function findWriteChain(spans: OtlpSpanRecord[], entry: string, owner: string): { io: OtlpSpanRecord; adm: OtlpSpanRecord; vdc: OtlpSpanRecord; trace: OtlpSpanRecord[] } | undefined {
+  const traces = new Map<string, OtlpSpanRecord[]>();
+  for (const s of spans) traces.set(s.traceId, [...(traces.get(s.traceId) ?? []), s]);
+  const hop = (trace: OtlpSpanRecord[], subject: string, parent: OtlpSpanRecord | undefined): OtlpSpanRecord | undefined => {
+    const request = byName(trace, `request ${subject}`).find((r) => parent === undefined || r.parentSpanId === parent.spanId);
+    return request === undefined ? undefined : byName(trace, `handle ${subject}`).find((h) => h.parentSpanId === request.spanId);
+  };
+  for (const trace of traces.values()) {
+    const io = hop(trace, `strata.io.${entry}.write`, undefined);
+    const adm = hop(trace, `strata.adm.${owner}.write`, io);
+    const vdc = hop(trace, `strata.vdc.${owner}.write`, adm);
+    if (io !== undefined && adm !== undefined && vdc !== undefined) return { io, adm, vdc, trace };
+  }
+  return undefined;
+}
+
+describe('strata up --colocate: one process per node, in-process dispatch between its actors', () => {
+  let dir: string;
+  let spanFile: string;
+  let nbdPort: number;
+  let up: ActorProcess | undefined;
+  let started: number[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'strata-e2e-colocate-'));
+    spanFile = join(dir, 'spans.jsonl');
+    nbdPort = await freePort();
+    const natsPort = await freePort();
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--colocate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
+      name: 'strata up --colocate',
+      env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '200' },
+    });
+    try {
+      await up.waitForOutput(/^ready$/m, 90_000);
+    } finally {
+      // Whatever started, even if not ready: afterAll kills these by PID.
+      started = (await children(up.pid())).map((c) => c.pid);
+    }
+  });
+
+  afterAll(async () => {
+    await up?.stop(15_000);
+    for (const pid of started) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone, as it should be
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs one node-host process per node, each naming its node, and no process per actor', async () => {
+    const procs = await children(up!.pid());
+    const hosts = procs.filter((p) => p.args.includes('node-host'));
+    expect(hosts).toHaveLength(2);
+    expect(hosts.map((h) => h.args.match(/--node (n\d+)/)?.[1]).sort()).toEqual(['n1', 'n2']);
+    expect(procs.filter((p) => /services\/(metadata-shard|extent-store|vdisk-controller|admission|io-director|gateway)\//.test(p.args))).toEqual([]);
+    // Besides the node hosts: the embedded nats-server and the one config replica.
+    expect(procs.filter((p) => !p.args.includes('node-host')).map((p) => (p.args.includes('nats-server') ? 'nats-server' : p.args.includes('services/config/') ? 'config' : p.args))).toEqual(
+      expect.arrayContaining(['nats-server', 'config']),
+    );
+    expect(procs).toHaveLength(4);
+    // Each node's six actors started in its one process.
+    for (const node of ['n1', 'n2']) {
+      const log = logTail(dir, node);
+      expect(readFileSync(join(dir, 'logs', `${node}-node-host.log`), 'utf8')).toMatch(/"msg":"node-host started"/);
+      expect(log).not.toMatch(/"level":"fatal"/);
+    }
+  });
+
+  it('reads back through both gateways what was written through each', async () => {
+    const n1 = `nbd://127.0.0.1:${nbdPort}/demo`;
+    const n2 = `nbd://127.0.0.1:${nbdPort + 1}/demo`;
+    // The first I/O claims the vDisk for the node it enters: n1.
+    await qemuIo(n1, ['write -P 0x5a 0 64k', 'write -P 0x3c 1m 4k']);
+    await qemuIo(n2, ['write -P 0xa5 2m 64k', 'write -P 0x3d 1m 512']);
+    for (const uri of [n1, n2]) {
+      await qemuIo(uri, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512', 'read -P 0x3c 1049088 3584', 'read -P 0 4m 64k']);
+    }
+  });
+
+  it('dispatched the I/O in-process: the owner node hops are local, the forwarded hop went over NATS', async () => {
+    // Spans are written as each ends; the last write's reply came after its handler spans ended.
+    const spans = await waitFor('write traces in the span file', 10_000, async () => {
+      const all = await readSpanFile(spanFile);
+      return all.some((s) => s.name === 'handle strata.vdc.n1.write') ? all : false;
+    });
+    const owner = findWriteChain(spans, 'n1', 'n1');
+    if (owner === undefined) throw new Error(`no n1 → n1 write chain among ${spans.length} spans: ${[...new Set(spans.map((s) => s.name))].join(', ')}; n1 log: ${logTail(dir, 'n1')}`);
+    for (const handler of [owner.io, owner.adm, owner.vdc]) {
+      expect({ name: handler.name, local: handler.attributes['strata.local'], service: handler.serviceName }).toEqual({ name: handler.name, local: true, service: 'node-host' });
+    }
+    // The whole hop chain is in one process's service: every span of it is node-host's.
+    expect(new Set(owner.trace.filter((s) => /^(request|handle) strata\.(io|adm|vdc)\./.test(s.name)).map((s) => s.serviceName))).toEqual(new Set(['node-host']));
+
+    // Through n2's gateway: n2's director is local to its gateway, then forwards to n1's
+    // admission over NATS, whose controller is local again.
+    const forwarded = findWriteChain(spans, 'n2', 'n1');
+    if (forwarded === undefined) throw new Error(`no n2 → n1 write chain; n2 log: ${logTail(dir, 'n2')}`);
+    expect(forwarded.io.attributes['strata.local']).toBe(true);
+    expect(forwarded.adm.attributes['strata.local']).toBeUndefined();
+    expect(forwarded.vdc.attributes['strata.local']).toBe(true);
+  });
+
+  it('stops a node\'s actors in reverse start order on SIGTERM, exits 0, and comes back under the supervisor', async () => {
+    const host = (await children(up!.pid())).find((p) => /node-host\/dist\/main\.js --node n1( |$)/.test(p.args));
+    if (host === undefined) throw new Error('no node-host process for n1');
+    process.kill(host.pid, 'SIGTERM');
+    await up!.waitForOutput(/n1-node-host exited \(code 0\); restarting/, 15_000);
+    const log = readFileSync(join(dir, 'logs', 'n1-node-host.log'), 'utf8');
+    const stopped = [...log.matchAll(/"msg":"([a-z-]+) stopped"/g)].map((m) => m[1]);
+    expect(stopped).toEqual(['gateway', 'io-director', 'admission', 'vdisk-controller', 'extent-store', 'metadata-shard', 'node-host']);
+    const restarted = await waitFor('n1 to be a node-host process again', 15_000, async () => (await children(up!.pid())).find((p) => /--node n1( |$)/.test(p.args) && p.pid !== host.pid));
+    started.push(restarted.pid);
+    // Everything written before reads back through the restarted node's gateway.
+    await waitFor('reads through the restarted n1', 60_000, () =>
+      qemuIo(`nbd://127.0.0.1:${nbdPort}/demo`, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512'], 20_000).then(() => true),
+    500);
+  });
+});
+
+describe('node-host settings', () => {
+  it('stops before anything starts when one actor\'s setting is bad, naming the actor and the setting (exit 2)', async () => {
+    // NATS_URL points nowhere: a settings error must come before any connection attempt.
+    const env = { NATS_URL: 'nats://127.0.0.1:9', STRATA_QUEUE_DEPTH_MAX: '-1' };
+    const bad = await run(process.execPath, ['services/node-host/dist/main.js', '--node', 'n1'], { env, timeoutMs: 20_000 });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^strata-node-host: admission: bad setting: --queue-depth-max \(STRATA_QUEUE_DEPTH_MAX\)/);
+    const unknown = await run(process.execPath, ['services/node-host/dist/main.js', '--node', 'n1', '--drain-idle-ms', '5'], { env: { NATS_URL: 'nats://127.0.0.1:9' }, timeoutMs: 20_000 });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^strata-node-host: .*--drain-idle-ms.*Known flags: --node --shard --nbd-port/);
+    const missing = await run(process.execPath, ['services/node-host/dist/main.js'], { env: { NATS_URL: 'nats://127.0.0.1:9', STRATA_NODE: '' }, timeoutMs: 20_000 });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--node \(STRATA_NODE\): is required/);
+  });
+});
