@@ -46,6 +46,8 @@ export class Vdisk {
   private readonly allocated = new Map<number, BlockLocation>();
   private drainedSeq: number;
   private draining: Promise<void> | undefined;
+  /** A kick arrived while a drain was running. */
+  private drainAgain = false;
   private drainTimer: NodeJS.Timeout | undefined;
   private spaceWaiters: Array<() => void> = [];
   private pendingBytes = 0;
@@ -177,16 +179,32 @@ export class Vdisk {
     this.drainTimer = setTimeout(() => this.kickDrain(), this.settings.drainIdleMs);
   }
 
-  /** Starts a drain unless one is running. */
+  /** Starts a drain, or, when one is running, another as soon as it ends. */
   kickDrain(): void {
-    if (this.closed || this.draining !== undefined || this.index.blockCount === 0) return;
+    if (this.closed || this.index.blockCount === 0) return;
+    if (this.draining !== undefined) {
+      this.drainAgain = true;
+      return;
+    }
+    this.drainAgain = false;
+    let failed = false;
     this.draining = this.drain()
-      .catch((err: unknown) => this.onDrainError(err))
+      .catch((err: unknown) => {
+        failed = true;
+        this.onDrainError(err);
+      })
       .finally(() => {
         this.draining = undefined;
         for (const wake of this.spaceWaiters.splice(0)) wake();
-        // More may have arrived meanwhile.
-        if (this.index.heldBytes >= this.settings.drainStartBytes) this.kickDrain();
+        if (this.closed || this.index.blockCount === 0) return;
+        // Writes that arrived meanwhile (or a kick that found this drain running) are
+        // drained next: at once, or after the idle delay when this drain failed, so
+        // a failing extent store is not hammered.
+        if (!failed && (this.drainAgain || this.index.heldBytes >= this.settings.drainStartBytes)) this.kickDrain();
+        else {
+          clearTimeout(this.drainTimer);
+          this.drainTimer = setTimeout(() => this.kickDrain(), this.settings.drainIdleMs);
+        }
       });
   }
 

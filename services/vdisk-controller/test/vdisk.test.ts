@@ -18,6 +18,8 @@ class FakeSpace implements ExtentSpace {
   private open: bigint | undefined;
   private nextId = 100n;
   failWrites = 0;
+  /** While set, writes wait for it. */
+  gate: Promise<void> | undefined;
   readonly log: Array<{ egroup: bigint; pieceBytes: number; changes: ExtentChanges }> = [];
   readonly reads: Array<{ offset: number; length: number }> = [];
 
@@ -33,7 +35,8 @@ class FakeSpace implements ExtentSpace {
     return Promise.resolve(location);
   }
 
-  write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
+  async write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
+    await this.gate;
     const eg = this.egroups.get(egroup)!;
     const apply = (p: EgPiece): void => {
       if ('data' in p) eg.bytes.set(p.data, p.offset);
@@ -43,13 +46,12 @@ class FakeSpace implements ExtentSpace {
       this.failWrites--;
       // Half the pieces land on the "replica", then the write fails: like a crash mid-way.
       pieces.slice(0, Math.floor(pieces.length / 2)).forEach(apply);
-      return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'replica unreachable'));
+      throw new StrataError(ErrorCode.UNAVAILABLE, 'replica unreachable');
     }
     pieces.forEach(apply);
     for (const { location } of changes.added) eg.extents.set(location.offset, 1);
     for (const location of changes.freed) eg.extents.set(location.offset, 0);
     this.log.push({ egroup, pieceBytes: pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0), changes });
-    return Promise.resolve();
   }
 
   read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
@@ -75,7 +77,7 @@ class FakeOplog implements Oplog {
 
 const open: Vdisk[] = [];
 
-function setup(sizeBytes: number) {
+function setup(sizeBytes: number, drainIdleMs = 3_600_000) {
   const rows = new Map<number, { value: VdiskRow; revision: number }>();
   const drained: number[] = [];
   const ports: VdiskPorts = {
@@ -101,7 +103,7 @@ function setup(sizeBytes: number) {
     space,
     ports,
     // Drain only when the test says so.
-    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, rowBlocks: 4 },
+    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, rowBlocks: 4 },
     0,
     (err) => errors.push(err),
   );
@@ -217,5 +219,23 @@ describe('vdisk drain and read path', () => {
     await vdisk.drain();
     expect(rows.get(0)!.value.blocks['0']).toEqual({ egroup: 100n, offset: 0, length: BLOCK });
     expect(space.egroups.get(100n)!.size).toBe(BLOCK);
+  });
+
+  it('drains writes that arrived while a drain was running, with no further writes to prompt it', async () => {
+    const { vdisk, space, errors } = setup(8 * BLOCK, 20);
+    let release!: () => void;
+    space.gate = new Promise((resolve) => (release = resolve));
+    await vdisk.write(0, new Uint8Array(8).fill(1), far());
+    vdisk.kickDrain();
+    await vdisk.write(3 * BLOCK, new Uint8Array(8).fill(2), far());
+    // The idle timer of the second write fires while the first drain is held.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    release();
+    space.gate = undefined;
+    const deadline = Date.now() + 5_000;
+    while (vdisk.index.blockCount > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(vdisk.index.blockCount).toBe(0);
+    expect(errors).toEqual([]);
+    expect(Array.from(await vdisk.read(3 * BLOCK, 8))).toEqual([2, 2, 2, 2, 2, 2, 2, 2]);
   });
 });
