@@ -12,6 +12,7 @@ import { connectBus, type Bus, type Service } from '@strata/bus';
 import { createLogger, type Logger } from '@strata/log';
 import { createMetrics, startMetricsServer, type Metrics, type MetricsServer } from '@strata/metrics';
 import { startTracing } from '@strata/tracing';
+import { startCpuProfile } from './profile';
 import { SettingsError } from './settings';
 
 export interface ActorContext {
@@ -80,6 +81,7 @@ export async function runActors(defs: readonly ActorDefinition[], host: HostOpti
   if (new Set(names).size !== names.length) fail(new Error(`an actor instance appears twice: ${names.join(', ')}`), 'failed to start');
   const instance = host.instance ?? node ?? defs[0]!.instance;
 
+  const profile = await startCpuProfile(process.env.STRATA_CPU_PROFILE_DIR, `${host.name}-${instance}`);
   // Tracing, metrics and the bus are one per process, whatever it hosts.
   const tracing = await startTracing({
     serviceName: host.name,
@@ -138,6 +140,8 @@ export async function runActors(defs: readonly ActorDefinition[], host: HostOpti
     const forced = setTimeout(() => fail(new Error(`stop took longer than ${STOP_TIMEOUT_MS / 1000} s`), 'forced exit'), STOP_TIMEOUT_MS);
     let failed: unknown;
     try {
+      // The profile is written first: a stop that overruns its time is killed.
+      if (profile !== undefined) log.info({ path: await profile.stop() }, 'CPU profile written');
       await starting;
       // Reverse start order: the gateway stops taking I/O before the actors behind it go.
       for (const actor of [...running].reverse()) {

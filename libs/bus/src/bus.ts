@@ -3,10 +3,12 @@
 // the headers of every message. See proto/PROTOCOL.md for the wire rules.
 //
 // A request to a subject that this same Bus serves (actors colocated in one process)
-// is dispatched in-process: the same request bytes and headers go through the same
-// handling code as a NATS message, and the same reply envelope bytes come back
-// through the same decoding, so messages, errors, deadlines, QUEUE_FULL and spans are
-// identical; only the network hop is gone.
+// is dispatched in-process: the same request and headers go through the same
+// handling code as a NATS message, validated against the same schemas, and the same
+// reply envelope comes back through the same validation, so messages, errors,
+// deadlines, QUEUE_FULL and spans are identical. Only the network hop and the CBOR
+// encoding are gone: the request and reply objects are handed over as they are, so
+// neither side may change an object after handing it over.
 import { performance } from 'node:perf_hooks';
 import { connect, headers as natsHeaders, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
@@ -136,17 +138,19 @@ function isExactSubject(subject: string): boolean {
 }
 
 /**
- * One request as it reaches a service, from NATS or from a requester in this process.
- * `respond` sends the encoded reply envelope; it is called at most once, inside the
- * handler's span.
+ * One request as it reaches a service: CBOR bytes from NATS, or the request object
+ * itself from a requester in this process. `respond` sends the reply envelope (encoded
+ * for NATS, as it is in-process); it is called at most once, inside the handler's span.
  */
 interface Inbound {
   subject: string;
-  data: Uint8Array;
+  payload: { bytes: Uint8Array } | { value: unknown };
   headers: MsgHdrs | undefined;
   local: boolean;
-  respond(envelope: Uint8Array): void;
+  respond(envelope: ReplyEnvelope): void;
 }
+
+type ReplyEnvelope = { ok: unknown } | { error: ReturnType<typeof errorBody> };
 
 /** How the handling of one request ended: answered (or the answer failed to send), or the handler chose not to answer. */
 type Handled = 'answered' | 'no-reply';
@@ -182,7 +186,9 @@ export class Bus {
   async request<S extends z.ZodType>(subject: string, request: unknown, replySchema: S, options: RequestOptions = {}): Promise<z.output<S>> {
     const budgetMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const deadline = performance.now() + budgetMs;
-    const body = encode(request);
+    // Encoded once, on the first attempt that goes over NATS.
+    let body: Uint8Array | undefined;
+    const encoded = (): Uint8Array => (body ??= encode(request));
     return tracer.startActiveSpan(`request ${subject}`, { kind: SpanKind.CLIENT, attributes: { 'messaging.destination.name': subject } }, async (span) => {
       try {
         for (let attempt = 0; ; attempt++) {
@@ -190,7 +196,7 @@ export class Bus {
           if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `no reply on ${subject} within ${budgetMs} ms`);
           const attemptMs = Math.min(remainingMs, options.attemptTimeoutMs ?? remainingMs);
           try {
-            const result = await this.requestOnce(subject, body, replySchema, attemptMs, span);
+            const result = await this.requestOnce(subject, request, encoded, replySchema, attemptMs, span);
             span.setAttribute('strata.attempts', attempt + 1);
             return result;
           } catch (err) {
@@ -214,16 +220,16 @@ export class Bus {
     });
   }
 
-  private async requestOnce<S extends z.ZodType>(subject: string, body: Uint8Array, replySchema: S, timeoutMs: number, span: Span): Promise<z.output<S>> {
+  private async requestOnce<S extends z.ZodType>(subject: string, request: unknown, encoded: () => Uint8Array, replySchema: S, timeoutMs: number, span: Span): Promise<z.output<S>> {
     const startedAt = performance.now();
     const h = natsHeaders();
     h.set(TIMEOUT_HEADER, String(timeoutMs));
     injectTraceContext(h);
     const endpoint = this.localDispatch ? this.localEndpoint(subject) : undefined;
-    let reply: Uint8Array | undefined;
+    let reply: unknown;
     if (endpoint !== undefined) {
       span.setAttribute('strata.local', true);
-      reply = await this.dispatchLocally(endpoint, subject, body, h, timeoutMs);
+      reply = await this.dispatchLocally(endpoint, subject, request, h, timeoutMs);
       if (reply === undefined) {
         // The local handler chose not to answer (a replica that no longer leads):
         // another responder may, so the request goes out over NATS with what is left.
@@ -233,12 +239,12 @@ export class Bus {
         const again = natsHeaders();
         again.set(TIMEOUT_HEADER, String(leftMs));
         injectTraceContext(again);
-        reply = await this.natsRequest(subject, body, again, leftMs);
+        reply = decodeUntyped(await this.natsRequest(subject, encoded(), again, leftMs));
       }
     } else {
-      reply = await this.natsRequest(subject, body, h, timeoutMs);
+      reply = decodeUntyped(await this.natsRequest(subject, encoded(), h, timeoutMs));
     }
-    const envelope = decode(reply, replyEnvelope);
+    const envelope = validate(reply, replyEnvelope);
     if ('error' in envelope) {
       const { code, message, hint } = envelope.error;
       throw new StrataError(isErrorCode(code) ? code : ErrorCode.INTERNAL, message, hint === undefined ? {} : { hint });
@@ -270,15 +276,15 @@ export class Bus {
   }
 
   /**
-   * Hands the request to an endpoint of this process. Resolves with the reply envelope
-   * bytes, or undefined when the handler chose not to answer; rejects with TIMEOUT when
-   * no reply came within `timeoutMs`, as nc.request() would. A handler that outlives
-   * the deadline runs on, as it does for a requester over NATS that gave up.
+   * Hands the request to an endpoint of this process. Resolves with the reply envelope,
+   * or undefined when the handler chose not to answer; rejects with TIMEOUT when no
+   * reply came within `timeoutMs`, as nc.request() would. A handler that outlives the
+   * deadline runs on, as it does for a requester over NATS that gave up.
    */
-  private dispatchLocally(endpoint: Endpoint, subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<Uint8Array | undefined> {
-    return new Promise<Uint8Array | undefined>((resolve, reject) => {
+  private dispatchLocally(endpoint: Endpoint, subject: string, request: unknown, headers: MsgHdrs, timeoutMs: number): Promise<ReplyEnvelope | undefined> {
+    return new Promise<ReplyEnvelope | undefined>((resolve, reject) => {
       let settled = false;
-      const settle = (reply: Uint8Array | undefined): void => {
+      const settle = (reply: ReplyEnvelope | undefined): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -290,7 +296,7 @@ export class Bus {
         reject(timeoutError(subject, timeoutMs));
       }, timeoutMs);
       endpoint
-        .accept({ subject, data, headers, local: true, respond: settle })
+        .accept({ subject, payload: { value: request }, headers, local: true, respond: settle })
         .then((handled) => {
           // An answer that could not be encoded never arrives: the requester times
           // out, as it would over NATS.
@@ -334,7 +340,7 @@ export class Bus {
           this.log?.warn({ subject: msg.subject }, 'dropped a request with no reply subject');
           return;
         }
-        void endpoint.accept({ subject: msg.subject, data: msg.data, headers: msg.headers, local: false, respond: (envelope) => this.respondNats(msg, envelope) });
+        void endpoint.accept({ subject: msg.subject, payload: { bytes: msg.data }, headers: msg.headers, local: false, respond: (envelope) => this.respondNats(msg, envelope) });
       },
     });
     // The NATS subscription stays even for a subject served in-process: requesters in
@@ -373,7 +379,7 @@ export class Bus {
     return context.with(parent, () =>
       tracer.startActiveSpan(`handle ${inbound.subject}`, { kind: SpanKind.SERVER, attributes }, async (span): Promise<Handled> => {
         try {
-          const request = decode(inbound.data, schema);
+          const request = 'bytes' in inbound.payload ? decode(inbound.payload.bytes, schema) : validate(inbound.payload.value, schema);
           const ctx: RequestContext = {
             subject: inbound.subject,
             deadline,
@@ -399,10 +405,10 @@ export class Bus {
     );
   }
 
-  /** Encodes the envelope and sends it back the way the request came. */
-  private reply(inbound: Inbound, envelope: unknown): void {
+  /** Sends the envelope back the way the request came. */
+  private reply(inbound: Inbound, envelope: ReplyEnvelope): void {
     try {
-      inbound.respond(encode(envelope));
+      inbound.respond(envelope);
     } catch (err) {
       // The connection is closing, the requester is gone, or the result cannot be
       // encoded; nobody is left to tell.
@@ -410,10 +416,10 @@ export class Bus {
     }
   }
 
-  private respondNats(msg: Msg, envelope: Uint8Array): void {
+  private respondNats(msg: Msg, envelope: ReplyEnvelope): void {
     const h = natsHeaders();
     injectTraceContext(h);
-    msg.respond(envelope, { headers: h });
+    msg.respond(encode(envelope), { headers: h });
   }
 
   /** Fire-and-forget publish of a CBOR message, with trace context. */

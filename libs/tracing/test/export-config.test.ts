@@ -2,8 +2,12 @@
 // that must stop a process at start-up.
 import { traceExportConfigFromEnv } from '@strata/tracing';
 
-test('nothing set: no exporter, ids only', () => {
-  expect(traceExportConfigFromEnv({})).toEqual({ sdkDisabled: false, otlp: false, console: false, filePath: undefined });
+test('nothing set: no exporter, tracing off', () => {
+  expect(traceExportConfigFromEnv({})).toEqual({ sdkDisabled: false, otlp: false, console: false, filePath: undefined, idsOnly: false });
+});
+
+test('STRATA_TRACE_IDS=true keeps ids without an exporter', () => {
+  expect(traceExportConfigFromEnv({ STRATA_TRACE_IDS: 'true' }).idsOnly).toBe(true);
 });
 
 test.each([
@@ -27,6 +31,7 @@ test('STRATA_TRACE_FILE adds the file whatever OTEL_TRACES_EXPORTER says', () =>
     otlp: false,
     console: false,
     filePath: '/tmp/s.jsonl',
+    idsOnly: false,
   });
 });
 

@@ -50,12 +50,16 @@ test('shutdown flushes batched spans to the OTLP endpoint, and only spans are se
   expect(traces?.body.includes('otlp-test')).toBe(true);
 }, 30000);
 
-test('with no endpoint and no exporter named, nothing is sent, yet trace ids are real', async () => {
+test.each([
+  ['off: spans are no-ops (all-zero trace ids), nothing is sent', {}, /^0{32}$/],
+  ['with STRATA_TRACE_IDS=true, trace ids are real, nothing is sent', { STRATA_TRACE_IDS: 'true' }, /^(?!0{32})[0-9a-f]{32}$/],
+])('with no endpoint and no exporter named, tracing is %s', async (_name, extra: Record<string, string>, traceIdPattern: RegExp) => {
   received.length = 0;
   // No trace endpoint. Left to itself the NodeSDK would still export OTLP metrics and
   // logs (the child writes one of each); point those endpoints here to catch that.
   const { stdout } = await run(process.execPath, [join(__dirname, 'fixtures', 'otlp-child.js')], {
     env: envWith({
+      ...extra,
       OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${endpoint}/v1/metrics`,
       OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: `${endpoint}/v1/logs`,
       OTEL_METRIC_EXPORT_INTERVAL: '50',
@@ -64,8 +68,6 @@ test('with no endpoint and no exporter named, nothing is sent, yet trace ids are
   });
   const out = JSON.parse(stdout) as { exporters: string[]; traceId: string };
   expect(out.exporters).toEqual([]);
-  // Still a real trace id (not the no-op span's zeros), for logs and message headers.
-  expect(out.traceId).toMatch(/^[0-9a-f]{32}$/);
-  expect(out.traceId).not.toMatch(/^0+$/);
+  expect(out.traceId).toMatch(traceIdPattern);
   expect(received.map((r) => `${r.method} ${r.url}`)).toEqual([]);
 }, 30000);
