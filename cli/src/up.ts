@@ -38,6 +38,20 @@ function actorScript(actor: string): string {
 }
 
 /**
+ * `url` (a comma-separated server list) rotated so that server `index` (modulo the
+ * count) comes first. Actors connect to the first server they can reach (the bus
+ * does not shuffle the list), so giving each node its own first server keeps a
+ * node's actors on one server, where a request between them takes no route hop, and
+ * spreads the nodes over the servers, as a node's own local server would.
+ */
+export function preferServer(url: string, index: number): string {
+  const servers = url.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (servers.length < 2) return url;
+  const first = index % servers.length;
+  return [...servers.slice(first), ...servers.slice(0, first)].join(',');
+}
+
+/**
  * The supervised processes of node k (n<k>): one per actor, in start order, or with
  * `colocate` one node-host running them all. Every command line names the node
  * (`--node n2`; the metadata shard's `--shard md-2`), so `ps` shows who is who.
@@ -46,7 +60,7 @@ export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'co
   const node = `n${k}`;
   const shard = `md-${k}`;
   const nbdPort = String(options.nbdPort + k - 1);
-  const env = { NATS_URL: natsUrl };
+  const env = { NATS_URL: preferServer(natsUrl, k - 1) };
   if (options.colocate === true) {
     return [{ name: `${node}-node-host`, command: process.execPath, args: [actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort], env }];
   }
@@ -148,7 +162,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
 
   const supervisor = new Supervisor(join(dir, 'logs'), say);
   for (let i = 1; i <= options.configReplicas; i++) {
-    supervisor.add({ name: `config-${i}`, command: process.execPath, args: [actorScript('config'), '--replica', `config-${i}`], env: { NATS_URL: url } });
+    supervisor.add({ name: `config-${i}`, command: process.execPath, args: [actorScript('config'), '--replica', `config-${i}`], env: { NATS_URL: preferServer(url, i - 1) } });
   }
 
   let stopping: Promise<void> | undefined;

@@ -1,7 +1,7 @@
 // What `strata up` starts for each node: one supervised process per actor in start
 // order, or with --colocate a single node-host; every command line names its node.
 import { basename, dirname } from 'node:path';
-import { nodeChildren } from '../src/up';
+import { nodeChildren, preferServer } from '../src/up';
 
 const script = (args: string[]): string => `${basename(dirname(dirname(args[0]!)))}/${basename(args[0]!)}`;
 
@@ -24,4 +24,12 @@ test('--colocate: one node-host process per node, with the node, the shard and t
   expect(children).toHaveLength(1);
   expect(children[0]!.name).toBe('n3-node-host');
   expect([script(children[0]!.args), ...children[0]!.args.slice(1)]).toEqual(['node-host/main.js', '--node', 'n3', '--shard', 'md-3', '--nbd-port', '10811']);
+});
+
+test("each node's actors prefer their own server of a NATS cluster, and the nodes spread over the servers", () => {
+  const url = 'nats://127.0.0.1:1,nats://127.0.0.1:2,nats://127.0.0.1:3';
+  const first = (k: number): string | undefined => nodeChildren(k, { nbdPort: 10809 }, url)[0]!.env?.NATS_URL?.split(',')[0];
+  expect([1, 2, 3, 4].map(first)).toEqual(['nats://127.0.0.1:1', 'nats://127.0.0.1:2', 'nats://127.0.0.1:3', 'nats://127.0.0.1:1']);
+  expect(preferServer(url, 1)).toBe('nats://127.0.0.1:2,nats://127.0.0.1:3,nats://127.0.0.1:1');
+  expect(preferServer('nats://127.0.0.1:1', 5)).toBe('nats://127.0.0.1:1');
 });

@@ -106,6 +106,9 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     // A storage controller never gives up on its bus: it reconnects forever, and
     // the lease logic decides when it must stop acting.
     maxReconnectAttempts: -1,
+    // The list is an order of preference (a node's own server first), not a pool to
+    // shuffle: actors of one node then meet on one server.
+    noRandomize: true,
     reconnectTimeWait: 250,
     pingInterval: 5_000,
   });
