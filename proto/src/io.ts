@@ -134,6 +134,8 @@ export const egStatReply = z.strictObject({ version: uint, sizeBytes: uint });
 
 /** Removes a replica (garbage collection). */
 export const egDeleteRequest = z.strictObject({ disk: u64, egroup: u64 });
+/** The reply to a delete: empty, also when the replica was not there. */
+export const egDeleteReply = z.strictObject({});
 
 export const EstoreOp = { write: 'write', read: 'read', stat: 'stat', delete: 'delete' } as const;
 export type EstoreOp = (typeof EstoreOp)[keyof typeof EstoreOp];
@@ -220,6 +222,7 @@ export const mdGetReply = z.strictObject({ value: z.unknown().optional(), revisi
 export const mdPutRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), value: z.unknown(), revision: uint });
 export const mdPutReply = z.strictObject({ revision: uint });
 export const mdDeleteRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), revision: uint.optional() });
+export const mdDeleteReply = z.strictObject({});
 
 export const MdOp = { get: 'get', put: 'put', delete: 'delete' } as const;
 export type MdOp = (typeof MdOp)[keyof typeof MdOp];

@@ -16,8 +16,12 @@ import { errorBody, replyEnvelope } from '@strata/bus';
 import { leaseRecord } from '@strata/lease';
 import {
   CfgOp,
+  EstoreOp,
   EventType,
+  IoOp,
   Liveness,
+  MdMap,
+  MdOp,
   Priority,
   Tier,
   Transform,
@@ -49,6 +53,37 @@ import {
   updateRequest,
   vdiskSpec,
   vmSpec,
+  ioReadRequest,
+  ioReadReply,
+  ioWriteRequest,
+  ioZeroRequest,
+  ioFlushRequest,
+  ioDoneReply,
+  oplogOp,
+  oplogEntry,
+  vdiskOwnership,
+  egPiece,
+  egWriteRequest,
+  egWriteReply,
+  egReadRequest,
+  egReadReply,
+  egStatRequest,
+  egStatReply,
+  egDeleteRequest,
+  egDeleteReply,
+  diskUsage,
+  blockLocation,
+  vdiskRow,
+  extentEntry,
+  egroupReplica,
+  egroupEntry,
+  mdGetRequest,
+  mdGetReply,
+  mdPutRequest,
+  mdPutReply,
+  mdDeleteRequest,
+  mdDeleteReply,
+  subjects,
   type Kind,
 } from '@strata/proto';
 import { CddlSchema, parseCddlFiles, type Entry, type Group, type Type } from './cddl-check';
@@ -109,6 +144,37 @@ const PAIRS: readonly Pair[] = [
   { rule: 'heartbeat', schema: heartbeat },
   { rule: 'id-counter', schema: idCounter },
   { rule: 'lease-record', schema: leaseRecord, note: '@strata/lease' },
+  // io.cddl
+  { rule: 'io-read-request', schema: ioReadRequest },
+  { rule: 'io-read-reply', schema: ioReadReply },
+  { rule: 'io-write-request', schema: ioWriteRequest },
+  { rule: 'io-zero-request', schema: ioZeroRequest },
+  { rule: 'io-flush-request', schema: ioFlushRequest },
+  { rule: 'io-done-reply', schema: ioDoneReply },
+  { rule: 'oplog-op', schema: oplogOp },
+  { rule: 'oplog-entry', schema: oplogEntry },
+  { rule: 'vdisk-ownership', schema: vdiskOwnership },
+  { rule: 'eg-piece', schema: egPiece },
+  { rule: 'eg-write-request', schema: egWriteRequest },
+  { rule: 'eg-write-reply', schema: egWriteReply },
+  { rule: 'eg-read-request', schema: egReadRequest },
+  { rule: 'eg-read-reply', schema: egReadReply },
+  { rule: 'eg-stat-request', schema: egStatRequest },
+  { rule: 'eg-stat-reply', schema: egStatReply },
+  { rule: 'eg-delete-request', schema: egDeleteRequest },
+  { rule: 'eg-delete-reply', schema: egDeleteReply },
+  { rule: 'disk-usage', schema: diskUsage },
+  { rule: 'block-location', schema: blockLocation },
+  { rule: 'vdisk-row', schema: vdiskRow },
+  { rule: 'extent-entry', schema: extentEntry },
+  { rule: 'egroup-replica', schema: egroupReplica },
+  { rule: 'egroup-entry', schema: egroupEntry },
+  { rule: 'md-get-request', schema: mdGetRequest },
+  { rule: 'md-get-reply', schema: mdGetReply },
+  { rule: 'md-put-request', schema: mdPutRequest },
+  { rule: 'md-put-reply', schema: mdPutReply },
+  { rule: 'md-delete-request', schema: mdDeleteRequest },
+  { rule: 'md-delete-reply', schema: mdDeleteReply },
 ];
 
 /** Closed value sets: each CDDL rule of text literals and the `as const` object it mirrors. */
@@ -120,10 +186,13 @@ const ENUMS: readonly { rule: string; values: readonly string[] }[] = [
   { rule: 'liveness', values: Object.values(Liveness) },
   { rule: 'event-type', values: Object.values(EventType) },
   { rule: 'error-code', values: errorCodes },
+  { rule: 'md-map', values: Object.values(MdMap) },
 ];
 
 /** Rules with no schema of their own in TypeScript, checked through the rules that use them. */
-const CHECKED_THROUGH_USERS = ['positive-uint53', 'unix-ms', 'power-of-two-4k-to-1m', 'ok-reply', 'error-reply', 'kind-and-spec', 'object-kind-and-spec', 'cfg-object-members', 'selector', 'node-counts'];
+const CHECKED_THROUGH_USERS = ['positive-uint53', 'unix-ms', 'power-of-two-4k-to-1m', 'ok-reply', 'error-reply', 'kind-and-spec', 'object-kind-and-spec', 'cfg-object-members', 'selector', 'node-counts', 'block-index', 'egroup-tentative', 'egroup-extent', 'md-value', 'md-key'];
+
+const MD_VALUE_DIFFERENCE = '$.value: CDDL has a map {blocks, egroup, vdisk, replicas, version, sizeBytes, tentative, extents}, TypeScript has any';
 
 /**
  * Differences between a rule and its schema that are deliberate. Each line is what
@@ -134,6 +203,14 @@ const KNOWN_DIFFERENCES: Record<string, readonly string[]> = {
   // (an unknown code becomes INTERNAL); senders send only the codes of error-code.
   error: ['$.code: CDDL has one of ["CHECKSUM","CONFLICT","FENCED","INTERNAL","INVALID","NOT_FOUND","NOT_OWNER","NO_SPACE","QUEUE_FULL","TIMEOUT","UNAVAILABLE"], TypeScript has text'],
   reply: ['$.error.code: CDDL has one of ["CHECKSUM","CONFLICT","FENCED","INTERNAL","INVALID","NOT_FOUND","NOT_OWNER","NO_SPACE","QUEUE_FULL","TIMEOUT","UNAVAILABLE"], TypeScript has text'],
+  // XSD's \d (the CDDL .regexp dialect) matches any Unicode decimal digit, JavaScript's
+  // only 0 to 9: the CDDL spells out what the zod pattern means.
+  'vdisk-row': ['$.blocks{key}: CDDL pattern [0-9]+, TypeScript pattern \\d+'],
+  // The value's schema depends on `map`, so the request and reply schemas take any
+  // value; the shard checks a put's value against mdValue[map] (INVALID) and the
+  // client a get's (INTERNAL). The CDDL names the three values a map can hold.
+  'md-get-reply': [MD_VALUE_DIFFERENCE],
+  'md-put-request': [MD_VALUE_DIFFERENCE],
 };
 
 // ---- Loading -----------------------------------------------------------------------------
@@ -325,5 +402,17 @@ describe('PROTOCOL.md', () => {
 
   it('tables every config subject', () => {
     for (const op of Object.values(CfgOp)) expect(text).toContain(`| \`strata.cfg.${op}\` |`);
+  });
+
+  it('tables every subject of the I/O path with its request rule', () => {
+    for (const hop of [subjects.io, subjects.admission, subjects.controller]) expect(text).toContain(`| \`${hop('<node>', '<op>')}\` |`);
+    for (const op of Object.values(IoOp)) expect(text).toContain(`| \`${op}\` | \`io-${op}-request\` |`);
+    for (const op of Object.values(EstoreOp)) expect(text).toContain(`| \`${subjects.estore('<node>', op)}\` | \`eg-${op}-request\``);
+    for (const op of Object.values(MdOp)) expect(text).toContain(`| \`strata.md.<partition>.${op}\` | \`md-${op}-request\``);
+  });
+
+  it('names a CDDL rule of io.cddl for every message of the I/O path it tables', () => {
+    const named = [...text.matchAll(/`((?:io|oplog|eg|md)-[a-z-]*(?:request|reply|op|entry|piece|value|map|key)|vdisk-ownership|disk-usage|vdisk-row|extent-entry|egroup-entry)`/g)].map((m) => m[1]!);
+    expect(named.filter((r) => !schema.rules.has(r))).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@
 // compared. Refinements (a multiple of 512, no tier twice) are opaque to both
 // descriptions; the golden vectors cover them.
 import type { z } from 'zod';
+import { bytes } from '@strata/codec';
 import type { CddlSchema, Type } from './cddl-check';
 
 export interface Field {
@@ -223,6 +224,10 @@ function shapeOfZod(schema: unknown, depth: number): Shape {
     }
     case 'record':
       return { s: 'record', key: shapeOfZod(def.keyType, depth + 1), value: shapeOfZod(def.valueType, depth + 1) };
+    // A custom check is opaque; the one our schemas use is @strata/codec's byte string.
+    case 'custom':
+      if (schema === bytes) return { s: 'bytes' };
+      throw new Error('a custom zod check has no shape (only @strata/codec bytes has)');
     default:
       throw new Error(`zod type ${def.type} has no shape`);
   }

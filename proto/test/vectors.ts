@@ -330,7 +330,161 @@ function liveness(): VectorFile {
   };
 }
 
+// ---- The I/O path ---------------------------------------------------------------------
+
+const io = { vdisk: 12349n, disk: 12351n, disk2: 12352n, disk3: 12353n, egroup: 67890n, big: 2n ** 63n + 5n, max: 2n ** 64n - 1n };
+const hello = Uint8Array.from(Buffer.from('Hello'));
+const readRequest = { vdisk: io.vdisk, offset: 4 * KiB, length: 4 * KiB };
+const writeRequest = { vdisk: io.vdisk, offset: 0, data: hello };
+const location = (offset: number): { egroup: bigint; offset: number; length: number } => ({ egroup: io.egroup, offset, length: MiB });
+const egWrite = { disk: io.disk, egroup: io.egroup, vdisk: io.vdisk, epoch: 1, version: 3, sizeBytes: 16 * MiB, pieces: [{ offset: 0, data: hello }] };
+const newEgroup = { vdisk: io.vdisk, replicas: [{ disk: io.disk, node: 'n1' }, { disk: io.disk2, node: 'n2' }], version: 0, sizeBytes: 0, extents: [] };
+const egroupEntry = {
+  vdisk: io.vdisk,
+  replicas: [
+    { disk: io.disk, node: 'n1' },
+    { disk: io.disk2, node: 'n2' },
+    { disk: io.disk3, node: 'n3' },
+  ],
+  version: 3,
+  sizeBytes: 2 * MiB,
+  tentative: { version: 4, atMs: T0 },
+  extents: [
+    { id: `${io.vdisk}:32`, offset: 0, length: MiB, refs: 1 },
+    { id: `${io.vdisk}:37`, offset: MiB, length: MiB, refs: 0 },
+  ],
+};
+const vdiskRow = { blocks: { '32': location(0), '37': location(MiB) } };
+
+function ioPath(): VectorFile {
+  return {
+    about:
+      'Golden vectors for proto/io.cddl: vDisk I/O (strata.io, strata.adm, strata.vdc), the oplog, vDisk ownership (own), the extent stores (strata.estore) and disk usage (hb), the metadata maps and their shards (strata.md).',
+    cddl: ['common.cddl', 'io.cddl'],
+    valid: [
+      valid('io-read-request', 'the second 4 KiB block', readRequest),
+      valid('io-read-request', 'a vDisk id above 2^53 (a bigint in JavaScript), an offset above 2^32', { vdisk: io.big, offset: 5 * GiB, length: 512 }),
+      valid('io-read-reply', 'five bytes', { data: hello }),
+      valid('io-write-request', 'five bytes at offset 0', writeRequest),
+      valid('io-write-request', 'with the FUA flag', { ...writeRequest, offset: 512, fua: true }),
+      valid('io-zero-request', '64 KiB at 1 MiB', { vdisk: io.vdisk, offset: MiB, length: 64 * KiB }),
+      valid('io-flush-request', 'the only member', { vdisk: io.vdisk }),
+      valid('io-done-reply', 'the reply of write, zero and flush', {}),
+      valid('oplog-op', 'a write', { op: 'write', offset: 0, data: hello }),
+      valid('oplog-op', 'a zero', { op: 'zero', offset: MiB, length: 64 * KiB }),
+      valid('oplog-entry', 'a group commit of a write and a zero', { kind: 'ops', epoch: 1, ops: [{ op: 'write', offset: 0, data: hello }, { op: 'zero', offset: MiB, length: 64 * KiB }] }),
+      valid('oplog-entry', 'the takeover marker of n2 at epoch 2', { kind: 'marker', epoch: 2, owner: 'n2' }),
+      valid('vdisk-ownership', 'as an io-director claims an unowned vDisk', { owner: 'n1', epoch: 1, volunteers: [], drained: 0 }),
+      valid('vdisk-ownership', 'with volunteers and a drained sequence', { owner: 'n2', epoch: 3, volunteers: ['n1', 'n3'], drained: 4711 }),
+      valid('vdisk-ownership', 'defaults: no volunteers, nothing drained', { owner: 'n1', epoch: 1 }),
+      valid('eg-piece', 'bytes', { offset: 8 * KiB, data: hello }),
+      valid('eg-piece', '4 KiB of zeros', { offset: 12 * KiB, zeros: 4 * KiB }),
+      valid('eg-write-request', 'one piece of data', egWrite),
+      valid('eg-write-request', 'data and zeros, ids above 2^53', { ...egWrite, disk: io.max, egroup: io.big, pieces: [{ offset: 0, data: hello }, { offset: 4 * KiB, zeros: 4 * KiB }] }),
+      valid('eg-write-reply', 'version 3; 3808858755 is the CRC32C of "123456789"', { version: 3, crc32c: 0xe3069283 }),
+      valid('eg-read-request', '4 KiB at 4 KiB', { disk: io.disk, egroup: io.egroup, offset: 4 * KiB, length: 4 * KiB }),
+      valid('eg-read-reply', 'five bytes', { data: hello }),
+      valid('eg-stat-request', 'a replica', { disk: io.disk, egroup: io.egroup }),
+      valid('eg-stat-reply', 'version 3, 16 MiB', { version: 3, sizeBytes: 16 * MiB }),
+      valid('eg-delete-request', 'a replica', { disk: io.disk, egroup: io.egroup }),
+      valid('eg-delete-reply', 'the only reply', {}),
+      valid('disk-usage', '1 GiB of 1 TiB used', { node: 'n1', usedBytes: GiB, capacityBytes: TiB, atMs: T0 }),
+      valid('block-location', 'a 1 MiB extent at 1 MiB', location(MiB)),
+      valid('vdisk-row', 'no block holds data', { blocks: {} }),
+      valid('vdisk-row', 'blocks 32 and 37', vdiskRow),
+      valid('extent-entry', 'a dedup extent', { egroup: io.egroup }),
+      valid('egroup-replica', 'on disk 12351 of n1', { disk: io.disk, node: 'n1' }),
+      valid('egroup-entry', 'a new extent group, as placement records it', newEgroup),
+      valid('egroup-entry', 'three replicas, two extents (one garbage), a write in progress', egroupEntry),
+      valid('md-get-request', 'an extent group', { map: 'egroup', key: '67890' }),
+      valid('md-get-reply', 'an extent-id entry at revision 42', { value: { egroup: io.egroup }, revision: 42 }),
+      valid('md-get-reply', 'no value', { revision: 0 }),
+      valid('md-put-request', 'create a vDisk map row', { map: 'vdisk', key: '12349.2', value: vdiskRow, revision: 0 }),
+      valid('md-put-request', 'an extent group, compare-and-set on revision 42', { map: 'egroup', key: '67890', value: egroupEntry, revision: 42 }),
+      valid('md-put-reply', 'the new revision', { revision: 43 }),
+      valid('md-delete-request', 'at revision 43', { map: 'vdisk', key: '12349.2', revision: 43 }),
+      valid('md-delete-request', 'whatever the revision', { map: 'extent', key: '4096-9f86d081' }),
+      valid('md-delete-reply', 'the only reply', {}),
+    ],
+    invalid: [
+      invalid('io-read-request', 'a lone 0xff break byte', 'malformed CBOR: a break code outside an indefinite-length item (cbor-x alone would read it as {})', raw([0xff]), { rejectedBy: ['wire', 'cddl', 'ts'] }),
+      invalid('io-read-request', 'a negative offset', 'offset is unsigned', { ...readRequest, offset: -4096 }, { path: '$.offset' }),
+      invalid('io-read-request', 'offset 2^53', 'offset is a uint53', { ...readRequest, offset: 2 ** 53 }, { path: '$.offset' }),
+      invalid('io-read-request', 'the vDisk id as text', 'ids are integers, never text', { ...readRequest, vdisk: '12349' }, { path: '$.vdisk' }),
+      invalid('io-read-request', 'a vDisk id of 2^64, a tag-2 bignum', 'above 2^64-1, and tagged', raw(rawMap([['vdisk', [0xc2, 0x49, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]], ['offset', int(0)], ['length', int(512)]])), { rejectedBy: ['wire', 'cddl', 'ts'], path: '$.vdisk' }),
+      invalid('io-read-request', 'no length', 'length is required', { vdisk: io.vdisk, offset: 0 }, { path: '$' }),
+      invalid('io-write-request', 'an unknown field', 'maps are closed', { ...writeRequest, sync: true }, { path: '$.sync' }),
+      invalid('io-write-request', 'data as base64 text', 'binary data travels as byte strings, never base64', { ...writeRequest, data: 'SGVsbG8=' }, { path: '$.data' }),
+      invalid(
+        'io-write-request',
+        'data as a tag-64 typed array',
+        'no tags: byte strings are plain major type 2 (cbor-x tags a Uint8Array with 64 by default); cbor-x decodes the tag to the same bytes, so only the encoding check sees it',
+        raw(rawMap([['vdisk', int(12349)], ['offset', int(0)], ['data', [0xd8, 0x40, ...encode(hello)]]])),
+        { rejectedBy: ['wire'] },
+      ),
+      invalid('io-write-request', 'fua as 1', 'fua is a bool', { ...writeRequest, fua: 1 }, { path: '$.fua' }),
+      invalid('io-zero-request', 'a negative length', 'length is unsigned', { vdisk: io.vdisk, offset: 0, length: -1 }, { path: '$.length' }),
+      invalid('io-flush-request', 'followed by a 0xff break byte', 'one data item per message, nothing after it', raw([...encode({ vdisk: io.vdisk })], [0xff]), { rejectedBy: ['wire', 'cddl', 'ts'] }),
+      invalid('io-done-reply', 'a member', 'the reply is an empty map', { done: true }, { path: '$.done' }),
+      invalid('oplog-op', 'an unknown op', 'op is write or zero', { op: 'trim', offset: 0, length: 4096 }, { path: '$.op' }),
+      invalid('oplog-op', 'a write with a length', 'a write carries data, its length is the data\'s', { op: 'write', offset: 0, data: hello, length: 5 }, { path: '$.length' }),
+      invalid('oplog-entry', 'no ops', 'a group commit carries at least one op', { kind: 'ops', epoch: 1, ops: [] }, { path: '$.ops' }),
+      invalid('oplog-entry', 'a marker without its owner', 'owner is required in a marker', { kind: 'marker', epoch: 2 }, { path: '$' }),
+      invalid('oplog-entry', 'a marker with an unknown field', 'maps are closed', { kind: 'marker', epoch: 2, owner: 'n2', reason: 'takeover' }, { path: '$.reason' }),
+      invalid('vdisk-ownership', 'a negative drained sequence', 'drained is unsigned', { owner: 'n1', epoch: 1, drained: -1 }, { path: '$.drained' }),
+      invalid('vdisk-ownership', 'volunteers as text', 'volunteers is an array of node names', { owner: 'n1', epoch: 1, volunteers: 'n2' }, { path: '$.volunteers' }),
+      invalid('eg-piece', 'both data and zeros', 'a piece is data or zeros, not both', { offset: 0, data: hello, zeros: 5 }, { path: '$.zeros' }),
+      invalid('eg-piece', 'neither data nor zeros', 'a piece is data or zeros', { offset: 0 }, { path: '$' }),
+      invalid('eg-write-request', 'an empty pieces array', 'a write carries 1 to 4096 pieces (EG_WRITE_PIECES_MAX)', { ...egWrite, pieces: [] }, { path: '$.pieces' }),
+      invalid('eg-write-request', 'a piece at a negative offset', 'offsets are unsigned', { ...egWrite, pieces: [{ offset: -1, zeros: 1 }] }, { path: '$.pieces[0].offset' }),
+      invalid('eg-write-request', 'no vdisk', 'vdisk is required: the store checks who owns the extent group', (({ vdisk: _v, ...rest }) => rest)(egWrite), { path: '$' }),
+      invalid('eg-write-reply', 'crc32c as bytes', 'crc32c is an integer', { version: 3, crc32c: Uint8Array.from([0xe3, 0x06, 0x92, 0x83]) }, { path: '$.crc32c' }),
+      invalid('eg-read-request', 'no length', 'length is required', { disk: io.disk, egroup: io.egroup, offset: 0 }, { path: '$' }),
+      invalid('eg-stat-request', 'the extent group id as text', 'ids are integers', { disk: io.disk, egroup: '67890' }, { path: '$.egroup' }),
+      invalid('eg-delete-request', 'an unknown field', 'maps are closed', { disk: io.disk, egroup: io.egroup, force: true }, { path: '$.force' }),
+      invalid('eg-delete-reply', 'a member', 'the reply is an empty map; the store does not say whether the replica was there', { deleted: true }, { path: '$.deleted' }),
+      invalid('disk-usage', 'no node', 'node is required', { usedBytes: GiB, capacityBytes: TiB, atMs: T0 }, { path: '$' }),
+      invalid('block-location', 'a negative length', 'length is unsigned', { ...location(0), length: -1 }, { path: '$.length' }),
+      invalid('vdisk-row', 'a block key in hexadecimal', 'block keys are block indexes in decimal', { blocks: { '0x25': location(0) } }, { path: '$.blocks["0x25"]' }),
+      invalid('vdisk-row', 'a block without its length', 'a block location has egroup, offset and length', { blocks: { '37': { egroup: io.egroup, offset: 0 } } }, { path: '$.blocks["37"]' }),
+      invalid(
+        'vdisk-row',
+        'a 0xff break byte in place of the blocks map',
+        'malformed CBOR: a break code outside an indefinite-length item; cbor-x reads it as an empty map, and @strata/codec refuses a break only as the first byte of a message, so only the encoding check sees it',
+        raw(rawMap([['blocks', [0xff]]])),
+        { rejectedBy: ['wire'] },
+      ),
+      invalid('extent-entry', 'an unknown field', 'maps are closed', { egroup: io.egroup, refs: 2 }, { path: '$.refs' }),
+      invalid('egroup-replica', 'the node as its id', 'node is the node\'s name', { disk: io.disk, node: 12345n }, { path: '$.node' }),
+      invalid('egroup-entry', 'no replicas', 'an extent group has at least one replica', { ...newEgroup, replicas: [] }, { path: '$.replicas' }),
+      invalid('egroup-entry', 'an extent without refs', 'refs is required', { ...newEgroup, extents: [{ id: `${io.vdisk}:37`, offset: 0, length: MiB }] }, { path: '$.extents[0]' }),
+      invalid('md-get-request', 'an unknown map', 'map is vdisk, extent or egroup', { map: 'inode', key: '67890' }, { path: '$.map' }),
+      invalid('md-get-request', 'an empty key', 'keys have 1 to 200 characters', { map: 'egroup', key: '' }, { path: '$.key' }),
+      invalid('md-get-request', 'a key of 201 characters', 'keys have 1 to 200 characters', { map: 'extent', key: 'k'.repeat(201) }, { path: '$.key' }),
+      invalid(
+        'md-get-request',
+        'a key of 101 "é" (202 bytes)',
+        'CDDL\'s .size counts UTF-8 bytes, the TypeScript schema UTF-16 code units, so only the CDDL refuses it; the shard refuses any key that is not ASCII letters, digits and - / = . _ anyway (INVALID)',
+        { map: 'extent', key: 'é'.repeat(101) },
+        { rejectedBy: ['cddl'], path: '$.key' },
+      ),
+      invalid('md-get-reply', 'a negative revision', 'revision is unsigned', { revision: -1 }, { path: '$.revision' }),
+      invalid('md-put-request', 'no revision', 'a put is a compare-and-set: revision is required (0 creates)', { map: 'extent', key: '4096-9f86d081', value: { egroup: io.egroup } }, { path: '$' }),
+      invalid(
+        'md-put-request',
+        'a value that fits no map',
+        'the value is the md-value of its map; the request schema accepts any value and the shard checks it against the map (INVALID), so the TypeScript request schema lets it through',
+        { map: 'extent', key: '4096-9f86d081', value: { inode: 7 }, revision: 0 },
+        { rejectedBy: ['cddl'], path: '$.value' },
+      ),
+      invalid('md-put-reply', 'no revision', 'revision is required', {}, { path: '$' }),
+      invalid('md-delete-request', 'a negative revision', 'revision is unsigned', { map: 'vdisk', key: '12349.2', revision: -1 }, { path: '$.revision' }),
+      invalid('md-delete-reply', 'a member', 'the reply is an empty map', { deleted: true }, { path: '$.deleted' }),
+    ],
+  };
+}
+
 /** Every vector file, by its name under proto/vectors/. */
 export function buildVectorFiles(): Record<string, VectorFile> {
-  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness() };
+  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness(), 'io.json': ioPath() };
 }

@@ -178,9 +178,22 @@ export function checkWire(bytes: Uint8Array): string | undefined {
   }
 }
 
-/** CBOR diagnostic notation: `{"kind": "vdisk", "id": 12349}`, `h'0102'`, `1.5_3`. */
+/**
+ * CBOR diagnostic notation: `{"kind": "vdisk", "id": 12349}`, `h'0102'`, `1.5_3`.
+ * Bytes that are not one well-formed data item have no notation of their own: they
+ * get a comment (`/ ... /`) saying why, after the item when only extra bytes follow it.
+ */
 export function diagnostic(bytes: Uint8Array): string {
-  return diagnosticOf(scan(bytes).item);
+  const reader = new Reader(bytes);
+  let item: Item;
+  try {
+    item = reader.read('$', 0);
+  } catch (err) {
+    return `/ not well-formed: ${(err as Error).message} /`;
+  }
+  const rest = bytes.length - reader.pos;
+  if (rest === 0) return diagnosticOf(item);
+  return `${diagnosticOf(item)} / followed by ${rest} more byte${rest === 1 ? '' : 's'}: h'${Buffer.from(bytes.subarray(reader.pos)).toString('hex')}' /`;
 }
 
 function diagnosticOf(item: Item): string {

@@ -66,7 +66,9 @@ function findWriteChain(spans: OtlpSpanRecord[], entry: string, owner: string): 
   const traces = new Map<string, OtlpSpanRecord[]>();
   for (const s of spans) traces.set(s.traceId, [...(traces.get(s.traceId) ?? []), s]);
   const hop = (trace: OtlpSpanRecord[], subject: string, parent: OtlpSpanRecord | undefined): OtlpSpanRecord | undefined => {
-    const request = byName(trace, `request ${subject}`).find((r) => parent === undefined || r.parentSpanId === parent.spanId);
+    // Admission dispatches to the controller under its `admission queue wait` span, a child of its handler span.
+    const parents = new Set(parent === undefined ? [] : [parent.spanId, ...byName(trace, 'admission queue wait').filter((w) => w.parentSpanId === parent.spanId).map((w) => w.spanId)]);
+    const request = byName(trace, `request ${subject}`).find((r) => parent === undefined || parents.has(r.parentSpanId ?? ''));
     return request === undefined ? undefined : byName(trace, `handle ${subject}`).find((h) => h.parentSpanId === request.spanId);
   };
   for (const trace of traces.values()) {

@@ -13,11 +13,11 @@
 //    TIMEOUT then means the outcome is unknown: get the key and compare revisions.
 //    A resent put can never apply twice: it is a compare-and-set on the revision.
 import { performance } from 'node:perf_hooks';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Bus } from '@strata/bus';
 import { validate } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
-import { MdOp, mdGetReply, mdPutReply, mdValue, partitionOf, subjects, type MdMap } from '@strata/proto';
+import { MdOp, mdDeleteReply, mdGetReply, mdPutReply, mdValue, partitionOf, subjects, type MdMap } from '@strata/proto';
 
 /** The hint of an UNAVAILABLE reply from a shard that no longer holds the partition and did nothing. */
 export const MD_NOT_HELD_HINT = 'partition-not-held';
@@ -36,9 +36,6 @@ export function mdKeyProblem(key: string): string | undefined {
 
 /** The default budget of one call, retries included. */
 export const MD_DEFAULT_TIMEOUT_MS = 10_000;
-
-/** The reply to a delete: proto/src/io.ts defines none yet, so any map is accepted. */
-const mdDeleteReply = z.object({});
 
 export type MdValue<M extends MdMap> = z.output<(typeof mdValue)[M]>;
 export type MdValueInput<M extends MdMap> = z.input<(typeof mdValue)[M]>;

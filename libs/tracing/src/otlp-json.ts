@@ -75,6 +75,15 @@ export interface OtlpSpanRecord {
   startTimeUnixNano: string;
   endTimeUnixNano: string;
   status: { code: SpanStatusCode; message?: string };
+  /** The span's links; absent when it has none. */
+  links?: OtlpLinkRecord[];
+}
+
+/** One link of a span read back: the linked span and the link's attributes. */
+export interface OtlpLinkRecord {
+  traceId: string;
+  spanId: string;
+  attributes: Record<string, OtlpValue>;
 }
 
 const NANOS_PER_SECOND = 1_000_000_000n;
@@ -263,6 +272,11 @@ function fromSpanJson(span: Json, serviceName: string | undefined, where: string
   };
   // Writers spell "no parent" as an absent field or an empty string.
   if (typeof span.parentSpanId === 'string' && span.parentSpanId !== '') record.parentSpanId = span.parentSpanId;
+  const links = arrayField(span, 'links', where).map((link): OtlpLinkRecord => {
+    if (!isRecord(link)) throw new Error(`${where}: link is not an object`);
+    return { traceId: stringField(link, 'traceId', where), spanId: stringField(link, 'spanId', where), attributes: fromKeyValues(arrayField(link, 'attributes', where), where) };
+  });
+  if (links.length > 0) record.links = links;
   return record;
 }
 

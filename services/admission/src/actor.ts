@@ -8,6 +8,7 @@ import type { ActorDefinition } from '@strata/actor';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket, WatchCache } from '@strata/kv';
 import { IoOp, buckets, ioSchemas, keys, subjects, vdiskOwnership, objectName } from '@strata/proto';
+import { SpanAttr, recordingSpan } from '@strata/tracing';
 import { FifoQueue, Gate } from './gate';
 
 export const admissionSettings = z
@@ -44,7 +45,14 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
                 throw new StrataError(ErrorCode.NOT_OWNER, `node ${s.node} does not own vdisk ${req.vdisk}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
               }
               depth.set(gate.depth);
-              return gate.submit(() => bus.request(subjects.controller(s.node, op), req, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }));
+              // On the bus's `handle strata.adm.<node>.<op>` span and the queue wait under it; nothing is built when tracing is off.
+              const span = recordingSpan();
+              const attributes = span === undefined ? undefined : { [SpanAttr.vdisk]: String(req.vdisk), [SpanAttr.ioOp]: op };
+              if (attributes !== undefined) span?.setAttributes(attributes);
+              return gate.submit(
+                () => bus.request(subjects.controller(s.node, op), req, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }),
+                attributes,
+              );
             },
             { maxInFlight: s.queueDepthMax + s.inFlightMax },
           ),

@@ -9,7 +9,8 @@ import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { Metrics } from '@strata/metrics';
-import { EstoreOp, egDeleteRequest, egReadRequest, egStatRequest, egWriteRequest, keys, subjects, type diskUsage, type ObjectOf } from '@strata/proto';
+import { EstoreOp, egDeleteReply, egDeleteRequest, egReadRequest, egStatRequest, egWriteRequest, keys, subjects, type diskUsage, type ObjectOf } from '@strata/proto';
+import { SpanAttr, recordingSpan, type Attributes } from '@strata/tracing';
 import { DiskStore } from './disk-store';
 import type { ExtentStoreSettings } from './settings';
 import { Ticker } from './ticker';
@@ -25,6 +26,40 @@ export interface ExtentStoreDeps {
 }
 
 type DiskObject = ObjectOf<'disk'>;
+
+/** The fields of the extent-store requests that say what a request touches. */
+interface EstoreRequestFields {
+  disk: bigint;
+  egroup: bigint;
+  vdisk?: bigint;
+  epoch?: number;
+  version?: number;
+  pieces?: ReadonlyArray<{ data: Uint8Array } | { zeros: number }>;
+  offset?: number;
+  length?: number;
+}
+
+/** Span attributes of a request: its disk and extent group, and what a write or read covers. */
+function requestAttributes(r: EstoreRequestFields): Attributes {
+  return {
+    [SpanAttr.disk]: String(r.disk),
+    [SpanAttr.egroup]: String(r.egroup),
+    ...(r.vdisk === undefined ? {} : { [SpanAttr.vdisk]: String(r.vdisk) }),
+    ...(r.epoch === undefined ? {} : { [SpanAttr.epoch]: r.epoch }),
+    ...(r.version === undefined ? {} : { [SpanAttr.egroupVersion]: r.version }),
+    ...(r.pieces === undefined ? {} : { [SpanAttr.pieces]: r.pieces.length, [SpanAttr.bytes]: r.pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0) }),
+    ...(r.offset === undefined ? {} : { [SpanAttr.offset]: r.offset }),
+    ...(r.length === undefined ? {} : { [SpanAttr.length]: r.length }),
+  };
+}
+
+/** Describes each request on the bus's `handle strata.estore.<node>.<op>` span (nothing is built when tracing is off). */
+function describedOnSpan<Req, Rep>(handler: Handler<Req, Rep>): Handler<Req, Rep> {
+  return (request, ctx) => {
+    recordingSpan()?.setAttributes(requestAttributes(request as EstoreRequestFields));
+    return handler(request, ctx);
+  };
+}
 
 export class ExtentStore {
   private nodeId: bigint | undefined;
@@ -60,15 +95,15 @@ export class ExtentStore {
 
     const maxInFlight = settings.requestsInFlightMax;
     const serve = <S extends z.ZodType, Rep>(op: EstoreOp, schema: S, handler: Handler<z.output<S>, Rep>): Promise<Service> =>
-      bus.serve(subjects.estore(this.node, op), schema, this.instrument(op, handler), { maxInFlight });
+      bus.serve(subjects.estore(this.node, op), schema, this.instrument(op, describedOnSpan(handler)), { maxInFlight });
     this.services = await Promise.all([
       serve(EstoreOp.write, egWriteRequest, (r) => this.diskFor(r.disk).write(r)),
       serve(EstoreOp.read, egReadRequest, async (r) => ({ data: await this.diskFor(r.disk).read(r) })),
       serve(EstoreOp.stat, egStatRequest, (r) => this.diskFor(r.disk).stat(r.egroup)),
-      // The reply is empty (proto has no egDeleteReply): deleting a replica that is not there succeeds too.
+      // The reply is empty (egDeleteReply): deleting a replica that is not there succeeds too.
       serve(EstoreOp.delete, egDeleteRequest, async (r) => {
         await this.diskFor(r.disk).delete(r.egroup);
-        return {};
+        return egDeleteReply.parse({});
       }),
     ]);
 

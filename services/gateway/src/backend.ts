@@ -30,6 +30,8 @@ export interface BlockDevice {
    * every other connection (NBD_FLAG_CAN_MULTI_CONN): no per-connection cache.
    */
   readonly multiConn: boolean;
+  /** The vDisk's 64-bit id, when the device is a vDisk: for the spans of its requests. */
+  readonly vdisk?: bigint;
   /** Exactly `length` bytes. */
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Resolves once the data is stored; with `fua`, once it is durable. */

@@ -8,6 +8,7 @@ import type { Bus, RequestContext } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { TypedBucket, WatchCache } from '@strata/kv';
 import { ioRange, ioSchemas, keys, subjects, type CfgEntry, type IoOp, type IoRequest, type VdiskOwnership, type vdiskOwnership } from '@strata/proto';
+import { SpanAttr, recordingSpan } from '@strata/tracing';
 
 export interface DirectorDeps {
   node: string;
@@ -26,6 +27,13 @@ export class Director {
     const cfg = this.deps.config.get(keys.object('vdisk', vdiskId))?.value;
     if (cfg === undefined || !('kind' in cfg) || cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} does not exist`);
     const range = ioRange(request);
+    // The bus's `handle strata.io.<node>.<op>` span: what the request is about.
+    recordingSpan()?.setAttributes({
+      [SpanAttr.vdisk]: String(vdiskId),
+      [SpanAttr.vdiskName]: cfg.name,
+      [SpanAttr.ioOp]: op,
+      ...(range === undefined ? {} : { [SpanAttr.offset]: range.offset, [SpanAttr.length]: range.length }),
+    });
     if (range !== undefined) {
       if (range.length <= 0) throw new StrataError(ErrorCode.INVALID, 'length must be greater than 0');
       if (range.offset + range.length > cfg.spec.sizeBytes) {
@@ -33,6 +41,7 @@ export class Director {
       }
     }
     const owner = await this.ownerOf(vdiskId);
+    recordingSpan()?.setAttribute(SpanAttr.owner, owner);
     return this.deps.bus.request(subjects.admission(owner, op), request, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
   }
 
@@ -43,6 +52,7 @@ export class Director {
     if (known !== undefined) return known;
     try {
       await this.deps.own.create(key, { owner: this.deps.node, epoch: 1, volunteers: [], drained: 0 });
+      recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
       return this.deps.node;
     } catch (err) {
       if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;

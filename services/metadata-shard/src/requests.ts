@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { describeIssues } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { mdKeyProblem } from '@strata/md-client';
-import { MD_PARTITIONS, type MdMap, mdValue, partitionOf, type mdDeleteRequest, type mdGetRequest, type mdPutRequest } from '@strata/proto';
+import { MD_PARTITIONS, type MdMap, mdValue, partitionOf, type mdDeleteReply, type mdDeleteRequest, type mdGetRequest, type mdPutRequest } from '@strata/proto';
 import type { MdCache } from './cache';
 import type { MdStore } from './store';
 import type { MapWatch } from './watch';
@@ -14,6 +14,7 @@ import type { MapWatch } from './watch';
 type GetRequest = z.output<typeof mdGetRequest>;
 type PutRequest = z.output<typeof mdPutRequest>;
 type DeleteRequest = z.output<typeof mdDeleteRequest>;
+type DeleteReply = z.output<typeof mdDeleteReply>;
 
 /** Each map's value schema under the field name `value`, so an error names `value.replicas`. */
 const valueEnvelope: Record<MdMap, z.ZodType> = {
@@ -82,7 +83,7 @@ export class PartitionRequests {
     }
   }
 
-  async delete(partition: number, req: DeleteRequest): Promise<Record<string, never>> {
+  async delete(partition: number, req: DeleteRequest): Promise<DeleteReply> {
     checkPartition(req.key, partition);
     const ticket = this.cache.begin(req.map, req.key, partition);
     try {

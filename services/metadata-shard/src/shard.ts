@@ -18,6 +18,7 @@ import { MdCache } from './cache';
 import { livePeers, MISSED_BEATS_MAX, observePeer, observeRevision, type PeerObservation, type ShardHeartbeat, type shardHeartbeat } from './peers';
 import { PartitionRequests } from './requests';
 import type { ShardSettings } from './settings';
+import { SpanAttr, recordingSpan } from '@strata/tracing';
 import { MdStore, type MdBuckets } from './store';
 import { MapWatch } from './watch';
 
@@ -377,6 +378,14 @@ export class MetadataShard {
       async (req, ctx) => {
         const startMs = performance.now();
         let code = 'OK';
+        // On the bus's `handle strata.md.<partition>.<op>` span: which entry of which map.
+        recordingSpan()?.setAttributes({
+          [SpanAttr.mdPartition]: partition,
+          [SpanAttr.mdMap]: (req as { map: string }).map,
+          [SpanAttr.mdKey]: (req as { key: string }).key,
+          'strata.md.op': op,
+          'strata.md.shard': settings.shard,
+        });
         try {
           // Refused before anything is done, so the client may send it again anywhere.
           if (!this.isServing(tenure)) {

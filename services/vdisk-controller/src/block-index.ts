@@ -120,3 +120,49 @@ export function overlay(base: Uint8Array, baseStart: number, segments: readonly 
   }
   return base;
 }
+
+/**
+ * The span contexts of stored writes that drain has not made durable yet, kept beside
+ * the index for the drain span's links: at most `max` (oldest first; later writes are
+ * not kept until a drain frees room, and the drain that covers them says its links are
+ * incomplete). Contexts arrive only from traced writes, so with tracing off this stays
+ * empty and costs nothing.
+ */
+export class WriteLinks<C> {
+  /** In oplog order: batches are stored, and recorded, one after another. */
+  private readonly kept: Array<{ seq: number; context: C }> = [];
+  /** The lowest sequence that may hold a write not kept, and the highest; undefined when none. */
+  private missing: { from: number; to: number } | undefined;
+
+  constructor(readonly max: number) {}
+
+  /** Records the traced writes of the batch stored at `seq`. */
+  record(seq: number, contexts: readonly C[]): void {
+    for (const context of contexts) {
+      if (this.kept.length < this.max) this.kept.push({ seq, context });
+      else this.missing = { from: this.missing?.from ?? seq, to: seq };
+    }
+  }
+
+  /** The kept contexts of writes at or below `seq`, and whether some writes there were not kept. */
+  upTo(seq: number): { contexts: C[]; incomplete: boolean } {
+    const contexts: C[] = [];
+    for (const k of this.kept) {
+      if (k.seq > seq) break;
+      contexts.push(k.context);
+    }
+    return { contexts, incomplete: this.missing !== undefined && this.missing.from <= seq };
+  }
+
+  /** Forgets the writes at or below `seq` (drained). */
+  dropUpTo(seq: number): void {
+    let n = 0;
+    while (n < this.kept.length && this.kept[n]!.seq <= seq) n++;
+    if (n > 0) this.kept.splice(0, n);
+    if (this.missing !== undefined) this.missing = this.missing.to <= seq ? undefined : { from: Math.max(this.missing.from, seq + 1), to: this.missing.to };
+  }
+
+  get size(): number {
+    return this.kept.length;
+  }
+}

@@ -22,6 +22,7 @@ import {
   type VdiskOwnership,
   type vdiskOwnership,
 } from '@strata/proto';
+import { SpanAttr, recordSpanError, recordingSpan, trace, withSpan } from '@strata/tracing';
 import { OplogAppender } from './oplog';
 import { place, type CandidateDisk } from './placement';
 import { ExtentGroups } from './extent-groups';
@@ -58,6 +59,8 @@ interface Served {
   tierOrder: string[];
 }
 
+const tracer = trace.getTracer('@strata/vdisk-controller');
+
 export class Controller {
   private readonly served = new Map<bigint, Served>();
   private readonly opening = new Map<bigint, Promise<Served>>();
@@ -83,7 +86,7 @@ export class Controller {
     }
     let opening = this.opening.get(vdiskId);
     if (opening === undefined) {
-      opening = this.open(vdiskId).finally(() => this.opening.delete(vdiskId));
+      opening = this.openTraced(vdiskId).finally(() => this.opening.delete(vdiskId));
       this.opening.set(vdiskId, opening);
     }
     return (await opening).vdisk;
@@ -91,6 +94,22 @@ export class Controller {
 
   private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {
     return new StrataError(ErrorCode.NOT_OWNER, `node ${this.deps.settings.node} does not own vdisk ${vdiskId}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
+  }
+
+  /** open() under a `vdisk open` span: the first I/O's trace shows the replay and the takeover marker. */
+  private async openTraced(vdiskId: bigint): Promise<Served> {
+    const span = tracer.startSpan('vdisk open');
+    span.setAttribute(SpanAttr.vdisk, String(vdiskId));
+    try {
+      const served = await withSpan(span, () => this.open(vdiskId));
+      span.setAttribute(SpanAttr.epoch, served.ownership.epoch);
+      return served;
+    } catch (err) {
+      recordSpanError(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
   }
 
   private async open(vdiskId: bigint): Promise<Served> {
@@ -105,18 +124,20 @@ export class Controller {
     const started = performance.now();
     const subject = subjects.oplog(vdiskId);
     const { lastSeq, entries } = await this.readOplogTail(subject, ownership.value.drained);
+    recordingSpan()?.setAttributes({ 'strata.oplog.drained_seq': ownership.value.drained, 'strata.oplog.last_seq': lastSeq, 'strata.oplog.replayed': entries.length });
     // The vDisk's callbacks need the Served record, which exists only once the vDisk does.
     const ref: { served?: Served } = {};
     const appender = new OplogAppender({
       js: this.js,
       subject,
+      vdisk: vdiskId,
       epoch: ownership.value.epoch,
       owner: settings.node,
       lastSequence: lastSeq,
       maxBatchBytes: settings.oplogBatchBytesMax,
       publishTimeoutMs: settings.backendTimeoutMs,
       publishAttempts: 3,
-      onStored: (seq, ops) => ref.served?.vdisk.apply(seq, ops),
+      onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
     });
     const space = new ExtentGroups({
       bus: this.deps.bus,
@@ -201,8 +222,33 @@ export class Controller {
     return { lastSeq, entries };
   }
 
-  /** A new extent group for the vDisk, placed on RF disks of distinct live nodes and recorded (empty) in the map before any replica is written. */
+  /**
+   * A new extent group for the vDisk, placed on RF disks of distinct live nodes and
+   * recorded (empty) in the map before any replica is written. Drain asks for it: an
+   * `egroup create` span under the drain's.
+   */
   private async createEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
+    const span = tracer.startSpan('egroup create');
+    try {
+      const created = await withSpan(span, () => this.placeEgroup(served, firstExtentBytes));
+      if (span.isRecording()) {
+        span.setAttributes({
+          [SpanAttr.vdisk]: String(served.vdisk.shape.id),
+          [SpanAttr.egroup]: String(created.id),
+          [SpanAttr.disk]: created.entry.replicas.map((r) => String(r.disk)),
+          'strata.nodes': created.entry.replicas.map((r) => r.node),
+        });
+      }
+      return created;
+    } catch (err) {
+      recordSpanError(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async placeEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
     const { settings } = this.deps;
     const [disks, nodes] = await Promise.all([this.deps.config.list('disk'), this.deps.config.list('node')]);
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));

@@ -15,8 +15,11 @@
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import type { MdMaps } from '@strata/md-client';
-import { EstoreOp, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
+import { EG_WRITE_PIECES_MAX, EstoreOp, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
 import type { Logger } from '@strata/log';
+import { SpanAttr, recordSpanError, trace, withSpan, type Span } from '@strata/tracing';
+
+const tracer = trace.getTracer('@strata/vdisk-controller');
 
 /** A change of the extent table that one drain makes: a new extent for a block, or a block that no longer needs its extent. */
 export interface ExtentChanges {
@@ -91,10 +94,38 @@ export class ExtentGroups implements ExtentSpace {
     return location;
   }
 
+  /**
+   * Under an `egroup write` span (a child of the drain's): the replicas' writes (the
+   * bus's request spans, one per replica and chunk) and the map's update are its children.
+   */
   async write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
+    const span = tracer.startSpan('egroup write');
+    try {
+      await withSpan(span, () => this.writeNow(egroup, pieces, changes, span));
+    } catch (err) {
+      recordSpanError(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges, span: Span): Promise<void> {
     const state = await this.state(egroup);
+    if (span.isRecording()) {
+      span.setAttributes({
+        [SpanAttr.vdisk]: String(this.deps.vdisk),
+        [SpanAttr.egroup]: String(egroup),
+        [SpanAttr.disk]: state.entry.replicas.map((r) => String(r.disk)),
+        [SpanAttr.pieces]: pieces.length,
+        [SpanAttr.bytes]: pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0),
+        'strata.extents.added': changes.added.length,
+        'strata.extents.freed': changes.freed.length,
+      });
+    }
     for (const chunk of chunks(pieces, this.deps.writeBytesMax)) await this.writeChunk(egroup, state, chunk);
     const next = applyChanges(state.entry, this.deps.vdisk, changes, Math.max(state.entry.version, state.attempted), state.allocatedBytes);
+    span.setAttribute(SpanAttr.egroupVersion, next.version);
     try {
       state.revision = await this.deps.md.put('egroup', keys.egroup(egroup), next, state.revision);
     } catch (err) {
@@ -190,9 +221,13 @@ export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
-/** `pieces` cut into runs of at most `maxBytes` data bytes (a longer piece is split; zero pieces cost nothing). */
-export function chunks(pieces: readonly EgPiece[], maxBytes: number): EgPiece[][] {
-  assert(maxBytes > 0, 'chunks hold at least one byte');
+/**
+ * `pieces` cut into requests of at most `maxBytes` data bytes (a longer piece is
+ * split; zero pieces carry no data) and at most `maxPieces` pieces (the protocol's
+ * EG_WRITE_PIECES_MAX: a drain of many scattered small writes has many pieces).
+ */
+export function chunks(pieces: readonly EgPiece[], maxBytes: number, maxPieces = EG_WRITE_PIECES_MAX): EgPiece[][] {
+  assert(maxBytes > 0 && maxPieces > 0, 'chunks hold at least one byte and one piece');
   const out: EgPiece[][] = [];
   let current: EgPiece[] = [];
   let bytes = 0;
@@ -203,11 +238,12 @@ export function chunks(pieces: readonly EgPiece[], maxBytes: number): EgPiece[][
   };
   for (const piece of pieces) {
     if (!('data' in piece)) {
+      if (current.length >= maxPieces) flush();
       current.push(piece);
       continue;
     }
     for (let at = 0; at < piece.data.length; ) {
-      if (bytes >= maxBytes) flush();
+      if (bytes >= maxBytes || current.length >= maxPieces) flush();
       const take = Math.min(piece.data.length - at, maxBytes - bytes);
       current.push({ offset: piece.offset + at, data: piece.data.subarray(at, at + take) });
       bytes += take;

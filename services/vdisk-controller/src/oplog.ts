@@ -5,17 +5,45 @@
 // Each message has a Nats-Msg-Id; a publish whose outcome is unknown (timeout) is
 // retried with the same id and expectation, and JetStream's duplicate detection
 // (checked before the expectation, verified on 2.9.10) returns the original ack.
+//
+// Spans: each append has an `oplog append` span, a child of the caller's (the
+// controller's handler), from the call until its message is stored; it carries the
+// message's oplog sequence. Each message has one `oplog publish` span. Many writes share
+// that message, and a span has one parent, so the publish is the child of the batch's
+// first write's append span and links to the other writes' append spans, each of which
+// links back to it. A parent rather than a root of its own: at low queue depth a batch
+// is one write, and the publish, where that write's time goes, is then in the write's
+// own trace; a larger batch's other writes reach it through their link. The message's
+// headers carry the publish span's context, so whatever reads the oplog can link to it.
 import { headers } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { encode } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { isWrongLastSequence } from '@strata/kv';
 import type { OplogEntry, OplogOp } from '@strata/proto';
-import { injectTraceContext } from '@strata/tracing';
+import {
+  ROOT_CONTEXT,
+  SPAN_LINKS_MAX,
+  SpanAttr,
+  SpanKind,
+  context,
+  contextWithSpan,
+  injectTraceContext,
+  recordSpanError,
+  trace,
+  type Context,
+  type Link,
+  type Span,
+  type SpanContext,
+} from '@strata/tracing';
+
+const tracer = trace.getTracer('@strata/vdisk-controller');
 
 export interface OplogAppenderOptions {
   js: JetStreamClient;
   subject: string;
+  /** The vDisk whose oplog this is (for spans). */
+  vdisk: bigint;
   /** The owner epoch written into every entry. */
   epoch: number;
   /** Node name, for msg ids. */
@@ -27,8 +55,12 @@ export interface OplogAppenderOptions {
   /** Per-publish timeout and the number of attempts for an unknown outcome. */
   publishTimeoutMs: number;
   publishAttempts: number;
-  /** Called, in order, with each stored batch before its writers are told. */
-  onStored: (seq: number, ops: readonly OplogOp[]) => void;
+  /**
+   * Called, in order, with each stored batch before its writers are told; `writes` are
+   * the span contexts of the batch's appends that were traced (undefined when none was:
+   * tracing is off), for whatever later works on the batch (drain) to link to.
+   */
+  onStored: (seq: number, ops: readonly OplogOp[], writes: readonly SpanContext[] | undefined) => void;
 }
 
 interface Pending {
@@ -36,6 +68,8 @@ interface Pending {
   bytes: number;
   resolve: (seq: number) => void;
   reject: (err: unknown) => void;
+  /** The `oplog append` span, ended when the op is stored or failed. */
+  span: Span;
 }
 
 function opBytes(op: OplogOp): number {
@@ -66,15 +100,26 @@ export class OplogAppender {
   /** Appends one op; resolves with its oplog sequence once JetStream has stored it. */
   append(op: OplogOp): Promise<number> {
     if (this.failed !== undefined) return Promise.reject(this.failed);
+    const span = tracer.startSpan('oplog append');
+    if (span.isRecording()) {
+      span.setAttributes({
+        [SpanAttr.vdisk]: String(this.options.vdisk),
+        [SpanAttr.ioOp]: op.op,
+        [SpanAttr.offset]: op.offset,
+        [SpanAttr.length]: op.op === 'write' ? op.data.length : op.length,
+      });
+    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ op, bytes: opBytes(op), resolve, reject });
+      this.queue.push({ op, bytes: opBytes(op), resolve, reject, span });
       this.kick();
     });
   }
 
-  /** Appends a takeover marker (the first thing a new owner writes). */
+  /** Appends a takeover marker (the first thing a new owner writes): a publish span under the caller's. */
   async appendMarker(): Promise<number> {
-    return this.publish({ kind: 'marker', epoch: this.options.epoch, owner: this.options.owner });
+    const entry: OplogEntry = { kind: 'marker', epoch: this.options.epoch, owner: this.options.owner };
+    const parent = context.active();
+    return this.publish(entry, this.startPublishSpan(entry, parent, undefined, 0), parent);
   }
 
   private kick(): void {
@@ -90,14 +135,38 @@ export class OplogAppender {
       this.queue.shift();
     }
     const ops = batch.map((p) => p.op);
-    this.publish({ kind: 'ops', epoch: this.options.epoch, ops })
+    const entry: OplogEntry = { kind: 'ops', epoch: this.options.epoch, ops };
+    // The first write's span is the parent, set explicitly: kick() runs in whichever
+    // context called it (an append, or the end of the previous publish).
+    const first = batch[0]!;
+    const parent = contextWithSpan(first.span, ROOT_CONTEXT);
+    // Only traced appends are collected, so with tracing off no array is made here.
+    let writes: SpanContext[] | undefined;
+    let links: Link[] | undefined;
+    for (const p of batch) {
+      if (!p.span.isRecording()) continue;
+      const write = p.span.spanContext();
+      (writes ??= []).push(write);
+      if (p !== first && (links ??= []).length < SPAN_LINKS_MAX) links.push({ context: write });
+    }
+    const span = this.startPublishSpan(entry, parent, links, bytes);
+    if (links !== undefined && span.isRecording()) {
+      const back: Link = { context: span.spanContext() };
+      for (const p of batch) if (p !== first && p.span.isRecording()) p.span.addLink(back);
+    }
+    this.publish(entry, span, parent)
       .then((seq) => {
-        this.options.onStored(seq, ops);
-        for (const p of batch) p.resolve(seq);
+        this.options.onStored(seq, ops, writes);
+        for (const p of batch) {
+          p.span.setAttribute(SpanAttr.oplogSeq, seq);
+          p.span.setAttribute(SpanAttr.oplogOps, ops.length);
+          p.span.end();
+          p.resolve(seq);
+        }
       })
       .catch((err: unknown) => {
-        for (const p of batch) p.reject(err);
-        if (this.failed !== undefined) for (const p of this.queue.splice(0)) p.reject(this.failed);
+        for (const p of batch) fail(p, err);
+        if (this.failed !== undefined) for (const p of this.queue.splice(0)) fail(p, this.failed);
       })
       .finally(() => {
         this.inFlight = false;
@@ -105,31 +174,65 @@ export class OplogAppender {
       });
   }
 
-  private async publish(entry: OplogEntry): Promise<number> {
+  /** The `oplog publish` span of one message: a child of `parent`, linked to `links`. */
+  private startPublishSpan(entry: OplogEntry, parent: Context, links: Link[] | undefined, payloadBytes: number): Span {
+    const span = tracer.startSpan('oplog publish', links === undefined ? publishSpanOptions : { ...publishSpanOptions, links }, parent);
+    if (span.isRecording()) {
+      span.setAttributes({
+        [SpanAttr.vdisk]: String(this.options.vdisk),
+        'messaging.destination.name': this.options.subject,
+        [SpanAttr.oplogKind]: entry.kind,
+        [SpanAttr.oplogExpectedSeq]: this.options.lastSequence,
+        [SpanAttr.epoch]: this.options.epoch,
+        ...(entry.kind === 'ops' ? { [SpanAttr.oplogOps]: entry.ops.length, [SpanAttr.oplogBytes]: payloadBytes } : {}),
+      });
+    }
+    return span;
+  }
+
+  /** Publishes one message under `span` (started by startPublishSpan), and ends it. */
+  private async publish(entry: OplogEntry, span: Span, parent: Context): Promise<number> {
     const { js, subject, publishTimeoutMs, publishAttempts } = this.options;
     const msgID = `${subject}:${this.options.owner}:${this.options.epoch}:${++this.batchNo}:${this.options.lastSequence}`;
     const h = headers();
-    injectTraceContext(h);
+    injectTraceContext(h, contextWithSpan(span, parent));
     const body = encode(entry);
     let lastErr: unknown;
-    for (let attempt = 1; attempt <= publishAttempts; attempt++) {
-      try {
-        const ack = await js.publish(subject, body, { msgID, headers: h, timeout: publishTimeoutMs, expect: { lastSubjectSequence: this.options.lastSequence } });
-        this.options.lastSequence = ack.seq;
-        return ack.seq;
-      } catch (err) {
-        if (isWrongLastSequence(err)) {
-          this.failed = new StrataError(ErrorCode.FENCED, `${subject}: another owner appended after sequence ${this.options.lastSequence}; this node no longer owns the vDisk`, {
-            cause: err,
-          });
-          throw this.failed;
+    try {
+      for (let attempt = 1; attempt <= publishAttempts; attempt++) {
+        span.setAttribute(SpanAttr.attempts, attempt);
+        try {
+          const ack = await js.publish(subject, body, { msgID, headers: h, timeout: publishTimeoutMs, expect: { lastSubjectSequence: this.options.lastSequence } });
+          this.options.lastSequence = ack.seq;
+          span.setAttribute(SpanAttr.oplogSeq, ack.seq);
+          return ack.seq;
+        } catch (err) {
+          if (isWrongLastSequence(err)) {
+            this.failed = new StrataError(ErrorCode.FENCED, `${subject}: another owner appended after sequence ${this.options.lastSequence}; this node no longer owns the vDisk`, {
+              cause: err,
+            });
+            throw this.failed;
+          }
+          lastErr = err;
         }
-        lastErr = err;
       }
+      this.failed = new StrataError(ErrorCode.UNAVAILABLE, `${subject}: the oplog did not acknowledge an append after ${publishAttempts} attempts: ${(lastErr as Error)?.message}`, {
+        cause: lastErr,
+      });
+      throw this.failed;
+    } catch (err) {
+      recordSpanError(span, err);
+      throw err;
+    } finally {
+      span.end();
     }
-    this.failed = new StrataError(ErrorCode.UNAVAILABLE, `${subject}: the oplog did not acknowledge an append after ${publishAttempts} attempts: ${(lastErr as Error)?.message}`, {
-      cause: lastErr,
-    });
-    throw this.failed;
   }
+}
+
+const publishSpanOptions = { kind: SpanKind.PRODUCER } as const;
+
+function fail(p: Pending, err: unknown): void {
+  recordSpanError(p.span, err);
+  p.span.end();
+  p.reject(err);
 }

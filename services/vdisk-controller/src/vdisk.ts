@@ -5,7 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
-import { BlockIndex, overlay } from './block-index';
+import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordSpanError, recordingSpan, trace, withSpan, type Link, type SpanContext } from '@strata/tracing';
+import { BlockIndex, WriteLinks, overlay } from './block-index';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from './oplog';
 
@@ -39,8 +40,15 @@ export interface VdiskShape {
   blockSizeBytes: number;
 }
 
+const tracer = trace.getTracer('@strata/vdisk-controller');
+
+/** A drain is its own trace: it runs in the background, after its writes were acknowledged. */
+const drainSpanOptions = { root: true } as const;
+
 export class Vdisk {
   readonly index: BlockIndex;
+  /** The traced writes the index holds, for the next drain span's links. */
+  readonly writeLinks = new WriteLinks<SpanContext>(SPAN_LINKS_MAX);
   private readonly rows = new Map<number, { value: VdiskRow; revision: number }>();
   /** Extents allocated for blocks whose vDisk map entry is not written yet (a drain failed after allocating). */
   private readonly allocated = new Map<number, BlockLocation>();
@@ -66,12 +74,21 @@ export class Vdisk {
     this.drainedSeq = drainedSeq;
   }
 
-  /** Applies a stored oplog entry's ops to the index (appends and replay alike). */
-  apply(seq: number, ops: readonly OplogOp[]): void {
+  /**
+   * Applies a stored oplog entry's ops to the index (appends and replay alike); `writes`
+   * are the span contexts of its traced appends, which the drain of `seq` will link to.
+   */
+  apply(seq: number, ops: readonly OplogOp[], writes?: readonly SpanContext[]): void {
     for (const op of ops) {
       if (op.op === 'write') this.index.insert(op.offset, op.data.length, seq, op.data);
       else this.index.insert(op.offset, op.length, seq, undefined);
     }
+    if (writes !== undefined) this.writeLinks.record(seq, writes);
+  }
+
+  /** Describes the I/O on the active span (the controller's handler span), when it records. */
+  private describe(op: string, offset: number, length: number): void {
+    recordingSpan()?.setAttributes({ [SpanAttr.vdisk]: String(this.shape.id), [SpanAttr.ioOp]: op, [SpanAttr.offset]: offset, [SpanAttr.length]: length });
   }
 
   private checkRange(offset: number, length: number): void {
@@ -84,6 +101,7 @@ export class Vdisk {
   /** Waits (bounded by `deadline`) until undrained data leaves room for `bytes` more. */
   private async reserve(bytes: number, deadline: number): Promise<void> {
     while (this.index.heldBytes + this.pendingBytes + bytes > this.settings.undrainedBytesMax && this.pendingBytes + this.index.heldBytes > 0) {
+      recordingSpan()?.addEvent('oplog full: waiting for drain', { 'strata.undrained_bytes': this.index.heldBytes + this.pendingBytes });
       this.kickDrain();
       const remainingMs = deadline - performance.now();
       if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: the oplog is full and drain has not caught up`);
@@ -103,6 +121,7 @@ export class Vdisk {
   }
 
   async write(offset: number, data: Uint8Array, deadline: number): Promise<void> {
+    this.describe('write', offset, data.length);
     this.checkRange(offset, data.length);
     await this.reserve(data.length, deadline);
     try {
@@ -115,12 +134,14 @@ export class Vdisk {
   }
 
   async zero(offset: number, length: number): Promise<void> {
+    this.describe('zero', offset, length);
     this.checkRange(offset, length);
     await this.appender.append({ op: 'zero', offset, length });
     this.afterWrite();
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    this.describe('read', offset, length);
     this.checkRange(offset, length);
     const end = offset + length;
     // The overlay is taken first: a drain finishing while the base is read then
@@ -225,6 +246,34 @@ export class Vdisk {
     const upTo = this.appender.lastSequence;
     const blocks = this.index.blocksUpTo(upTo);
     if (blocks.length === 0) return;
+    // A root span, whatever context kicked the drain (a write's, through afterWrite or
+    // its idle timer), linked to the traces of the writes it drains (bounded). Its
+    // extent-store writes and metadata puts run inside it, so the bus's request spans,
+    // and the stores' and shards' handler spans, are its descendants.
+    const linked = this.writeLinks.upTo(upTo);
+    const links = linked.contexts.length === 0 ? undefined : linked.contexts.map((context): Link => ({ context }));
+    const span = tracer.startSpan('drain', links === undefined ? drainSpanOptions : { ...drainSpanOptions, links }, ROOT_CONTEXT);
+    if (span.isRecording()) {
+      span.setAttributes({
+        [SpanAttr.vdisk]: String(this.shape.id),
+        [SpanAttr.drainFromSeq]: this.drainedSeq + 1,
+        [SpanAttr.drainToSeq]: upTo,
+        [SpanAttr.drainBlocks]: blocks.length,
+        [SpanAttr.drainLinks]: linked.contexts.length,
+        ...(linked.incomplete ? { [SpanAttr.drainLinksIncomplete]: true } : {}),
+      });
+    }
+    try {
+      await withSpan(span, () => this.drainBlocks(upTo, blocks), ROOT_CONTEXT);
+    } catch (err) {
+      recordSpanError(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async drainBlocks(upTo: number, blocks: readonly number[]): Promise<void> {
     const bs = this.shape.blockSizeBytes;
     const groups = new Map<bigint, { pieces: EgPiece[]; changes: ExtentChanges }>();
     const group = (egroup: bigint): { pieces: EgPiece[]; changes: ExtentChanges } => {
@@ -273,6 +322,10 @@ export class Vdisk {
       }
     }
 
+    const span = recordingSpan();
+    span?.setAttribute(SpanAttr.drainEgroups, groups.size);
+    span?.addEvent('planned');
+
     // 2. Extent groups, a few at a time. After a failure no worker takes more work,
     // and the drain ends only when every worker has: nothing of a failed drain may
     // still be writing when the next one starts.
@@ -293,14 +346,19 @@ export class Vdisk {
     if (failure !== undefined) throw failure.err;
     if (this.closed) return;
 
+    span?.addEvent('extent groups written');
+
     // 3. The vDisk map.
     await settleAll([...rowChanges].map(([row, changes]) => this.updateRow(row, changes)));
     for (const [, changes] of rowChanges) for (const block of changes.keys()) this.allocated.delete(block);
+    span?.addEvent('vdisk map written');
 
     // 4. Durable: record, forget, purge.
     await this.ports.recordDrained(upTo);
     this.drainedSeq = upTo;
     for (const block of blocks) this.index.dropUpTo(block, upTo);
+    this.writeLinks.dropUpTo(upTo);
+    span?.addEvent('drained sequence recorded');
     for (const wake of this.spaceWaiters.splice(0)) wake();
     await this.ports.purgeBelow(upTo + 1);
   }

@@ -46,6 +46,13 @@ describe('extent groups', () => {
     ]);
   });
 
+  it('never puts more pieces in one request than the limit', () => {
+    const pieces = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? { offset: i * 10, data: new Uint8Array(1) } : { offset: i * 10, zeros: 5 }));
+    const out = chunks(pieces, 1_000, 4);
+    expect(out.map((c) => c.length)).toEqual([4, 4, 2]);
+    expect(out.flat()).toEqual(pieces);
+  });
+
   it('records new extents with one reference and freed ones with none', () => {
     const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 3, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
     const next = applyChanges(entry, 7n, { added: [{ block: 5, location: { egroup: 9n, offset: 64, length: 64 } }], freed: [{ egroup: 9n, offset: 0, length: 64 }] }, 4, 128);

@@ -8,9 +8,9 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type BasicTracerProvider } f
 // but only sdk-trace-node's NodeTracerProvider registers the AsyncLocalStorage context
 // manager, and @opentelemetry/context-async-hooks is not a dependency of this package.
 import { node } from '@opentelemetry/sdk-node';
-import { fromExportTraceRequest, type OtlpSpanRecord, type OtlpValue } from '../otlp-json';
+import { fromExportTraceRequest, type OtlpLinkRecord, type OtlpSpanRecord, type OtlpValue } from '../otlp-json';
 
-export type { OtlpSpanRecord, OtlpValue };
+export type { OtlpLinkRecord, OtlpSpanRecord, OtlpValue };
 
 export interface InMemoryTracing {
   /** Finished spans, in the order they ended: exporter.getFinishedSpans(). */
@@ -82,4 +82,55 @@ export async function readSpanFile(path: string): Promise<OtlpSpanRecord[]> {
     records.push(...fromExportTraceRequest(parsed, where));
   });
   return records;
+}
+
+/** Spans read back, indexed as the trees they form: parents, children, descendants. */
+export interface SpanForest {
+  readonly spans: readonly OtlpSpanRecord[];
+  /** The spans of one trace, in file order. */
+  trace(traceId: string): OtlpSpanRecord[];
+  /** The span's parent, when the parent is among the spans. */
+  parentOf(span: OtlpSpanRecord): OtlpSpanRecord | undefined;
+  childrenOf(span: OtlpSpanRecord): OtlpSpanRecord[];
+  /** The span's parent, its parent, and so on, as far as the spans go. */
+  ancestorsOf(span: OtlpSpanRecord): OtlpSpanRecord[];
+  /** Every span below `span`, depth first. */
+  descendantsOf(span: OtlpSpanRecord): OtlpSpanRecord[];
+  /** The tree under `root` as indented lines (name, service, attributes): for failure messages. */
+  describe(root: OtlpSpanRecord): string;
+}
+
+/** Indexes `spans` (e.g. from readSpanFile) by trace and parent. Span ids are keyed within their trace. */
+export function spanForest(spans: readonly OtlpSpanRecord[]): SpanForest {
+  const key = (traceId: string, spanId: string): string => `${traceId}/${spanId}`;
+  const byKey = new Map<string, OtlpSpanRecord>();
+  const children = new Map<string, OtlpSpanRecord[]>();
+  const byTrace = new Map<string, OtlpSpanRecord[]>();
+  for (const span of spans) {
+    byKey.set(key(span.traceId, span.spanId), span);
+    byTrace.set(span.traceId, [...(byTrace.get(span.traceId) ?? []), span]);
+    if (span.parentSpanId !== undefined) {
+      const parentKey = key(span.traceId, span.parentSpanId);
+      children.set(parentKey, [...(children.get(parentKey) ?? []), span]);
+    }
+  }
+  const parentOf = (span: OtlpSpanRecord): OtlpSpanRecord | undefined => (span.parentSpanId === undefined ? undefined : byKey.get(key(span.traceId, span.parentSpanId)));
+  const childrenOf = (span: OtlpSpanRecord): OtlpSpanRecord[] => children.get(key(span.traceId, span.spanId)) ?? [];
+  const descendantsOf = (span: OtlpSpanRecord): OtlpSpanRecord[] => childrenOf(span).flatMap((c) => [c, ...descendantsOf(c)]);
+  const describe = (root: OtlpSpanRecord, depth = 0): string =>
+    [`${'  '.repeat(depth)}${root.name} [${root.serviceName ?? '?'}] ${JSON.stringify(root.attributes)}`, ...childrenOf(root).map((c) => describe(c, depth + 1))].join('\n');
+  return {
+    spans,
+    trace: (traceId) => byTrace.get(traceId) ?? [],
+    parentOf,
+    childrenOf,
+    ancestorsOf: (span) => {
+      const out: OtlpSpanRecord[] = [];
+      // A cycle is impossible in a well-formed file; the bound keeps a broken one from hanging a test.
+      for (let p = parentOf(span); p !== undefined && out.length <= spans.length; p = parentOf(p)) out.push(p);
+      return out;
+    },
+    descendantsOf,
+    describe: (root) => describe(root),
+  };
 }

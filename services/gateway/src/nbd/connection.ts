@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { StrataError, assert } from '@strata/errors';
+import { SpanAttr, SpanKind, recordSpanError, trace, withSpan, type Span } from '@strata/tracing';
 import type { BlockDevice, ExportCatalog } from '../backend';
 import {
   encodeExportNameReply,
@@ -107,6 +108,18 @@ class ConnectionRefused extends Error {
 const REP_BACKEND_FAILED = NbdRep.ERR_UNKNOWN;
 
 let nextConnectionId = 1;
+
+const tracer = trace.getTracer('@strata/gateway');
+
+/** Span names, made once: `nbd write`. */
+const spanNames: Readonly<Record<BlockOp, string>> = { read: 'nbd read', write: 'nbd write', flush: 'nbd flush', trim: 'nbd trim', zero: 'nbd zero' };
+
+/**
+ * An NBD command is where an I/O's trace starts: a root span (whatever context the
+ * transmission loop happens to run in), the server side of the client's request. The
+ * bus requests of its pieces are its children.
+ */
+const commandSpanOptions = { kind: SpanKind.SERVER, root: true } as const;
 
 export class NbdConnection {
   readonly id: number;
@@ -341,35 +354,61 @@ export class NbdConnection {
 
   private async execute(device: BlockDevice, handle: bigint, decision: Extract<RequestDecision, { action: 'execute' }>, payload: Buffer | undefined, costBytes: number): Promise<void> {
     const startedMs = performance.now();
+    const span = tracer.startSpan(spanNames[decision.op], commandSpanOptions);
+    if (span.isRecording()) this.describeSpan(span, device, decision);
     let errno: NbdErrno = NbdErrno.OK;
     let data: Uint8Array | undefined;
     try {
-      switch (decision.op) {
-        case 'read':
-          data = await device.read(decision.offset, decision.lengthBytes);
-          // A short or long payload would desynchronise the client for good.
-          if (data.length !== decision.lengthBytes) throw new Error(`backend returned ${data.length} bytes for a read of ${decision.lengthBytes}`);
-          break;
-        case 'write':
-          assert(payload !== undefined && payload.length === decision.lengthBytes, 'a write has its payload');
-          await device.write(decision.offset, payload, decision.fua);
-          break;
-        case 'flush':
-          await device.flush();
-          break;
-        case 'trim':
-        case 'zero':
-          await device.zero(decision.offset, decision.lengthBytes);
-          break;
-      }
+      data = await withSpan(span, () => this.perform(device, decision, payload));
     } catch (err) {
       errno = errnoFor(err);
       data = undefined;
+      recordSpanError(span, err);
       const fields = { conn: this.id, remote: this.remote, export: device.name, op: decision.op, offset: decision.offset, lengthBytes: decision.lengthBytes, errno, err };
       if (err instanceof StrataError) this.log.warn(fields, 'request failed');
       else this.log.error(fields, 'request failed with an unexpected error');
     }
-    await this.answer(handle, errno, data, costBytes, decision.op, startedMs);
+    try {
+      await this.answer(handle, errno, data, costBytes, decision.op, startedMs);
+    } finally {
+      // The span covers the reply too: it ends when the reply is in the socket's hands.
+      span.setAttribute(SpanAttr.nbdErrno, errno);
+      span.end();
+    }
+  }
+
+  /** Runs one command against the device; a read's data, else undefined. */
+  private async perform(device: BlockDevice, decision: Extract<RequestDecision, { action: 'execute' }>, payload: Buffer | undefined): Promise<Uint8Array | undefined> {
+    switch (decision.op) {
+      case 'read': {
+        const data = await device.read(decision.offset, decision.lengthBytes);
+        // A short or long payload would desynchronise the client for good.
+        if (data.length !== decision.lengthBytes) throw new Error(`backend returned ${data.length} bytes for a read of ${decision.lengthBytes}`);
+        return data;
+      }
+      case 'write':
+        assert(payload !== undefined && payload.length === decision.lengthBytes, 'a write has its payload');
+        await device.write(decision.offset, payload, decision.fua);
+        return undefined;
+      case 'flush':
+        await device.flush();
+        return undefined;
+      case 'trim':
+      case 'zero':
+        await device.zero(decision.offset, decision.lengthBytes);
+        return undefined;
+    }
+  }
+
+  private describeSpan(span: Span, device: BlockDevice, decision: Extract<RequestDecision, { action: 'execute' }>): void {
+    span.setAttributes({
+      [SpanAttr.vdiskName]: device.name,
+      [SpanAttr.ioOp]: decision.op,
+      [SpanAttr.nbdConnection]: this.id,
+      ...(device.vdisk === undefined ? {} : { [SpanAttr.vdisk]: String(device.vdisk) }),
+      ...(decision.op === 'flush' ? {} : { [SpanAttr.offset]: decision.offset, [SpanAttr.length]: decision.lengthBytes }),
+      ...(decision.fua ? { [SpanAttr.nbdFua]: true } : {}),
+    });
   }
 
   /** Writes one reply (header and data together), then releases the request's share of the limits. */

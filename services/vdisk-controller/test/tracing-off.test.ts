@@ -1,0 +1,77 @@
+// With tracing off (no tracer provider registered, as in an actor with no exporter),
+// the oplog and drain make no-op spans only: the appender hands no span contexts to the
+// index (no per-batch array), the vDisk keeps no links, and writes, group commit and
+// drain work as before.
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { BlockLocation } from '@strata/proto';
+import { trace, type SpanContext } from '@strata/tracing';
+import type { ExtentSpace } from '../src/extent-groups';
+import { OplogAppender } from '../src/oplog';
+import { Vdisk } from '../src/vdisk';
+
+const BLOCK = 4096;
+
+class NullSpace implements ExtentSpace {
+  writes = 0;
+  private next = 0;
+  allocate(_block: number, length: number): Promise<BlockLocation> {
+    const location = { egroup: 1n, offset: this.next, length };
+    this.next += length;
+    return Promise.resolve(location);
+  }
+  write(): Promise<void> {
+    this.writes++;
+    return Promise.resolve();
+  }
+  read(_location: BlockLocation, _offset: number, length: number): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(length));
+  }
+}
+
+test('with tracing off, appends hand no span contexts to the index and drain keeps no links', async () => {
+  // Nothing registered: the API's tracers are no-ops.
+  expect(trace.getTracer('probe').startSpan('probe').isRecording()).toBe(false);
+  let seq = 0;
+  const js = { publish: () => Promise.resolve({ seq: ++seq }) } as unknown as JetStreamClient;
+  const stored: Array<readonly SpanContext[] | undefined> = [];
+  const ref: { vdisk?: Vdisk } = {};
+  const appender = new OplogAppender({
+    js,
+    subject: 'oplog.5',
+    vdisk: 5n,
+    epoch: 1,
+    owner: 'n1',
+    lastSequence: 0,
+    maxBatchBytes: 1 << 20,
+    publishTimeoutMs: 1_000,
+    publishAttempts: 1,
+    onStored: (s, ops, writes) => {
+      stored.push(writes);
+      ref.vdisk?.apply(s, ops, writes);
+    },
+  });
+  const space = new NullSpace();
+  const vdisk = new Vdisk(
+    { id: 5n, sizeBytes: 64 * BLOCK, blockSizeBytes: BLOCK },
+    appender,
+    space,
+    { getRow: () => Promise.resolve(null), putRow: (_row, _value, revision) => Promise.resolve(revision + 1), recordDrained: () => Promise.resolve(), purgeBelow: () => Promise.resolve() },
+    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, rowBlocks: 16 },
+    0,
+    () => undefined,
+  );
+  ref.vdisk = vdisk;
+  try {
+    // Concurrent writes: group commit batches some of them.
+    await Promise.all(Array.from({ length: 20 }, (_, i) => vdisk.write(i * BLOCK, new Uint8Array(BLOCK).fill(i + 1), Number.MAX_SAFE_INTEGER)));
+    expect(stored.length).toBeGreaterThan(0);
+    expect(stored.length).toBeLessThan(20);
+    expect(stored.every((w) => w === undefined)).toBe(true);
+    expect(vdisk.writeLinks.size).toBe(0);
+    await vdisk.drain();
+    expect(space.writes).toBe(1);
+    expect(vdisk.index.blockCount).toBe(0);
+  } finally {
+    await vdisk.close();
+  }
+});

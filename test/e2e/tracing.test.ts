@@ -1,0 +1,218 @@
+// One NBD write, traced across the actor processes of a real local cluster (`strata up
+// --nodes 2`, one process per actor, every process appending its spans to one file
+// through STRATA_TRACE_FILE). qemu-io writes 4 KiB once; the test waits for the drain
+// of that write, stops the cluster (each process flushes its spans as it stops), reads
+// the span file and proves that:
+//  - the write is one trace whose root is the gateway's `nbd write` span, and that
+//    trace holds, each the parent of the next (checked by parent span id):
+//    nbd write → request/handle strata.io (io-director) → request/handle strata.adm
+//    (admission) → admission queue wait → request/handle strata.vdc (vdisk-controller)
+//    → oplog append → oplog publish, each hop's handler span in its own process (its
+//    resource's service.name), over NATS (no `strata.local`), with the attributes that
+//    say what the write was (vDisk, offset, length, owner, oplog sequence);
+//  - the drain of that write is another trace: a root `drain` span, in the
+//    vdisk-controller, linked to the write's `oplog append` span, whose descendants
+//    include the extent stores' handler spans for both replicas (disk and extent group
+//    attributes) and the metadata shards' handler spans for the puts of the
+//    extent-group map and the vDisk map; none of those are in the write's trace.
+// Every wait is bounded; afterAll stops `strata up` and kills by PID whatever it left.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SpanStatusCode } from '@strata/tracing';
+import { readSpanFile, spanForest, type OtlpSpanRecord, type SpanForest } from '@strata/tracing/testing';
+import { freePort, run, startNode, waitFor, type ActorProcess } from '../harness';
+
+/** The PIDs of a process's children (the actors and nats-server `strata up` supervises). */
+async function childPids(pid: number): Promise<number[]> {
+  const { stdout } = await run('pgrep', ['-P', String(pid)], { timeoutMs: 5_000 });
+  return stdout
+    .split('\n')
+    .filter((l) => /^\d+$/.test(l))
+    .map(Number);
+}
+
+async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000): Promise<string> {
+  const args = ['-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
+  const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
+  const out = stdout + stderr;
+  if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.join(' ; ')} failed (${code}): ${out.slice(-2000)}`);
+  return out;
+}
+
+/** The one child of `parent` named `name`; fails, showing the tree, unless there is exactly one. */
+function child(forest: SpanForest, parent: OtlpSpanRecord, name: string, root: OtlpSpanRecord): OtlpSpanRecord {
+  const found = forest.childrenOf(parent).filter((s) => s.name === name);
+  if (found.length !== 1) throw new Error(`expected one "${name}" under "${parent.name}", found ${found.length}; the trace:\n${forest.describe(root)}`);
+  return found[0]!;
+}
+
+/** A string attribute of `span`; fails, naming it, when it is missing or not a string. */
+function text(span: OtlpSpanRecord, key: string): string {
+  const value = span.attributes[key];
+  if (typeof value !== 'string') throw new Error(`${span.name}: attribute ${key} is ${JSON.stringify(value)}, not a string`);
+  return value;
+}
+
+/** The write's `oplog append` span, when the file has the whole trace of one `nbd write`. */
+function appendOf(spans: OtlpSpanRecord[]): OtlpSpanRecord | undefined {
+  const write = spans.find((s) => s.name === 'nbd write' && s.parentSpanId === undefined);
+  return write === undefined ? undefined : spans.find((s) => s.traceId === write.traceId && s.name === 'oplog append');
+}
+
+/**
+ * The drain spans linked to `span` that succeeded. (Right after start-up a drain may fail,
+ * e.g. while the metadata partitions are still being taken; the next one links the same writes.)
+ */
+function drainsLinkedTo(spans: OtlpSpanRecord[], span: OtlpSpanRecord): OtlpSpanRecord[] {
+  return spans.filter((s) => s.name === 'drain' && s.status.code !== SpanStatusCode.ERROR && (s.links ?? []).some((l) => l.traceId === span.traceId && l.spanId === span.spanId));
+}
+
+describe('tracing: one NBD write is one trace across the actor processes, and its drain a linked trace', () => {
+  let dir: string;
+  let spanFile: string;
+  let nbdPort: number;
+  let up: ActorProcess | undefined;
+  let started: number[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'strata-e2e-tracing-'));
+    spanFile = join(dir, 'spans.jsonl');
+    nbdPort = await freePort();
+    const natsPort = await freePort();
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
+      name: 'strata up',
+      // Tracing is off unless something exports: the span file turns it on in every process.
+      env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100' },
+    });
+    try {
+      await up.waitForOutput(/^ready$/m, 90_000);
+    } finally {
+      // Whatever started, even if not ready: afterAll kills these by PID.
+      started = await childPids(up.pid());
+    }
+  });
+
+  afterAll(async () => {
+    await up?.stop(20_000);
+    for (const pid of started) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone, as it should be
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('links the gateway, director, admission, controller and oplog spans in one trace, and the drain to it', async () => {
+    await qemuIo(`nbd://127.0.0.1:${nbdPort}/demo`, ['write -P 0x5a 0 4k']);
+    // Each span is in the file as soon as it ends; the drain runs 100 ms after the write.
+    await waitFor('the drain of the write in the span file', 30_000, async () => {
+      const spans = await readSpanFile(spanFile);
+      const append = appendOf(spans);
+      return append !== undefined && drainsLinkedTo(spans, append).length > 0;
+    }, 200);
+    // A clean stop: every process ends and flushes its spans before it exits.
+    const stopping = up!.exited();
+    await up!.stop(20_000);
+    expect(await stopping).toBe(0);
+
+    const spans = await readSpanFile(spanFile);
+    const forest = spanForest(spans);
+
+    // The write: one root span in the gateway.
+    const writes = spans.filter((s) => s.name === 'nbd write');
+    expect(writes).toHaveLength(1);
+    const nbd = writes[0]!;
+    expect(nbd.parentSpanId).toBeUndefined();
+    expect(nbd.serviceName).toBe('gateway');
+    expect(nbd.attributes).toMatchObject({ 'strata.vdisk.name': 'demo', 'strata.io.op': 'write', 'strata.io.offset': 0, 'strata.io.length': 4096, 'nbd.errno': 0 });
+    const vdisk = text(nbd, 'strata.vdisk');
+    expect(vdisk).toMatch(/^\d+$/);
+
+    // The chain, each span the parent of the next (child() looks them up by parent id).
+    const ioRequest = child(forest, nbd, 'request strata.io.n1.write', nbd);
+    const ioHandle = child(forest, ioRequest, 'handle strata.io.n1.write', nbd);
+    // The first I/O claims the vDisk for the node it entered.
+    expect(ioHandle.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.io.offset': 0, 'strata.io.length': 4096, 'strata.owner': 'n1' });
+    const admRequest = child(forest, ioHandle, 'request strata.adm.n1.write', nbd);
+    const admHandle = child(forest, admRequest, 'handle strata.adm.n1.write', nbd);
+    expect(admHandle.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.io.op': 'write' });
+    const wait = child(forest, admHandle, 'admission queue wait', nbd);
+    expect(wait.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.admission.queue_depth': 1 });
+    const vdcRequest = child(forest, wait, 'request strata.vdc.n1.write', nbd);
+    // The wait ends when the request leaves the queue: before the request to the controller starts.
+    expect(BigInt(wait.endTimeUnixNano) <= BigInt(vdcRequest.startTimeUnixNano)).toBe(true);
+    const vdcHandle = child(forest, vdcRequest, 'handle strata.vdc.n1.write', nbd);
+    expect(vdcHandle.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.io.offset': 0, 'strata.io.length': 4096 });
+    const append = child(forest, vdcHandle, 'oplog append', nbd);
+    expect(append.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.io.op': 'write', 'strata.io.offset': 0, 'strata.io.length': 4096, 'strata.oplog.ops': 1 });
+    const seq = append.attributes['strata.oplog.seq'];
+    expect(typeof seq === 'number' && seq > 0).toBe(true);
+    const publish = child(forest, append, 'oplog publish', nbd);
+    expect(publish.attributes).toMatchObject({ 'strata.oplog.seq': seq, 'strata.oplog.kind': 'ops', 'strata.oplog.ops': 1, 'messaging.destination.name': `oplog.${vdisk}` });
+
+    // All in the write's trace; each hop's handler in its own process, reached over NATS.
+    for (const s of [ioRequest, ioHandle, admRequest, admHandle, wait, vdcRequest, vdcHandle, append, publish]) expect(s.traceId).toBe(nbd.traceId);
+    expect([nbd, ioHandle, admHandle, wait, vdcHandle, append, publish].map((s) => s.serviceName)).toEqual([
+      'gateway',
+      'io-director',
+      'admission',
+      'admission',
+      'vdisk-controller',
+      'vdisk-controller',
+      'vdisk-controller',
+    ]);
+    expect([ioRequest, admRequest, vdcRequest].map((s) => s.serviceName)).toEqual(['gateway', 'io-director', 'admission']);
+    for (const s of [ioHandle, admHandle, vdcHandle]) expect(s.attributes['strata.local']).toBeUndefined();
+    // Drain work is not in the write's trace.
+    expect(forest.trace(nbd.traceId).filter((s) => /^handle strata\.(estore|md)\./.test(s.name)).map((s) => s.name)).toEqual([]);
+
+    // The drain: a root span of its own trace, linked to the write's append.
+    const drains = drainsLinkedTo(spans, append);
+    expect(drains).toHaveLength(1);
+    const drain = drains[0]!;
+    expect(drain.parentSpanId).toBeUndefined();
+    expect(drain.traceId).not.toBe(nbd.traceId);
+    expect(drain.serviceName).toBe('vdisk-controller');
+    expect(drain.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.drain.links': 1 });
+    expect(Number(drain.attributes['strata.drain.from_seq'])).toBeLessThanOrEqual(seq as number);
+    expect(Number(drain.attributes['strata.drain.to_seq'])).toBeGreaterThanOrEqual(seq as number);
+    const below = forest.descendantsOf(drain);
+    const tree = forest.describe(drain);
+
+    // The extent-group write, and under it both replicas' writes, each handled by its node's extent store.
+    const egroupWrites = below.filter((s) => s.name === 'egroup write');
+    expect(egroupWrites).toHaveLength(1);
+    const egroupWrite = egroupWrites[0]!;
+    const egroup = text(egroupWrite, 'strata.egroup');
+    expect(egroup).toMatch(/^\d+$/);
+    const estore = below.filter((s) => /^handle strata\.estore\.n\d\.write$/.test(s.name));
+    if (estore.length < 2) throw new Error(`expected the two replicas' writes under the drain; the drain:\n${tree}`);
+    expect([...new Set(estore.map((s) => s.name))].sort()).toEqual(['handle strata.estore.n1.write', 'handle strata.estore.n2.write']);
+    for (const s of estore) {
+      expect(s.serviceName).toBe('extent-store');
+      expect(s.attributes).toMatchObject({ 'strata.egroup': egroup, 'strata.vdisk': vdisk, 'strata.bytes': 4096 });
+      expect(s.attributes['strata.disk']).toMatch(/^\d+$/);
+      // Its parent is the controller's request, under the extent-group write, under the drain.
+      const request = forest.parentOf(s)!;
+      expect(request.name).toBe(s.name.replace(/^handle/, 'request'));
+      expect(request.serviceName).toBe('vdisk-controller');
+      expect(forest.ancestorsOf(s)).toEqual(expect.arrayContaining([egroupWrite, drain]));
+    }
+    expect(new Set(estore.map((s) => s.attributes['strata.disk'])).size).toBe(2);
+
+    // The metadata puts: the extent-group map (created, then the write recorded) and the vDisk map row.
+    const mdPuts = below.filter((s) => /^handle strata\.md\.\d+\.put$/.test(s.name));
+    for (const s of mdPuts) {
+      expect(s.serviceName).toBe('metadata-shard');
+      expect(forest.parentOf(s)?.name).toBe(s.name.replace(/^handle/, 'request'));
+      expect(forest.ancestorsOf(s)).toContain(drain);
+      expect(s.attributes['strata.md.partition']).toBe(Number(/^handle strata\.md\.(\d+)\.put$/.exec(s.name)![1]));
+    }
+    const putMaps = mdPuts.map((s) => `${text(s, 'strata.md.map')} ${text(s, 'strata.md.key')}`);
+    if (!putMaps.some((p) => p.startsWith('egroup ')) || !putMaps.some((p) => p.startsWith('vdisk '))) throw new Error(`expected egroup and vdisk map puts under the drain, got ${JSON.stringify(putMaps)}; the drain:\n${tree}`);
+    expect(putMaps.filter((p) => p.startsWith('egroup '))).toContain(`egroup ${egroup}`);
+  });
+});
