@@ -13,3 +13,21 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
 export { readEvents } from './events';
+export {
+  freePortRun,
+  childPids,
+  childMatching,
+  commandLine,
+  killIfUnchanged,
+  qemuIo,
+  AckedWriter,
+  readDrainState,
+  waitForDrained,
+  sampleDrain,
+  type DrainSampler,
+  type AckedBlock,
+  type AckedWriterOptions,
+  type DrainState,
+  type RoundFailure,
+  type WrittenBlock,
+} from './strata';

@@ -167,14 +167,29 @@ export class Lease {
     const acquired = this.heldEpoch === undefined;
     this.heldEpoch = epoch;
     this.heldUntilMs = untilMs;
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => {
-      if (this.heldEpoch !== undefined && this.now() >= this.heldUntilMs) this.lose('renewal overdue');
-    }, Math.max(0, untilMs - this.now()));
+    this.armExpiry();
     if (acquired) {
       this.options.log?.info({ key: this.options.key, epoch }, 'lease acquired');
       this.options.onAcquired?.(epoch);
     }
+  }
+
+  /**
+   * Declares the lease lost once its validity has run out without a renewal. Node
+   * timers may fire a little (about a millisecond) before performance.now() reaches
+   * their target: a timer that finds the lease still valid arms itself again, or an
+   * expiry would pass unnoticed and the holder would never step down.
+   */
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(
+      () => {
+        if (this.heldEpoch === undefined) return;
+        if (this.now() >= this.heldUntilMs) this.lose('renewal overdue');
+        else this.armExpiry();
+      },
+      Math.max(1, Math.ceil(this.heldUntilMs - this.now())),
+    );
   }
 
   private lose(why: string): void {

@@ -168,7 +168,7 @@ export class ConfigReplica {
       log.warn({ epoch }, 'leadership abandoned before it began');
       return;
     }
-    if (!(await this.cache.waitForRevision(fence.sequence, settings.leaseTtlMs))) {
+    if (!(await this.catchUp(fence.sequence, settings.leaseTtlMs))) {
       log.error({ epoch, sequence: fence.sequence }, 'cache did not catch up with the takeover marker; abdicating');
       await this.lease.stop({ release: true });
       if (!this.stopped) this.lease.start();
@@ -271,6 +271,25 @@ export class ConfigReplica {
    * watch that does not catch up within a moment (its server died) is resumed from
    * the last revision it applied; if even that fails in time, UNAVAILABLE.
    */
+  /**
+   * Waits until the cache has applied `sequence`. A watch whose consumer lived on a
+   * nats-server that died never catches up by itself: after a short wait it is
+   * resumed from the last revision it applied, then waited for again. Without the
+   * resume a new leader would abdicate, win the lease again and abdicate forever.
+   */
+  private async catchUp(sequence: number, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    if (await this.cache.waitForRevision(sequence, Math.min(500, timeoutMs))) return true;
+    this.deps.log.warn({ have: this.cache.revision, want: sequence }, 'config cache is behind the takeover marker; resuming its watch');
+    try {
+      await this.cache.resume();
+    } catch (err) {
+      this.deps.log.warn({ err }, 'could not resume the config watch');
+      return false;
+    }
+    return this.cache.waitForRevision(sequence, Math.max(0, deadline - performance.now()));
+  }
+
   private async ensureFresh(leadership: Leadership, timeoutMs: number): Promise<void> {
     const target = leadership.fence.sequence;
     if (this.cache.revision >= target) return;

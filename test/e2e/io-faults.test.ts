@@ -1,0 +1,362 @@
+// Faults under the I/O path, end to end: a real cluster started by `strata up` (three
+// nodes, one process per actor), real NBD clients (qemu-io), and kill -9 of one
+// backend process while a writer runs. The writer (AckedWriter) writes distinct
+// patterns at distinct offsets through node 1's gateway, records a write as
+// acknowledged only once qemu-io printed it done, and reads back the previous round's
+// blocks in each round. Drain is made to run all the time (100 ms idle, drain from
+// 1 MiB undrained, 4 MiB extent groups), so the metadata shards are in the write path.
+// It proves that:
+//  - kill -9 of the metadata shard serving the vDisk map row being written: not one
+//    NBD request fails, every partition the shard held is served again under a new
+//    lease epoch, drain catches up with the oplog afterwards, and every acknowledged
+//    write reads back, from the extents once drained;
+//  - kill -9 of the nats-server leading the OPLOG stream (R3, three servers): writes
+//    stop for a bounded pause and then continue, the config service answers again
+//    (drain needs it to place new extent groups), no acknowledged write is lost, and
+//    everything reads back (before and after drain) with that server still down.
+//
+// `strata up --nats 3` stops the whole cluster when one of its nats-servers exits
+// ("exited unexpectedly; stopping", cli/src/up.ts), so the second test runs the
+// harness's own three-server cluster and hands it to `strata up` through NATS_URL.
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ConfigClient } from '@strata/config-client';
+import { openBucket } from '@strata/kv';
+import { leaseRecord, type LeaseRecord } from '@strata/lease';
+import { MD_PARTITIONS, buckets, keys, partitionOf, streams } from '@strata/proto';
+import {
+  AckedWriter,
+  childMatching,
+  childPids,
+  commandLine,
+  connectClient,
+  freePortRun,
+  killIfUnchanged,
+  qemuIo,
+  readDrainState,
+  sampleDrain,
+  startNode,
+  startTopology,
+  waitFor,
+  waitForDrained,
+  type AckedBlock,
+  type ActorProcess,
+  type DrainSampler,
+  type NatsTopology,
+} from '../harness';
+
+const MiB = 2 ** 20;
+/** Blocks per vDisk map row (the controller's default rowBlocks) times the 1 MiB block. */
+const ROW_BYTES = 16 * MiB;
+/** The writers below put block i at 64 MiB + i * 256 KiB: 64 writes per row. */
+const ROW_WRITES = ROW_BYTES / (256 * 1024);
+
+interface UpCluster {
+  dir: string;
+  up: ActorProcess;
+  nbdUri: string;
+  natsUrl: string;
+  demoId: bigint;
+  writer?: AckedWriter;
+  sampler?: DrainSampler;
+  passed: boolean;
+}
+
+let clusters: UpCluster[] = [];
+let topologies: NatsTopology[] = [];
+
+/** Starts `strata up --nodes 3 --config-replicas 1`, on its own nats-server or on `topology`. */
+async function startCluster(topology?: NatsTopology): Promise<UpCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-io-faults-'));
+  const nbdPort = await freePortRun(3);
+  const natsPort = await freePortRun(1);
+  const up = startNode(
+    'cli/dist/main.js',
+    ['--dir', dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+    {
+      name: 'strata up',
+      env: {
+        NATS_URL: topology?.url ?? '',
+        STRATA_DRAIN_IDLE_MS: '100',
+        STRATA_DRAIN_START_BYTES: String(MiB),
+        STRATA_EGROUP_SIZE_BYTES: String(4 * MiB),
+      },
+    },
+  );
+  const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, natsUrl: '', demoId: 0n, passed: false };
+  clusters.push(cluster);
+  await up.waitForOutput(/^ready$/m, 90_000);
+  cluster.natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
+  const client = await ConfigClient.connect(cluster.natsUrl);
+  try {
+    cluster.demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
+  } finally {
+    await client.close();
+  }
+  return cluster;
+}
+
+/** Stops the writer, `strata up` and everything it started (by PID). */
+async function teardown(cluster: UpCluster): Promise<void> {
+  const writerStopped = cluster.writer?.stop();
+  const upPid = cluster.up.child.pid;
+  const snapshot = new Map<number, string>();
+  if (upPid !== undefined && cluster.up.child.exitCode === null) {
+    for (const pid of await childPids(upPid).catch(() => [])) {
+      const cmd = commandLine(pid);
+      if (cmd !== undefined) snapshot.set(pid, cmd);
+    }
+  }
+  await cluster.up.stop(20_000);
+  // `strata up` stops its children itself; whatever survived it (a hung child, or
+  // all of them if `up` died first) is killed here, by PID.
+  const leftovers = killIfUnchanged(snapshot);
+  if (leftovers.length > 0) console.warn(`killed ${leftovers.length} processes left by strata up: ${leftovers.join(' ')}`);
+  await writerStopped;
+  await cluster.sampler?.stop();
+  if (cluster.passed) rmSync(cluster.dir, { recursive: true, force: true });
+  else console.warn(`io-faults: the failed test's data and logs are kept in ${cluster.dir}`);
+}
+
+async function teardownAll(): Promise<void> {
+  const all = clusters;
+  clusters = [];
+  for (const c of all) await teardown(c);
+  // The harness's nats-servers go last: `strata up` and its actors were using them.
+  const servers = topologies;
+  topologies = [];
+  for (const t of servers) await t.stop();
+}
+
+/** The lease records of every metadata partition, from the `own` bucket. */
+async function partitionLeases(natsUrl: string): Promise<Array<{ partition: number; record: LeaseRecord | undefined; revision: number }>> {
+  const nc = await connectClient(natsUrl);
+  try {
+    const own = await openBucket(nc, buckets.own, leaseRecord);
+    return await Promise.all(
+      Array.from({ length: MD_PARTITIONS }, async (_, partition) => {
+        const e = await own.get(keys.mdPartition(partition));
+        return { partition, record: e?.value, revision: e?.revision ?? 0 };
+      }),
+    );
+  } finally {
+    await nc.close();
+  }
+}
+
+/** `serving metadata partition` log lines of every shard (all incarnations: the logs are appended to). */
+function servingLines(dir: string): Array<{ partition: number; epoch: number; pid: number; file: string }> {
+  const logs = join(dir, 'logs');
+  const lines = [];
+  for (const file of readdirSync(logs).filter((f) => f.endsWith('-metadata-shard.log'))) {
+    for (const line of readFileSync(join(logs, file), 'utf8').split('\n')) {
+      if (!line.includes('"serving metadata partition"')) continue;
+      const j = JSON.parse(line) as { partition: number; epoch: number; pid: number };
+      lines.push({ partition: j.partition, epoch: j.epoch, pid: j.pid, file });
+    }
+  }
+  return lines;
+}
+
+/** Reads back every block with qemu-io's pattern check, in runs of 200 commands. */
+async function readBack(uri: string, blocks: readonly AckedBlock[]): Promise<void> {
+  const sorted = [...blocks].sort((a, b) => a.offset - b.offset);
+  for (let i = 0; i < sorted.length; i += 200) {
+    await qemuIo(
+      uri,
+      sorted.slice(i, i + 200).map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`),
+      60_000,
+    );
+  }
+}
+
+/** The longest time between consecutive acknowledgements in `acked` (in ack order) from `fromMs` on. */
+function longestAckGap(acked: readonly AckedBlock[], fromMs: number): number {
+  let gap = 0;
+  let previous = fromMs;
+  for (const b of acked) {
+    if (b.ackedAtMs <= fromMs) continue;
+    gap = Math.max(gap, b.ackedAtMs - previous);
+    previous = b.ackedAtMs;
+  }
+  return gap;
+}
+
+/** The longest time the drained sequence stayed put (while the oplog grew) in the samples from `fromMs` on. */
+function longestStall(samples: ReadonlyArray<{ atMs: number; drained: number; lastSeq: number }>, fromMs: number): number {
+  let longest = 0;
+  let since: { atMs: number; drained: number } | undefined;
+  for (const x of samples) {
+    if (x.atMs < fromMs) continue;
+    if (since === undefined || x.drained !== since.drained) since = x;
+    else if (x.lastSeq > x.drained) longest = Math.max(longest, x.atMs - since.atMs);
+  }
+  return longest;
+}
+
+describe('faults under the I/O path with real NBD clients', () => {
+  afterEach(teardownAll, 60_000);
+  afterAll(teardownAll, 60_000);
+
+  it('kill -9 of the metadata shard serving the row being written: no NBD request fails, its partitions are served again under new epochs, drain catches up, and every acknowledged write reads back', async () => {
+    const cluster = await startCluster();
+    const { natsUrl, demoId, nbdUri } = cluster;
+    // Block i: 64 KiB of pattern (i % 255) + 1 at 64 MiB + i * 256 KiB, so each 1 MiB
+    // block gets four writes and a vDisk map row fills every 64 writes.
+    const writer = new AckedWriter({ uri: nbdUri, base: 64 * MiB, strideBytes: 256 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 2_400, verifyPrevious: true, deadlineMs: 100_000 });
+    const sampler = (cluster.sampler = await sampleDrain(natsUrl, demoId));
+    cluster.writer = writer.start();
+
+    // Drain is running (the own record's drained sequence has moved), and the writer
+    // has just entered a vDisk map row: it stays in it for about 50 more writes, and
+    // every drain until they are drained must write that row (and its new extent groups).
+    await writer.waitForAcked(48, 30_000);
+    await waitFor('a first drain to complete', 20_000, async () => (await readDrainState(natsUrl, demoId)).drained > 0, 200);
+    await writer.waitFor('the writer to enter a new vDisk map row', 30_000, () => writer.acked.length >= 64 && writer.acked[writer.acked.length - 1]!.index % ROW_WRITES < 12);
+
+    // The victim: the shard holding the lease of that row's partition.
+    const latest = writer.acked[writer.acked.length - 1]!;
+    const row = Math.floor(latest.offset / ROW_BYTES);
+    const rowPartition = partitionOf(keys.vdiskRow(demoId, row));
+    const before = await partitionLeases(natsUrl);
+    const victim = before[rowPartition]!.record?.holder;
+    expect(victim).toMatch(/^md-[123]$/);
+    const held = before.filter((p) => p.record?.holder === victim).map((p) => ({ partition: p.partition, epoch: p.record!.epoch }));
+    expect(held.map((h) => h.partition)).toContain(rowPartition);
+    const node = `n${victim!.slice(3)}`;
+    const pid = await childMatching(cluster.up.pid(), new RegExp(`metadata-shard/dist/main\\.js --shard ${victim}$`));
+    const drainBefore = await readDrainState(natsUrl, demoId);
+
+    const killedAt = Date.now();
+    process.kill(pid, 'SIGKILL');
+    const drainedAtKill = drainBefore.drained;
+    await cluster.up.waitForOutput(new RegExp(`${node}-metadata-shard exited \\(SIGKILL\\); restarting`), 10_000);
+
+    // Every partition the victim held has a new holder (its restarted incarnation, or a
+    // survivor) under a higher epoch, and that shard logged serving it at that epoch.
+    const after = await waitFor(`partitions ${held.map((h) => h.partition).join(',')} of ${victim} to be served again`, 30_000, async () => {
+      const leases = await partitionLeases(natsUrl);
+      const serving = servingLines(cluster.dir);
+      const taken = held.map((h) => {
+        const r = leases[h.partition]!.record;
+        const ok = r !== undefined && r.holder !== '' && r.epoch > h.epoch && serving.some((s) => s.partition === h.partition && s.epoch === r.epoch);
+        return ok ? { partition: h.partition, holder: r.holder, epoch: r.epoch } : undefined;
+      });
+      return taken.every((t) => t !== undefined) ? taken : false;
+    }, 200);
+    const recoveredAt = Date.now();
+
+    // Writes keep being acknowledged, and a drain that started after the recovery completes.
+    const drainAtRecovery = await readDrainState(natsUrl, demoId);
+    expect(drainAtRecovery.lastSeq).toBeGreaterThan(drainBefore.lastSeq);
+    await writer.waitForAckedSince(recoveredAt, 64, 40_000);
+    await waitFor(`a drain past oplog sequence ${drainAtRecovery.lastSeq}`, 30_000, async () => (await readDrainState(natsUrl, demoId)).drained >= drainAtRecovery.lastSeq, 200);
+
+    await writer.stop();
+    await writer.finished(); // rejects if a read-back during the run saw a wrong pattern
+    // Not one NBD request failed: writes never wait for metadata, and reads of drained
+    // blocks use the controller's cached rows and extent groups.
+    expect(writer.failures).toEqual([]);
+
+    // Everything is drained (no takeover: the oplog's last message is writes)...
+    const drained = await waitForDrained(natsUrl, demoId, 30_000);
+    expect(drained.lastKind).toBe('ops');
+    expect(drained.drained).toBe(drained.lastSeq);
+    // ... and every acknowledged write reads back, now from the extents.
+    await readBack(nbdUri, writer.acked);
+    await sampler.stop();
+    // The kill was in the write path: drain stood still while the row's partition had no
+    // shard (at least a lease TTL, 3 s, minus the time for a drain already past the row).
+    const stallMs = longestStall(sampler.samples, killedAt);
+    expect(stallMs).toBeGreaterThanOrEqual(2_000);
+    const firstAdvance = sampler.samples.find((x) => x.atMs > killedAt && x.drained > drainedAtKill);
+    console.info(
+      `io-faults: drained ${drainedAtKill} at the kill; first advance ${firstAdvance === undefined ? 'never' : `to ${firstAdvance.drained} ${firstAdvance.atMs - killedAt} ms after it`}; ` +
+        `longest drain stall after the kill ${stallMs} ms`,
+    );
+    console.info(
+      `io-faults: killed ${victim} (pid ${pid}, partitions ${held.map((h) => h.partition).join(',')}) after ${writer.acked.filter((b) => b.ackedAtMs <= killedAt).length} acked writes; ` +
+        `served again after ${recoveredAt - killedAt} ms by ${after.map((a) => `${a!.partition}:${a!.holder}@${a!.epoch}`).join(' ')}; ` +
+        `${writer.acked.length} writes acked in ${writer.rounds} rounds; drained ${drained.drained}/${drained.lastSeq}`,
+    );
+    cluster.passed = true;
+  }, 150_000);
+
+  it('kill -9 of the nats-server leading the OPLOG stream (R3): writes resume after a bounded pause, the config service answers again, drain catches up, and every acknowledged write reads back with that server still down', async () => {
+    const topology = await startTopology('cluster');
+    topologies.push(topology);
+    const cluster = await startCluster(topology);
+    const { natsUrl, demoId, nbdUri } = cluster;
+    const writer = new AckedWriter({ uri: nbdUri, base: 64 * MiB, strideBytes: 256 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 2_400, verifyPrevious: true, deadlineMs: 110_000 });
+    cluster.writer = writer.start();
+    await writer.waitForAcked(48, 30_000);
+
+    const nc = await connectClient(natsUrl);
+    let leader: string | undefined;
+    try {
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.streams.info(streams.oplog);
+      expect(info.config.num_replicas).toBe(3);
+      leader = info.cluster?.leader;
+    } finally {
+      await nc.close();
+    }
+    // The OPLOG stream's leader: the server whose loss stops every append until the
+    // other two elect a new one.
+    const victim = topology.servers.find((s) => s.name === leader);
+    expect(victim).toBeDefined();
+    const killedAt = Date.now();
+    victim!.signal('SIGKILL');
+    await victim!.exited();
+    // The survivors elect another OPLOG leader (measured for the report: writes may wait longer).
+    const survivors = topology.servers.filter((s) => s !== victim).map((s) => s.url).join(',');
+    const nc2 = await connectClient(survivors);
+    let electedMs: number;
+    try {
+      // No account check up front: it fails outright until JetStream has re-elected.
+      const jsm = await jetstreamManager(nc2, { timeout: 2_000, checkAPI: false });
+      const newLeader = await waitFor('a new OPLOG stream leader', 30_000, async () => {
+        const l = (await jsm.streams.info(streams.oplog)).cluster?.leader;
+        return l !== undefined && l !== victim!.name ? l : false;
+      }, 100);
+      electedMs = Date.now() - killedAt;
+      expect(newLeader).not.toBe(victim!.name);
+    } finally {
+      await nc2.close();
+    }
+
+    // Writes resume: 64 more are acknowledged after the kill, within a bounded pause.
+    await writer.waitForAckedSince(killedAt, 64, 60_000);
+    const pauseMs = longestAckGap(writer.acked, killedAt);
+    expect(pauseMs).toBeLessThan(30_000);
+
+    // The config service answers again: drain needs it (a new extent group is placed
+    // on the disks and nodes it lists), so without it undrained data only grows.
+    const configClient = await ConfigClient.connect(survivors, 5_000);
+    let configMs: number;
+    try {
+      await waitFor('the config service to answer status after the kill (see config-1.log: "cache did not catch up with the takeover marker")', 30_000, async () => (await configClient.status()).leader !== '', 250);
+      configMs = Date.now() - killedAt;
+    } finally {
+      await configClient.close();
+    }
+
+    await writer.stop();
+    await writer.finished(); // rejects if a read-back during the run saw a wrong pattern
+
+    // Every acknowledged write reads back with the server still down: first from the
+    // oplog and extents as they are, then once everything is drained.
+    await readBack(nbdUri, writer.acked);
+    const drained = await waitForDrained(natsUrl, demoId, 45_000);
+    await readBack(nbdUri, writer.acked);
+    expect(victim!.isRunning()).toBe(false);
+    console.info(
+      `io-faults: killed nats-server ${victim!.name} (OPLOG leader) after ${writer.acked.filter((b) => b.ackedAtMs <= killedAt).length} acked writes; ` +
+        `new OPLOG leader after ${electedMs} ms; config answering after ${configMs} ms; longest pause between acks after the kill ${pauseMs} ms; ${writer.acked.length} writes acked in ${writer.rounds} rounds, ` +
+        `${writer.failures.length} failed rounds retried; drained ${drained.drained}/${drained.lastSeq} (${drained.lastKind})`,
+    );
+    cluster.passed = true;
+  }, 170_000);
+});
