@@ -14,11 +14,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { openBucket } from '@strata/kv';
-import { buckets, keys, streams, subjects, vdiskOwnership } from '@strata/proto';
-import { freePort, repoRoot, run, startNode, startProgram, waitFor, type ActorProcess } from '../test/harness';
+import { freePort, repoRoot, run, startNode, startProgram, waitFor, waitForDrained, type ActorProcess } from '../test/harness';
 
 interface Workload {
   name: string;
@@ -108,23 +104,6 @@ interface FioJob {
   write: FioSide;
 }
 
-/** Waits until the vDisk's drained sequence reaches its oplog's last one: nothing is left in the oplog index. */
-async function waitForDrain(natsUrl: string, vdiskId: bigint, timeoutMs: number): Promise<void> {
-  const nc = await connect({ servers: natsUrl.split(',') });
-  try {
-    const jsm = await jetstreamManager(nc);
-    const own = await openBucket(nc, buckets.own, vdiskOwnership);
-    await waitFor(`vdisk ${vdiskId} to drain`, timeoutMs, async () => {
-      const last = await jsm.streams.getMessage(streams.oplog, { last_by_subj: subjects.oplog(vdiskId) }).catch(() => null);
-      const entry = await own.get(keys.vdiskOwnership(vdiskId));
-      // The newest message may be a takeover marker, which drain never needs to cover.
-      return last !== null && entry !== null && entry.value.drained >= last.seq - 1;
-    });
-  } finally {
-    await nc.close();
-  }
-}
-
 async function strata(dir: string, args: string[]): Promise<string> {
   const { code, stdout, stderr } = await run(process.execPath, [join(repoRoot, 'cli', 'dist', 'main.js'), '--dir', dir, ...args], { timeoutMs: 60_000 });
   if (code !== 0) throw new Error(`strata ${args.join(' ')} failed (${code}): ${stderr}`);
@@ -153,7 +132,7 @@ async function measureStrata(layout: 'separate' | 'colocate', o: Options, scratc
       out[w.name] = await fio(uri, w, o, scratch);
       process.stderr.write(`  ${layout.padEnd(9)} ${w.name.padEnd(19)} ${String(out[w.name]!.iops).padStart(7)} IOPS\n`);
       // Reads measure the drained steady state, not the oplog index.
-      if (w.rw === 'write') await waitForDrain(natsUrl, id, 120_000);
+      if (w.rw === 'write') await waitForDrained(natsUrl, id, 120_000);
     }
     await up.stop(20_000);
     rmSync(dir, { recursive: true, force: true });

@@ -18,30 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSpanFile, type OtlpSpanRecord } from '@strata/tracing/testing';
-import { freePort, run, startNode, waitFor, type ActorProcess } from '../harness';
-
-/** The PIDs of a process's children, with their command lines. */
-async function children(pid: number): Promise<Array<{ pid: number; args: string }>> {
-  const { stdout } = await run('pgrep', ['-P', String(pid)], { timeoutMs: 5_000 });
-  const pids = stdout
-    .split('\n')
-    .filter((l) => /^\d+$/.test(l))
-    .map(Number);
-  const out = [];
-  for (const child of pids) {
-    const ps = await run('ps', ['-o', 'args=', '-p', String(child)], { timeoutMs: 5_000 });
-    if (ps.stdout.trim() !== '') out.push({ pid: child, args: ps.stdout.trim() });
-  }
-  return out;
-}
-
-async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000): Promise<string> {
-  const args = ['-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
-  const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
-  const out = stdout + stderr;
-  if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.join(' ; ')} failed (${code}): ${out.slice(-2000)}`);
-  return out;
-}
+import { children, freePort, killIfUnchanged, qemuIo, run, startNode, waitFor, type ActorProcess } from '../harness';
 
 /** The last lines of a node-host's log, for a failure message. */
 function logTail(dir: string, node: string): string {
@@ -85,7 +62,7 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
   let spanFile: string;
   let nbdPort: number;
   let up: ActorProcess | undefined;
-  let started: number[] = [];
+  let started = new Map<number, string>();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'strata-e2e-colocate-'));
@@ -100,19 +77,13 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
       await up.waitForOutput(/^ready$/m, 90_000);
     } finally {
       // Whatever started, even if not ready: afterAll kills these by PID.
-      started = (await children(up.pid())).map((c) => c.pid);
+      started = new Map((await children(up.pid())).map((c) => [c.pid, c.args]));
     }
   });
 
   afterAll(async () => {
     await up?.stop(15_000);
-    for (const pid of started) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone, as it should be
-      }
-    }
+    killIfUnchanged(started);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -178,7 +149,7 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
     const stopped = [...log.matchAll(/"msg":"([a-z-]+) stopped"/g)].map((m) => m[1]);
     expect(stopped).toEqual(['gateway', 'io-director', 'admission', 'vdisk-controller', 'extent-store', 'metadata-shard', 'node-host']);
     const restarted = await waitFor('n1 to be a node-host process again', 15_000, async () => (await children(up!.pid())).find((p) => /--node n1( |$)/.test(p.args) && p.pid !== host.pid));
-    started.push(restarted.pid);
+    started.set(restarted.pid, restarted.args);
     // Everything written before reads back through the restarted node's gateway.
     await waitFor('reads through the restarted n1', 60_000, () =>
       qemuIo(`nbd://127.0.0.1:${nbdPort}/demo`, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512'], 20_000).then(() => true),

@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, run, startNode, waitFor, type ActorProcess } from '../harness';
+import { childPids, freePort, qemuIo, run, startNode, waitFor, type ActorProcess } from '../harness';
 
 const MiB = 2 ** 20;
 
@@ -31,23 +31,6 @@ async function startCluster(dir: string, ports: { nats: number; nbd: number }, n
   });
   await up.waitForOutput(/^ready$/m, 90_000);
   return { up, nbd: `nbd://127.0.0.1:${ports.nbd}` };
-}
-
-/** The PIDs of a process's children (the actors `strata up` supervises). */
-async function childPids(pid: number): Promise<number[]> {
-  const { stdout } = await run('pgrep', ['-P', String(pid)], { timeoutMs: 5_000 });
-  return stdout
-    .split('\n')
-    .filter((l) => /^\d+$/.test(l))
-    .map(Number);
-}
-
-async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000): Promise<string> {
-  const args = ['-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
-  const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
-  const out = stdout + stderr;
-  if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.join(' ; ')} failed (${code}): ${out.slice(-2000)}`);
-  return out;
 }
 
 describe('the I/O path with real NBD clients', () => {

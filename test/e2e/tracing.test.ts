@@ -21,24 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpanStatusCode } from '@strata/tracing';
 import { readSpanFile, spanForest, type OtlpSpanRecord, type SpanForest } from '@strata/tracing/testing';
-import { freePort, run, startNode, waitFor, type ActorProcess } from '../harness';
-
-/** The PIDs of a process's children (the actors and nats-server `strata up` supervises). */
-async function childPids(pid: number): Promise<number[]> {
-  const { stdout } = await run('pgrep', ['-P', String(pid)], { timeoutMs: 5_000 });
-  return stdout
-    .split('\n')
-    .filter((l) => /^\d+$/.test(l))
-    .map(Number);
-}
-
-async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000): Promise<string> {
-  const args = ['-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
-  const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
-  const out = stdout + stderr;
-  if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.join(' ; ')} failed (${code}): ${out.slice(-2000)}`);
-  return out;
-}
+import { children, freePort, killIfUnchanged, qemuIo, startNode, waitFor, type ActorProcess } from '../harness';
 
 /** The one child of `parent` named `name`; fails, showing the tree, unless there is exactly one. */
 function child(forest: SpanForest, parent: OtlpSpanRecord, name: string, root: OtlpSpanRecord): OtlpSpanRecord {
@@ -73,7 +56,7 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
   let spanFile: string;
   let nbdPort: number;
   let up: ActorProcess | undefined;
-  let started: number[] = [];
+  let started = new Map<number, string>();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'strata-e2e-tracing-'));
@@ -89,19 +72,13 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
       await up.waitForOutput(/^ready$/m, 90_000);
     } finally {
       // Whatever started, even if not ready: afterAll kills these by PID.
-      started = await childPids(up.pid());
+      started = new Map((await children(up.pid())).map((c) => [c.pid, c.args]));
     }
   });
 
   afterAll(async () => {
     await up?.stop(20_000);
-    for (const pid of started) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone, as it should be
-      }
-    }
+    killIfUnchanged(started);
     rmSync(dir, { recursive: true, force: true });
   });
 

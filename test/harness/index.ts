@@ -16,6 +16,7 @@ export { readEvents } from './events';
 export {
   freePortRun,
   childPids,
+  children,
   childMatching,
   commandLine,
   killIfUnchanged,

@@ -44,6 +44,16 @@ export async function childPids(pid: number): Promise<number[]> {
     .map(Number);
 }
 
+/** The children of `pid` with their command lines; one that is gone meanwhile is left out. */
+export async function children(pid: number): Promise<Array<{ pid: number; args: string }>> {
+  const out: Array<{ pid: number; args: string }> = [];
+  for (const child of await childPids(pid)) {
+    const args = commandLine(child);
+    if (args !== undefined && args !== '') out.push({ pid: child, args });
+  }
+  return out;
+}
+
 /** A process's command line (arguments joined by spaces), or undefined once it is gone. */
 export function commandLine(pid: number): string | undefined {
   try {
@@ -247,22 +257,29 @@ export interface DrainState {
   lastKind: 'ops' | 'marker' | 'none';
 }
 
+type Jsm = Awaited<ReturnType<typeof jetstreamManager>>;
+type OwnBucket = Awaited<ReturnType<typeof openBucket<typeof vdiskOwnership>>>;
+
+/** The drain state read over an open connection: the vDisk's oplog's last message and its `own` record. */
+async function drainStateOver(jsm: Jsm, own: OwnBucket, vdiskId: bigint): Promise<DrainState> {
+  const last = await jsm.streams.getMessage(streams.oplog, { last_by_subj: subjects.oplog(vdiskId) }).catch((err: unknown) => {
+    if (/no message found/i.test((err as Error).message ?? '')) return null;
+    throw err;
+  });
+  const entry = await own.get(keys.vdiskOwnership(vdiskId));
+  return {
+    drained: entry?.value.drained ?? 0,
+    lastSeq: last?.seq ?? 0,
+    lastKind: last === null ? 'none' : decode(last.data, oplogEntry).kind,
+  };
+}
+
 export async function readDrainState(natsUrl: string, vdiskId: bigint): Promise<DrainState> {
   const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
   try {
     // No account check up front: it fails outright while JetStream re-elects after a fault.
     const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false });
-    const own = await openBucket(nc, buckets.own, vdiskOwnership);
-    const last = await jsm.streams.getMessage(streams.oplog, { last_by_subj: subjects.oplog(vdiskId) }).catch((err: unknown) => {
-      if (/no message found/i.test((err as Error).message ?? '')) return null;
-      throw err;
-    });
-    const entry = await own.get(keys.vdiskOwnership(vdiskId));
-    return {
-      drained: entry?.value.drained ?? 0,
-      lastSeq: last?.seq ?? 0,
-      lastKind: last === null ? 'none' : decode(last.data, oplogEntry).kind,
-    };
+    return await drainStateOver(jsm, await openBucket(nc, buckets.own, vdiskOwnership), vdiskId);
   } finally {
     await nc.close();
   }
@@ -285,17 +302,7 @@ export async function sampleDrain(natsUrl: string, vdiskId: bigint, intervalMs =
   const loop = (async () => {
     while (!stopped) {
       try {
-        const last = await jsm.streams.getMessage(streams.oplog, { last_by_subj: subjects.oplog(vdiskId) }).catch((err: unknown) => {
-          if (/no message found/i.test((err as Error).message ?? '')) return null;
-          throw err;
-        });
-        const entry = await own.get(keys.vdiskOwnership(vdiskId));
-        samples.push({
-          atMs: Date.now(),
-          drained: entry?.value.drained ?? 0,
-          lastSeq: last?.seq ?? 0,
-          lastKind: last === null ? 'none' : decode(last.data, oplogEntry).kind,
-        });
+        samples.push({ atMs: Date.now(), ...(await drainStateOver(jsm, own, vdiskId)) });
       } catch {
         // a sample lost (e.g. while the connection moves to another server)
       }

@@ -14,7 +14,7 @@ export {
   type Context,
   type Tracer,
 } from '@opentelemetry/api';
-export { SpanAttr, SPAN_LINKS_MAX, contextWithSpan, recordingSpan, withSpan, recordSpanError } from './spans';
+export { SpanAttr, SPAN_LINKS_MAX, contextWithSpan, recordingSpan, withSpan, inSpan, recordSpanError } from './spans';
 export {
   startTracing,
   traceExportConfigFromEnv,

@@ -115,6 +115,21 @@ export function withSpan<T>(span: Span, fn: () => T, parent?: Context): T {
 }
 
 /**
+ * Runs `fn` inside `span` (see withSpan), marks the span failed when `fn` throws, and
+ * ends it either way: the whole life of a span that covers one async step.
+ */
+export async function inSpan<T>(span: Span, fn: () => Promise<T>, parent?: Context): Promise<T> {
+  try {
+    return await withSpan(span, fn, parent);
+  } catch (err) {
+    recordSpanError(span, err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+/**
  * Marks `span` failed, as the bus marks its spans: status ERROR with the error's text and,
  * for an error with a string `code` (a StrataError), the `strata.error.code` attribute.
  */

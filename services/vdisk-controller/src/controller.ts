@@ -22,7 +22,7 @@ import {
   type VdiskOwnership,
   type vdiskOwnership,
 } from '@strata/proto';
-import { SpanAttr, recordSpanError, recordingSpan, trace, withSpan } from '@strata/tracing';
+import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
 import { OplogAppender } from './oplog';
 import { place, type CandidateDisk } from './placement';
 import { ExtentGroups } from './extent-groups';
@@ -100,16 +100,11 @@ export class Controller {
   private async openTraced(vdiskId: bigint): Promise<Served> {
     const span = tracer.startSpan('vdisk open');
     span.setAttribute(SpanAttr.vdisk, String(vdiskId));
-    try {
-      const served = await withSpan(span, () => this.open(vdiskId));
+    return inSpan(span, async () => {
+      const served = await this.open(vdiskId);
       span.setAttribute(SpanAttr.epoch, served.ownership.epoch);
       return served;
-    } catch (err) {
-      recordSpanError(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
+    });
   }
 
   private async open(vdiskId: bigint): Promise<Served> {
@@ -229,8 +224,8 @@ export class Controller {
    */
   private async createEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
     const span = tracer.startSpan('egroup create');
-    try {
-      const created = await withSpan(span, () => this.placeEgroup(served, firstExtentBytes));
+    return inSpan(span, async () => {
+      const created = await this.placeEgroup(served, firstExtentBytes);
       if (span.isRecording()) {
         span.setAttributes({
           [SpanAttr.vdisk]: String(served.vdisk.shape.id),
@@ -240,12 +235,7 @@ export class Controller {
         });
       }
       return created;
-    } catch (err) {
-      recordSpanError(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
+    });
   }
 
   private async placeEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {

@@ -17,7 +17,7 @@ import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import type { MdMaps } from '@strata/md-client';
 import { EG_WRITE_PIECES_MAX, EstoreOp, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
 import type { Logger } from '@strata/log';
-import { SpanAttr, recordSpanError, trace, withSpan, type Span } from '@strata/tracing';
+import { SpanAttr, trace, inSpan, type Span } from '@strata/tracing';
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
 
@@ -100,14 +100,7 @@ export class ExtentGroups implements ExtentSpace {
    */
   async write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
     const span = tracer.startSpan('egroup write');
-    try {
-      await withSpan(span, () => this.writeNow(egroup, pieces, changes, span));
-    } catch (err) {
-      recordSpanError(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
+    await inSpan(span, () => this.writeNow(egroup, pieces, changes, span));
   }
 
   private async writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges, span: Span): Promise<void> {

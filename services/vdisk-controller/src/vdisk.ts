@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
-import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordSpanError, recordingSpan, trace, withSpan, type Link, type SpanContext } from '@strata/tracing';
+import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, overlay } from './block-index';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from './oplog';
@@ -263,14 +263,7 @@ export class Vdisk {
         ...(linked.incomplete ? { [SpanAttr.drainLinksIncomplete]: true } : {}),
       });
     }
-    try {
-      await withSpan(span, () => this.drainBlocks(upTo, blocks), ROOT_CONTEXT);
-    } catch (err) {
-      recordSpanError(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
+    await inSpan(span, () => this.drainBlocks(upTo, blocks), ROOT_CONTEXT);
   }
 
   private async drainBlocks(upTo: number, blocks: readonly number[]): Promise<void> {
