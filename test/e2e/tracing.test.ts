@@ -30,6 +30,24 @@ function child(forest: SpanForest, parent: OtlpSpanRecord, name: string, root: O
   return found[0]!;
 }
 
+/**
+ * The one successful `name` child of a request span that may have been retried: the
+ * first I/O of a vDisk can meet admission before its ownership cache has seen the
+ * claim, and the gateway retries that NOT_OWNER. Every other attempt must be exactly
+ * that retryable refusal.
+ */
+function answered(forest: SpanForest, parent: OtlpSpanRecord, name: string, root: OtlpSpanRecord): OtlpSpanRecord {
+  const attempts = forest.childrenOf(parent).filter((s) => s.name === name);
+  const ok = attempts.filter((s) => s.attributes['strata.error.code'] === undefined);
+  const refused = attempts.filter((s) => s.attributes['strata.error.code'] === 'NOT_OWNER');
+  if (ok.length !== 1 || ok.length + refused.length !== attempts.length) {
+    throw new Error(`expected one answered "${name}" under "${parent.name}" besides NOT_OWNER retries, found ${attempts.length}; the trace:\n${forest.describe(root)}`);
+  }
+  // An attempt that reached nobody (no responders yet) is retried too and has no handler span.
+  expect(parent.attributes['strata.attempts']).toBeGreaterThanOrEqual(attempts.length);
+  return ok[0]!;
+}
+
 /** A string attribute of `span`; fails, naming it, when it is missing or not a string. */
 function text(span: OtlpSpanRecord, key: string): string {
   const value = span.attributes[key];
@@ -110,7 +128,7 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
 
     // The chain, each span the parent of the next (child() looks them up by parent id).
     const ioRequest = child(forest, nbd, 'request strata.io.n1.write', nbd);
-    const ioHandle = child(forest, ioRequest, 'handle strata.io.n1.write', nbd);
+    const ioHandle = answered(forest, ioRequest, 'handle strata.io.n1.write', nbd);
     // The first I/O claims the vDisk for the node it entered.
     expect(ioHandle.attributes).toMatchObject({ 'strata.vdisk': vdisk, 'strata.io.offset': 0, 'strata.io.length': 4096, 'strata.owner': 'n1' });
     const admRequest = child(forest, ioHandle, 'request strata.adm.n1.write', nbd);
