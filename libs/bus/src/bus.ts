@@ -14,7 +14,7 @@ import { connect, headers as natsHeaders, type MsgHdrs, type Msg, type NatsConne
 import type { z } from 'zod';
 import { decode, decodeUntyped, encode, validate } from '@strata/codec';
 import { ErrorCode, StrataError, isErrorCode } from '@strata/errors';
-import { SpanKind, SpanStatusCode, context, extractTraceContext, injectTraceContext, trace, type Span } from '@strata/tracing';
+import { SpanKind, SpanStatusCode, context, extractTraceContext, injectTraceContext, trace, type Context, type Span } from '@strata/tracing';
 import { replyEnvelope } from './envelope';
 
 /** Header carrying the requester's remaining time budget, in milliseconds. */
@@ -60,7 +60,6 @@ export interface RequestContext {
   /** performance.now() value after which the requester has stopped waiting. */
   deadline: number;
   remainingMs(): number;
-  headers: MsgHdrs | undefined;
 }
 
 export type Handler<Req, Rep> = (request: Req, ctx: RequestContext) => Promise<Rep> | Rep;
@@ -148,7 +147,10 @@ function isExactSubject(subject: string): boolean {
 interface Inbound {
   subject: string;
   payload: { bytes: Uint8Array } | { value: unknown };
-  headers: MsgHdrs | undefined;
+  /** How long the requester waits, ms (from the timeout header over NATS). */
+  budgetMs: number;
+  /** The requester's trace context (from the message headers over NATS). */
+  parent: Context;
   local: boolean;
   respond(envelope: ReplyEnvelope): void;
 }
@@ -225,29 +227,28 @@ export class Bus {
 
   private async requestOnce<S extends z.ZodType>(subject: string, request: unknown, encoded: () => Uint8Array, replySchema: S, timeoutMs: number, span: Span): Promise<z.output<S>> {
     const startedAt = performance.now();
-    const h = natsHeaders();
-    h.set(TIMEOUT_HEADER, String(timeoutMs));
-    injectTraceContext(h);
+    let budgetMs = timeoutMs;
     const endpoint = this.localDispatch ? this.localEndpoint(subject) : undefined;
-    let reply: unknown;
     if (endpoint !== undefined) {
       span.setAttribute('strata.local', true);
-      reply = await this.dispatchLocally(endpoint, subject, request, h, timeoutMs);
-      if (reply === undefined) {
-        // The local handler chose not to answer (a replica that no longer leads):
-        // another responder may, so the request goes out over NATS with what is left.
-        span.addEvent('local no-reply; requesting over NATS');
-        const leftMs = Math.floor(timeoutMs - (performance.now() - startedAt));
-        if (leftMs <= 0) throw timeoutError(subject, timeoutMs);
-        const again = natsHeaders();
-        again.set(TIMEOUT_HEADER, String(leftMs));
-        injectTraceContext(again);
-        reply = decodeUntyped(await this.natsRequest(subject, encoded(), again, leftMs));
-      }
-    } else {
-      reply = decodeUntyped(await this.natsRequest(subject, encoded(), h, timeoutMs));
+      // The envelope was built in this process by reply() below: its shape needs no check.
+      const local = await this.dispatchLocally(endpoint, subject, request, timeoutMs);
+      if (local !== undefined) return this.unwrap(local, subject, replySchema);
+      // The local handler chose not to answer (a replica that no longer leads):
+      // another responder may, so the request goes out over NATS with what is left.
+      span.addEvent('local no-reply; requesting over NATS');
+      budgetMs = Math.floor(timeoutMs - (performance.now() - startedAt));
+      if (budgetMs <= 0) throw timeoutError(subject, timeoutMs);
     }
-    const envelope = validate(reply, replyEnvelope);
+    const h = natsHeaders();
+    h.set(TIMEOUT_HEADER, String(budgetMs));
+    injectTraceContext(h);
+    const reply = decodeUntyped(await this.natsRequest(subject, encoded(), h, budgetMs));
+    return this.unwrap(validate(reply, replyEnvelope), subject, replySchema);
+  }
+
+  /** The result in a reply envelope, or the error it carries, thrown. */
+  private unwrap<S extends z.ZodType>(envelope: ReplyEnvelope, subject: string, replySchema: S): z.output<S> {
     if ('error' in envelope) {
       const { code, message, hint } = envelope.error;
       throw new StrataError(isErrorCode(code) ? code : ErrorCode.INTERNAL, message, hint === undefined ? {} : { hint });
@@ -284,7 +285,7 @@ export class Bus {
    * reply came within `timeoutMs`, as nc.request() would. A handler that outlives the
    * deadline runs on, as it does for a requester over NATS that gave up.
    */
-  private dispatchLocally(endpoint: Endpoint, subject: string, request: unknown, headers: MsgHdrs, timeoutMs: number): Promise<ReplyEnvelope | undefined> {
+  private dispatchLocally(endpoint: Endpoint, subject: string, request: unknown, timeoutMs: number): Promise<ReplyEnvelope | undefined> {
     return new Promise<ReplyEnvelope | undefined>((resolve, reject) => {
       let settled = false;
       const settle = (reply: ReplyEnvelope | undefined): void => {
@@ -299,7 +300,7 @@ export class Bus {
         reject(timeoutError(subject, timeoutMs));
       }, timeoutMs);
       endpoint
-        .accept({ subject, payload: { value: request }, headers, local: true, respond: settle })
+        .accept({ subject, payload: { value: request }, budgetMs: timeoutMs, parent: context.active(), local: true, respond: settle })
         .then((handled) => {
           // An answer that could not be encoded never arrives: the requester times
           // out, as it would over NATS.
@@ -343,7 +344,15 @@ export class Bus {
           this.log?.warn({ subject: msg.subject }, 'dropped a request with no reply subject');
           return;
         }
-        void endpoint.accept({ subject: msg.subject, payload: { bytes: msg.data }, headers: msg.headers, local: false, respond: (envelope) => this.respondNats(msg, envelope) });
+        const budget = Number(msg.headers?.get(TIMEOUT_HEADER) ?? '');
+        void endpoint.accept({
+          subject: msg.subject,
+          payload: { bytes: msg.data },
+          budgetMs: Number.isFinite(budget) && budget > 0 ? budget : DEFAULT_TIMEOUT_MS,
+          parent: extractTraceContext(msg.headers),
+          local: false,
+          respond: (envelope) => this.respondNats(msg, envelope),
+        });
       },
     });
     // The NATS subscription stays even for a subject served in-process: requesters in
@@ -374,10 +383,8 @@ export class Bus {
    * reply envelope (nothing for NoReply).
    */
   private async handle<S extends z.ZodType, Rep>(inbound: Inbound, schema: S, handler: Handler<z.output<S>, Rep>): Promise<Handled> {
-    const budget = Number(inbound.headers?.get(TIMEOUT_HEADER) ?? '');
-    const budgetMs = Number.isFinite(budget) && budget > 0 ? budget : DEFAULT_TIMEOUT_MS;
-    const deadline = performance.now() + budgetMs;
-    const parent = extractTraceContext(inbound.headers);
+    const deadline = performance.now() + inbound.budgetMs;
+    const parent = inbound.parent;
     const attributes = inbound.local ? { 'messaging.destination.name': inbound.subject, 'strata.local': true } : { 'messaging.destination.name': inbound.subject };
     return context.with(parent, () =>
       tracer.startActiveSpan(`handle ${inbound.subject}`, { kind: SpanKind.SERVER, attributes }, async (span): Promise<Handled> => {
@@ -387,7 +394,6 @@ export class Bus {
             subject: inbound.subject,
             deadline,
             remainingMs: () => Math.max(0, deadline - performance.now()),
-            headers: inbound.headers,
           };
           const result = await handler(request, ctx);
           this.reply(inbound, { ok: result ?? null });

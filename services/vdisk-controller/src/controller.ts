@@ -23,6 +23,7 @@ import {
   type vdiskOwnership,
 } from '@strata/proto';
 import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
+import { OplogLink } from './oplog-link';
 import { OplogAppender } from './oplog';
 import { place, type CandidateDisk } from './placement';
 import { ExtentGroups } from './extent-groups';
@@ -66,12 +67,14 @@ export class Controller {
   private readonly opening = new Map<bigint, Promise<Served>>();
   private js!: JetStreamClient;
   private jsm!: JetStreamManager;
+  private link!: OplogLink;
 
   constructor(private readonly deps: ControllerDeps) {}
 
   async start(): Promise<void> {
     this.js = jetstream(this.deps.bus.nc);
     this.jsm = await jetstreamManager(this.deps.bus.nc);
+    this.link = OplogLink.start({ nc: this.deps.bus.nc, stream: streams.oplog, log: this.deps.log, recheckMs: 30_000, retireAfterMs: 3 * this.deps.settings.backendTimeoutMs });
   }
 
   /** The served vDisk, opened on first use. Throws NOT_OWNER when this node does not own it. */
@@ -123,7 +126,7 @@ export class Controller {
     // The vDisk's callbacks need the Served record, which exists only once the vDisk does.
     const ref: { served?: Served } = {};
     const appender = new OplogAppender({
-      js: this.js,
+      js: () => this.link.js,
       subject,
       vdisk: vdiskId,
       epoch: ownership.value.epoch,
@@ -291,5 +294,6 @@ export class Controller {
       }),
     );
     this.served.clear();
+    await this.link.stop();
   }
 }

@@ -40,7 +40,8 @@ import {
 const tracer = trace.getTracer('@strata/vdisk-controller');
 
 export interface OplogAppenderOptions {
-  js: JetStreamClient;
+  /** The client to publish with, asked at every attempt (the oplog link may have moved to a new stream leader). */
+  js: () => JetStreamClient;
   subject: string;
   /** The vDisk whose oplog this is (for spans). */
   vdisk: bigint;
@@ -202,7 +203,7 @@ export class OplogAppender {
       for (let attempt = 1; attempt <= publishAttempts; attempt++) {
         span.setAttribute(SpanAttr.attempts, attempt);
         try {
-          const ack = await js.publish(subject, body, { msgID, headers: h, timeout: publishTimeoutMs, expect: { lastSubjectSequence: this.options.lastSequence } });
+          const ack = await js().publish(subject, body, { msgID, headers: h, timeout: publishTimeoutMs, expect: { lastSubjectSequence: this.options.lastSequence } });
           this.options.lastSequence = ack.seq;
           span.setAttribute(SpanAttr.oplogSeq, ack.seq);
           return ack.seq;

@@ -59,7 +59,7 @@ function setup() {
   const js = { publish: () => Promise.resolve({ seq: ++seq }) } as unknown as JetStreamClient;
   const ref: { vdisk?: Vdisk } = {};
   const appender = new OplogAppender({
-    js,
+    js: () => js,
     subject: 'oplog.9',
     vdisk: 9n,
     epoch: 1,

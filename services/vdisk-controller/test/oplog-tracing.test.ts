@@ -39,7 +39,7 @@ function setup(publishAttempts = 3) {
   const js = new FakeJs();
   const stored: Array<{ seq: number; ops: number; writes: readonly SpanContext[] | undefined }> = [];
   const appender = new OplogAppender({
-    js: js as unknown as JetStreamClient,
+    js: () => js as unknown as JetStreamClient,
     subject: 'oplog.7',
     vdisk: 7n,
     epoch: 3,

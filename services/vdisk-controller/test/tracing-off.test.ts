@@ -36,7 +36,7 @@ test('with tracing off, appends hand no span contexts to the index and drain kee
   const stored: Array<readonly SpanContext[] | undefined> = [];
   const ref: { vdisk?: Vdisk } = {};
   const appender = new OplogAppender({
-    js,
+    js: () => js,
     subject: 'oplog.5',
     vdisk: 5n,
     epoch: 1,

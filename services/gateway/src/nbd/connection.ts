@@ -132,6 +132,8 @@ export class NbdConnection {
   private inFlightBytes = 0;
   private wakeCapacity: (() => void) | undefined;
   private drainWaiters: (() => void)[] = [];
+  /** The socket is corked until the end of this turn of the event loop (see writeReply). */
+  private corked = false;
   /** Replies handed to the socket and not yet flushed: settled when the socket closes. */
   private readonly pendingWrites = new Set<() => void>();
   private readonly reader: SocketReader;
@@ -437,14 +439,24 @@ export class NbdConnection {
       };
       this.pendingWrites.add(settle);
       // Both writes go into the socket's buffer in the same tick, so no other reply can
-      // come between a header and its data.
-      this.socket.cork();
+      // come between a header and its data. Replies finished in the same turn of the
+      // event loop leave in one system call: the socket stays corked until its end.
+      this.corkUntilTurnEnds();
       if (data === undefined) {
         this.socket.write(encodeSimpleReplyHeader(errno, handle), settle);
       } else {
         this.socket.write(encodeSimpleReplyHeader(errno, handle));
         this.socket.write(data, settle);
       }
+    });
+  }
+
+  private corkUntilTurnEnds(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(() => {
+      this.corked = false;
       this.socket.uncork();
     });
   }
