@@ -10,11 +10,12 @@
 //
 // Options: --runtime S (seconds per workload, default 10), --size SIZE (the region
 // fio works in, default 256M), --layouts separate,colocate, --out FILE.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, repoRoot, run, startNode, startProgram, waitFor, waitForDrained, type ActorProcess } from '../test/harness';
+import { freePort, repoRoot, run, startProgram, waitFor, waitForDrained } from '../test/harness';
+import { createdId, fio, startCluster, strata, type Figures, type FioJob } from './common';
 
 interface Workload {
   name: string;
@@ -37,13 +38,6 @@ const workloads: Workload[] = [
   { name: 'rand write 4K QD32', rw: 'randwrite', bs: '4k', iodepth: 32, ceph: 0.027, goal: 1.5 },
 ];
 
-interface Figures {
-  iops: number;
-  mbps: number;
-  p50us: number;
-  p99us: number;
-}
-
 interface Options {
   runtime: number;
   size: string;
@@ -64,82 +58,27 @@ function options(): Options {
   return { runtime, size: values.size, layouts: layouts as Options['layouts'], out: values.out ?? join(repoRoot, 'bench', 'results', 'nbd.json') };
 }
 
-async function fio(uri: string, w: Workload, o: Options, scratch: string): Promise<Figures> {
-  const output = join(scratch, `fio-${w.rw}-${w.bs}-${w.iodepth}.json`);
-  const args = [
-    `--name=${w.rw}`,
-    '--ioengine=nbd',
-    `--uri=${uri}`,
-    `--rw=${w.rw}`,
-    `--bs=${w.bs}`,
-    `--iodepth=${w.iodepth}`,
-    `--size=${o.size}`,
-    '--time_based',
-    `--runtime=${o.runtime}`,
-    '--ramp_time=1',
-    '--output-format=json',
-    `--output=${output}`,
-  ];
-  const { code, stdout, stderr } = await run('fio', args, { timeoutMs: (o.runtime + 60) * 1000 });
-  if (code !== 0) throw new Error(`fio ${w.name} against ${uri} failed (${code}): ${(stdout + stderr).slice(-2000)}`);
-  const job = (JSON.parse(readFileSync(output, 'utf8')) as { jobs: FioJob[] }).jobs[0]!;
-  if (job.error !== 0) throw new Error(`fio ${w.name} against ${uri} reported error ${job.error}`);
-  const side = w.rw === 'read' || w.rw === 'randread' ? job.read : job.write;
-  return {
-    iops: Math.round(side.iops),
-    mbps: Math.round((side.bw_bytes / 1e6) * 10) / 10,
-    p50us: Math.round((side.clat_ns.percentile['50.000000'] ?? Number.NaN) / 1000),
-    p99us: Math.round((side.clat_ns.percentile['99.000000'] ?? Number.NaN) / 1000),
-  };
-}
-
-interface FioSide {
-  iops: number;
-  bw_bytes: number;
-  clat_ns: { percentile: Record<string, number> };
-}
-interface FioJob {
-  error: number;
-  read: FioSide;
-  write: FioSide;
-}
-
-async function strata(dir: string, args: string[]): Promise<string> {
-  const { code, stdout, stderr } = await run(process.execPath, [join(repoRoot, 'cli', 'dist', 'main.js'), '--dir', dir, ...args], { timeoutMs: 60_000 });
-  if (code !== 0) throw new Error(`strata ${args.join(' ')} failed (${code}): ${stderr}`);
-  return stdout;
+function job(w: Workload, o: Options): FioJob {
+  return { name: w.name, rw: w.rw, bs: w.bs, iodepth: w.iodepth, size: o.size, runtimeS: o.runtime, rampS: 1 };
 }
 
 async function measureStrata(layout: 'separate' | 'colocate', o: Options, scratch: string): Promise<Record<string, Figures>> {
-  const dir = mkdtempSync(join(tmpdir(), `strata-bench-${layout}-`));
-  const nbdPort = await freePort();
-  const natsPort = await freePort();
-  const args = ['--dir', dir, 'up', '--nodes', '3', '--nats', '3', '--nats-port', String(natsPort), '--nbd-port', String(nbdPort)];
-  if (layout === 'colocate') args.push('--colocate');
-  let up: ActorProcess | undefined;
+  const cluster = await startCluster(layout, ['--nats', '3', ...(layout === 'colocate' ? ['--colocate'] : [])]);
   try {
-    up = startNode('cli/dist/main.js', args, { name: `strata up (${layout})`, env: { NATS_URL: '' } });
-    await up.waitForOutput(/^ready$/m, 120_000);
-    const natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
-    await strata(dir, ['container', 'create', 'rf3', '--rf', '3']);
-    const created = await strata(dir, ['vdisk', 'create', 'bench', '--size', '1G', '--container', 'rf3']);
-    const idText = /\(id (\d+)/.exec(created)?.[1];
-    if (idText === undefined) throw new Error(`could not read the vdisk id from: ${created}`);
-    const id = BigInt(idText);
-    const uri = `nbd://127.0.0.1:${nbdPort}/bench`;
+    await strata(cluster.dir, ['container', 'create', 'rf3', '--rf', '3']);
+    const id = createdId(await strata(cluster.dir, ['vdisk', 'create', 'bench', '--size', '1G', '--container', 'rf3']));
+    const uri = `nbd://127.0.0.1:${cluster.nbdPort}/bench`;
     const out: Record<string, Figures> = {};
     for (const w of workloads) {
-      out[w.name] = await fio(uri, w, o, scratch);
+      out[w.name] = await fio(uri, job(w, o), scratch);
       process.stderr.write(`  ${layout.padEnd(9)} ${w.name.padEnd(19)} ${String(out[w.name]!.iops).padStart(7)} IOPS\n`);
       // Reads measure the drained steady state, not the oplog index.
-      if (w.rw === 'write') await waitForDrained(natsUrl, id, 120_000);
+      if (w.rw === 'write') await waitForDrained(cluster.natsUrl, id, 120_000);
     }
-    await up.stop(20_000);
-    rmSync(dir, { recursive: true, force: true });
+    await cluster.stop();
     return out;
   } catch (err) {
-    await up?.stop(20_000);
-    process.stderr.write(`the ${layout} cluster's data and logs are kept in ${dir}\n`);
+    await cluster.stop(true);
     throw err;
   }
 }
@@ -151,7 +90,7 @@ async function measureNbdkit(o: Options, scratch: string): Promise<Record<string
     await waitFor('nbdkit to listen', 10_000, async () => (await run('nbdinfo', [`nbd://127.0.0.1:${port}/`], { timeoutMs: 5_000 })).code === 0);
     const out: Record<string, Figures> = {};
     for (const w of workloads) {
-      out[w.name] = await fio(`nbd://127.0.0.1:${port}/`, w, o, scratch);
+      out[w.name] = await fio(`nbd://127.0.0.1:${port}/`, job(w, o), scratch);
       process.stderr.write(`  ${'nbdkit'.padEnd(9)} ${w.name.padEnd(19)} ${String(out[w.name]!.iops).padStart(7)} IOPS\n`);
     }
     return out;

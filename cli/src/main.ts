@@ -3,7 +3,7 @@
 // exit code (1 for a failure reported by the cluster, 2 for a usage error).
 import { Command, CommanderError } from 'commander';
 import { StrataError } from '@strata/errors';
-import type { CfgObjectWithRevision, Kind } from '@strata/proto';
+import type { CfgObjectWithRevision, Kind, QosSpec } from '@strata/proto';
 import { ConfigClient } from '@strata/config-client';
 import { DEFAULT_DIR, clusterUrl } from './client';
 import { up } from './up';
@@ -227,13 +227,17 @@ vdisk
   .option('--block-size <size>', 'vDisk block size, 4K to 1M', '1M')
   .option('--priority <class>', 'QoS class: high, normal or low', 'normal')
   .option('--weight <n>', 'fair-share weight within the class', '1')
-  .action((name: string, o: { size: string; container: string; shared?: boolean; blockSize: string; priority: string; weight: string }) =>
+  .option('--iops-cap <n>', 'at most this many operations a second')
+  .option('--bandwidth-cap <size>', 'at most this many bytes a second, e.g. 100M')
+  .option('--burst-ms <ms>', 'how far a capped vDisk may run ahead of its cap (default 1000)')
+  .option('--reserved-iops <n>', 'operations a second served before other vDisks while this one has work')
+  .action((name: string, o: { size: string; container: string; shared?: boolean; blockSize: string } & QosOptions) =>
     withClient(async (client) => {
       const spec = {
         sizeBytes: parseSize(o.size, '--size'),
         blockSizeBytes: parseSize(o.blockSize, '--block-size'),
         shared: o.shared ?? false,
-        qos: { priority: o.priority, weight: parseCount(o.weight, '--weight') },
+        qos: qosFromOptions({}, o),
       };
       const containerObj = await client.get({ kind: 'container', name: o.container }).catch((err: unknown) => {
         if (err instanceof StrataError && err.code === 'NOT_FOUND' && o.container === 'default') {
@@ -252,9 +256,35 @@ vdisk
     withClient(async (client) =>
       listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS'], async (v) => {
         const s = v.spec;
-        return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', `${s.qos.priority}/${s.qos.weight}`];
+        return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos)];
       }),
     ),
+  );
+vdisk
+  .command('qos <name>')
+  .description("show a vDisk's QoS, or change it (applies to the next request); 'none' removes a cap or reservation")
+  .option('--priority <class>', 'QoS class: high, normal or low')
+  .option('--weight <n>', 'fair-share weight within the class')
+  .option('--iops-cap <n>', 'at most this many operations a second, or none')
+  .option('--bandwidth-cap <size>', 'at most this many bytes a second (e.g. 100M), or none')
+  .option('--burst-ms <ms>', 'how far a capped vDisk may run ahead of its cap, or none (1000)')
+  .option('--reserved-iops <n>', 'operations a second served first while this vDisk has work, or none')
+  .action((name: string, o: QosOptions) =>
+    withClient(async (client) => {
+      const current = await client.get({ kind: 'vdisk', name });
+      if (current.kind !== 'vdisk') throw new Error(`config returned a ${current.kind} for vdisk ${name}`);
+      const changes = Object.values(o).some((v) => v !== undefined);
+      if (!changes) {
+        if (globals().json) printJson(current.spec.qos);
+        else print(`vdisk ${name}: ${formatQos(current.spec.qos)}`);
+        return;
+      }
+      // Compare-and-set on the revision read: a concurrent change is a CONFLICT, not lost.
+      const qos = qosFromOptions(current.spec.qos, o);
+      const updated = await client.update({ kind: 'vdisk', name, spec: { ...current.spec, qos }, revision: current.revision });
+      if (updated.kind !== 'vdisk') throw new Error(`config returned a ${updated.kind} for vdisk ${name}`);
+      print(`vdisk ${name}: ${formatQos(updated.spec.qos)}`);
+    }),
   );
 vdisk
   .command('rm <name>')
@@ -262,6 +292,42 @@ vdisk
   .action((name: string) => withClient(async (client) => print(`vdisk ${(await client.delete('vdisk', name)).name} deleted`)));
 
 // ---- run ------------------------------------------------------------------------------------
+
+interface QosOptions {
+  priority?: string;
+  weight?: string;
+  iopsCap?: string;
+  bandwidthCap?: string;
+  burstMs?: string;
+  reservedIops?: string;
+}
+
+/** `base` with the options given applied; 'none' removes an optional setting. The config service checks the result. */
+function qosFromOptions(base: Record<string, unknown>, o: QosOptions): Record<string, unknown> {
+  const qos: Record<string, unknown> = { ...base };
+  const set = (key: string, text: string | undefined, parse: (t: string) => number): void => {
+    if (text === undefined) return;
+    if (text === 'none') delete qos[key];
+    else qos[key] = parse(text);
+  };
+  if (o.priority !== undefined) qos.priority = o.priority;
+  if (o.weight !== undefined) qos.weight = parseCount(o.weight, '--weight');
+  set('iopsCap', o.iopsCap, (t) => parseCount(t, '--iops-cap'));
+  set('bandwidthCapBytesPerSec', o.bandwidthCap, (t) => parseSize(t, '--bandwidth-cap'));
+  set('burstMs', o.burstMs, (t) => parseCount(t, '--burst-ms'));
+  set('reservedIops', o.reservedIops, (t) => parseCount(t, '--reserved-iops'));
+  return qos;
+}
+
+/** `high/3`, then caps and reservation when set: `normal/1 cap 500 iops reserve 200 iops`. */
+function formatQos(q: QosSpec): string {
+  const parts = [`${q.priority}/${q.weight}`];
+  if (q.iopsCap !== undefined) parts.push(`cap ${q.iopsCap} iops`);
+  if (q.bandwidthCapBytesPerSec !== undefined) parts.push(`cap ${formatSize(q.bandwidthCapBytesPerSec)}/s`);
+  if (q.burstMs !== undefined) parts.push(`burst ${q.burstMs} ms`);
+  if (q.reservedIops !== undefined) parts.push(`reserve ${q.reservedIops} iops`);
+  return parts.join(' ');
+}
 
 async function main(): Promise<void> {
   try {

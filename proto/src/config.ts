@@ -95,11 +95,28 @@ export const containerSpec = z.strictObject({
     .default(['ssd', 'hdd']),
 });
 
-export const qosSpec = z.strictObject({
-  priority: z.enum(Priority).default('normal'),
-  /** Fair-share weight within the priority class. 3 gets three times the share of 1. */
-  weight: uint.refine((v) => v >= 1 && v <= 1000, 'must be between 1 and 1000').default(1),
-});
+export const qosSpec = z
+  .strictObject({
+    priority: z.enum(Priority).default('normal'),
+    /** Fair-share weight within the priority class. 3 gets three times the share of 1. */
+    weight: uint.refine((v) => v >= 1 && v <= 1000, 'must be between 1 and 1000').default(1),
+    /** Most reads and writes a second; 500 means at most 500 after the burst. None: no cap. */
+    iopsCap: uint.refine((v) => v >= 1 && v <= 10_000_000, 'must be from 1 to 10000000 operations a second').optional(),
+    /** Most bytes a second; 104857600 means 100 MiB/s. None: no cap. */
+    bandwidthCapBytesPerSec: uint.refine((v) => v >= 4096, 'must be at least 4096 bytes a second').optional(),
+    /** Burst allowance of the caps: a capped vDisk may run ahead of its cap by this much time's worth of it. 500 means half a second; default 1000. */
+    burstMs: uint.refine((v) => v >= 10 && v <= 60_000, 'must be from 10 to 60000 ms').optional(),
+    /** Operations a second this vDisk gets before any other, while it has work and the node can deliver them. */
+    reservedIops: uint.refine((v) => v >= 1 && v <= 1_000_000, 'must be from 1 to 1000000 operations a second').optional(),
+  })
+  .refine((q) => q.reservedIops === undefined || q.iopsCap === undefined || q.reservedIops <= q.iopsCap, {
+    message: 'must not exceed iopsCap (a reservation above the cap could never be met)',
+    path: ['reservedIops'],
+  })
+  .refine((q) => q.burstMs === undefined || q.iopsCap !== undefined || q.bandwidthCapBytesPerSec !== undefined, {
+    message: 'applies to caps: set iopsCap or bandwidthCapBytesPerSec too',
+    path: ['burstMs'],
+  });
 
 export const vdiskSpec = z.strictObject({
     container: u64,
@@ -138,6 +155,7 @@ export type DiskSpec = z.output<typeof diskSpec>;
 export type PoolSpec = z.output<typeof poolSpec>;
 export type ContainerSpec = z.output<typeof containerSpec>;
 export type VdiskSpec = z.output<typeof vdiskSpec>;
+export type QosSpec = z.output<typeof qosSpec>;
 export type VmSpec = z.output<typeof vmSpec>;
 
 // ---- Status: what the system observes (nodes only, for now) ---------------------------

@@ -40,6 +40,7 @@ export {
   type PoolSpec,
   type ContainerSpec,
   type VdiskSpec,
+  type QosSpec,
   type VmSpec,
   type NodeStatus,
   type CfgObject,

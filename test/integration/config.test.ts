@@ -101,6 +101,12 @@ describe.each(topologies)('config service against %s nats', (kind) => {
       [{ kind: 'vdisk', name: 'Bad Name', spec: { container: container.id, sizeBytes: GiB } }, /^name: /],
       [{ kind: 'gadget', name: 'x', spec: {} }, /^kind: /],
       [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB }, extra: 1 }, /unknown field extra/],
+      [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB, qos: { priority: 'urgent' } } }, /^spec\.qos\.priority: /],
+      [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB, qos: { weight: 0 } } }, /^spec\.qos\.weight: must be between 1 and 1000/],
+      [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB, qos: { iopsCap: 0 } } }, /^spec\.qos\.iopsCap: must be from 1 to/],
+      [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB, qos: { iopsCap: 100, reservedIops: 200 } } }, /^spec\.qos\.reservedIops: must not exceed iopsCap/],
+      [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB, qos: { burstMs: 500 } } }, /^spec\.qos\.burstMs: applies to caps/],
+      [{ kind: 'vdisk', name: 'x', spec: { container: container.id, sizeBytes: GiB, qos: { bandwidthCapBytesPerSec: 100 } } }, /^spec\.qos\.bandwidthCapBytesPerSec: must be at least 4096/],
     ];
     for (const [request, message] of cases) {
       const err = await bus.request(subjects.cfg(CfgOp.create), request, cfgEntry).catch((e: unknown) => e);

@@ -1,9 +1,11 @@
-// Admission control's core: a bounded queue in front of the controller and a bound
-// on the requests in flight to it. The queue is an interface, so the QoS scheduler
-// (priority classes, fair share, caps) can replace the FIFO without touching the
-// rest. Pure apart from the dispatch function it is given, and the span of each
-// request's wait in the queue.
-import { ErrorCode, StrataError } from '@strata/errors';
+// Admission control's shell: a bounded queue in front of the controller and a bound
+// on the requests in flight to it. The queue discipline is an interface: the QoS
+// scheduler (scheduler.ts: reservations, priority classes, fair share, caps) in the
+// actor, a plain FIFO where order is all that matters. The gate does what the
+// discipline cannot, being pure: it runs the dispatched requests, keeps their spans,
+// and wakes itself when a cap holds every waiting request back.
+import { ErrorCode, StrataError, assert } from '@strata/errors';
+import type { Schedulable } from './scheduler';
 import { SpanAttr, context, trace, withSpan, type Attributes, type Context, type Span } from '@strata/tracing';
 
 const tracer = trace.getTracer('@strata/admission');
@@ -11,26 +13,40 @@ const tracer = trace.getTracer('@strata/admission');
 /** The span of a request's time in the queue, from enqueue to dispatch. */
 export const QUEUE_WAIT_SPAN = 'admission queue wait';
 
-/** What the gate needs of a queue discipline. */
-export interface AdmissionQueue<T> {
-  /** Adds an item; false when the queue is full. */
-  push(item: T): boolean;
-  /** The next item to dispatch, if any. */
-  pop(): T | undefined;
+/** What the gate needs of a queue discipline (QosScheduler has this shape). */
+export interface AdmissionQueue<T extends Schedulable> {
+  /** Adds an item, or says why not: the node's queue or the flow's is full. */
+  push(item: T, nowMs: number): 'queued' | 'node-full' | 'flow-full';
+  /** The next item to dispatch now, if any may go; with `onlyHigh`, only one of the high class. */
+  pop(nowMs: number, onlyHigh?: boolean): T | undefined;
+  /** When pop gave nothing while items wait: the earliest time one (of the high class, with `onlyHigh`) may go. */
+  nextEligibleMs(nowMs: number, onlyHigh?: boolean): number | undefined;
   readonly size: number;
+  /** Items waiting in one flow. */
+  sizeOf(flow: string): number;
 }
 
-/** First come, first served, up to `depthMax` waiting. */
-export class FifoQueue<T> implements AdmissionQueue<T> {
+/** First come, first served, up to `depthMax` waiting; flows and classes are not told apart (every item counts as high). */
+export class FifoQueue<T extends Schedulable> implements AdmissionQueue<T> {
   private items: T[] = [];
   private head = 0;
 
   constructor(private readonly depthMax: number) {}
 
-  push(item: T): boolean {
-    if (this.size >= this.depthMax) return false;
+  push(item: T): 'queued' | 'node-full' {
+    if (this.size >= this.depthMax) return 'node-full';
     this.items.push(item);
-    return true;
+    return 'queued';
+  }
+
+  nextEligibleMs(): undefined {
+    return undefined;
+  }
+
+  sizeOf(flow: string): number {
+    let n = 0;
+    for (let i = this.head; i < this.items.length; i++) if (this.items[i]!.flow === flow) n++;
+    return n;
   }
 
   pop(): T | undefined {
@@ -49,7 +65,8 @@ export class FifoQueue<T> implements AdmissionQueue<T> {
   }
 }
 
-interface Waiting<R> {
+/** A request's place in the queue: its flow (vDisk) and size, for the discipline. */
+export interface Waiting<R> extends Schedulable {
   run: () => Promise<R>;
   resolve: (value: R) => void;
   reject: (err: unknown) => void;
@@ -62,6 +79,8 @@ interface Waiting<R> {
 
 export class Gate<R> {
   private inFlight = 0;
+  /** Armed while a cap holds every waiting request back: pumps again when one may go. */
+  private wake: { timer: NodeJS.Timeout; atMs: number } | undefined;
 
   constructor(
     private readonly queue: AdmissionQueue<Waiting<R>>,
@@ -69,7 +88,16 @@ export class Gate<R> {
     private readonly now: () => number,
     /** Called with how long each request waited in the queue. */
     private readonly onDispatch: (waitedMs: number) => void = () => undefined,
-  ) {}
+    /**
+     * The last free slots, kept for the high class: lower classes may take a slot
+     * only while more than this many are free. Without it a noisy low-priority vDisk
+     * whose writes wait long in the controller (backpressure) holds every slot, and
+     * high-priority I/O waits behind it however the queue is ordered.
+     */
+    private readonly highReservedSlots = 0,
+  ) {
+    assert(Number.isInteger(highReservedSlots) && highReservedSlots >= 0 && highReservedSlots < inFlightMax, `highReservedSlots must be from 0 to inFlightMax - 1, got ${highReservedSlots}`);
+  }
 
   /**
    * Runs `run` when a slot is free; QUEUE_FULL (retryable) at once when the queue is full.
@@ -81,12 +109,18 @@ export class Gate<R> {
    * span's child: the trace reads handle, wait, then the dispatched request, even
    * though the wait ended when the request left the queue.
    */
-  submit(run: () => Promise<R>, attributes?: Attributes): Promise<R> {
+  submit(request: Schedulable, run: () => Promise<R>, attributes?: Attributes): Promise<R> {
     return new Promise((resolve, reject) => {
-      const item: Waiting<R> = { run, resolve, reject, enqueuedAtMs: this.now(), parent: context.active(), wait: undefined };
-      if (!this.queue.push(item)) {
+      const nowMs = this.now();
+      const item: Waiting<R> = { flow: request.flow, bytes: request.bytes, run, resolve, reject, enqueuedAtMs: nowMs, parent: context.active(), wait: undefined };
+      const pushed = this.queue.push(item, nowMs);
+      if (pushed !== 'queued') {
         // Refused, never queued: the bus records the error on the handler's span.
-        reject(new StrataError(ErrorCode.QUEUE_FULL, `admission queue is full (${this.queue.size} waiting, ${this.inFlight} in flight)`));
+        const where =
+          pushed === 'flow-full'
+            ? `vdisk ${request.flow} has ${this.queue.sizeOf(request.flow)} requests waiting, its most`
+            : `${this.queue.size} requests waiting on this node, its most (${this.inFlight} in flight)`;
+        reject(new StrataError(ErrorCode.QUEUE_FULL, `admission queue is full: ${where}`));
         return;
       }
       const wait = tracer.startSpan(QUEUE_WAIT_SPAN, undefined, item.parent);
@@ -101,10 +135,16 @@ export class Gate<R> {
 
   private pump(): void {
     while (this.inFlight < this.inFlightMax) {
-      const next = this.queue.pop();
-      if (next === undefined) return;
+      const nowMs = this.now();
+      const onlyHigh = this.inFlightMax - this.inFlight <= this.highReservedSlots;
+      const next = this.queue.pop(nowMs, onlyHigh);
+      if (next === undefined) {
+        // A completion pumps again; a timer only for what a cap holds back.
+        this.wakeAt(this.queue.nextEligibleMs(nowMs, onlyHigh), nowMs);
+        return;
+      }
       this.inFlight++;
-      this.onDispatch(this.now() - next.enqueuedAtMs);
+      this.onDispatch(nowMs - next.enqueuedAtMs);
       const wait = next.wait!;
       wait.end();
       // pump() runs in whichever request's completion freed the slot: the dispatched
@@ -116,6 +156,27 @@ export class Gate<R> {
           this.pump();
         });
     }
+  }
+
+  /** Arms (or brings forward) the timer that pumps when a capped request may go. */
+  private wakeAt(atMs: number | undefined, nowMs: number): void {
+    if (atMs === undefined) return;
+    if (this.wake !== undefined) {
+      if (this.wake.atMs <= atMs) return;
+      clearTimeout(this.wake.timer);
+    }
+    // Timers round down to whole milliseconds; waking a little late is harmless, early is a wasted pump.
+    const timer = setTimeout(() => {
+      this.wake = undefined;
+      this.pump();
+    }, Math.max(0, Math.ceil(atMs - nowMs)));
+    this.wake = { timer, atMs };
+  }
+
+  /** Stops the wake-up timer; requests still waiting stay queued (the actor is stopping). */
+  close(): void {
+    if (this.wake !== undefined) clearTimeout(this.wake.timer);
+    this.wake = undefined;
   }
 
   get depth(): number {

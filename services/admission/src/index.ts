@@ -1,3 +1,4 @@
-// Admission control's queue discipline, for the QoS scheduler to build on.
-export { FifoQueue, Gate, type AdmissionQueue } from './gate';
-export { admissionActor, admissionSettings, type AdmissionSettings } from './actor';
+// Admission control: the gate (queue shell), the QoS scheduler (the pure discipline) and the actor.
+export { FifoQueue, Gate, type AdmissionQueue, type Waiting } from './gate';
+export { QosScheduler, QosClass, requestCost, assertFlowQos, type FlowQos, type SchedulerOptions, type Schedulable } from './scheduler';
+export { admissionActor, admissionSettings, flowQos, type AdmissionSettings } from './actor';

@@ -16,6 +16,7 @@ afterAll(() => tracing.shutdown());
 beforeEach(() => tracing.reset());
 
 const tracer = trace.getTracer('gate-tracing-test');
+const req = { flow: '1', bytes: 4096 };
 
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;
@@ -38,6 +39,7 @@ describe('admission gate spans', () => {
       submitters.push(submitter);
       return context.with(trace.setSpan(context.active(), submitter), () =>
         gate.submit(
+          { flow: String(i), bytes: 4096 },
           () => {
             // What the dispatch starts (the request to the controller) sees the wait span as its parent.
             dispatched[i] = { active: trace.getActiveSpan(), waitEnded: (trace.getActiveSpan() as unknown as { ended?: boolean } | undefined)?.ended === true, child: tracer.startSpan(`request ${i}`) };
@@ -84,9 +86,9 @@ describe('admission gate spans', () => {
   it('makes no wait span for a request refused with QUEUE_FULL', async () => {
     const gate = new Gate<number>(new FifoQueue(1), 1, () => 0);
     const hold = deferred<number>();
-    const running = gate.submit(() => hold.promise);
-    const waiting = gate.submit(() => Promise.resolve(2));
-    await expect(gate.submit(() => Promise.resolve(3))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
+    const running = gate.submit(req, () => hold.promise);
+    const waiting = gate.submit(req, () => Promise.resolve(2));
+    await expect(gate.submit(req, () => Promise.resolve(3))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
     hold.resolve(1);
     await expect(Promise.all([running, waiting])).resolves.toEqual([1, 2]);
     expect(finished(QUEUE_WAIT_SPAN)).toHaveLength(2);

@@ -1,6 +1,11 @@
 // The admission gate: at most inFlightMax requests run at once, the rest wait in
-// FIFO order up to the queue's depth, and beyond it QUEUE_FULL comes back at once.
-import { FifoQueue, Gate } from '../src/gate';
+// their discipline's order up to the queue's depth, beyond it QUEUE_FULL comes back
+// at once, and when a cap holds every waiting request back the gate wakes itself
+// when the first may go.
+import { FifoQueue, Gate, type Waiting } from '../src/gate';
+import { QosScheduler } from '../src/scheduler';
+
+const req = { flow: '1', bytes: 4096 };
 
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;
@@ -16,12 +21,12 @@ describe('admission gate', () => {
     const started: number[] = [];
     const gates = [0, 1, 2, 3].map(() => deferred<number>());
     const results = gates.map((g, i) =>
-      gate.submit(() => {
+      gate.submit(req, () => {
         started.push(i);
         return g.promise;
       }),
     );
-    await expect(gate.submit(() => Promise.resolve(99))).rejects.toMatchObject({ code: 'QUEUE_FULL', retryable: true });
+    await expect(gate.submit(req, () => Promise.resolve(99))).rejects.toMatchObject({ code: 'QUEUE_FULL', retryable: true });
     expect(started).toEqual([0, 1]);
     expect(gate.active).toBe(2);
     expect(gate.depth).toBe(2);
@@ -43,17 +48,89 @@ describe('admission gate', () => {
 
   it('passes failures through and frees the slot', async () => {
     const gate = new Gate<number>(new FifoQueue(10), 1, () => 0);
-    await expect(gate.submit(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
-    await expect(gate.submit(() => Promise.resolve(5))).resolves.toBe(5);
+    await expect(gate.submit(req, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    await expect(gate.submit(req, () => Promise.resolve(5))).resolves.toBe(5);
     expect(gate.active).toBe(0);
   });
 
   it('compacts its storage without losing order', () => {
-    const q = new FifoQueue<number>(100_000);
-    for (let i = 0; i < 5000; i++) q.push(i);
-    for (let i = 0; i < 4000; i++) expect(q.pop()).toBe(i);
-    for (let i = 5000; i < 6000; i++) q.push(i);
-    for (let i = 4000; i < 6000; i++) expect(q.pop()).toBe(i);
+    const item = (i: number) => ({ flow: String(i % 3), bytes: i });
+    const q = new FifoQueue<{ flow: string; bytes: number }>(100_000);
+    for (let i = 0; i < 5000; i++) q.push(item(i));
+    for (let i = 0; i < 4000; i++) expect(q.pop()?.bytes).toBe(i);
+    for (let i = 5000; i < 6000; i++) q.push(item(i));
+    // Waiting now: 4000..5999, of which every third from 4000 (4000 % 3 === 1) is in flow '1'.
+    expect(q.sizeOf('1')).toBe(667);
+    for (let i = 4000; i < 6000; i++) expect(q.pop()?.bytes).toBe(i);
     expect(q.pop()).toBeUndefined();
   });
+
+  it('names the vDisk whose own queue is full, and wakes for a request a cap held back', async () => {
+    const scheduler = new QosScheduler<Waiting<number>>({
+      nodeDepthMax: 100,
+      flowDepthMax: 2,
+      lowerClassShare: { normal: 0.1, low: 0.05 },
+      costUnitBytes: 65536,
+      defaultQos: { priority: 'normal', weight: 1 },
+    });
+    // 20 operations a second with a burst of one: after the first, one every 50 ms.
+    scheduler.setQos('7', { priority: 'normal', weight: 1, iopsCap: 20, burstSeconds: 0.05 });
+    const gate = new Gate<number>(scheduler, 4, () => performance.now());
+    const startedMs: number[] = [];
+    const t0 = performance.now();
+    const run = (i: number) => () => {
+      startedMs.push(performance.now() - t0);
+      return Promise.resolve(i);
+    };
+    const first = gate.submit({ flow: '7', bytes: 4096 }, run(0));
+    const second = gate.submit({ flow: '7', bytes: 4096 }, run(1));
+    const third = gate.submit({ flow: '7', bytes: 4096 }, run(2));
+    await expect(gate.submit({ flow: '7', bytes: 4096 }, run(3))).rejects.toMatchObject({ code: 'QUEUE_FULL', message: expect.stringContaining('vdisk 7 has 2 requests waiting') });
+    // Another vDisk is not held back by the first one's cap.
+    await expect(gate.submit({ flow: '8', bytes: 4096 }, run(9))).resolves.toBe(9);
+    await expect(Promise.all([first, second, third])).resolves.toEqual([0, 1, 2]);
+    expect(startedMs).toHaveLength(4);
+    // The capped requests went one per 50 ms, and only because the gate woke itself: nothing else pumped it.
+    const capped = [startedMs[0]!, startedMs[2]!, startedMs[3]!];
+    expect(capped[1]! - capped[0]!).toBeGreaterThanOrEqual(45);
+    expect(capped[2]! - capped[1]!).toBeGreaterThanOrEqual(45);
+    expect(capped[2]! - capped[0]!).toBeLessThan(500);
+    gate.close();
+  });
+
+  it('keeps the last free slots for the high class', async () => {
+    const scheduler = new QosScheduler<Waiting<string>>({
+      nodeDepthMax: 100,
+      flowDepthMax: 100,
+      lowerClassShare: { normal: 0.1, low: 0.05 },
+      costUnitBytes: 65536,
+      defaultQos: { priority: 'normal', weight: 1 },
+    });
+    scheduler.setQos('low', { priority: 'low', weight: 1 });
+    scheduler.setQos('high', { priority: 'high', weight: 1 });
+    const gate = new Gate<string>(scheduler, 4, () => performance.now(), undefined, 1);
+    const started: string[] = [];
+    const holds = Array.from({ length: 5 }, () => deferred<string>());
+    const lows = holds.map((h, i) =>
+      gate.submit({ flow: 'low', bytes: 4096 }, () => {
+        started.push(`low${i}`);
+        return h.promise;
+      }),
+    );
+    // Three of four slots go to the low class; the fourth is kept, so two low requests wait.
+    expect(started).toEqual(['low0', 'low1', 'low2']);
+    expect(gate.depth).toBe(2);
+    const high = gate.submit({ flow: 'high', bytes: 4096 }, () => {
+      started.push('high');
+      return Promise.resolve('high');
+    });
+    // The high request takes the kept slot at once, ahead of the waiting low ones.
+    expect(started).toEqual(['low0', 'low1', 'low2', 'high']);
+    await expect(high).resolves.toBe('high');
+    holds.forEach((h, i) => h.resolve(`low${i}`));
+    await expect(Promise.all(lows)).resolves.toEqual(['low0', 'low1', 'low2', 'low3', 'low4']);
+    expect(() => new Gate<string>(scheduler, 4, () => 0, undefined, 4)).toThrow(/highReservedSlots/);
+    gate.close();
+  });
 });
+
