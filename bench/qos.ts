@@ -40,17 +40,18 @@ function options(): Options {
   return { runtimeS, size: values.size, out: values.out ?? join(repoRoot, 'bench', 'results', 'qos.json') };
 }
 
+const E_CAP_IOPS = 500;
+const F_RESERVED_IOPS = 1000;
+
 /** The vDisks and their QoS, as `strata vdisk create` options. */
 const vdisks: Record<string, string[]> = {
   a: ['--priority', 'high'],
   b: ['--priority', 'low'],
   c: ['--weight', '3'],
   d: ['--weight', '1'],
-  e: ['--iops-cap', '500'],
-  f: ['--priority', 'low', '--reserved-iops', '1000'],
+  e: ['--iops-cap', String(E_CAP_IOPS)],
+  f: ['--priority', 'low', '--reserved-iops', String(F_RESERVED_IOPS)],
 };
-const E_CAP_IOPS = 500;
-const F_RESERVED_IOPS = 1000;
 
 function say(text: string): void {
   process.stderr.write(`${text}\n`);
@@ -89,9 +90,11 @@ async function main(): Promise<void> {
     say('phase 4: E capped');
     const e = await fio(uri('e'), { ...job('e', 'randread', '4k', 16), rampS: 3 }, scratch);
     say('phase 5: F reserved, with C and D saturating');
-    const [fReserved] = await Promise.all([fio(uri('f'), job('f', 'randread', '4k', 8), scratch), fio(uri('c'), job('c', 'randread', '4k', 32), scratch), fio(uri('d'), job('d', 'randread', '4k', 32), scratch)]);
+    const fBesideCAndD = async (): Promise<Figures> =>
+      (await Promise.all([fio(uri('f'), job('f', 'randread', '4k', 8), scratch), fio(uri('c'), job('c', 'randread', '4k', 32), scratch), fio(uri('d'), job('d', 'randread', '4k', 32), scratch)]))[0];
+    const fReserved = await fBesideCAndD();
     say(await strata(dir, ['vdisk', 'qos', 'f', '--reserved-iops', 'none']));
-    const [fUnreserved] = await Promise.all([fio(uri('f'), job('f', 'randread', '4k', 8), scratch), fio(uri('c'), job('c', 'randread', '4k', 32), scratch), fio(uri('d'), job('d', 'randread', '4k', 32), scratch)]);
+    const fUnreserved = await fBesideCAndD();
 
     const results = {
       at: new Date().toISOString(),

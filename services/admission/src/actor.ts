@@ -102,8 +102,14 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
 
       const wait = metrics.histogram('strata_admission_queue_wait_seconds', 'Time a request waited in the admission queue', [], [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
       const depth = metrics.gauge('strata_admission_queue_depth', 'Requests waiting in the admission queue');
-      const refused = metrics.counter('strata_admission_queue_full_total', 'Requests refused with QUEUE_FULL', []);
-      const gate = new Gate<unknown>(scheduler, s.inFlightMax, () => performance.now(), (waitedMs) => wait.observe(waitedMs / 1000), s.highReservedSlots);
+      const refused = metrics.counter('strata_admission_queue_full_total', 'Requests refused with QUEUE_FULL, by which queue was full', ['queue']);
+      const gate = new Gate<unknown>(scheduler, {
+        inFlightMax: s.inFlightMax,
+        highReservedSlots: s.highReservedSlots,
+        now: () => performance.now(),
+        onDispatch: (waitedMs) => wait.observe(waitedMs / 1000),
+        onRefused: (why) => refused.inc({ queue: why === 'flow-full' ? 'vdisk' : 'node' }),
+      });
       const services = await Promise.all(
         Object.values(IoOp).map((op) =>
           bus.serve(
@@ -119,15 +125,11 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
               const span = recordingSpan();
               const attributes = span === undefined ? undefined : { [SpanAttr.vdisk]: String(req.vdisk), [SpanAttr.ioOp]: op };
               if (attributes !== undefined) span?.setAttributes(attributes);
-              const admitted = gate.submit(
+              return gate.submit(
                 { flow: String(req.vdisk), bytes: requestBytes(op, req) },
                 () => bus.request(subjects.controller(s.node, op), req, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }),
                 attributes,
               );
-              admitted.catch((err: unknown) => {
-                if (err instanceof StrataError && err.code === ErrorCode.QUEUE_FULL) refused.inc();
-              });
-              return admitted;
             },
             { maxInFlight: s.queueDepthMax + s.inFlightMax },
           ),

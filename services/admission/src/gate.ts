@@ -77,26 +77,47 @@ export interface Waiting<R> extends Schedulable {
   wait: Span | undefined;
 }
 
+export interface GateOptions {
+  /** Requests running (dispatched, not yet finished) at most. */
+  inFlightMax: number;
+  /** The clock, ms (performance.now in the actor; a fake in tests). */
+  now: () => number;
+  /** Called with how long each request waited in the queue. */
+  onDispatch?: (waitedMs: number) => void;
+  /** Called for each request refused with QUEUE_FULL, with why. */
+  onRefused?: (why: 'node-full' | 'flow-full') => void;
+  /**
+   * The last free slots, kept for the high class: lower classes may take a slot
+   * only while more than this many are free. Without it a noisy low-priority vDisk
+   * whose writes wait long in the controller (backpressure) holds every slot, and
+   * high-priority I/O waits behind it however the queue is ordered. Default 0.
+   */
+  highReservedSlots?: number;
+}
+
 export class Gate<R> {
   private inFlight = 0;
   /** Armed while a cap holds every waiting request back: pumps again when one may go. */
   private wake: { timer: NodeJS.Timeout; atMs: number } | undefined;
 
+  private readonly inFlightMax: number;
+  private readonly now: () => number;
+  private readonly onDispatch: (waitedMs: number) => void;
+  private readonly onRefused: (why: 'node-full' | 'flow-full') => void;
+  private readonly highReservedSlots: number;
+
   constructor(
     private readonly queue: AdmissionQueue<Waiting<R>>,
-    private readonly inFlightMax: number,
-    private readonly now: () => number,
-    /** Called with how long each request waited in the queue. */
-    private readonly onDispatch: (waitedMs: number) => void = () => undefined,
-    /**
-     * The last free slots, kept for the high class: lower classes may take a slot
-     * only while more than this many are free. Without it a noisy low-priority vDisk
-     * whose writes wait long in the controller (backpressure) holds every slot, and
-     * high-priority I/O waits behind it however the queue is ordered.
-     */
-    private readonly highReservedSlots = 0,
+    options: GateOptions,
   ) {
+    const { inFlightMax, highReservedSlots = 0 } = options;
+    assert(Number.isInteger(inFlightMax) && inFlightMax > 0, `inFlightMax must be a positive integer, got ${inFlightMax}`);
     assert(Number.isInteger(highReservedSlots) && highReservedSlots >= 0 && highReservedSlots < inFlightMax, `highReservedSlots must be from 0 to inFlightMax - 1, got ${highReservedSlots}`);
+    this.inFlightMax = inFlightMax;
+    this.highReservedSlots = highReservedSlots;
+    this.now = options.now;
+    this.onDispatch = options.onDispatch ?? (() => undefined);
+    this.onRefused = options.onRefused ?? (() => undefined);
   }
 
   /**
@@ -120,6 +141,7 @@ export class Gate<R> {
           pushed === 'flow-full'
             ? `vdisk ${request.flow} has ${this.queue.sizeOf(request.flow)} requests waiting, its most`
             : `${this.queue.size} requests waiting on this node, its most (${this.inFlight} in flight)`;
+        this.onRefused(pushed);
         reject(new StrataError(ErrorCode.QUEUE_FULL, `admission queue is full: ${where}`));
         return;
       }

@@ -30,7 +30,7 @@ function finished(name: string): ReadableSpan[] {
 
 describe('admission gate spans', () => {
   it('gives each queued request a wait span, ended at dispatch, under which its own dispatch runs', async () => {
-    const gate = new Gate<string>(new FifoQueue(10), 1, () => 0);
+    const gate = new Gate<string>(new FifoQueue(10), { inFlightMax: 1, now: () => 0 });
     const releases = [deferred<string>(), deferred<string>(), deferred<string>()];
     const submitters: Span[] = [];
     const dispatched: Array<{ active: Span | undefined; waitEnded: boolean; child: Span }> = [];
@@ -84,7 +84,7 @@ describe('admission gate spans', () => {
   });
 
   it('makes no wait span for a request refused with QUEUE_FULL', async () => {
-    const gate = new Gate<number>(new FifoQueue(1), 1, () => 0);
+    const gate = new Gate<number>(new FifoQueue(1), { inFlightMax: 1, now: () => 0 });
     const hold = deferred<number>();
     const running = gate.submit(req, () => hold.promise);
     const waiting = gate.submit(req, () => Promise.resolve(2));

@@ -7,6 +7,17 @@ import { QosScheduler } from '../src/scheduler';
 
 const req = { flow: '1', bytes: 4096 };
 
+/** The actor's discipline, with room for 100 requests on the node and `flowDepthMax` per vDisk. */
+function qosScheduler<R>(flowDepthMax: number): QosScheduler<Waiting<R>> {
+  return new QosScheduler<Waiting<R>>({
+    nodeDepthMax: 100,
+    flowDepthMax,
+    lowerClassShare: { normal: 0.1, low: 0.05 },
+    costUnitBytes: 65536,
+    defaultQos: { priority: 'normal', weight: 1 },
+  });
+}
+
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
@@ -17,7 +28,7 @@ describe('admission gate', () => {
   it('bounds in-flight work, keeps FIFO order and refuses beyond the queue depth', async () => {
     let clock = 0;
     const waits: number[] = [];
-    const gate = new Gate<number>(new FifoQueue(2), 2, () => clock, (w) => waits.push(w));
+    const gate = new Gate<number>(new FifoQueue(2), { inFlightMax: 2, now: () => clock, onDispatch: (w) => waits.push(w) });
     const started: number[] = [];
     const gates = [0, 1, 2, 3].map(() => deferred<number>());
     const results = gates.map((g, i) =>
@@ -47,7 +58,7 @@ describe('admission gate', () => {
   });
 
   it('passes failures through and frees the slot', async () => {
-    const gate = new Gate<number>(new FifoQueue(10), 1, () => 0);
+    const gate = new Gate<number>(new FifoQueue(10), { inFlightMax: 1, now: () => 0 });
     await expect(gate.submit(req, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     await expect(gate.submit(req, () => Promise.resolve(5))).resolves.toBe(5);
     expect(gate.active).toBe(0);
@@ -66,16 +77,11 @@ describe('admission gate', () => {
   });
 
   it('names the vDisk whose own queue is full, and wakes for a request a cap held back', async () => {
-    const scheduler = new QosScheduler<Waiting<number>>({
-      nodeDepthMax: 100,
-      flowDepthMax: 2,
-      lowerClassShare: { normal: 0.1, low: 0.05 },
-      costUnitBytes: 65536,
-      defaultQos: { priority: 'normal', weight: 1 },
-    });
+    const scheduler = qosScheduler<number>(2);
     // 20 operations a second with a burst of one: after the first, one every 50 ms.
     scheduler.setQos('7', { priority: 'normal', weight: 1, iopsCap: 20, burstSeconds: 0.05 });
-    const gate = new Gate<number>(scheduler, 4, () => performance.now());
+    const refusals: string[] = [];
+    const gate = new Gate<number>(scheduler, { inFlightMax: 4, now: () => performance.now(), onRefused: (why) => refusals.push(why) });
     const startedMs: number[] = [];
     const t0 = performance.now();
     const run = (i: number) => () => {
@@ -86,6 +92,7 @@ describe('admission gate', () => {
     const second = gate.submit({ flow: '7', bytes: 4096 }, run(1));
     const third = gate.submit({ flow: '7', bytes: 4096 }, run(2));
     await expect(gate.submit({ flow: '7', bytes: 4096 }, run(3))).rejects.toMatchObject({ code: 'QUEUE_FULL', message: expect.stringContaining('vdisk 7 has 2 requests waiting') });
+    expect(refusals).toEqual(['flow-full']);
     // Another vDisk is not held back by the first one's cap.
     await expect(gate.submit({ flow: '8', bytes: 4096 }, run(9))).resolves.toBe(9);
     await expect(Promise.all([first, second, third])).resolves.toEqual([0, 1, 2]);
@@ -99,16 +106,10 @@ describe('admission gate', () => {
   });
 
   it('keeps the last free slots for the high class', async () => {
-    const scheduler = new QosScheduler<Waiting<string>>({
-      nodeDepthMax: 100,
-      flowDepthMax: 100,
-      lowerClassShare: { normal: 0.1, low: 0.05 },
-      costUnitBytes: 65536,
-      defaultQos: { priority: 'normal', weight: 1 },
-    });
+    const scheduler = qosScheduler<string>(100);
     scheduler.setQos('low', { priority: 'low', weight: 1 });
     scheduler.setQos('high', { priority: 'high', weight: 1 });
-    const gate = new Gate<string>(scheduler, 4, () => performance.now(), undefined, 1);
+    const gate = new Gate<string>(scheduler, { inFlightMax: 4, now: () => performance.now(), highReservedSlots: 1 });
     const started: string[] = [];
     const holds = Array.from({ length: 5 }, () => deferred<string>());
     const lows = holds.map((h, i) =>
@@ -129,7 +130,7 @@ describe('admission gate', () => {
     await expect(high).resolves.toBe('high');
     holds.forEach((h, i) => h.resolve(`low${i}`));
     await expect(Promise.all(lows)).resolves.toEqual(['low0', 'low1', 'low2', 'low3', 'low4']);
-    expect(() => new Gate<string>(scheduler, 4, () => 0, undefined, 4)).toThrow(/highReservedSlots/);
+    expect(() => new Gate<string>(scheduler, { inFlightMax: 4, now: () => 0, highReservedSlots: 4 })).toThrow(/highReservedSlots/);
     gate.close();
   });
 });
