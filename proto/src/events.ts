@@ -11,6 +11,7 @@ export const EventType = {
   nodeAlive: 'node.alive',
   nodeRestarted: 'node.restarted',
   leaderElected: 'leader.elected',
+  ownerChanged: 'owner.changed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -26,7 +27,11 @@ export const clusterEvent = z.strictObject({
   name: z.string().optional(),
   /** Node incarnation for liveness events. */
   incarnation: uint.optional(),
-  /** Who caused it: `operator`, `failure-detector`, `election`. */
+  /** For owner.changed: the new owner, the old one and the new ownership epoch. */
+  owner: z.string().optional(),
+  previousOwner: z.string().optional(),
+  ownerEpoch: uint.optional(),
+  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`. */
   cause: z.string(),
   /** One line for people: `node n2 declared dead after 6012 ms of silence`. */
   message: z.string(),

@@ -82,6 +82,83 @@ export const vdiskOwnership = z.strictObject({
 });
 export type VdiskOwnership = z.output<typeof vdiskOwnership>;
 
+// ---- Ownership changes -----------------------------------------------------------------------
+
+/** `strata.io.<node>.attach`: a gateway on this node opened the vDisk (NBD GO); the node volunteers to take it over. */
+export const ioAttachRequest = z.strictObject({
+  vdisk: u64,
+});
+export type IoAttachRequest = z.output<typeof ioAttachRequest>;
+
+/** The vDisk's ownership after the attach: its owner (claimed by this node if it had none), epoch and volunteers. */
+export const ioAttachReply = z.strictObject({
+  owner: z.string(),
+  epoch: uint,
+  volunteers: z.array(z.string()),
+});
+export type IoAttachReply = z.output<typeof ioAttachReply>;
+
+/** `strata.vdc.<node>.open`: the takeover's replay step; the new owner replays the oplog tail and serves. */
+export const vdcOpenRequest = z.strictObject({
+  vdisk: u64,
+  /** The ownership epoch the coordinator gave this node; an older or newer record is NOT_OWNER. */
+  epoch: uint,
+});
+export type VdcOpenRequest = z.output<typeof vdcOpenRequest>;
+
+export const vdcOpenReply = z.strictObject({
+  epoch: uint,
+  /** Oplog entries replayed into the index. */
+  replayed: uint,
+  /** The oplog's last sequence once the vDisk was served (its takeover marker). */
+  lastSeq: uint,
+});
+export type VdcOpenReply = z.output<typeof vdcOpenReply>;
+
+/** `strata.vdc.<node>.relinquish`: hand an unshared vDisk to the node its VM moved to. */
+export const vdcRelinquishRequest = z.strictObject({
+  vdisk: u64,
+  /** The node that asks for it (`n3`). */
+  to: z.string(),
+});
+export type VdcRelinquishRequest = z.output<typeof vdcRelinquishRequest>;
+
+export const vdcRelinquishReply = z.strictObject({
+  /** The owner now (`to`, unless the vDisk had already moved elsewhere). */
+  owner: z.string(),
+  epoch: uint,
+});
+export type VdcRelinquishReply = z.output<typeof vdcRelinquishReply>;
+
+/** The steps of a failover takeover, in order (design.md, "Ownership, liveness, fencing"). */
+export const TakeoverStep = { claim: 'claim', fence: 'fence', replay: 'replay', serve: 'serve' } as const;
+export type TakeoverStep = (typeof TakeoverStep)[keyof typeof TakeoverStep];
+
+/**
+ * A failover in progress, `takeover.<vdisk>` in `own`, written by the config leader
+ * after every step so that the next leader resumes it where it stopped.
+ */
+export const takeoverRecord = z.strictObject({
+  vdisk: u64,
+  /** The next step to run. */
+  step: z.enum(TakeoverStep),
+  /** The owner that failed (`n2`). */
+  from: z.string(),
+  /** The node taking over (`n1`). */
+  to: z.string(),
+  /** The ownership epoch the new owner gets. */
+  epoch: uint,
+  /** Why: `node n2 declared dead`. */
+  reason: z.string(),
+  /** When the takeover began (unix-ms). */
+  startedAtMs: uint,
+  /** Failed attempts at the current step. */
+  attempts: uint,
+  /** Nodes that could not take over (unreachable), not to be chosen again. */
+  excluded: z.array(z.string()),
+});
+export type TakeoverRecord = z.output<typeof takeoverRecord>;
+
 // ---- Extent stores (strata.estore.<node>.<op>) --------------------------------------------
 
 /** Most bytes one extent-store read returns, and most pieces one write carries. */

@@ -43,6 +43,8 @@ export const EventCategory = {
   node: 'node',
   /** Leader elections of the cluster's roles. */
   leader: 'leader',
+  /** vDisk ownership moves: failover, relinquish. */
+  owner: 'owner',
 } as const;
 export type EventCategory = (typeof EventCategory)[keyof typeof EventCategory];
 
@@ -79,6 +81,8 @@ export const keys = {
   idCounter: 'global',
   /** A vDisk's ownership record in `own`: `vdisk.12345`. */
   vdiskOwnership: (vdisk: bigint): string => `vdisk.${vdisk}`,
+  /** A failover in progress in `own`: `takeover.12345`. */
+  takeover: (vdisk: bigint): string => `takeover.${vdisk}`,
   /** A metadata partition's lease in `own`: `md.7`. */
   mdPartition: (partition: number): string => `md.${partition}`,
   /** A disk's usage report in `hb`: `disk.12345`. */

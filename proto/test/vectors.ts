@@ -284,10 +284,11 @@ function events(): VectorFile {
     valid: [
       valid('cluster-event', 'a vDisk created by an operator (strata.events.cfg)', { type: 'created', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', cause: 'operator', message: 'vdisk demo created' }),
       valid('cluster-event', 'a node declared dead (strata.events.node)', { type: 'node.dead', atMs: T0, epoch: 7, kind: 'node', id: ids.node, name: 'n2', incarnation: 3, cause: 'failure-detector', message: 'node n2 declared dead after 6012 ms of silence' }),
+      valid('cluster-event', 'a vDisk moved by failover (strata.events.owner)', { type: 'owner.changed', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', owner: 'n1', previousOwner: 'n2', ownerEpoch: 4, cause: 'failover', message: 'vdisk demo: n2 -> n1 at epoch 4 (node n2 declared dead)' }),
       valid('cluster-event', 'a leader elected, no object (strata.events.leader)', { type: 'leader.elected', atMs: T0, epoch: 8, cause: 'election', message: 'config-2 leads the configuration database at epoch 8' }),
     ],
     invalid: [
-      invalid('cluster-event', 'an unknown type', 'type is one of the seven event types', { type: 'node.exploded', atMs: T0, epoch: 7, cause: 'x', message: 'x' }, { path: '$.type' }),
+      invalid('cluster-event', 'an unknown type', 'type is one of the eight event types', { type: 'node.exploded', atMs: T0, epoch: 7, cause: 'x', message: 'x' }, { path: '$.type' }),
       invalid('cluster-event', 'no cause', 'cause is required', { type: 'created', atMs: T0, epoch: 7, message: 'x' }, { path: '$' }),
       invalid('cluster-event', 'a negative id', 'ids are unsigned', { type: 'deleted', atMs: T0, epoch: 7, id: -5, cause: 'operator', message: 'x' }, { path: '$.id' }),
       invalid('cluster-event', 'an unknown member', 'maps are closed', { type: 'created', atMs: T0, epoch: 7, cause: 'operator', message: 'x', severity: 'info' }, { path: '$.severity' }),
@@ -337,6 +338,7 @@ const hello = Uint8Array.from(Buffer.from('Hello'));
 const readRequest = { vdisk: io.vdisk, offset: 4 * KiB, length: 4 * KiB };
 const writeRequest = { vdisk: io.vdisk, offset: 0, data: hello };
 const location = (offset: number): { egroup: bigint; offset: number; length: number } => ({ egroup: io.egroup, offset, length: MiB });
+const takeover = { vdisk: io.vdisk, step: 'fence', from: 'n2', to: 'n1', epoch: 4, reason: 'node n2 declared dead', startedAtMs: T0, attempts: 0, excluded: [] };
 const egWrite = { disk: io.disk, egroup: io.egroup, vdisk: io.vdisk, epoch: 1, version: 3, sizeBytes: 16 * MiB, pieces: [{ offset: 0, data: hello }] };
 const newEgroup = { vdisk: io.vdisk, replicas: [{ disk: io.disk, node: 'n1' }, { disk: io.disk2, node: 'n2' }], version: 0, sizeBytes: 0, extents: [] };
 const egroupEntry = {
@@ -377,6 +379,14 @@ function ioPath(): VectorFile {
       valid('vdisk-ownership', 'as an io-director claims an unowned vDisk', { owner: 'n1', epoch: 1, volunteers: [], drained: 0 }),
       valid('vdisk-ownership', 'with volunteers and a drained sequence', { owner: 'n2', epoch: 3, volunteers: ['n1', 'n3'], drained: 4711 }),
       valid('vdisk-ownership', 'defaults: no volunteers, nothing drained', { owner: 'n1', epoch: 1 }),
+      valid('io-attach-request', 'a gateway opened the vDisk', { vdisk: io.vdisk }),
+      valid('io-attach-reply', 'owned by n2, n1 volunteers', { owner: 'n2', epoch: 3, volunteers: ['n2', 'n1'] }),
+      valid('vdc-open-request', 'take over at epoch 4', { vdisk: io.vdisk, epoch: 4 }),
+      valid('vdc-open-reply', '17 entries replayed', { epoch: 4, replayed: 17, lastSeq: 5120 }),
+      valid('vdc-relinquish-request', 'the VM moved to n3', { vdisk: io.vdisk, to: 'n3' }),
+      valid('vdc-relinquish-reply', 'n3 owns it at epoch 5', { owner: 'n3', epoch: 5 }),
+      valid('takeover-record', 'a failover about to fence', takeover),
+      valid('takeover-record', 'a retried replay with a node excluded', { ...takeover, step: 'replay', attempts: 2, excluded: ['n3'] }),
       valid('eg-piece', 'bytes', { offset: 8 * KiB, data: hello }),
       valid('eg-piece', '4 KiB of zeros', { offset: 12 * KiB, zeros: 4 * KiB }),
       valid('eg-write-request', 'one piece of data', egWrite),
@@ -432,6 +442,8 @@ function ioPath(): VectorFile {
       invalid('oplog-entry', 'a marker without its owner', 'owner is required in a marker', { kind: 'marker', epoch: 2 }, { path: '$' }),
       invalid('oplog-entry', 'a marker with an unknown field', 'maps are closed', { kind: 'marker', epoch: 2, owner: 'n2', reason: 'takeover' }, { path: '$.reason' }),
       invalid('vdisk-ownership', 'a negative drained sequence', 'drained is unsigned', { owner: 'n1', epoch: 1, drained: -1 }, { path: '$.drained' }),
+      invalid('takeover-record', 'an unknown step', 'step is claim, fence, replay or serve', { ...takeover, step: 'drain' }, { path: '$.step' }),
+      invalid('vdc-open-request', 'no epoch', 'epoch is required: the new owner checks it against own', { vdisk: io.vdisk }, { path: '$' }),
       invalid('vdisk-ownership', 'volunteers as text', 'volunteers is an array of node names', { owner: 'n1', epoch: 1, volunteers: 'n2' }, { path: '$.volunteers' }),
       invalid('eg-piece', 'both data and zeros', 'a piece is data or zeros, not both', { offset: 0, data: hello, zeros: 5 }, { path: '$.zeros' }),
       invalid('eg-piece', 'neither data nor zeros', 'a piece is data or zeros', { offset: 0 }, { path: '$' }),

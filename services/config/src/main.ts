@@ -6,7 +6,7 @@ import { IdAllocator } from '@strata/ids';
 import { openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
 import { buckets, cfgEntry, heartbeat } from '@strata/proto';
-import { EventLog, ensureEventStream } from './event-log';
+import { EventLog, ensureEventStream } from '@strata/events';
 import { ConfigReplica } from './replica';
 import { configSettings } from './settings';
 

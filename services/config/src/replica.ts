@@ -39,7 +39,7 @@ import {
   type ClusterEvent,
   type StatusReply,
 } from '@strata/proto';
-import type { EventLog } from './event-log';
+import type { EventLog } from '@strata/events';
 import { checkDeletable, checkNameFree, checkReferences, resolve, type ConfigView } from './rules';
 import type { ConfigSettings } from './settings';
 

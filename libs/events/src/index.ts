@@ -38,6 +38,7 @@ export async function ensureEventStream(nc: NatsConnection): Promise<void> {
 function categoryOf(type: ClusterEvent['type']): EventCategory {
   if (type === EventType.leaderElected) return EventCategory.leader;
   if (type.startsWith('node.')) return EventCategory.node;
+  if (type.startsWith('owner.')) return EventCategory.owner;
   return EventCategory.cfg;
 }
 
