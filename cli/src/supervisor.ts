@@ -1,7 +1,8 @@
 // Keeps child processes running: each is restarted when it exits unexpectedly,
 // with a backoff that grows while it keeps crashing. Output goes to one log file per
 // child. stop() sends SIGTERM to all, then SIGKILL to those still running after the
-// grace period.
+// grace period. The first restart waits STRATA_RESTART_DELAY_MS (500 ms by default);
+// a fault test sets it high to keep a killed node down while its vDisks fail over.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +23,14 @@ interface Supervised {
   log: WriteStream;
 }
 
+function restartDelayFromEnv(): number {
+  const text = process.env.STRATA_RESTART_DELAY_MS;
+  if (text === undefined || text === '') return 500;
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms <= 0) throw new Error(`STRATA_RESTART_DELAY_MS must be a positive whole number of milliseconds, not ${JSON.stringify(text)}`);
+  return ms;
+}
+
 export class Supervisor {
   private readonly children = new Map<string, Supervised>();
   private stopping = false;
@@ -29,6 +38,7 @@ export class Supervisor {
   constructor(
     private readonly logDir: string,
     private readonly report: (line: string) => void,
+    private readonly restartDelayMs = restartDelayFromEnv(),
   ) {}
 
   add(spec: ChildSpec): void {
@@ -53,7 +63,7 @@ export class Supervisor {
       if (this.stopping) return;
       // A child that ran for a minute counts as healthy again.
       if (Date.now() - entry.startedAt > 60_000) entry.restarts = 0;
-      const delayMs = Math.min(30_000, 500 * 2 ** entry.restarts);
+      const delayMs = Math.min(Math.max(30_000, this.restartDelayMs), this.restartDelayMs * 2 ** entry.restarts);
       entry.restarts++;
       this.report(`${spec.name} exited (${signal ?? `code ${code}`}); restarting in ${delayMs} ms (see ${spec.name}.log)`);
       entry.timer = setTimeout(() => this.launch(entry), delayMs);

@@ -41,6 +41,10 @@ export type IoZeroRequest = z.output<typeof ioZeroRequest>;
 export type IoFlushRequest = z.output<typeof ioFlushRequest>;
 
 export const IoOp = { read: 'read', write: 'write', zero: 'zero', flush: 'flush' } as const;
+/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`. */
+export const VdcOp = { open: 'open', relinquish: 'relinquish' } as const;
+/** Requests to an io-director beside I/O: `strata.io.<node>.attach`. */
+export const DirectorOp = { attach: 'attach' } as const;
 export type IoOp = (typeof IoOp)[keyof typeof IoOp];
 
 // ---- The oplog (stream OPLOG, subject oplog.<vdisk>) ------------------------------------

@@ -14,6 +14,13 @@ export interface HeartbeaterOptions {
   /** The config cache, to notice being declared dead (optional). */
   config?: WatchCache<CfgEntry>;
   onDeclaredDead?: (incarnation: number) => void;
+  /**
+   * Called before a renewal is recorded when the one before it is older than
+   * `fenceTimeoutMs` (the process was paused or cut off): whoever fences on the
+   * heartbeat's age must act on that gap even if nothing looked meanwhile.
+   */
+  fenceTimeoutMs?: number;
+  onLapse?: (gapMs: number) => void;
   log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -72,6 +79,8 @@ export class Heartbeater {
         atMs: Date.now(),
         intervalMs: this.options.intervalMs,
       });
+      const gapMs = sentAtMs - this.lastAckedAtMs;
+      if (this.lastAckedAtMs > 0 && this.options.fenceTimeoutMs !== undefined && gapMs > this.options.fenceTimeoutMs) this.options.onLapse?.(gapMs);
       this.lastAckedAtMs = sentAtMs;
     } catch (err) {
       this.options.log?.warn({ err }, 'heartbeat failed');

@@ -115,10 +115,14 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
           bus.serve(
             subjects.admission(s.node, op),
             ioSchemas[op].request,
-            (req, ctx) => {
-              const owner = ownership.get(keys.vdiskOwnership(req.vdisk))?.value.owner;
-              if (owner !== s.node) {
-                throw new StrataError(ErrorCode.NOT_OWNER, `node ${s.node} does not own vdisk ${req.vdisk}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
+            async (req, ctx) => {
+              if (ownership.get(keys.vdiskOwnership(req.vdisk))?.value.owner !== s.node) {
+                // The watched copy lags a claim, takeover or relinquish by a moment:
+                // ask the bucket itself before turning the request away.
+                const owner = (await own.get(keys.vdiskOwnership(req.vdisk)))?.value.owner;
+                if (owner !== s.node) {
+                  throw new StrataError(ErrorCode.NOT_OWNER, `node ${s.node} does not own vdisk ${req.vdisk}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
+                }
               }
               depth.set(gate.depth);
               // On the bus's `handle strata.adm.<node>.<op>` span and the queue wait under it; nothing is built when tracing is off.

@@ -5,7 +5,7 @@ import { commandLineSettings, runActor } from '@strata/actor';
 import { IdAllocator } from '@strata/ids';
 import { openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
-import { buckets, cfgEntry, heartbeat } from '@strata/proto';
+import { buckets, cfgEntry, heartbeat, takeoverRecord, vdiskOwnership } from '@strata/proto';
 import { EventLog, ensureEventStream } from '@strata/events';
 import { ConfigReplica } from './replica';
 import { configSettings } from './settings';
@@ -17,15 +17,17 @@ function main(): void {
     instance: settings.replica,
     start: async ({ bus, log }) => {
       const nc = bus.nc;
-      const [cfg, hb, own, ids] = await Promise.all([
+      const [cfg, hb, own, owners, takeovers, ids] = await Promise.all([
         // History 8: the last few versions of each object, for operators and audits.
         openBucket(nc, buckets.cfg, cfgEntry, { history: 8 }),
         openBucket(nc, buckets.hb, heartbeat),
         openBucket(nc, buckets.own, leaseRecord),
+        openBucket(nc, buckets.own, vdiskOwnership),
+        openBucket(nc, buckets.own, takeoverRecord),
         IdAllocator.open(nc),
         ensureEventStream(nc),
       ]);
-      const replica = new ConfigReplica({ bus, cfg, hb, own, ids, events: new EventLog(nc), log, settings });
+      const replica = new ConfigReplica({ bus, cfg, hb, own, owners, takeovers, ids, events: new EventLog(nc), log, settings });
       await replica.start();
       return () => replica.stop();
     },

@@ -38,8 +38,12 @@ import {
   type ObjectOf,
   type ClusterEvent,
   type StatusReply,
+  type VdiskOwnership,
+  type takeoverRecord,
+  type vdiskOwnership,
 } from '@strata/proto';
 import type { EventLog } from '@strata/events';
+import { FailoverCoordinator } from './failover';
 import { checkDeletable, checkNameFree, checkReferences, resolve, type ConfigView } from './rules';
 import type { ConfigSettings } from './settings';
 
@@ -51,6 +55,9 @@ export interface ReplicaDeps {
   cfg: CfgBucket;
   hb: HbBucket;
   own: LeaseBucket;
+  /** The same `own` bucket, read as vDisk ownership records and as takeover records. */
+  owners: TypedBucket<typeof vdiskOwnership>;
+  takeovers: TypedBucket<typeof takeoverRecord>;
   ids: IdAllocator;
   events: EventLog;
   log: Logger;
@@ -96,11 +103,14 @@ interface Leadership {
   detector: FailureDetector;
   detectorTimer: NodeJS.Timeout | undefined;
   stopHeartbeatWatch: () => void;
+  failover: FailoverCoordinator;
+  sweepTimer: NodeJS.Timeout | undefined;
 }
 
 export class ConfigReplica {
   private cache!: WatchCache<CfgEntry>;
   private hbCache!: WatchCache<z_Heartbeat>;
+  private ownership!: WatchCache<VdiskOwnership>;
   private view!: CacheView;
   private lease!: Lease;
   private leadership: Leadership | undefined;
@@ -116,7 +126,8 @@ export class ConfigReplica {
     const { cfg, hb, own, settings, log } = this.deps;
     this.cache = await WatchCache.start(cfg, { onBadEntry: (key, err) => log.error({ key, err }, 'unreadable cfg entry skipped') });
     this.hbCache = await WatchCache.start(hb, { key: 'node.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable heartbeat skipped') });
-    await Promise.all([this.cache.ready, this.hbCache.ready]);
+    this.ownership = await WatchCache.start(this.deps.owners, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record skipped') });
+    await Promise.all([this.cache.ready, this.hbCache.ready, this.ownership.ready]);
     this.view = new CacheView(this.cache);
     this.lease = new Lease(own, {
       key: keys.configLeaderLease,
@@ -144,6 +155,7 @@ export class ConfigReplica {
     await this.lease?.stop({ release: true });
     this.cache?.stop();
     this.hbCache?.stop();
+    this.ownership?.stop();
   }
 
   // ---- Leadership ---------------------------------------------------------------
@@ -182,7 +194,22 @@ export class ConfigReplica {
       detector: new FailureDetector(settings.deadTimeoutMs, startedAtMs),
       detectorTimer: undefined,
       stopHeartbeatWatch: () => undefined,
+      failover: new FailoverCoordinator({
+        bus,
+        nc: bus.nc,
+        owners: this.deps.owners,
+        takeovers: this.deps.takeovers,
+        ownership: this.ownership,
+        nodes: () => this.view.list('node').map((n) => ({ name: n.name, liveness: n.status.liveness })),
+        vdiskName: (id) => this.view.get('vdisk', id)?.name,
+        emit: (event) => this.emit(event),
+        leading: () => this.leadership === leadership && this.lease.isHeld(),
+        log,
+        stepTimeoutMs: settings.takeoverStepTimeoutMs,
+      }),
+      sweepTimer: undefined,
     };
+    await leadership.failover.start();
     this.leadership = leadership;
     leadership.stopHeartbeatWatch = this.watchHeartbeats(leadership);
     const serve = <S extends z.ZodType>(op: CfgOp, schema: S, handler: (req: z.output<S>) => unknown, kind: 'read' | 'write'): Promise<Service> =>
@@ -211,6 +238,7 @@ export class ConfigReplica {
       return;
     }
     this.scheduleDetector(leadership);
+    this.scheduleSweep(leadership, 0);
     log.info({ epoch }, 'leading the configuration database');
     await this.emit({ type: EventType.leaderElected, cause: 'election', message: `${settings.replica} leads the configuration database at epoch ${epoch}` });
   }
@@ -220,6 +248,7 @@ export class ConfigReplica {
     if (leadership === undefined || leadership.epoch !== epoch) return;
     this.leadership = undefined;
     clearTimeout(leadership.detectorTimer);
+    clearTimeout(leadership.sweepTimer);
     leadership.stopHeartbeatWatch();
     await Promise.all(leadership.services.map((svc) => svc.stop()));
     this.deps.log.warn({ epoch, why }, 'stepped down as config leader');
@@ -418,6 +447,22 @@ export class ConfigReplica {
     }, this.deps.settings.detectorTickMs);
   }
 
+  /**
+   * Looks for vDisks of dead nodes and for recorded takeovers, now after `delayMs`
+   * and then every `failoverSweepMs` (a dead verdict also sweeps at once).
+   */
+  private scheduleSweep(leadership: Leadership, delayMs = this.deps.settings.failoverSweepMs): void {
+    clearTimeout(leadership.sweepTimer);
+    leadership.sweepTimer = setTimeout(() => {
+      void leadership.failover
+        .sweep()
+        .catch((err: unknown) => this.deps.log.warn({ err }, 'failover sweep failed'))
+        .finally(() => {
+          if (this.leadership === leadership) this.scheduleSweep(leadership);
+        });
+    }, delayMs);
+  }
+
   private async runDetector(leadership: Leadership): Promise<void> {
     const nodes = this.view.list('node').map((n) => ({ id: n.id, liveness: n.status.liveness, incarnation: n.status.incarnation }));
     const verdicts = leadership.detector.evaluate(nodes, performance.now());
@@ -446,6 +491,11 @@ export class ConfigReplica {
     const type = verdict.kind === 'dead' ? EventType.nodeDead : verdict.kind === 'alive' ? EventType.nodeAlive : EventType.nodeRestarted;
     await this.emit({ type, kind: 'node', id: node.id, name: node.name, incarnation: verdict.incarnation, cause: 'failure-detector', message });
     this.deps.log.info({ node: node.name, verdict: verdict.kind, incarnation: verdict.incarnation }, message);
+    // Its vDisks move now, once the cache shows the verdict the coordinator reads.
+    if (verdict.kind === 'dead') {
+      await this.cache.waitForRevision(leadership.fence.sequence, 1_000);
+      this.scheduleSweep(leadership, 0);
+    }
   }
 }
 

@@ -17,6 +17,10 @@ export const configSettings = z
     leaseTtlMs: millis(3_000),
     /** How often the failure detector looks at the heartbeats. */
     detectorTickMs: millis(100),
+    /** How often the leader looks for vDisks of dead nodes and unfinished takeovers. */
+    failoverSweepMs: millis(1_000),
+    /** Bound of one takeover step (the new owner's replay of the oplog tail included). */
+    takeoverStepTimeoutMs: millis(15_000),
     /** Requests handled at once per operation. */
     requestsInFlightMax: z.coerce.number().int().positive().default(256),
     /** Writes queued behind the one in progress before QUEUE_FULL. */

@@ -7,8 +7,10 @@ import type { Bus, RequestOptions } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import {
+  DirectorOp,
   IO_CHUNK_BYTES,
   IoOp,
+  ioAttachReply,
   ioDoneReply,
   ioReadReply,
   objectName,
@@ -86,6 +88,12 @@ export class BusCatalog implements ExportCatalog {
       throw err;
     }
     assert(object.kind === 'vdisk', 'config answered a vdisk query with a vdisk');
+    // This node volunteers to take the vDisk over when its owner fails (and claims it if nobody owns it).
+    await this.settings.bus.request(subjects.io(this.settings.node, DirectorOp.attach), { vdisk: object.id }, ioAttachReply, {
+      timeoutMs: this.settings.attemptTimeoutMs,
+      retry: true,
+      attemptTimeoutMs: this.settings.attemptTimeoutMs,
+    });
     return new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings);
   }
 }

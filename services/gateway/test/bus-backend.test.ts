@@ -7,7 +7,7 @@
 import type { z } from 'zod';
 import { decode, encode } from '@strata/codec';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { IO_CHUNK_BYTES, ioFlushRequest, ioReadRequest, ioWriteRequest, ioZeroRequest } from '@strata/proto';
+import { DirectorOp, IO_CHUNK_BYTES, ioAttachRequest, ioFlushRequest, ioReadRequest, ioWriteRequest, ioZeroRequest } from '@strata/proto';
 import { BusCatalog, type IoRequester, type VdiskDirectory } from '../src/bus-backend';
 
 const KiB = 1024;
@@ -22,13 +22,19 @@ interface Sent {
 const requestSchemas: Record<string, z.ZodType> = { read: ioReadRequest, write: ioWriteRequest, zero: ioZeroRequest, flush: ioFlushRequest };
 
 /** A bus that checks each request against its proto schema, records it, and answers with `answer`. */
-function fakeBus(answer: (sent: Sent) => Promise<unknown>): { bus: IoRequester; sent: Sent[]; peak: () => number } {
+function fakeBus(answer: (sent: Sent) => Promise<unknown>): { bus: IoRequester; sent: Sent[]; attached: Sent[]; peak: () => number } {
   const sent: Sent[] = [];
+  const attached: Sent[] = [];
   let running = 0;
   let peak = 0;
   const bus = {
     request: async (subject: string, request: unknown, replySchema: z.ZodType, options: Sent['options'] = {}) => {
       const op = subject.split('.').pop()!;
+      if (op === DirectorOp.attach) {
+        // Opening an export volunteers the node: answered here, kept apart from the I/O.
+        attached.push({ subject, request: decode(encode(request), ioAttachRequest) as Record<string, unknown>, options });
+        return replySchema.parse({ owner: 'n2', epoch: 1, volunteers: ['n2', 'n1'] });
+      }
       // What a real responder would decode: proves the message is valid on the wire.
       const wire = decode(encode(request), requestSchemas[op]!) as Record<string, unknown>;
       const record = { subject, request: wire, options };
@@ -42,7 +48,7 @@ function fakeBus(answer: (sent: Sent) => Promise<unknown>): { bus: IoRequester; 
       }
     },
   } as unknown as IoRequester;
-  return { bus, sent, peak: () => peak };
+  return { bus, sent, attached, peak: () => peak };
 }
 
 function vdisk(name: string, sizeBytes: number, shared = false, id = VDISK_ID): unknown {
@@ -86,6 +92,15 @@ describe('bus catalog', () => {
     expect(await catalog.open('Not A Name!')).toBeUndefined();
     expect(await catalog.open('')).toBeUndefined();
     expect(config.gets).toBe(before);
+  });
+
+  test('open: the node volunteers for the vDisk by attaching it at its io-director', async () => {
+    const fake = fakeBus(async () => ({}));
+    const catalog = new BusCatalog({ bus: fake.bus, config: fakeConfig([vdisk('demo', 1 << 30)]), node: 'n1' });
+    await catalog.open('demo');
+    expect(fake.attached).toEqual([expect.objectContaining({ subject: 'strata.io.n1.attach', request: { vdisk: VDISK_ID } })]);
+    await catalog.open('nope');
+    expect(fake.attached).toHaveLength(1);
   });
 
   test('open: a config failure other than NOT_FOUND is thrown, not turned into "no such export"', async () => {

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { ActorDefinition } from '@strata/actor';
 import { openBucket, WatchCache } from '@strata/kv';
-import { IoOp, buckets, cfgEntry, ioSchemas, subjects, vdiskOwnership, objectName } from '@strata/proto';
+import { DirectorOp, IoOp, buckets, ioAttachRequest, cfgEntry, ioSchemas, subjects, vdiskOwnership, objectName } from '@strata/proto';
 import { Director } from './director';
 
 export const directorSettings = z
@@ -28,9 +28,10 @@ export function ioDirectorActor(s: DirectorSettings): ActorDefinition {
       ]);
       await Promise.all([ownership.ready, config.ready]);
       const director = new Director({ node: s.node, bus, own, ownership, config });
-      const services = await Promise.all(
-        Object.values(IoOp).map((op) => bus.serve(subjects.io(s.node, op), ioSchemas[op].request, (req, ctx) => director.handle(op, req, ctx), { maxInFlight: s.requestsInFlightMax })),
-      );
+      const services = await Promise.all([
+        ...Object.values(IoOp).map((op) => bus.serve(subjects.io(s.node, op), ioSchemas[op].request, (req, ctx) => director.handle(op, req, ctx), { maxInFlight: s.requestsInFlightMax })),
+        bus.serve(subjects.io(s.node, DirectorOp.attach), ioAttachRequest, (req) => director.attach(req.vdisk), { maxInFlight: s.requestsInFlightMax }),
+      ]);
       return async () => {
         await Promise.all(services.map((svc) => svc.stop()));
         ownership.stop();

@@ -1,13 +1,31 @@
 // The io-director: entry of the I/O path on each node. It checks the request against
 // the vDisk's configuration (exists, range inside the disk), finds the vDisk's owner
 // in a watched copy of the `own` bucket, claims ownership by compare-and-set when
-// the vDisk has none, and hands the request to the owner's admission control: its
-// own node's, or, for a vDisk owned elsewhere, the owner's (forwarding; the reply
-// travels back the same way).
+// the vDisk has none, and hands the request to the owner's admission control:
+//  - owned here: this node's;
+//  - a shared vDisk owned elsewhere: the owner's (forwarding; the reply travels
+//    back the same way);
+//  - an unshared vDisk owned elsewhere: its VM moved here, so the director first
+//    asks the owner to relinquish it, then serves it here.
+// A gateway that opens a vDisk attaches it: its node becomes a volunteer, one of
+// the nodes the config leader moves the vDisk to when its owner fails.
 import type { Bus, RequestContext } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { TypedBucket, WatchCache } from '@strata/kv';
-import { ioRange, ioSchemas, keys, subjects, type CfgEntry, type IoOp, type IoRequest, type VdiskOwnership, type vdiskOwnership } from '@strata/proto';
+import {
+  VdcOp,
+  ioRange,
+  ioSchemas,
+  keys,
+  subjects,
+  vdcRelinquishReply,
+  type CfgEntry,
+  type IoAttachReply,
+  type IoOp,
+  type IoRequest,
+  type VdiskOwnership,
+  type vdiskOwnership,
+} from '@strata/proto';
 import { SpanAttr, recordingSpan } from '@strata/tracing';
 
 export interface DirectorDeps {
@@ -18,14 +36,51 @@ export interface DirectorDeps {
   config: WatchCache<CfgEntry>;
 }
 
+/** Attempts at a compare-and-set on an ownership record before giving up (UNAVAILABLE). */
+const CAS_ATTEMPTS = 5;
+
 export class Director {
+  /** Relinquish requests in progress, one per vDisk however many I/Os wait for it. */
+  private readonly relinquishing = new Map<bigint, Promise<string>>();
+  /** Owners learnt from a relinquish before the watched copy shows them. */
+  private readonly learnt = new Map<bigint, { owner: string; epoch: number }>();
+
   constructor(private readonly deps: DirectorDeps) {}
+
+  /** A gateway on this node opened the vDisk: claim it if nobody owns it, and volunteer. */
+  async attach(vdiskId: bigint): Promise<IoAttachReply> {
+    this.vdiskConfig(vdiskId);
+    const key = keys.vdiskOwnership(vdiskId);
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const current = await this.deps.own.get(key);
+      try {
+        if (current === null) {
+          const claimed: VdiskOwnership = { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0 };
+          await this.deps.own.create(key, claimed);
+          return { owner: claimed.owner, epoch: claimed.epoch, volunteers: claimed.volunteers };
+        }
+        const { owner, epoch, volunteers } = current.value;
+        if (volunteers.includes(this.deps.node)) return { owner, epoch, volunteers };
+        const next = { ...current.value, volunteers: [...volunteers, this.deps.node] };
+        await this.deps.own.update(key, next, current.revision);
+        return { owner, epoch, volunteers: next.volunteers };
+      } catch (err) {
+        if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
+      }
+    }
+    throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: its ownership record kept changing while volunteering; try again`);
+  }
+
+  private vdiskConfig(vdiskId: bigint): Extract<CfgEntry, { kind: 'vdisk' }> {
+    const cfg = this.deps.config.get(keys.object('vdisk', vdiskId))?.value;
+    if (cfg === undefined || !('kind' in cfg) || cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} does not exist`);
+    return cfg;
+  }
 
   /** Handles one I/O request of kind `op`. */
   async handle(op: IoOp, request: IoRequest, ctx: RequestContext): Promise<unknown> {
     const vdiskId = request.vdisk;
-    const cfg = this.deps.config.get(keys.object('vdisk', vdiskId))?.value;
-    if (cfg === undefined || !('kind' in cfg) || cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} does not exist`);
+    const cfg = this.vdiskConfig(vdiskId);
     const range = ioRange(request);
     // The bus's `handle strata.io.<node>.<op>` span: what the request is about.
     recordingSpan()?.setAttributes({
@@ -40,18 +95,46 @@ export class Director {
         throw new StrataError(ErrorCode.INVALID, `range ${range.offset}+${range.length} is past the end of vdisk ${cfg.name} (${cfg.spec.sizeBytes} bytes)`);
       }
     }
-    const owner = await this.ownerOf(vdiskId);
+    let owner = await this.ownerOf(vdiskId);
+    if (owner !== this.deps.node && !cfg.spec.shared) owner = await this.relinquishTo(vdiskId, owner, ctx);
     recordingSpan()?.setAttribute(SpanAttr.owner, owner);
     return this.deps.bus.request(subjects.admission(owner, op), request, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
+  }
+
+  /**
+   * An unshared vDisk's I/O arrived here while another node owns it: its VM moved.
+   * Asks the owner to hand it over (once, however many requests wait) and returns
+   * the owner after that: this node, unless the vDisk had moved elsewhere meanwhile.
+   */
+  private relinquishTo(vdiskId: bigint, owner: string, ctx: RequestContext): Promise<string> {
+    let pending = this.relinquishing.get(vdiskId);
+    if (pending === undefined) {
+      pending = (async () => {
+        const reply = await this.deps.bus.request(subjects.controller(owner, VdcOp.relinquish), { vdisk: vdiskId, to: this.deps.node }, vdcRelinquishReply, {
+          timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())),
+        });
+        recordingSpan()?.addEvent('relinquished', { [SpanAttr.owner]: reply.owner, [SpanAttr.epoch]: reply.epoch, 'strata.previous_owner': owner });
+        this.learnt.set(vdiskId, reply);
+        return reply.owner;
+      })().finally(() => this.relinquishing.delete(vdiskId));
+      this.relinquishing.set(vdiskId, pending);
+    }
+    return pending;
   }
 
   /** The owner's node, claiming the vDisk for this node when nobody owns it. */
   private async ownerOf(vdiskId: bigint): Promise<string> {
     const key = keys.vdiskOwnership(vdiskId);
-    const known = this.deps.ownership.get(key)?.value.owner;
+    const watched = this.deps.ownership.get(key)?.value;
+    const learnt = this.learnt.get(vdiskId);
+    if (learnt !== undefined) {
+      if (watched === undefined || watched.epoch < learnt.epoch) return learnt.owner;
+      this.learnt.delete(vdiskId);
+    }
+    const known = watched?.owner;
     if (known !== undefined) return known;
     try {
-      await this.deps.own.create(key, { owner: this.deps.node, epoch: 1, volunteers: [], drained: 0 });
+      await this.deps.own.create(key, { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0 });
       recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
       return this.deps.node;
     } catch (err) {

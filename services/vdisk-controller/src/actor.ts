@@ -10,7 +10,28 @@ import { ConfigClient } from '@strata/config-client';
 import { IdAllocator } from '@strata/ids';
 import { defaultReplicas, openBucket, WatchCache } from '@strata/kv';
 import { MdClient } from '@strata/md-client';
-import { IoOp, buckets, diskUsage, ioDoneReply, ioFlushRequest, ioReadRequest, ioWriteRequest, ioZeroRequest, streams, subjects, vdiskOwnership } from '@strata/proto';
+import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import { EventLog, ensureEventStream } from '@strata/events';
+import { Heartbeater } from '@strata/liveness';
+import {
+  IoOp,
+  VdcOp,
+  buckets,
+  cfgEntry,
+  diskUsage,
+  heartbeat,
+  ioDoneReply,
+  ioFlushRequest,
+  ioReadRequest,
+  ioWriteRequest,
+  ioZeroRequest,
+  keys,
+  streams,
+  subjects,
+  vdcOpenRequest,
+  vdcRelinquishRequest,
+  vdiskOwnership,
+} from '@strata/proto';
 import { Controller } from './controller';
 import type { controllerSettings } from './settings';
 
@@ -38,6 +59,16 @@ async function ensureOplogStream(nc: NatsConnection): Promise<void> {
   }
 }
 
+/** The node's id in the config service: `strata up` (or an operator) registers the node before its actors start. */
+async function nodeIdOf(config: ConfigClient, node: string): Promise<bigint> {
+  try {
+    return (await config.get({ kind: 'node', name: node })).id;
+  } catch (err) {
+    if (isStrataError(err, ErrorCode.NOT_FOUND)) throw new StrataError(ErrorCode.NOT_FOUND, `node ${node} is not registered in the config service (strata node add ${node})`, { cause: err });
+    throw err;
+  }
+}
+
 export function vdiskControllerActor(s: z.output<typeof controllerSettings>): ActorDefinition {
   return {
     actor: 'vdisk-controller',
@@ -45,19 +76,42 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
     node: s.node,
     start: async ({ bus, log }) => {
       const nc = bus.nc;
-      await ensureOplogStream(nc);
-      const [own, hb, ids] = await Promise.all([openBucket(nc, buckets.own, vdiskOwnership), openBucket(nc, buckets.hb, diskUsage), IdAllocator.open(nc)]);
-      const usage = await WatchCache.start(hb, { key: 'disk.>' });
-      const controller = new Controller({ bus, config: new ConfigClient(bus), own, md: new MdClient(bus), ids, usage, log, settings: s });
+      await Promise.all([ensureOplogStream(nc), ensureEventStream(nc)]);
+      const [own, hb, heartbeats, cfg, ids] = await Promise.all([
+        openBucket(nc, buckets.own, vdiskOwnership),
+        openBucket(nc, buckets.hb, diskUsage),
+        openBucket(nc, buckets.hb, heartbeat),
+        openBucket(nc, buckets.cfg, cfgEntry, { history: 8 }),
+        IdAllocator.open(nc),
+      ]);
+      const config = new ConfigClient(bus);
+      const nodeId = await nodeIdOf(config, s.node);
+      const [usage, nodeCache] = await Promise.all([WatchCache.start(hb, { key: 'disk.>' }), WatchCache.start(cfg, { key: keys.object('node', nodeId) })]);
+      await nodeCache.ready;
+      // The node's heartbeat. Declared dead (it was silent too long, or paused), the
+      // node stops serving at once and rejoins with a new incarnation: its vDisks
+      // have moved or are moving, and each is reopened from own and the oplog.
+      const ref: { controller?: Controller } = {};
+      const heartbeater = new Heartbeater(heartbeats, nodeId, {
+        intervalMs: s.heartbeatIntervalMs,
+        config: nodeCache,
+        log,
+        onDeclaredDead: () => ref.controller?.dropAll('declared dead by the config leader'),
+        fenceTimeoutMs: s.fenceTimeoutMs,
+        onLapse: (gapMs) => ref.controller?.dropAll(`the heartbeat was not renewed for ${Math.round(gapMs)} ms`),
+      });
+      await heartbeater.start();
+      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, log, settings: s, liveness: heartbeater, events: new EventLog(nc) });
+      ref.controller = controller;
       await controller.start();
       const opts = { maxInFlight: s.requestsInFlightMax };
       const services = await Promise.all([
-        bus.serve(subjects.controller(s.node, IoOp.read), ioReadRequest, async (req) => ({ data: await (await controller.get(req.vdisk)).read(req.offset, req.length) }), opts),
+        bus.serve(subjects.controller(s.node, IoOp.read), ioReadRequest, async (req) => ({ data: await controller.serve(req.vdisk, (v) => v.read(req.offset, req.length)) }), opts),
         bus.serve(
           subjects.controller(s.node, IoOp.write),
           ioWriteRequest,
           async (req, ctx) => {
-            await (await controller.get(req.vdisk)).write(req.offset, req.data, performance.now() + ctx.remainingMs());
+            await controller.serve(req.vdisk, (v) => v.write(req.offset, req.data, performance.now() + ctx.remainingMs()));
             return ioDoneReply.parse({});
           },
           opts,
@@ -66,7 +120,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
           subjects.controller(s.node, IoOp.zero),
           ioZeroRequest,
           async (req) => {
-            await (await controller.get(req.vdisk)).zero(req.offset, req.length);
+            await controller.serve(req.vdisk, (v) => v.zero(req.offset, req.length));
             return {};
           },
           opts,
@@ -81,11 +135,15 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
           },
           opts,
         ),
+        bus.serve(subjects.controller(s.node, VdcOp.open), vdcOpenRequest, (req) => controller.takeOver(req.vdisk, req.epoch), opts),
+        bus.serve(subjects.controller(s.node, VdcOp.relinquish), vdcRelinquishRequest, (req) => controller.relinquish(req.vdisk, req.to), opts),
       ]);
       return async () => {
         await Promise.all(services.map((svc) => svc.stop()));
         await controller.stop();
+        heartbeater.stop();
         usage.stop();
+        nodeCache.stop();
       };
     },
   };

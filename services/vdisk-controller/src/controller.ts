@@ -13,10 +13,12 @@ import type { TypedBucket, WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdClient } from '@strata/md-client';
 import {
+  EventType,
   keys,
   oplogEntry,
   streams,
   subjects,
+  type ClusterEvent,
   type DiskUsage,
   type EgroupEntry,
   type VdiskOwnership,
@@ -31,6 +33,8 @@ import { Vdisk, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
+  /** Without a heartbeat renewed for this long, the node serves no I/O (design.md, "Ownership, liveness, fencing"). */
+  fenceTimeoutMs: number;
   /** Most payload bytes in one oplog message. */
   oplogBatchBytesMax: number;
   /** Extent-group size at which a new one is started. */
@@ -50,14 +54,24 @@ export interface ControllerDeps {
   usage: WatchCache<DiskUsage>;
   log: Logger;
   settings: ControllerSettings;
+  /** The node's heartbeat: performance.now() of its last acknowledged renewal (absent in tests of the I/O path alone). */
+  liveness?: { lastAckedAtMs: number };
+  /** Records ownership moves (relinquish) for operators. */
+  events?: { append(event: ClusterEvent): Promise<void> };
 }
 
 /** A served vDisk and what only its controller keeps. */
 interface Served {
   vdisk: Vdisk;
+  name: string;
   ownership: { epoch: number; revision: number };
   replicationFactor: number;
   tierOrder: string[];
+  /** Oplog entries replayed when it was opened. */
+  replayed: number;
+  /** Requests being served now, and who waits for them to end (relinquish). */
+  active: number;
+  idleWaiters: Array<() => void>;
 }
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
@@ -65,6 +79,8 @@ const tracer = trace.getTracer('@strata/vdisk-controller');
 export class Controller {
   private readonly served = new Map<bigint, Served>();
   private readonly opening = new Map<bigint, Promise<Served>>();
+  /** vDisks being handed over (relinquish), with the node they go to: refused meanwhile. */
+  private readonly leaving = new Map<bigint, string>();
   private js!: JetStreamClient;
   private jsm!: JetStreamManager;
   private link!: OplogLink;
@@ -77,11 +93,29 @@ export class Controller {
     this.link = OplogLink.start({ nc: this.deps.bus.nc, stream: streams.oplog, log: this.deps.log, recheckMs: 30_000, retireAfterMs: 3 * this.deps.settings.backendTimeoutMs });
   }
 
+  /** Runs one I/O request against the served vDisk, counted so a relinquish can wait for it. */
+  async serve<T>(vdiskId: bigint, io: (vdisk: Vdisk) => Promise<T>): Promise<T> {
+    const served = await this.getServed(vdiskId);
+    served.active++;
+    try {
+      return await io(served.vdisk);
+    } finally {
+      if (--served.active === 0) for (const wake of served.idleWaiters.splice(0)) wake();
+    }
+  }
+
   /** The served vDisk, opened on first use. Throws NOT_OWNER when this node does not own it. */
   async get(vdiskId: bigint): Promise<Vdisk> {
+    return (await this.getServed(vdiskId)).vdisk;
+  }
+
+  private async getServed(vdiskId: bigint): Promise<Served> {
+    this.checkLive();
+    const to = this.leaving.get(vdiskId);
+    if (to !== undefined) throw this.notOwner(vdiskId, to);
     const current = this.served.get(vdiskId);
     if (current !== undefined) {
-      if (current.vdisk.appender.failed === undefined) return current.vdisk;
+      if (current.vdisk.appender.failed === undefined) return current;
       // Its oplog view cannot be trusted any more: drop it and reopen from the oplog.
       this.served.delete(vdiskId);
       await current.vdisk.close();
@@ -92,7 +126,101 @@ export class Controller {
       opening = this.openTraced(vdiskId).finally(() => this.opening.delete(vdiskId));
       this.opening.set(vdiskId, opening);
     }
-    return (await opening).vdisk;
+    return opening;
+  }
+
+  /**
+   * The fence of a node cut off from the cluster: when its heartbeat has not been
+   * renewed for the fence timeout (it may have been paused, or lost NATS), it stops
+   * serving every vDisk at once, before anything else, because the config leader
+   * may be about to move them. Served vDisks are reopened from `own` and the oplog
+   * once the heartbeat is renewed, so a vDisk that moved meanwhile gets NOT_OWNER.
+   * The clock is this process's monotonic clock: a pause counts as time passed.
+   */
+  checkLive(): void {
+    const liveness = this.deps.liveness;
+    if (liveness === undefined) return;
+    const silentMs = performance.now() - liveness.lastAckedAtMs;
+    if (silentMs <= this.deps.settings.fenceTimeoutMs) return;
+    const why = `node ${this.deps.settings.node} has not renewed its heartbeat for ${Math.round(silentMs)} ms (fence timeout ${this.deps.settings.fenceTimeoutMs} ms)`;
+    this.dropAll(why);
+    throw new StrataError(ErrorCode.UNAVAILABLE, `${why}; not serving I/O until it does`);
+  }
+
+  /** Stops serving every vDisk (their state is rebuilt from the oplog on the next request). */
+  dropAll(why: string): void {
+    if (this.served.size === 0) return;
+    this.deps.log.warn({ vdisks: [...this.served.keys()].map(String), why }, 'no longer serving any vdisk');
+    for (const [id, served] of this.served) {
+      this.served.delete(id);
+      void served.vdisk.close();
+    }
+  }
+
+  /**
+   * The replay step of a failover: the coordinator recorded this node as owner at
+   * `epoch`; open the vDisk (replay the oplog tail, append the marker) and serve.
+   */
+  async takeOver(vdiskId: bigint, epoch: number): Promise<{ epoch: number; replayed: number; lastSeq: number }> {
+    const current = this.served.get(vdiskId);
+    if (current !== undefined && current.ownership.epoch < epoch) {
+      // Served at an older epoch: that view is stale (this node lost and regained the vDisk).
+      this.served.delete(vdiskId);
+      await current.vdisk.close();
+    }
+    const served = await this.getServed(vdiskId);
+    if (served.ownership.epoch !== epoch) {
+      throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served.ownership.epoch}, not ${epoch}`);
+    }
+    return { epoch, replayed: served.replayed, lastSeq: served.vdisk.appender.lastSequence };
+  }
+
+  /**
+   * Hands an unshared vDisk to `to`, the node its VM moved to: stop admitting it,
+   * let the requests being served finish (their appends end one way or the other),
+   * stop its drain, then record `to` as owner with epoch + 1 by compare-and-set. The
+   * new owner's marker fences anything of ours that is still on its way.
+   */
+  async relinquish(vdiskId: bigint, to: string): Promise<{ owner: string; epoch: number }> {
+    const { settings, log } = this.deps;
+    const key = keys.vdiskOwnership(vdiskId);
+    if (this.leaving.has(vdiskId)) throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId} is already being handed over to ${this.leaving.get(vdiskId)}`);
+    this.leaving.set(vdiskId, to);
+    try {
+      await this.opening.get(vdiskId)?.catch(() => undefined);
+      const served = this.served.get(vdiskId);
+      if (served !== undefined) {
+        if (served.active > 0) await new Promise<void>((resolve) => served.idleWaiters.push(resolve));
+        this.served.delete(vdiskId);
+        await served.vdisk.close();
+      }
+      const current = await this.deps.own.get(key);
+      if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
+      if (current.value.owner !== settings.node) return { owner: current.value.owner, epoch: current.value.epoch };
+      const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
+      const next: VdiskOwnership = { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
+      await this.deps.own.update(key, next, current.revision);
+      const name = served?.name ?? String(vdiskId);
+      log.info({ vdisk: String(vdiskId), to, epoch: next.epoch }, 'relinquished vdisk');
+      void this.deps.events
+        ?.append({
+          type: EventType.ownerChanged,
+          atMs: Date.now(),
+          epoch: 0,
+          kind: 'vdisk',
+          id: vdiskId,
+          name,
+          owner: to,
+          previousOwner: settings.node,
+          ownerEpoch: next.epoch,
+          cause: 'relinquish',
+          message: `vdisk ${name}: ${settings.node} -> ${to} at epoch ${next.epoch} (its VM's I/O now arrives at ${to})`,
+        })
+        .catch((err: unknown) => log.warn({ err }, 'could not record the ownership move'));
+      return { owner: to, epoch: next.epoch };
+    } finally {
+      this.leaving.delete(vdiskId);
+    }
   }
 
   private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {
@@ -173,9 +301,13 @@ export class Controller {
     }
     const served: Served = {
       vdisk,
+      name: cfg.name,
       ownership: { epoch: ownership.value.epoch, revision: ownership.revision },
       replicationFactor: container.spec.replicationFactor,
       tierOrder: container.spec.tierOrder,
+      replayed: entries.length,
+      active: 0,
+      idleWaiters: [],
     };
     ref.served = served;
     this.served.set(vdiskId, served);
@@ -213,7 +345,12 @@ export class Controller {
         got++;
         const entry = decode(m.data, oplogEntry);
         if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
-        if (m.seq >= lastSeq) done = true;
+        if (m.seq >= lastSeq) {
+          // The last one: stop here rather than wait out the fetch for more.
+          done = true;
+          batch.stop();
+          break;
+        }
       }
       if (done || got === 0) break;
     }

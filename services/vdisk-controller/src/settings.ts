@@ -30,8 +30,17 @@ export const controllerSettings = z
     backendTimeoutMs: millis(10_000),
     /** I/O requests handled at once. */
     requestsInFlightMax: z.coerce.number().int().positive().default(512),
+    /** How often the node renews its heartbeat (the controller writes it: it is what serves I/O). */
+    heartbeatIntervalMs: millis(1_000),
+    /**
+     * A node that has not renewed its heartbeat for this long stops serving I/O by
+     * itself. The config leader's dead timeout must be longer (it checks that at
+     * its own start-up), so a node has stopped before its vDisks move.
+     */
+    fenceTimeoutMs: millis(4_000),
   })
   .strict()
+  .refine((s) => s.fenceTimeoutMs > s.heartbeatIntervalMs, { message: 'fenceTimeoutMs must be greater than heartbeatIntervalMs', path: ['fenceTimeoutMs'] })
   .refine((s) => s.drainStartBytes <= s.undrainedBytesMax, { message: 'drainStartBytes must not exceed undrainedBytesMax', path: ['drainStartBytes'] })
   .refine((s) => s.drainWriteBytesMax <= 4 * MiB, { message: 'drainWriteBytesMax must be at most 4 MiB', path: ['drainWriteBytesMax'] })
   .refine((s) => s.oplogBatchBytesMax <= 4 * MiB, { message: 'oplogBatchBytesMax must be at most 4 MiB', path: ['oplogBatchBytesMax'] });
