@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // strata: the operator's command line. Errors are one line on stderr and a non-zero
 // exit code (1 for a failure reported by the cluster, 2 for a usage error).
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Command, CommanderError } from 'commander';
+import { connectBus } from '@strata/bus';
 import { StrataError } from '@strata/errors';
-import type { CfgObjectWithRevision, Kind, QosSpec } from '@strata/proto';
+import type { CfgObjectWithRevision, EventType, Kind, QosSpec } from '@strata/proto';
 import { ConfigClient } from '@strata/config-client';
 import { DEFAULT_DIR, clusterUrl } from './client';
+import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { up } from './up';
 import { UsageError, formatSize, parseCount, parseSize, table } from './units';
 
@@ -30,13 +33,25 @@ function printJson(value: unknown): void {
   print(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2));
 }
 
-async function withClient<T>(fn: (client: ConfigClient) => Promise<T>): Promise<T> {
-  const client = await ConfigClient.connect(clusterUrl(globals().dir));
+/**
+ * Connects to the cluster clusterUrl() finds and runs `fn` with a config client and
+ * the same NATS connection, for commands that also read buckets and streams directly.
+ */
+async function withCluster<T>(fn: (client: ConfigClient, nc: NatsConnection) => Promise<T>): Promise<T> {
+  const url = clusterUrl(globals().dir);
+  const bus = await connectBus({ name: 'strata-cli', servers: url }).catch((err: unknown) => {
+    throw new Error(`cannot reach NATS at ${url} (${(err as Error).message}); is a cluster running? Start one with "strata up" or set NATS_URL`);
+  });
+  const client = new ConfigClient(bus, undefined, true);
   try {
-    return await fn(client);
+    return await fn(client, bus.nc);
   } finally {
     await client.close();
   }
+}
+
+function withClient<T>(fn: (client: ConfigClient) => Promise<T>): Promise<T> {
+  return withCluster((client) => fn(client));
 }
 
 async function nameOf(client: ConfigClient, kind: Kind, id: bigint | undefined): Promise<string> {
@@ -96,6 +111,33 @@ program
       );
     }),
   );
+
+program
+  .command('events')
+  .description('show the last cluster events, oldest first: config changes, node liveness, leader elections, vDisk ownership moves')
+  .option('--vdisk <name>', 'only events about this vDisk')
+  .option('--type <type>', `only events of this type (${eventTypes.join(', ')})`)
+  .option('--limit <n>', 'how many of the last events to show', '50')
+  .action((o: { vdisk?: string; type?: string; limit: string }) => {
+    const limit = parseCount(o.limit, '--limit');
+    const type = o.type === undefined ? undefined : parseEventType(o.type);
+    return withCluster(async (client, nc) => {
+      const vdiskId = o.vdisk === undefined ? undefined : (await client.get({ kind: 'vdisk', name: o.vdisk })).id;
+      const { events, skipped } = await readEvents(nc, { limit, filter: { vdisk: vdiskId, type } });
+      if (skipped.length > 0) {
+        const first = skipped[0]!;
+        process.stderr.write(`strata: warning: skipped ${skipped.length} undecodable event${skipped.length === 1 ? '' : 's'} (first at sequence ${first.seq}: ${first.error})\n`);
+      }
+      if (globals().json) return printJson(events);
+      if (events.length > 0) print(events.map(formatEvent).join('\n'));
+    });
+  });
+
+function parseEventType(text: string): EventType {
+  const type = eventTypes.find((t) => t === text);
+  if (type === undefined) throw new UsageError(`--type: "${text}" is not an event type (${eventTypes.join(', ')})`);
+  return type;
+}
 
 // ---- nodes and disks --------------------------------------------------------------
 
@@ -284,6 +326,17 @@ vdisk
       const updated = await client.update({ kind: 'vdisk', name, spec: { ...current.spec, qos }, revision: current.revision });
       if (updated.kind !== 'vdisk') throw new Error(`config returned a ${updated.kind} for vdisk ${name}`);
       print(`vdisk ${name}: ${formatQos(updated.spec.qos)}`);
+    }),
+  );
+vdisk
+  .command('owner <name>')
+  .description('show the node that serves the vDisk, its ownership epoch and volunteers, and any failover in progress')
+  .action((name: string) =>
+    withCluster(async (client, nc) => {
+      const v = await client.get({ kind: 'vdisk', name });
+      const state = await readOwner(nc, v.id);
+      if (globals().json) return printJson(ownerJson(v.name, v.id, state));
+      print(formatOwner(state).join('\n'));
     }),
   );
 vdisk

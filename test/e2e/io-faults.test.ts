@@ -18,8 +18,7 @@
 // `strata up --nats 3` stops the whole cluster when one of its nats-servers exits
 // ("exited unexpectedly; stopping", cli/src/up.ts), so the second test runs the
 // harness's own three-server cluster and hands it to `strata up` through NATS_URL.
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ConfigClient } from '@strata/config-client';
@@ -29,22 +28,17 @@ import { MD_PARTITIONS, buckets, keys, partitionOf, streams } from '@strata/prot
 import {
   AckedWriter,
   childMatching,
-  childPids,
-  commandLine,
   connectClient,
-  freePortRun,
-  killIfUnchanged,
   qemuIo,
   readDrainState,
   sampleDrain,
-  startNode,
   startTopology,
   waitFor,
   waitForDrained,
   type AckedBlock,
-  type ActorProcess,
-  type DrainSampler,
   type NatsTopology,
+  type UpCluster,
+  UpClusters,
 } from '../harness';
 
 const MiB = 2 ** 20;
@@ -53,81 +47,15 @@ const ROW_BYTES = 16 * MiB;
 /** The writers below put block i at 64 MiB + i * 256 KiB: 64 writes per row. */
 const ROW_WRITES = ROW_BYTES / (256 * 1024);
 
-interface UpCluster {
-  dir: string;
-  up: ActorProcess;
-  nbdUri: string;
-  natsUrl: string;
-  demoId: bigint;
-  writer?: AckedWriter;
-  sampler?: DrainSampler;
-  passed: boolean;
-}
+const clusters = new UpClusters('io-faults');
+const teardownAll = (): Promise<void> => clusters.stopAll();
 
-let clusters: UpCluster[] = [];
-let topologies: NatsTopology[] = [];
-
-/** Starts `strata up --nodes 3 --config-replicas 1`, on its own nats-server or on `topology`. */
-async function startCluster(topology?: NatsTopology): Promise<UpCluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-io-faults-'));
-  const nbdPort = await freePortRun(3);
-  const natsPort = await freePortRun(1);
-  const up = startNode(
-    'cli/dist/main.js',
-    ['--dir', dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
-    {
-      name: 'strata up',
-      env: {
-        NATS_URL: topology?.url ?? '',
-        STRATA_DRAIN_IDLE_MS: '100',
-        STRATA_DRAIN_START_BYTES: String(MiB),
-        STRATA_EGROUP_SIZE_BYTES: String(4 * MiB),
-      },
-    },
-  );
-  const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, natsUrl: '', demoId: 0n, passed: false };
-  clusters.push(cluster);
-  await up.waitForOutput(/^ready$/m, 90_000);
-  cluster.natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
-  const client = await ConfigClient.connect(cluster.natsUrl);
-  try {
-    cluster.demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
-  } finally {
-    await client.close();
-  }
-  return cluster;
-}
-
-/** Stops the writer, `strata up` and everything it started (by PID). */
-async function teardown(cluster: UpCluster): Promise<void> {
-  const writerStopped = cluster.writer?.stop();
-  const upPid = cluster.up.child.pid;
-  const snapshot = new Map<number, string>();
-  if (upPid !== undefined && cluster.up.child.exitCode === null) {
-    for (const pid of await childPids(upPid).catch(() => [])) {
-      const cmd = commandLine(pid);
-      if (cmd !== undefined) snapshot.set(pid, cmd);
-    }
-  }
-  await cluster.up.stop(20_000);
-  // `strata up` stops its children itself; whatever survived it (a hung child, or
-  // all of them if `up` died first) is killed here, by PID.
-  const leftovers = killIfUnchanged(snapshot);
-  if (leftovers.length > 0) console.warn(`killed ${leftovers.length} processes left by strata up: ${leftovers.join(' ')}`);
-  await writerStopped;
-  await cluster.sampler?.stop();
-  if (cluster.passed) rmSync(cluster.dir, { recursive: true, force: true });
-  else console.warn(`io-faults: the failed test's data and logs are kept in ${cluster.dir}`);
-}
-
-async function teardownAll(): Promise<void> {
-  const all = clusters;
-  clusters = [];
-  for (const c of all) await teardown(c);
-  // The harness's nats-servers go last: `strata up` and its actors were using them.
-  const servers = topologies;
-  topologies = [];
-  for (const t of servers) await t.stop();
+/** Starts `strata up --nodes 3 --config-replicas 1` with drain running all the time, on its own nats-server or on `topology`. */
+function startCluster(topology?: NatsTopology): Promise<UpCluster> {
+  return clusters.start({
+    topology,
+    env: { STRATA_DRAIN_IDLE_MS: '100', STRATA_DRAIN_START_BYTES: String(MiB), STRATA_EGROUP_SIZE_BYTES: String(4 * MiB) },
+  });
 }
 
 /** The lease records of every metadata partition, from the `own` bucket. */
@@ -285,8 +213,7 @@ describe('faults under the I/O path with real NBD clients', () => {
   }, 150_000);
 
   it('kill -9 of the nats-server leading the OPLOG stream (R3): writes resume after a bounded pause, the config service answers again, drain catches up, and every acknowledged write reads back with that server still down', async () => {
-    const topology = await startTopology('cluster');
-    topologies.push(topology);
+    const topology = clusters.track(await startTopology('cluster'));
     const cluster = await startCluster(topology);
     const { natsUrl, demoId, nbdUri } = cluster;
     const writer = new AckedWriter({ uri: nbdUri, base: 64 * MiB, strideBytes: 256 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 2_400, verifyPrevious: true, deadlineMs: 110_000 });

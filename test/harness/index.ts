@@ -32,3 +32,4 @@ export {
   type RoundFailure,
   type WrittenBlock,
 } from './strata';
+export { UpClusters, type UpCluster, type UpClusterOptions } from './up-cluster';

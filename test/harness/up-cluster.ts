@@ -1,0 +1,111 @@
+// Whole local clusters started by `strata up` for end-to-end and fault tests: three
+// nodes with one process per actor, one config replica, free ports, a data directory
+// that is kept when a test fails. Stopping one stops `strata up`, then kills by PID
+// whatever of its children survived, then the harness nats-servers it used.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigClient } from '@strata/config-client';
+import type { NatsTopology } from './nats';
+import { startNode, type ActorProcess } from './processes';
+import { childPids, commandLine, freePortRun, killIfUnchanged, type AckedWriter, type DrainSampler } from './strata';
+
+export interface UpCluster {
+  dir: string;
+  up: ActorProcess;
+  /** NBD URI of `demo` at node 1's gateway. */
+  nbdUri: string;
+  /** Node k's gateway listens on nbdPort + k - 1. */
+  nbdPort: number;
+  natsUrl: string;
+  demoId: bigint;
+  writer?: AckedWriter;
+  sampler?: DrainSampler;
+  /** Set by the test at its end: the data directory is deleted only then. */
+  passed: boolean;
+}
+
+export interface UpClusterOptions {
+  /** Run on these harness nats-servers (NATS_URL) instead of an embedded one. */
+  topology?: NatsTopology;
+  /** Settings for every actor (STRATA_*), and for `strata up` itself. */
+  env?: Record<string, string>;
+}
+
+/** The clusters one test file started, stopped together. */
+export class UpClusters {
+  private clusters: UpCluster[] = [];
+  private topologies: NatsTopology[] = [];
+
+  /** `label` names the data directories (strata-<label>-…). */
+  constructor(private readonly label: string) {}
+
+  /** Harness nats-servers to stop after the clusters that use them. */
+  track(topology: NatsTopology): NatsTopology {
+    this.topologies.push(topology);
+    return topology;
+  }
+
+  /** Starts `strata up --nodes 3 --config-replicas 1` and waits for `ready`. */
+  async start(options: UpClusterOptions = {}): Promise<UpCluster> {
+    const dir = mkdtempSync(join(tmpdir(), `strata-${this.label}-`));
+    const nbdPort = await freePortRun(3);
+    const natsPort = await freePortRun(1);
+    const up = startNode(
+      'cli/dist/main.js',
+      ['--dir', dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+      { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', ...options.env } },
+    );
+    const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };
+    this.clusters.push(cluster);
+    await up.waitForOutput(/^ready$/m, 90_000);
+    cluster.natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
+    const client = await ConfigClient.connect(cluster.natsUrl);
+    try {
+      cluster.demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
+    } finally {
+      await client.close();
+    }
+    return cluster;
+  }
+
+  /** Stops every cluster, then the nats-servers they ran on. */
+  async stopAll(): Promise<void> {
+    const all = this.clusters;
+    this.clusters = [];
+    for (const c of all) await this.stop(c);
+    const servers = this.topologies;
+    this.topologies = [];
+    for (const t of servers) await t.stop();
+  }
+
+  /** Stops the writer, `strata up` and everything it started (by PID). */
+  private async stop(cluster: UpCluster): Promise<void> {
+    const writerStopped = cluster.writer?.stop();
+    const upPid = cluster.up.child.pid;
+    const snapshot = new Map<number, string>();
+    if (upPid !== undefined && cluster.up.child.exitCode === null) {
+      for (const pid of await childPids(upPid).catch(() => [])) {
+        const cmd = commandLine(pid);
+        if (cmd !== undefined) snapshot.set(pid, cmd);
+      }
+    }
+    // A paused child would hold up the graceful stop: wake everything first.
+    for (const pid of snapshot.keys()) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // gone already
+      }
+    }
+    await cluster.up.stop(20_000);
+    // `strata up` stops its children itself; whatever survived it (a hung child, or
+    // all of them if `up` died first) is killed here, by PID.
+    const leftovers = killIfUnchanged(snapshot);
+    if (leftovers.length > 0) console.warn(`killed ${leftovers.length} processes left by strata up: ${leftovers.join(' ')}`);
+    await writerStopped;
+    await cluster.sampler?.stop();
+    if (cluster.passed) rmSync(cluster.dir, { recursive: true, force: true });
+    else console.warn(`${this.label}: the failed test's data and logs are kept in ${cluster.dir}`);
+  }
+}
