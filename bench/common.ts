@@ -26,12 +26,14 @@ export interface Figures {
   mbps: number;
   p50us: number;
   p99us: number;
+  /** The slowest I/O: at QD1, the longest pause the client saw. */
+  maxUs: number;
 }
 
 interface FioSide {
   iops: number;
   bw_bytes: number;
-  clat_ns: { percentile: Record<string, number> };
+  clat_ns: { percentile: Record<string, number>; max: number };
 }
 interface FioJobResult {
   error: number;
@@ -64,6 +66,7 @@ export async function fio(uri: string, job: FioJob, scratch: string): Promise<Fi
     mbps: Math.round((side.bw_bytes / 1e6) * 10) / 10,
     p50us: Math.round((side.clat_ns.percentile['50.000000'] ?? Number.NaN) / 1000),
     p99us: Math.round((side.clat_ns.percentile['99.000000'] ?? Number.NaN) / 1000),
+    maxUs: Math.round(side.clat_ns.max / 1000),
   };
 }
 
@@ -86,12 +89,14 @@ export interface LocalCluster {
   /** Node 1's NBD port (node k listens on nbdPort + k - 1). */
   nbdPort: number;
   natsUrl: string;
+  /** The `strata up` process (its children are the actors). */
+  up: ActorProcess;
   /** Stops the cluster; removes its directory unless `keep` (then says where it is). */
   stop(keep?: boolean): Promise<void>;
 }
 
 /** `strata up` with 3 nodes on free ports in a fresh directory; resolves once it printed `ready`. */
-export async function startCluster(name: string, upArgs: string[]): Promise<LocalCluster> {
+export async function startCluster(name: string, upArgs: string[], env: Record<string, string> = {}): Promise<LocalCluster> {
   const dir = mkdtempSync(join(tmpdir(), `strata-bench-${name}-`));
   const nbdPort = await freePort();
   const natsPort = await freePort();
@@ -104,10 +109,10 @@ export async function startCluster(name: string, upArgs: string[]): Promise<Loca
   try {
     up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', '3', '--nats-port', String(natsPort), '--nbd-port', String(nbdPort), ...upArgs], {
       name: `strata up (${name})`,
-      env: { NATS_URL: '' },
+      env: { NATS_URL: '', ...env },
     });
     await up.waitForOutput(/^ready$/m, 120_000);
-    return { dir, nbdPort, natsUrl: readFileSync(join(dir, 'nats.url'), 'utf8').trim(), stop };
+    return { dir, nbdPort, natsUrl: readFileSync(join(dir, 'nats.url'), 'utf8').trim(), up, stop };
   } catch (err) {
     await stop(true);
     throw err;

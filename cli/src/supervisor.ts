@@ -61,8 +61,8 @@ export class Supervisor {
     child.once('error', (err) => this.report(`${spec.name}: cannot start: ${err.message}`));
     child.once('exit', (code, signal) => {
       if (this.stopping) return;
-      // A child that ran for a minute counts as healthy again.
-      if (Date.now() - entry.startedAt > 60_000) entry.restarts = 0;
+      // A child that ran for ten seconds counts as healthy again: only a crash loop backs off.
+      if (Date.now() - entry.startedAt > 10_000) entry.restarts = 0;
       const delayMs = Math.min(Math.max(30_000, this.restartDelayMs), this.restartDelayMs * 2 ** entry.restarts);
       entry.restarts++;
       this.report(`${spec.name} exited (${signal ?? `code ${code}`}); restarting in ${delayMs} ms (see ${spec.name}.log)`);

@@ -13,6 +13,9 @@
 //  - the owner paused (SIGSTOP) past the dead timeout: its vDisk fails over to the
 //    volunteer, and after SIGCONT nothing it sends is accepted: every oplog entry
 //    after the new owner's marker carries the new epoch; data verifies;
+//  - the coordinator (the config leader) killed -9 while a takeover waits at its
+//    replay step: the restarted leader resumes it from its record in `own`, gives
+//    up on the unresponsive node and finishes on the next one;
 //  - every process of node 2 killed (and kept down): its vDisk fails over to the
 //    live volunteer (epoch + 1, a failover event), fio sees no error, data verifies.
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
@@ -20,7 +23,7 @@ import { decode } from '@strata/codec';
 import { openBucket } from '@strata/kv';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventType, buckets, keys, oplogEntry, streams, subjects, vdiskOwnership, type OplogEntry, type VdiskOwnership } from '@strata/proto';
+import { EventType, buckets, keys, oplogEntry, streams, subjects, takeoverRecord, vdiskOwnership, type OplogEntry, type VdiskOwnership } from '@strata/proto';
 import { ConfigClient, UpClusters, childMatching, children, connectClient, qemuIo, readEvents, run, sleep, waitFor, type UpCluster } from '../harness';
 
 /** Short liveness timings for every actor and the config service. */
@@ -243,6 +246,64 @@ describe('vDisk ownership with real NBD clients', () => {
     } finally {
       if (!resumed) process.kill(pid, 'SIGCONT');
       await watched.stop();
+    }
+  });
+
+  it('the coordinator killed -9 in the middle of a takeover: the next leader resumes it from its record and finishes it', async () => {
+    const id = await createVdisk(cluster, 'coord-kill', true);
+    await attach(cluster, 2, 'coord-kill');
+    await attach(cluster, 1, 'coord-kill');
+    await qemuIo(uri(cluster, 3, 'coord-kill'), ['write -P 0x77 0 1M', 'write -P 0x78 20M 64k']);
+    const before = await ownership(cluster, id);
+    expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1', 'n3'] });
+    const n2 = await actorPid(cluster, 'vdisk-controller', 'n2');
+    const n1 = await actorPid(cluster, 'vdisk-controller', 'n1');
+    const stopped: number[] = [];
+    const stop = (pid: number): void => {
+      process.kill(pid, 'SIGSTOP');
+      stopped.push(pid);
+    };
+    try {
+      // n2 (the owner) goes silent; a moment later so does n1, the first volunteer, which is
+      // still alive when n2 is declared dead: the takeover goes to n1 and waits at its replay.
+      stop(n2);
+      await sleep(1_500);
+      stop(n1);
+      const nc = await connectClient(cluster.natsUrl);
+      let seen;
+      try {
+        const takeovers = await openBucket(nc, buckets.own, takeoverRecord);
+        seen = await waitFor('the takeover to wait at its replay step', 20_000, async () => {
+          const t = (await takeovers.get(keys.takeover(id)))?.value;
+          return t !== undefined && t.step === 'replay' && t.to === 'n1' ? t : false;
+        }, 100);
+      } finally {
+        await nc.close();
+      }
+      const coordinator = await childMatching(cluster.up.pid(), /config\/dist\/main\.js --replica /);
+      process.kill(coordinator, 'SIGKILL');
+      await cluster.up.waitForOutput(/config-1 exited \(SIGKILL\); restarting/, 10_000);
+      // The restarted leader resumes the record: n1 never answers, so it moves on to n3.
+      const after = await waitFor('the takeover to finish on n3', 60_000, async () => {
+        const own = await ownership(cluster, id);
+        return own?.owner === 'n3' ? own : false;
+      }, 250);
+      expect(after.epoch).toBe(seen.epoch + 1);
+      const events = await ownerEvents(cluster, id);
+      expect(events).toEqual([expect.objectContaining({ cause: 'failover', owner: 'n3', previousOwner: 'n2', ownerEpoch: after.epoch })]);
+      expect(events[0]!.message).toMatch(/after n1 could not/);
+      // The takeover's record went with its last step, and the resumed leader was another process.
+      const nc2 = await connectClient(cluster.natsUrl);
+      try {
+        expect(await (await openBucket(nc2, buckets.own, takeoverRecord)).get(keys.takeover(id))).toBeNull();
+      } finally {
+        await nc2.close();
+      }
+      const resumedBy = await childMatching(cluster.up.pid(), /config\/dist\/main\.js --replica /);
+      expect(resumedBy).not.toBe(coordinator);
+      await qemuIo(uri(cluster, 3, 'coord-kill'), ['read -P 0x77 0 1M', 'read -P 0x78 20M 64k']);
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
     }
   });
 });

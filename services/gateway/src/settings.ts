@@ -23,8 +23,12 @@ export const gatewaySettings = z
     idleTimeoutMs: z.coerce.number().int().nonnegative().default(0),
     /** Budget of one NBD request at the cluster, retries included; beyond it the client gets EIO. */
     requestTimeoutMs: millis(30_000),
-    /** One attempt of one piece; a lost reply is retried after this long. */
-    attemptTimeoutMs: millis(10_000),
+    /**
+     * One attempt of one piece; a lost reply is retried after this long. A request in
+     * flight at a vdisk-controller that crashes gets no reply at all, so this bounds
+     * the I/O pause of a controller crash (bench:failover measures it).
+     */
+    attemptTimeoutMs: millis(3_000),
     /** Requests served at once per connection; beyond it the socket is not read (backpressure). */
     requestsInFlightMax: count(64),
     /** READ/WRITE bytes held at once per connection; at least one 32 MiB request. */
