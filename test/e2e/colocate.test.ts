@@ -107,9 +107,13 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
   });
 
   it('reads back through both gateways what was written through each', async () => {
-    const n1 = `nbd://127.0.0.1:${nbdPort}/demo`;
-    const n2 = `nbd://127.0.0.1:${nbdPort + 1}/demo`;
-    // The first I/O claims the vDisk for the node it enters: n1.
+    // A shared vDisk: I/O entering a node that does not own it is forwarded to the
+    // owner (an unshared one would move to that node instead, by relinquish).
+    const created = await run(process.execPath, ['cli/dist/main.js', '--dir', dir, 'vdisk', 'create', 'both', '--size', '64M', '--shared'], { timeoutMs: 30_000 });
+    expect(created.stdout + created.stderr).toMatch(/vdisk both created/);
+    const n1 = `nbd://127.0.0.1:${nbdPort}/both`;
+    const n2 = `nbd://127.0.0.1:${nbdPort + 1}/both`;
+    // The first gateway to open it claims it for its node: n1.
     await qemuIo(n1, ['write -P 0x5a 0 64k', 'write -P 0x3c 1m 4k']);
     await qemuIo(n2, ['write -P 0xa5 2m 64k', 'write -P 0x3d 1m 512']);
     for (const uri of [n1, n2]) {
@@ -152,7 +156,7 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
     started.set(restarted.pid, restarted.args);
     // Everything written before reads back through the restarted node's gateway.
     await waitFor('reads through the restarted n1', 60_000, () =>
-      qemuIo(`nbd://127.0.0.1:${nbdPort}/demo`, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512'], 20_000).then(() => true),
+      qemuIo(`nbd://127.0.0.1:${nbdPort}/both`, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512'], 20_000).then(() => true),
     500);
   });
 });

@@ -57,17 +57,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 export class FailoverCoordinator {
   private readonly running = new Map<bigint, Promise<void>>();
-  private js!: JetStreamClient;
-  private jsm!: JetStreamManager;
+  private js: JetStreamClient | undefined;
+  private jsm: JetStreamManager | undefined;
   /** vDisks already reported as having no node to go to, so the log says it once. */
   private readonly stranded = new Set<bigint>();
 
   constructor(private readonly deps: FailoverDeps) {}
-
-  async start(): Promise<void> {
-    this.js = jetstream(this.deps.nc);
-    this.jsm = await jetstreamManager(this.deps.nc);
-  }
 
   /** Takeovers running now (for status and tests). */
   get inProgress(): number {
@@ -218,6 +213,9 @@ export class FailoverCoordinator {
   /** The takeover marker is the oplog's last message: from now on the dead owner's appends fail. */
   private async fence(t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
     const subject = subjects.oplog(t.vdisk);
+    // Made on first use: a leader with no failover to run never waits for JetStream here.
+    this.js ??= jetstream(this.deps.nc);
+    this.jsm ??= await jetstreamManager(this.deps.nc);
     let lastSeq = 0;
     try {
       const last = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });

@@ -209,7 +209,6 @@ export class ConfigReplica {
       }),
       sweepTimer: undefined,
     };
-    await leadership.failover.start();
     this.leadership = leadership;
     leadership.stopHeartbeatWatch = this.watchHeartbeats(leadership);
     const serve = <S extends z.ZodType>(op: CfgOp, schema: S, handler: (req: z.output<S>) => unknown, kind: 'read' | 'write'): Promise<Service> =>
