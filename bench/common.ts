@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, repoRoot, run, startNode, type ActorProcess } from '../test/harness';
 
+export { createdId } from '../test/harness';
+
 export interface FioJob {
   /** A name for files and messages. */
   name: string;
@@ -75,13 +77,6 @@ export async function strata(dir: string, args: string[]): Promise<string> {
   const { code, stdout, stderr } = await run(process.execPath, [join(repoRoot, 'cli', 'dist', 'main.js'), '--dir', dir, ...args], { timeoutMs: 60_000 });
   if (code !== 0) throw new Error(`strata ${args.join(' ')} failed (${code}): ${stderr}`);
   return stdout;
-}
-
-/** The id in `strata vdisk create`'s answer: `vdisk bench created (id 123, …)`. */
-export function createdId(text: string): bigint {
-  const id = /\(id (\d+)/.exec(text)?.[1];
-  if (id === undefined) throw new Error(`could not read the id from: ${text}`);
-  return BigInt(id);
 }
 
 export interface LocalCluster {

@@ -21,9 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigClient } from '@strata/config-client';
-import { openBucket } from '@strata/kv';
-import { buckets, keys, vdiskOwnership } from '@strata/proto';
-import { children, connectClient, repoRoot, run, sleep, waitFor } from '../test/harness';
+import { children, readOwnership, repoRoot, run, sleep, waitFor } from '../test/harness';
 import { createdId, fio, startCluster, strata, type LocalCluster } from './common';
 
 type Fault = 'controller' | 'node';
@@ -52,15 +50,9 @@ function options(): { runs: number; out: string } {
 }
 
 async function ownerOf(cluster: LocalCluster, vdisk: bigint): Promise<string> {
-  const nc = await connectClient(cluster.natsUrl);
-  try {
-    const own = await openBucket(nc, buckets.own, vdiskOwnership);
-    const entry = await own.get(keys.vdiskOwnership(vdisk));
-    if (entry === null) throw new Error(`vdisk ${vdisk} has no owner`);
-    return entry.value.owner;
-  } finally {
-    await nc.close();
-  }
+  const owner = (await readOwnership(cluster.natsUrl, vdisk))?.owner;
+  if (owner === undefined) throw new Error(`vdisk ${vdisk} has no owner`);
+  return owner;
 }
 
 /** Waits until every node is alive in the config service (a killed node is back). */

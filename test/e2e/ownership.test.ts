@@ -23,8 +23,8 @@ import { decode } from '@strata/codec';
 import { openBucket } from '@strata/kv';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventType, buckets, keys, oplogEntry, streams, subjects, takeoverRecord, vdiskOwnership, type OplogEntry, type VdiskOwnership } from '@strata/proto';
-import { ConfigClient, UpClusters, childMatching, children, connectClient, qemuIo, readEvents, run, sleep, waitFor, type UpCluster } from '../harness';
+import { EventType, buckets, keys, oplogEntry, streams, subjects, takeoverRecord, type OplogEntry, type VdiskOwnership } from '@strata/proto';
+import { UpClusters, childMatching, createdId, readOwnership, children, connectClient, qemuIo, readEvents, run, sleep, waitFor, type UpCluster } from '../harness';
 
 /** Short liveness timings for every actor and the config service. */
 const TIMINGS = { STRATA_HEARTBEAT_INTERVAL_MS: '500', STRATA_FENCE_TIMEOUT_MS: '2000', STRATA_DEAD_TIMEOUT_MS: '3000', STRATA_TAKEOVER_STEP_TIMEOUT_MS: '3000' };
@@ -39,23 +39,10 @@ function uri(cluster: UpCluster, node: number, vdisk: string): string {
 async function createVdisk(cluster: UpCluster, name: string, shared: boolean): Promise<bigint> {
   const created = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vdisk', 'create', name, '--size', '64M', ...(shared ? ['--shared'] : [])], { timeoutMs: 30_000 });
   expect(created.stdout + created.stderr).toMatch(new RegExp(`vdisk ${name} created`));
-  const client = await ConfigClient.connect(cluster.natsUrl);
-  try {
-    return (await client.get({ kind: 'vdisk', name })).id;
-  } finally {
-    await client.close();
-  }
+  return createdId(created.stdout);
 }
 
-async function ownership(cluster: UpCluster, vdisk: bigint): Promise<VdiskOwnership | undefined> {
-  const nc = await connectClient(cluster.natsUrl);
-  try {
-    const own = await openBucket(nc, buckets.own, vdiskOwnership);
-    return (await own.get(keys.vdiskOwnership(vdisk)))?.value;
-  } finally {
-    await nc.close();
-  }
-}
+const ownership = (cluster: UpCluster, vdisk: bigint): Promise<VdiskOwnership | undefined> => readOwnership(cluster.natsUrl, vdisk);
 
 async function ownerEvents(cluster: UpCluster, vdisk: bigint): ReturnType<typeof readEvents> {
   const nc = await connectClient(cluster.natsUrl);

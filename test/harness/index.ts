@@ -23,6 +23,8 @@ export {
   qemuIo,
   AckedWriter,
   readDrainState,
+  readOwnership,
+  createdId,
   waitForDrained,
   sampleDrain,
   type DrainSampler,

@@ -10,7 +10,7 @@ import { connect } from '@nats-io/transport-node';
 import { decode } from '@strata/codec';
 import { freePort } from '@strata/natsd';
 import { openBucket } from '@strata/kv';
-import { buckets, keys, oplogEntry, streams, subjects, vdiskOwnership } from '@strata/proto';
+import { buckets, keys, oplogEntry, streams, subjects, vdiskOwnership, type VdiskOwnership } from '@strata/proto';
 import { run } from './processes';
 import { sleep, waitFor } from './util';
 
@@ -340,4 +340,22 @@ export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs
   } catch (err) {
     throw new Error(`${(err as Error).message} (last seen: ${JSON.stringify(seen)})`);
   }
+}
+
+/** The ownership record of a vDisk (`own`, `vdisk.<id>`), or undefined before its first I/O. */
+export async function readOwnership(natsUrl: string, vdiskId: bigint): Promise<VdiskOwnership | undefined> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  try {
+    const own = await openBucket(nc, buckets.own, vdiskOwnership);
+    return (await own.get(keys.vdiskOwnership(vdiskId)))?.value;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The id in `strata vdisk create`'s answer: `vdisk bench created (id 123, …)`. */
+export function createdId(text: string): bigint {
+  const id = /\(id (\d+)/.exec(text)?.[1];
+  if (id === undefined) throw new Error(`could not read the id from: ${text}`);
+  return BigInt(id);
 }

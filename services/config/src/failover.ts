@@ -40,6 +40,8 @@ export interface FailoverDeps {
   takeovers: TypedBucket<typeof takeoverRecord>;
   /** A watched copy of `vdisk.>` in `own`. */
   ownership: WatchCache<VdiskOwnership>;
+  /** A watched copy of `takeover.>` in `own`: the takeovers recorded, by this leader or an earlier one. */
+  recorded: WatchCache<TakeoverRecord>;
   /** The nodes and their recorded liveness. */
   nodes: () => ReadonlyArray<{ name: string; liveness: 'unknown' | 'alive' | 'dead' }>;
   /** A vDisk's name, for events and logs. */
@@ -71,17 +73,18 @@ export class FailoverCoordinator {
 
   /**
    * Starts (or resumes) a takeover for every vDisk whose owner is dead, and resumes
-   * every recorded takeover. Cheap enough to run on every detector tick.
+   * every recorded takeover that is not running (an earlier leader's, or one of
+   * this leader's that stopped on an error). Reads only the watched copies, so it
+   * is cheap enough to run every second.
    */
-  async sweep(): Promise<void> {
+  sweep(): void {
     const dead = new Set(
       this.deps
         .nodes()
         .filter((n) => n.liveness === 'dead')
         .map((n) => n.name),
     );
-    const recorded = await this.deps.takeovers.keys('takeover.>');
-    for (const key of recorded) this.ensureRunning(BigInt(key.slice('takeover.'.length)));
+    for (const entry of this.deps.recorded.values()) this.ensureRunning(entry.value.vdisk);
     for (const entry of this.deps.ownership.values()) {
       if (dead.has(entry.value.owner)) this.ensureRunning(BigInt(entry.key.slice('vdisk.'.length)));
     }

@@ -38,6 +38,7 @@ import {
   type ObjectOf,
   type ClusterEvent,
   type StatusReply,
+  type TakeoverRecord,
   type VdiskOwnership,
   type takeoverRecord,
   type vdiskOwnership,
@@ -111,6 +112,7 @@ export class ConfigReplica {
   private cache!: WatchCache<CfgEntry>;
   private hbCache!: WatchCache<z_Heartbeat>;
   private ownership!: WatchCache<VdiskOwnership>;
+  private recordedTakeovers!: WatchCache<TakeoverRecord>;
   private view!: CacheView;
   private lease!: Lease;
   private leadership: Leadership | undefined;
@@ -127,7 +129,8 @@ export class ConfigReplica {
     this.cache = await WatchCache.start(cfg, { onBadEntry: (key, err) => log.error({ key, err }, 'unreadable cfg entry skipped') });
     this.hbCache = await WatchCache.start(hb, { key: 'node.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable heartbeat skipped') });
     this.ownership = await WatchCache.start(this.deps.owners, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record skipped') });
-    await Promise.all([this.cache.ready, this.hbCache.ready, this.ownership.ready]);
+    this.recordedTakeovers = await WatchCache.start(this.deps.takeovers, { key: 'takeover.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable takeover record skipped') });
+    await Promise.all([this.cache.ready, this.hbCache.ready, this.ownership.ready, this.recordedTakeovers.ready]);
     this.view = new CacheView(this.cache);
     this.lease = new Lease(own, {
       key: keys.configLeaderLease,
@@ -156,6 +159,7 @@ export class ConfigReplica {
     this.cache?.stop();
     this.hbCache?.stop();
     this.ownership?.stop();
+    this.recordedTakeovers?.stop();
   }
 
   // ---- Leadership ---------------------------------------------------------------
@@ -200,6 +204,7 @@ export class ConfigReplica {
         owners: this.deps.owners,
         takeovers: this.deps.takeovers,
         ownership: this.ownership,
+        recorded: this.recordedTakeovers,
         nodes: () => this.view.list('node').map((n) => ({ name: n.name, liveness: n.status.liveness })),
         vdiskName: (id) => this.view.get('vdisk', id)?.name,
         emit: (event) => this.emit(event),
@@ -453,12 +458,12 @@ export class ConfigReplica {
   private scheduleSweep(leadership: Leadership, delayMs = this.deps.settings.failoverSweepMs): void {
     clearTimeout(leadership.sweepTimer);
     leadership.sweepTimer = setTimeout(() => {
-      void leadership.failover
-        .sweep()
-        .catch((err: unknown) => this.deps.log.warn({ err }, 'failover sweep failed'))
-        .finally(() => {
-          if (this.leadership === leadership) this.scheduleSweep(leadership);
-        });
+      try {
+        leadership.failover.sweep();
+      } catch (err) {
+        this.deps.log.warn({ err }, 'failover sweep failed');
+      }
+      if (this.leadership === leadership) this.scheduleSweep(leadership);
     }, delayMs);
   }
 

@@ -55,7 +55,7 @@ export class Director {
       const current = await this.deps.own.get(key);
       try {
         if (current === null) {
-          const claimed: VdiskOwnership = { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0 };
+          const claimed = this.claimRecord();
           await this.deps.own.create(key, claimed);
           return { owner: claimed.owner, epoch: claimed.epoch, volunteers: claimed.volunteers };
         }
@@ -69,6 +69,11 @@ export class Director {
       }
     }
     throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: its ownership record kept changing while volunteering; try again`);
+  }
+
+  /** The record of a vDisk this node claims because nobody owned it: epoch 1, this node its first volunteer. */
+  private claimRecord(): VdiskOwnership {
+    return { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0 };
   }
 
   private vdiskConfig(vdiskId: bigint): Extract<CfgEntry, { kind: 'vdisk' }> {
@@ -134,7 +139,7 @@ export class Director {
     const known = watched?.owner;
     if (known !== undefined) return known;
     try {
-      await this.deps.own.create(key, { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0 });
+      await this.deps.own.create(key, this.claimRecord());
       recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
       return this.deps.node;
     } catch (err) {
