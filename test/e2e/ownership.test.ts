@@ -271,9 +271,16 @@ describe('vDisk ownership with real NBD clients', () => {
       process.kill(coordinator, 'SIGKILL');
       await cluster.up.waitForOutput(/config-1 exited \(SIGKILL\); restarting/, 10_000);
       // The restarted leader resumes the record: n1 never answers, so it moves on to n3.
+      // n3 owns it from the claim step on; the takeover is over once its record is gone (after its event).
       const after = await waitFor('the takeover to finish on n3', 60_000, async () => {
         const own = await ownership(cluster, id);
-        return own?.owner === 'n3' ? own : false;
+        if (own?.owner !== 'n3') return false;
+        const nc3 = await connectClient(cluster.natsUrl);
+        try {
+          return (await (await openBucket(nc3, buckets.own, takeoverRecord)).get(keys.takeover(id))) === null ? own : false;
+        } finally {
+          await nc3.close();
+        }
       }, 250);
       expect(after.epoch).toBe(seen.epoch + 1);
       const events = await ownerEvents(cluster, id);
