@@ -21,7 +21,7 @@
 // controller retries an unacknowledged drain, which rewrites the same ranges; a replica
 // that still answers CHECKSUM must be repaired from another replica. Every slice
 // outside the write, and every slice of any other extent group, is unaffected.
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readSync } from 'node:fs';
 import { type FileHandle, mkdir, readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
@@ -85,6 +85,12 @@ export interface DiskStoreOptions {
   openFilesMax?: number;
   /** Sidecars read at once during recovery. */
   recoveryReadsInFlightMax?: number;
+  /**
+   * Reads of at most this many bytes (whole slices) use a synchronous pread on the
+   * event loop instead of the libuv threadpool; 0: every read goes to the threadpool.
+   * See DEFAULT_SYNC_READ_MAX_BYTES.
+   */
+  syncReadMaxBytes?: number;
   log?: DiskStoreLogger;
 }
 
@@ -123,6 +129,17 @@ interface Summary {
   sizeBytes: number;
 }
 
+/**
+ * Small reads are synchronous by default. A pread of a slice that is in the page cache
+ * is a copy of a few microseconds; handing it to the libuv threadpool costs the event
+ * loop far more (measured with 4 KiB random reads at QD32 on 2 cores: about 30 µs of
+ * main-thread time per read through the threadpool against about 7 µs for the pread
+ * itself, and 9.5k against 15.6k IOPS end to end). The price: a read that must wait
+ * for the device holds up the process for that long, which on an SSD is some tens of
+ * microseconds. On slow disks (spinning ones, network block devices), set it to 0.
+ */
+export const DEFAULT_SYNC_READ_MAX_BYTES = 64 * 1024;
+
 const defaults = {
   egroupSizeMaxBytes: 64 * MiB,
   sliceBytes: SLICE_BYTES_DEFAULT,
@@ -131,6 +148,7 @@ const defaults = {
   sidecarCacheMax: 1024,
   openFilesMax: 256,
   recoveryReadsInFlightMax: 16,
+  syncReadMaxBytes: DEFAULT_SYNC_READ_MAX_BYTES,
 };
 
 const EGROUP_FILE = /^(\d{1,20})\.(eg|meta)$/;
@@ -187,7 +205,9 @@ export class DiskStore {
       sidecarCacheMax: positiveInteger('sidecarCacheMax', options.sidecarCacheMax ?? defaults.sidecarCacheMax),
       openFilesMax: positiveInteger('openFilesMax', options.openFilesMax ?? defaults.openFilesMax),
       recoveryReadsInFlightMax: positiveInteger('recoveryReadsInFlightMax', options.recoveryReadsInFlightMax ?? defaults.recoveryReadsInFlightMax),
+      syncReadMaxBytes: options.syncReadMaxBytes ?? defaults.syncReadMaxBytes,
     };
+    assert(Number.isSafeInteger(this.limits.syncReadMaxBytes) && this.limits.syncReadMaxBytes >= 0, `syncReadMaxBytes must be a whole number of bytes, 0 or more, not ${this.limits.syncReadMaxBytes}`);
     const problem = sliceBytesProblem(this.limits.sliceBytes);
     assert(problem === undefined, `sliceBytes ${problem}`);
     assert(
@@ -467,12 +487,13 @@ export class DiskStore {
   /**
    * Fills `into` with the replica's bytes from `offset` on: one pread, zeros past the
    * data file's end and past `sizeBytes` (a failed write may have left bytes there;
-   * they are not part of the replica).
+   * they are not part of the replica). Synchronous up to syncReadMaxBytes.
    */
   private async readSlices(handle: FileHandle, into: Buffer, offset: number, sizeBytes: number): Promise<void> {
+    const sync = into.length <= this.limits.syncReadMaxBytes;
     let got = 0;
     while (got < into.length) {
-      const { bytesRead } = await handle.read(into, got, into.length - got, offset + got);
+      const bytesRead = sync ? readSync(handle.fd, into, got, into.length - got, offset + got) : (await handle.read(into, got, into.length - got, offset + got)).bytesRead;
       if (bytesRead === 0) break;
       got += bytesRead;
     }

@@ -231,6 +231,7 @@ export class ExtentStore {
         opsInFlightMax: settings.diskOpsInFlightMax,
         opsPendingMax: settings.diskOpsPendingMax,
         sidecarCacheMax: settings.sidecarCacheMax,
+        syncReadMaxBytes: settings.syncReadMaxBytes,
         log,
       });
       this.disks.set(key, store);

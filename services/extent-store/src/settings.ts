@@ -1,7 +1,8 @@
 // The extent store's settings (flags or STRATA_* variables), checked at start-up.
 import { z } from 'zod';
 import { millis } from '@strata/actor';
-import { objectName } from '@strata/proto';
+import { EG_READ_BYTES_MAX, objectName } from '@strata/proto';
+import { DEFAULT_SYNC_READ_MAX_BYTES } from './disk-store';
 import { SLICE_BYTES_DEFAULT, SLICES_PER_EGROUP_MAX, sliceBytesProblem, sliceCount } from './slices';
 
 const MiB = 1024 * 1024;
@@ -39,6 +40,12 @@ export const extentStoreSettings = z
         const problem = sliceBytesProblem(v);
         if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
       }),
+    /**
+     * Reads of at most this many bytes (the slices they touch) are a synchronous pread
+     * on the event loop rather than a threadpool job: much cheaper for data in the page
+     * cache or on an SSD; set 0 for slow disks (see DEFAULT_SYNC_READ_MAX_BYTES).
+     */
+    syncReadMaxBytes: z.coerce.number().int().min(0).max(EG_READ_BYTES_MAX).default(DEFAULT_SYNC_READ_MAX_BYTES),
     /** Data files kept open per disk, so a read costs no open and close. */
     openFilesMax: count(256, 65_536),
     /** Sidecars kept decoded in memory per disk. */

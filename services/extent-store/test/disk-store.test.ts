@@ -429,6 +429,28 @@ describe('checksums', () => {
     expect((await readAll(store, 61n)).equals(model.range(0, 3 * S))).toBe(true);
   });
 
+  it.each([
+    ['on the threadpool', 0],
+    ['synchronously', 2 * S],
+  ])('reads the same bytes and finds the same damage with the pread %s', async (_how, syncReadMaxBytes) => {
+    const store = await openStore({ syncReadMaxBytes });
+    const model = new Model();
+    // Bytes past the data file's end (the last slice and the growth) read as zeros.
+    const pieces = [data(10, pattern(2 * S, 5))];
+    await store.write(write(66n, 1, 4 * S, pieces));
+    model.apply(4 * S, pieces);
+    for (const [offset, length] of [
+      [0, 4 * S],
+      [S - 3, 6],
+      [2 * S, 2 * S],
+    ] as const) {
+      expect(Buffer.from(await store.read({ egroup: 66n, offset, length })).equals(model.range(offset, length))).toBe(true);
+    }
+    await flipByte(66n, 20);
+    await expect(store.read({ egroup: 66n, offset: 0, length: 1 })).rejects.toMatchObject({ code: 'CHECKSUM', message: expect.stringContaining('slice 0') });
+    expect(Buffer.from(await store.read({ egroup: 66n, offset: S, length: S })).equals(model.range(S, S))).toBe(true);
+  });
+
   it('gives CHECKSUM when the data file of a replica is gone, to a read and to a write', async () => {
     const store = await openStore({ openFilesMax: 1 });
     await store.write(write(62n, 1, S, [data(0, pattern(S, 1))]));

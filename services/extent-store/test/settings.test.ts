@@ -13,7 +13,9 @@ describe('extent store settings', () => {
       egroupSizeMaxBytes: 64 * 2 ** 20,
       sliceBytes: 32 * 1024,
       openFilesMax: 256,
+      syncReadMaxBytes: 64 * 1024,
     });
+    expect(readSettings(extentStoreSettings, ['--node', 'n1', '--sync-read-max-bytes', '0'], {})).toMatchObject({ syncReadMaxBytes: 0 });
     expect(readSettings(extentStoreSettings, ['--node', 'n1', '--slice-bytes', '4096'], {})).toMatchObject({ sliceBytes: 4096 });
     expect(readSettings(extentStoreSettings, ['--node', 'n1'], { STRATA_SLICE_BYTES: '1048576' })).toMatchObject({ sliceBytes: 1024 * 1024 });
     expect(readSettings(extentStoreSettings, [], { STRATA_NODE: 'n2', STRATA_USAGE_REPORT_INTERVAL_MS: '500' })).toMatchObject({ node: 'n2', usageReportIntervalMs: 500 });
@@ -25,6 +27,7 @@ describe('extent store settings', () => {
     expect(() => readSettings(extentStoreSettings, ['--node', 'Bad Name'], {})).toThrow(/--node \(STRATA_NODE\): must be 1-63 characters/);
     expect(() => readSettings(extentStoreSettings, ['--node', 'n1', '--disk-refresh-interval-ms', '0'], {})).toThrow(/--disk-refresh-interval-ms/);
     expect(() => readSettings(extentStoreSettings, ['--node', 'n1', '--colour', 'red'], {})).toThrow(/Unknown option '--colour'/);
+    expect(() => readSettings(extentStoreSettings, ['--node', 'n1', '--sync-read-max-bytes', '-1'], {})).toThrow(/--sync-read-max-bytes/);
     // Format 1's extent table is gone, and its limit with it.
     expect(() => readSettings(extentStoreSettings, ['--node', 'n1', '--extents-per-egroup-max', '10'], {})).toThrow(/Unknown option '--extents-per-egroup-max'/);
   });
