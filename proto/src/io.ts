@@ -299,10 +299,23 @@ export const mdValue = {
 export const mdGetRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200) });
 /** `value` absent: no entry. */
 export const mdGetReply = z.strictObject({ value: z.unknown().optional(), revision: uint });
+/**
+ * The ownership epoch a vDisk's owner writes under: a shard refuses the write with
+ * FENCED when the vDisk has a newer epoch (in `own`, or in a fenced write it accepted
+ * before). Writes of tools and the curator carry none and are not checked.
+ */
+export const mdFence = z.strictObject({
+  /** The vDisk whose owner writes (12349). */
+  vdisk: u64,
+  /** That owner's epoch (`vdisk-ownership`'s). */
+  epoch: uint,
+});
+export type MdFence = z.output<typeof mdFence>;
+
 /** Compare-and-set: `revision` 0 creates. */
-export const mdPutRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), value: z.unknown(), revision: uint });
+export const mdPutRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), value: z.unknown(), revision: uint, fence: mdFence.optional() });
 export const mdPutReply = z.strictObject({ revision: uint });
-export const mdDeleteRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), revision: uint.optional() });
+export const mdDeleteRequest = z.strictObject({ map: z.enum(MdMap), key: z.string().min(1).max(200), revision: uint.optional(), fence: mdFence.optional() });
 export const mdDeleteReply = z.strictObject({});
 
 export const MdOp = { get: 'get', put: 'put', delete: 'delete' } as const;

@@ -81,6 +81,8 @@ export const keys = {
   idCounter: 'global',
   /** A vDisk's ownership record in `own`: `vdisk.12345`. */
   vdiskOwnership: (vdisk: bigint): string => `vdisk.${vdisk}`,
+  /** Every vDisk's ownership record in `own`, as a watch filter: `vdisk.>`. */
+  vdiskOwnershipAll: 'vdisk.>',
   /** A failover in progress in `own`: `takeover.12345`. */
   takeover: (vdisk: bigint): string => `takeover.${vdisk}`,
   /** A metadata partition's lease in `own`: `md.7`. */

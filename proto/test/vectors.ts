@@ -411,9 +411,12 @@ function ioPath(): VectorFile {
       valid('md-get-reply', 'no value', { revision: 0 }),
       valid('md-put-request', 'create a vDisk map row', { map: 'vdisk', key: '12349.2', value: vdiskRow, revision: 0 }),
       valid('md-put-request', 'an extent group, compare-and-set on revision 42', { map: 'egroup', key: '67890', value: egroupEntry, revision: 42 }),
+      valid('md-put-request', 'a vDisk map row written by the vDisk\'s owner at epoch 3', { map: 'vdisk', key: '12349.2', value: vdiskRow, revision: 42, fence: { vdisk: io.vdisk, epoch: 3 } }),
       valid('md-put-reply', 'the new revision', { revision: 43 }),
       valid('md-delete-request', 'at revision 43', { map: 'vdisk', key: '12349.2', revision: 43 }),
       valid('md-delete-request', 'whatever the revision', { map: 'extent', key: '4096-9f86d081' }),
+      valid('md-delete-request', 'by the vDisk\'s owner at epoch 3', { map: 'vdisk', key: '12349.2', revision: 43, fence: { vdisk: io.vdisk, epoch: 3 } }),
+      valid('md-fence', 'vDisk 12349 at epoch 3', { vdisk: io.vdisk, epoch: 3 }),
       valid('md-delete-reply', 'the only reply', {}),
     ],
     invalid: [
@@ -491,6 +494,9 @@ function ioPath(): VectorFile {
       ),
       invalid('md-put-reply', 'no revision', 'revision is required', {}, { path: '$' }),
       invalid('md-delete-request', 'a negative revision', 'revision is unsigned', { map: 'vdisk', key: '12349.2', revision: -1 }, { path: '$.revision' }),
+      invalid('md-delete-request', 'a fence without its epoch', 'a fence names the vDisk and the epoch', { map: 'vdisk', key: '12349.2', fence: { vdisk: io.vdisk } }, { path: '$.fence' }),
+      invalid('md-fence', 'the epoch as text', 'epoch is an integer', { vdisk: io.vdisk, epoch: '3' }, { path: '$.epoch' }),
+      invalid('md-fence', 'the vDisk as its name', 'vdisk is the vDisk\'s id', { vdisk: 'db-disk', epoch: 3 }, { path: '$.vdisk' }),
       invalid('md-delete-reply', 'a member', 'the reply is an empty map', { deleted: true }, { path: '$.deleted' }),
     ],
   };

@@ -7,20 +7,24 @@
 //     nothing; and a write made straight to KV (not through the shard) is seen by
 //     the shard's next reads once its watch delivers it (a read before it was a
 //     cache hit, counted in the shard's metrics: invalidation, not bypass);
-//  3. a second shard takes about half the partitions (6 to 10 each, read from the
+//  3. fencing: with vDisk V's ownership record at epoch 3 in `own`, a put or delete
+//     fenced at epoch 2 is FENCED (naming V and both epochs) and leaves the key as
+//     it was (read through the shard and straight from KV); epochs 3 and 4 are
+//     accepted; after 4, epoch 3 is FENCED although `own` still says 3;
+//  4. a second shard takes about half the partitions (6 to 10 each, read from the
 //     lease records in `own`) while a get/put workload keeps succeeding with no error;
-//  4. after kill -9 of the first shard during the workload, the survivor holds all
+//  5. after kill -9 of the first shard during the workload, the survivor holds all
 //     16 partitions within a bounded time (measured and printed), the workload's
 //     operations succeed again, every acknowledged write reads back (never older),
 //     and the data written in step 1 is intact;
-//  5. SIGTERM releases every lease (holders become '').
+//  6. SIGTERM releases every lease (holders become '').
 import { connectBus, type Bus } from '@strata/bus';
 import { encode } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket, type TypedBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
 import { MdClient } from '@strata/md-client';
-import { MD_PARTITIONS, buckets, keys, mdGetReply, mdValue, partitionOf, subjects, type MdMap } from '@strata/proto';
+import { MD_PARTITIONS, buckets, keys, mdGetReply, mdValue, partitionOf, subjects, vdiskOwnership, type MdMap } from '@strata/proto';
 import { freePort, sleep, startNode, startTopology, waitFor, type ActorProcess, type NatsTopology } from '../harness';
 
 const LEASE_TTL_MS = 1_500;
@@ -224,6 +228,63 @@ describe('metadata shards (real processes, one nats-server)', () => {
     await waitFor('the shard to read the direct write', 2_000, async () => (await client.get('extent', key))?.revision === r2);
     await direct.delete(key, r2);
     await waitFor('the shard to see the direct delete', 2_000, async () => (await client.get('extent', key)) === null);
+  });
+
+  it('refuses a put or delete fenced below the vDisk’s ownership epoch with FENCED and changes nothing', async () => {
+    const vdisk = 12349n;
+    const ownership = await openBucket(bus.nc, buckets.own, vdiskOwnership);
+    await ownership.put(keys.vdiskOwnership(vdisk), { owner: 'n1', epoch: 3, volunteers: [], drained: 0 });
+    // The shard learns the epoch from its watch of `own`: wait until a write fenced
+    // below it is refused (a delete of a key that has no value changes nothing either way).
+    const probe = `${vdisk}.99`;
+    await waitFor('the shard’s ownership watch to deliver epoch 3', 5_000, async () => {
+      try {
+        await client.delete('vdisk', probe, undefined, { fence: { vdisk, epoch: 2 } });
+        return false;
+      } catch (err) {
+        if (err instanceof StrataError && err.code === ErrorCode.FENCED) return true;
+        throw err;
+      }
+    });
+
+    const key = keys.vdiskRow(vdisk, 0);
+    const row = (n: number): { blocks: Record<string, { egroup: bigint; offset: number; length: number }> } => ({ blocks: { '0': { egroup: 67890n, offset: 4096 * n, length: 4096 } } });
+    const kv = await openBucket(bus.nc, buckets.mdVdisk, mdValue.vdisk);
+    const unchanged = async (value: unknown, revision: number): Promise<void> => {
+      expect(await client.get('vdisk', key)).toEqual({ value, revision });
+      const stored = await kv.get(key);
+      expect({ value: stored?.value, revision: stored?.revision }).toEqual({ value, revision });
+    };
+
+    const r1 = await client.put('vdisk', key, row(1), 0, { fence: { vdisk, epoch: 3 } });
+    // The deposed owner's write, at epoch 2: FENCED, named, and nothing changes.
+    await expect(client.put('vdisk', key, row(2), r1, { fence: { vdisk, epoch: 2 } })).rejects.toMatchObject({
+      code: ErrorCode.FENCED,
+      message: expect.stringMatching(new RegExp(`vdisk ${vdisk}\\b.*epoch 2\\b.*epoch is 3\\b`)),
+    });
+    await unchanged(row(1), r1);
+
+    const r2 = await client.put('vdisk', key, row(3), r1, { fence: { vdisk, epoch: 3 } });
+    // A newer owner's write reaches the shard before its claim is in `own`.
+    const r3 = await client.put('vdisk', key, row(4), r2, { fence: { vdisk, epoch: 4 } });
+    expect((await ownership.get(keys.vdiskOwnership(vdisk)))?.value.epoch).toBe(3);
+    await expect(client.put('vdisk', key, row(5), r3, { fence: { vdisk, epoch: 3 } })).rejects.toMatchObject({
+      code: ErrorCode.FENCED,
+      message: expect.stringMatching(/epoch 3\b.*epoch is 4\b/),
+    });
+    await unchanged(row(4), r3);
+
+    // Deletes are fenced the same way, by the record and by the accepted epoch.
+    for (const epoch of [2, 3]) {
+      await expect(client.delete('vdisk', key, undefined, { fence: { vdisk, epoch } })).rejects.toMatchObject({ code: ErrorCode.FENCED });
+      await unchanged(row(4), r3);
+    }
+    // Another vDisk's epoch is not this one's business, and an unfenced write (a tool's) is not checked.
+    const other = keys.vdiskRow(vdisk + 1n, 0);
+    await client.put('vdisk', other, row(1), 0, { fence: { vdisk: vdisk + 1n, epoch: 1 } });
+    const r4 = await client.put('vdisk', key, row(6), r3);
+    await client.delete('vdisk', key, r4, { fence: { vdisk, epoch: 4 } });
+    expect(await client.get('vdisk', key)).toBeNull();
   });
 
   let workload: Workload | undefined;

@@ -12,12 +12,14 @@
 //    refused before acting because its lease is gone). Any other failure is final;
 //    TIMEOUT then means the outcome is unknown: get the key and compare revisions.
 //    A resent put can never apply twice: it is a compare-and-set on the revision.
+//  - FENCED (a write fenced at an epoch older than the vDisk's, see fence.ts) is final
+//    like any other refusal: the writer is no longer the vDisk's owner.
 import { performance } from 'node:perf_hooks';
 import type { z } from 'zod';
 import type { Bus } from '@strata/bus';
 import { validate } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
-import { MdOp, mdDeleteReply, mdGetReply, mdPutReply, mdValue, partitionOf, subjects, type MdMap } from '@strata/proto';
+import { MdOp, mdDeleteReply, mdGetReply, mdPutReply, mdValue, partitionOf, subjects, type MdFence, type MdMap } from '@strata/proto';
 
 /** The hint of an UNAVAILABLE reply from a shard that no longer holds the partition and did nothing. */
 export const MD_NOT_HELD_HINT = 'partition-not-held';
@@ -46,14 +48,23 @@ export interface MdEntry<M extends MdMap> {
   revision: number;
 }
 
+/** How a put or delete is made. */
+export interface MdWriteOptions {
+  /**
+   * Sent by a vDisk's owner for the metadata of that vDisk: the write is refused with
+   * FENCED, changing nothing, if the vDisk's ownership epoch is above `fence.epoch`.
+   */
+  fence?: MdFence;
+}
+
 /** The metadata maps as their users see them: MdClient over the bus, MemoryMd (./testing) in unit tests. */
 export interface MdMaps {
   /** The key's value and revision, or null when it has none. */
   get<M extends MdMap>(map: M, key: string): Promise<MdEntry<M> | null>;
   /** Compare-and-set: revision 0 creates (CONFLICT if the key has a value), else CONFLICT unless the key is at `revision`. Returns the new revision. */
-  put<M extends MdMap>(map: M, key: string, value: MdValueInput<M>, revision: number): Promise<number>;
+  put<M extends MdMap>(map: M, key: string, value: MdValueInput<M>, revision: number, options?: MdWriteOptions): Promise<number>;
   /** Deletes the key; with `revision`, only if it is still at that revision (CONFLICT otherwise). */
-  delete(map: MdMap, key: string, revision?: number): Promise<void>;
+  delete(map: MdMap, key: string, revision?: number, options?: MdWriteOptions): Promise<void>;
 }
 
 export interface MdClientOptions {
@@ -61,6 +72,11 @@ export interface MdClientOptions {
   timeoutMs?: number;
   /** The most one attempt of a get may take before it is sent again (default 2 s, at most timeoutMs). */
   attemptTimeoutMs?: number;
+}
+
+/** The request's `fence` member, absent (not undefined: maps are closed on the wire) without one. */
+function fenceField(options: MdWriteOptions): { fence?: MdFence } {
+  return options.fence === undefined ? {} : { fence: { vdisk: options.fence.vdisk, epoch: options.fence.epoch } };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -97,13 +113,13 @@ export class MdClient implements MdMaps {
     return { value, revision: reply.revision };
   }
 
-  async put<M extends MdMap>(map: M, key: string, value: MdValueInput<M>, revision: number): Promise<number> {
-    const reply = await this.write(MdOp.put, key, { map, key, value, revision }, mdPutReply);
+  async put<M extends MdMap>(map: M, key: string, value: MdValueInput<M>, revision: number, options: MdWriteOptions = {}): Promise<number> {
+    const reply = await this.write(MdOp.put, key, { map, key, value, revision, ...fenceField(options) }, mdPutReply);
     return reply.revision;
   }
 
-  async delete(map: MdMap, key: string, revision?: number): Promise<void> {
-    await this.write(MdOp.delete, key, revision === undefined ? { map, key } : { map, key, revision }, mdDeleteReply);
+  async delete(map: MdMap, key: string, revision?: number, options: MdWriteOptions = {}): Promise<void> {
+    await this.write(MdOp.delete, key, { map, key, ...(revision === undefined ? {} : { revision }), ...fenceField(options) }, mdDeleteReply);
   }
 
   /** Sends a write, again only after a refusal that proves it did nothing (see the top of this file). */

@@ -2,7 +2,8 @@
 // with retry and an attempt bound; a reply's value is checked against its map
 // (INTERNAL if the shard broke the protocol); put and delete are resent only after
 // a refusal that proves nothing was done (MD_NOT_HELD_HINT), never after other
-// failures. MemoryMd (./testing) keeps the shards' compare-and-set rules.
+// failures (FENCED included); a fence travels as the request's `fence` member.
+// MemoryMd (./testing) keeps the shards' compare-and-set and fencing rules.
 import type { Bus, RequestOptions } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { partitionOf, subjects } from '@strata/proto';
@@ -58,6 +59,30 @@ describe('MdClient', () => {
     }
   });
 
+  it('sends a write’s fence as the request’s fence member, and none without one', async () => {
+    const { bus, calls } = fakeBus((subject) => (subject.endsWith('.delete') ? {} : { revision: 9 }));
+    const client = new MdClient(bus);
+    await client.put('vdisk', '12349.0', { blocks: {} }, 4, { fence: { vdisk: 12349n, epoch: 3 } });
+    await client.delete('vdisk', '12349.1', undefined, { fence: { vdisk: 12349n, epoch: 3 } });
+    await client.put('vdisk', '12349.2', { blocks: {} }, 0);
+    expect(calls.map((c) => c.request)).toEqual([
+      { map: 'vdisk', key: '12349.0', value: { blocks: {} }, revision: 4, fence: { vdisk: 12349n, epoch: 3 } },
+      { map: 'vdisk', key: '12349.1', fence: { vdisk: 12349n, epoch: 3 } },
+      { map: 'vdisk', key: '12349.2', value: { blocks: {} }, revision: 0 },
+    ]);
+  });
+
+  it('never resends a write refused as FENCED', async () => {
+    for (const write of [(c: MdClient) => c.put('extent', 'k', { egroup: 1n }, 0, { fence: { vdisk: 7n, epoch: 2 } }), (c: MdClient) => c.delete('extent', 'k', 3, { fence: { vdisk: 7n, epoch: 2 } })]) {
+      const fenced = new StrataError(ErrorCode.FENCED, 'vdisk 7: epoch 2 < 3');
+      const { bus, calls } = fakeBus(() => {
+        throw fenced;
+      });
+      await expect(write(new MdClient(bus))).rejects.toBe(fenced);
+      expect(calls).toHaveLength(1);
+    }
+  });
+
   it('gives up resending within its budget', async () => {
     const { bus } = fakeBus(() => {
       throw new StrataError(ErrorCode.UNAVAILABLE, 'moving', { hint: MD_NOT_HELD_HINT });
@@ -87,5 +112,19 @@ describe('MemoryMd', () => {
     await md.delete('extent', 'k', r2);
     expect(await md.get('extent', 'k')).toBeNull();
     expect(md.keys('extent')).toEqual([]);
+  });
+
+  it('refuses a write fenced at an epoch older than the vDisk’s, and changes nothing', async () => {
+    const md = new MemoryMd();
+    md.setOwnershipEpoch(7n, 3);
+    const r1 = await md.put('vdisk', '7.0', { blocks: {} }, 0, { fence: { vdisk: 7n, epoch: 3 } });
+    await expect(md.put('vdisk', '7.0', { blocks: { '1': { egroup: 9n, offset: 0, length: 64 } } }, r1, { fence: { vdisk: 7n, epoch: 2 } })).rejects.toMatchObject({ code: 'FENCED' });
+    await expect(md.delete('vdisk', '7.0', undefined, { fence: { vdisk: 7n, epoch: 2 } })).rejects.toMatchObject({ code: 'FENCED' });
+    expect(await md.get('vdisk', '7.0')).toEqual({ value: { blocks: {} }, revision: r1 });
+    // A newer epoch accepted in a write fences the older one before the record says so.
+    const r2 = await md.put('vdisk', '7.0', { blocks: {} }, r1, { fence: { vdisk: 7n, epoch: 4 } });
+    await expect(md.put('vdisk', '7.0', { blocks: {} }, r2, { fence: { vdisk: 7n, epoch: 3 } })).rejects.toMatchObject({ code: 'FENCED' });
+    // Unfenced writes (tools) are not checked.
+    await md.put('vdisk', '7.0', { blocks: {} }, r2);
   });
 });

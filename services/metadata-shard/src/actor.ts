@@ -4,7 +4,7 @@
 import type { ActorDefinition } from '@strata/actor';
 import { openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
-import { buckets } from '@strata/proto';
+import { buckets, vdiskOwnership } from '@strata/proto';
 import { shardHeartbeat } from './peers';
 import type { ShardSettings } from './settings';
 import { MetadataShard } from './shard';
@@ -16,8 +16,13 @@ export function metadataShardActor(settings: ShardSettings): ActorDefinition {
     instance: settings.shard,
     start: async ({ bus, log, metrics }) => {
       const nc = bus.nc;
-      const [md, own, hb] = await Promise.all([openMdBuckets(nc), openBucket(nc, buckets.own, leaseRecord), openBucket(nc, buckets.hb, shardHeartbeat)]);
-      const shard = new MetadataShard({ bus, md, own, hb, log, metrics, settings });
+      const [md, own, ownership, hb] = await Promise.all([
+        openMdBuckets(nc),
+        openBucket(nc, buckets.own, leaseRecord),
+        openBucket(nc, buckets.own, vdiskOwnership),
+        openBucket(nc, buckets.hb, shardHeartbeat),
+      ]);
+      const shard = new MetadataShard({ bus, md, own, ownership, hb, log, metrics, settings });
       await shard.start();
       return () => shard.stop();
     },

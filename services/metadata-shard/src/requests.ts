@@ -1,12 +1,13 @@
 // The three metadata requests of one partition (get, put, delete): the checks every
-// request passes (the key belongs to the partition, the value fits its map), then the
-// cache or the store, with the cache rules of cache.ts. The caller (shard.ts) has
-// already checked that this shard holds the partition.
+// request passes (the key belongs to the partition, the value fits its map, a fenced
+// write's epoch is not older than its vDisk's: ownership.ts), then the cache or the
+// store, with the cache rules of cache.ts. The caller (shard.ts) has already checked
+// that this shard holds the partition.
 import { z } from 'zod';
 import { describeIssues } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { mdKeyProblem } from '@strata/md-client';
-import { MD_PARTITIONS, type MdMap, mdValue, partitionOf, type mdDeleteReply, type mdDeleteRequest, type mdGetRequest, type mdPutRequest } from '@strata/proto';
+import { MD_PARTITIONS, type MdFence, type MdMap, mdValue, partitionOf, type mdDeleteReply, type mdDeleteRequest, type mdGetRequest, type mdPutRequest } from '@strata/proto';
 import type { MdCache } from './cache';
 import type { MdStore } from './store';
 import type { MapWatch } from './watch';
@@ -41,11 +42,17 @@ export function checkPartition(key: string, partition: number): void {
   if (actual !== partition) throw new StrataError(ErrorCode.INVALID, `key "${key}" belongs to partition ${actual}, not ${partition}`);
 }
 
+/** Checks a fenced write (OwnershipFence in the shard): throws FENCED, or records the epoch as accepted. */
+export interface FenceCheck {
+  admit(fence: MdFence): void;
+}
+
 export class PartitionRequests {
   constructor(
     private readonly store: MdStore,
     private readonly cache: MdCache,
     private readonly watches: Record<MdMap, MapWatch>,
+    private readonly fence: FenceCheck,
   ) {}
 
   async get(partition: number, req: GetRequest): Promise<{ value?: unknown; revision: number }> {
@@ -66,6 +73,9 @@ export class PartitionRequests {
   async put(partition: number, req: PutRequest): Promise<{ revision: number }> {
     checkPartition(req.key, partition);
     const value = validateValue(req.map, req.value);
+    // Last of the checks, and nothing awaited between it and the write: an epoch that
+    // arrives meanwhile fences every write checked after it.
+    if (req.fence !== undefined) this.fence.admit(req.fence);
     const ticket = this.cache.begin(req.map, req.key, partition);
     let result: { value: unknown; revision: number } | undefined;
     try {
@@ -85,6 +95,7 @@ export class PartitionRequests {
 
   async delete(partition: number, req: DeleteRequest): Promise<DeleteReply> {
     checkPartition(req.key, partition);
+    if (req.fence !== undefined) this.fence.admit(req.fence);
     const ticket = this.cache.begin(req.map, req.key, partition);
     try {
       await this.store.delete(req.map, req.key, req.revision);

@@ -2,19 +2,22 @@
 // the balancing rule of balance.ts (contend for partitions up to its fair share, hand
 // over the excess). Each partition it holds by lease, it serves on
 // `strata.md.<partition>.<op>`; losing the lease stops that at once and drops the
-// partition's cache. The I/O loop lives here; the decisions are pure, elsewhere.
+// partition's cache. A watched copy of the vDisk ownership records fences the
+// writes of deposed owners (ownership.ts). The I/O loop lives here; the decisions
+// are pure, elsewhere.
 import { performance } from 'node:perf_hooks';
 import type { z } from 'zod';
 import type { Bus, Service } from '@strata/bus';
-import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import { WatchCache, type Entry, type TypedBucket } from '@strata/kv';
 import { Lease, type LeaseBucket, type LeaseRecord, type Observation } from '@strata/lease';
 import type { Logger } from '@strata/log';
 import { MD_NOT_HELD_HINT } from '@strata/md-client';
 import type { Metrics } from '@strata/metrics';
-import { MD_PARTITIONS, MdMap, MdOp, keys, mdDeleteRequest, mdGetRequest, mdPutRequest, subjects } from '@strata/proto';
+import { MD_PARTITIONS, MdMap, MdOp, keys, mdDeleteRequest, mdGetRequest, mdPutRequest, subjects, type MdFence, type vdiskOwnership } from '@strata/proto';
 import { decideBalance, type BalanceDecision, type PartitionRecord } from './balance';
 import { MdCache } from './cache';
+import { OwnershipFence } from './ownership';
 import { livePeers, MISSED_BEATS_MAX, observePeer, observeRevision, type PeerObservation, type ShardHeartbeat, type shardHeartbeat } from './peers';
 import { PartitionRequests } from './requests';
 import type { ShardSettings } from './settings';
@@ -32,6 +35,8 @@ export interface ShardDeps {
   bus: Bus;
   md: MdBuckets;
   own: LeaseBucket;
+  /** The same `own` bucket, read as vDisk ownership records (`vdisk.<id>`): the epochs that fence writes. */
+  ownership: TypedBucket<typeof vdiskOwnership>;
   hb: TypedBucket<typeof shardHeartbeat>;
   log: Logger;
   metrics?: Metrics;
@@ -58,6 +63,8 @@ export class MetadataShard {
   private readonly leaseObservations = new Map<number, Observation>();
   private readonly peerObservations = new Map<string, PeerObservation>();
   private hbCache: WatchCache<ShardHeartbeat> | undefined;
+  /** Started by start(), before any partition is served, so no fenced write goes unchecked. */
+  private fence: OwnershipFence | undefined;
   private removeHbListener: (() => void) | undefined;
   /** Our own last heartbeat's revision, and how many ticks the hb watch has lagged behind it. */
   private ownBeatRevision = 0;
@@ -80,7 +87,7 @@ export class MetadataShard {
     // A shard's own write not delivered by its watch within a TTL means the watch is stuck.
     const watch = (map: MdMap): MapWatch => new MapWatch(map, this.store, this.cache, log, settings.leaseTtlMs);
     this.watches = { vdisk: watch(MdMap.vdisk), extent: watch(MdMap.extent), egroup: watch(MdMap.egroup) };
-    this.requests = new PartitionRequests(this.store, this.cache, this.watches);
+    this.requests = new PartitionRequests(this.store, this.cache, this.watches, { admit: (fence) => this.admitFence(fence) });
     const m = deps.metrics;
     this.meter =
       m === undefined
@@ -100,6 +107,7 @@ export class MetadataShard {
   async start(): Promise<void> {
     const { hb, log } = this.deps;
     await Promise.all(Object.values(this.watches).map((w) => w.start()));
+    this.fence = await OwnershipFence.start(this.deps.ownership, log);
     this.hbCache = await WatchCache.start(hb, { key: keys.shardHeartbeat('>'), onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable shard heartbeat skipped') });
     await this.hbCache.ready;
     const startMs = performance.now();
@@ -128,8 +136,16 @@ export class MetadataShard {
     // Releases and hand-overs already under way finish too (each is bounded by KV timeouts).
     while (this.pending.size > 0) await Promise.all([...this.pending]);
     for (const w of Object.values(this.watches)) w.stop();
+    this.fence?.stop();
     this.removeHbListener?.();
     this.hbCache?.stop();
+  }
+
+  /** The fence check of a write. */
+  private admitFence(fence: MdFence): void {
+    // Partitions are taken on the first tick, which start() schedules after the watch is ready.
+    assert(this.fence !== undefined, 'the ownership watch runs before any partition is served');
+    this.fence.admit(fence);
   }
 
   /** Partitions this shard serves now. */

@@ -3,8 +3,10 @@
 // (naming the field) and
 // change nothing; put is create-or-compare-and-set; a read after a write is served
 // from the cache; a failed write and a delete leave nothing cached, so the next read
-// goes to the store.
+// goes to the store; a put or delete fenced at an epoch older than its vDisk's is
+// FENCED and changes nothing, store and cache alike.
 import { ErrorCode, StrataError } from '@strata/errors';
+import { MdFenceCheck } from '@strata/md-client';
 import { MD_PARTITIONS, partitionOf, type MdMap } from '@strata/proto';
 import { MdCache } from '../src/cache';
 import { PartitionRequests, validateValue } from '../src/requests';
@@ -37,8 +39,11 @@ function setup() {
   const store = new FakeStore();
   const cache = new MdCache(100);
   const watch = { wrote: jest.fn() } as unknown as MapWatch;
-  const requests = new PartitionRequests(store as unknown as MdStore, cache, { vdisk: watch, extent: watch, egroup: watch });
-  return { store, cache, requests };
+  /** vDisk -> the epoch of its ownership record, as the shard's watch would have it. */
+  const ownership = new Map<bigint, number>();
+  const fence = new MdFenceCheck((vdisk) => ownership.get(vdisk));
+  const requests = new PartitionRequests(store as unknown as MdStore, cache, { vdisk: watch, extent: watch, egroup: watch }, fence);
+  return { store, cache, requests, ownership };
 }
 
 const key = 'extent-key-1';
@@ -80,5 +85,23 @@ describe('partition requests', () => {
     expect((await requests.get(p, { map: 'extent', key })).revision).toBe(r1);
     await requests.delete(p, { map: 'extent', key, revision: r1 });
     expect(await requests.get(p, { map: 'extent', key })).toEqual({ revision: 0 });
+  });
+
+  it('refuses a put and a delete fenced below the vDisk’s epoch with FENCED, changing nothing, and checks no unfenced write', async () => {
+    const { requests, store, ownership } = setup();
+    ownership.set(7n, 3);
+    const r1 = (await requests.put(p, { map: 'extent', key, value: { egroup: 1 }, revision: 0, fence: { vdisk: 7n, epoch: 3 } })).revision;
+    // Cached by that put: a stale cache would show the refused value below.
+    expect(await requests.get(p, { map: 'extent', key })).toEqual({ value: { egroup: 1n }, revision: r1 });
+    const seq = store.seq;
+    await expect(requests.put(p, { map: 'extent', key, value: { egroup: 2 }, revision: r1, fence: { vdisk: 7n, epoch: 2 } })).rejects.toMatchObject({
+      code: ErrorCode.FENCED,
+      message: expect.stringMatching(/vdisk 7\b.*epoch 2\b.*epoch is 3\b/),
+    });
+    await expect(requests.delete(p, { map: 'extent', key, fence: { vdisk: 7n, epoch: 2 } })).rejects.toMatchObject({ code: ErrorCode.FENCED });
+    expect(store.seq).toBe(seq);
+    expect(await requests.get(p, { map: 'extent', key })).toEqual({ value: { egroup: 1n }, revision: r1 });
+    // An operator's tool writes without a fence.
+    await requests.put(p, { map: 'extent', key, value: { egroup: 3 }, revision: r1 });
   });
 });

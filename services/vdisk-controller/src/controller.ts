@@ -265,6 +265,9 @@ export class Controller {
       publishAttempts: 3,
       onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
     });
+    // Every metadata write of this vDisk is fenced by the epoch it is served at, like
+    // its oplog entries and extent-store writes.
+    const fence = { vdisk: vdiskId, epoch: ownership.value.epoch };
     const space = new ExtentGroups({
       bus: this.deps.bus,
       md: this.deps.md,
@@ -283,13 +286,13 @@ export class Controller {
       space,
       {
         getRow: (row) => this.deps.md.get('vdisk', keys.vdiskRow(vdiskId, row)),
-        putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision),
+        putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision, { fence }),
         recordDrained: (seq) => this.recordDrained(ref.served!, seq),
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
       },
       settings,
       ownership.value.drained,
-      (err) => log.warn({ err, vdisk: String(vdiskId) }, 'drain failed; it will be retried'),
+      (err) => this.drainFailed(vdiskId, ref.served, err),
     );
     for (const { seq, ops } of entries) vdisk.apply(seq, ops);
     // Fence: from here on, any earlier writer of this oplog fails its next append.
@@ -401,8 +404,28 @@ export class Controller {
     if (!placement.ok) throw new StrataError(ErrorCode.NO_SPACE, placement.why);
     const id = await this.deps.ids.allocate();
     const entry: EgroupEntry = { vdisk: served.vdisk.shape.id, replicas: placement.replicas.map((d) => ({ disk: d.id, node: d.node })), version: 0, sizeBytes: 0, extents: [] };
-    const revision = await this.deps.md.put('egroup', keys.egroup(id), entry, 0);
+    const revision = await this.deps.md.put('egroup', keys.egroup(id), entry, 0, { fence: { vdisk: served.vdisk.shape.id, epoch: served.ownership.epoch } });
     return { id, entry, revision };
+  }
+
+  /**
+   * A failed drain is retried by the vDisk after its idle delay, unless it was
+   * refused FENCED: an extent store or a metadata shard has seen a newer epoch of the
+   * vDisk, or `own` names one (recordDrained). Then this node has been deposed, as
+   * after a FENCED oplog append, and stops serving the vDisk at once rather than on
+   * its next request. That request opens it again from `own`: NOT_OWNER with the new
+   * owner as hint, or served at the newer epoch if this node owns it again.
+   */
+  private drainFailed(vdiskId: bigint, served: Served | undefined, err: unknown): void {
+    const { log } = this.deps;
+    if (!isStrataError(err, ErrorCode.FENCED)) {
+      log.warn({ err, vdisk: String(vdiskId) }, 'drain failed; it will be retried');
+      return;
+    }
+    log.warn({ err, vdisk: String(vdiskId), epoch: served?.ownership.epoch }, 'drain fenced: the vdisk has a newer owner; no longer serving it');
+    if (served === undefined || this.served.get(vdiskId) !== served) return;
+    this.served.delete(vdiskId);
+    void served.vdisk.close();
   }
 
   private async recordDrained(served: Served, seq: number): Promise<void> {

@@ -47,7 +47,7 @@ export interface ExtentGroupsDeps {
   /** This controller's node: its replica is read first. */
   node: string;
   vdisk: bigint;
-  /** The ownership epoch every write carries (fencing at the stores). */
+  /** The ownership epoch every write carries (fencing at the extent stores and the metadata shards). */
   epoch: () => number;
   /** A new, empty extent group placed on RF disks, recorded in the map; returns its id, entry and revision. */
   createEgroup: (firstExtentBytes: number) => Promise<{ id: bigint; entry: EgroupEntry; revision: number }>;
@@ -120,7 +120,8 @@ export class ExtentGroups implements ExtentSpace {
     const next = applyChanges(state.entry, this.deps.vdisk, changes, Math.max(state.entry.version, state.attempted), state.allocatedBytes);
     span.setAttribute(SpanAttr.egroupVersion, next.version);
     try {
-      state.revision = await this.deps.md.put('egroup', keys.egroup(egroup), next, state.revision);
+      // Fenced like the replicas' writes: a shard refuses it once the vDisk has a newer owner.
+      state.revision = await this.deps.md.put('egroup', keys.egroup(egroup), next, state.revision, { fence: { vdisk: this.deps.vdisk, epoch: this.deps.epoch() } });
     } catch (err) {
       // Our copy may be stale (a previous incarnation wrote it): read it again next time.
       if (isStrataError(err, ErrorCode.CONFLICT)) this.states.delete(egroup);

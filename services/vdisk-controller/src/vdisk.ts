@@ -1,9 +1,10 @@
 // One vDisk served by this node's controller: the oplog appender, the index of
 // undrained data, the read path (index over extents), and drain (undrained ranges
 // written in place into extents on RF replicas, then metadata bottom-up, then the
-// drained sequence, then purge).
+// drained sequence, then purge). A drain refused FENCED (a newer owner exists) ends
+// draining for good: see `fenced`.
 import { performance } from 'node:perf_hooks';
-import { ErrorCode, StrataError } from '@strata/errors';
+import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, overlay } from './block-index';
@@ -60,6 +61,7 @@ export class Vdisk {
   private spaceWaiters: Array<() => void> = [];
   private pendingBytes = 0;
   private closed = false;
+  private fencedBy: StrataError | undefined;
 
   constructor(
     readonly shape: VdiskShape,
@@ -98,9 +100,21 @@ export class Vdisk {
     }
   }
 
+  /**
+   * Set once a drain was refused FENCED, by an extent store or a metadata shard (a
+   * newer owner has written there) or by the ownership record (it names a newer
+   * epoch): this vDisk's owner has been deposed, so it drains no more, and writes
+   * waiting for drain room get this error instead of waiting out their deadline. The
+   * controller stops serving the vDisk.
+   */
+  get fenced(): StrataError | undefined {
+    return this.fencedBy;
+  }
+
   /** Waits (bounded by `deadline`) until undrained data leaves room for `bytes` more. */
   private async reserve(bytes: number, deadline: number): Promise<void> {
     while (this.index.heldBytes + this.pendingBytes + bytes > this.settings.undrainedBytesMax && this.pendingBytes + this.index.heldBytes > 0) {
+      if (this.fencedBy !== undefined) throw this.fencedBy;
       recordingSpan()?.addEvent('oplog full: waiting for drain', { 'strata.undrained_bytes': this.index.heldBytes + this.pendingBytes });
       this.kickDrain();
       const remainingMs = deadline - performance.now();
@@ -202,7 +216,7 @@ export class Vdisk {
 
   /** Starts a drain, or, when one is running, another as soon as it ends. */
   kickDrain(): void {
-    if (this.closed || this.index.blockCount === 0) return;
+    if (this.closed || this.fencedBy !== undefined || this.index.blockCount === 0) return;
     if (this.draining !== undefined) {
       this.drainAgain = true;
       return;
@@ -217,7 +231,7 @@ export class Vdisk {
       .finally(() => {
         this.draining = undefined;
         for (const wake of this.spaceWaiters.splice(0)) wake();
-        if (this.closed || this.index.blockCount === 0) return;
+        if (this.closed || this.fencedBy !== undefined || this.index.blockCount === 0) return;
         // Writes that arrived meanwhile (or a kick that found this drain running) are
         // drained next: at once, or after the idle delay when this drain failed, so
         // a failing extent store is not hammered.
@@ -243,6 +257,7 @@ export class Vdisk {
    * ranges again (in place, so that is harmless) and reuses any extent allocated.
    */
   async drain(): Promise<void> {
+    if (this.fencedBy !== undefined) throw this.fencedBy;
     const upTo = this.appender.lastSequence;
     const blocks = this.index.blocksUpTo(upTo);
     if (blocks.length === 0) return;
@@ -263,7 +278,13 @@ export class Vdisk {
         ...(linked.incomplete ? { [SpanAttr.drainLinksIncomplete]: true } : {}),
       });
     }
-    await inSpan(span, () => this.drainBlocks(upTo, blocks), ROOT_CONTEXT);
+    try {
+      await inSpan(span, () => this.drainBlocks(upTo, blocks), ROOT_CONTEXT);
+    } catch (err) {
+      // Retrying would only be refused again: the newer owner drains from the oplog.
+      if (isStrataError(err, ErrorCode.FENCED)) this.fencedBy ??= err;
+      throw err;
+    }
   }
 
   private async drainBlocks(upTo: number, blocks: readonly number[]): Promise<void> {

@@ -1,7 +1,8 @@
 // Extent groups as the controller drives them: request chunking, the map entry a
 // drain records, and writes that go past a replica left ahead by a failed attempt.
 // The replicas are fakes that follow the extent store's version rule (apply below
-// the write's version, CONFLICT otherwise); the metadata maps are MemoryMd.
+// the write's version, CONFLICT otherwise); the metadata maps are MemoryMd, which
+// fences the map's update by the vDisk's ownership epoch as the shards do.
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { createLogger } from '@strata/log';
@@ -94,5 +95,36 @@ describe('extent groups', () => {
     expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(6);
     for (const r of replicas.values()) expect(Array.from(r.bytes.subarray(8, 11))).toEqual([1, 2, 3]);
     expect(Array.from(await groups.read({ egroup: 9n, offset: 0, length: 64 }, 7, 5))).toEqual([0, 1, 2, 3, 0]);
+  });
+
+  it('fences the extent-group map update with the writer’s epoch: refused once the vDisk has a newer one', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([['1', { version: 2, bytes: new Uint8Array(64) }]]);
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 2, sizeBytes: 64, extents: [] };
+    const created = await md.put('egroup', keys.egroup(9n), entry, 0);
+    let epoch = 3;
+    md.setOwnershipEpoch(7n, 3);
+    const groups = new ExtentGroups({
+      bus: fakeBus(replicas, []),
+      md,
+      log: createLogger({ service: 'test', level: 'silent' }),
+      node: 'n1',
+      vdisk: 7n,
+      epoch: () => epoch,
+      createEgroup: () => Promise.reject(new Error('no new extent group expected')),
+      egroupSizeBytes: 1024,
+      writeBytesMax: 1024,
+      timeoutMs: 1_000,
+    });
+    await groups.write(9n, [{ offset: 0, data: new Uint8Array([1]) }], { added: [], freed: [] });
+    const written = await md.get('egroup', keys.egroup(9n));
+    expect(written!.revision).toBeGreaterThan(created);
+    // A new owner took the vDisk at epoch 4; this one still writes at 3.
+    md.setOwnershipEpoch(7n, 4);
+    await expect(groups.write(9n, [{ offset: 1, data: new Uint8Array([2]) }], { added: [], freed: [] })).rejects.toMatchObject({ code: ErrorCode.FENCED });
+    expect(await md.get('egroup', keys.egroup(9n))).toEqual(written);
+    // At the current epoch it goes through again (the fence is the epoch, nothing else).
+    epoch = 4;
+    await groups.write(9n, [{ offset: 1, data: new Uint8Array([2]) }], { added: [], freed: [] });
   });
 });

@@ -2,6 +2,7 @@
 // reads and drains (some of which fail half way) over a small disk, with every
 // read and the final drained state checked byte for byte. The extent groups, the
 // vDisk map and the oplog are in-memory fakes of the ports; the logic is the real one.
+import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import type { ExtentChanges, ExtentSpace } from '../src/extent-groups';
@@ -77,7 +78,7 @@ class FakeOplog implements Oplog {
 
 const open: Vdisk[] = [];
 
-function setup(sizeBytes: number, drainIdleMs = 3_600_000) {
+function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30) {
   const rows = new Map<number, { value: VdiskRow; revision: number }>();
   const drained: number[] = [];
   const ports: VdiskPorts = {
@@ -103,13 +104,13 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000) {
     space,
     ports,
     // Drain only when the test says so.
-    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, rowBlocks: 4 },
+    { undrainedBytesMax, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, rowBlocks: 4 },
     0,
     (err) => errors.push(err),
   );
   oplog.onStored = (seq, ops) => vdisk.apply(seq, ops);
   open.push(vdisk);
-  return { vdisk, space, rows, drained, errors };
+  return { vdisk, space, rows, drained, errors, ports };
 }
 
 const far = () => Number.MAX_SAFE_INTEGER;
@@ -237,5 +238,32 @@ describe('vdisk drain and read path', () => {
     expect(vdisk.index.blockCount).toBe(0);
     expect(errors).toEqual([]);
     expect(Array.from(await vdisk.read(3 * BLOCK, 8))).toEqual([2, 2, 2, 2, 2, 2, 2, 2]);
+  });
+
+  it('stops draining for good once a drain is FENCED, and a write waiting for drain room gets FENCED', async () => {
+    // A 2-block oplog limit and a 20 ms idle delay: without the fence, the failed drain would be retried.
+    const { vdisk, errors, ports, drained } = setup(8 * BLOCK, 20, 2 * BLOCK);
+    const fenced = new StrataError(ErrorCode.FENCED, 'vdisk 7: metadata write fenced at ownership epoch 1, but the vdisk\'s current epoch is 2');
+    let rowWrites = 0;
+    ports.putRow = () => {
+      rowWrites++;
+      return Promise.reject(fenced);
+    };
+    await vdisk.write(0, new Uint8Array(2 * BLOCK).fill(1), far());
+    vdisk.kickDrain();
+    const deadline = Date.now() + 5_000;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(errors).toEqual([fenced]);
+    expect(vdisk.fenced).toBe(fenced);
+    // Several idle delays later: no retry, nothing recorded as drained.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(rowWrites).toBe(1);
+    expect(errors).toHaveLength(1);
+    expect(drained).toEqual([]);
+    await expect(vdisk.drain()).rejects.toBe(fenced);
+    // The oplog is full and will never drain here: the writer learns why at once.
+    await expect(vdisk.write(0, new Uint8Array(8), performance.now() + 2_000)).rejects.toBe(fenced);
+    // The undrained data is still read from the index.
+    expect(Array.from(await vdisk.read(0, 4))).toEqual([1, 1, 1, 1]);
   });
 });
