@@ -13,7 +13,11 @@
 //  - kill -9 of the nats-server leading the OPLOG stream (R3, three servers): writes
 //    stop for a bounded pause and then continue, the config service answers again
 //    (drain needs it to place new extent groups), no acknowledged write is lost, and
-//    everything reads back (before and after drain) with that server still down.
+//    everything reads back (before and after drain) with that server still down;
+//  - the same server kill together with kill -9 of the owner's controller, under
+//    writes to a shared vDisk through a gateway on another node: the owner's
+//    controller comes back (or the vDisk fails over) and replays its oplog while
+//    JetStream elects a new leader, and no acknowledged write is lost.
 //
 // `strata up --nats 3` stops the whole cluster when one of its nats-servers exits
 // ("exited unexpectedly; stopping", cli/src/up.ts), so the second test runs the
@@ -28,6 +32,9 @@ import { MD_PARTITIONS, buckets, keys, partitionOf, streams } from '@strata/prot
 import {
   AckedWriter,
   childMatching,
+  createdId,
+  readOwnership,
+  run,
   connectClient,
   qemuIo,
   readDrainState,
@@ -286,4 +293,61 @@ describe('faults under the I/O path with real NBD clients', () => {
     );
     cluster.passed = true;
   }, 170_000);
+
+  it('kill -9 of the OPLOG-leading nats-server and of the owner controller together, under writes to a shared vDisk through another node: the owner replays its oplog while JetStream re-elects, and every acknowledged write reads back', async () => {
+    const topology = clusters.track(await startTopology('cluster'));
+    const cluster = await startCluster(topology);
+    const { natsUrl } = cluster;
+    const created = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vdisk', 'create', 'shared-nats', '--size', '1G', '--shared'], { timeoutMs: 30_000 });
+    const id = createdId(created.stdout);
+    // Node 2 opens it first and owns it; node 1's gateway forwards every write to node 2.
+    await qemuIo(`nbd://127.0.0.1:${cluster.nbdPort + 1}/shared-nats`, ['read 0 4k'], 20_000);
+    const uri = `nbd://127.0.0.1:${cluster.nbdPort}/shared-nats`;
+    const writer = new AckedWriter({ uri, base: 0, strideBytes: 256 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 2_400, verifyPrevious: true, deadlineMs: 110_000 });
+    cluster.writer = writer.start();
+    await writer.waitForAcked(48, 30_000);
+    const before = await readOwnership(natsUrl, id);
+    expect(before).toMatchObject({ owner: 'n2' });
+
+    const nc = await connectClient(natsUrl);
+    let leader: string | undefined;
+    try {
+      leader = (await (await jetstreamManager(nc)).streams.info(streams.oplog)).cluster?.leader;
+    } finally {
+      await nc.close();
+    }
+    const victim = topology.servers.find((s) => s.name === leader);
+    expect(victim).toBeDefined();
+    const controller = await childMatching(cluster.up.pid(), /vdisk-controller\/dist\/main\.js --node n2( |$)/);
+    const killedAt = Date.now();
+    victim!.signal('SIGKILL');
+    process.kill(controller, 'SIGKILL');
+    await victim!.exited();
+
+    // Writes resume through node 1 once the oplog has a leader and the vDisk an owner
+    // that has replayed it (the restarted controller, or a volunteer after a failover).
+    await writer.waitForAckedSince(killedAt, 64, 60_000);
+    const pauseMs = longestAckGap(writer.acked, killedAt);
+    expect(pauseMs).toBeLessThan(45_000);
+    await writer.stop();
+    await writer.finished(); // rejects if a read-back during the run saw a wrong pattern
+
+    const survivors = topology.servers.filter((s) => s !== victim).map((s) => s.url).join(',');
+    const after = await readOwnership(survivors, id);
+    expect(after?.owner).toMatch(/^n[123]$/);
+    expect(after!.epoch).toBeGreaterThanOrEqual(before!.epoch);
+    // Every acknowledged write reads back through node 1 and through node 3, with
+    // the server still down, before drain and after it.
+    await readBack(uri, writer.acked);
+    await readBack(`nbd://127.0.0.1:${cluster.nbdPort + 2}/shared-nats`, writer.acked);
+    const drained = await waitForDrained(survivors, id, 60_000);
+    await readBack(uri, writer.acked);
+    expect(victim!.isRunning()).toBe(false);
+    console.info(
+      `io-faults: killed nats-server ${victim!.name} (OPLOG leader) and n2's controller after ${writer.acked.filter((b) => b.ackedAtMs <= killedAt).length} acked writes; ` +
+        `owner ${before!.owner}@${before!.epoch} -> ${after!.owner}@${after!.epoch}; longest pause between acks after the kills ${pauseMs} ms; ` +
+        `${writer.acked.length} writes acked, ${writer.failures.length} failed rounds retried; drained ${drained.drained}/${drained.lastSeq}`,
+    );
+    cluster.passed = true;
+  }, 200_000);
 });
