@@ -76,6 +76,9 @@ interface Served {
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
 
+/** Compare-and-set attempts of a hand-over (relinquish) before it answers UNAVAILABLE. */
+const HAND_OVER_ATTEMPTS = 5;
+
 export class Controller {
   private readonly served = new Map<bigint, Served>();
   private readonly opening = new Map<bigint, Promise<Served>>();
@@ -194,12 +197,8 @@ export class Controller {
         this.served.delete(vdiskId);
         await served.vdisk.close();
       }
-      const current = await this.deps.own.get(key);
-      if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
-      if (current.value.owner !== settings.node) return { owner: current.value.owner, epoch: current.value.epoch };
-      const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
-      const next: VdiskOwnership = { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
-      await this.deps.own.update(key, next, current.revision);
+      const { current, next } = await this.handOver(key, vdiskId, to);
+      if (next === undefined) return { owner: current.owner, epoch: current.epoch };
       const name = served?.name ?? String(vdiskId);
       log.info({ vdisk: String(vdiskId), to, epoch: next.epoch }, 'relinquished vdisk');
       void this.deps.events
@@ -221,6 +220,30 @@ export class Controller {
     } finally {
       this.leaving.delete(vdiskId);
     }
+  }
+
+  /**
+   * Records `to` as the owner at epoch + 1 by compare-and-set, unless the record no
+   * longer names this node (a failover or another hand-over got there first: `next`
+   * undefined, `current` says who owns it now). A compare-and-set lost to another
+   * writer of the record (a volunteer joining, say) is tried again on the new record.
+   */
+  private async handOver(key: string, vdiskId: bigint, to: string): Promise<{ current: VdiskOwnership; next?: VdiskOwnership }> {
+    for (let attempt = 1; attempt <= HAND_OVER_ATTEMPTS; attempt++) {
+      const current = await this.deps.own.get(key);
+      if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
+      if (current.value.owner !== this.deps.settings.node) return { current: current.value };
+      const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
+      const next: VdiskOwnership = { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
+      try {
+        await this.deps.own.update(key, next, current.revision);
+        return { current: current.value, next };
+      } catch (err) {
+        if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
+      }
+    }
+    // Retryable: the gateway sends the request again, and with it the relinquish.
+    throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: its ownership record kept changing during the hand-over to ${to}; try again`);
   }
 
   private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {
