@@ -52,6 +52,16 @@ export function preferServer(url: string, index: number): string {
 }
 
 /**
+ * Node flags of the I/O path's processes (every node actor). A young generation of
+ * 32 MiB semi-spaces instead of V8's default 16: every I/O allocates short-lived
+ * objects in each layer, and with the default the scavenger ran often enough to take
+ * 14% of a colocated node's main thread at 4 KiB random reads (QD32); with 32 MiB it
+ * took 5%, and the node served 20k reads a second instead of 17k. It costs at most
+ * 32 MiB more memory per process.
+ */
+export const NODE_ACTOR_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
+
+/**
  * The supervised processes of node k (n<k>): one per actor, in start order, or with
  * `colocate` one node-host running them all. Every command line names the node
  * (`--node n2`; the metadata shard's `--shard md-2`), so `ps` shows who is who.
@@ -62,10 +72,10 @@ export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'co
   const nbdPort = String(options.nbdPort + k - 1);
   const env = { NATS_URL: preferServer(natsUrl, k - 1) };
   if (options.colocate === true) {
-    return [{ name: `${node}-node-host`, command: process.execPath, args: [actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort], env }];
+    return [{ name: `${node}-node-host`, command: process.execPath, args: [...NODE_ACTOR_FLAGS, actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort], env }];
   }
   return nodeActors.map((actor) => {
-    const args = [actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
+    const args = [...NODE_ACTOR_FLAGS, actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
     if (actor === 'gateway') args.push('--nbd-port', nbdPort);
     return { name: `${node}-${actor}`, command: process.execPath, args, env };
   });

@@ -1,14 +1,19 @@
 // What `strata up` starts for each node: one supervised process per actor in start
 // order, or with --colocate a single node-host; every command line names its node.
 import { basename, dirname } from 'node:path';
-import { nodeChildren, preferServer } from '../src/up';
+import { NODE_ACTOR_FLAGS, nodeChildren, preferServer } from '../src/up';
 
-const script = (args: string[]): string => `${basename(dirname(dirname(args[0]!)))}/${basename(args[0]!)}`;
+/** The actor's script (`gateway/main.js`) and what follows it, after node's own flags. */
+const script = (args: string[]): string[] => {
+  expect(args.slice(0, NODE_ACTOR_FLAGS.length)).toEqual(NODE_ACTOR_FLAGS);
+  const path = args[NODE_ACTOR_FLAGS.length]!;
+  return [`${basename(dirname(dirname(path)))}/${basename(path)}`, ...args.slice(NODE_ACTOR_FLAGS.length + 1)];
+};
 
 test('one process per actor by default, in start order, each naming its node', () => {
   const children = nodeChildren(2, { nbdPort: 10809 }, 'nats://127.0.0.1:1');
   expect(children.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway']);
-  expect(children.map((c) => [script(c.args), ...c.args.slice(1)])).toEqual([
+  expect(children.map((c) => script(c.args))).toEqual([
     ['metadata-shard/main.js', '--shard', 'md-2'],
     ['extent-store/main.js', '--node', 'n2'],
     ['vdisk-controller/main.js', '--node', 'n2'],
@@ -23,7 +28,7 @@ test('--colocate: one node-host process per node, with the node, the shard and t
   const children = nodeChildren(3, { nbdPort: 10809, colocate: true }, 'nats://127.0.0.1:1');
   expect(children).toHaveLength(1);
   expect(children[0]!.name).toBe('n3-node-host');
-  expect([script(children[0]!.args), ...children[0]!.args.slice(1)]).toEqual(['node-host/main.js', '--node', 'n3', '--shard', 'md-3', '--nbd-port', '10811']);
+  expect(script(children[0]!.args)).toEqual(['node-host/main.js', '--node', 'n3', '--shard', 'md-3', '--nbd-port', '10811']);
 });
 
 test("each node's actors prefer their own server of a NATS cluster, and the nodes spread over the servers", () => {

@@ -157,6 +157,15 @@ function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
+/**
+ * Zeros what a read of `got` bytes at `offset` left of `into`, and the bytes past
+ * `sizeBytes` (a failed write may have left bytes there; they are not part of the replica).
+ */
+function zeroPastEnd(into: Buffer, got: number, offset: number, sizeBytes: number): void {
+  const valid = Math.max(0, Math.min(got, sizeBytes - offset));
+  if (valid < into.length) into.fill(0, valid);
+}
+
 function positiveInteger(name: string, value: number): number {
   assert(Number.isSafeInteger(value) && value > 0, `${name} must be a positive whole number, not ${value}`);
   return value;
@@ -190,6 +199,8 @@ export class DiskStore {
   /** Set after a failed fsync: the kernel may have dropped the dirty pages, so nothing here is trusted. */
   private broken: string | undefined;
   private report!: RecoveryReport;
+  /** Reused by every synchronous read: nothing awaits between its pread and its copy. */
+  private scratch: Buffer | undefined;
 
   private constructor(options: DiskStoreOptions) {
     this.diskId = options.diskId;
@@ -356,12 +367,35 @@ export class DiskStore {
       const { first, last } = slicesOf(r.offset, r.length, S);
       // Whole slices, because each CRC covers a whole slice: for a 4 KiB read, one
       // slice (two when it straddles a boundary), never a whole extent.
-      const slices = Buffer.allocUnsafe((last - first + 1) * S);
-      await this.withFile(r.egroup, false, `reading ${r.length} bytes at offset ${r.offset}`, (handle) => this.readSlices(handle, slices, first * S, current.sizeBytes));
-      for (let i = first; i <= last; i++) this.checkSlice(r.egroup, current, i, slices.subarray((i - first) * S, (i - first + 1) * S), '');
+      const bytes = (last - first + 1) * S;
+      const what = `reading ${r.length} bytes at offset ${r.offset}`;
+      const check = (slices: Buffer): void => {
+        for (let i = first; i <= last; i++) this.checkSlice(r.egroup, current, i, slices.subarray((i - first) * S, (i - first + 1) * S), '');
+      };
+      const wanted = (slices: Buffer): Buffer => slices.subarray(r.offset - first * S, r.offset - first * S + r.length);
+      if (bytes <= this.limits.syncReadMaxBytes) {
+        return this.withFile(r.egroup, false, what, async (handle) => {
+          // Synchronous from the pread to the copy, so one scratch buffer serves every
+          // read of this store: a 4 KiB read allocates its 4 KiB answer, not the 32 KiB
+          // of slices (at 15k reads a second those kept the garbage collector busy).
+          const slices = this.scratchOf(bytes);
+          this.readSlicesSync(handle, slices, first * S, current.sizeBytes);
+          check(slices);
+          return Buffer.from(wanted(slices));
+        });
+      }
+      const slices = Buffer.allocUnsafe(bytes);
+      await this.withFile(r.egroup, false, what, (handle) => this.readSlices(handle, slices, first * S, current.sizeBytes));
+      check(slices);
       // A view, not a copy: the slices' buffer belongs to this read alone.
-      return new Uint8Array(slices.buffer, slices.byteOffset + (r.offset - first * S), r.length);
+      return wanted(slices);
     });
+  }
+
+  /** The first `bytes` of the store's scratch buffer for synchronous reads (at most syncReadMaxBytes). */
+  private scratchOf(bytes: number): Buffer {
+    this.scratch ??= Buffer.allocUnsafeSlow(this.limits.syncReadMaxBytes);
+    return this.scratch.subarray(0, bytes);
   }
 
   async stat(egroup: bigint): Promise<{ version: number; sizeBytes: number }> {
@@ -490,16 +524,30 @@ export class DiskStore {
    * they are not part of the replica). Synchronous up to syncReadMaxBytes.
    */
   private async readSlices(handle: FileHandle, into: Buffer, offset: number, sizeBytes: number): Promise<void> {
-    const sync = into.length <= this.limits.syncReadMaxBytes;
+    if (into.length <= this.limits.syncReadMaxBytes) {
+      this.readSlicesSync(handle, into, offset, sizeBytes);
+      return;
+    }
     let got = 0;
     while (got < into.length) {
-      const bytesRead = sync ? readSync(handle.fd, into, got, into.length - got, offset + got) : (await handle.read(into, got, into.length - got, offset + got)).bytesRead;
+      const { bytesRead } = await handle.read(into, got, into.length - got, offset + got);
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    const valid = Math.max(0, Math.min(got, sizeBytes - offset));
-    if (valid < into.length) into.fill(0, valid);
+    zeroPastEnd(into, got, offset, sizeBytes);
   }
+
+  /** readSlices as a synchronous pread on the event loop (see DEFAULT_SYNC_READ_MAX_BYTES). */
+  private readSlicesSync(handle: FileHandle, into: Buffer, offset: number, sizeBytes: number): void {
+    let got = 0;
+    while (got < into.length) {
+      const bytesRead = readSync(handle.fd, into, got, into.length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    zeroPastEnd(into, got, offset, sizeBytes);
+  }
+
 
   private checkSlice(egroup: bigint, sidecar: Sidecar, slice: number, bytes: Uint8Array, when: string): void {
     const stored = crcAt(sidecar.crcs, slice);

@@ -451,6 +451,19 @@ describe('checksums', () => {
     expect(Buffer.from(await store.read({ egroup: 66n, offset: S, length: S })).equals(model.range(S, S))).toBe(true);
   });
 
+  it('answers reads in flight at once each with its own bytes, though synchronous reads share one scratch buffer', async () => {
+    const store = await openStore({ syncReadMaxBytes: 2 * S });
+    const egroups = [70n, 71n, 72n, 73n];
+    await Promise.all(egroups.map((eg, i) => store.write(write(eg, 1, 2 * S, [data(0, pattern(2 * S, 10 + i))]))));
+    const reads = [];
+    for (let round = 0; round < 8; round++) {
+      for (const [i, eg] of egroups.entries()) reads.push(store.read({ egroup: eg, offset: 100 + round, length: S }).then((got) => ({ got, i, round })));
+    }
+    for (const { got, i, round } of await Promise.all(reads)) {
+      expect(Buffer.from(got).equals(Buffer.from(pattern(2 * S, 10 + i).subarray(100 + round, 100 + round + S)))).toBe(true);
+    }
+  });
+
   it('gives CHECKSUM when the data file of a replica is gone, to a read and to a write', async () => {
     const store = await openStore({ openFilesMax: 1 });
     await store.write(write(62n, 1, S, [data(0, pattern(S, 1))]));
