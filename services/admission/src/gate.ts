@@ -97,6 +97,8 @@ export interface GateOptions {
 
 export class Gate<R> {
   private inFlight = 0;
+  /** Finished requests whose slots are freed at the end of this turn (release). */
+  private releasing = 0;
   /** Armed while a cap holds every waiting request back: pumps again when one may go. */
   private wake: { timer: NodeJS.Timeout; atMs: number } | undefined;
 
@@ -173,11 +175,27 @@ export class Gate<R> {
       // request must run in its own submitter's context, not in that one.
       withSpan(wait, next.run, next.parent)
         .then(next.resolve, next.reject)
-        .finally(() => {
-          this.inFlight--;
-          this.pump();
-        });
+        .finally(() => this.release());
     }
+  }
+
+  /**
+   * Frees a finished request's slot at the end of this event-loop turn, not at once.
+   * The reply's own work (the gateway encoding and writing it, in a colocated node)
+   * happens in this turn, so the slot covers it; and requests that arrive meanwhile
+   * (the next socket reads) queue here, where the scheduler orders them by class and
+   * weight. Freed at once, a slot was taken again by whatever request came next in
+   * the same turn: with reads served from the page cache no queue ever formed, and
+   * two vDisks of weights 3 and 1 got 1:1.
+   */
+  private release(): void {
+    this.releasing++;
+    if (this.releasing > 1) return;
+    setImmediate(() => {
+      this.inFlight -= this.releasing;
+      this.releasing = 0;
+      this.pump();
+    });
   }
 
   /** Arms (or brings forward) the timer that pumps when a capped request may go. */

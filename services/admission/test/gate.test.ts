@@ -24,6 +24,9 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
   return { promise, resolve };
 }
 
+/** Waits past the end of the current event-loop turn, when finished requests' slots are freed. */
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
+
 describe('admission gate', () => {
   it('bounds in-flight work, keeps FIFO order and refuses beyond the queue depth', async () => {
     let clock = 0;
@@ -44,12 +47,12 @@ describe('admission gate', () => {
     clock = 7;
     gates[1]!.resolve(1);
     await results[1];
-    // The slot is freed after the result is delivered: let that callback run.
-    await new Promise((r) => setImmediate(r));
+    // The slot is freed at the end of the turn in which the result was delivered.
+    await nextTurn();
     expect(started).toEqual([0, 1, 2]);
     gates[0]!.resolve(0);
     await results[0];
-    await new Promise((r) => setImmediate(r));
+    await nextTurn();
     expect(started).toEqual([0, 1, 2, 3]);
     gates[2]!.resolve(2);
     gates[3]!.resolve(3);
@@ -61,7 +64,35 @@ describe('admission gate', () => {
     const gate = new Gate<number>(new FifoQueue(10), { inFlightMax: 1, now: () => 0 });
     await expect(gate.submit(req, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     await expect(gate.submit(req, () => Promise.resolve(5))).resolves.toBe(5);
+    await nextTurn();
     expect(gate.active).toBe(0);
+  });
+
+  it('frees a finished request\'s slot only at the end of its turn, so requests of that turn queue and go in the discipline\'s order', async () => {
+    const scheduler = qosScheduler<number>(100);
+    scheduler.setQos('heavy', { priority: 'normal', weight: 3 });
+    scheduler.setQos('light', { priority: 'normal', weight: 1 });
+    const gate = new Gate<number>(scheduler, { inFlightMax: 1, now: () => 0 });
+    const started: string[] = [];
+    const run = (name: string) => () => {
+      started.push(name);
+      return Promise.resolve(0);
+    };
+    // The first request takes the slot and finishes at once (a read from the page cache).
+    const first = gate.submit({ flow: 'light', bytes: 4096 }, run('light-0'));
+    await first;
+    // Later in the same turn (as the next socket read would be), its slot is still held.
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(gate.active).toBe(1);
+    // Requests arriving in the same turn wait, though the work before them is done.
+    const rest = [gate.submit({ flow: 'light', bytes: 4096 }, run('light-1')), gate.submit({ flow: 'light', bytes: 4096 }, run('light-2'))];
+    for (let i = 0; i < 6; i++) rest.push(gate.submit({ flow: 'heavy', bytes: 4096 }, run(`heavy-${i}`)));
+    expect(started).toEqual(['light-0']);
+    expect(gate.depth).toBe(8);
+    for (let turn = 0; turn < 8 && started.length < 9; turn++) await nextTurn();
+    await Promise.all(rest);
+    // Queued together, they left by weight: three heavy ones for each light one.
+    expect(started.slice(1, 5).filter((n) => n.startsWith('heavy'))).toHaveLength(3);
   });
 
   it('compacts its storage without losing order', () => {
