@@ -103,7 +103,26 @@ export class Director {
     let owner = await this.ownerOf(vdiskId);
     if (owner !== this.deps.node && !cfg.spec.shared) owner = await this.relinquishTo(vdiskId, owner, ctx);
     recordingSpan()?.setAttribute(SpanAttr.owner, owner);
-    return this.deps.bus.request(subjects.admission(owner, op), request, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
+    try {
+      return await this.deps.bus.request(subjects.admission(owner, op), request, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
+    } catch (err) {
+      // The node asked no longer owns the vDisk, so the watched copy of `own` is
+      // behind: by a moment, or for good when its consumer died with its nats-server
+      // (seen under a server kill: every retry went back to the old owner). Learn the
+      // owner from the record itself, so the gateway's retry goes to the right node.
+      if (isStrataError(err, ErrorCode.NOT_OWNER)) await this.learnOwner(vdiskId).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Reads the vDisk's ownership record and, when it is newer than the watched copy, serves by it until the copy catches up. */
+  private async learnOwner(vdiskId: bigint): Promise<void> {
+    const current = await this.deps.own.get(keys.vdiskOwnership(vdiskId));
+    if (current === null) return;
+    const watched = this.deps.ownership.get(keys.vdiskOwnership(vdiskId))?.value;
+    const learnt = this.learnt.get(vdiskId);
+    const known = Math.max(watched?.epoch ?? 0, learnt?.epoch ?? 0);
+    if (current.value.epoch > known) this.learnt.set(vdiskId, { owner: current.value.owner, epoch: current.value.epoch });
   }
 
   /**
