@@ -2,13 +2,14 @@
 // compare-and-set conflicts, a watch cache that is ready on empty and full buckets,
 // the stream fence that stops a deposed writer, and an election between two leases
 // where exactly one holds at a time, epochs only grow, and a holder whose lease is
-// taken learns it at its next renewal.
+// taken learns it at its next renewal. In the cluster, a watch cache keeps following
+// its bucket after the server its connection used is killed -9.
 import { z } from 'zod';
 import { connectBus, type Bus } from '@strata/bus';
 import { uint } from '@strata/codec';
 import { openBucket, StreamFence, WatchCache } from '@strata/kv';
 import { Lease, leaseRecord } from '@strata/lease';
-import { startTopology, topologies, uniqueName, waitFor, type NatsTopology } from '../harness';
+import { connectClient, startTopology, topologies, uniqueName, waitFor, type NatsTopology } from '../harness';
 
 const counter = z.strictObject({ n: uint });
 
@@ -109,4 +110,37 @@ describe.each(topologies)('kv and leases against %s nats', (kind) => {
     await b.stop();
     expect(events).toEqual(['a +1', 'a -1', 'b +2', 'b -2']);
   });
+});
+
+describe('a watch cache when its server dies', () => {
+  let nats: NatsTopology;
+  afterAll(async () => {
+    await nats?.stop();
+  });
+
+  it('follows its bucket again once its connection has moved to another server of the cluster', async () => {
+    nats = await startTopology('cluster');
+    const [first, second] = nats.servers;
+    // The watcher knows only the first server; it learns the others from the cluster.
+    const watcherNc = await connectClient(first!.url);
+    const writerNc = await connectClient(second!.url);
+    try {
+      const name = uniqueName('survive');
+      const writer = await openBucket(writerNc, name, counter, { replicas: 3 });
+      const cache = await WatchCache.start(await openBucket(watcherNc, name, counter, { replicas: 3 }));
+      await cache.ready;
+      await writer.put('before', { n: 1 });
+      await waitFor('the cache to see the first put', 5_000, () => cache.get('before') !== undefined);
+
+      first!.signal('SIGKILL');
+      await first!.exited();
+      // The bucket takes writes again once the two survivors have a stream leader.
+      await waitFor('a put after the kill', 30_000, () => writer.put('after', { n: 2 }).then(() => true, () => false), 250);
+      await waitFor('the cache to see the put after the kill', 20_000, () => cache.get('after')?.value.n === 2, 100);
+      cache.stop();
+    } finally {
+      await watcherNc.close();
+      await writerNc.close();
+    }
+  }, 90_000);
 });

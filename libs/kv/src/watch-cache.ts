@@ -13,7 +13,13 @@ export interface WatchCacheOptions {
   key?: string;
   /** Called with entries that do not decode against the schema (they are skipped). */
   onBadEntry?: (key: string, err: unknown) => void;
+  /** Called when a watch restarted after a reconnect could not be made (it is tried again, a bounded number of times). */
+  onResumeError?: (err: unknown, attempt: number) => void;
 }
+
+/** Attempts at restarting the watch after a reconnect, one second apart (JetStream may be electing leaders). */
+const RESUME_ATTEMPTS = 30;
+const RESUME_RETRY_MS = 1_000;
 
 export class WatchCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
@@ -24,6 +30,7 @@ export class WatchCache<T> {
   readonly ready: Promise<void>;
   /** The highest revision applied so far. */
   revision = 0;
+  private stopped = false;
 
   private constructor(
     private readonly bucket: TypedBucket<z.ZodType>,
@@ -40,7 +47,33 @@ export class WatchCache<T> {
     cache.iterator = await bucket.kv.watch({ key: filter });
     if (initiallyEmpty) cache.markReady();
     void cache.consume(cache.iterator);
+    void cache.resumeAfterReconnects();
     return cache;
+  }
+
+  /**
+   * A connection that lost its server and reconnected to another one has lost the
+   * watch with it: its consumer's deliveries went to the dead server, and the client
+   * library would notice only after missed heartbeats, if at all (seen under kill -9
+   * of a nats-server: a controller's copy of the disks' usage stopped changing, and
+   * drain found no live node to write to). So every reconnect restarts the watch
+   * from the last revision applied. A watch whose consumer died while the connection
+   * stayed up is not covered here: its owner detects the stall (see resume).
+   */
+  private async resumeAfterReconnects(): Promise<void> {
+    for await (const status of this.bucket.nc.status()) {
+      if (this.stopped) return;
+      if (status.type !== 'reconnect') continue;
+      for (let attempt = 1; attempt <= RESUME_ATTEMPTS && !this.stopped; attempt++) {
+        try {
+          await this.resume();
+          break;
+        } catch (err) {
+          this.options.onResumeError?.(err, attempt);
+          await new Promise((resolve) => setTimeout(resolve, RESUME_RETRY_MS));
+        }
+      }
+    }
   }
 
   /**
@@ -116,6 +149,7 @@ export class WatchCache<T> {
   }
 
   stop(): void {
+    this.stopped = true;
     this.iterator?.stop();
     this.listeners.clear();
   }
