@@ -155,7 +155,12 @@ describe('faults under the I/O path with real NBD clients', () => {
     const latest = writer.acked[writer.acked.length - 1]!;
     const row = Math.floor(latest.offset / ROW_BYTES);
     const rowPartition = partitionOf(keys.vdiskRow(demoId, row));
-    const before = await partitionLeases(natsUrl);
+    // The shards may still be balancing their partitions (a released lease names no
+    // holder until another shard takes it): wait for the row's partition to be held.
+    const before = await waitFor("the row's partition to have a holder", 15_000, async () => {
+      const leases = await partitionLeases(natsUrl);
+      return leases[rowPartition]!.record?.holder ? leases : false;
+    }, 200);
     const victim = before[rowPartition]!.record?.holder;
     expect(victim).toMatch(/^md-[123]$/);
     const held = before.filter((p) => p.record?.holder === victim).map((p) => ({ partition: p.partition, epoch: p.record!.epoch }));
