@@ -120,6 +120,24 @@ function expectFioClean(result: { code: number | string; out: string }): void {
   expect(result.code).toBe(0);
 }
 
+/**
+ * Runs fioWrite against `target`, kills node's vdisk-controller with kill -9 1.5 s in
+ * (strata up restarts it), then checks that fio saw no error, that the kill landed
+ * while fio was writing, and that every write verifies.
+ */
+async function killControllerDuringFio(cluster: UpCluster, node: string, target: string): Promise<void> {
+  const pid = await actorPid(cluster, 'vdisk-controller', node);
+  const fio = fioWrite(target);
+  await sleep(1_500);
+  const killedAt = Date.now();
+  process.kill(pid, 'SIGKILL');
+  await cluster.up.waitForOutput(new RegExp(`${node}-vdisk-controller exited \\(SIGKILL\\); restarting`), 10_000);
+  const result = await fio;
+  expectFioClean(result);
+  expect(result.endedAtMs).toBeGreaterThan(killedAt);
+  await fioVerify(target);
+}
+
 describe('vDisk ownership with real NBD clients', () => {
   let cluster: UpCluster;
 
@@ -160,17 +178,7 @@ describe('vDisk ownership with real NBD clients', () => {
     await createVdisk(cluster, 'unshared-kill', false);
     const target = uri(cluster, 1, 'unshared-kill');
     await attach(cluster, 1, 'unshared-kill');
-    const pid = await actorPid(cluster, 'vdisk-controller', 'n1');
-    const fio = fioWrite(target);
-    await sleep(1_500);
-    const killedAt = Date.now();
-    process.kill(pid, 'SIGKILL');
-    await cluster.up.waitForOutput(/n1-vdisk-controller exited \(SIGKILL\); restarting/, 10_000);
-    const result = await fio;
-    expectFioClean(result);
-    // The kill landed while fio was writing.
-    expect(result.endedAtMs).toBeGreaterThan(killedAt);
-    await fioVerify(target);
+    await killControllerDuringFio(cluster, 'n1', target);
   });
 
   it('kill -9 of a shared vDisk owner controller (node 2) during fio through node 1: I/O resumes, fio sees no error, every write verifies', async () => {
@@ -179,16 +187,7 @@ describe('vDisk ownership with real NBD clients', () => {
     const target = uri(cluster, 1, 'shared-kill');
     await attach(cluster, 1, 'shared-kill');
     expect(await ownership(cluster, id)).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
-    const pid = await actorPid(cluster, 'vdisk-controller', 'n2');
-    const fio = fioWrite(target);
-    await sleep(1_500);
-    const killedAt = Date.now();
-    process.kill(pid, 'SIGKILL');
-    await cluster.up.waitForOutput(/n2-vdisk-controller exited \(SIGKILL\); restarting/, 10_000);
-    const result = await fio;
-    expectFioClean(result);
-    expect(result.endedAtMs).toBeGreaterThan(killedAt);
-    await fioVerify(target);
+    await killControllerDuringFio(cluster, 'n2', target);
   });
 
   it('the owner paused past the dead timeout: the vDisk fails over, and after SIGCONT nothing the old owner sends is accepted', async () => {
