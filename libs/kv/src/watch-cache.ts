@@ -82,9 +82,12 @@ export class WatchCache<T> {
    * lived on has died: the client library would notice only after missed heartbeats.
    */
   async resume(): Promise<void> {
-    this.iterator?.stop();
+    // The new watch first: if it cannot be made (JetStream electing leaders), the old
+    // one keeps going, in case it was only slow.
     const iterator = await this.bucket.kv.watch({ key: this.options.key ?? '>', resumeFromRevision: this.revision + 1 });
+    const old = this.iterator;
     this.iterator = iterator;
+    old?.stop();
     void this.consume(iterator);
   }
 

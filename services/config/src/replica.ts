@@ -111,6 +111,8 @@ interface Leadership {
 export class ConfigReplica {
   private cache!: WatchCache<CfgEntry>;
   private hbCache!: WatchCache<z_Heartbeat>;
+  /** The heartbeat watch's revision and when it last moved (resumeStalledHeartbeatWatch). */
+  private hbWatchProgress = { revision: 0, sinceMs: 0 };
   private ownership!: WatchCache<VdiskOwnership>;
   private recordedTakeovers!: WatchCache<TakeoverRecord>;
   private view!: CacheView;
@@ -467,10 +469,32 @@ export class ConfigReplica {
     }, delayMs);
   }
 
+  /**
+   * Every live node writes its heartbeat every heartbeatIntervalMs, so a heartbeat
+   * watch that has delivered nothing for three intervals has most likely stalled (its
+   * consumer died with a nats-server): it is restarted from its last revision, at
+   * most once per three intervals. When every node really is silent, that costs one
+   * new consumer now and then. Without it, nodes declared dead while JetStream was
+   * electing leaders were never seen alive again.
+   */
+  private async resumeStalledHeartbeatWatch(nowMs: number): Promise<void> {
+    const revision = this.hbCache.revision;
+    if (revision !== this.hbWatchProgress.revision) {
+      this.hbWatchProgress = { revision, sinceMs: nowMs };
+      return;
+    }
+    if (nowMs - this.hbWatchProgress.sinceMs < 3 * this.deps.settings.heartbeatIntervalMs) return;
+    this.hbWatchProgress.sinceMs = nowMs;
+    this.deps.log.warn({ revision }, 'heartbeat watch has delivered nothing for three heartbeat intervals; resuming it');
+    await this.hbCache.resume().catch((err: unknown) => this.deps.log.warn({ err }, 'could not resume the heartbeat watch'));
+  }
+
   private async runDetector(leadership: Leadership): Promise<void> {
+    await this.resumeStalledHeartbeatWatch(performance.now());
     const nodes = this.view.list('node').map((n) => ({ id: n.id, liveness: n.status.liveness, incarnation: n.status.incarnation }));
     const verdicts = leadership.detector.evaluate(nodes, performance.now());
     for (const verdict of verdicts) {
+      if (verdict.kind === 'dead' && (await this.heartbeatWatchIsBehind(leadership, verdict.id))) continue;
       try {
         await this.enqueueWrite((l) => this.apply(l, verdict));
       } catch (err) {
@@ -478,6 +502,33 @@ export class ConfigReplica {
         return;
       }
     }
+  }
+
+  /**
+   * Whether a dead verdict comes from the heartbeat watch rather than the node. The
+   * detector sees heartbeats only through the watched copy of `hb`, and a watch whose
+   * consumer died with a nats-server delivers nothing more while the nodes beat on:
+   * under kill -9 of a nats-server this leader once declared all three live nodes dead
+   * at once. So before a node is declared dead its heartbeat is read from the bucket
+   * itself. A newer one than the copy holds counts as seen now, and the watch is
+   * restarted. When the bucket cannot be read, the verdict waits for the next tick:
+   * a leader that cannot read KV could not record it either.
+   */
+  private async heartbeatWatchIsBehind(leadership: Leadership, node: bigint): Promise<boolean> {
+    const key = keys.nodeHeartbeat(node);
+    let stored: Entry<z_Heartbeat> | null;
+    try {
+      stored = await this.deps.hb.get(key);
+    } catch (err) {
+      this.deps.log.warn({ err, node: String(node) }, 'could not read a heartbeat before declaring its node dead; trying again at the next tick');
+      return true;
+    }
+    const watched = this.hbCache.get(key)?.revision ?? 0;
+    if (stored === null || stored.revision <= watched) return false;
+    this.deps.log.warn({ node: String(node), watched, stored: stored.revision }, 'heartbeat watch is behind the bucket; resuming it instead of declaring the node dead');
+    leadership.detector.observe(node, { incarnation: stored.value.incarnation, seq: stored.value.seq }, performance.now());
+    await this.hbCache.resume().catch((err: unknown) => this.deps.log.warn({ err }, 'could not resume the heartbeat watch'));
+    return true;
   }
 
   private async apply(leadership: Leadership, verdict: Verdict): Promise<void> {
