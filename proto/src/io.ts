@@ -4,6 +4,7 @@
 // and vDisk ownership in the `own` bucket.
 import { z } from 'zod';
 import { bytes, u64, uint } from '@strata/codec';
+import { Priority } from './config';
 
 // ---- vDisk I/O (gateway -> io-director -> admission -> vdisk-controller) -------------
 
@@ -14,7 +15,14 @@ import { bytes, u64, uint } from '@strata/codec';
 export const IO_CHUNK_BYTES = 256 * 1024;
 
 /** Reads `length` bytes at `offset`: offset 4096, length 4096 is the second 4 KiB block. */
-export const ioReadRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint });
+/**
+ * The class admission scheduled a request in, set by admission on what it passes to
+ * the controller (absent before): the controller paces the drains of lower-class
+ * vDisks while high-class I/O is being served.
+ */
+const scheduledAs = z.enum(Priority).optional();
+
+export const ioReadRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint, priority: scheduledAs });
 export const ioReadReply = z.strictObject({ data: bytes });
 
 /** Writes `data` at `offset`; acknowledged only once the oplog has stored it. */
@@ -24,13 +32,14 @@ export const ioWriteRequest = z.strictObject({
   data: bytes,
   /** Forced unit access: NBD's FUA flag. Every acknowledged write is durable anyway. */
   fua: z.boolean().optional(),
+  priority: scheduledAs,
 });
 
 /** Makes a range read as zeros (NBD TRIM and WRITE_ZEROES). */
-export const ioZeroRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint });
+export const ioZeroRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint, priority: scheduledAs });
 
 /** Makes earlier acknowledged writes durable (they already are: the oplog is). */
-export const ioFlushRequest = z.strictObject({ vdisk: u64 });
+export const ioFlushRequest = z.strictObject({ vdisk: u64, priority: scheduledAs });
 
 /** Replies of write, zero and flush. */
 export const ioDoneReply = z.strictObject({});

@@ -12,9 +12,16 @@ import { openBucket, WatchCache } from '@strata/kv';
 import { IoOp, buckets, cfgEntry, ioSchemas, keys, subjects, vdiskOwnership, objectName, type IoRequest, type QosSpec } from '@strata/proto';
 import { SpanAttr, recordingSpan } from '@strata/tracing';
 import { Gate, type Waiting } from './gate';
+import { HighClassGuard } from './guard';
+import { StallProbe } from './stall-probe';
 import { QosScheduler, type FlowQos } from './scheduler';
 
 const KiB = 1024;
+/** The guard's window and how long high-class I/O counts as active after its last request. */
+const GUARD_WINDOW_MS = 100;
+const HIGH_IDLE_MS = 1_000;
+/** The stall probe's period: about 50 samples a window. */
+const PROBE_INTERVAL_MS = 2;
 const percent = (def: number) => z.coerce.number().min(0).max(49).default(def);
 
 export const admissionSettings = z
@@ -42,6 +49,14 @@ export const admissionSettings = z
     lowClassSharePercent: percent(5),
     /** A request costs 1 + bytes / this in fair queueing: a 1 MiB write costs 17 four-KiB reads. */
     costUnitBytes: z.coerce.number().int().min(4 * KiB).default(64 * KiB),
+    /**
+     * While high-class I/O is active, the lower classes are throttled whenever the
+     * event loop stalls this much longer, or high-class requests run this much slower,
+     * than in their best recent window (see HighClassGuard), µs.
+     */
+    guardTargetUs: z.coerce.number().int().positive().default(300),
+    /** The least the guard lets the lower classes dispatch, cost units a second (50: 50 small I/Os, or 2.5 MiB of large ones). */
+    guardFloorCostPerSec: z.coerce.number().positive().default(50),
   })
   .strict()
   .refine((s) => s.vdiskQueueDepthMax <= s.queueDepthMax, { message: 'vdiskQueueDepthMax must not exceed queueDepthMax', path: ['vdiskQueueDepthMax'] })
@@ -114,6 +129,34 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
         onDispatch: (waitedMs) => wait.observe(waitedMs / 1000),
         onRefused: (why) => refused.inc({ queue: why === 'flow-full' ? 'vdisk' : 'node' }),
       });
+      // The guard runs (window timer and stall probe) only while high-class I/O is active.
+      const guard = new HighClassGuard({ windowMs: GUARD_WINDOW_MS, targetUs: s.guardTargetUs, floorCostPerSec: s.guardFloorCostPerSec, highIdleMs: HIGH_IDLE_MS });
+      const probe = new StallProbe(PROBE_INTERVAL_MS);
+      const lowerLimit = metrics.gauge('strata_admission_lower_class_limit', 'Cost units a second the normal and low classes may dispatch while high-class I/O is protected (0: no limit)');
+      const stall = metrics.gauge('strata_admission_event_loop_stall_seconds', "The event loop's stall (p98 of a 100 ms window) while high-class I/O is active");
+      let guardTimer: NodeJS.Timeout | undefined;
+      const stopGuard = (): void => {
+        clearInterval(guardTimer);
+        guardTimer = undefined;
+        probe.stop();
+      };
+      const guardHigh = (): void => {
+        guard.noteHighArrival(performance.now());
+        if (guardTimer !== undefined) return;
+        probe.start();
+        guardTimer = setInterval(() => {
+          const nowMs = performance.now();
+          const stallUs = probe.take(0.98);
+          stall.set(stallUs / 1e6);
+          const limit = guard.endWindow(nowMs, stallUs, scheduler.lowerCostDispatched);
+          scheduler.setLowerClassLimit(limit);
+          lowerLimit.set(limit ?? 0);
+          gate.poke();
+          if (limit === undefined && !guard.highActive(nowMs)) stopGuard();
+        }, GUARD_WINDOW_MS);
+        guardTimer.unref();
+      };
+
       const services = await Promise.all(
         Object.values(IoOp).map((op) =>
           bus.serve(
@@ -133,11 +176,21 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
               const span = recordingSpan();
               const attributes = span === undefined ? undefined : { [SpanAttr.vdisk]: String(req.vdisk), [SpanAttr.ioOp]: op };
               if (attributes !== undefined) span?.setAttributes(attributes);
-              return gate.submit(
-                { flow: String(req.vdisk), bytes: requestBytes(op, req) },
-                () => bus.request(subjects.controller(s.node, op), req, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }),
+              const flow = String(req.vdisk);
+              // The controller is told the class too: it paces lower classes' drains while high-class I/O is served.
+              const priority = scheduler.classOf(flow);
+              const submittedMs = performance.now();
+              const done = gate.submit(
+                { flow, bytes: requestBytes(op, req) },
+                () => bus.request(subjects.controller(s.node, op), { ...req, priority }, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }),
                 attributes,
               );
+              if (priority === 'high') {
+                guardHigh();
+                const noteDone = (): void => guard.noteHighDone((performance.now() - submittedMs) * 1000);
+                done.then(noteDone, noteDone);
+              }
+              return done;
             },
             { maxInFlight: s.queueDepthMax + s.inFlightMax },
           ),
@@ -146,6 +199,7 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
       return async () => {
         await Promise.all(services.map((svc) => svc.stop()));
         gate.close();
+        stopGuard();
         stopWatching();
         ownership.stop();
         config.stop();

@@ -213,6 +213,11 @@ export class Gate<R> {
     this.wake = { timer, atMs };
   }
 
+  /** Dispatches what may go now: after something outside the queue (a limit) changed. */
+  poke(): void {
+    this.pump();
+  }
+
   /** Stops the wake-up timer; requests still waiting stay queued (the actor is stopping). */
   close(): void {
     if (this.wake !== undefined) clearTimeout(this.wake.timer);

@@ -72,6 +72,14 @@ const CLASS_CREDIT_MAX = 34;
  */
 const VIRTUAL_TIME_REBASE = 2 ** 32;
 
+/**
+ * The lower classes' limit (setLowerClassLimit) lets this long of its rate through at
+ * once, and at least two 1 MiB requests' cost, so a limit below one large request's
+ * cost still lets it go.
+ */
+const LOWER_LIMIT_BURST_SECONDS = 0.02;
+const LOWER_LIMIT_BURST_COST_MIN = 34;
+
 /** Idle flows checked for forgetting per push or pop: enough to drain them over time, at constant cost per call. */
 const FORGET_CHECKS_PER_CALL = 2;
 
@@ -219,6 +227,13 @@ type Path = 'reservation' | 'share' | 'priority';
  *    that was idle gets no burst of saved share.
  * 4. Caps: a head whose ops or bytes bucket is short is skipped; `nextEligibleMs` says
  *    when the first such head could go.
+ * 5. The lower classes' limit: while the caller sets one (setLowerClassLimit; the actor
+ *    does while high-class I/O suffers, see HighClassGuard), normal and low dispatches
+ *    other than reservations share a bucket of that many cost units a second, and wait
+ *    like capped ones when it is short. Unlike the class shares, this holds lower
+ *    classes back even when no high-class request is waiting: a QD1 high-priority
+ *    vDisk has nothing queued between its requests, and what slows it is the lower
+ *    classes' work running in the same processes.
  *
  * Every pop looks at each flow with work waiting once: O(flows waiting), no allocation.
  */
@@ -245,6 +260,11 @@ export class QosScheduler<T extends Schedulable> {
   private readonly eligible: [boolean, boolean, boolean] = [false, false, false];
   private readonly best: [Flow<T> | undefined, Flow<T> | undefined, Flow<T> | undefined] = [undefined, undefined, undefined];
   private readonly bestStart: [number, number, number] = [0, 0, 0];
+  /** The lower classes' limit and its GCRA state (-Infinity: full). */
+  private lowerLimit: Bucket | undefined;
+  private lowerTatMs = -Infinity;
+  /** Cost dispatched to the lower classes by fair share or priority, ever (the actor's guard reads it). */
+  private lowerCost = 0;
 
   constructor(options: SchedulerOptions) {
     const { nodeDepthMax, flowDepthMax, lowerClassShare, costUnitBytes, defaultQos } = options;
@@ -285,6 +305,42 @@ export class QosScheduler<T extends Schedulable> {
       this.classWaiting[resolved.rank] += f.size;
       this.leaveClass(from, f.size);
     }
+  }
+
+  /**
+   * Limits the normal and low classes together to `costPerSec` cost units a second
+   * (reservations exempt), or lifts the limit (undefined). The bucket's state carries
+   * over a change of rate.
+   */
+  setLowerClassLimit(costPerSec: number | undefined): void {
+    if (costPerSec === undefined) {
+      this.lowerLimit = undefined;
+      this.lowerTatMs = -Infinity;
+      return;
+    }
+    assert(Number.isFinite(costPerSec) && costPerSec > 0, `the lower classes' limit must be a positive number, got ${costPerSec}`);
+    this.lowerLimit = bucket(costPerSec, Math.max(LOWER_LIMIT_BURST_COST_MIN, costPerSec * LOWER_LIMIT_BURST_SECONDS));
+  }
+
+  /** The lower classes' limit in cost units a second, if one is set. */
+  get lowerClassLimit(): number | undefined {
+    return this.lowerLimit === undefined ? undefined : 1000 / this.lowerLimit.intervalMs;
+  }
+
+  /** Cost dispatched to the normal and low classes other than by reservation, since the start. */
+  get lowerCostDispatched(): number {
+    return this.lowerCost;
+  }
+
+  /** The class a flow's requests are scheduled in. */
+  classOf(flow: string): QosClass {
+    const rank = (this.flows.get(flow)?.qos ?? this.qosByFlow.get(flow) ?? this.defaultQos).rank;
+    return rank === 0 ? 'high' : rank === 1 ? 'normal' : 'low';
+  }
+
+  /** When the lower classes' limit lets a request of `bytes` go (-Infinity without a limit). */
+  private lowerReadyAtMs(bytes: number): number {
+    return this.lowerLimit === undefined ? -Infinity : readyAtMs(this.lowerLimit, this.lowerTatMs, requestCost(bytes, this.costUnitBytes));
   }
 
   /** Adds a request; returns 'node-full' or 'flow-full' when refused (nothing changes then), else 'queued'. */
@@ -328,7 +384,6 @@ export class QosScheduler<T extends Schedulable> {
       const head = f.peek()!;
       if (f.capReadyAtMs(head.bytes) > nowMs) continue;
       const { rank, reservation } = f.qos;
-      eligible[rank] = true;
       if (reservation !== undefined) {
         const atMs = readyAtMs(reservation, f.reservationTatMs, 1);
         if (atMs <= nowMs && atMs < reservedAtMs) {
@@ -336,6 +391,9 @@ export class QosScheduler<T extends Schedulable> {
           reservedAtMs = atMs;
         }
       }
+      // Held by the lower classes' limit: only its reservation may take it.
+      if (rank !== RANK.high && this.lowerReadyAtMs(head.bytes) > nowMs) continue;
+      eligible[rank] = true;
       const start = f.tagEpoch === epoch[rank] ? Math.max(f.finishTag, virtualTime[rank]) : virtualTime[rank];
       if (best[rank] === undefined || start < bestStart[rank]) {
         best[rank] = f;
@@ -374,7 +432,16 @@ export class QosScheduler<T extends Schedulable> {
     let atMs = Infinity;
     for (const f of this.active) {
       if (onlyHigh && f.qos.rank !== RANK.high) continue;
-      atMs = Math.min(atMs, f.capReadyAtMs(f.peek()!.bytes));
+      const headBytes = f.peek()!.bytes;
+      const capAtMs = f.capReadyAtMs(headBytes);
+      if (f.qos.rank === RANK.high) {
+        atMs = Math.min(atMs, capAtMs);
+        continue;
+      }
+      // A lower-class head goes when its caps and the lower classes' limit allow, or its reservation does.
+      const { reservation } = f.qos;
+      const byReservation = reservation === undefined ? Infinity : Math.max(capAtMs, readyAtMs(reservation, f.reservationTatMs, 1));
+      atMs = Math.min(atMs, Math.max(capAtMs, this.lowerReadyAtMs(headBytes)), byReservation);
     }
     return atMs === Infinity ? undefined : Math.max(nowMs, atMs);
   }
@@ -406,6 +473,10 @@ export class QosScheduler<T extends Schedulable> {
       f.reservationTatMs = path === 'reservation' ? tatMs : Math.min(tatMs, nowMs + reservation.capacity * reservation.intervalMs);
     } else {
       f.reservationTatMs = -Infinity;
+    }
+    if (path !== 'reservation' && rank !== RANK.high) {
+      this.lowerCost += cost;
+      if (this.lowerLimit !== undefined) this.lowerTatMs = Math.max(this.lowerTatMs, nowMs) + cost * this.lowerLimit.intervalMs;
     }
     if (path !== 'reservation') {
       const start = this.bestStart[rank];

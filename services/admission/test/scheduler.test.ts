@@ -392,6 +392,63 @@ describe(`QoS scheduler (replay with SEED=${seed})`, () => {
     });
   });
 
+  describe("the lower classes' limit (set by the guard while high-class I/O suffers)", () => {
+    it('holds normal and low together to the limit while high runs free, and nothing is held once it is lifted', () => {
+      const s = new QosScheduler<Req>(options());
+      // The high flow wants a quarter of the controller (500 of its 2000 ops/s), as a QD1 reader would.
+      s.setQos('hi', { priority: 'high', weight: 1, iopsCap: 500 });
+      s.setQos('lo', { priority: 'low', weight: 1 });
+      s.setQos('mid', { priority: 'normal', weight: 1 });
+      s.setLowerClassLimit(200);
+      expect(s.lowerClassLimit).toBe(200);
+      const at = [{ atMs: 10_000, run: () => s.setLowerClassLimit(undefined) }];
+      // A work-conserving scheduler would give the lower classes the three quarters the high flow leaves.
+      const flows: SimFlow[] = [
+        { flow: 'hi', bytes: 4 * KiB, depth: 1 },
+        { flow: 'lo', bytes: 256 * KiB },
+        { flow: 'mid', bytes: 4 * KiB },
+      ];
+      const dispatches = simulate(s, { ...fixedController, durationMs: 15_000, at, flows });
+      const limited = tally(dispatches, 1000, 10_000);
+      // Within the limit, normal goes before low as ever (low earns its class share only while eligible, and the limit keeps it from being so most of the time).
+      const lowerCost = (limited.get('lo')?.cost ?? 0) + limited.get('mid')!.cost;
+      // 200 cost units a second over 9 s, give or take one burst (34).
+      expect(lowerCost).toBeGreaterThanOrEqual(200 * 9 - 40);
+      expect(lowerCost).toBeLessThanOrEqual(200 * 9 + 40);
+      expectWithin(limited.get('hi')!.ops, 500 * 9, 0.02);
+      // Lifted: the lower classes take what the high flow leaves (1500 ops/s of 4 KiB and 256 KiB requests), many times the limit.
+      const free = tally(dispatches, 10_000, 15_000);
+      expect(((free.get('lo')?.cost ?? 0) + free.get('mid')!.cost) / 5).toBeGreaterThan(5 * 200);
+    });
+
+    it('counts the cost it lets through and leaves reservations out of the limit', () => {
+      const s = new QosScheduler<Req>(options());
+      s.setQos('f', { priority: 'low', weight: 1, reservedIops: 500 });
+      s.setQos('lo', { priority: 'low', weight: 1 });
+      s.setLowerClassLimit(50);
+      const t = tally(simulate(s, { ...fixedController, durationMs: 10_000, flows: [{ flow: 'f', bytes: 4 * KiB }, { flow: 'lo', bytes: 4 * KiB }] }), 1000);
+      // The reservation holds (500/s over 9 s) although the limit is 50 cost units a second.
+      expect(t.get('f')!.ops).toBeGreaterThanOrEqual(500 * 9 * 0.98);
+      expect(t.get('lo')!.cost).toBeLessThanOrEqual(50 * 9 + 40);
+      expect(s.lowerCostDispatched).toBeGreaterThan(0);
+      expect(s.lowerCostDispatched).toBeLessThanOrEqual(50 * 10 + 40);
+    });
+
+    it('says when a held request may go, and names the class of a flow', () => {
+      const s = new QosScheduler<Req>(options());
+      s.setQos('lo', { priority: 'low', weight: 1 });
+      s.setLowerClassLimit(100);
+      // A 1 MiB request costs 17: two fit the burst of 34, the third waits 17 units at 100 a second.
+      for (let id = 0; id < 3; id++) s.push({ flow: 'lo', bytes: MiB, id }, 0);
+      expect([s.pop(0)?.id, s.pop(0)?.id, s.pop(0)]).toEqual([0, 1, undefined]);
+      expect(s.nextEligibleMs(0)).toBeCloseTo(170, 6);
+      expect(s.pop(169)).toBeUndefined();
+      expect(s.pop(170)?.id).toBe(2);
+      expect([s.classOf('lo'), s.classOf('unknown')]).toEqual(['low', 'normal']);
+      expect(() => s.setLowerClassLimit(0)).toThrow('positive');
+    });
+  });
+
   it('lets only the high class go when asked (the gate keeps its last slots for it)', () => {
     const s = new QosScheduler<Req>(options());
     s.setQos('hi', { priority: 'high', weight: 1, iopsCap: 1, burstSeconds: 1 });

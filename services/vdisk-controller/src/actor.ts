@@ -106,11 +106,20 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
       await controller.start();
       const opts = { maxInFlight: s.requestsInFlightMax };
       const services = await Promise.all([
-        bus.serve(subjects.controller(s.node, IoOp.read), ioReadRequest, async (req) => ({ data: await controller.serve(req.vdisk, (v) => v.read(req.offset, req.length)) }), opts),
+        bus.serve(
+          subjects.controller(s.node, IoOp.read),
+          ioReadRequest,
+          async (req) => {
+            controller.noteClass(req.vdisk, req.priority);
+            return { data: await controller.serve(req.vdisk, (v) => v.read(req.offset, req.length)) };
+          },
+          opts,
+        ),
         bus.serve(
           subjects.controller(s.node, IoOp.write),
           ioWriteRequest,
           async (req, ctx) => {
+            controller.noteClass(req.vdisk, req.priority);
             await controller.serve(req.vdisk, (v) => v.write(req.offset, req.data, performance.now() + ctx.remainingMs()));
             return ioDoneReply.parse({});
           },
@@ -120,6 +129,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
           subjects.controller(s.node, IoOp.zero),
           ioZeroRequest,
           async (req) => {
+            controller.noteClass(req.vdisk, req.priority);
             await controller.serve(req.vdisk, (v) => v.zero(req.offset, req.length));
             return {};
           },

@@ -21,10 +21,12 @@ import {
   type ClusterEvent,
   type DiskUsage,
   type EgroupEntry,
+  type Priority,
   type VdiskOwnership,
   type vdiskOwnership,
 } from '@strata/proto';
 import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
+import { DrainPacer } from './drain-pacer';
 import { OplogLink } from './oplog-link';
 import { OplogAppender } from './oplog';
 import { place, type CandidateDisk } from './placement';
@@ -43,6 +45,10 @@ export interface ControllerSettings extends VdiskSettings {
   drainWriteBytesMax: number;
   /** Deadline of one extent-store or metadata request. */
   backendTimeoutMs: number;
+  /** A lower-class vDisk's drain is busy at most this share of the time while high-class I/O is served (100: never paced). */
+  drainDutyPercentUnderHigh: number;
+  /** High-class I/O counts as being served for this long after its last request. */
+  highActiveMs: number;
 }
 
 export interface ControllerDeps {
@@ -87,8 +93,21 @@ export class Controller {
   private js!: JetStreamClient;
   private jsm!: JetStreamManager;
   private link!: OplogLink;
+  private readonly pacer: DrainPacer;
 
-  constructor(private readonly deps: ControllerDeps) {}
+  constructor(private readonly deps: ControllerDeps) {
+    this.pacer = new DrainPacer({
+      dutyPercent: deps.settings.drainDutyPercentUnderHigh,
+      highActiveMs: deps.settings.highActiveMs,
+      pauseMaxMs: 100,
+      now: () => performance.now(),
+    });
+  }
+
+  /** A request arrived for `vdiskId`, scheduled by admission in class `priority` (drain pacing follows it). */
+  noteClass(vdiskId: bigint, priority: Priority | undefined): void {
+    this.pacer.note(vdiskId, priority);
+  }
 
   async start(): Promise<void> {
     this.js = jetstream(this.deps.bus.nc);
@@ -302,6 +321,7 @@ export class Controller {
       egroupSizeBytes: settings.egroupSizeBytes,
       writeBytesMax: settings.drainWriteBytesMax,
       timeoutMs: settings.backendTimeoutMs,
+      pauseAfterWriteMs: (workMs) => this.pacer.pauseAfterMs(vdiskId, workMs),
     });
     const vdisk = new Vdisk(
       { id: vdiskId, sizeBytes: cfg.spec.sizeBytes, blockSizeBytes: cfg.spec.blockSizeBytes },
@@ -312,6 +332,7 @@ export class Controller {
         putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision, { fence }),
         recordDrained: (seq) => this.recordDrained(ref.served!, seq),
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
+        drainPaced: () => this.pacer.paced(vdiskId),
       },
       settings,
       ownership.value.drained,

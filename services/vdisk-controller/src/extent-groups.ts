@@ -12,6 +12,8 @@
 // controller knows, e.g. after a restart) it asks the replicas their versions and
 // goes past them. The ranges such a failed attempt wrote are still in the oplog
 // index, so the retry rewrites them: in-place writes are idempotent.
+import { performance } from 'node:perf_hooks';
+import { setTimeout } from 'node:timers/promises';
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import type { MdMaps } from '@strata/md-client';
@@ -55,6 +57,8 @@ export interface ExtentGroupsDeps {
   /** Most data bytes in one extent-store write request. */
   writeBytesMax: number;
   timeoutMs: number;
+  /** How long to wait after one extent-store write that took `workMs` (drain pacing; none when absent). */
+  pauseAfterWriteMs?: (workMs: number) => number;
 }
 
 interface EgroupState {
@@ -116,7 +120,12 @@ export class ExtentGroups implements ExtentSpace {
         'strata.extents.freed': changes.freed.length,
       });
     }
-    for (const chunk of chunks(pieces, this.deps.writeBytesMax)) await this.writeChunk(egroup, state, chunk);
+    for (const chunk of chunks(pieces, this.deps.writeBytesMax)) {
+      const startedMs = performance.now();
+      await this.writeChunk(egroup, state, chunk);
+      const pauseMs = this.deps.pauseAfterWriteMs?.(performance.now() - startedMs) ?? 0;
+      if (pauseMs > 0) await setTimeout(pauseMs);
+    }
     const next = applyChanges(state.entry, this.deps.vdisk, changes, Math.max(state.entry.version, state.attempted), state.allocatedBytes);
     span.setAttribute(SpanAttr.egroupVersion, next.version);
     try {

@@ -18,6 +18,13 @@ export const controllerSettings = z
     drainIdleMs: millis(500),
     /** Extent groups one drain of a vDisk writes at once. */
     drainParallelism: z.coerce.number().int().min(1).max(64).default(4),
+    /**
+     * While the node serves high-class I/O, a lower-class vDisk's drain is busy at most
+     * this share of the time (see DrainPacer); 100 never paces.
+     */
+    drainDutyPercentUnderHigh: z.coerce.number().int().min(1).max(100).default(10),
+    /** High-class I/O counts as being served for this long after its last request. */
+    highActiveMs: millis(500),
     /** Blocks per vDisk map row. */
     rowBlocks: z.coerce.number().int().min(1).max(1024).default(16),
     /** Most payload bytes in one oplog message (group commit). */

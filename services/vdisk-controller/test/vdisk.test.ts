@@ -21,6 +21,9 @@ class FakeSpace implements ExtentSpace {
   failWrites = 0;
   /** While set, writes wait for it. */
   gate: Promise<void> | undefined;
+  /** Writes running now, and the most ever at once. */
+  running = 0;
+  mostRunning = 0;
   readonly log: Array<{ egroup: bigint; pieceBytes: number; changes: ExtentChanges }> = [];
   readonly reads: Array<{ offset: number; length: number }> = [];
 
@@ -37,7 +40,16 @@ class FakeSpace implements ExtentSpace {
   }
 
   async write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
-    await this.gate;
+    this.mostRunning = Math.max(this.mostRunning, ++this.running);
+    try {
+      await this.gate;
+      this.writeNow(egroup, pieces, changes);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): void {
     const eg = this.egroups.get(egroup)!;
     const apply = (p: EgPiece): void => {
       if ('data' in p) eg.bytes.set(p.data, p.offset);
@@ -65,8 +77,10 @@ class FakeSpace implements ExtentSpace {
 class FakeOplog implements Oplog {
   lastSequence = 0;
   failed = undefined;
+  readonly appended: OplogOp[] = [];
   onStored: (seq: number, ops: readonly OplogOp[]) => void = () => undefined;
   append(op: OplogOp): Promise<number> {
+    this.appended.push(op);
     const seq = ++this.lastSequence;
     this.onStored(seq, [op]);
     return Promise.resolve(seq);
@@ -110,7 +124,7 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
   );
   oplog.onStored = (seq, ops) => vdisk.apply(seq, ops);
   open.push(vdisk);
-  return { vdisk, space, rows, drained, errors, ports };
+  return { vdisk, space, rows, drained, errors, ports, oplog };
 }
 
 const far = () => Number.MAX_SAFE_INTEGER;
@@ -265,5 +279,36 @@ describe('vdisk drain and read path', () => {
     await expect(vdisk.write(0, new Uint8Array(8), performance.now() + 2_000)).rejects.toBe(fenced);
     // The undrained data is still read from the index.
     expect(Array.from(await vdisk.read(0, 4))).toEqual([1, 1, 1, 1]);
+  });
+
+  it('gives drain room to writers in the order they began to wait, so small writes cannot starve a large one', async () => {
+    const { vdisk, oplog, space } = setup(16 * BLOCK, 3_600_000, 4 * BLOCK);
+    await vdisk.write(0, new Uint8Array(3 * BLOCK).fill(1), far());
+    // The drain the waiting writers kick holds until the test lets it go.
+    let letDrainGo = (): void => undefined;
+    space.gate = new Promise<void>((resolve) => (letDrainGo = resolve));
+    // Room for one block: the large write waits; the small one, which would fit, waits behind it.
+    const large = vdisk.write(4 * BLOCK, new Uint8Array(2 * BLOCK).fill(2), far());
+    let smallDone = false;
+    const small = vdisk.write(8 * BLOCK, new Uint8Array(BLOCK).fill(3), far()).then(() => (smallDone = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(smallDone).toBe(false);
+    expect(oplog.appended).toHaveLength(1);
+    letDrainGo();
+    await Promise.all([large, small]);
+    expect(oplog.appended.map((op) => (op.op === 'write' ? op.data[0] : undefined))).toEqual([1, 2, 3]);
+  });
+
+  it('writes one extent group at a time while drain is paced, and several when not', async () => {
+    for (const paced of [false, true]) {
+      const { vdisk, space, ports } = setup(16 * BLOCK);
+      ports.drainPaced = () => paced;
+      // Eight blocks: two extent groups of four.
+      await vdisk.write(0, new Uint8Array(8 * BLOCK).fill(5), far());
+      await vdisk.drain();
+      expect(space.egroups.size).toBe(2);
+      expect(space.mostRunning).toBe(paced ? 1 : 2);
+      expect(Array.from(await vdisk.read(7 * BLOCK, 2))).toEqual([5, 5]);
+    }
   });
 });
