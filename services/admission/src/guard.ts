@@ -55,6 +55,7 @@ class Baseline {
     this.recent.length = 0;
   }
 }
+
 const DECREASE = 0.5;
 const INCREASE = 1.25;
 
@@ -90,7 +91,7 @@ export class HighClassGuard {
   }
 
   /**
-   * Ends a window: `stallUs` is the window's p99 event-loop stall (0 when not measured),
+   * Ends a window: `stallUs` is the window's event-loop stall, a high quantile of the probe's samples (0 when not measured),
    * `lowerCostTotal` the scheduler's lowerCostDispatched. Returns the lower classes'
    * limit for the next window, cost units a second (undefined: none).
    */

@@ -130,6 +130,7 @@ function readyAtMs(b: Bucket, tatMs: number, need: number): number {
 
 /** A FlowQos turned into what pop needs, computed once per setQos. */
 interface Resolved {
+  readonly priority: QosClass;
   readonly rank: Rank;
   readonly weight: number;
   readonly ops: Bucket | undefined;
@@ -141,6 +142,7 @@ function resolve(qos: FlowQos): Resolved {
   const burstSeconds = qos.burstSeconds ?? BURST_SECONDS_DEFAULT;
   const r = qos.reservedIops;
   return {
+    priority: qos.priority,
     rank: RANK[qos.priority],
     weight: qos.weight,
     ops: qos.iopsCap === undefined ? undefined : bucket(qos.iopsCap, qos.iopsCap * burstSeconds),
@@ -334,8 +336,7 @@ export class QosScheduler<T extends Schedulable> {
 
   /** The class a flow's requests are scheduled in. */
   classOf(flow: string): QosClass {
-    const rank = (this.flows.get(flow)?.qos ?? this.qosByFlow.get(flow) ?? this.defaultQos).rank;
-    return rank === 0 ? 'high' : rank === 1 ? 'normal' : 'low';
+    return (this.flows.get(flow)?.qos ?? this.qosByFlow.get(flow) ?? this.defaultQos).priority;
   }
 
   /** When the lower classes' limit lets a request of `bytes` go (-Infinity without a limit). */
