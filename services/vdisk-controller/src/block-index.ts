@@ -60,14 +60,18 @@ export class BlockIndex {
     return { start, end, seq: s.seq, data };
   }
 
-  /** The segments overlapping [start, end), clipped to it, in offset order. */
-  query(start: number, end: number): Segment[] {
+  /**
+   * The segments overlapping [start, end), clipped to it, in offset order; only those
+   * written at or below `maxSeq` when it is given (what that range held at `maxSeq`,
+   * except where a later write covered it).
+   */
+  query(start: number, end: number, maxSeq = Number.POSITIVE_INFINITY): Segment[] {
     const out: Segment[] = [];
     const first = Math.floor(start / this.blockSizeBytes);
     const last = Math.floor((end - 1) / this.blockSizeBytes);
     for (let block = first; block <= last; block++) {
       for (const s of this.blocks.get(block) ?? []) {
-        if (s.end <= start || s.start >= end) continue;
+        if (s.end <= start || s.start >= end || s.seq > maxSeq) continue;
         const a = Math.max(s.start, start);
         const b = Math.min(s.end, end);
         out.push({ start: a, end: b, seq: s.seq, data: s.data?.subarray(a - s.start, b - s.start) });
@@ -76,10 +80,10 @@ export class BlockIndex {
     return out;
   }
 
-  /** True when [start, end) is entirely covered by the index. */
-  covers(start: number, end: number): boolean {
+  /** True when [start, end) is entirely covered by the index (by segments written at or below `maxSeq`, when given). */
+  covers(start: number, end: number, maxSeq = Number.POSITIVE_INFINITY): boolean {
     let pos = start;
-    for (const s of this.query(start, end)) {
+    for (const s of this.query(start, end, maxSeq)) {
       if (s.start > pos) return false;
       pos = s.end;
     }

@@ -23,6 +23,11 @@ export const controllerSettings = z
      * this share of the time (see DrainPacer); 100 never paces.
      */
     drainDutyPercentUnderHigh: z.coerce.number().int().min(1).max(100).default(10),
+    /**
+     * While a vDisk's drain is paced, one drain takes at most this many bytes of its
+     * oplog, so its writers waiting for room get it back a little at a time.
+     */
+    drainRoundBytesPaced: bytes(2 * MiB),
     /** High-class I/O counts as being served for this long after its last request. */
     highActiveMs: millis(500),
     /** Blocks per vDisk map row. */

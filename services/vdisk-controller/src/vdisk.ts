@@ -33,6 +33,12 @@ export interface VdiskSettings {
   drainIdleMs: number;
   /** Extent groups one drain writes at once. */
   drainParallelism: number;
+  /**
+   * While drain is paced, the most bytes of oplog writes one drain takes (at least one
+   * oplog entry), so a writer waiting for room gets it back a little at a time rather
+   * than once the whole oplog has drained.
+   */
+  drainRoundBytesPaced: number;
   /** Blocks per vDisk map row. */
   rowBlocks: number;
 }
@@ -56,6 +62,8 @@ export class Vdisk {
   /** Extents allocated for blocks whose vDisk map entry is not written yet (a drain failed after allocating). */
   private readonly allocated = new Map<number, BlockLocation>();
   private drainedSeq: number;
+  /** The undrained oplog entries that carry data, oldest first, with their data bytes (for bounded drains). */
+  private readonly entryBytes: Array<{ seq: number; bytes: number }> = [];
   private draining: Promise<void> | undefined;
   /** A kick arrived while a drain was running. */
   private drainAgain = false;
@@ -85,10 +93,14 @@ export class Vdisk {
    * are the span contexts of its traced appends, which the drain of `seq` will link to.
    */
   apply(seq: number, ops: readonly OplogOp[], writes?: readonly SpanContext[]): void {
+    let bytes = 0;
     for (const op of ops) {
-      if (op.op === 'write') this.index.insert(op.offset, op.data.length, seq, op.data);
-      else this.index.insert(op.offset, op.length, seq, undefined);
+      if (op.op === 'write') {
+        this.index.insert(op.offset, op.data.length, seq, op.data);
+        bytes += op.data.length;
+      } else this.index.insert(op.offset, op.length, seq, undefined);
     }
+    if (bytes > 0) this.entryBytes.push({ seq, bytes });
     if (writes !== undefined) this.writeLinks.record(seq, writes);
   }
 
@@ -267,7 +279,24 @@ export class Vdisk {
   }
 
   /**
-   * Drains everything stored up to now, in four steps that each finish before the
+   * The sequence the next drain goes up to: everything stored, or, while drain is
+   * paced, the oldest entries whose data fits `drainRoundBytesPaced` (at least one).
+   */
+  private roundEnd(): number {
+    const last = this.appender.lastSequence;
+    if (this.ports.drainPaced?.() !== true) return last;
+    let bytes = 0;
+    for (const entry of this.entryBytes) {
+      if (entry.seq > last) break;
+      bytes += entry.bytes;
+      // The entry that overflows the round starts the next one.
+      if (bytes > this.settings.drainRoundBytesPaced && entry !== this.entryBytes[0]) return entry.seq - 1;
+    }
+    return last;
+  }
+
+  /**
+   * Drains what was stored up to `roundEnd()`, in four steps that each finish before the
    * next starts (bottom-up, as the design asks):
    *  1. plan: each block's undrained ranges become pieces of its extent, allocating a
    *     new extent for a block that has none; a block zeroed whole gives its extent up;
@@ -278,11 +307,21 @@ export class Vdisk {
    *     the oplog is purged up to it.
    * A failure anywhere leaves the index as it was: the next drain writes the same
    * ranges again (in place, so that is harmless) and reuses any extent allocated.
+   *
+   * Only index segments written at or below the drain's sequence are written. Where a
+   * later write covers a range, the extent keeps older bytes there, which is right:
+   * the later write stays in the index (and the oplog) and is drained by a later round.
    */
   async drain(): Promise<void> {
     if (this.fencedBy !== undefined) throw this.fencedBy;
-    const upTo = this.appender.lastSequence;
-    const blocks = this.index.blocksUpTo(upTo);
+    let upTo = this.roundEnd();
+    let blocks = this.index.blocksUpTo(upTo);
+    // A round whose entries later writes overwrote whole has nothing left to write.
+    while (blocks.length === 0 && upTo < this.appender.lastSequence) {
+      this.forgetEntriesUpTo(upTo);
+      upTo = this.roundEnd();
+      blocks = this.index.blocksUpTo(upTo);
+    }
     if (blocks.length === 0) return;
     // A root span, whatever context kicked the drain (a write's, through afterWrite or
     // its idle timer), linked to the traces of the writes it drains (bounded). Its
@@ -331,11 +370,11 @@ export class Vdisk {
       if (this.closed) return;
       const blockStart = block * bs;
       const length = this.blockLength(block);
-      const segments = this.index.query(blockStart, blockStart + length);
+      const segments = this.index.query(blockStart, blockStart + length, upTo);
       const zerosOnly = segments.every((s) => s.data === undefined);
       const mapped = (await this.row(this.rowOf(block))).value.blocks[String(block)];
       let location = mapped ?? this.allocated.get(block);
-      if (zerosOnly && (location === undefined || this.index.covers(blockStart, blockStart + length))) {
+      if (zerosOnly && (location === undefined || this.index.covers(blockStart, blockStart + length, upTo))) {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
         // some of that drain's bytes, which these zeros supersede.
@@ -397,9 +436,16 @@ export class Vdisk {
     this.drainedSeq = upTo;
     for (const block of blocks) this.index.dropUpTo(block, upTo);
     this.writeLinks.dropUpTo(upTo);
+    this.forgetEntriesUpTo(upTo);
     span?.addEvent('drained sequence recorded');
     for (const wake of this.spaceWaiters.splice(0)) wake();
     await this.ports.purgeBelow(upTo + 1);
+  }
+
+  private forgetEntriesUpTo(seq: number): void {
+    let n = 0;
+    while (n < this.entryBytes.length && this.entryBytes[n]!.seq <= seq) n++;
+    this.entryBytes.splice(0, n);
   }
 
   private async updateRow(rowIndex: number, changes: ReadonlyMap<number, BlockLocation | undefined>): Promise<void> {

@@ -88,7 +88,7 @@ function setup() {
       purgeBelow: () => Promise.resolve(),
     },
     // Drain only when the test says so.
-    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, rowBlocks: 16 },
+    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, drainRoundBytesPaced: 1 << 30, rowBlocks: 16 },
     0,
     () => undefined,
   );

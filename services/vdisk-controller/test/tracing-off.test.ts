@@ -56,7 +56,7 @@ test('with tracing off, appends hand no span contexts to the index and drain kee
     appender,
     space,
     { getRow: () => Promise.resolve(null), putRow: (_row, _value, revision) => Promise.resolve(revision + 1), recordDrained: () => Promise.resolve(), purgeBelow: () => Promise.resolve() },
-    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, rowBlocks: 16 },
+    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, drainRoundBytesPaced: 1 << 30, rowBlocks: 16 },
     0,
     () => undefined,
   );

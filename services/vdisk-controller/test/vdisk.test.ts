@@ -78,10 +78,13 @@ class FakeOplog implements Oplog {
   lastSequence = 0;
   failed = undefined;
   readonly appended: OplogOp[] = [];
+  /** Every stored entry, for a restart's replay. */
+  readonly entries: Array<{ seq: number; ops: OplogOp[] }> = [];
   onStored: (seq: number, ops: readonly OplogOp[]) => void = () => undefined;
   append(op: OplogOp): Promise<number> {
     this.appended.push(op);
     const seq = ++this.lastSequence;
+    this.entries.push({ seq, ops: [op] });
     this.onStored(seq, [op]);
     return Promise.resolve(seq);
   }
@@ -92,7 +95,7 @@ class FakeOplog implements Oplog {
 
 const open: Vdisk[] = [];
 
-function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30) {
+function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30, drainRoundBytesPaced = 1 << 30) {
   const rows = new Map<number, { value: VdiskRow; revision: number }>();
   const drained: number[] = [];
   const ports: VdiskPorts = {
@@ -112,19 +115,24 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
   const space = new FakeSpace();
   const oplog = new FakeOplog();
   const errors: unknown[] = [];
-  const vdisk = new Vdisk(
-    { id: 7n, sizeBytes, blockSizeBytes: BLOCK },
-    oplog,
-    space,
-    ports,
-    // Drain only when the test says so.
-    { undrainedBytesMax, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, rowBlocks: 4 },
-    0,
-    (err) => errors.push(err),
-  );
-  oplog.onStored = (seq, ops) => vdisk.apply(seq, ops);
-  open.push(vdisk);
-  return { vdisk, space, rows, drained, errors, ports, oplog };
+  /** A controller serving the vDisk from `drainedSeq`: it replays the oplog after it, as a restart does. */
+  const serve = (drainedSeq: number): Vdisk => {
+    const vdisk = new Vdisk(
+      { id: 7n, sizeBytes, blockSizeBytes: BLOCK },
+      oplog,
+      space,
+      ports,
+      // Drain only when the test says so.
+      { undrainedBytesMax, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, drainRoundBytesPaced, rowBlocks: 4 },
+      drainedSeq,
+      (err) => errors.push(err),
+    );
+    for (const { seq, ops } of oplog.entries) if (seq > drainedSeq) vdisk.apply(seq, ops);
+    oplog.onStored = (seq, ops) => vdisk.apply(seq, ops);
+    open.push(vdisk);
+    return vdisk;
+  };
+  return { vdisk: serve(0), serve, space, rows, drained, errors, ports, oplog };
 }
 
 const far = () => Number.MAX_SAFE_INTEGER;
@@ -135,11 +143,17 @@ describe('vdisk drain and read path', () => {
     await Promise.all(open.splice(0).map((v) => v.close()));
   });
 
-  it('matches a byte-array model through random writes, zeros, reads and failing drains', async () => {
+  it.each([
+    ['whole drains', false],
+    ['paced drains of at most 2 blocks of oplog, and restarts that replay the oplog after the drained sequence', true],
+  ])('matches a byte-array model through random writes, zeros, reads and failing drains: %s', async (_, bounded) => {
     for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
       const random = seededRandom(seed);
       const size = 37 * BLOCK + 5; // a short last block
-      const { vdisk, space } = setup(size);
+      const { vdisk: first, serve, space, ports, oplog } = setup(size, 3_600_000, 1 << 30, 2 * BLOCK);
+      let vdisk = first;
+      if (bounded) ports.drainPaced = () => true;
+      let boundedRounds = 0;
       const model = new Uint8Array(size);
       const range = (): [number, number] => {
         const offset = Math.floor(random() * size);
@@ -159,6 +173,10 @@ describe('vdisk drain and read path', () => {
             model.fill(0, offset, offset + length);
           } else if (r < 0.85) {
             expect(Buffer.from(await vdisk.read(offset, length))).toEqual(Buffer.from(model.subarray(offset, offset + length)));
+          } else if (bounded && r < 0.88) {
+            // A new controller: what was drained is in the extents, the rest is replayed.
+            await vdisk.close();
+            vdisk = serve(vdisk.drained);
           } else {
             const armed = random() < 0.3;
             space.failWrites = armed ? 1 : 0;
@@ -170,11 +188,16 @@ describe('vdisk drain and read path', () => {
             const metFailure = armed && space.failWrites === 0;
             expect(outcome).toBe(metFailure ? 'replica unreachable' : 'drained');
             space.failWrites = 0;
+            if (vdisk.drained < oplog.lastSequence && outcome === 'drained') boundedRounds++;
           }
         }
         space.failWrites = 0;
-        await vdisk.drain();
+        // A paced drain takes a round at a time.
+        for (let round = 0; round < 1_000 && vdisk.index.blockCount > 0; round++) await vdisk.drain();
         expect(vdisk.index.blockCount).toBe(0);
+        // Whole drains never stop short; paced ones did, many times.
+        if (bounded) expect(boundedRounds).toBeGreaterThan(5);
+        else expect(boundedRounds).toBe(0);
         expect(vdisk.drained).toBe(vdisk.appender.lastSequence);
         expect(Buffer.from(await vdisk.read(0, size))).toEqual(Buffer.from(model));
       } catch (err) {
@@ -297,6 +320,21 @@ describe('vdisk drain and read path', () => {
     letDrainGo();
     await Promise.all([large, small]);
     expect(oplog.appended.map((op) => (op.op === 'write' ? op.data[0] : undefined))).toEqual([1, 2, 3]);
+  });
+
+  it('drains a paced vDisk a round of at most drainRoundBytesPaced at a time, so a writer waiting for room gets it after the first', async () => {
+    for (const paced of [false, true]) {
+      // Room for four blocks of oplog; rounds of one block while paced.
+      const { vdisk, ports, drained } = setup(16 * BLOCK, 3_600_000, 4 * BLOCK, BLOCK);
+      ports.drainPaced = () => paced;
+      for (let b = 0; b < 4; b++) await vdisk.write(b * BLOCK, new Uint8Array(BLOCK).fill(b + 1), far());
+      // The oplog is full: this write waits for the drain it kicks.
+      await vdisk.write(8 * BLOCK, new Uint8Array(BLOCK).fill(9), far());
+      expect(drained).toEqual(paced ? [1] : [4]);
+      for (let round = 0; round < 10 && vdisk.index.blockCount > 0; round++) await vdisk.drain();
+      expect(drained).toEqual(paced ? [1, 2, 3, 4, 5] : [4, 5]);
+      expect(Array.from(await vdisk.read(3 * BLOCK, 2))).toEqual([4, 4]);
+    }
   });
 
   it('writes one extent group at a time while drain is paced, and several when not', async () => {
