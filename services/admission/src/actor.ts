@@ -57,6 +57,12 @@ export const admissionSettings = z
     guardTargetUs: z.coerce.number().int().positive().default(300),
     /** The least the guard lets the lower classes dispatch, cost units a second (50: 50 small I/Os, or 2.5 MiB of large ones). */
     guardFloorCostPerSec: z.coerce.number().positive().default(50),
+    /**
+     * A request the guard's limit holds back goes anyway once it has waited this share
+     * of the time its requester gave it, so it is served before the requester's
+     * attempt times out and sends it again (which would put it at the back of the queue).
+     */
+    lowerClassAgedAtPercent: z.coerce.number().int().min(10).max(95).default(75),
   })
   .strict()
   .refine((s) => s.vdiskQueueDepthMax <= s.queueDepthMax, { message: 'vdiskQueueDepthMax must not exceed queueDepthMax', path: ['vdiskQueueDepthMax'] })
@@ -125,6 +131,7 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
       const gate = new Gate<unknown>(scheduler, {
         inFlightMax: s.inFlightMax,
         highReservedSlots: s.highReservedSlots,
+        agedAtFraction: s.lowerClassAgedAtPercent / 100,
         now: () => performance.now(),
         onDispatch: (waitedMs) => wait.observe(waitedMs / 1000),
         onRefused: (why) => refused.inc({ queue: why === 'flow-full' ? 'vdisk' : 'node' }),
@@ -181,7 +188,7 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
               const priority = scheduler.classOf(flow);
               const submittedMs = performance.now();
               const done = gate.submit(
-                { flow, bytes: requestBytes(op, req) },
+                { flow, bytes: requestBytes(op, req), deadlineMs: ctx.deadline },
                 () => bus.request(subjects.controller(s.node, op), { ...req, priority }, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }),
                 attributes,
               );

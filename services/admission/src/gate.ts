@@ -6,7 +6,7 @@
 // and wakes itself when a cap holds every waiting request back.
 import { ErrorCode, StrataError, assert } from '@strata/errors';
 import type { Schedulable } from './scheduler';
-import { SpanAttr, context, trace, withSpan, type Attributes, type Context, type Span } from '@strata/tracing';
+import { SpanAttr, SpanStatusCode, context, trace, withSpan, type Attributes, type Context, type Span } from '@strata/tracing';
 
 const tracer = trace.getTracer('@strata/admission');
 
@@ -65,8 +65,17 @@ export class FifoQueue<T extends Schedulable> implements AdmissionQueue<T> {
   }
 }
 
+/** What the gate is told of a request: its flow (vDisk), its size and, optionally, when its requester stops waiting. */
+export interface GateRequest {
+  readonly flow: string;
+  readonly bytes: number;
+  /** The requester's deadline (on the gate's clock): the request is not run after it. */
+  readonly deadlineMs?: number;
+}
+
 /** A request's place in the queue: its flow (vDisk) and size, for the discipline. */
 export interface Waiting<R> extends Schedulable {
+  deadlineMs: number | undefined;
   run: () => Promise<R>;
   resolve: (value: R) => void;
   reject: (err: unknown) => void;
@@ -93,6 +102,11 @@ export interface GateOptions {
    * high-priority I/O waits behind it however the queue is ordered. Default 0.
    */
   highReservedSlots?: number;
+  /**
+   * How far from enqueue to its deadline a request is aged (the lower classes' limit
+   * no longer holds it back), 0 to 1. Default 0.5.
+   */
+  agedAtFraction?: number;
 }
 
 export class Gate<R> {
@@ -107,12 +121,15 @@ export class Gate<R> {
   private readonly onDispatch: (waitedMs: number) => void;
   private readonly onRefused: (why: 'node-full' | 'flow-full') => void;
   private readonly highReservedSlots: number;
+  private readonly agedAtFraction: number;
 
   constructor(
     private readonly queue: AdmissionQueue<Waiting<R>>,
     options: GateOptions,
   ) {
-    const { inFlightMax, highReservedSlots = 0 } = options;
+    const { inFlightMax, highReservedSlots = 0, agedAtFraction = 0.5 } = options;
+    assert(agedAtFraction >= 0 && agedAtFraction <= 1, `agedAtFraction must be from 0 to 1, got ${agedAtFraction}`);
+    this.agedAtFraction = agedAtFraction;
     assert(Number.isInteger(inFlightMax) && inFlightMax > 0, `inFlightMax must be a positive integer, got ${inFlightMax}`);
     assert(Number.isInteger(highReservedSlots) && highReservedSlots >= 0 && highReservedSlots < inFlightMax, `highReservedSlots must be from 0 to inFlightMax - 1, got ${highReservedSlots}`);
     this.inFlightMax = inFlightMax;
@@ -131,11 +148,18 @@ export class Gate<R> {
    * wait span active, so what it starts (the request to the controller) is the wait
    * span's child: the trace reads handle, wait, then the dispatched request, even
    * though the wait ended when the request left the queue.
+   *
+   * With a deadline, the request is aged `agedAtFraction` of the way to it (the lower classes' limit no
+   * longer holds it back then, see QosScheduler), and one still queued at its deadline
+   * is not run: it gets TIMEOUT, its requester having given up on it (and perhaps sent
+   * it again), so running it would be work for nobody.
    */
-  submit(request: Schedulable, run: () => Promise<R>, attributes?: Attributes): Promise<R> {
+  submit(request: GateRequest, run: () => Promise<R>, attributes?: Attributes): Promise<R> {
     return new Promise((resolve, reject) => {
       const nowMs = this.now();
-      const item: Waiting<R> = { flow: request.flow, bytes: request.bytes, run, resolve, reject, enqueuedAtMs: nowMs, parent: context.active(), wait: undefined };
+      const { flow, bytes, deadlineMs } = request;
+      const agedAtMs = deadlineMs === undefined ? undefined : nowMs + Math.max(0, deadlineMs - nowMs) * this.agedAtFraction;
+      const item: Waiting<R> = { flow, bytes, agedAtMs, deadlineMs, run, resolve, reject, enqueuedAtMs: nowMs, parent: context.active(), wait: undefined };
       const pushed = this.queue.push(item, nowMs);
       if (pushed !== 'queued') {
         // Refused, never queued: the bus records the error on the handler's span.
@@ -167,9 +191,16 @@ export class Gate<R> {
         this.wakeAt(this.queue.nextEligibleMs(nowMs, onlyHigh), nowMs);
         return;
       }
+      const wait = next.wait!;
+      if (next.deadlineMs !== undefined && nowMs >= next.deadlineMs) {
+        const err = new StrataError(ErrorCode.TIMEOUT, `waited ${Math.round(nowMs - next.enqueuedAtMs)} ms in the admission queue, past its deadline; not run`);
+        wait.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        wait.end();
+        next.reject(err);
+        continue;
+      }
       this.inFlight++;
       this.onDispatch(nowMs - next.enqueuedAtMs);
-      const wait = next.wait!;
       wait.end();
       // pump() runs in whichever request's completion freed the slot: the dispatched
       // request must run in its own submitter's context, not in that one.

@@ -43,6 +43,12 @@ export interface Schedulable {
   readonly flow: string;
   /** Its payload size (0 for a flush), for its cost and the bandwidth cap. */
   readonly bytes: number;
+  /**
+   * From this time on, the lower classes' limit no longer holds it back (caps still
+   * do): the gate sets it halfway to the requester's deadline, so a throttled
+   * request is served before its requester gives up and sends it again.
+   */
+  readonly agedAtMs?: number;
 }
 
 export const QOS_WEIGHT_MIN = 1;
@@ -235,7 +241,9 @@ type Path = 'reservation' | 'share' | 'priority';
  *    like capped ones when it is short. Unlike the class shares, this holds lower
  *    classes back even when no high-class request is waiting: a QD1 high-priority
  *    vDisk has nothing queued between its requests, and what slows it is the lower
- *    classes' work running in the same processes.
+ *    classes' work running in the same processes. A request past its `agedAtMs` is
+ *    not held by the limit (nor charged to it): a limited request waits, but not
+ *    until its requester times out.
  *
  * Every pop looks at each flow with work waiting once: O(flows waiting), no allocation.
  */
@@ -392,8 +400,8 @@ export class QosScheduler<T extends Schedulable> {
           reservedAtMs = atMs;
         }
       }
-      // Held by the lower classes' limit: only its reservation may take it.
-      if (rank !== RANK.high && this.lowerReadyAtMs(head.bytes) > nowMs) continue;
+      // Held by the lower classes' limit: only its reservation, or its age, may take it.
+      if (rank !== RANK.high && this.lowerReadyAtMs(head.bytes) > nowMs && !((head.agedAtMs ?? Infinity) <= nowMs)) continue;
       eligible[rank] = true;
       const start = f.tagEpoch === epoch[rank] ? Math.max(f.finishTag, virtualTime[rank]) : virtualTime[rank];
       if (best[rank] === undefined || start < bestStart[rank]) {
@@ -439,10 +447,11 @@ export class QosScheduler<T extends Schedulable> {
         atMs = Math.min(atMs, capAtMs);
         continue;
       }
-      // A lower-class head goes when its caps and the lower classes' limit allow, or its reservation does.
+      // A lower-class head goes when its caps and the lower classes' limit (or its age) allow, or its reservation does.
       const { reservation } = f.qos;
       const byReservation = reservation === undefined ? Infinity : Math.max(capAtMs, readyAtMs(reservation, f.reservationTatMs, 1));
-      atMs = Math.min(atMs, Math.max(capAtMs, this.lowerReadyAtMs(headBytes)), byReservation);
+      const limitAtMs = Math.min(this.lowerReadyAtMs(headBytes), f.peek()!.agedAtMs ?? Infinity);
+      atMs = Math.min(atMs, Math.max(capAtMs, limitAtMs), byReservation);
     }
     return atMs === Infinity ? undefined : Math.max(nowMs, atMs);
   }
@@ -477,7 +486,9 @@ export class QosScheduler<T extends Schedulable> {
     }
     if (path !== 'reservation' && rank !== RANK.high) {
       this.lowerCost += cost;
-      if (this.lowerLimit !== undefined) this.lowerTatMs = Math.max(this.lowerTatMs, nowMs) + cost * this.lowerLimit.intervalMs;
+      // One that went by its age, the limit being short, is not charged to it.
+      const byAge = this.lowerReadyAtMs(item.bytes) > nowMs;
+      if (this.lowerLimit !== undefined && !byAge) this.lowerTatMs = Math.max(this.lowerTatMs, nowMs) + cost * this.lowerLimit.intervalMs;
     }
     if (path !== 'reservation') {
       const start = this.bestStart[rank];

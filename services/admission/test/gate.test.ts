@@ -60,6 +60,51 @@ describe('admission gate', () => {
     expect(waits).toEqual([0, 0, 7, 7]);
   });
 
+  it('does not run a request still queued at its deadline: it gets TIMEOUT, and the next one runs', async () => {
+    let clock = 0;
+    const gate = new Gate<string>(new FifoQueue(10), { inFlightMax: 1, now: () => clock });
+    const started: string[] = [];
+    const first = deferred<string>();
+    const run = (name: string) => () => {
+      started.push(name);
+      return name === 'first' ? first.promise : Promise.resolve(name);
+    };
+    const results = [
+      gate.submit({ ...req, deadlineMs: 5_000 }, run('first')),
+      gate.submit({ ...req, deadlineMs: 100 }, run('expired')),
+      gate.submit({ ...req, deadlineMs: 1_000 }, run('in time')),
+    ].map((p) => p.catch((err: Error) => err));
+    clock = 150;
+    first.resolve('first');
+    for (let turn = 0; turn < 5 && started.length < 2; turn++) await nextTurn();
+    const [, expired, inTime] = await Promise.all(results);
+    expect(started).toEqual(['first', 'in time']);
+    expect(expired).toMatchObject({ code: 'TIMEOUT', message: expect.stringContaining('past its deadline') as unknown });
+    expect(inTime).toBe('in time');
+    expect(gate.depth).toBe(0);
+  });
+
+  it("lets a request the lower classes' limit holds go halfway to its deadline", async () => {
+    const scheduler = qosScheduler<string>(100);
+    scheduler.setQos('lo', { priority: 'low', weight: 1 });
+    // 10 cost units a second: two 1 MiB requests (17 each) take the burst, a third would wait 1.7 s.
+    scheduler.setLowerClassLimit(10);
+    const gate = new Gate<string>(scheduler, { inFlightMax: 4, now: () => performance.now() });
+    const t0 = performance.now();
+    const startedMs: number[] = [];
+    const run = () => {
+      startedMs.push(performance.now() - t0);
+      return Promise.resolve('done');
+    };
+    const big = { flow: 'lo', bytes: 1024 * 1024 };
+    await Promise.all([gate.submit(big, run), gate.submit(big, run), gate.submit({ ...big, deadlineMs: t0 + 400 }, run)]);
+    expect(startedMs).toHaveLength(3);
+    // Aged at 200 ms; timers may fire late on a busy machine, never early.
+    expect(startedMs[2]).toBeGreaterThanOrEqual(195);
+    expect(startedMs[2]).toBeLessThan(1_500);
+    gate.close();
+  });
+
   it('passes failures through and frees the slot', async () => {
     const gate = new Gate<number>(new FifoQueue(10), { inFlightMax: 1, now: () => 0 });
     await expect(gate.submit(req, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');

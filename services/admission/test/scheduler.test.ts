@@ -447,6 +447,26 @@ describe(`QoS scheduler (replay with SEED=${seed})`, () => {
       expect([s.classOf('lo'), s.classOf('unknown')]).toEqual(['low', 'normal']);
       expect(() => s.setLowerClassLimit(0)).toThrow('positive');
     });
+
+    it('lets a held request go once it is aged, without charging the limit for it', () => {
+      const s = new QosScheduler<Req>(options());
+      s.setQos('lo', { priority: 'low', weight: 1 });
+      s.setLowerClassLimit(100);
+      // Two 1 MiB requests take the burst; the third is aged at 50 ms, long before the limit's 170 ms.
+      s.push({ flow: 'lo', bytes: MiB, id: 0 }, 0);
+      s.push({ flow: 'lo', bytes: MiB, id: 1 }, 0);
+      s.push({ flow: 'lo', bytes: MiB, id: 2, agedAtMs: 50 }, 0);
+      s.push({ flow: 'lo', bytes: MiB, id: 3 }, 0);
+      expect([s.pop(0)?.id, s.pop(0)?.id, s.pop(0)]).toEqual([0, 1, undefined]);
+      expect(s.nextEligibleMs(0)).toBe(50);
+      expect(s.pop(49)).toBeUndefined();
+      expect(s.pop(50)?.id).toBe(2);
+      // The aged one was not charged: the fourth goes when the limit had let the third go.
+      expect(s.nextEligibleMs(50)).toBeCloseTo(170, 6);
+      expect(s.pop(169)).toBeUndefined();
+      expect(s.pop(170)?.id).toBe(3);
+      expect(s.lowerCostDispatched).toBeCloseTo(4 * costOf(MiB), 6);
+    });
   });
 
   it('lets only the high class go when asked (the gate keeps its last slots for it)', () => {
