@@ -250,8 +250,9 @@ describe.each(topologies)('bus against %s nats', (kind) => {
         const slow = await server.request(subject, { sleepMs: 2_000 }, z.unknown(), { timeoutMs: 300 }).catch((e: unknown) => e);
         expect(slow).toBeInstanceOf(StrataError);
         expect(slow).toMatchObject({ code: 'TIMEOUT' });
-        // The same words as a TIMEOUT over NATS (the attempt's budget, in whole milliseconds).
-        expect((slow as Error).message).toMatch(new RegExp(`^no reply on ${subject.replace(/\./g, '\\.')} within (299|300) ms$`));
+        // The same words as a TIMEOUT over NATS: the attempt's budget in whole milliseconds,
+        // taken when the attempt starts (a few ms below 300 on a busy machine; once, 298).
+        expect((slow as Error).message).toMatch(new RegExp(`^no reply on ${subject.replace(/\./g, '\\.')} within (29\\d|300) ms$`));
         expect(Date.now() - started).toBeGreaterThanOrEqual(290);
         expect(Date.now() - started).toBeLessThan(1_000);
         expect(spy.count()).toBe(0);
