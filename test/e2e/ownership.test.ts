@@ -98,6 +98,17 @@ async function attach(cluster: UpCluster, node: number, vdisk: string): Promise<
 const FIO_COMMON = ['--name=verify', '--bs=4k', '--size=24m', '--verify=crc32c', '--randrepeat=1', '--randseed=11'];
 
 /** fio's random-write workload (crc32c headers), started now; resolves with its result and when it ended. */
+/**
+ * A shared vDisk that node 2 opens first, so it owns it, and node 1 then opens too (a
+ * volunteer); returns its id and node 1's URI for it.
+ */
+async function sharedOwnedByNode2(cluster: UpCluster, name: string): Promise<{ id: bigint; target: string }> {
+  const id = await createVdisk(cluster, name, true);
+  await attach(cluster, 2, name);
+  await attach(cluster, 1, name);
+  return { id, target: uri(cluster, 1, name) };
+}
+
 function fioWrite(target: string): Promise<{ code: number | string; out: string; endedAtMs: number }> {
   return run('fio', ['--ioengine=nbd', `--uri=${target}`, ...FIO_COMMON, '--rw=randwrite', '--iodepth=8', '--do_verify=0', '--verify_state_save=0'], { timeoutMs: 120_000 }).then((r) => ({
     code: r.code,
@@ -182,19 +193,13 @@ describe('vDisk ownership with real NBD clients', () => {
   });
 
   it('kill -9 of a shared vDisk owner controller (node 2) during fio through node 1: I/O resumes, fio sees no error, every write verifies', async () => {
-    const id = await createVdisk(cluster, 'shared-kill', true);
-    await attach(cluster, 2, 'shared-kill');
-    const target = uri(cluster, 1, 'shared-kill');
-    await attach(cluster, 1, 'shared-kill');
+    const { id, target } = await sharedOwnedByNode2(cluster, 'shared-kill');
     expect(await ownership(cluster, id)).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
     await killControllerDuringFio(cluster, 'n2', target);
   });
 
   it('the owner paused past the dead timeout: the vDisk fails over, and after SIGCONT nothing the old owner sends is accepted', async () => {
-    const id = await createVdisk(cluster, 'shared-pause', true);
-    await attach(cluster, 2, 'shared-pause');
-    const target = uri(cluster, 1, 'shared-pause');
-    await attach(cluster, 1, 'shared-pause');
+    const { id, target } = await sharedOwnedByNode2(cluster, 'shared-pause');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
     const pid = await actorPid(cluster, 'vdisk-controller', 'n2');
@@ -236,9 +241,7 @@ describe('vDisk ownership with real NBD clients', () => {
   });
 
   it('the coordinator killed -9 in the middle of a takeover: the next leader resumes it from its record and finishes it', async () => {
-    const id = await createVdisk(cluster, 'coord-kill', true);
-    await attach(cluster, 2, 'coord-kill');
-    await attach(cluster, 1, 'coord-kill');
+    const { id } = await sharedOwnedByNode2(cluster, 'coord-kill');
     await qemuIo(uri(cluster, 3, 'coord-kill'), ['write -P 0x77 0 1M', 'write -P 0x78 20M 64k']);
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1', 'n3'] });
@@ -311,10 +314,7 @@ describe('a whole node killed and kept down', () => {
   afterAll(() => clusters.stopAll(), 60_000);
 
   it('every process of node 2 killed during fio through node 1: the shared vDisk fails over to the volunteer, fio sees no error, every write verifies', async () => {
-    const id = await createVdisk(cluster, 'node-kill', true);
-    await attach(cluster, 2, 'node-kill');
-    const target = uri(cluster, 1, 'node-kill');
-    await attach(cluster, 1, 'node-kill');
+    const { id, target } = await sharedOwnedByNode2(cluster, 'node-kill');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
     const node2 = (await children(cluster.up.pid())).filter((c) => / --node n2( |$)/.test(c.args));
