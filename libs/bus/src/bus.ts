@@ -14,7 +14,7 @@ import { connect, headers as natsHeaders, type MsgHdrs, type Msg, type NatsConne
 import type { z } from 'zod';
 import { decode, decodeUntyped, encode, validate } from '@strata/codec';
 import { ErrorCode, StrataError, isErrorCode } from '@strata/errors';
-import { SpanKind, SpanStatusCode, context, extractTraceContext, injectTraceContext, trace, type Context, type Span } from '@strata/tracing';
+import { SpanKind, SpanStatusCode, context, extractTraceContext, injectTraceContext, trace, withSpan, type Context, type Span } from '@strata/tracing';
 import { replyEnvelope } from './envelope';
 
 /** Header carrying the requester's remaining time budget, in milliseconds. */
@@ -110,6 +110,11 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     noRandomize: true,
     reconnectTimeWait: 250,
     pingInterval: 5_000,
+    // Otherwise nats.js builds Error objects for every request up front, only to give a
+    // later timeout the caller's stack: 9% of a colocated node's busy time in a CPU
+    // profile of 4 KiB QD1 writes (half of that remains: nats.js also builds one when
+    // a request completes). Our errors name the subject instead.
+    noAsyncTraces: true,
   });
   return new Bus(nc, options.log, { localDispatch: options.localDispatch ?? true });
 }
@@ -194,7 +199,10 @@ export class Bus {
     // Encoded once, on the first attempt that goes over NATS.
     let body: Uint8Array | undefined;
     const encoded = (): Uint8Array => (body ??= encode(request));
-    return tracer.startActiveSpan(`request ${subject}`, { kind: SpanKind.CLIENT, attributes: { 'messaging.destination.name': subject } }, async (span) => {
+    // startSpan and withSpan rather than startActiveSpan: with tracing off, the span is
+    // a no-op and no context is allocated for it (one request per hop of every I/O).
+    const span = tracer.startSpan(`request ${subject}`, { kind: SpanKind.CLIENT, attributes: { 'messaging.destination.name': subject } });
+    return withSpan(span, async () => {
       try {
         for (let attempt = 0; ; attempt++) {
           const remainingMs = Math.floor(deadline - performance.now());
@@ -386,8 +394,10 @@ export class Bus {
     const deadline = performance.now() + inbound.budgetMs;
     const parent = inbound.parent;
     const attributes = inbound.local ? { 'messaging.destination.name': inbound.subject, 'strata.local': true } : { 'messaging.destination.name': inbound.subject };
-    return context.with(parent, () =>
-      tracer.startActiveSpan(`handle ${inbound.subject}`, { kind: SpanKind.SERVER, attributes }, async (span): Promise<Handled> => {
+    const span = tracer.startSpan(`handle ${inbound.subject}`, { kind: SpanKind.SERVER, attributes }, parent);
+    return withSpan(
+      span,
+      async (): Promise<Handled> => {
         try {
           const request = 'bytes' in inbound.payload ? decode(inbound.payload.bytes, schema) : validate(inbound.payload.value, schema);
           const ctx: RequestContext = {
@@ -410,7 +420,8 @@ export class Bus {
         } finally {
           span.end();
         }
-      }),
+      },
+      parent,
     );
   }
 
