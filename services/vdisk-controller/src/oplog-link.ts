@@ -83,7 +83,8 @@ export class OplogLink {
     if (nc.info?.server_name === leader) return this.replace(undefined);
     for (const url of this.candidates()) {
       if (this.stopped) return;
-      const candidate = await connect({ servers: [url], name: `${nc.info?.server_name ?? 'oplog'}-oplog-link`, maxReconnectAttempts: 0, timeout: 2000, noAsyncTraces: true }) // noAsyncTraces: see @strata/bus's connectBus.catch(() => undefined);
+      // noAsyncTraces: appends go over this connection (see connectBus in @strata/bus).
+      const candidate = await connect({ servers: [url], name: `${nc.info?.server_name ?? 'oplog'}-oplog-link`, maxReconnectAttempts: 0, timeout: 2000, noAsyncTraces: true }).catch(() => undefined);
       if (candidate === undefined) continue;
       if (candidate.info?.server_name === leader) {
         log.info({ leader, url, why }, 'oplog link: appends go straight to the stream leader');
