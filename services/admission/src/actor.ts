@@ -11,7 +11,7 @@ import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket, WatchCache } from '@strata/kv';
 import { IoOp, buckets, cfgEntry, ioSchemas, keys, subjects, vdiskOwnership, objectName, type IoRequest, type QosSpec } from '@strata/proto';
 import { SpanAttr, recordingSpan } from '@strata/tracing';
-import { Gate, type Waiting } from './gate';
+import { AGED_AT_FRACTION_DEFAULT, Gate, type Waiting } from './gate';
 import { HighClassGuard } from './guard';
 import { StallProbe } from './stall-probe';
 import { QosScheduler, type FlowQos } from './scheduler';
@@ -62,7 +62,7 @@ export const admissionSettings = z
      * of the time its requester gave it, so it is served before the requester's
      * attempt times out and sends it again (which would put it at the back of the queue).
      */
-    lowerClassAgedAtPercent: z.coerce.number().int().min(10).max(95).default(75),
+    lowerClassAgedAtPercent: z.coerce.number().int().min(10).max(95).default(AGED_AT_FRACTION_DEFAULT * 100),
   })
   .strict()
   .refine((s) => s.vdiskQueueDepthMax <= s.queueDepthMax, { message: 'vdiskQueueDepthMax must not exceed queueDepthMax', path: ['vdiskQueueDepthMax'] })

@@ -65,6 +65,13 @@ export class FifoQueue<T extends Schedulable> implements AdmissionQueue<T> {
   }
 }
 
+/**
+ * How far from enqueue to its deadline a request is aged, by default: admission's
+ * lowerClassAgedAtPercent defaults to it too. With the gateway's 3 s attempt, a held
+ * request waits at most about 2.25 s here and is served before the attempt times out.
+ */
+export const AGED_AT_FRACTION_DEFAULT = 0.75;
+
 /** What the gate is told of a request: its flow (vDisk), its size and, optionally, when its requester stops waiting. */
 export interface GateRequest {
   readonly flow: string;
@@ -104,7 +111,7 @@ export interface GateOptions {
   highReservedSlots?: number;
   /**
    * How far from enqueue to its deadline a request is aged (the lower classes' limit
-   * no longer holds it back), 0 to 1. Default 0.5.
+   * no longer holds it back), 0 to 1. Default AGED_AT_FRACTION_DEFAULT.
    */
   agedAtFraction?: number;
 }
@@ -127,7 +134,7 @@ export class Gate<R> {
     private readonly queue: AdmissionQueue<Waiting<R>>,
     options: GateOptions,
   ) {
-    const { inFlightMax, highReservedSlots = 0, agedAtFraction = 0.5 } = options;
+    const { inFlightMax, highReservedSlots = 0, agedAtFraction = AGED_AT_FRACTION_DEFAULT } = options;
     assert(agedAtFraction >= 0 && agedAtFraction <= 1, `agedAtFraction must be from 0 to 1, got ${agedAtFraction}`);
     this.agedAtFraction = agedAtFraction;
     assert(Number.isInteger(inFlightMax) && inFlightMax > 0, `inFlightMax must be a positive integer, got ${inFlightMax}`);

@@ -45,8 +45,9 @@ export interface Schedulable {
   readonly bytes: number;
   /**
    * From this time on, the lower classes' limit no longer holds it back (caps still
-   * do): the gate sets it halfway to the requester's deadline, so a throttled
-   * request is served before its requester gives up and sends it again.
+   * do): the gate sets it part of the way to the requester's deadline (its
+   * agedAtFraction), so a throttled request is served before its requester gives up
+   * and sends it again.
    */
   readonly agedAtMs?: number;
 }

@@ -89,7 +89,7 @@ describe('admission gate', () => {
     scheduler.setQos('lo', { priority: 'low', weight: 1 });
     // 10 cost units a second: two 1 MiB requests (17 each) take the burst, a third would wait 1.7 s.
     scheduler.setLowerClassLimit(10);
-    const gate = new Gate<string>(scheduler, { inFlightMax: 4, now: () => performance.now() });
+    const gate = new Gate<string>(scheduler, { inFlightMax: 4, now: () => performance.now(), agedAtFraction: 0.5 });
     const t0 = performance.now();
     const startedMs: number[] = [];
     const run = () => {
