@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { freePort, run, startProgram, startTopology, waitFor } from '../test/harness';
-import { fio } from './common';
+import { startTopology } from '../test/harness';
+import { fio, startNbdkit } from './common';
 
 /** CPU time (user + system) a process has used, ms, from /proc. */
 function cpuMs(pid: number): number {
@@ -34,15 +34,13 @@ function quantile(sorted: number[], q: number): number {
 }
 
 async function nbdkitQd1WriteIops(runtimeS: number): Promise<number> {
-  const port = await freePort();
   const scratch = mkdtempSync(join(tmpdir(), 'strata-bench-floor-'));
-  const nbdkit = startProgram('nbdkit', ['--foreground', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'memory', '1G'], { name: 'nbdkit' });
+  const nbdkit = await startNbdkit();
   try {
-    await waitFor('nbdkit to listen', 10_000, async () => (await run('nbdinfo', [`nbd://127.0.0.1:${port}/`], { timeoutMs: 5_000 })).code === 0);
-    const f = await fio(`nbd://127.0.0.1:${port}/`, { name: 'floor', rw: 'randwrite', bs: '4k', iodepth: 1, size: '64M', runtimeS, rampS: 1 }, scratch);
+    const f = await fio(nbdkit.uri, { name: 'floor', rw: 'randwrite', bs: '4k', iodepth: 1, size: '64M', runtimeS, rampS: 1 }, scratch);
     return f.iops;
   } finally {
-    await nbdkit.stop(5_000);
+    await nbdkit.stop();
     rmSync(scratch, { recursive: true, force: true });
   }
 }

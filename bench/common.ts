@@ -4,7 +4,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, repoRoot, run, startNode, type ActorProcess } from '../test/harness';
+import { freePort, repoRoot, run, startNode, startProgram, waitFor, type ActorProcess } from '../test/harness';
 
 export { createdId } from '../test/harness';
 
@@ -112,4 +112,18 @@ export async function startCluster(name: string, upArgs: string[], env: Record<s
     await stop(true);
     throw err;
   }
+}
+
+/** nbdkit's memory plugin (1 GiB) on a free loopback port, the baseline the benchmarks divide by; resolves once it answers. */
+export async function startNbdkit(): Promise<{ uri: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const nbdkit = startProgram('nbdkit', ['--foreground', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'memory', '1G'], { name: 'nbdkit' });
+  const uri = `nbd://127.0.0.1:${port}/`;
+  try {
+    await waitFor('nbdkit to listen', 10_000, async () => (await run('nbdinfo', [uri], { timeoutMs: 5_000 })).code === 0);
+  } catch (err) {
+    await nbdkit.stop(5_000);
+    throw err;
+  }
+  return { uri, stop: () => nbdkit.stop(5_000) };
 }

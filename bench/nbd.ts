@@ -14,8 +14,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, repoRoot, run, startProgram, waitFor, waitForDrained } from '../test/harness';
-import { createdId, fio, startCluster, strata, type Figures, type FioJob } from './common';
+import { repoRoot, waitForDrained } from '../test/harness';
+import { createdId, fio, startCluster, startNbdkit, strata, type Figures, type FioJob } from './common';
 
 interface Workload {
   name: string;
@@ -84,18 +84,16 @@ async function measureStrata(layout: 'separate' | 'colocate', o: Options, scratc
 }
 
 async function measureNbdkit(o: Options, scratch: string): Promise<Record<string, Figures>> {
-  const port = await freePort();
-  const nbdkit = startProgram('nbdkit', ['--foreground', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'memory', '1G'], { name: 'nbdkit' });
+  const nbdkit = await startNbdkit();
   try {
-    await waitFor('nbdkit to listen', 10_000, async () => (await run('nbdinfo', [`nbd://127.0.0.1:${port}/`], { timeoutMs: 5_000 })).code === 0);
     const out: Record<string, Figures> = {};
     for (const w of workloads) {
-      out[w.name] = await fio(`nbd://127.0.0.1:${port}/`, job(w, o), scratch);
+      out[w.name] = await fio(nbdkit.uri, job(w, o), scratch);
       process.stderr.write(`  ${'nbdkit'.padEnd(9)} ${w.name.padEnd(19)} ${String(out[w.name]!.iops).padStart(7)} IOPS\n`);
     }
     return out;
   } finally {
-    await nbdkit.stop(5_000);
+    await nbdkit.stop();
   }
 }
 
