@@ -43,7 +43,7 @@ describe('io-director with a stale watched copy of own', () => {
     const record: VdiskOwnership = { owner: 'n2', epoch: 1, volunteers: ['n2', 'n1'], drained: 0 };
     const revision = await own.create(keys.vdiskOwnership(VDISK), record);
 
-    const ownership = await WatchCache.start(own, { key: 'vdisk.>' });
+    const ownership = await WatchCache.start(own, { key: keys.vdiskOwnershipAll });
     const config = await WatchCache.start(cfg, { key: 'vdisk.>' });
     await Promise.all([ownership.ready, config.ready]);
     const director = new Director({ node: 'n1', bus, own, ownership, config });

@@ -95,7 +95,7 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
     start: async ({ bus, log, metrics }) => {
       const [own, cfg] = await Promise.all([openBucket(bus.nc, buckets.own, vdiskOwnership), openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 })]);
       const [ownership, config] = await Promise.all([
-        WatchCache.start(own, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
+        WatchCache.start(own, { key: keys.vdiskOwnershipAll, onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
         WatchCache.start(cfg, { key: 'vdisk.>' }),
       ]);
       await Promise.all([ownership.ready, config.ready]);

@@ -130,7 +130,7 @@ export class ConfigReplica {
     const { cfg, hb, own, settings, log } = this.deps;
     this.cache = await WatchCache.start(cfg, { onBadEntry: (key, err) => log.error({ key, err }, 'unreadable cfg entry skipped') });
     this.hbCache = await WatchCache.start(hb, { key: 'node.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable heartbeat skipped') });
-    this.ownership = await WatchCache.start(this.deps.owners, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record skipped') });
+    this.ownership = await WatchCache.start(this.deps.owners, { key: keys.vdiskOwnershipAll, onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record skipped') });
     this.recordedTakeovers = await WatchCache.start(this.deps.takeovers, { key: 'takeover.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable takeover record skipped') });
     await Promise.all([this.cache.ready, this.hbCache.ready, this.ownership.ready, this.recordedTakeovers.ready]);
     this.view = new CacheView(this.cache);

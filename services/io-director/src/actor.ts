@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { ActorDefinition } from '@strata/actor';
 import { openBucket, WatchCache } from '@strata/kv';
-import { DirectorOp, IoOp, buckets, ioAttachRequest, cfgEntry, ioSchemas, subjects, vdiskOwnership, objectName } from '@strata/proto';
+import { DirectorOp, IoOp, buckets, ioAttachRequest, cfgEntry, ioSchemas, keys, subjects, vdiskOwnership, objectName } from '@strata/proto';
 import { Director } from './director';
 
 export const directorSettings = z
@@ -23,7 +23,7 @@ export function ioDirectorActor(s: DirectorSettings): ActorDefinition {
     start: async ({ bus, log }) => {
       const [own, cfg] = await Promise.all([openBucket(bus.nc, buckets.own, vdiskOwnership), openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 })]);
       const [ownership, config] = await Promise.all([
-        WatchCache.start(own, { key: 'vdisk.>', onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
+        WatchCache.start(own, { key: keys.vdiskOwnershipAll, onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
         WatchCache.start(cfg, { key: 'vdisk.>' }),
       ]);
       await Promise.all([ownership.ready, config.ready]);
