@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { NATS_SERVER_MIN_VERSION, natsServerBinary, natsServerVersion, versionAtLeast } from './version';
 
 export interface NatsServerSpec {
   name: string;
@@ -16,12 +17,14 @@ export interface NatsServerSpec {
   routes?: number[];
   /** JetStream file store limit (default 4GB). */
   maxFileStore?: string;
+  /**
+   * Fsync every JetStream write before acknowledging it (`sync_interval: always`):
+   * the default, and what Strata's promise needs. Off only for benchmarks and the
+   * power-loss test that shows what is lost without it.
+   */
+  syncAlways?: boolean;
 }
 
-/** The nats-server binary: NATS_SERVER_BIN, else `nats-server` from PATH. */
-export function natsServerBinary(): string {
-  return process.env.NATS_SERVER_BIN ?? 'nats-server';
-}
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): Promise<number> {
@@ -34,6 +37,20 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+let checkedBinary: string | undefined;
+
+/** Refuses a nats-server older than Strata needs, once per binary: it would acknowledge writes it has not flushed. */
+function checkServerVersion(): void {
+  const binary = natsServerBinary();
+  if (checkedBinary === binary) return;
+  const version = natsServerVersion(binary);
+  // A binary that cannot be run is reported by spawn below.
+  if (version !== undefined && !versionAtLeast(version, NATS_SERVER_MIN_VERSION)) {
+    throw new Error(`${binary} is nats-server ${version}; Strata needs ${NATS_SERVER_MIN_VERSION} or later (sync_interval: always). Run infra/scripts/ensure-deps.sh or set NATS_SERVER_BIN`);
+  }
+  checkedBinary = binary;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -50,6 +67,8 @@ function configText(spec: NatsServerSpec): string {
     `  store_dir: "${join(spec.dir, 'js')}"`,
     `  max_memory_store: 256MB`,
     `  max_file_store: ${spec.maxFileStore ?? '4GB'}`,
+    // An acknowledged append is on disk: fsync before every acknowledgement.
+    ...(spec.syncAlways === false ? [] : [`  sync_interval: always`]),
     `}`,
   ];
   if (spec.clusterPort !== undefined) {
@@ -102,6 +121,7 @@ export class NatsServerProcess {
   /** Starts the server and waits (at most `timeoutMs`) until it accepts clients. */
   async start(timeoutMs = 15_000): Promise<void> {
     if (this.isRunning()) throw new Error(`nats-server ${this.name} is already running`);
+    checkServerVersion();
     const child = spawn(natsServerBinary(), ['-c', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const keep = (chunk: Buffer): void => {
@@ -117,7 +137,7 @@ export class NatsServerProcess {
     for (;;) {
       if (spawnError !== undefined) {
         const missing = (spawnError as NodeJS.ErrnoException).code === 'ENOENT';
-        throw new Error(missing ? `${natsServerBinary()} not found: install it (Debian: apt-get install nats-server) or set NATS_URL to an existing server` : `cannot start nats-server: ${spawnError.message}`);
+        throw new Error(missing ? `${natsServerBinary()} not found: run infra/scripts/ensure-deps.sh (it installs nats-server ${NATS_SERVER_MIN_VERSION} or later), set NATS_SERVER_BIN, or set NATS_URL to an existing cluster` : `cannot start nats-server: ${spawnError.message}`);
       }
       if (!this.isRunning() && child.exitCode !== null) throw new Error(`nats-server ${this.name} exited at start: ${this.output().slice(-2000)}`);
       try {
