@@ -29,6 +29,7 @@ import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
 import { DrainPacer } from './drain-pacer';
 import { OplogLink } from './oplog-link';
 import { OplogAppender } from './oplog';
+import { oplogFetcher, readTail } from './oplog-replay';
 import { place, type CandidateDisk } from './placement';
 import { ExtentGroups } from './extent-groups';
 import { Vdisk, type VdiskSettings } from './vdisk';
@@ -45,6 +46,8 @@ export interface ControllerSettings extends VdiskSettings {
   drainWriteBytesMax: number;
   /** Deadline of one extent-store or metadata request. */
   backendTimeoutMs: number;
+  /** Bound of reading a vDisk's whole undrained oplog tail when it is opened. */
+  replayTimeoutMs: number;
   /** A lower-class vDisk's drain is busy at most this share of the time while high-class I/O is served (100: never paced). */
   drainDutyPercentUnderHigh: number;
   /** High-class I/O counts as being served for this long after its last request. */
@@ -366,7 +369,10 @@ export class Controller {
     return served;
   }
 
-  /** Every oplog entry of `subject` after `drained`, and the subject's last sequence. */
+  /**
+   * Every oplog entry of `subject` after `drained`, and the subject's last sequence:
+   * the whole tail or an error (see oplog-replay.ts), within the takeover step's bound.
+   */
   private async readOplogTail(subject: string, drained: number): Promise<{ lastSeq: number; entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> }> {
     let lastSeq = 0;
     try {
@@ -376,30 +382,11 @@ export class Controller {
       // No message on the subject yet.
       if (!/no message found/i.test((err as Error).message ?? '')) throw err;
     }
+    const messages = await readTail({ drained, lastSeq, timeoutMs: this.deps.settings.replayTimeoutMs }, oplogFetcher(this.js, streams.oplog, subject));
     const entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> = [];
-    if (lastSeq <= drained) return { lastSeq, entries };
-    // One subject as a string: a single filter, which nats-server 2.9 understands.
-    const consumer = await this.js.consumers.get(streams.oplog, {
-      filter_subjects: subject,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: drained + 1,
-    });
-    for (;;) {
-      const batch = await consumer.fetch({ max_messages: 256, expires: 2_000 });
-      let done = false;
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        const entry = decode(m.data, oplogEntry);
-        if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
-        if (m.seq >= lastSeq) {
-          // The last one: stop here rather than wait out the fetch for more.
-          done = true;
-          batch.stop();
-          break;
-        }
-      }
-      if (done || got === 0) break;
+    for (const m of messages) {
+      const entry = decode(m.data, oplogEntry);
+      if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
     }
     return { lastSeq, entries };
   }

@@ -3,6 +3,7 @@ export { BlockIndex, overlay, type Segment } from './block-index';
 export { place, type CandidateDisk, type Placement, type PlacementInput } from './placement';
 export { OplogAppender, type OplogAppenderOptions } from './oplog';
 export { OplogLink, type OplogLinkOptions } from './oplog-link';
+export { oplogFetcher, readTail, type FetchFrom, type ReplayPlan, type TailMessage } from './oplog-replay';
 export { Vdisk, type VdiskPorts, type VdiskSettings, type VdiskShape } from './vdisk';
 export { vdiskControllerActor } from './actor';
 export { controllerSettings } from './settings';

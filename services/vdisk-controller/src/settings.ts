@@ -40,6 +40,12 @@ export const controllerSettings = z
     drainWriteBytesMax: bytes(512 * 1024),
     /** Deadline of one request to an extent store, a metadata shard or the oplog. */
     backendTimeoutMs: millis(10_000),
+    /**
+     * Bound of reading a vDisk's whole undrained oplog tail when it is opened (a
+     * restart or a takeover); past it the open fails and is tried again. Keep it
+     * below the config service's takeoverStepTimeoutMs.
+     */
+    replayTimeoutMs: millis(10_000),
     /** I/O requests handled at once. */
     requestsInFlightMax: z.coerce.number().int().positive().default(512),
     /** How often the node renews its heartbeat (the controller writes it: it is what serves I/O). */

@@ -1,0 +1,102 @@
+// The oplog tail replay (oplog-replay.ts) against fetches that misbehave the way a
+// real one can: ending early (a connection cut as a slow consumer), delivering
+// nothing, redelivering older messages. Whatever they do, the replay returns the
+// whole tail in order or fails UNAVAILABLE; it never returns part of it.
+import fc from 'fast-check';
+import { ErrorCode, isStrataError } from '@strata/errors';
+import { readTail, type FetchFrom, type TailMessage } from '../src/oplog-replay';
+
+/** A subject's messages at the given stream sequences (other subjects fill the gaps). */
+function stored(seqs: number[]): TailMessage[] {
+  return seqs.map((seq) => ({ seq, data: new Uint8Array([seq & 0xff]) }));
+}
+
+/**
+ * A fetch that follows a script: each call delivers the stored messages from `from`
+ * on, at most script[call] of them (0: nothing), after first redelivering `replays`
+ * older ones; past the script's end, everything.
+ */
+function scripted(messages: TailMessage[], script: number[], replays = 0): FetchFrom & { calls: number } {
+  const fetch = Object.assign(
+    async function* (from: number): AsyncIterable<TailMessage> {
+      const limit = script[fetch.calls++] ?? Infinity;
+      const older = messages.filter((m) => m.seq < from).slice(-replays);
+      for (const m of older) yield m;
+      let n = 0;
+      for (const m of messages) {
+        if (m.seq < from) continue;
+        if (n++ >= limit) return;
+        yield m;
+      }
+    },
+    { calls: 0 },
+  );
+  return fetch;
+}
+
+describe('oplog tail replay', () => {
+  const tail = stored([11, 12, 14, 17, 18, 20]);
+
+  it('reads (drained, lastSeq] in one fetch that delivers it all', async () => {
+    const fetch = scripted(tail, []);
+    const got = await readTail({ drained: 10, lastSeq: 20, timeoutMs: 1_000 }, fetch);
+    expect(got.map((m) => m.seq)).toEqual([11, 12, 14, 17, 18, 20]);
+    expect(fetch.calls).toBe(1);
+  });
+
+  it('asks again from the next sequence after a fetch that ended early, and after an empty one', async () => {
+    const fetch = scripted(tail, [2, 0, 1, 0, 0]);
+    const got = await readTail({ drained: 10, lastSeq: 20, timeoutMs: 1_000 }, fetch);
+    expect(got.map((m) => m.seq)).toEqual([11, 12, 14, 17, 18, 20]);
+    expect(fetch.calls).toBe(6);
+  });
+
+  it('fails UNAVAILABLE, naming how far it got, rather than return a partial tail', async () => {
+    // The losing run's shape: the first fetch ends after a few messages and the rest come back empty.
+    const fetch = scripted(tail, [2, ...Array<number>(50).fill(0)]);
+    const err = await readTail({ drained: 10, lastSeq: 20, timeoutMs: 10_000, emptyFetchesMax: 5 }, fetch).catch((e: unknown) => e);
+    expect(isStrataError(err, ErrorCode.UNAVAILABLE)).toBe(true);
+    expect((err as Error).message).toMatch(/reached sequence 12 of 20 \(drained 10\)/);
+  });
+
+  it('fails at its deadline while fetches keep coming back empty', async () => {
+    const slowEmpty: FetchFrom = async function* () {
+      await new Promise((r) => setTimeout(r, 20));
+    };
+    const err = await readTail({ drained: 0, lastSeq: 5, timeoutMs: 100, emptyFetchesMax: 1_000 }, slowEmpty).catch((e: unknown) => e);
+    expect(isStrataError(err, ErrorCode.UNAVAILABLE)).toBe(true);
+  });
+
+  it('reads nothing when everything is drained', async () => {
+    const fetch = scripted(tail, []);
+    expect(await readTail({ drained: 20, lastSeq: 20, timeoutMs: 1_000 }, fetch)).toEqual([]);
+    expect(fetch.calls).toBe(0);
+  });
+
+  it('returns exactly the tail, in order, or throws, whatever the fetches do (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 60 }),
+        fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 40 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.integer({ min: 0, max: 200 }),
+        async (seqs, script, replays, drained) => {
+          const messages = stored([...seqs].sort((a, b) => a - b));
+          const lastSeq = messages.at(-1)!.seq;
+          const want = messages.filter((m) => m.seq > drained).map((m) => m.seq);
+          let got: number[] | undefined;
+          try {
+            got = (await readTail({ drained, lastSeq, timeoutMs: 5_000, emptyFetchesMax: 3 }, scripted(messages, script, replays))).map((m) => m.seq);
+          } catch (err) {
+            expect(isStrataError(err, ErrorCode.UNAVAILABLE)).toBe(true);
+            // Only a run of empty fetches may make it give up.
+            expect(script.some((n, i) => n === 0 && script[i + 1] === 0 && script[i + 2] === 0)).toBe(true);
+            return;
+          }
+          expect(got).toEqual(want);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
