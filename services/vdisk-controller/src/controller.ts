@@ -3,7 +3,7 @@
 // serves), routes I/O to it, and gives the vDisks what they need from the rest of
 // the cluster: extent stores, metadata shards, ids, placement.
 import { performance } from 'node:perf_hooks';
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Bus } from '@strata/bus';
 import { decode } from '@strata/codec';
 import type { ConfigClient } from '@strata/config-client';
