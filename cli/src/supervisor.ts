@@ -1,7 +1,7 @@
 // Keeps child processes running: each is restarted when it exits unexpectedly,
 // with a backoff that grows while it keeps crashing. Output goes to one log file per
 // child. stop() sends SIGTERM to all, then SIGKILL to those still running after the
-// grace period. The first restart waits STRATA_RESTART_DELAY_MS (500 ms by default);
+// grace period (the caller may stop some before the others). The first restart waits STRATA_RESTART_DELAY_MS (500 ms by default);
 // a fault test sets it high to keep a killed node down while its vDisks fail over.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -70,9 +70,14 @@ export class Supervisor {
     });
   }
 
-  async stop(graceMs = 8_000): Promise<void> {
+  /**
+   * Stops the children `which` selects (all by default): SIGTERM, then SIGKILL after
+   * `graceMs`. None of them is restarted any more, whatever `which` leaves running.
+   */
+  async stop(which: (name: string) => boolean = () => true, graceMs = 8_000): Promise<void> {
     this.stopping = true;
-    const exits = [...this.children.values()].map((entry) => {
+    const chosen = [...this.children.values()].filter((entry) => which(entry.spec.name));
+    const exits = chosen.map((entry) => {
       clearTimeout(entry.timer);
       const child = entry.child;
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -87,6 +92,6 @@ export class Supervisor {
       });
     });
     await Promise.all(exits);
-    for (const entry of this.children.values()) entry.log.end();
+    for (const entry of chosen) if (!entry.log.writableEnded) entry.log.end();
   }
 }

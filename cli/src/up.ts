@@ -1,13 +1,15 @@
-// `strata up`: a local cluster in the foreground. It starts an embedded nats-server
-// (a child process with JetStream, its store under the data directory) unless
-// NATS_URL names an existing cluster, then the config replicas as supervised child
-// processes, waits for a config leader, starts each node's actors (one process per
-// actor, or with --colocate one node-host process per node), prints `ready`, and runs
-// until Ctrl-C or SIGTERM, which stops every child it started.
+// `strata up`: a local cluster in the foreground. It starts embedded nats-servers
+// (child processes with JetStream, their stores under the data directory) unless
+// NATS_URL names an existing cluster, then the config replicas, waits for a config
+// leader, starts each node's actors (one process per actor, or with --colocate one
+// node-host process per node), prints `ready`, and runs until Ctrl-C or SIGTERM,
+// which stops every child it started. Every child is supervised, the nats-servers
+// too: one that dies is started again on the same ports and store, and the actors
+// reconnect by themselves (to another server of three meanwhile).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { startNatsServers, waitForJetStream, type NatsServerProcess } from '@strata/natsd';
+import { planNatsServers, waitForJetStream } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
 import { NATS_URL_FILE } from './client';
 import { Supervisor, type ChildSpec } from './supervisor';
@@ -135,6 +137,40 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
+const NATS_CHILD_PREFIX = 'nats-';
+
+function isNatsServer(childName: string): boolean {
+  return childName.startsWith(NATS_CHILD_PREFIX);
+}
+
+/** Whether something already listens on 127.0.0.1:`port`. */
+function portInUse(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts the embedded nats-servers (nats-1..nats-N on natsPort, natsPort + 1, ...)
+ * under the supervisor, so one that dies comes back on the same ports and store;
+ * returns their URLs as NATS_URL takes them.
+ */
+async function superviseNatsServers(supervisor: Supervisor, dir: string, options: UpOptions, say: (line: string) => void): Promise<string> {
+  if (![1, 3].includes(options.natsServers)) throw new UsageError('--nats must be 1 or 3');
+  const ports = Array.from({ length: options.natsServers }, (_, i) => options.natsPort + i);
+  for (const port of ports) {
+    if (await portInUse(port)) throw new UsageError(`port ${port} on 127.0.0.1 is in use; pick free ones with --nats-port`);
+  }
+  const servers = await planNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `${NATS_CHILD_PREFIX}${i + 1}`) });
+  say(`starting ${servers.length} nats-server${servers.length > 1 ? 's' : ''} on 127.0.0.1:${ports.join(',')} (data in ${join(dir, 'nats')})`);
+  for (const server of servers) supervisor.add({ name: server.name, ...server.command() });
+  return servers.map((n) => n.url).join(',');
+}
+
 /** One `strata up` per data directory: a second would share the NATS store. */
 function takeDirLock(dir: string): () => void {
   const file = join(dir, 'up.pid');
@@ -154,23 +190,24 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const releaseLock = takeDirLock(dir);
 
-  let nats: NatsServerProcess[] = [];
+  const supervisor = new Supervisor(join(dir, 'logs'), say);
   const existing = process.env.NATS_URL;
   let url: string;
   if (existing !== undefined && existing !== '') {
     url = existing;
     say(`using the NATS cluster at ${url} (NATS_URL)`);
   } else {
-    if (![1, 3].includes(options.natsServers)) throw new UsageError('--nats must be 1 or 3');
-    const ports = Array.from({ length: options.natsServers }, (_, i) => options.natsPort + i);
-    say(`starting ${options.natsServers} nats-server${options.natsServers > 1 ? 's' : ''} on 127.0.0.1:${ports.join(',')} (data in ${join(dir, 'nats')})`);
-    nats = await startNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `nats-${i + 1}`) });
-    url = nats.map((n) => n.url).join(',');
+    url = await superviseNatsServers(supervisor, dir, options, say);
   }
-  await waitForJetStream(url);
+  try {
+    await waitForJetStream(url);
+  } catch (err) {
+    await supervisor.stop();
+    releaseLock();
+    throw new Error(`${(err as Error).message}; see ${join(dir, 'logs')}`);
+  }
   writeFileSync(join(dir, NATS_URL_FILE), `${url}\n`);
 
-  const supervisor = new Supervisor(join(dir, 'logs'), say);
   for (let i = 1; i <= options.configReplicas; i++) {
     supervisor.add({ name: `config-${i}`, command: process.execPath, args: [actorScript('config'), '--replica', `config-${i}`], env: { NATS_URL: preferServer(url, i - 1) } });
   }
@@ -179,23 +216,14 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   const stop = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       say(`stopping (${why})`);
+      // The actors first, then the nats-servers they use: they stop cleanly while the bus is up.
+      await supervisor.stop((name) => !isNatsServer(name));
       await supervisor.stop();
-      await Promise.all(nats.map((n) => n.stop()));
       releaseLock();
       say('stopped');
     })());
   process.on('SIGINT', () => void stop('SIGINT').then(() => process.exit(0)));
   process.on('SIGTERM', () => void stop('SIGTERM').then(() => process.exit(0)));
-  for (const n of nats) {
-    n.exited()
-      .then(() => {
-        if (stopping === undefined) {
-          say(`${n.name} exited unexpectedly; stopping`);
-          void stop(`${n.name} exited`).then(() => process.exit(1));
-        }
-      })
-      .catch(() => undefined);
-  }
 
   let exportsLine: string[] = [];
   try {

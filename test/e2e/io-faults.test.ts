@@ -19,9 +19,9 @@
 //    controller comes back (or the vDisk fails over) and replays its oplog while
 //    JetStream elects a new leader, and no acknowledged write is lost.
 //
-// `strata up --nats 3` stops the whole cluster when one of its nats-servers exits
-// ("exited unexpectedly; stopping", cli/src/up.ts), so the second test runs the
-// harness's own three-server cluster and hands it to `strata up` through NATS_URL.
+// The second and third tests run the harness's own three-server cluster and hand it
+// to `strata up` through NATS_URL, so the killed server stays down (strata up would
+// restart its own embedded servers: bus-faults.test.ts covers that).
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -31,6 +31,8 @@ import { leaseRecord, type LeaseRecord } from '@strata/lease';
 import { MD_PARTITIONS, buckets, keys, partitionOf, streams } from '@strata/proto';
 import {
   AckedWriter,
+  longestAckGap,
+  readBackAcked,
   childMatching,
   createdId,
   readOwnership,
@@ -93,30 +95,6 @@ function servingLines(dir: string): Array<{ partition: number; epoch: number; pi
     }
   }
   return lines;
-}
-
-/** Reads back every block with qemu-io's pattern check, in runs of 200 commands. */
-async function readBack(uri: string, blocks: readonly AckedBlock[]): Promise<void> {
-  const sorted = [...blocks].sort((a, b) => a.offset - b.offset);
-  for (let i = 0; i < sorted.length; i += 200) {
-    await qemuIo(
-      uri,
-      sorted.slice(i, i + 200).map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`),
-      60_000,
-    );
-  }
-}
-
-/** The longest time between consecutive acknowledgements in `acked` (in ack order) from `fromMs` on. */
-function longestAckGap(acked: readonly AckedBlock[], fromMs: number): number {
-  let gap = 0;
-  let previous = fromMs;
-  for (const b of acked) {
-    if (b.ackedAtMs <= fromMs) continue;
-    gap = Math.max(gap, b.ackedAtMs - previous);
-    previous = b.ackedAtMs;
-  }
-  return gap;
 }
 
 /** The longest time the drained sequence stayed put (while the oplog grew) in the samples from `fromMs` on. */
@@ -205,7 +183,7 @@ describe('faults under the I/O path with real NBD clients', () => {
     expect(drained.lastKind).toBe('ops');
     expect(drained.drained).toBe(drained.lastSeq);
     // ... and every acknowledged write reads back, now from the extents.
-    await readBack(nbdUri, writer.acked);
+    await readBackAcked(nbdUri, writer.acked);
     await sampler.stop();
     // The kill was in the write path: drain stood still while the row's partition had no
     // shard (at least a lease TTL, 3 s, minus the time for a drain already past the row).
@@ -287,9 +265,9 @@ describe('faults under the I/O path with real NBD clients', () => {
 
     // Every acknowledged write reads back with the server still down: first from the
     // oplog and extents as they are, then once everything is drained.
-    await readBack(nbdUri, writer.acked);
+    await readBackAcked(nbdUri, writer.acked);
     const drained = await waitForDrained(natsUrl, demoId, 45_000);
-    await readBack(nbdUri, writer.acked);
+    await readBackAcked(nbdUri, writer.acked);
     expect(victim!.isRunning()).toBe(false);
     console.info(
       `io-faults: killed nats-server ${victim!.name} (OPLOG leader) after ${writer.acked.filter((b) => b.ackedAtMs <= killedAt).length} acked writes; ` +
@@ -343,10 +321,10 @@ describe('faults under the I/O path with real NBD clients', () => {
     expect(after!.epoch).toBeGreaterThanOrEqual(before!.epoch);
     // Every acknowledged write reads back through node 1 and through node 3, with
     // the server still down, before drain and after it.
-    await readBack(uri, writer.acked);
-    await readBack(`nbd://127.0.0.1:${cluster.nbdPort + 2}/shared-nats`, writer.acked);
+    await readBackAcked(uri, writer.acked);
+    await readBackAcked(`nbd://127.0.0.1:${cluster.nbdPort + 2}/shared-nats`, writer.acked);
     const drained = await waitForDrained(survivors, id, 60_000);
-    await readBack(uri, writer.acked);
+    await readBackAcked(uri, writer.acked);
     expect(victim!.isRunning()).toBe(false);
     console.info(
       `io-faults: killed nats-server ${victim!.name} (OPLOG leader) and n2's controller after ${writer.acked.filter((b) => b.ackedAtMs <= killedAt).length} acked writes; ` +

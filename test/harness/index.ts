@@ -21,6 +21,8 @@ export {
   commandLine,
   killIfUnchanged,
   qemuIo,
+  readBackAcked,
+  longestAckGap,
   AckedWriter,
   readDrainState,
   readOwnership,

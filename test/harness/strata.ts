@@ -249,6 +249,30 @@ export class AckedWriter {
 }
 
 /** A vDisk's drain state: the `drained` of its `own` record, and its oplog's last message. */
+/** Reads back every block with qemu-io's pattern check, in runs of 200 commands; a wrong pattern fails. */
+export async function readBackAcked(uri: string, blocks: readonly WrittenBlock[]): Promise<void> {
+  const sorted = [...blocks].sort((a, b) => a.offset - b.offset);
+  for (let i = 0; i < sorted.length; i += 200) {
+    await qemuIo(
+      uri,
+      sorted.slice(i, i + 200).map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`),
+      60_000,
+    );
+  }
+}
+
+/** The longest time between consecutive acknowledgements in `acked` (in ack order) from `fromMs` on. */
+export function longestAckGap(acked: readonly AckedBlock[], fromMs: number): number {
+  let gap = 0;
+  let previous = fromMs;
+  for (const b of acked) {
+    if (b.ackedAtMs <= fromMs) continue;
+    gap = Math.max(gap, b.ackedAtMs - previous);
+    previous = b.ackedAtMs;
+  }
+  return gap;
+}
+
 export interface DrainState {
   drained: number;
   /** The last sequence on the vDisk's oplog subject (0 when none). */

@@ -30,6 +30,8 @@ export interface UpClusterOptions {
   topology?: NatsTopology;
   /** Settings for every actor (STRATA_*), and for `strata up` itself. */
   env?: Record<string, string>;
+  /** Embedded nats-servers (`--nats`): 1 (default) or 3. */
+  natsServers?: 1 | 3;
 }
 
 /** The clusters one test file started, stopped together. */
@@ -50,10 +52,11 @@ export class UpClusters {
   async start(options: UpClusterOptions = {}): Promise<UpCluster> {
     const dir = mkdtempSync(join(tmpdir(), `strata-${this.label}-`));
     const nbdPort = await freePortRun(3);
-    const natsPort = await freePortRun(1);
+    const natsServers = options.natsServers ?? 1;
+    const natsPort = await freePortRun(natsServers);
     const up = startNode(
       'cli/dist/main.js',
-      ['--dir', dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+      ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', ...options.env } },
     );
     const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };

@@ -1,5 +1,5 @@
 // Runs nats-server processes: the embedded server of `strata up` and the servers of
 // the integration tests. One server, or several routed into one JetStream cluster on
 // loopback; each with its own store directory, stopped by PID.
-export { NatsServerProcess, startNatsServers, waitForJetStream, freePort, type NatsServerSpec } from './server';
+export { NatsServerProcess, checkServerVersion, planNatsServers, startNatsServers, waitForJetStream, freePort, type NatsServerSpec, type NatsServersOptions } from './server';
 export { NATS_SERVER_MIN_VERSION, NATS_SERVER_PINNED, natsServerBinary, natsServerVersion, natsServerCacheDir, versionAtLeast } from './version';

@@ -42,7 +42,7 @@ export function freePort(): Promise<number> {
 let checkedBinary: string | undefined;
 
 /** Refuses a nats-server older than Strata needs, once per binary: it would acknowledge writes it has not flushed. */
-function checkServerVersion(): void {
+export function checkServerVersion(): void {
   const binary = natsServerBinary();
   if (checkedBinary === binary) return;
   const version = natsServerVersion(binary);
@@ -113,6 +113,15 @@ export class NatsServerProcess {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /**
+   * The command that runs this server (its config file names ports and store), for a
+   * supervisor that runs and restarts it itself instead of start().
+   */
+  command(): { command: string; args: string[] } {
+    checkServerVersion();
+    return { command: natsServerBinary(), args: ['-c', this.configFile] };
+  }
+
   /** The child, for callers that track processes themselves. */
   process(): ChildProcess | undefined {
     return this.child;
@@ -178,45 +187,65 @@ export class NatsServerProcess {
   }
 }
 
-/** Waits until JetStream answers account info: the meta group has a leader. */
+/**
+ * Waits until JetStream answers account info (the meta group has a leader), also
+ * while the servers are still starting and refuse connections.
+ */
 export async function waitForJetStream(url: string, timeoutMs = 30_000): Promise<void> {
-  const nc = await connect({ servers: url.split(','), timeout: 2_000, maxReconnectAttempts: -1 });
   const deadline = Date.now() + timeoutMs;
-  try {
-    for (;;) {
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const nc = await connect({ servers: url.split(','), timeout: 2_000, reconnect: false });
       try {
         const reply = await nc.request('$JS.API.INFO', undefined, { timeout: 1_000 });
-        const info = JSON.parse(new TextDecoder().decode(reply.data)) as { error?: unknown };
+        const info = JSON.parse(new TextDecoder().decode(reply.data)) as { error?: { description?: string } };
         if (info.error === undefined) return;
-      } catch {
-        // not yet
+        lastError = new Error(info.error.description ?? 'JetStream is not ready');
+      } finally {
+        await nc.close();
       }
-      if (Date.now() >= deadline) throw new Error(`JetStream at ${url} has no leader after ${timeoutMs} ms`);
-      await sleep(100);
+    } catch (err) {
+      lastError = err;
     }
-  } finally {
-    await nc.close();
+    if (Date.now() >= deadline) throw new Error(`JetStream at ${url} is not ready after ${timeoutMs} ms: ${(lastError as Error)?.message}`);
+    await sleep(100);
   }
 }
 
+export interface NatsServersOptions {
+  baseDir: string;
+  count: number;
+  /** Client ports (free ones when omitted). */
+  ports?: number[];
+  names?: string[];
+  /** See NatsServerSpec.syncAlways (default true). */
+  syncAlways?: boolean;
+}
+
 /**
- * Starts `count` servers under `baseDir` (1: a lone server; more: one cluster
- * routed over loopback) on the given client ports (free ones when omitted) and
- * waits for JetStream.
+ * `count` servers under `baseDir` (1: a lone server; more: one cluster routed over
+ * loopback) with their config files written, not started.
  */
-export async function startNatsServers(options: { baseDir: string; count: number; ports?: number[]; names?: string[] }): Promise<NatsServerProcess[]> {
+export async function planNatsServers(options: NatsServersOptions): Promise<NatsServerProcess[]> {
   const { baseDir, count } = options;
   const ports = options.ports ?? (await Promise.all(Array.from({ length: count }, () => freePort())));
   const clusterPorts = count > 1 ? await Promise.all(Array.from({ length: count }, () => freePort())) : [];
-  const servers = ports.map((port, i) => {
+  return ports.map((port, i) => {
     const name = options.names?.[i] ?? `s${i + 1}`;
     return new NatsServerProcess({
       name,
       port,
       dir: join(baseDir, name),
+      ...(options.syncAlways === undefined ? {} : { syncAlways: options.syncAlways }),
       ...(count > 1 ? { clusterPort: clusterPorts[i], routes: clusterPorts.filter((_, j) => j !== i) } : {}),
     });
   });
+}
+
+/** Starts the servers planNatsServers plans and waits for JetStream. */
+export async function startNatsServers(options: NatsServersOptions): Promise<NatsServerProcess[]> {
+  const servers = await planNatsServers(options);
   try {
     await Promise.all(servers.map((s) => s.start()));
     await waitForJetStream(servers.map((s) => s.url).join(','));
