@@ -44,7 +44,6 @@ import {
   startTopology,
   waitFor,
   waitForDrained,
-  type AckedBlock,
   type NatsTopology,
   type UpCluster,
   UpClusters,
