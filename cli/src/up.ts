@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { planNatsServers, waitForJetStream } from '@strata/natsd';
+import { planNatsServers, requireFsync, waitForJetStream } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
 import { NATS_URL_FILE } from './client';
 import { Supervisor, type ChildSpec } from './supervisor';
@@ -196,6 +196,14 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   if (existing !== undefined && existing !== '') {
     url = existing;
     say(`using the NATS cluster at ${url} (NATS_URL)`);
+    // Our own servers fsync every write (natsd writes their config); someone else's must say so.
+    try {
+      const warning = await requireFsync();
+      if (warning !== null) say(warning);
+    } catch (err) {
+      releaseLock();
+      throw err;
+    }
   } else {
     url = await superviseNatsServers(supervisor, dir, options, say);
   }

@@ -13,6 +13,8 @@ export interface NatsTopology {
   kind: 'single' | 'cluster';
   /** Comma-separated URLs of every server, as NATS_URL takes them. */
   url: string;
+  /** Their monitoring endpoints, comma-separated, as STRATA_NATS_MONITOR_URL takes them. */
+  monitorUrls: string;
   servers: NatsServerProcess[];
   /** Restarts a server that was killed, on the same port and store. */
   restart(server: NatsServerProcess): Promise<void>;
@@ -29,11 +31,12 @@ function trackServer(server: NatsServerProcess): void {
 /** The topology a test asks for: `single` (one server) or `cluster` (three). */
 export async function startTopology(kind: 'single' | 'cluster'): Promise<NatsTopology> {
   const baseDir = mkdtempSync(join(tmpdir(), `strata-nats-${kind}-`));
-  const servers = await startNatsServers({ baseDir, count: kind === 'single' ? 1 : 3 });
+  const servers = await startNatsServers({ baseDir, count: kind === 'single' ? 1 : 3, monitor: true });
   servers.forEach(trackServer);
   return {
     kind,
     url: servers.map((s) => s.url).join(','),
+    monitorUrls: servers.map((s) => s.monitorUrl).join(','),
     servers,
     restart: async (server) => {
       await server.start();

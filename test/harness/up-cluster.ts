@@ -57,7 +57,7 @@ export class UpClusters {
     const up = startNode(
       'cli/dist/main.js',
       ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
-      { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', ...options.env } },
+      { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );
     const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };
     this.clusters.push(cluster);

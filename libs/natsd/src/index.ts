@@ -3,3 +3,4 @@
 // loopback; each with its own store directory, stopped by PID.
 export { NatsServerProcess, checkServerVersion, planNatsServers, startNatsServers, waitForJetStream, freePort, type NatsServerSpec, type NatsServersOptions } from './server';
 export { NATS_SERVER_MIN_VERSION, NATS_SERVER_PINNED, natsServerBinary, natsServerVersion, natsServerCacheDir, versionAtLeast } from './version';
+export { FSYNC_ENV, fsyncVerdict, readFsyncReport, requireFsync, type FsyncReport, type FsyncVerdict } from './fsync-check';

@@ -15,6 +15,8 @@ export interface NatsServerSpec {
   /** Cluster port and the cluster ports of the other members, for a cluster. */
   clusterPort?: number;
   routes?: number[];
+  /** Port of the monitoring endpoint on 127.0.0.1 (`/jsz` tells whether it fsyncs), when wanted. */
+  monitorPort?: number;
   /** JetStream file store limit (default 4GB). */
   maxFileStore?: string;
   /**
@@ -63,6 +65,7 @@ function configText(spec: NatsServerSpec): string {
     `listen: 127.0.0.1:${spec.port}`,
     // 1 MiB of data plus headers and envelope fit comfortably.
     `max_payload: 8MB`,
+    ...(spec.monitorPort === undefined ? [] : [`http: 127.0.0.1:${spec.monitorPort}`]),
     `jetstream {`,
     `  store_dir: "${join(spec.dir, 'js')}"`,
     `  max_memory_store: 256MB`,
@@ -95,6 +98,11 @@ export class NatsServerProcess {
     mkdirSync(spec.dir, { recursive: true });
     this.configFile = join(spec.dir, 'nats.conf');
     writeFileSync(this.configFile, configText(spec));
+  }
+
+  /** The monitoring endpoint, when the spec asked for one. */
+  get monitorUrl(): string | undefined {
+    return this.spec.monitorPort === undefined ? undefined : `http://127.0.0.1:${this.spec.monitorPort}`;
   }
 
   get name(): string {
@@ -221,6 +229,8 @@ export interface NatsServersOptions {
   names?: string[];
   /** See NatsServerSpec.syncAlways (default true). */
   syncAlways?: boolean;
+  /** Give each server a monitoring endpoint on a free port. */
+  monitor?: boolean;
 }
 
 /**
@@ -231,6 +241,7 @@ export async function planNatsServers(options: NatsServersOptions): Promise<Nats
   const { baseDir, count } = options;
   const ports = options.ports ?? (await Promise.all(Array.from({ length: count }, () => freePort())));
   const clusterPorts = count > 1 ? await Promise.all(Array.from({ length: count }, () => freePort())) : [];
+  const monitorPorts = options.monitor === true ? await Promise.all(Array.from({ length: count }, () => freePort())) : [];
   return ports.map((port, i) => {
     const name = options.names?.[i] ?? `s${i + 1}`;
     return new NatsServerProcess({
@@ -238,6 +249,7 @@ export async function planNatsServers(options: NatsServersOptions): Promise<Nats
       port,
       dir: join(baseDir, name),
       ...(options.syncAlways === undefined ? {} : { syncAlways: options.syncAlways }),
+      ...(options.monitor === true ? { monitorPort: monitorPorts[i] } : {}),
       ...(count > 1 ? { clusterPort: clusterPorts[i], routes: clusterPorts.filter((_, j) => j !== i) } : {}),
     });
   });
