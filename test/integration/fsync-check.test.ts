@@ -8,8 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireFsync, startNatsServers, type NatsServerProcess } from '@strata/natsd';
-import { freePortRun } from '../harness';
-import { run, startNode } from '../harness';
+import { freePortRun, run, startNode } from '../harness';
 
 describe('the fsync check of an existing cluster', () => {
   let dir: string;
@@ -18,8 +17,8 @@ describe('the fsync check of an existing cluster', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'strata-fsync-'));
-    [synced] = await startNatsServers({ baseDir: join(dir, 'synced'), count: 1, monitor: true });
-    [lazy] = await startNatsServers({ baseDir: join(dir, 'lazy'), count: 1, monitor: true, syncAlways: false });
+    synced = (await startNatsServers({ baseDir: join(dir, 'synced'), count: 1, monitor: true }))[0]!;
+    lazy = (await startNatsServers({ baseDir: join(dir, 'lazy'), count: 1, monitor: true, syncAlways: false }))[0]!;
   });
   afterAll(async () => {
     await synced?.stop();
