@@ -2,7 +2,7 @@
 // vDisk's ownership record and any failover in progress (bucket `own`), and the
 // cluster events (stream EVENTS). Reads only: nothing here creates a bucket, a
 // stream or a durable consumer.
-import { DeliverPolicy, jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decode } from '@strata/codec';
@@ -20,19 +20,13 @@ import {
   type TakeoverRecord,
   type VdiskOwnership,
 } from '@strata/proto';
+import { isStreamNotFound } from './client';
 
 export interface OwnerState {
   /** The ownership record, or null before the vDisk's first I/O. */
   ownership: VdiskOwnership | null;
   /** The failover in progress, if any. */
   takeover: TakeoverRecord | null;
-}
-
-function isStreamNotFound(err: unknown): boolean {
-  if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return true;
-  const e = err as { cause?: unknown; message?: string } | undefined;
-  if (e?.cause !== undefined && e.cause !== err && isStreamNotFound(e.cause)) return true;
-  return /stream not found/i.test(e?.message ?? '');
 }
 
 /** The ownership record and takeover record of vDisk `vdiskId` in bucket `own`. A missing bucket reads as no records. */

@@ -1,5 +1,10 @@
-// Sizes as operators type them (512, 4K, 512M, 10G, 1TiB: binary units) and as
-// they read them back.
+// What operators type, read strictly: sizes (512, 4K, 512M, 10G, 1TiB: binary
+// units) and counts, choices among a closed set, and values checked against the
+// schema the config service checks them with, so that a bad value is a usage error
+// naming the flag (exit 2) before anything is sent. Sizes are printed back the same way.
+import type { z } from 'zod';
+
+/** A mistake in the command line: one line naming the flag or argument, exit code 2. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
@@ -28,10 +33,31 @@ export function formatSize(bytes: number): string {
   return `${Number.isInteger(value) ? value : value.toFixed(1)} ${names[i]}`;
 }
 
-/** Parses a whole number option. */
-export function parseCount(text: string, what: string): number {
+/** Parses a whole number option; with `min`, smaller ones are refused too. */
+export function parseCount(text: string, what: string, min = 0): number {
   if (!/^\d+$/.test(text.trim())) throw new UsageError(`${what}: "${text}" is not a whole number`);
-  return Number(text);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${what}: "${text}" is too large`);
+  if (n < min) throw new UsageError(`${what}: "${text}" must be at least ${min}`);
+  return n;
+}
+
+/** `text` if it is one of `values`, else a usage error listing them. */
+export function parseChoice<T extends string>(text: string, values: readonly T[], what: string): T {
+  const found = values.find((v) => v === text);
+  if (found === undefined) throw new UsageError(`${what}: "${text}" is not one of ${values.join(', ')}`);
+  return found;
+}
+
+/**
+ * `value` (read from `text`, given as `what`) checked against `schema`, the rule the
+ * config service applies to that field: a usage error with the rule's words
+ * (`--rf: "0" must be between 1 and 5`) instead of a refusal after the round trip.
+ */
+export function checkValue<S extends z.ZodType>(schema: S, value: unknown, what: string, text: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new UsageError(`${what}: "${text}" ${result.error.issues[0]?.message ?? 'is not valid'}`);
 }
 
 /** Renders rows as an aligned text table. */

@@ -1,5 +1,7 @@
-// Sizes as operators type them, and as the CLI prints them.
-import { UsageError, formatSize, parseCount, parseSize, table } from '../src/units';
+// Sizes, counts and choices as operators type them, values checked against the
+// config schemas before anything is sent, and sizes as the CLI prints them.
+import { containerSpec } from '@strata/proto';
+import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from '../src/units';
 
 describe('sizes', () => {
   it.each([
@@ -30,7 +32,21 @@ describe('sizes', () => {
 
   it('parses counts strictly', () => {
     expect(parseCount('3', '--rf')).toBe(3);
+    expect(parseCount('0', '--nodes')).toBe(0);
     expect(() => parseCount('3x', '--rf')).toThrow(/--rf: "3x" is not a whole number/);
+    expect(() => parseCount('-1', '--rf')).toThrow(/--rf: "-1" is not a whole number/);
+    expect(() => parseCount('0', '--limit', 1)).toThrow(new UsageError('--limit: "0" must be at least 1'));
+    expect(() => parseCount('99999999999999999999', '--limit')).toThrow(new UsageError('--limit: "99999999999999999999" is too large'));
+  });
+
+  it('parses choices among a closed set, listing them when the value is not one', () => {
+    expect(parseChoice('hdd', ['ssd', 'hdd'], '--tier')).toBe('hdd');
+    expect(() => parseChoice('HDD', ['ssd', 'hdd'], '--tier')).toThrow(new UsageError('--tier: "HDD" is not one of ssd, hdd'));
+  });
+
+  it("checks a value with the config schema's rule and words", () => {
+    expect(checkValue(containerSpec.shape.replicationFactor, 3, '--rf', '3')).toBe(3);
+    expect(() => checkValue(containerSpec.shape.replicationFactor, 6, '--rf', '6')).toThrow(new UsageError('--rf: "6" must be between 1 and 5'));
   });
 
   it('aligns table columns', () => {

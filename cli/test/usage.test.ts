@@ -1,0 +1,132 @@
+// What the CLI answers before it talks to any cluster, proved by running its entry
+// point (run() of cli/src/main.ts) with captured output: every usage mistake is one
+// line on stderr naming the command and the argument or flag, exit 2; --help prints
+// help on stdout, exit 0; container options that nothing honours are refused, exit 2;
+// and with no cluster to be found or reached, one line naming where it looked or the
+// URL, exit 1. NATS_URL points at a closed port throughout, so a command that got past
+// its checks would fail with exit 1 and "cannot reach": the exit 2 cases prove the
+// checks come first.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../src/main';
+
+/** A loopback port with nothing listening (taken from the OS, then closed). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+let cwd: string;
+let deadUrl: string;
+
+beforeAll(async () => {
+  cwd = mkdtempSync(join(tmpdir(), 'strata-usage-'));
+  deadUrl = `nats://127.0.0.1:${await closedPort()}`;
+});
+
+afterAll(() => {
+  rmSync(cwd, { recursive: true, force: true });
+});
+
+async function strata(args: string[], env: Record<string, string | undefined> = { NATS_URL: deadUrl }): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(args, { out: (s) => (stdout += s), err: (s) => (stderr += s), env, cwd, checkout: undefined });
+  return { code, stdout, stderr };
+}
+
+describe('usage errors: one line naming the command and the argument or flag, exit 2', () => {
+  it.each([
+    ['vdisk create', 'strata: vdisk create: missing NAME'],
+    ['vdisk create x', 'strata: vdisk create: missing --size'],
+    ['vdisk create x --size', 'strata: vdisk create: --size: missing value'],
+    ['vdisk create x --size 10X', 'strata: vdisk create: --size: "10X" is not a size (examples: 512, 4K, 512M, 10G, 1T)'],
+    ['vdisk create x --size 1000', 'strata: vdisk create: --size: "1000" must be a positive multiple of 512 bytes'],
+    ['vdisk create x --size 1G --block-size 3K', 'strata: vdisk create: --block-size: "3K" must be a power of two from 4 KiB to 1 MiB'],
+    ['vdisk create Demo --size 1G', 'strata: vdisk create: NAME: "Demo" must be 1-63 characters: lowercase letters, digits, "-" or "_", starting with a letter or digit'],
+    ['vdisk create x --size 1G --priority urgent', 'strata: vdisk create: --priority: "urgent" is not one of high, normal, low'],
+    ['vdisk create x --size 1G --weight 0', 'strata: vdisk create: --weight: "0" must be between 1 and 1000'],
+    ['vdisk create x --size 1G --iops-cap 100 --reserved-iops 200', 'strata: vdisk create: --reserved-iops "200": must not exceed iopsCap (a reservation above the cap could never be met)'],
+    ['vdisk create x --size 1G --burst-ms 500', 'strata: vdisk create: --burst-ms "500": applies to caps: set iopsCap or bandwidthCapBytesPerSec too'],
+    ['vdisk create a b --size 1G', 'strata: vdisk create: unexpected argument "b" (it takes NAME)'],
+    ['vdisk qos x --iops-cap ten', 'strata: vdisk qos: --iops-cap: "ten" is not a whole number'],
+    ['vdisk owner', 'strata: vdisk owner: missing NAME'],
+    ['vdisk crate x', 'strata: vdisk: unknown command "crate" (commands: create, ls, qos, owner, rm)'],
+    ['vdisk', 'strata: vdisk: missing command (create, ls, qos, owner, rm); "strata vdisk --help" says more'],
+    ['', 'strata: missing command (up, status, events, node, disk, container, vdisk); "strata --help" says more'],
+    ['node add', 'strata: node add: missing NAME'],
+    ['disk add d1', 'strata: disk add: missing --node'],
+    ['disk add d1 --node n1 --path /srv/d1', 'strata: disk add: missing --capacity'],
+    ['disk add d1 --node n1 --path /srv/d1 --capacity 0', 'strata: disk add: --capacity: "0" must be greater than 0'],
+    ['disk add d1 --node n1 --path /srv/d1 --capacity 1G --tier tape', 'strata: disk add: --tier: "tape" is not one of ssd, hdd, cloud'],
+    ['container create', 'strata: container create: missing NAME'],
+    ['container create gold --rf 0', 'strata: container create: --rf: "0" must be between 1 and 5'],
+    ['container create gold --rf three', 'strata: container create: --rf: "three" is not a whole number'],
+    ['container create gold --tier-order ssd,tape', 'strata: container create: --tier-order: "tape" is not one of ssd, hdd, cloud'],
+    ['container create gold --tier-order ssd,ssd', 'strata: container create: --tier-order: "ssd,ssd" must not name a tier twice'],
+    ['status --verbose', 'strata: status: unknown option --verbose'],
+    ['events --limit 0', 'strata: events: --limit: "0" must be at least 1'],
+    ['events --type owner.stolen', 'strata: events: --type: "owner.stolen" is not one of created, updated, deleted, node.dead, node.alive, node.restarted, leader.elected, owner.changed'],
+    ['up --nbd-port x', 'strata: up: --nbd-port: "x" is not a whole number'],
+  ])('strata %s', async (line, message) => {
+    expect(await strata(line === '' ? [] : line.split(' '))).toEqual({ code: 2, stdout: '', stderr: `${message}\n` });
+  });
+});
+
+describe('options for what is not built', () => {
+  it.each([
+    ['--dedup inline', '--dedup is not built yet; containers store data without dedup'],
+    ['--dedup post-process', '--dedup is not built yet; containers store data without dedup'],
+    ['--compression inline', '--compression is not built yet; containers store data uncompressed'],
+    ['--pool fast', "--pool is not built yet; a container's extent groups go to the disks of every node, whatever their pool"],
+    ['--max-capacity 10G', '--max-capacity is not built yet; nothing limits how much data a container holds'],
+    ['--reserved-capacity 10G', '--reserved-capacity is not built yet; no capacity is set aside for a container'],
+  ])('container create gold %s is refused, exit 2', async (option, message) => {
+    expect(await strata(['container', 'create', 'gold', ...option.split(' ')])).toEqual({ code: 2, stdout: '', stderr: `strata: container create: ${message}\n` });
+  });
+
+  it('accepts --dedup off and --compression off, which say what happens anyway (and then needs the cluster)', async () => {
+    const result = await strata(['container', 'create', 'gold', '--dedup', 'off', '--compression', 'off']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^strata: cannot reach the cluster at /);
+  });
+
+  it('does not advertise them in the help', async () => {
+    const help = await strata(['container', 'create', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--rf <n>');
+    expect(help.stdout).not.toMatch(/dedup|compression|--pool|capacity/);
+  });
+});
+
+describe('help', () => {
+  it.each([['--help'], ['vdisk --help'], ['vdisk create --help'], ['help vdisk']])('strata %s prints help on stdout, exit 0', async (line) => {
+    const result = await strata(line.split(' '));
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(/^Usage: strata/);
+  });
+});
+
+describe('no cluster: one line, exit 1, never a silent default', () => {
+  it('names the URL that could not be reached and where it came from', async () => {
+    expect(await strata(['status'])).toEqual({ code: 1, stdout: '', stderr: expect.stringMatching(new RegExp(`^strata: cannot reach the cluster at ${deadUrl} \\(from NATS_URL\\): connection refused.*; check NATS_URL\\n$`)) as unknown });
+  });
+
+  it.each([['status'], ['events'], ['vdisk', 'ls'], ['vdisk', 'owner', 'demo']])('strata %s with no cluster anywhere says where it looked', async (...args) => {
+    const result = await strata(args, {});
+    expect(result).toEqual({ code: 1, stdout: '', stderr: expect.stringMatching(/^strata: no cluster found: no \.strata\/nats\.url in .* or any parent, and NATS_URL is not set; start one with "npm run up" \(in the checkout\), or set NATS_URL to its NATS servers\n$/) as unknown });
+  });
+
+  it('strata --dir DIR (or STRATA_DIR) means that data directory only', async () => {
+    const named = await strata(['--dir', 'nowhere', 'status'], {});
+    expect(named).toEqual({ code: 1, stdout: '', stderr: `strata: no cluster in ${join(cwd, 'nowhere')}: ${join(cwd, 'nowhere', 'nats.url')} does not exist; start one with "npm run up" (in the checkout), or set NATS_URL to its NATS servers\n` });
+    expect(await strata(['status'], { STRATA_DIR: 'nowhere' })).toEqual(named);
+  });
+});
