@@ -33,6 +33,8 @@ import {
   vdiskOwnership,
 } from '@strata/proto';
 import { Controller } from './controller';
+import { watchNodes } from './node-watch';
+import { ReplicaHealth } from './replica-health';
 import type { controllerSettings } from './settings';
 
 /** Creates the OPLOG stream if missing (subjects oplog.<vdisk>, file storage, replicated like the cluster). */
@@ -101,7 +103,12 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         onLapse: (gapMs) => ref.controller?.dropAll(`the heartbeat was not renewed for ${Math.round(gapMs)} ms`),
       });
       await heartbeater.start();
-      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, log, settings: s, liveness: heartbeater, events: new EventLog(nc) });
+      const health = new ReplicaHealth(
+        { localNode: s.node, suspectAfterMs: 3 * s.heartbeatIntervalMs, failureSuspectMs: s.failureSuspectMs, hedgeFloorMs: s.hedgeFloorMs, hedgeCeilingMs: s.hedgeCeilingMs },
+        () => performance.now(),
+      );
+      const stopNodeWatch = await watchNodes(cfg, heartbeats, health);
+      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, log, settings: s, liveness: heartbeater, events: new EventLog(nc), health });
       ref.controller = controller;
       await controller.start();
       const opts = { maxInFlight: s.requestsInFlightMax };
@@ -152,6 +159,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         await Promise.all(services.map((svc) => svc.stop()));
         await controller.stop();
         heartbeater.stop();
+        stopNodeWatch();
         usage.stop();
         nodeCache.stop();
       };

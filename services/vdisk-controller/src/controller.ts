@@ -31,6 +31,7 @@ import { OplogLink } from './oplog-link';
 import { OplogAppender } from './oplog';
 import { oplogFetcher, readTail } from './oplog-replay';
 import { place, type CandidateDisk } from './placement';
+import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
 import { Vdisk, type VdiskSettings } from './vdisk';
 
@@ -67,6 +68,8 @@ export interface ControllerDeps {
   liveness?: { lastAckedAtMs: number };
   /** Records ownership moves (relinquish) for operators. */
   events?: { append(event: ClusterEvent): Promise<void> };
+  /** What the controller believes about the nodes of its replicas (see replica-health.ts). */
+  health: ReplicaHealth;
 }
 
 /** A served vDisk and what only its controller keeps. */
@@ -318,6 +321,7 @@ export class Controller {
       md: this.deps.md,
       log,
       node: settings.node,
+      health: this.deps.health,
       vdisk: vdiskId,
       epoch: () => ref.served!.ownership.epoch,
       createEgroup: (firstExtentBytes) => this.createEgroup(ref.served!, firstExtentBytes),
@@ -416,7 +420,8 @@ export class Controller {
     const { settings } = this.deps;
     const [disks, nodes] = await Promise.all([this.deps.config.list('disk'), this.deps.config.list('node')]);
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
-    const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead').map((n) => n.name));
+    // Not on a node declared dead, nor on one this controller finds hung (drain would wait on it).
+    const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead' && this.deps.health.usable(n.name)).map((n) => n.name));
     const candidates: CandidateDisk[] = disks.map((d) => ({
       id: d.id,
       node: nodeName.get(d.spec.node) ?? '?',

@@ -2,8 +2,11 @@
 // allocation of a new extent (a block's home) at the end of the vDisk's open extent
 // group, in-place writes of drained ranges to every replica, the extent-group map
 // updated by compare-and-set after all replicas acknowledged, and reads of a byte
-// range from one replica (the local one first; another when one fails or reports a
-// bad checksum).
+// range from one replica. Reads go to healthy replicas first (the local one first)
+// and are hedged: one that has not answered soon is asked of the next replica too,
+// and the first good answer wins (see replica-health.ts). Drain writes only extent
+// groups whose replicas are all on healthy nodes: `writable` tells the vDisk, which
+// moves a block of any other extent group to a new one (see vdisk.ts).
 //
 // Versions: a replica applies a write only when it is below the write's version. The
 // map records the version all replicas reached. A write that failed half way may
@@ -20,6 +23,7 @@ import type { MdMaps } from '@strata/md-client';
 import { EG_WRITE_PIECES_MAX, EstoreOp, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
 import type { Logger } from '@strata/log';
 import { SpanAttr, trace, inSpan, type Span } from '@strata/tracing';
+import type { ReplicaHealth } from './replica-health';
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
 
@@ -40,6 +44,8 @@ export interface ExtentSpace {
   write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void>;
   /** `length` bytes at `offset` within the extent at `location`, from one replica. */
   read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array>;
+  /** Whether drain may write to `egroup` now: every replica is on a healthy node. */
+  writable(egroup: bigint): Promise<boolean>;
 }
 
 export interface ExtentGroupsDeps {
@@ -48,6 +54,8 @@ export interface ExtentGroupsDeps {
   log: Logger;
   /** This controller's node: its replica is read first. */
   node: string;
+  /** What this controller believes about the replicas' nodes (read order, hedging, writability). */
+  health: ReplicaHealth;
   vdisk: bigint;
   /** The ownership epoch every write carries (fencing at the extent stores and the metadata shards). */
   epoch: () => number;
@@ -86,7 +94,8 @@ export class ExtentGroups implements ExtentSpace {
 
   private async allocateNow(_block: number, length: number): Promise<BlockLocation> {
     let state = this.open === undefined ? undefined : this.states.get(this.open);
-    if (this.open === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes) {
+    // A full open extent group, or one with a replica on a node now suspect or dead, takes no more.
+    if (this.open === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state)) {
       const created = await this.deps.createEgroup(length);
       assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
       state = { entry: created.entry, revision: created.revision, attempted: created.entry.version, allocatedBytes: created.entry.sizeBytes };
@@ -126,7 +135,9 @@ export class ExtentGroups implements ExtentSpace {
       const pauseMs = this.deps.pauseAfterWriteMs?.(performance.now() - startedMs) ?? 0;
       if (pauseMs > 0) await setTimeout(pauseMs);
     }
-    const next = applyChanges(state.entry, this.deps.vdisk, changes, Math.max(state.entry.version, state.attempted), state.allocatedBytes);
+    // A change of the map alone (extents freed) claims no replica version: only written data does.
+    const version = pieces.length === 0 ? state.entry.version : Math.max(state.entry.version, state.attempted);
+    const next = applyChanges(state.entry, this.deps.vdisk, changes, version, state.allocatedBytes);
     span.setAttribute(SpanAttr.egroupVersion, next.version);
     try {
       // Fenced like the replicas' writes: a shard refuses it once the vDisk has a newer owner.
@@ -140,16 +151,17 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   private async writeChunk(egroup: bigint, state: EgroupState, pieces: EgPiece[]): Promise<void> {
+    const unusable = state.entry.replicas.filter((r) => !this.deps.health.usable(r.node));
+    if (unusable.length > 0) {
+      // Never wait on a hung or dead node: the next drain moves these blocks elsewhere.
+      throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has replicas on ${unusable.map((r) => `${r.node} (${this.deps.health.state(r.node)})`).join(', ')}; its blocks move to another extent group`);
+    }
     for (let attempt = 0; ; attempt++) {
       const version = Math.max(state.entry.version, state.attempted) + 1;
       state.attempted = version;
       const request = { egroup, vdisk: this.deps.vdisk, epoch: this.deps.epoch(), version, sizeBytes: state.allocatedBytes, pieces };
       try {
-        await settleAll(
-          state.entry.replicas.map((r) =>
-            this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs: this.deps.timeoutMs }),
-          ),
-        );
+        await settleAll(state.entry.replicas.map((r) => this.observed(r.node, () => this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs: this.deps.timeoutMs }))));
         return;
       } catch (err) {
         if (attempt > 0 || !isStrataError(err, ErrorCode.CONFLICT)) throw err;
@@ -174,30 +186,59 @@ export class ExtentGroups implements ExtentSpace {
     );
   }
 
+  /**
+   * Reads from the replicas in the health's order, hedged: the next replica is asked
+   * too when the ones asked so far have not answered within the hedge delay, or at
+   * once when one fails; the first good answer wins.
+   */
   async read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
     assert(offset >= 0 && length > 0 && offset + length <= location.length, 'a read stays within its extent');
     const { entry } = await this.state(location.egroup);
-    const node = this.deps.node;
-    // The local replica first: it costs no network.
-    const replicas = [...entry.replicas].sort((a, b) => Number(b.node === node) - Number(a.node === node));
-    let lastErr: unknown;
-    for (const r of replicas) {
-      try {
-        const { data } = await this.deps.bus.request(
-          subjects.estore(r.node, EstoreOp.read),
-          { disk: r.disk, egroup: location.egroup, offset: location.offset + offset, length },
-          egReadReply,
-          { timeoutMs: this.deps.timeoutMs },
-        );
-        if (data.length !== length) throw new StrataError(ErrorCode.INTERNAL, `disk ${r.disk} returned ${data.length} bytes of egroup ${location.egroup} for a read of ${length}`);
-        return data;
-      } catch (err) {
-        lastErr = err;
-        const bad = isStrataError(err, ErrorCode.CHECKSUM);
-        this.deps.log.warn({ err, egroup: String(location.egroup), disk: String(r.disk), node: r.node }, bad ? 'bad replica: checksum mismatch; reading another' : 'replica read failed; trying another');
-      }
+    const replicas = this.deps.health.order(entry.replicas);
+    try {
+      return await hedged(replicas, this.deps.health.hedgeDelayMs(), (r) => this.readReplica(r, location, offset, length));
+    } catch (err) {
+      throw err instanceof StrataError ? err : new StrataError(ErrorCode.UNAVAILABLE, `no replica of egroup ${location.egroup} could be read`, { cause: err });
     }
-    throw lastErr instanceof StrataError ? lastErr : new StrataError(ErrorCode.UNAVAILABLE, `no replica of egroup ${location.egroup} could be read`, { cause: lastErr });
+  }
+
+  private async readReplica(r: { disk: bigint; node: string }, location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
+    try {
+      const { data } = await this.observed(r.node, () =>
+        this.deps.bus.request(subjects.estore(r.node, EstoreOp.read), { disk: r.disk, egroup: location.egroup, offset: location.offset + offset, length }, egReadReply, { timeoutMs: this.deps.timeoutMs }),
+      );
+      if (data.length !== length) throw new StrataError(ErrorCode.INTERNAL, `disk ${r.disk} returned ${data.length} bytes of egroup ${location.egroup} for a read of ${length}`);
+      return data;
+    } catch (err) {
+      const bad = isStrataError(err, ErrorCode.CHECKSUM);
+      this.deps.log.warn({ err, egroup: String(location.egroup), disk: String(r.disk), node: r.node }, bad ? 'bad replica: checksum mismatch; reading another' : 'replica read failed; trying another');
+      throw err;
+    }
+  }
+
+  /**
+   * Runs one request to `node` and tells the health how it went: a timeout or an
+   * unreachable node makes it suspect, an answer (even a refusal) shows it alive.
+   */
+  private async observed<T>(node: string, request: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await request();
+      this.deps.health.succeeded(node, performance.now() - started);
+      return result;
+    } catch (err) {
+      if (isStrataError(err, ErrorCode.TIMEOUT) || isStrataError(err, ErrorCode.UNAVAILABLE)) this.deps.health.failed(node);
+      else this.deps.health.succeeded(node);
+      throw err;
+    }
+  }
+
+  async writable(egroup: bigint): Promise<boolean> {
+    return this.replicasUsable(await this.state(egroup));
+  }
+
+  private replicasUsable(state: EgroupState): boolean {
+    return state.entry.replicas.every((r) => this.deps.health.usable(r.node));
   }
 
   /** The extent group's state, loaded from the map on first use. */
@@ -211,6 +252,52 @@ export class ExtentGroups implements ExtentSpace {
     this.states.set(egroup, state);
     return state;
   }
+}
+
+/**
+ * The first success of `attempt` over `candidates`, tried in order: the next one
+ * starts when those started so far have not answered within `delayMs`, or at once
+ * when one fails. Fails with the last error once every candidate has failed. The
+ * losers run on to their own deadlines; their outcome is ignored.
+ */
+export function hedged<C, T>(candidates: readonly C[], delayMs: number, attempt: (candidate: C) => Promise<T>): Promise<T> {
+  assert(candidates.length > 0, 'a hedged request has at least one candidate');
+  return new Promise<T>((resolve, reject) => {
+    let next = 0;
+    let running = 0;
+    let settled = false;
+    let lastErr: unknown;
+    let timer: NodeJS.Timeout | undefined;
+    const launch = (): void => {
+      clearTimeout(timer);
+      if (settled) return;
+      if (next >= candidates.length) {
+        if (running === 0) {
+          settled = true;
+          reject(lastErr);
+        }
+        return;
+      }
+      const candidate = candidates[next++]!;
+      running++;
+      attempt(candidate).then(
+        (value) => {
+          running--;
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          running--;
+          lastErr = err;
+          launch();
+        },
+      );
+      if (next < candidates.length) timer = globalThis.setTimeout(launch, delayMs);
+    };
+    launch();
+  });
 }
 
 /**

@@ -46,6 +46,15 @@ export const controllerSettings = z
      * below the config service's takeoverStepTimeoutMs.
      */
     replayTimeoutMs: millis(10_000),
+    /**
+     * Replica reads are hedged: one that has not answered within a delay that follows
+     * recent replica latency (never below the floor, never above the ceiling) is sent
+     * to the next replica too.
+     */
+    hedgeFloorMs: millis(5),
+    hedgeCeilingMs: millis(250),
+    /** A node a replica request timed out against (or could not reach) is suspect this long: read last, written never. */
+    failureSuspectMs: millis(10_000),
     /** I/O requests handled at once. */
     requestsInFlightMax: z.coerce.number().int().positive().default(512),
     /** How often the node renews its heartbeat (the controller writes it: it is what serves I/O). */
@@ -59,6 +68,7 @@ export const controllerSettings = z
   })
   .strict()
   .refine((s) => s.fenceTimeoutMs > s.heartbeatIntervalMs, { message: 'fenceTimeoutMs must be greater than heartbeatIntervalMs', path: ['fenceTimeoutMs'] })
+  .refine((s) => s.hedgeFloorMs <= s.hedgeCeilingMs, { message: 'hedgeFloorMs must not exceed hedgeCeilingMs', path: ['hedgeFloorMs'] })
   .refine((s) => s.drainStartBytes <= s.undrainedBytesMax, { message: 'drainStartBytes must not exceed undrainedBytesMax', path: ['drainStartBytes'] })
   .refine((s) => s.drainWriteBytesMax <= 4 * MiB, { message: 'drainWriteBytesMax must be at most 4 MiB', path: ['drainWriteBytesMax'] })
   .refine((s) => s.oplogBatchBytesMax <= 4 * MiB, { message: 'oplogBatchBytesMax must be at most 4 MiB', path: ['oplogBatchBytesMax'] });

@@ -365,6 +365,15 @@ export class Vdisk {
       changes.set(block, location);
     };
 
+    // Extents the vDisk map will no longer name, marked free in the extent-group map
+    // only once the rows no longer point at them (step 3b).
+    const freed = new Map<bigint, BlockLocation[]>();
+    const free = (location: BlockLocation): void => {
+      const list = freed.get(location.egroup);
+      if (list === undefined) freed.set(location.egroup, [location]);
+      else list.push(location);
+    };
+
     // 1. Plan.
     for (const block of blocks) {
       if (this.closed) return;
@@ -378,9 +387,20 @@ export class Vdisk {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
         // some of that drain's bytes, which these zeros supersede.
-        if (location !== undefined) group(location.egroup).changes.freed.push(location);
+        if (location !== undefined) free(location);
         if (mapped !== undefined) setBlock(block, undefined);
         this.allocated.delete(block);
+        continue;
+      }
+      if (location !== undefined && !(await this.space.writable(location.egroup))) {
+        // A replica of its extent group is on a hung or dead node: drain never waits
+        // on it. The block moves whole to a new extent on healthy nodes.
+        const moved = await this.moveBlock(block, mapped, upTo);
+        const g = group(moved.location.egroup);
+        g.changes.added.push({ block, location: moved.location });
+        g.pieces.push({ offset: moved.location.offset, data: moved.image });
+        setBlock(block, moved.location);
+        free(location);
         continue;
       }
       if (location === undefined) {
@@ -430,6 +450,11 @@ export class Vdisk {
     await settleAll([...rowChanges].map(([row, changes]) => this.updateRow(row, changes)));
     for (const [, changes] of rowChanges) for (const block of changes.keys()) this.allocated.delete(block);
     span?.addEvent('vdisk map written');
+    // 3b. Extents no row names any more are marked free (the extent-group map alone:
+    // no replica is written, so a hung one does not matter). A crash before this
+    // leaves an extent marked used that nothing references: garbage, never a
+    // reference to nothing.
+    await settleAll([...freed].map(([egroup, locations]) => this.space.write(egroup, [], { added: [], freed: locations })));
 
     // 4. Durable: record, forget, purge.
     await this.ports.recordDrained(upTo);
@@ -440,6 +465,21 @@ export class Vdisk {
     span?.addEvent('drained sequence recorded');
     for (const wake of this.spaceWaiters.splice(0)) wake();
     await this.ports.purgeBelow(upTo + 1);
+  }
+
+  /**
+   * A new extent for `block` and the block's whole content as of `upTo`: what its
+   * current extent holds (read from a healthy replica; zeros when it has none) with
+   * the index's ranges up to `upTo` laid over it. The old extent is not written.
+   */
+  private async moveBlock(block: number, mapped: BlockLocation | undefined, upTo: number): Promise<{ location: BlockLocation; image: Uint8Array }> {
+    const blockStart = block * this.shape.blockSizeBytes;
+    const length = this.blockLength(block);
+    const image = mapped === undefined ? new Uint8Array(length) : Uint8Array.prototype.slice.call(await this.space.read(mapped, 0, length));
+    overlay(image, blockStart, this.index.query(blockStart, blockStart + length, upTo));
+    const location = await this.space.allocate(block, length);
+    this.allocated.set(block, location);
+    return { location, image };
   }
 
   private forgetEntriesUpTo(seq: number): void {

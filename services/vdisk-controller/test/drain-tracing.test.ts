@@ -36,6 +36,9 @@ class RecordingSpace implements ExtentSpace {
     this.next += length;
     return Promise.resolve(location);
   }
+  writable(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
   write(): Promise<void> {
     this.activeAtWrite.push(trace.getActiveSpan()?.spanContext());
     if (this.failWrites > 0) {

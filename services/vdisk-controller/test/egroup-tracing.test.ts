@@ -8,6 +8,7 @@ import { keys, type EgroupEntry } from '@strata/proto';
 import { context, trace, type SpanContext } from '@strata/tracing';
 import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/testing';
 import { ExtentGroups } from '../src/extent-groups';
+import { testHealth } from './health';
 
 let tracing: InMemoryTracing;
 beforeAll(() => {
@@ -31,6 +32,7 @@ test('an extent-group write is a span under the drain, and the replicas are writ
     md,
     log: createLogger({ service: 'test', level: 'silent' }),
     node: 'n1',
+    health: testHealth().health,
     vdisk: 7n,
     epoch: () => 1,
     createEgroup: () => Promise.reject(new Error('no new extent group expected')),

@@ -9,6 +9,7 @@ import { createLogger } from '@strata/log';
 import { MemoryMd } from '@strata/md-client/testing';
 import { keys, type EgroupEntry } from '@strata/proto';
 import { ExtentGroups, applyChanges, chunks } from '../src/extent-groups';
+import { testHealth } from './health';
 
 interface FakeReplica {
   version: number;
@@ -83,6 +84,7 @@ describe('extent groups', () => {
       md,
       log: createLogger({ service: 'test', level: 'silent' }),
       node: 'n1',
+      health: testHealth().health,
       vdisk: 7n,
       epoch: () => 1,
       createEgroup: () => Promise.reject(new Error('no new extent group expected')),
@@ -109,6 +111,7 @@ describe('extent groups', () => {
       md,
       log: createLogger({ service: 'test', level: 'silent' }),
       node: 'n1',
+      health: testHealth().health,
       vdisk: 7n,
       epoch: () => epoch,
       createEgroup: () => Promise.reject(new Error('no new extent group expected')),

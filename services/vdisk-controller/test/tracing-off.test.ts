@@ -19,6 +19,9 @@ class NullSpace implements ExtentSpace {
     this.next += length;
     return Promise.resolve(location);
   }
+  writable(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
   write(): Promise<void> {
     this.writes++;
     return Promise.resolve();

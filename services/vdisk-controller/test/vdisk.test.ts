@@ -1,6 +1,7 @@
 // A vDisk's read path and drain against a reference model: random writes, zeros,
-// reads and drains (some of which fail half way) over a small disk, with every
-// read and the final drained state checked byte for byte. The extent groups, the
+// reads and drains (some of which fail half way, some meeting extent groups with a
+// replica on a hung node, whose blocks must move) over a small disk, with every read
+// and the final drained state checked byte for byte. The extent groups, the
 // vDisk map and the oplog are in-memory fakes of the ports; the logic is the real one.
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
@@ -19,6 +20,8 @@ class FakeSpace implements ExtentSpace {
   private open: bigint | undefined;
   private nextId = 100n;
   failWrites = 0;
+  /** Extent groups with a replica on a hung node: drain may read them but never write data to them. */
+  readonly hung = new Set<bigint>();
   /** While set, writes wait for it. */
   gate: Promise<void> | undefined;
   /** Writes running now, and the most ever at once. */
@@ -27,9 +30,13 @@ class FakeSpace implements ExtentSpace {
   readonly log: Array<{ egroup: bigint; pieceBytes: number; changes: ExtentChanges }> = [];
   readonly reads: Array<{ offset: number; length: number }> = [];
 
+  writable(egroup: bigint): Promise<boolean> {
+    return Promise.resolve(!this.hung.has(egroup));
+  }
+
   allocate(_block: number, length: number): Promise<BlockLocation> {
     let eg = this.open === undefined ? undefined : this.egroups.get(this.open);
-    if (eg === undefined || eg.size + length > EGROUP) {
+    if (eg === undefined || eg.size + length > EGROUP || this.hung.has(this.open!)) {
       this.open = this.nextId++;
       eg = { bytes: new Uint8Array(EGROUP), size: 0, extents: new Map() };
       this.egroups.set(this.open, eg);
@@ -50,6 +57,7 @@ class FakeSpace implements ExtentSpace {
   }
 
   private writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): void {
+    if (pieces.length > 0 && this.hung.has(egroup)) throw new Error(`drain wrote data to egroup ${egroup}, which has a hung replica`);
     const eg = this.egroups.get(egroup)!;
     const apply = (p: EgPiece): void => {
       if ('data' in p) eg.bytes.set(p.data, p.offset);
@@ -137,6 +145,13 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
 
 const far = () => Number.MAX_SAFE_INTEGER;
 
+/** The blocks the vDisk map places in one of `egroups`. */
+function mappedTo(rows: ReadonlyMap<number, { value: VdiskRow }>, egroups: ReadonlySet<bigint>): number[] {
+  const out: number[] = [];
+  for (const { value } of rows.values()) for (const [block, location] of Object.entries(value.blocks)) if (egroups.has(location.egroup)) out.push(Number(block));
+  return out;
+}
+
 describe('vdisk drain and read path', () => {
   // Closing stops each vDisk's idle-drain timer.
   afterEach(async () => {
@@ -147,10 +162,12 @@ describe('vdisk drain and read path', () => {
     ['whole drains', false],
     ['paced drains of at most 2 blocks of oplog, and restarts that replay the oplog after the drained sequence', true],
   ])('matches a byte-array model through random writes, zeros, reads and failing drains: %s', async (_, bounded) => {
+    /** Blocks that drains moved out of an extent group with a hung replica, over all seeds. */
+    let moved = 0;
     for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
       const random = seededRandom(seed);
       const size = 37 * BLOCK + 5; // a short last block
-      const { vdisk: first, serve, space, ports, oplog } = setup(size, 3_600_000, 1 << 30, 2 * BLOCK);
+      const { vdisk: first, serve, space, ports, oplog, rows } = setup(size, 3_600_000, 1 << 30, 2 * BLOCK);
       let vdisk = first;
       if (bounded) ports.drainPaced = () => true;
       let boundedRounds = 0;
@@ -178,12 +195,21 @@ describe('vdisk drain and read path', () => {
             await vdisk.close();
             vdisk = serve(vdisk.drained);
           } else {
+            // Now and then a node hangs (an extent group's replica there stops
+            // answering), or a hung one comes back.
+            if (random() < 0.25 && space.egroups.size > 0) {
+              const ids = [...space.egroups.keys()];
+              const egroup = ids[Math.floor(random() * ids.length)]!;
+              if (!space.hung.delete(egroup)) space.hung.add(egroup);
+            }
+            const before = mappedTo(rows, space.hung);
             const armed = random() < 0.3;
             space.failWrites = armed ? 1 : 0;
             const outcome = await vdisk.drain().then(
               () => 'drained',
               (err: Error) => err.message,
             );
+            if (outcome === 'drained') moved += before.filter((b) => !mappedTo(rows, space.hung).includes(b)).length;
             // A drain fails exactly when it met the failing write (one with nothing to write meets none).
             const metFailure = armed && space.failWrites === 0;
             expect(outcome).toBe(metFailure ? 'replica unreachable' : 'drained');
@@ -192,6 +218,7 @@ describe('vdisk drain and read path', () => {
           }
         }
         space.failWrites = 0;
+        space.hung.clear();
         // A paced drain takes a round at a time.
         for (let round = 0; round < 1_000 && vdisk.index.blockCount > 0; round++) await vdisk.drain();
         expect(vdisk.index.blockCount).toBe(0);
@@ -204,6 +231,7 @@ describe('vdisk drain and read path', () => {
         throw new Error(`seed ${seed}: ${(err as Error).message}`, { cause: err });
       }
     }
+    expect(moved).toBeGreaterThan(10);
   });
 
   it('drains a small overwrite of a block in place: only its bytes, no new extent, no map write', async () => {
