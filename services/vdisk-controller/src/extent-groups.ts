@@ -274,7 +274,7 @@ export function hedged<C, T>(candidates: readonly C[], delayMs: number, attempt:
       if (next >= candidates.length) {
         if (running === 0) {
           settled = true;
-          reject(lastErr);
+          reject(lastErr instanceof Error ? lastErr : new Error(String(lastErr)));
         }
         return;
       }
