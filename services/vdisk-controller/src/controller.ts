@@ -41,6 +41,9 @@ export interface ControllerSettings extends VdiskSettings {
   fenceTimeoutMs: number;
   /** Most payload bytes in one oplog message. */
   oplogBatchBytesMax: number;
+  /** One oplog append attempt's deadline, and how many attempts an append gets. */
+  oplogPublishTimeoutMs: number;
+  oplogPublishAttempts: number;
   /** Extent-group size at which a new one is started. */
   egroupSizeBytes: number;
   /** Most data bytes in one extent-store write request. */
@@ -309,8 +312,8 @@ export class Controller {
       owner: settings.node,
       lastSequence: lastSeq,
       maxBatchBytes: settings.oplogBatchBytesMax,
-      publishTimeoutMs: settings.backendTimeoutMs,
-      publishAttempts: 3,
+      publishTimeoutMs: settings.oplogPublishTimeoutMs,
+      publishAttempts: settings.oplogPublishAttempts,
       onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
     });
     // Every metadata write of this vDisk is fenced by the epoch it is served at, like

@@ -32,6 +32,14 @@ export const controllerSettings = z
     highActiveMs: millis(500),
     /** Blocks per vDisk map row. */
     rowBlocks: z.coerce.number().int().min(1).max(1024).default(16),
+    /**
+     * One attempt of an oplog append; an append with no ack by then is sent again
+     * (the same message id: JetStream stores it once), up to oplogPublishAttempts.
+     * Short, so that losing the stream's leader costs about its election, not a long
+     * wait on a dead server: the gateway's attempts are 3 s.
+     */
+    oplogPublishTimeoutMs: millis(2_000),
+    oplogPublishAttempts: z.coerce.number().int().min(1).max(20).default(8),
     /** Most payload bytes in one oplog message (group commit). */
     oplogBatchBytesMax: bytes(768 * 1024),
     /** Extent-group size; a new one starts when the open one is full. */
