@@ -9,6 +9,7 @@
 // UPDATE_VECTORS=1 npx jest --selectProjects unit -- proto   rewrites proto/vectors/.
 import fs from 'node:fs';
 import path from 'node:path';
+import ts from 'typescript';
 import type { z } from 'zod';
 import { decode, decodeUntyped, encode, u64, uint } from '@strata/codec';
 import { errorCodes, isRetryableCode, type ErrorCode } from '@strata/errors';
@@ -16,7 +17,9 @@ import { errorBody, replyEnvelope } from '@strata/bus';
 import { leaseRecord } from '@strata/lease';
 import {
   CfgOp,
+  DirectorOp,
   EstoreOp,
+  EventCategory,
   EventType,
   IoOp,
   Liveness,
@@ -92,7 +95,13 @@ import {
   mdPutReply,
   mdDeleteRequest,
   mdDeleteReply,
+  mdValue,
+  ioSchemas,
   subjects,
+  buckets,
+  keys,
+  streams,
+  VdcOp,
   type Kind,
 } from '@strata/proto';
 import { CddlSchema, parseCddlFiles, type Entry, type Group, type Type } from './cddl-check';
@@ -410,27 +419,180 @@ describe('golden vectors', () => {
   });
 });
 
+// ---- PROTOCOL.md against the names in proto/src ------------------------------------------
+
+const srcDir = path.join(protoDir, 'src');
+
+/** Every `export const X = { ... } as const` (also `as const satisfies T`) in proto/src, with its file. */
+function constObjects(): { name: string; file: string }[] {
+  const found: { name: string; file: string }[] = [];
+  for (const file of fs.readdirSync(srcDir).filter((f) => f.endsWith('.ts')).sort()) {
+    const source = ts.createSourceFile(file, fs.readFileSync(path.join(srcDir, file), 'utf8'), ts.ScriptTarget.Latest, true);
+    for (const statement of source.statements) {
+      if (!ts.isVariableStatement(statement) || !statement.modifiers?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)) continue;
+      for (const decl of statement.declarationList.declarations) {
+        let init = decl.initializer;
+        if (init !== undefined && ts.isSatisfiesExpression(init)) init = init.expression;
+        if (init !== undefined && ts.isAsExpression(init) && ts.isConstTypeReference(init.type) && ts.isObjectLiteralExpression(init.expression) && ts.isIdentifier(decl.name)) {
+          found.push({ name: decl.name.text, file: `proto/src/${file}` });
+        }
+      }
+    }
+  }
+  return found;
+}
+
+/** A placeholder for a builder's argument; `<anything>` in the document stands for it. */
+const HOLE = '\u0000';
+const withHoles = (text: string): string => text.replace(/<[^>]+>/g, HOLE);
+/** Calls a builder with placeholders (`<node>`) where it takes ids and numbers: only the text is looked at. */
+const build = (fn: (...args: never[]) => string, ...args: string[]): string => fn(...(args as never[]));
+
+/**
+ * Each set of operations in proto/src: the table rows of PROTOCOL.md that document one
+ * operation (each row starts with these cells). An operation set missing here fails
+ * the test that accounts for every `as const` object.
+ */
+const OPERATION_SETS: Record<string, { ops: Record<string, string>; rows: (op: string) => string[] }> = {
+  CfgOp: { ops: CfgOp, rows: (op) => [`| \`${build(subjects.cfg, op)}\` | \`${op}-request\``] },
+  IoOp: { ops: IoOp, rows: (op) => [`| \`${op}\` | \`io-${op}-request\` |`] },
+  DirectorOp: { ops: DirectorOp, rows: (op) => [`| \`${subjects.io('<node>', op)}\` | \`io-${op}-request\``] },
+  VdcOp: { ops: VdcOp, rows: (op) => [`| \`${subjects.controller('<node>', op)}\` | \`vdc-${op}-request\``] },
+  EstoreOp: { ops: EstoreOp, rows: (op) => [`| \`${subjects.estore('<node>', op)}\` | \`eg-${op}-request\``] },
+  MdOp: { ops: MdOp, rows: (op) => [`| \`${build(subjects.md, '<partition>', op)}\` | \`md-${op}-request\``] },
+};
+
+/** Closed value sets, each checked against its CDDL rule by ENUMS above. */
+const VALUE_SETS: Record<string, string> = { Kind: 'kind', Tier: 'tier', Priority: 'priority', Transform: 'transform', Liveness: 'liveness', EventType: 'event-type', MdMap: 'md-map', TakeoverStep: 'takeover-step' };
+/** The names checked against this document below, and tables of schemas keyed by a set above. */
+const NAME_TABLES = ['subjects', 'buckets', 'streams', 'keys', 'EventCategory'];
+const SCHEMA_TABLES: Record<string, { table: object; keyedBy: readonly string[] }> = {
+  mdValue: { table: mdValue, keyedBy: Object.values(MdMap) },
+  ioSchemas: { table: ioSchemas, keyedBy: Object.values(IoOp) },
+  specs: { table: specs, keyedBy: kinds },
+};
+
+/** What each subject builder looks like in the document. */
+const SUBJECT_FORMS: Record<keyof typeof subjects, string> = {
+  cfg: build(subjects.cfg, '<op>'),
+  cfgAll: subjects.cfgAll,
+  events: build(subjects.events, '<category>'),
+  eventsAll: subjects.eventsAll,
+  io: subjects.io('<node>', '<op>'),
+  admission: subjects.admission('<node>', '<op>'),
+  controller: subjects.controller('<node>', '<op>'),
+  estore: subjects.estore('<node>', '<op>'),
+  md: build(subjects.md, '<partition>', '<op>'),
+  oplog: build(subjects.oplog, '<vdisk>'),
+};
+
+/** The subjects of each stream, as the stream table of section 1 gives them. */
+const STREAM_SUBJECTS: Record<keyof typeof streams, string> = {
+  events: subjects.eventsAll,
+  oplog: build(subjects.oplog, '>'),
+};
+
 describe('PROTOCOL.md', () => {
   const text = fs.readFileSync(path.join(protoDir, 'PROTOCOL.md'), 'utf8');
+  const lines = text.split('\n');
+  /** The text of section `n` (`## n. ...`), up to the next section. */
+  const section = (n: number): string => {
+    const start = text.search(new RegExp(`^## ${n}\\. `, 'm'));
+    if (start < 0) throw new Error(`PROTOCOL.md has no section ${n}`);
+    const rest = text.slice(start + 1);
+    const next = rest.search(/^## \d+\. /m);
+    return next < 0 ? rest : rest.slice(0, next);
+  };
+  const rowsOf = (t: string): string[] => t.split('\n').filter((l) => l.startsWith('| '));
+  const spans = (t: string): string[] => [...t.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
 
   it('tables every error code with its retryable flag as libs/errors has it', () => {
     const rows = [...text.matchAll(/^\| `([A-Z_]+)` \|.*\| (yes|no) \|$/gm)].map((m) => [m[1], m[2]]);
     expect(rows).toEqual(errorCodes.map((code) => [code, isRetryableCode(code) ? 'yes' : 'no']));
   });
 
-  it('tables every config subject', () => {
-    for (const op of Object.values(CfgOp)) expect(text).toContain(`| \`strata.cfg.${op}\` |`);
+  it('accounts for every `as const` object in proto/src: an operation set, a value set, a table of names or of schemas', () => {
+    const known = new Set([...Object.keys(OPERATION_SETS), ...Object.keys(VALUE_SETS), ...NAME_TABLES, ...Object.keys(SCHEMA_TABLES)]);
+    const found = constObjects();
+    const unknown = found
+      .filter((c) => !known.has(c.name))
+      .map((c) =>
+        /Op$/.test(c.name)
+          ? `${c.file}: ${c.name} is a set of operations this test does not know: table its subjects in PROTOCOL.md and add it to OPERATION_SETS`
+          : `${c.file}: ${c.name} is an \`as const\` object this test does not know: document it in PROTOCOL.md and add it to the right list here`,
+      );
+    expect(unknown).toEqual([]);
+    // And nothing listed here is gone from proto/src.
+    expect([...known].filter((name) => !found.some((c) => c.name === name))).toEqual([]);
+    // Each value set is paired with its CDDL rule, and each table of schemas has a schema for each member of its set.
+    expect(Object.values(VALUE_SETS).filter((rule) => !ENUMS.some((e) => e.rule === rule))).toEqual([]);
+    for (const [name, { table, keyedBy }] of Object.entries(SCHEMA_TABLES)) expect({ name, keys: Object.keys(table).sort() }).toEqual({ name, keys: [...keyedBy].sort() });
   });
 
-  it('tables every subject of the I/O path with its request rule', () => {
+  it('tables every operation of every operation set, with its request rule', () => {
+    const missing: string[] = [];
+    for (const [name, { ops, rows }] of Object.entries(OPERATION_SETS)) {
+      for (const op of Object.values(ops)) {
+        for (const row of rows(op)) if (!lines.some((l) => l.startsWith(row))) missing.push(`${name}.${op}: no row starting ${row}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('tables the three hops of vDisk I/O', () => {
     for (const hop of [subjects.io, subjects.admission, subjects.controller]) expect(text).toContain(`| \`${hop('<node>', '<op>')}\` |`);
-    for (const op of Object.values(IoOp)) expect(text).toContain(`| \`${op}\` | \`io-${op}-request\` |`);
-    for (const op of Object.values(EstoreOp)) expect(text).toContain(`| \`${subjects.estore('<node>', op)}\` | \`eg-${op}-request\``);
-    for (const op of Object.values(MdOp)) expect(text).toContain(`| \`strata.md.<partition>.${op}\` | \`md-${op}-request\``);
   });
 
-  it('names a CDDL rule of io.cddl for every message of the I/O path it tables', () => {
-    const named = [...text.matchAll(/`((?:io|oplog|eg|md)-[a-z-]*(?:request|reply|op|entry|piece|value|map|key)|vdisk-ownership|disk-usage|vdisk-row|extent-entry|egroup-entry)`/g)].map((m) => m[1]!);
-    expect(named.filter((r) => !schema.rules.has(r))).toEqual([]);
+  it('names every subject builder of proto/src/names.ts in the form it builds', () => {
+    expect(Object.keys(subjects).filter((k) => !(k in SUBJECT_FORMS)).map((k) => `subjects.${k} has no entry in SUBJECT_FORMS: document its subject in PROTOCOL.md and add it`)).toEqual([]);
+    const documented = new Set(lines.flatMap(spans));
+    expect(Object.entries(SUBJECT_FORMS).filter(([, form]) => !documented.has(form)).map(([k, form]) => `subjects.${k}: \`${form}\` is not in PROTOCOL.md`)).toEqual([]);
+  });
+
+  it('tables every key builder (keys.*) in section 8 with the key it builds, and names no builder that is gone', () => {
+    const rows = rowsOf(section(8));
+    const problems: string[] = [];
+    for (const [name, key] of Object.entries(keys)) {
+      const pattern = typeof key === 'string' ? key : (key as (...a: string[]) => string)(...Array<string>(key.length).fill(HOLE));
+      const row = rows.find((r) => r.includes(`\`keys.${name}\``));
+      if (row === undefined) problems.push(`keys.${name} (${pattern.replaceAll(HOLE, '<…>')}) has no row in the bucket table of section 8`);
+      else if (!spans(row).some((sp) => withHoles(sp) === pattern)) problems.push(`keys.${name}: its row does not show the key it builds, ${pattern.replaceAll(HOLE, '<…>')}`);
+    }
+    for (const m of section(8).matchAll(/`keys\.(\w+)`/g)) if (!(m[1]! in keys)) problems.push(`section 8 names keys.${m[1]}, which proto/src/names.ts does not have`);
+    expect(problems).toEqual([]);
+  });
+
+  it('tables every bucket in section 8, and no other', () => {
+    const tabled = new Set(rowsOf(section(8)).map((r) => /^\| `([a-z-]+)` \|/.exec(r)?.[1]).filter((b) => b !== undefined));
+    expect([...tabled].sort()).toEqual(Object.values(buckets).sort());
+  });
+
+  it('tables every stream with its subjects in section 1, and no other', () => {
+    expect(Object.keys(streams).filter((k) => !(k in STREAM_SUBJECTS)).map((k) => `streams.${k} has no entry in STREAM_SUBJECTS: table it in section 1 and add it`)).toEqual([]);
+    const rows = rowsOf(section(1));
+    for (const [k, subject] of Object.entries(STREAM_SUBJECTS)) {
+      expect({ stream: k, row: rows.some((r) => r.startsWith(`| \`${streams[k as keyof typeof streams]}\` | \`${subject}\``)) }).toEqual({ stream: k, row: true });
+    }
+    expect(rows.filter((r) => /^\| `[A-Z]+` \|/.test(r)).length).toBe(Object.keys(streams).length);
+  });
+
+  it('tables every event category and event type in section 9', () => {
+    const rows = rowsOf(section(9));
+    const missing = [
+      ...Object.values(EventCategory)
+        .filter((c) => !rows.some((r) => r.startsWith(`| \`${subjects.events(c)}\` |`)))
+        .map((c) => `category ${c}: no row for ${subjects.events(c)}`),
+      ...Object.values(EventType)
+        .filter((t) => !rows.some((r) => spans(r).includes(t)))
+        .map((t) => `event type ${t} is in no row`),
+    ];
+    expect(missing).toEqual([]);
+  });
+
+  it('names only CDDL rules where it names a message', () => {
+    const suffixes = 'request|reply|entry|op|piece|ownership|usage|row|record|marker|event|counter|spec|fence|step|map|value|heartbeat';
+    const named = [...text.matchAll(new RegExp(`\`([a-z]+(?:-[a-z0-9]+)*-(?:${suffixes}))\``, 'g'))].map((m) => m[1]!);
+    expect(named.length).toBeGreaterThan(40);
+    expect([...new Set(named.filter((r) => !schema.rules.has(r)))]).toEqual([]);
   });
 });
