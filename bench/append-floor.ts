@@ -1,14 +1,22 @@
 // `npm run bench:append-floor`: how fast a 4 KiB write could ever be acknowledged on
-// this machine when acknowledging means an R3 JetStream append, as an oplog write does.
+// this machine when acknowledging means an R3 JetStream append, as an oplog write does,
+// and what fsync before every acknowledgement costs.
 //
-// It starts three nats-servers (as `npm run bench` does), makes an R3 stream, and
-// publishes 4 KiB messages one at a time (QD1) from a bare client connected to the
-// stream leader's server, each with Nats-Expected-Last-Subject-Sequence and a
-// Nats-Msg-Id like an oplog append, with nothing else running: no NBD, no actors. In
-// the same run it measures fio's 4 KiB random writes at QD1 against nbdkit's memory
-// plugin, the baseline `npm run bench` divides by. The append's mean latency alone
-// then bounds the fraction of nbdkit any such design can reach at QD1 (Ceph reached
-// 10.5% on this kind of machine). It also prints the CPU each process spent per
+// For each of three servers it starts three nats-servers in one cluster, makes an R3
+// stream, and publishes 4 KiB messages one at a time (QD1) from a bare client
+// connected to the stream leader's server, each with Nats-Expected-Last-Subject-Sequence
+// and a Nats-Msg-Id like an oplog append, with nothing else running: no NBD, no actors.
+// The servers:
+//  - the pinned release with `sync_interval: always` (what Strata runs: fsync on every
+//    replica before the acknowledgement);
+//  - the pinned release without it (the default: flushed every two minutes, so a power
+//    cut loses acknowledged appends; shown only to price the fsync);
+//  - Debian's nats-server 2.9.10 (no sync_interval at all), when installed
+//    (`apt-get install nats-server`, or NATS_SERVER_OLD_BIN).
+// In the same run it measures fio's 4 KiB random writes at QD1 against nbdkit's memory
+// plugin, the baseline `npm run bench` divides by: an append's mean latency bounds the
+// fraction of nbdkit any design that acknowledges after it can reach at QD1 (Ceph
+// reached 10.5% on this kind of machine). It also prints the CPU each process spent per
 // append: on a 2-core machine that, more than the wire, is where a write's time goes.
 //
 // A measurement, not a test. Options: --appends N (measured, default 4000; as many
@@ -19,7 +27,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { startTopology } from '../test/harness';
+import { NATS_SERVER_PINNED, natsServerVersion, startNatsServers, versionAtLeast } from '@strata/natsd';
+import { run } from '../test/harness';
 import { fio, startNbdkit } from './common';
 
 /** CPU time (user + system) a process has used, ms, from /proc. */
@@ -45,22 +54,43 @@ async function nbdkitQd1WriteIops(runtimeS: number): Promise<number> {
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { appends: { type: 'string', default: '4000' }, runtime: { type: 'string', default: '5' } }, strict: true });
-  const appends = Number(values.appends);
-  const runtimeS = Number(values.runtime);
-  if (!Number.isInteger(appends) || appends < 100 || appends > 1_000_000) throw new Error('--appends must be a whole number from 100 to 1000000');
-  if (!Number.isInteger(runtimeS) || runtimeS < 1 || runtimeS > 600) throw new Error('--runtime must be a whole number of seconds from 1 to 600');
+interface Variant {
+  label: string;
+  syncAlways: boolean;
+  binary?: string;
+}
 
-  const nbdkitIops = await nbdkitQd1WriteIops(runtimeS);
-  const topology = await startTopology('cluster');
+interface AppendFigures {
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+  leaderCpuUs: number;
+  followersCpuUs: number[];
+  clientCpuUs: number;
+}
+
+/** Debian's nats-server 2.9 (NATS_SERVER_OLD_BIN, else the one on PATH if it is older than 2.12), or undefined. */
+async function debianServer(): Promise<string | undefined> {
+  const candidates = [process.env.NATS_SERVER_OLD_BIN, (await run('sh', ['-c', 'command -v nats-server'], { timeoutMs: 5_000 })).stdout.trim(), '/usr/sbin/nats-server', '/usr/bin/nats-server'];
+  for (const c of candidates) {
+    if (c === undefined || c === '') continue;
+    const v = natsServerVersion(c);
+    if (v !== undefined && !versionAtLeast(v, '2.10.0')) return c;
+  }
+  return undefined;
+}
+
+/** Three servers of `variant`, an R3 stream, and `appends` QD1 appends from a client on the leader's server. */
+async function measureAppends(variant: Variant, appends: number): Promise<AppendFigures> {
+  const baseDir = mkdtempSync(join(tmpdir(), 'strata-bench-floor-nats-'));
+  const servers = await startNatsServers({ baseDir, count: 3, syncAlways: variant.syncAlways, ...(variant.binary === undefined ? {} : { binary: variant.binary }) });
   try {
-    const admin = await connect({ servers: topology.url.split(',') });
+    const admin = await connect({ servers: servers.map((s) => s.url) });
     const jsm = await jetstreamManager(admin);
     await jsm.streams.add({ name: 'FLOOR', subjects: ['floor.*'], num_replicas: 3 });
     const leaderName = (await jsm.streams.info('FLOOR')).cluster?.leader;
     await admin.close();
-    const leader = topology.servers.find((s) => s.name === leaderName);
+    const leader = servers.find((s) => s.name === leaderName);
     if (leader === undefined) throw new Error(`no server is named ${leaderName ?? '(no leader)'}`);
 
     const nc = await connect({ servers: leader.url, noAsyncTraces: true });
@@ -72,7 +102,7 @@ async function main(): Promise<void> {
     };
     for (let n = 0; n < appends; n++) await append(n);
 
-    const pids = topology.servers.map((s) => s.pid()!);
+    const pids = servers.map((s) => s.pid()!);
     const serversBefore = pids.map(cpuMs);
     const clientBefore = process.cpuUsage();
     const latencies: number[] = [];
@@ -84,22 +114,46 @@ async function main(): Promise<void> {
     const client = process.cpuUsage(clientBefore);
     const serversUs = pids.map((pid, i) => ((cpuMs(pid) - serversBefore[i]!) * 1000) / appends);
     await nc.close();
-
     latencies.sort((a, b) => a - b);
-    const meanUs = latencies.reduce((a, b) => a + b, 0) / latencies.length;
-    const ceilingIops = 1e6 / meanUs;
-    const leaderIndex = topology.servers.indexOf(leader);
-    console.log(`nbdkit memory, fio 4K randwrite QD1: ${nbdkitIops} IOPS (${(1e6 / nbdkitIops).toFixed(0)} µs each)`);
-    console.log(`R3 append of 4 KiB through the leader's server, QD1, ${appends} appends: mean ${meanUs.toFixed(0)} µs, p50 ${quantile(latencies, 0.5).toFixed(0)} µs, p99 ${quantile(latencies, 0.99).toFixed(0)} µs`);
-    console.log(
-      `CPU per append: leader ${serversUs[leaderIndex]!.toFixed(0)} µs, followers ${serversUs
-        .filter((_, i) => i !== leaderIndex)
-        .map((u) => u.toFixed(0))
-        .join(' and ')} µs, client ${((client.user + client.system) / appends).toFixed(0)} µs`,
-    );
-    console.log(`ceiling at QD1 with nothing but the append: ${ceilingIops.toFixed(0)} IOPS, ${((100 * ceilingIops) / nbdkitIops).toFixed(1)}% of nbdkit (Ceph: 10.5%)`);
+    const leaderIndex = servers.indexOf(leader);
+    return {
+      meanUs: latencies.reduce((a, b) => a + b, 0) / latencies.length,
+      p50Us: quantile(latencies, 0.5),
+      p99Us: quantile(latencies, 0.99),
+      leaderCpuUs: serversUs[leaderIndex]!,
+      followersCpuUs: serversUs.filter((_, i) => i !== leaderIndex),
+      clientCpuUs: (client.user + client.system) / appends,
+    };
   } finally {
-    await topology.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+    rmSync(baseDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { appends: { type: 'string', default: '4000' }, runtime: { type: 'string', default: '5' } }, strict: true });
+  const appends = Number(values.appends);
+  const runtimeS = Number(values.runtime);
+  if (!Number.isInteger(appends) || appends < 100 || appends > 1_000_000) throw new Error('--appends must be a whole number from 100 to 1000000');
+  if (!Number.isInteger(runtimeS) || runtimeS < 1 || runtimeS > 600) throw new Error('--runtime must be a whole number of seconds from 1 to 600');
+
+  const nbdkitIops = await nbdkitQd1WriteIops(runtimeS);
+  console.log(`nbdkit memory, fio 4K randwrite QD1: ${nbdkitIops} IOPS (${(1e6 / nbdkitIops).toFixed(0)} µs each)`);
+  const variants: Variant[] = [
+    { label: `nats-server ${NATS_SERVER_PINNED}, sync_interval: always (Strata)`, syncAlways: true },
+    { label: `nats-server ${NATS_SERVER_PINNED}, default sync (every 2 min)`, syncAlways: false },
+  ];
+  const old = await debianServer();
+  if (old === undefined) console.log('Debian nats-server 2.9: not installed (apt-get install nats-server, or NATS_SERVER_OLD_BIN); skipped');
+  else variants.push({ label: `nats-server ${natsServerVersion(old)} (Debian, no sync_interval)`, syncAlways: false, binary: old });
+
+  for (const variant of variants) {
+    const f = await measureAppends(variant, appends);
+    const ceilingIops = 1e6 / f.meanUs;
+    console.log(`${variant.label}:`);
+    console.log(`  R3 append of 4 KiB through the leader's server, QD1, ${appends} appends: mean ${f.meanUs.toFixed(0)} µs, p50 ${f.p50Us.toFixed(0)} µs, p99 ${f.p99Us.toFixed(0)} µs`);
+    console.log(`  CPU per append: leader ${f.leaderCpuUs.toFixed(0)} µs, followers ${f.followersCpuUs.map((u) => u.toFixed(0)).join(' and ')} µs, client ${f.clientCpuUs.toFixed(0)} µs`);
+    console.log(`  ceiling at QD1 with nothing but the append: ${ceilingIops.toFixed(0)} IOPS, ${((100 * ceilingIops) / nbdkitIops).toFixed(1)}% of nbdkit (Ceph: 10.5%)`);
   }
 }
 

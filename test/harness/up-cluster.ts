@@ -32,6 +32,8 @@ export interface UpClusterOptions {
   env?: Record<string, string>;
   /** Embedded nats-servers (`--nats`): 1 (default) or 3. */
   natsServers?: 1 | 3;
+  /** Config replicas (default 1). */
+  configReplicas?: number;
 }
 
 /** The clusters one test file started, stopped together. */
@@ -48,7 +50,7 @@ export class UpClusters {
     return topology;
   }
 
-  /** Starts `strata up --nodes 3 --config-replicas 1` and waits for `ready`. */
+  /** Starts `strata up --nodes 3` (one config replica unless asked) and waits for `ready`. */
   async start(options: UpClusterOptions = {}): Promise<UpCluster> {
     const dir = mkdtempSync(join(tmpdir(), `strata-${this.label}-`));
     const nbdPort = await freePortRun(3);
@@ -56,7 +58,7 @@ export class UpClusters {
     const natsPort = await freePortRun(natsServers);
     const up = startNode(
       'cli/dist/main.js',
-      ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+      ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1), '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );
     const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };

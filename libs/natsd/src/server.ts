@@ -20,6 +20,11 @@ export interface NatsServerSpec {
   /** JetStream file store limit (default 4GB). */
   maxFileStore?: string;
   /**
+   * Another nats-server binary than Strata's (natsServerBinary()), for benchmarks that
+   * compare releases. Its version is not checked: Strata never runs on it.
+   */
+  binary?: string;
+  /**
    * Fsync every JetStream write before acknowledging it (`sync_interval: always`):
    * the default, and what Strata's promise needs. Off only for benchmarks and the
    * power-loss test that shows what is lost without it.
@@ -138,8 +143,8 @@ export class NatsServerProcess {
   /** Starts the server and waits (at most `timeoutMs`) until it accepts clients. */
   async start(timeoutMs = 15_000): Promise<void> {
     if (this.isRunning()) throw new Error(`nats-server ${this.name} is already running`);
-    checkServerVersion();
-    const child = spawn(natsServerBinary(), ['-c', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (this.spec.binary === undefined) checkServerVersion();
+    const child = spawn(this.spec.binary ?? natsServerBinary(), ['-c', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const keep = (chunk: Buffer): void => {
       this.recent.push(chunk.toString());
@@ -231,6 +236,8 @@ export interface NatsServersOptions {
   syncAlways?: boolean;
   /** Give each server a monitoring endpoint on a free port. */
   monitor?: boolean;
+  /** See NatsServerSpec.binary. */
+  binary?: string;
 }
 
 /**
@@ -250,6 +257,7 @@ export async function planNatsServers(options: NatsServersOptions): Promise<Nats
       dir: join(baseDir, name),
       ...(options.syncAlways === undefined ? {} : { syncAlways: options.syncAlways }),
       ...(options.monitor === true ? { monitorPort: monitorPorts[i] } : {}),
+      ...(options.binary === undefined ? {} : { binary: options.binary }),
       ...(count > 1 ? { clusterPort: clusterPorts[i], routes: clusterPorts.filter((_, j) => j !== i) } : {}),
     });
   });
