@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSpanFile, type OtlpSpanRecord } from '@strata/tracing/testing';
 import { children, freePort, killIfUnchanged, qemuIo, run, startNode, waitFor, type ActorProcess } from '../harness';
+import { isLineBeingWritten, qemuIoChecked } from '../harness/verify';
 
 /** The last lines of a node-host's log, for a failure message. */
 function logTail(dir: string, node: string): string {
@@ -123,10 +124,15 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
 
   it('dispatched the I/O in-process: the owner node hops are local, the forwarded hop went over NATS', async () => {
     // Spans are written as each ends; the last write's reply came after its handler spans ended.
-    const spans = await waitFor('write traces in the span file', 10_000, async () => {
-      const all = await readSpanFile(spanFile);
-      return all.some((s) => s.name === 'handle strata.vdc.n1.write') ? all : false;
-    });
+    const spans = await waitFor(
+      'write traces in the span file',
+      10_000,
+      async () => {
+        const all = await readSpanFile(spanFile);
+        return all.some((s) => s.name === 'handle strata.vdc.n1.write') ? all : false;
+      },
+      { retryIf: isLineBeingWritten },
+    );
     const owner = findWriteChain(spans, 'n1', 'n1');
     if (owner === undefined) throw new Error(`no n1 → n1 write chain among ${spans.length} spans: ${[...new Set(spans.map((s) => s.name))].join(', ')}; n1 log: ${logTail(dir, 'n1')}`);
     for (const handler of [owner.io, owner.adm, owner.vdc]) {
@@ -154,10 +160,14 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
     expect(stopped).toEqual(['gateway', 'io-director', 'admission', 'vdisk-controller', 'extent-store', 'metadata-shard', 'node-host']);
     const restarted = await waitFor('n1 to be a node-host process again', 15_000, async () => (await children(up!.pid())).find((p) => /--node n1( |$)/.test(p.args) && p.pid !== host.pid));
     started.set(restarted.pid, restarted.args);
-    // Everything written before reads back through the restarted node's gateway.
-    await waitFor('reads through the restarted n1', 60_000, () =>
-      qemuIo(`nbd://127.0.0.1:${nbdPort}/both`, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512'], 20_000).then(() => true),
-    500);
+    // Everything written before reads back through the restarted node's gateway. Only a
+    // gateway not open yet (NotReady) is waited for: a wrong pattern or an I/O error fails at once.
+    await waitFor(
+      'reads through the restarted n1',
+      60_000,
+      () => qemuIoChecked(`nbd://127.0.0.1:${nbdPort}/both`, ['read -P 0x5a 0 64k', 'read -P 0xa5 2m 64k', 'read -P 0x3d 1m 512'], 20_000).then(() => true),
+      500,
+    );
   });
 });
 

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { SpanStatusCode } from '@strata/tracing';
 import { readSpanFile, spanForest, type OtlpSpanRecord, type SpanForest } from '@strata/tracing/testing';
 import { children, freePort, killIfUnchanged, qemuIo, startNode, waitFor, type ActorProcess } from '../harness';
+import { isLineBeingWritten } from '../harness/verify';
 
 /** The one child of `parent` named `name`; fails, showing the tree, unless there is exactly one. */
 function child(forest: SpanForest, parent: OtlpSpanRecord, name: string, root: OtlpSpanRecord): OtlpSpanRecord {
@@ -103,11 +104,16 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
   it('links the gateway, director, admission, controller and oplog spans in one trace, and the drain to it', async () => {
     await qemuIo(`nbd://127.0.0.1:${nbdPort}/demo`, ['write -P 0x5a 0 4k']);
     // Each span is in the file as soon as it ends; the drain runs 100 ms after the write.
-    await waitFor('the drain of the write in the span file', 30_000, async () => {
-      const spans = await readSpanFile(spanFile);
-      const append = appendOf(spans);
-      return append !== undefined && drainsLinkedTo(spans, append).length > 0;
-    }, 200);
+    await waitFor(
+      'the drain of the write in the span file',
+      30_000,
+      async () => {
+        const spans = await readSpanFile(spanFile);
+        const append = appendOf(spans);
+        return append !== undefined && drainsLinkedTo(spans, append).length > 0;
+      },
+      { intervalMs: 200, retryIf: isLineBeingWritten },
+    );
     // A clean stop: every process ends and flushes its spans before it exits.
     const stopping = up!.exited();
     await up!.stop(20_000);

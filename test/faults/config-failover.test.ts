@@ -25,6 +25,7 @@ import {
   type ActorProcess,
   type NatsTopology,
 } from '../harness';
+import { isUnavailable } from '../harness/verify';
 
 async function setup(kind: 'single' | 'cluster', replicaCount: number): Promise<{ nats: NatsTopology; replicas: Map<string, ActorProcess>; bus: Bus; client: ConfigClient }> {
   const nats = await startTopology(kind);
@@ -68,10 +69,16 @@ describe('config leader failover', () => {
 
     // The new leader still detects failures: the node goes silent now.
     hb.stop();
-    await waitFor('the node to be declared dead by the new leader', 15_000, async () => {
-      const n = await client.get({ kind: 'node', id: node.id });
-      return n.kind === 'node' && n.status.liveness === 'dead';
-    });
+    // Right after the failover a get may find no replica answering yet: that is "not yet".
+    await waitFor(
+      'the node to be declared dead by the new leader',
+      15_000,
+      async () => {
+        const n = await client.get({ kind: 'node', id: node.id });
+        return n.kind === 'node' && n.status.liveness === 'dead';
+      },
+      { retryIf: isUnavailable },
+    );
     const dead = (await readEvents(bus.nc)).filter((e) => e.id === node.id && e.type === 'node.dead');
     expect(dead).toHaveLength(1);
     expect(dead[0]!.epoch).toBe(after.epoch);

@@ -5,6 +5,7 @@ import { ConfigClient } from '@strata/config-client';
 import type { StatusReply } from '@strata/proto';
 import { startNode, type ActorProcess } from './processes';
 import { waitFor } from './util';
+import { isUnavailable } from './verify';
 
 export const testTimings = {
   heartbeatIntervalMs: 200,
@@ -29,12 +30,21 @@ export function startConfigReplica(url: string, replica: string, env: Record<str
   });
 }
 
-/** Waits until some replica answers status as leader (optionally: not `notLeader`). */
+/**
+ * Waits until some replica answers status as leader (optionally: not `notLeader`).
+ * Nobody answering yet (UNAVAILABLE, TIMEOUT: replicas starting, or electing after a
+ * kill) is retried; any other error fails at once.
+ */
 export async function waitForLeader(client: ConfigClient, timeoutMs = 20_000, notLeader?: string): Promise<StatusReply> {
-  return waitFor(`a config leader${notLeader === undefined ? '' : ` other than ${notLeader}`}`, timeoutMs, async () => {
-    const status = await client.status();
-    return status.leader !== notLeader ? status : false;
-  });
+  return waitFor(
+    `a config leader${notLeader === undefined ? '' : ` other than ${notLeader}`}`,
+    timeoutMs,
+    async () => {
+      const status = await client.status();
+      return status.leader !== notLeader ? status : false;
+    },
+    { retryIf: isUnavailable },
+  );
 }
 
 export { ConfigClient };

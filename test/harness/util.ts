@@ -31,10 +31,37 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
+ * Thrown by a check to say "not there yet" (a gateway not listening, a service
+ * nobody answers yet): the one kind of error a wait retries unless told otherwise.
+ */
+export class NotReady extends Error {
+  override readonly name = 'NotReady';
+}
+
+export function isNotReady(err: unknown): err is NotReady {
+  return err instanceof NotReady;
+}
+
+export interface WaitOptions {
+  /** Pause between checks (default 50 ms). */
+  intervalMs?: number;
+  /**
+   * Which errors thrown by the check mean "not ready yet" and are retried (default:
+   * NotReady only). Any other error fails the wait at once: a wrong answer must never
+   * be retried until it happens to come out right.
+   */
+  retryIf?: (err: unknown) => boolean;
+}
+
+/**
  * Polls `check` until it returns true (or a value other than false/undefined),
  * and fails with `what` after `timeoutMs`. Every wait in the tests is bounded.
+ * A check says "not yet" by returning false or undefined, or by throwing an error
+ * that `retryIf` accepts; any other throw ends the wait with that error at once.
+ * `options` may be a number: the interval in milliseconds.
  */
-export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | false | undefined> | T | false | undefined, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | false | undefined> | T | false | undefined, options: number | WaitOptions = {}): Promise<T> {
+  const { intervalMs = 50, retryIf = isNotReady } = typeof options === 'number' ? { intervalMs: options } : options;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -42,6 +69,7 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
       const result = await check();
       if (result !== false && result !== undefined) return result;
     } catch (err) {
+      if (!retryIf(err)) throw err;
       lastError = err;
     }
     if (Date.now() >= deadline) {

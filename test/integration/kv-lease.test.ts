@@ -10,6 +10,7 @@ import { uint } from '@strata/codec';
 import { openBucket, StreamFence, WatchCache } from '@strata/kv';
 import { Lease, leaseRecord } from '@strata/lease';
 import { connectClient, startTopology, topologies, uniqueName, waitFor, type NatsTopology } from '../harness';
+import { isUnavailable } from '../harness/verify';
 
 const counter = z.strictObject({ n: uint });
 
@@ -135,7 +136,8 @@ describe('a watch cache when its server dies', () => {
       first!.signal('SIGKILL');
       await first!.exited();
       // The bucket takes writes again once the two survivors have a stream leader.
-      await waitFor('a put after the kill', 30_000, () => writer.put('after', { n: 2 }).then(() => true, () => false), 250);
+      // UNAVAILABLE (no stream leader yet) is "not yet"; any other failure of the put fails the test.
+      await waitFor('a put after the kill', 30_000, () => writer.put('after', { n: 2 }).then(() => true), { intervalMs: 250, retryIf: isUnavailable });
       await waitFor('the cache to see the put after the kill', 20_000, () => cache.get('after')?.value.n === 2, 100);
       cache.stop();
     } finally {

@@ -7,6 +7,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { createLogger } from '@strata/log';
 import { OplogLink } from '@strata/vdisk-controller';
 import { startTopology, uniqueName, waitFor, type NatsTopology } from '../harness';
+import { isConnectionError } from '../harness/verify';
 
 const log = createLogger({ service: 'test', level: 'silent' });
 
@@ -25,7 +26,7 @@ describe('oplog link, three-server cluster', () => {
     for (const url of nats.url.split(',')) conns.push(await connect({ servers: [url], noRandomize: true }));
     jsm = await jetstreamManager(conns[0]!);
     await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3 });
-    await waitFor('the stream to have a leader', 10_000, async () => (await leaderOf(jsm, stream)) !== undefined);
+    await waitFor('the stream to have a leader', 10_000, async () => (await leaderOf(jsm, stream)) !== undefined, { retryIf: isConnectionError });
   });
   afterAll(async () => {
     await Promise.all(conns.map((c) => c.close()));
@@ -62,10 +63,16 @@ describe('oplog link, three-server cluster', () => {
       let after = before;
       for (let attempt = 0; attempt < 6 && (after === before || after === follower.info?.server_name); attempt++) {
         await follower.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5_000 });
-        await waitFor('a new leader', 10_000, async () => {
-          const now = await leaderOf(jsm, stream);
-          return now !== undefined && now !== after;
-        });
+        // While the stream elects, its info may not answer (503, a timeout): that is "not yet".
+        await waitFor(
+          'a new leader',
+          10_000,
+          async () => {
+            const now = await leaderOf(jsm, stream);
+            return now !== undefined && now !== after;
+          },
+          { retryIf: isConnectionError },
+        );
         after = (await leaderOf(jsm, stream))!;
       }
       if (after === follower.info?.server_name) {

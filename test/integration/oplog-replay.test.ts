@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { oplogFetcher, readTail, type FetchFrom } from '@strata/vdisk-controller';
 import { startTopology, topologies, uniqueName, waitFor, type NatsTopology } from '../harness';
+import { isConnectionError } from '../harness/verify';
 
 const ENTRIES = 150;
 const ENTRY_BYTES = 768 * 1024;
@@ -39,7 +40,7 @@ describe.each(topologies)('oplog tail replay, %s', (kind) => {
     nc = await connect({ servers: nats.url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: kind === 'cluster' ? 3 : 1, max_msg_size: 8 * 2 ** 20 });
-    await waitFor('the stream to have a leader', 10_000, async () => kind === 'single' || (await jsm.streams.info(stream)).cluster?.leader !== undefined);
+    await waitFor('the stream to have a leader', 10_000, async () => kind === 'single' || (await jsm.streams.info(stream)).cluster?.leader !== undefined, { retryIf: isConnectionError });
     const js = jetstream(nc);
     // Another subject's messages in between, as other vDisks' are in the real oplog.
     for (let i = 1; i <= ENTRIES; i++) {
