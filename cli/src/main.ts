@@ -50,8 +50,10 @@ function usageOf(cmd: Command, err: CommanderError): string {
   const subcommands = cmd.commands.map((c) => c.name()).filter((n) => n !== 'help');
   const longFlag = (flags: string | undefined): string => flags?.split(/[ ,]+/).find((f) => f.startsWith('--')) ?? flags ?? '?';
   switch (err.code) {
-    case 'commander.missingArgument':
-      return `missing ${(quoted(err.message) ?? 'argument').toUpperCase()}`;
+    case 'commander.missingArgument': {
+      const missing = cmd.registeredArguments.find((a, i) => a.required && cmd.args[i] === undefined)?.name() ?? quoted(err.message) ?? 'argument';
+      return `missing ${missing.toUpperCase()}`;
+    }
     case 'commander.optionMissingArgument':
       return `${longFlag(quoted(err.message))}: missing value`;
     case 'commander.missingMandatoryOptionValue':
