@@ -12,6 +12,8 @@ import { isConnectionError } from '../harness/verify';
 
 const ENTRIES = 150;
 const ENTRY_BYTES = 768 * 1024;
+/** Small entries: a fetch bounded in bytes still ends at nats.js's default count, with a 409 status. */
+const SMALL_ENTRIES = 350;
 
 /** `fetch`, with the event loop blocked for `ms` when the first message of the replay arrives. */
 function busyAtFirstMessage(fetch: FetchFrom, ms: number): FetchFrom {
@@ -71,5 +73,16 @@ describe.each(topologies)('oplog tail replay, %s', (kind) => {
       expect(m.data[ENTRY_BYTES - 1]).toBe((i + 6) & 0xff);
     });
     expect(previous).toBe(last!.seq);
+  }, 90_000);
+
+  it('reads a tail of many small entries, more than one fetch holds by count (its pulls end with "batch completed")', async () => {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const subject = `${stream}.small`;
+    for (let i = 1; i <= SMALL_ENTRIES; i++) await js.publish(subject, new Uint8Array(16 * 1024).fill(i & 0xff));
+    const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    const tail = await readTail({ drained: 0, lastSeq: last!.seq, timeoutMs: 60_000 }, oplogFetcher(js, stream, subject));
+    expect(tail.length).toBe(SMALL_ENTRIES);
+    tail.forEach((m, i) => expect(m.data[0]).toBe((i + 1) & 0xff));
   }, 90_000);
 });

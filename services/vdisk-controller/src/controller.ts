@@ -300,7 +300,10 @@ export class Controller {
 
     const started = performance.now();
     const subject = subjects.oplog(vdiskId);
-    const { lastSeq, entries } = await this.readOplogTail(subject, ownership.value.drained);
+    const { lastSeq, entries } = await this.readOplogTail(subject, ownership.value.drained).catch((err: unknown) => {
+      // Whatever kept the tail from being read, the open can be tried again.
+      throw err instanceof StrataError ? err : new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: cannot read its oplog tail: ${(err as Error).message}`, { cause: err });
+    });
     recordingSpan()?.setAttributes({ 'strata.oplog.drained_seq': ownership.value.drained, 'strata.oplog.last_seq': lastSeq, 'strata.oplog.replayed': entries.length });
     // The vDisk's callbacks need the Served record, which exists only once the vDisk does.
     const ref: { served?: Served } = {};

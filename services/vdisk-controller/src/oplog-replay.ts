@@ -90,11 +90,19 @@ export function oplogFetcher(js: JetStreamClient, stream: string, subject: strin
     try {
       for await (const m of batch) yield { seq: m.seq, data: m.data };
     } catch (err) {
-      // The next message does not fit the bytes left of this fetch: its end, not a failure.
-      if (!/message size exceeds maxbytes/i.test((err as Error).message ?? '')) throw err;
+      // A status that ends the pull ("batch completed": its bytes are used up; "message
+      // size exceeds maxbytes": the next message does not fit them) ends this fetch,
+      // not the replay: readTail asks again from the next sequence it needs.
+      if (!isPullStatus(err)) throw err;
     } finally {
       batch.stop();
       await consumer.delete().catch(() => undefined);
     }
   };
+}
+
+/** A JetStream pull status (408 request timeout, 409 batch completed, exceeds max bytes, ...): the end of one pull. */
+function isPullStatus(err: unknown): boolean {
+  const e = err as { name?: string; code?: number };
+  return e?.name === 'JetStreamStatusError' && (e.code === 408 || e.code === 409);
 }
