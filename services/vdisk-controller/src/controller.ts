@@ -315,6 +315,7 @@ export class Controller {
       owner: settings.node,
       lastSequence: lastSeq,
       maxBatchBytes: settings.oplogBatchBytesMax,
+      lastMessage: () => this.lastOplogMessage(subject),
       publishTimeoutMs: settings.oplogPublishTimeoutMs,
       publishAttempts: settings.oplogPublishAttempts,
       onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
@@ -399,6 +400,17 @@ export class Controller {
       if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
     }
     return { lastSeq, entries };
+  }
+
+  /** The last message of `subject` in the oplog: its sequence and message id. */
+  private async lastOplogMessage(subject: string): Promise<{ seq: number; msgId: string | undefined } | undefined> {
+    try {
+      const m = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
+      return m === null ? undefined : { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
+    } catch (err) {
+      if (/no message found/i.test((err as Error).message ?? '')) return undefined;
+      throw err;
+    }
   }
 
   /**

@@ -3,8 +3,12 @@
 // published with Nats-Expected-Last-Subject-Sequence set to the last sequence this
 // owner saw, so a deposed owner's next append fails: the oplog itself is the fence.
 // Each message has a Nats-Msg-Id; a publish whose outcome is unknown (timeout) is
-// retried with the same id and expectation, and JetStream's duplicate detection
-// (checked before the expectation, verified on 2.9.10) returns the original ack.
+// retried with the same id and expectation. nats-server 2.9 checked duplicates before
+// the expectation and answered the retry with the original ack; current servers check
+// the expectation first and refuse the retry of a stored message ("wrong last
+// sequence"). So a refused append asks what the subject's last message is: if it is
+// ours, the append was stored (its sequence is the answer); only a message of
+// another's means this owner was fenced.
 //
 // Spans: each append has an `oplog append` span, a child of the caller's (the
 // controller's handler), from the call until its message is stored; it carries the
@@ -53,6 +57,11 @@ export interface OplogAppenderOptions {
   lastSequence: number;
   /** Most payload bytes one message carries. */
   maxBatchBytes: number;
+  /**
+   * The subject's last message: its sequence and Nats-Msg-Id (undefined when it has
+   * none), to tell a retry of a stored append from another owner's append.
+   */
+  lastMessage: () => Promise<{ seq: number; msgId: string | undefined } | undefined>;
   /** Per-publish timeout and the number of attempts for an unknown outcome. */
   publishTimeoutMs: number;
   publishAttempts: number;
@@ -175,6 +184,15 @@ export class OplogAppender {
       });
   }
 
+  /**
+   * The sequence of the subject's last message if it is the one with `msgID` (an
+   * earlier attempt of this append was stored), else undefined.
+   */
+  private async storedAs(msgID: string): Promise<number | undefined> {
+    const last = await this.options.lastMessage();
+    return last !== undefined && last.msgId === msgID ? last.seq : undefined;
+  }
+
   /** The `oplog publish` span of one message: a child of `parent`, linked to `links`. */
   private startPublishSpan(entry: OplogEntry, parent: Context, links: Link[] | undefined, payloadBytes: number): Span {
     const span = tracer.startSpan('oplog publish', links === undefined ? publishSpanOptions : { ...publishSpanOptions, links }, parent);
@@ -209,6 +227,19 @@ export class OplogAppender {
           return ack.seq;
         } catch (err) {
           if (isWrongLastSequence(err)) {
+            let stored: number | undefined;
+            try {
+              stored = attempt > 1 ? await this.storedAs(msgID) : undefined;
+            } catch (lookupErr) {
+              // Still unknown: the next attempt asks again.
+              lastErr = lookupErr;
+              continue;
+            }
+            if (stored !== undefined) {
+              this.options.lastSequence = stored;
+              span.setAttribute(SpanAttr.oplogSeq, stored);
+              return stored;
+            }
             this.failed = new StrataError(ErrorCode.FENCED, `${subject}: another owner appended after sequence ${this.options.lastSequence}; this node no longer owns the vDisk`, {
               cause: err,
             });

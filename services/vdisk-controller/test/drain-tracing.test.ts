@@ -71,6 +71,7 @@ function setup() {
     maxBatchBytes: 1 << 20,
     publishTimeoutMs: 1_000,
     publishAttempts: 1,
+    lastMessage: () => Promise.resolve(undefined),
     onStored: (s, ops, writes) => ref.vdisk?.apply(s, ops, writes),
   });
   const rows = new Map<number, { value: VdiskRow; revision: number }>();

@@ -48,6 +48,7 @@ function setup(publishAttempts = 3) {
     maxBatchBytes: 1 << 20,
     publishTimeoutMs: 1_000,
     publishAttempts,
+    lastMessage: () => Promise.resolve(undefined),
     onStored: (seq, ops, writes) => stored.push({ seq, ops: ops.length, writes }),
   });
   return { js, appender, stored };

@@ -48,6 +48,7 @@ test('with tracing off, appends hand no span contexts to the index and drain kee
     maxBatchBytes: 1 << 20,
     publishTimeoutMs: 1_000,
     publishAttempts: 1,
+    lastMessage: () => Promise.resolve(undefined),
     onStored: (s, ops, writes) => {
       stored.push(writes);
       ref.vdisk?.apply(s, ops, writes);
