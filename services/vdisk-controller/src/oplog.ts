@@ -6,9 +6,11 @@
 // retried with the same id and expectation. nats-server 2.9 checked duplicates before
 // the expectation and answered the retry with the original ack; current servers check
 // the expectation first and refuse the retry of a stored message ("wrong last
-// sequence"). So a refused append asks what the subject's last message is: if it is
-// ours, the append was stored (its sequence is the answer); only a message of
-// another's means this owner was fenced.
+// sequence"), and a clustered stream may refuse an append while an earlier attempt is
+// still in flight. So a refused append asks what the subject's last message is: ours
+// means the append was stored (its sequence is the answer); the one we expected means
+// nothing was appended (try again); only a message of another's means this owner was
+// fenced.
 //
 // Spans: each append has an `oplog append` span, a child of the caller's (the
 // controller's handler), from the call until its message is stored; it carries the
@@ -185,12 +187,16 @@ export class OplogAppender {
   }
 
   /**
-   * The sequence of the subject's last message if it is the one with `msgID` (an
-   * earlier attempt of this append was stored), else undefined.
+   * What a "wrong last sequence" refusal of the append with `msgID` means, from the
+   * subject's last message: it is ours (an earlier attempt was stored, its ack lost),
+   * it is still the one we expected (nothing was appended: retry), or it is another's
+   * (a newer owner appended: fenced).
    */
-  private async storedAs(msgID: string): Promise<number | undefined> {
+  private async judgeRefusal(msgID: string): Promise<RefusalVerdict> {
     const last = await this.options.lastMessage();
-    return last !== undefined && last.msgId === msgID ? last.seq : undefined;
+    if (last !== undefined && last.msgId === msgID) return { kind: 'stored', seq: last.seq };
+    if ((last?.seq ?? 0) === this.options.lastSequence) return { kind: 'retry' };
+    return { kind: 'fenced' };
   }
 
   /** The `oplog publish` span of one message: a child of `parent`, linked to `links`. */
@@ -227,23 +233,28 @@ export class OplogAppender {
           return ack.seq;
         } catch (err) {
           if (isWrongLastSequence(err)) {
-            let stored: number | undefined;
+            let verdict: RefusalVerdict;
             try {
-              stored = attempt > 1 ? await this.storedAs(msgID) : undefined;
+              verdict = await this.judgeRefusal(msgID);
             } catch (lookupErr) {
               // Still unknown: the next attempt asks again.
               lastErr = lookupErr;
               continue;
             }
-            if (stored !== undefined) {
-              this.options.lastSequence = stored;
-              span.setAttribute(SpanAttr.oplogSeq, stored);
-              return stored;
+            if (verdict.kind === 'stored') {
+              this.options.lastSequence = verdict.seq;
+              span.setAttribute(SpanAttr.oplogSeq, verdict.seq);
+              return verdict.seq;
             }
-            this.failed = new StrataError(ErrorCode.FENCED, `${subject}: another owner appended after sequence ${this.options.lastSequence}; this node no longer owns the vDisk`, {
-              cause: err,
-            });
-            throw this.failed;
+            if (verdict.kind === 'fenced') {
+              this.failed = new StrataError(ErrorCode.FENCED, `${subject}: another owner appended after sequence ${this.options.lastSequence}; this node no longer owns the vDisk`, {
+                cause: err,
+              });
+              throw this.failed;
+            }
+            // Nothing was appended after ours: a refusal of the moment (an earlier
+            // attempt still in flight at the server), not a fence. Try again shortly.
+            await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
           }
           lastErr = err;
         }
@@ -262,6 +273,8 @@ export class OplogAppender {
 }
 
 const publishSpanOptions = { kind: SpanKind.PRODUCER } as const;
+
+type RefusalVerdict = { kind: 'stored'; seq: number } | { kind: 'retry' } | { kind: 'fenced' };
 
 function fail(p: Pending, err: unknown): void {
   recordSpanError(p.span, err);

@@ -3,7 +3,9 @@
 // duplicate detection (nats-server 2.9 checked duplicates first), so the retry of a
 // stored append is refused "wrong last sequence". The appender must then find its own
 // message as the subject's last and succeed with its sequence; a refusal caused by
-// another owner's message must still be FENCED.
+// another owner's message must still be FENCED, and one with nothing appended after
+// the expected message (a clustered leader refusing while an attempt is in flight)
+// is tried again.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { ErrorCode, isStrataError } from '@strata/errors';
 import type { OplogOp } from '@strata/proto';
@@ -19,6 +21,8 @@ class FakeStream {
   readonly messages: Stored[] = [];
   /** Attempts (1-based, counting every publish) whose message is stored but whose ack never arrives. */
   readonly loseAckOf = new Set<number>();
+  /** Attempts refused "wrong last sequence" although the expectation holds (an earlier attempt in flight at a clustered leader). */
+  readonly refuseSpuriously = new Set<number>();
   private publishes = 0;
 
   get lastSeq(): number {
@@ -27,6 +31,7 @@ class FakeStream {
 
   publish(_subject: string, _body: Uint8Array, options: { msgID: string; expect: { lastSubjectSequence: number } }): Promise<{ seq: number }> {
     const n = ++this.publishes;
+    if (this.refuseSpuriously.has(n)) return Promise.reject(new Error(`wrong last sequence: ${this.lastSeq}`));
     if (options.expect.lastSubjectSequence !== this.lastSeq) return Promise.reject(new Error(`wrong last sequence: ${this.lastSeq}`));
     const seq = this.lastSeq + 1;
     this.messages.push({ seq, msgId: options.msgID });
@@ -68,6 +73,17 @@ describe('oplog append retries', () => {
     // The second append was stored once (no duplicate), and the appender carries on after it.
     expect(stream.messages.map((m) => m.seq)).toEqual([1, 2]);
     expect(await oplog.append(write)).toBe(3);
+    expect(oplog.failed).toBeUndefined();
+  });
+
+  it('tries again after a refusal when nothing was appended after the expected message', async () => {
+    const stream = new FakeStream();
+    stream.refuseSpuriously.add(2);
+    stream.refuseSpuriously.add(3);
+    const oplog = appender(stream);
+    expect(await oplog.append(write)).toBe(1);
+    expect(await oplog.append(write)).toBe(2);
+    expect(stream.messages.map((m) => m.seq)).toEqual([1, 2]);
     expect(oplog.failed).toBeUndefined();
   });
 
