@@ -11,9 +11,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSy
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigClient } from '@strata/config-client';
+import { NatsServerProcess, waitForJetStream } from '@strata/natsd';
 import { repoRoot, run, startNode, startProgram, type ActorProcess } from './processes';
 import { childPids, freePortRun, type WrittenBlock } from './strata';
-import { sleep, waitFor } from './util';
+import { track, untrack, waitFor } from './util';
 
 const lazyFsSources = join(repoRoot, 'test', 'powercut', 'lazyfs');
 
@@ -82,12 +83,25 @@ function isMounted(dir: string): boolean {
 
 /** One running lazyfs: `mountDir` shows `backingDir` with unflushed data in the process's memory. */
 export class LazyFs {
+  /** Set before the power cut kills it: any other exit is reported with its output. */
+  private killing = false;
+
   private constructor(
     readonly binary: string,
     readonly backingDir: string,
     readonly mountDir: string,
     readonly process: ActorProcess,
-  ) {}
+  ) {
+    void process.exited().then((how) => {
+      if (!this.killing) console.error(`lazyfs on ${mountDir} exited unexpectedly (${how}): ${process.output().slice(-4000)}`);
+    });
+  }
+
+  /** SIGKILLs the process (the power cut's last step). */
+  kill(): void {
+    this.killing = true;
+    signal(this.pid(), 'SIGKILL');
+  }
 
   /** Mounts backingDir at mountDir and waits (bounded) until the mount serves. */
   static async mount(binary: string, backingDir: string, mountDir: string): Promise<LazyFs> {
@@ -172,14 +186,14 @@ export async function cutPower(roots: readonly number[], fs: LazyFs): Promise<Po
   // Stopped processes fork no more: whatever was spawned before the stop is found now.
   const all = [...new Set([...frozen, ...(await tree())])];
   const killed = all.filter((pid) => signal(pid, 'SIGKILL'));
-  signal(fs.pid(), 'SIGKILL');
+  fs.kill();
   killed.push(fs.pid());
   await waitFor('the killed processes to be gone', 15_000, () => killed.every((pid) => !alive(pid)));
   await fs.detach();
   return { atMs, killed };
 }
 
-/** A `strata up` started by startStrataUp. */
+/** A `strata up` started by PowerCutRig.startStrataUp. */
 export interface StrataUp {
   up: ActorProcess;
   dir: string;
@@ -196,29 +210,6 @@ export interface StrataUpOptions {
   natsUrl?: string;
   /** Settings for every actor (STRATA_*), and for `strata up` itself. */
   env?: Record<string, string>;
-}
-
-/**
- * Starts `strata up --nodes 3 --nats 1 --config-replicas 1` on free ports (as
- * UpClusters does, on a directory of the caller's) and waits for `ready`.
- */
-export async function startStrataUp(options: StrataUpOptions): Promise<StrataUp> {
-  const nbdPort = await freePortRun(3);
-  const natsPort = await freePortRun(1);
-  const up = startNode(
-    'cli/dist/main.js',
-    ['--dir', options.dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
-    { name: 'strata up', env: { NATS_URL: options.natsUrl ?? '', ...options.env } },
-  );
-  await up.waitForOutput(/^ready$/m, 90_000);
-  const natsUrl = readFileSync(join(options.dir, 'nats.url'), 'utf8').trim();
-  const client = await ConfigClient.connect(natsUrl);
-  try {
-    const demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
-    return { up, dir: options.dir, nbdPort, natsUrl, demoId };
-  } finally {
-    await client.close();
-  }
 }
 
 /** What reading back a set of written blocks found. */
@@ -267,59 +258,116 @@ export interface PowerCutDirs {
   passed: boolean;
 }
 
-export function powerCutDirs(label: string): PowerCutDirs {
-  const root = mkdtempSync(join(tmpdir(), `strata-${label}-`));
-  const dirs = { root, backing: join(root, 'backing'), mount: join(root, 'mnt'), logs: join(root, 'logs'), passed: false };
-  for (const d of [dirs.backing, dirs.mount, dirs.logs]) mkdirSync(d);
-  return dirs;
-}
-
 /**
- * Makes `dataDir` (on the mount) a strata data directory whose logs/ is a symlink to
- * `logs` (off the mount). The symlink passes through to the backing directory at once.
+ * The power-cut runs of one test file: lazyfs mounts, `strata up`s and nats-servers,
+ * each recorded the moment it starts, so that cleanup() kills every one by PID (with
+ * its children) and detaches every mount, whatever step a failed test stopped at.
  */
-export function prepareDataDir(dataDir: string, logs: string): void {
-  mkdirSync(dataDir, { recursive: true });
-  if (!existsSync(join(dataDir, 'logs'))) symlinkSync(logs, join(dataDir, 'logs'));
-}
-
-/** Kills by PID everything a test file started for its power cuts, and detaches every mount. */
-export class PowerCutCleanup {
+export class PowerCutRig {
   private readonly roots = new Set<number>();
   private readonly mounts = new Set<LazyFs>();
-  private readonly dirs: PowerCutDirs[] = [];
+  private readonly runs: PowerCutDirs[] = [];
 
-  /** A process whose whole tree is killed at cleanup (strata up, a nats-server). */
-  process(pid: number): void {
-    this.roots.add(pid);
+  /** `label` names the temporary directories (strata-<label>-…). */
+  constructor(
+    readonly binary: string,
+    private readonly label: string,
+  ) {}
+
+  /** Fresh directories for a run. */
+  dirs(): PowerCutDirs {
+    const root = mkdtempSync(join(tmpdir(), `strata-${this.label}-`));
+    const dirs = { root, backing: join(root, 'backing'), mount: join(root, 'mnt'), logs: join(root, 'logs'), passed: false };
+    for (const d of [dirs.backing, dirs.mount, dirs.logs]) mkdirSync(d);
+    this.runs.push(dirs);
+    return dirs;
   }
 
-  mount(fs: LazyFs): LazyFs {
+  /** Mounts lazyfs over the run's backing directory. */
+  async mount(dirs: PowerCutDirs): Promise<LazyFs> {
+    return this.track(await LazyFs.mount(this.binary, dirs.backing, dirs.mount));
+  }
+
+  /** The power coming back: lazyfs again over the same backing directory. */
+  async remount(fs: LazyFs): Promise<LazyFs> {
+    return this.track(await fs.remount());
+  }
+
+  private track(fs: LazyFs): LazyFs {
     this.mounts.add(fs);
     return fs;
   }
 
-  dir(dirs: PowerCutDirs): PowerCutDirs {
-    this.dirs.push(dirs);
-    return dirs;
+  /**
+   * Makes `dataDir` (on the mount) a strata data directory whose logs/ is a symlink
+   * to the run's logs directory (off the mount; the symlink itself passes through).
+   */
+  dataDir(dirs: PowerCutDirs, name: string): string {
+    const dataDir = join(dirs.mount, name);
+    mkdirSync(dataDir, { recursive: true });
+    if (!existsSync(join(dataDir, 'logs'))) symlinkSync(dirs.logs, join(dataDir, 'logs'));
+    return dataDir;
   }
 
-  /** Kills, detaches, and removes the directories of the runs that passed (and says where the others are). */
-  async run(): Promise<void> {
+  /**
+   * Starts `strata up --nodes 3 --nats 1 --config-replicas 1` on free ports (as
+   * UpClusters does, on a data directory of the caller's) and waits for `ready`.
+   */
+  async startStrataUp(options: StrataUpOptions): Promise<StrataUp> {
+    const nbdPort = await freePortRun(3);
+    const natsPort = await freePortRun(1);
+    const up = startNode(
+      'cli/dist/main.js',
+      ['--dir', options.dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+      { name: 'strata up', env: { NATS_URL: options.natsUrl ?? '', ...options.env } },
+    );
+    this.roots.add(up.pid());
+    await up.waitForOutput(/^ready$/m, 90_000);
+    const natsUrl = readFileSync(join(options.dir, 'nats.url'), 'utf8').trim();
+    const client = await ConfigClient.connect(natsUrl);
+    try {
+      const demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
+      return { up, dir: options.dir, nbdPort, natsUrl, demoId };
+    } finally {
+      await client.close();
+    }
+  }
+
+  /**
+   * Starts one nats-server with its store under `dir` (on the mount) and waits for
+   * JetStream. `syncAlways: false` runs it without `sync_interval: always`: what
+   * `strata up` never does, for the run that shows what is lost without it.
+   */
+  async startNatsServer(dir: string, port: number, syncAlways: boolean): Promise<NatsServerProcess> {
+    const server = new NatsServerProcess({ name: 'nats-1', port, dir, syncAlways });
+    try {
+      await server.start();
+    } finally {
+      const child = server.process();
+      if (child?.pid !== undefined) {
+        this.roots.add(child.pid);
+        track(child);
+        child.once('exit', () => untrack(child));
+      }
+    }
+    await waitForJetStream(server.url);
+    return server;
+  }
+
+  /** Kills everything by PID, detaches every mount, and deletes the directories of the runs that passed. */
+  async cleanup(): Promise<void> {
     const pids: number[] = [];
     for (const root of this.roots) if (alive(root)) pids.push(root, ...(await descendants(root)));
     for (const pid of pids) signal(pid, 'SIGKILL');
-    for (const fs of this.mounts) if (fs.process.child.exitCode === null && fs.process.child.signalCode === null) signal(fs.pid(), 'SIGKILL');
+    for (const fs of this.mounts) if (alive(fs.pid())) fs.kill();
     await waitFor('the test processes to be gone', 15_000, () => [...pids, ...[...this.mounts].map((m) => m.pid())].every((pid) => !alive(pid)));
-    // A moment for the kernel to finish the aborted FUSE connections before detaching.
-    await sleep(100);
     for (const fs of this.mounts) await fs.detach();
-    for (const dirs of this.dirs) {
+    for (const dirs of this.runs) {
       if (dirs.passed) rmSync(dirs.root, { recursive: true, force: true });
-      else console.warn(`power-loss: the failed run's backing directory and logs are kept in ${dirs.root}`);
+      else console.warn(`${this.label}: the failed run's backing directory and logs are kept in ${dirs.root}`);
     }
     this.roots.clear();
     this.mounts.clear();
-    this.dirs.length = 0;
+    this.runs.length = 0;
   }
 }

@@ -108,6 +108,8 @@ type lazyNode struct {
 
 var (
 	_ fs.NodeWrapChilder = (*lazyNode)(nil)
+	_ fs.NodeLookuper    = (*lazyNode)(nil)
+	_ fs.NodeLinker      = (*lazyNode)(nil)
 	_ fs.NodeOpener      = (*lazyNode)(nil)
 	_ fs.NodeCreater     = (*lazyNode)(nil)
 	_ fs.NodeGetattrer   = (*lazyNode)(nil)
@@ -167,7 +169,7 @@ func (n *lazyNode) Create(ctx context.Context, name string, flags uint32, mode u
 	if err != nil {
 		return nil, nil, 0, fs.ToErrno(err)
 	}
-	inode, errno := n.Lookup(ctx, name, out)
+	inode, errno := n.LoopbackNode.Lookup(ctx, name, out)
 	if errno != 0 {
 		file.Close()
 		return nil, nil, 0, errno
@@ -186,6 +188,24 @@ func (n *lazyNode) Create(ctx context.Context, name string, flags uint32, mode u
 // Tmpfile is refused: an O_TMPFILE file has no name for the overlay's bookkeeping.
 func (n *lazyNode) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, syscall.EOPNOTSUPP
+}
+
+// Lookup and Link answer with the file's attributes: the size must be the overlay's,
+// or the kernel would clamp reads of unflushed data to the backing file's size.
+func (n *lazyNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	child, errno := n.LoopbackNode.Lookup(ctx, name, out)
+	if errno == 0 {
+		n.lfs.patch(out.Attr.Ino, &out.Attr.Size, &out.Attr.Blocks)
+	}
+	return child, errno
+}
+
+func (n *lazyNode) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	child, errno := n.LoopbackNode.Link(ctx, target, name, out)
+	if errno == 0 {
+		n.lfs.patch(out.Attr.Ino, &out.Attr.Size, &out.Attr.Blocks)
+	}
+	return child, errno
 }
 
 func (n *lazyNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
