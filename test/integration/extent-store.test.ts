@@ -1,5 +1,5 @@
-// The extent store as a real process against a real nats-server and a real config
-// replica. It proves that the store finds its node's disks in the config service
+// The extent store as a real process against real nats-servers (one, and a
+// three-server cluster) and a real config replica. It proves that the store finds its node's disks in the config service
 // (creating their directories, and picking up a disk added later), serves extent-group
 // writes of pieces in place, reads of any range, stats and deletes over the bus with
 // the proto schemas, answers CHECKSUM for a byte flipped on disk (for that slice only),
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { connectBus, type Bus } from '@strata/bus';
 import { encode } from '@strata/codec';
+import { ErrorCode, isStrataError } from '@strata/errors';
 import { openBucket, type TypedBucket } from '@strata/kv';
 import {
   EstoreOp,
@@ -28,7 +29,7 @@ import {
   type ObjectOf,
 } from '@strata/proto';
 import { seededRandom } from '../harness/random';
-import { ConfigClient, startConfigReplica, startNode, startTopology, waitFor, waitForLeader, type ActorProcess, type NatsTopology } from '../harness';
+import { ConfigClient, startConfigReplica, startNode, startTopology, topologies, waitFor, waitForLeader, type ActorProcess, type NatsTopology } from '../harness';
 
 const KiB = 1024;
 const MiB = 2 ** 20;
@@ -42,7 +43,7 @@ function pattern(length: number, seed: number): Uint8Array {
   return out;
 }
 
-describe('extent store against single nats', () => {
+describe.each(topologies)('extent store against %s nats', (kind) => {
   let nats: NatsTopology;
   let replica: ActorProcess;
   let store: ActorProcess;
@@ -78,7 +79,7 @@ describe('extent store against single nats', () => {
   }
 
   beforeAll(async () => {
-    nats = await startTopology('single');
+    nats = await startTopology(kind);
     replica = startConfigReplica(nats.url, 'config-a');
     bus = await connectBus({ name: 'extent-store-test', servers: nats.url });
     client = new ConfigClient(bus, 10_000);
@@ -201,7 +202,10 @@ describe('extent store against single nats', () => {
     const n1 = await client.get({ kind: 'node', name: 'n1' });
     const d4 = await client.create({ kind: 'disk', name: 'd4', spec: { node: n1.id, path: join(root, 'd4'), tier: 'hdd', capacityBytes: 8 * MiB } });
     const data = pattern(4096, 6);
-    await waitFor('the store to serve d4', 10 * INTERVAL_MS, async () => (await egWrite(d4.id, 4001n, 1, data.length, [{ offset: 0, data }])).version === 1);
+    // Until the store's next refresh of its disk list, d4 is NOT_FOUND there: that alone means "not yet".
+    await waitFor('the store to serve d4', 10 * INTERVAL_MS, async () => (await egWrite(d4.id, 4001n, 1, data.length, [{ offset: 0, data }])).version === 1, {
+      retryIf: (err) => isStrataError(err, ErrorCode.NOT_FOUND),
+    });
     expect(Buffer.from(await egRead(d4.id, 4001n, 0, data.length))).toEqual(Buffer.from(data));
   });
 

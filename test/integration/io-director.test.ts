@@ -1,4 +1,4 @@
-// The io-director against a real nats-server, when its watched copy of `own` is
+// The io-director against real nats-servers (one, and a three-server cluster), when its watched copy of `own` is
 // behind the record: a shared vDisk's I/O goes to the owner the copy names, that node
 // answers NOT_OWNER, and the director learns the owner from the record itself, so
 // the gateway's retry reaches the new owner. The stale copy is made for certain by
@@ -10,16 +10,16 @@ import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket, WatchCache } from '@strata/kv';
 import { Director } from '@strata/io-director';
 import { IoOp, buckets, cfgEntry, ioReadRequest, keys, subjects, vdiskOwnership, type CfgEntry, type VdiskOwnership } from '@strata/proto';
-import { startTopology, type NatsTopology } from '../harness';
+import { startTopology, topologies, type NatsTopology } from '../harness';
 
 const VDISK = 4242n;
 
-describe('io-director with a stale watched copy of own', () => {
+describe.each(topologies)('io-director with a stale watched copy of own, %s nats', (kind) => {
   let nats: NatsTopology;
   let bus: Bus;
 
   beforeAll(async () => {
-    nats = await startTopology('single');
+    nats = await startTopology(kind);
     bus = await connectBus({ name: 'io-director-test', servers: nats.url });
   });
   afterAll(async () => {
