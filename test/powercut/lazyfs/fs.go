@@ -161,10 +161,10 @@ func (n *lazyNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 // the same identity a later lookup gives it).
 func (n *lazyNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	path := filepath.Join(n.backingPath(), name)
-	file, err := os.OpenFile(path, openFlags(flags, syscall.O_RDWR)|syscall.O_CREAT|syscall.O_EXCL, os.FileMode(mode&0o7777))
+	file, err := os.OpenFile(path, openFlags(flags, syscall.O_RDWR)|syscall.O_CREAT|syscall.O_EXCL, os.FileMode(mode&0o777))
 	created := err == nil
 	if errors.Is(err, os.ErrExist) && flags&syscall.O_EXCL == 0 {
-		file, err = os.OpenFile(path, openFlags(flags, syscall.O_RDWR)|syscall.O_CREAT, os.FileMode(mode&0o7777))
+		file, err = os.OpenFile(path, openFlags(flags, syscall.O_RDWR)|syscall.O_CREAT, os.FileMode(mode&0o777))
 	}
 	if err != nil {
 		return nil, nil, 0, fs.ToErrno(err)
@@ -185,7 +185,8 @@ func (n *lazyNode) Create(ctx context.Context, name string, flags uint32, mode u
 	return inode, f, 0, 0
 }
 
-// Tmpfile is refused: an O_TMPFILE file has no name for the overlay's bookkeeping.
+// Tmpfile is refused: the loopback's would hand out a plain descriptor that bypasses
+// the overlay, and nothing tested here needs O_TMPFILE.
 func (n *lazyNode) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, syscall.EOPNOTSUPP
 }
@@ -299,6 +300,11 @@ func (n *lazyNode) Rename(ctx context.Context, name string, newParent fs.InodeEm
 	var last bool
 	if p, ok := newParent.(*lazyNode); ok && flags&unix.RENAME_EXCHANGE == 0 {
 		ino, last = lastLink(filepath.Join(p.backingPath(), newName))
+		// A rename onto another name of the same file replaces nothing.
+		var src syscall.Stat_t
+		if last && syscall.Lstat(filepath.Join(n.backingPath(), name), &src) == nil && src.Ino == ino {
+			last = false
+		}
 	}
 	errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
 	if errno == 0 && last {

@@ -1,6 +1,6 @@
 module strata/test/powercut/lazyfs
 
-go 1.26
+go 1.22
 
 require (
 	github.com/hanwen/go-fuse/v2 v2.12.1
