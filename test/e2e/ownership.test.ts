@@ -10,21 +10,29 @@
 //  - kill -9 of an unshared vDisk's owner controller during fio: the restarted
 //    controller replays the oplog, fio sees no error, every write verifies;
 //  - kill -9 of a shared vDisk's owner controller (node 2) during fio through node 1;
-//  - the owner paused (SIGSTOP) past the dead timeout: its vDisk fails over to the
-//    volunteer, and after SIGCONT nothing it sends is accepted: every oplog entry
-//    after the new owner's marker carries the new epoch; data verifies;
+//  - the owner's vdisk-controller paused (SIGSTOP) past the dead timeout: its vDisk
+//    fails over to the volunteer, and after SIGCONT nothing it sends is accepted:
+//    every oplog entry after the new owner's marker carries the new epoch; data verifies;
+//  - every process of the owner node paused (its metadata shard, extent store and
+//    gateway too) under a verifying writer on another node's gateway: writes resume
+//    after the failover, and with the node still paused every acknowledged write
+//    (and what was drained to extents before the pause) reads back through both other
+//    gateways with no error; after SIGCONT the old owner is fenced and it all still
+//    reads back, through all three gateways;
 //  - the coordinator (the config leader) killed -9 while a takeover waits at its
 //    replay step: the restarted leader resumes it from its record in `own`, gives
 //    up on the unresponsive node and finishes on the next one;
-//  - every process of node 2 killed (and kept down): its vDisk fails over to the
-//    live volunteer (epoch + 1, a failover event), fio sees no error, data verifies.
+//  - every process of node 2 killed, its metadata shard included (and kept down): its
+//    vDisk fails over to the live volunteer (epoch + 1, a failover event), fio sees no
+//    error, data verifies.
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { decode } from '@strata/codec';
 import { openBucket } from '@strata/kv';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventType, buckets, keys, oplogEntry, streams, subjects, takeoverRecord, type OplogEntry, type VdiskOwnership } from '@strata/proto';
-import { UpClusters, childMatching, createdId, readOwnership, children, connectClient, qemuIo, readEvents, run, sleep, waitFor, type UpCluster } from '../harness';
+import { UpClusters, AckedWriter, childMatching, createdId, readOwnership, children, connectClient, qemuIo, readEvents, run, sleep, waitFor, waitForDrained, type UpCluster, type WrittenBlock } from '../harness';
+import { qemuIoChecked, readBack, readCommand } from '../harness/verify';
 
 /** Short liveness timings for every actor and the config service. */
 const TIMINGS = { STRATA_HEARTBEAT_INTERVAL_MS: '500', STRATA_FENCE_TIMEOUT_MS: '2000', STRATA_DEAD_TIMEOUT_MS: '3000', STRATA_TAKEOVER_STEP_TIMEOUT_MS: '3000' };
@@ -81,18 +89,46 @@ function actorPid(cluster: UpCluster, actor: string, node: string): Promise<numb
   return childMatching(cluster.up.pid(), new RegExp(`${actor}/dist/main\\.js --node ${node}( |$)`));
 }
 
+/** The six actors every node runs, one process each. */
+const NODE_ACTORS = ['admission', 'extent-store', 'gateway', 'io-director', 'metadata-shard', 'vdisk-controller'];
+
+/**
+ * Every process of node k, with its actor's name: the actors named `--node n<k>` and
+ * the metadata shard, named `--shard md-<k>`.
+ */
+async function nodeProcesses(cluster: UpCluster, k: number): Promise<Array<{ pid: number; args: string; actor: string }>> {
+  const mine = new RegExp(` (--node n${k}|--shard md-${k})( |$)`);
+  return (await children(cluster.up.pid())).filter((c) => mine.test(c.args)).map((c) => ({ ...c, actor: /services\/([a-z-]+)\//.exec(c.args)?.[1] ?? c.args }));
+}
+
+/** Sends `signal` to each process; returns those it reached. */
+function signalAll(pids: readonly number[], signal: NodeJS.Signals): number[] {
+  return pids.filter((pid) => {
+    try {
+      process.kill(pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Opens the vDisk through node `node`'s gateway: the node volunteers (and claims it when nobody owns it). */
 async function attach(cluster: UpCluster, node: number, vdisk: string): Promise<void> {
-  // `ready` means node 1's gateway listens; the others may be a moment behind.
-  await waitFor(`node ${node}'s gateway to open ${vdisk}`, 20_000, () =>
-    qemuIo(uri(cluster, node, vdisk), ['read 0 4k'], 10_000).then(
-      () => true,
-      (err: Error) => {
-        if (/Connection refused/.test(err.message)) return false;
-        throw err;
-      },
-    ),
-  );
+  // `ready` means node 1's gateway listens; the others may be a moment behind. Only
+  // that (NotReady: the device did not open) is waited for; a failed read fails.
+  await waitFor(`node ${node}'s gateway to open ${vdisk}`, 20_000, () => qemuIoChecked(uri(cluster, node, vdisk), ['read 0 4k'], 10_000).then(() => true));
+}
+
+const MiB = 2 ** 20;
+
+/** The state letter of /proc/<pid>/stat (R, S, D, T for stopped, …), or '' once it is gone. */
+function processState(pid: number): string {
+  try {
+    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
 }
 
 const FIO_COMMON = ['--name=verify', '--bs=4k', '--size=24m', '--verify=crc32c', '--randrepeat=1', '--randseed=11'];
@@ -198,7 +234,7 @@ describe('vDisk ownership with real NBD clients', () => {
     await killControllerDuringFio(cluster, 'n2', target);
   });
 
-  it('the owner paused past the dead timeout: the vDisk fails over, and after SIGCONT nothing the old owner sends is accepted', async () => {
+  it("the owner's vdisk-controller paused past the dead timeout: the vDisk fails over, and after SIGCONT nothing the old owner sends is accepted", async () => {
     const { id, target } = await sharedOwnedByNode2(cluster, 'shared-pause');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
@@ -239,6 +275,80 @@ describe('vDisk ownership with real NBD clients', () => {
       await watched.stop();
     }
   });
+
+  it('every process of the owner node paused past the dead timeout: writes through another node resume after the failover, and with the node still paused every acknowledged write reads back through both other gateways; after SIGCONT the old owner is fenced', async () => {
+    const { id, target } = await sharedOwnedByNode2(cluster, 'node-pause');
+    const before = await ownership(cluster, id);
+    expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
+    // The first 8 MiB, written and drained before the pause: their extent groups have a
+    // replica on node 2 (drain places the owner's own disk first) and their vDisk map
+    // rows live in partitions some of which node 2's shard holds. Read back later, they
+    // go through the extent stores and metadata shards, not the oplog.
+    const drainedFirst: WrittenBlock[] = Array.from({ length: 16 }, (_, i) => ({ index: i, offset: i * 512 * 1024, length: 256 * 1024, pattern: 0xa0 + i }));
+    await qemuIoChecked(target, drainedFirst.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`));
+    await waitForDrained(cluster.natsUrl, id, 30_000);
+
+    const node2 = await nodeProcesses(cluster, 2);
+    expect(node2.map((p) => p.actor).sort()).toEqual(NODE_ACTORS);
+    const watched = await watchOplog(cluster, id);
+    // Blocks of 64 KiB from 16 MiB on, through node 1's gateway, each round reading back the last.
+    const writer = new AckedWriter({ uri: target, base: 16 * MiB, strideBytes: 128 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 360, verifyPrevious: true, deadlineMs: 120_000 });
+    writer.start();
+    let paused: number[] = [];
+    try {
+      await writer.waitForAcked(24, 30_000);
+      const pausedAt = Date.now();
+      paused = signalAll(node2.map((p) => p.pid), 'SIGSTOP');
+      expect(paused).toHaveLength(NODE_ACTORS.length);
+
+      const after = await waitFor('the vDisk to fail over to n1', 20_000, async () => {
+        const own = await ownership(cluster, id);
+        return own !== undefined && own.owner === 'n1' && own.epoch > before!.epoch ? own : false;
+      });
+      const failedOverAt = Date.now();
+      // Writes resume through node 1: 24 more acknowledged after the failover.
+      await writer.waitForAckedSince(failedOverAt, 24, 40_000);
+      await writer.stop();
+      await writer.finished(); // rejects if a read-back in a round saw a wrong pattern
+
+      // Node 2 is still paused (SIGSTOP holds until SIGCONT): its extent store holds a
+      // replica of the drained data and its shard some metadata partitions, yet every
+      // acknowledged write reads back through both other gateways, with no EIO.
+      const everything = [...drainedFirst, ...writer.acked];
+      const readStartedAt = Date.now();
+      for (const gateway of [1, 3]) await readBack(uri(cluster, gateway, 'node-pause'), everything, 90_000);
+      const readMs = Date.now() - readStartedAt;
+      expect(node2.every((p) => /^T/.test(processState(p.pid)))).toBe(true);
+      console.info(
+        `ownership: node 2 paused ${failedOverAt - pausedAt} ms before the failover to n1@${after.epoch}; ${writer.acked.length} writes acknowledged (${writer.failures.length} failed rounds retried); ` +
+          `${everything.length} blocks read back through n1 and n3 in ${readMs} ms with node 2 paused`,
+      );
+
+      signalAll(paused, 'SIGCONT');
+      paused = [];
+      // The old owner wakes, finds its heartbeat lapsed and drops the vDisk; nothing it
+      // had queued lands after the new owner's marker.
+      await waitFor('the paused controller to drop its vdisks', 10_000, () => readFileSync(join(cluster.dir, 'logs', 'n2-vdisk-controller.log'), 'utf8').includes('no longer serving any vdisk'));
+      await sleep(1_000);
+      // One more write through node 2's own gateway after the wake-up: it must reach the new owner.
+      const late: WrittenBlock = { index: 9_999, offset: 12 * MiB, length: 64 * 1024, pattern: 0x5e };
+      await qemuIoChecked(uri(cluster, 2, 'node-pause'), [`write -P ${late.pattern} ${late.offset} ${late.length}`, readCommand(late)]);
+      await watched.stop();
+      const entries = watched.entries;
+      const markerAt = entries.findIndex((e) => e.entry.kind === 'marker' && e.entry.epoch === after.epoch);
+      expect(markerAt).toBeGreaterThan(0);
+      expect(entries.slice(0, markerAt).some((e) => e.entry.kind === 'ops' && e.entry.epoch === before!.epoch)).toBe(true);
+      for (const e of entries.slice(markerAt)) expect(e.entry.epoch).toBeGreaterThanOrEqual(after.epoch);
+      expect(await ownership(cluster, id)).toMatchObject({ owner: 'n1', epoch: after.epoch });
+      expect(await ownerEvents(cluster, id)).toEqual([expect.objectContaining({ cause: 'failover', owner: 'n1', previousOwner: 'n2', ownerEpoch: after.epoch })]);
+      // And it all still reads back, now through every gateway, node 2's included.
+      for (const gateway of [1, 2, 3]) await readBack(uri(cluster, gateway, 'node-pause'), [...everything, late], 90_000);
+    } finally {
+      signalAll(paused, 'SIGCONT');
+      await writer.stop();
+      await watched.stop();
+    }
+  }, 300_000);
 
   it('the coordinator killed -9 in the middle of a takeover: the next leader resumes it from its record and finishes it', async () => {
     const { id } = await sharedOwnedByNode2(cluster, 'coord-kill');
@@ -317,12 +427,15 @@ describe('a whole node killed and kept down', () => {
     const { id, target } = await sharedOwnedByNode2(cluster, 'node-kill');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
-    const node2 = (await children(cluster.up.pid())).filter((c) => / --node n2( |$)/.test(c.args));
-    expect(node2.map((c) => c.args.match(/services\/([a-z-]+)\//)?.[1]).sort()).toEqual(['admission', 'extent-store', 'gateway', 'io-director', 'vdisk-controller']);
+    // Every process of the node: its five `--node n2` actors and its metadata shard (`--shard md-2`).
+    const node2 = await nodeProcesses(cluster, 2);
+    expect(node2.map((c) => c.actor).sort()).toEqual(NODE_ACTORS);
     const fio = fioWrite(target);
     await sleep(1_500);
     const killedAt = Date.now();
-    for (const c of node2) process.kill(c.pid, 'SIGKILL');
+    expect(signalAll(node2.map((c) => c.pid), 'SIGKILL')).toHaveLength(NODE_ACTORS.length);
+    // None of node 2 is left running (the supervisor waits two minutes to restart it).
+    await waitFor('every process of node 2 to be gone', 5_000, async () => (await nodeProcesses(cluster, 2)).length === 0);
     const result = await fio;
     expectFioClean(result);
     expect(result.endedAtMs).toBeGreaterThan(killedAt);
