@@ -15,10 +15,11 @@
 //    every oplog entry after the new owner's marker carries the new epoch; data verifies;
 //  - every process of the owner node paused (its metadata shard, extent store and
 //    gateway too) under a verifying writer on another node's gateway: writes resume
-//    after the failover, and with the node still paused every acknowledged write
-//    (and what was drained to extents before the pause) reads back through both other
-//    gateways with no error; after SIGCONT the old owner is fenced and it all still
-//    reads back, through all three gateways;
+//    after the failover, and with the node still paused every acknowledged write,
+//    and data drained before the pause (extent groups with a replica on the paused
+//    node and none on the new owner, map rows in partitions its shard held), reads
+//    back through both other gateways with no error; after SIGCONT the old owner is
+//    fenced and it all still reads back, through all three gateways;
 //  - the coordinator (the config leader) killed -9 while a takeover waits at its
 //    replay step: the restarted leader resumes it from its record in `own`, gives
 //    up on the unresponsive node and finishes on the next one;
@@ -30,7 +31,8 @@ import { decode } from '@strata/codec';
 import { openBucket } from '@strata/kv';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventType, buckets, keys, oplogEntry, streams, subjects, takeoverRecord, type OplogEntry, type VdiskOwnership } from '@strata/proto';
+import { leaseRecord } from '@strata/lease';
+import { EventType, buckets, keys, mdValue, oplogEntry, partitionOf, streams, subjects, takeoverRecord, type OplogEntry, type VdiskOwnership } from '@strata/proto';
 import { UpClusters, AckedWriter, childMatching, createdId, readOwnership, children, connectClient, qemuIo, readEvents, run, sleep, waitFor, waitForDrained, type UpCluster, type WrittenBlock } from '../harness';
 import { qemuIoChecked, readBack, readCommand } from '../harness/verify';
 
@@ -43,9 +45,9 @@ function uri(cluster: UpCluster, node: number, vdisk: string): string {
   return `nbd://127.0.0.1:${cluster.nbdPort + node - 1}/${vdisk}`;
 }
 
-/** Creates a 64 MiB vDisk with the CLI; returns its id. */
-async function createVdisk(cluster: UpCluster, name: string, shared: boolean): Promise<bigint> {
-  const created = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vdisk', 'create', name, '--size', '64M', ...(shared ? ['--shared'] : [])], { timeoutMs: 30_000 });
+/** Creates a vDisk (64 MiB unless `size` says otherwise) with the CLI; returns its id. */
+async function createVdisk(cluster: UpCluster, name: string, shared: boolean, size = '64M'): Promise<bigint> {
+  const created = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vdisk', 'create', name, '--size', size, ...(shared ? ['--shared'] : [])], { timeoutMs: 30_000 });
   expect(created.stdout + created.stderr).toMatch(new RegExp(`vdisk ${name} created`));
   return createdId(created.stdout);
 }
@@ -82,6 +84,35 @@ async function watchOplog(cluster: UpCluster, vdisk: bigint): Promise<{ entries:
       await nc.close();
     },
   };
+}
+
+/**
+ * What reading a vDisk's drained data depends on, from the metadata buckets: each
+ * row of the vDisk map with the holder of its partition's lease, and each extent
+ * group the rows name with the nodes of its replicas.
+ */
+async function drainedLayout(cluster: UpCluster, vdisk: bigint): Promise<{ rows: Array<{ key: string; holder: string }>; egroups: Array<{ egroup: bigint; nodes: string[] }> }> {
+  const nc = await connectClient(cluster.natsUrl);
+  try {
+    const rowsBucket = await openBucket(nc, buckets.mdVdisk, mdValue.vdisk);
+    const groups = await openBucket(nc, buckets.mdEgroup, mdValue.egroup);
+    const leases = await openBucket(nc, buckets.own, leaseRecord);
+    const rows: Array<{ key: string; holder: string }> = [];
+    const named = new Set<bigint>();
+    for (const key of await rowsBucket.keys(`${vdisk}.*`)) {
+      const row = await rowsBucket.get(key);
+      for (const b of Object.values(row?.value.blocks ?? {})) named.add(b.egroup);
+      rows.push({ key, holder: (await leases.get(keys.mdPartition(partitionOf(key))))?.value.holder ?? '' });
+    }
+    const egroups: Array<{ egroup: bigint; nodes: string[] }> = [];
+    for (const egroup of named) {
+      const entry = await groups.get(keys.egroup(egroup));
+      egroups.push({ egroup, nodes: entry?.value.replicas.map((r) => r.node) ?? [] });
+    }
+    return { rows, egroups };
+  } finally {
+    await nc.close();
+  }
 }
 
 /** The PID of one actor process of a node. */
@@ -276,80 +307,6 @@ describe('vDisk ownership with real NBD clients', () => {
     }
   });
 
-  it('every process of the owner node paused past the dead timeout: writes through another node resume after the failover, and with the node still paused every acknowledged write reads back through both other gateways; after SIGCONT the old owner is fenced', async () => {
-    const { id, target } = await sharedOwnedByNode2(cluster, 'node-pause');
-    const before = await ownership(cluster, id);
-    expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
-    // The first 8 MiB, written and drained before the pause: their extent groups have a
-    // replica on node 2 (drain places the owner's own disk first) and their vDisk map
-    // rows live in partitions some of which node 2's shard holds. Read back later, they
-    // go through the extent stores and metadata shards, not the oplog.
-    const drainedFirst: WrittenBlock[] = Array.from({ length: 16 }, (_, i) => ({ index: i, offset: i * 512 * 1024, length: 256 * 1024, pattern: 0xa0 + i }));
-    await qemuIoChecked(target, drainedFirst.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`));
-    await waitForDrained(cluster.natsUrl, id, 30_000);
-
-    const node2 = await nodeProcesses(cluster, 2);
-    expect(node2.map((p) => p.actor).sort()).toEqual(NODE_ACTORS);
-    const watched = await watchOplog(cluster, id);
-    // Blocks of 64 KiB from 16 MiB on, through node 1's gateway, each round reading back the last.
-    const writer = new AckedWriter({ uri: target, base: 16 * MiB, strideBytes: 128 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 360, verifyPrevious: true, deadlineMs: 120_000 });
-    writer.start();
-    let paused: number[] = [];
-    try {
-      await writer.waitForAcked(24, 30_000);
-      const pausedAt = Date.now();
-      paused = signalAll(node2.map((p) => p.pid), 'SIGSTOP');
-      expect(paused).toHaveLength(NODE_ACTORS.length);
-
-      const after = await waitFor('the vDisk to fail over to n1', 20_000, async () => {
-        const own = await ownership(cluster, id);
-        return own !== undefined && own.owner === 'n1' && own.epoch > before!.epoch ? own : false;
-      });
-      const failedOverAt = Date.now();
-      // Writes resume through node 1: 24 more acknowledged after the failover.
-      await writer.waitForAckedSince(failedOverAt, 24, 40_000);
-      await writer.stop();
-      await writer.finished(); // rejects if a read-back in a round saw a wrong pattern
-
-      // Node 2 is still paused (SIGSTOP holds until SIGCONT): its extent store holds a
-      // replica of the drained data and its shard some metadata partitions, yet every
-      // acknowledged write reads back through both other gateways, with no EIO.
-      const everything = [...drainedFirst, ...writer.acked];
-      const readStartedAt = Date.now();
-      for (const gateway of [1, 3]) await readBack(uri(cluster, gateway, 'node-pause'), everything, 90_000);
-      const readMs = Date.now() - readStartedAt;
-      expect(node2.every((p) => /^T/.test(processState(p.pid)))).toBe(true);
-      console.info(
-        `ownership: node 2 paused ${failedOverAt - pausedAt} ms before the failover to n1@${after.epoch}; ${writer.acked.length} writes acknowledged (${writer.failures.length} failed rounds retried); ` +
-          `${everything.length} blocks read back through n1 and n3 in ${readMs} ms with node 2 paused`,
-      );
-
-      signalAll(paused, 'SIGCONT');
-      paused = [];
-      // The old owner wakes, finds its heartbeat lapsed and drops the vDisk; nothing it
-      // had queued lands after the new owner's marker.
-      await waitFor('the paused controller to drop its vdisks', 10_000, () => readFileSync(join(cluster.dir, 'logs', 'n2-vdisk-controller.log'), 'utf8').includes('no longer serving any vdisk'));
-      await sleep(1_000);
-      // One more write through node 2's own gateway after the wake-up: it must reach the new owner.
-      const late: WrittenBlock = { index: 9_999, offset: 12 * MiB, length: 64 * 1024, pattern: 0x5e };
-      await qemuIoChecked(uri(cluster, 2, 'node-pause'), [`write -P ${late.pattern} ${late.offset} ${late.length}`, readCommand(late)]);
-      await watched.stop();
-      const entries = watched.entries;
-      const markerAt = entries.findIndex((e) => e.entry.kind === 'marker' && e.entry.epoch === after.epoch);
-      expect(markerAt).toBeGreaterThan(0);
-      expect(entries.slice(0, markerAt).some((e) => e.entry.kind === 'ops' && e.entry.epoch === before!.epoch)).toBe(true);
-      for (const e of entries.slice(markerAt)) expect(e.entry.epoch).toBeGreaterThanOrEqual(after.epoch);
-      expect(await ownership(cluster, id)).toMatchObject({ owner: 'n1', epoch: after.epoch });
-      expect(await ownerEvents(cluster, id)).toEqual([expect.objectContaining({ cause: 'failover', owner: 'n1', previousOwner: 'n2', ownerEpoch: after.epoch })]);
-      // And it all still reads back, now through every gateway, node 2's included.
-      for (const gateway of [1, 2, 3]) await readBack(uri(cluster, gateway, 'node-pause'), [...everything, late], 90_000);
-    } finally {
-      signalAll(paused, 'SIGCONT');
-      await writer.stop();
-      await watched.stop();
-    }
-  }, 300_000);
-
   it('the coordinator killed -9 in the middle of a takeover: the next leader resumes it from its record and finishes it', async () => {
     const { id } = await sharedOwnedByNode2(cluster, 'coord-kill');
     await qemuIo(uri(cluster, 3, 'coord-kill'), ['write -P 0x77 0 1M', 'write -P 0x78 20M 64k']);
@@ -412,6 +369,107 @@ describe('vDisk ownership with real NBD clients', () => {
       for (const pid of stopped) process.kill(pid, 'SIGCONT');
     }
   });
+});
+
+describe('the whole owner node paused', () => {
+  let cluster: UpCluster;
+
+  beforeAll(async () => {
+    // Extent groups of one block (1 MiB): the data drained before the pause spreads
+    // over many extent groups, each with its own pair of replicas.
+    cluster = await clusters.start({ env: { ...TIMINGS, STRATA_EGROUP_SIZE_BYTES: String(MiB) } });
+  }, 120_000);
+  afterAll(() => clusters.stopAll(), 60_000);
+
+  it('every process of the owner node paused past the dead timeout: writes through another node resume after the failover, and with the node still paused every acknowledged write reads back through both other gateways; after SIGCONT the old owner is fenced', async () => {
+    const name = 'node-pause';
+    const id = await createVdisk(cluster, name, true, '1G');
+    await attach(cluster, 2, name);
+    // Written and drained before the pause: 256 KiB at the start of each of 32 rows
+    // (16 MiB apart), so the rows fall in many metadata partitions and the blocks in
+    // 32 extent groups, each with a replica on node 2 (drain puts the owner's own
+    // disk first) and one on node 1 or node 3.
+    const drainedFirst: WrittenBlock[] = Array.from({ length: 32 }, (_, i) => ({ index: i, offset: i * 16 * MiB, length: 256 * 1024, pattern: 0x80 + i }));
+    await qemuIoChecked(uri(cluster, 2, name), drainedFirst.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`));
+    await waitForDrained(cluster.natsUrl, id, 30_000);
+    // The new owner is the node that holds the fewer of those second replicas: it
+    // must read them from node 2 (paused) or the third node. It volunteers by opening
+    // the vDisk, and the writer goes through its gateway.
+    const layout = await drainedLayout(cluster, id);
+    const onNode = (n: string): number => layout.egroups.filter((e) => e.nodes.includes(n)).length;
+    const [next, other] = onNode('n1') <= onNode('n3') ? [1, 3] : [3, 1];
+    const notLocal = layout.egroups.filter((e) => e.nodes.includes('n2') && !e.nodes.includes(`n${next}`));
+    const md2Rows = layout.rows.filter((r) => r.holder === 'md-2');
+    const premise = `${layout.egroups.length} extent groups (${notLocal.length} on n2 and not on n${next}), ${layout.rows.length} rows (${md2Rows.length} in partitions md-2 holds)`;
+    // What the test is about: reads the new owner can serve only by going around node 2.
+    if (notLocal.length === 0 || md2Rows.length === 0) throw new Error(`the drained data does not depend on node 2 as this test needs: ${premise}`);
+    await attach(cluster, next, name);
+    const before = await ownership(cluster, id);
+    expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', `n${next}`] });
+    const target = uri(cluster, next, name);
+
+    const node2 = await nodeProcesses(cluster, 2);
+    expect(node2.map((p) => p.actor).sort()).toEqual(NODE_ACTORS);
+    const watched = await watchOplog(cluster, id);
+    // 64 KiB blocks from 600 MiB on, each round reading back the one before.
+    const writer = new AckedWriter({ uri: target, base: 600 * MiB, strideBytes: 256 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 360, verifyPrevious: true, deadlineMs: 120_000 });
+    writer.start();
+    let paused: number[] = [];
+    try {
+      await writer.waitForAcked(24, 30_000);
+      const pausedAt = Date.now();
+      paused = signalAll(node2.map((p) => p.pid), 'SIGSTOP');
+      expect(paused).toHaveLength(NODE_ACTORS.length);
+
+      const after = await waitFor(`the vDisk to fail over to n${next}`, 20_000, async () => {
+        const own = await ownership(cluster, id);
+        return own !== undefined && own.owner === `n${next}` && own.epoch > before!.epoch ? own : false;
+      });
+      const failedOverAt = Date.now();
+      // Writes resume through the new owner's gateway: 24 more acknowledged after the failover.
+      await writer.waitForAckedSince(failedOverAt, 24, 40_000);
+      await writer.stop();
+      await writer.finished(); // rejects if a read-back in a round saw a wrong pattern
+
+      // Node 2 is still stopped (SIGSTOP holds until SIGCONT), yet every acknowledged
+      // write and the drained data read back through both other gateways: any EIO
+      // (IoFailed) or wrong pattern (WrongData) fails here at once.
+      const everything = [...drainedFirst, ...writer.acked];
+      const readStartedAt = Date.now();
+      for (const gateway of [next, other]) await readBack(uri(cluster, gateway, name), everything, 90_000);
+      const readMs = Date.now() - readStartedAt;
+      expect(node2.map((p) => processState(p.pid))).toEqual(node2.map(() => 'T'));
+      console.info(
+        `ownership: ${premise}; node 2 paused ${failedOverAt - pausedAt} ms before the failover to n${next}@${after.epoch}; ` +
+          `${writer.acked.length} writes acknowledged (${writer.failures.length} failed rounds retried); ${everything.length} blocks read back through n${next} and n${other} in ${readMs} ms with node 2 paused`,
+      );
+
+      signalAll(paused, 'SIGCONT');
+      paused = [];
+      // The old owner wakes, finds its heartbeat lapsed and drops the vDisk; nothing it
+      // had queued lands after the new owner's marker.
+      await waitFor('the paused controller to drop its vdisks', 10_000, () => readFileSync(join(cluster.dir, 'logs', 'n2-vdisk-controller.log'), 'utf8').includes('no longer serving any vdisk'));
+      await sleep(1_000);
+      // A write through node 2's own gateway after the wake-up reaches the new owner.
+      const late: WrittenBlock = { index: 9_999, offset: 590 * MiB, length: 64 * 1024, pattern: 0x5e };
+      await qemuIoChecked(uri(cluster, 2, name), [`write -P ${late.pattern} ${late.offset} ${late.length}`, readCommand(late)]);
+      await watched.stop();
+      const entries = watched.entries;
+      const markerAt = entries.findIndex((e) => e.entry.kind === 'marker' && e.entry.epoch === after.epoch);
+      expect(markerAt).toBeGreaterThan(0);
+      expect(entries.slice(0, markerAt).some((e) => e.entry.kind === 'ops' && e.entry.epoch === before!.epoch)).toBe(true);
+      for (const e of entries.slice(markerAt)) expect(e.entry.epoch).toBeGreaterThanOrEqual(after.epoch);
+      expect(await ownership(cluster, id)).toMatchObject({ owner: `n${next}`, epoch: after.epoch });
+      expect(await ownerEvents(cluster, id)).toEqual([expect.objectContaining({ cause: 'failover', owner: `n${next}`, previousOwner: 'n2', ownerEpoch: after.epoch })]);
+      // And it all still reads back, now through every gateway, node 2's included.
+      for (const gateway of [1, 2, 3]) await readBack(uri(cluster, gateway, name), [...everything, late], 90_000);
+      cluster.passed = true;
+    } finally {
+      signalAll(paused, 'SIGCONT');
+      await writer.stop();
+      await watched.stop();
+    }
+  }, 300_000);
 });
 
 describe('a whole node killed and kept down', () => {
