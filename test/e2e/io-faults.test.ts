@@ -48,6 +48,7 @@ import {
   type UpCluster,
   UpClusters,
 } from '../harness';
+import { isConnectionError, isUnavailable } from '../harness/verify';
 
 const MiB = 2 ** 20;
 /** Blocks per vDisk map row (the controller's default rowBlocks) times the 1 MiB block. */
@@ -125,7 +126,7 @@ describe('faults under the I/O path with real NBD clients', () => {
     // has just entered a vDisk map row: it stays in it for about 50 more writes, and
     // every drain until they are drained must write that row (and its new extent groups).
     await writer.waitForAcked(48, 30_000);
-    await waitFor('a first drain to complete', 20_000, async () => (await readDrainState(natsUrl, demoId)).drained > 0, 200);
+    await waitFor('a first drain to complete', 20_000, async () => (await readDrainState(natsUrl, demoId)).drained > 0, { intervalMs: 200, retryIf: isConnectionError });
     await writer.waitFor('the writer to enter a new vDisk map row', 30_000, () => writer.acked.length >= 64 && writer.acked[writer.acked.length - 1]!.index % ROW_WRITES < 12);
 
     // The victim: the shard holding the lease of that row's partition.
@@ -134,10 +135,15 @@ describe('faults under the I/O path with real NBD clients', () => {
     const rowPartition = partitionOf(keys.vdiskRow(demoId, row));
     // The shards may still be balancing their partitions (a released lease names no
     // holder until another shard takes it): wait for the row's partition to be held.
-    const before = await waitFor("the row's partition to have a holder", 15_000, async () => {
-      const leases = await partitionLeases(natsUrl);
-      return leases[rowPartition]!.record?.holder ? leases : false;
-    }, 200);
+    const before = await waitFor(
+      "the row's partition to have a holder",
+      15_000,
+      async () => {
+        const leases = await partitionLeases(natsUrl);
+        return leases[rowPartition]!.record?.holder ? leases : false;
+      },
+      { intervalMs: 200, retryIf: isConnectionError },
+    );
     const victim = before[rowPartition]!.record?.holder;
     expect(victim).toMatch(/^md-[123]$/);
     const held = before.filter((p) => p.record?.holder === victim).map((p) => ({ partition: p.partition, epoch: p.record!.epoch }));
@@ -162,14 +168,17 @@ describe('faults under the I/O path with real NBD clients', () => {
         return ok ? { partition: h.partition, holder: r.holder, epoch: r.epoch } : undefined;
       });
       return taken.every((t) => t !== undefined) ? taken : false;
-    }, 200);
+    }, { intervalMs: 200, retryIf: isConnectionError });
     const recoveredAt = Date.now();
 
     // Writes keep being acknowledged, and a drain that started after the recovery completes.
     const drainAtRecovery = await readDrainState(natsUrl, demoId);
     expect(drainAtRecovery.lastSeq).toBeGreaterThan(drainBefore.lastSeq);
     await writer.waitForAckedSince(recoveredAt, 64, 40_000);
-    await waitFor(`a drain past oplog sequence ${drainAtRecovery.lastSeq}`, 30_000, async () => (await readDrainState(natsUrl, demoId)).drained >= drainAtRecovery.lastSeq, 200);
+    await waitFor(`a drain past oplog sequence ${drainAtRecovery.lastSeq}`, 30_000, async () => (await readDrainState(natsUrl, demoId)).drained >= drainAtRecovery.lastSeq, {
+      intervalMs: 200,
+      retryIf: isConnectionError,
+    });
 
     await writer.stop();
     await writer.finished(); // rejects if a read-back during the run saw a wrong pattern
@@ -233,10 +242,16 @@ describe('faults under the I/O path with real NBD clients', () => {
     try {
       // No account check up front: it fails outright until JetStream has re-elected.
       const jsm = await jetstreamManager(nc2, { timeout: 2_000, checkAPI: false });
-      const newLeader = await waitFor('a new OPLOG stream leader', 30_000, async () => {
-        const l = (await jsm.streams.info(streams.oplog)).cluster?.leader;
-        return l !== undefined && l !== victim!.name ? l : false;
-      }, 100);
+      // Until JetStream has re-elected, stream info times out or answers 503: "not yet".
+      const newLeader = await waitFor(
+        'a new OPLOG stream leader',
+        30_000,
+        async () => {
+          const l = (await jsm.streams.info(streams.oplog)).cluster?.leader;
+          return l !== undefined && l !== victim!.name ? l : false;
+        },
+        { intervalMs: 100, retryIf: isConnectionError },
+      );
       electedMs = Date.now() - killedAt;
       expect(newLeader).not.toBe(victim!.name);
     } finally {
@@ -253,7 +268,10 @@ describe('faults under the I/O path with real NBD clients', () => {
     const configClient = await ConfigClient.connect(survivors, 5_000);
     let configMs: number;
     try {
-      await waitFor('the config service to answer status after the kill (see config-1.log: "cache did not catch up with the takeover marker")', 30_000, async () => (await configClient.status()).leader !== '', 250);
+      await waitFor('the config service to answer status after the kill (see config-1.log: "cache did not catch up with the takeover marker")', 30_000, async () => (await configClient.status()).leader !== '', {
+        intervalMs: 250,
+        retryIf: isUnavailable,
+      });
       configMs = Date.now() - killedAt;
     } finally {
       await configClient.close();
