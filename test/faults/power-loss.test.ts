@@ -23,7 +23,7 @@ import { constants } from 'node:fs';
 import { open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort } from '@strata/natsd';
-import { AckedWriter, readDrainState, run, sleep, waitForDrained, type AckedBlock } from '../harness';
+import { AckedWriter, readDrainState, run, sleep, waitFor, waitForDrained, type AckedBlock } from '../harness';
 import { PowerCutRig, cutPower, lazyFsSupport, readBack, runLazyFsUnitTests, type LazyFs, type ReadBack, type StrataUp } from '../harness/powercut';
 
 const KiB = 1024;
@@ -77,6 +77,18 @@ async function fileBytes(dir: string): Promise<number> {
 
 function mib(bytes: number): string {
   return `${(bytes / MiB).toFixed(1)} MiB`;
+}
+
+/**
+ * Waits (bounded) until the restarted cluster answers a read of `block` at `uri`
+ * (the owner may still be replaying its oplog); wrong data ends the wait too: the
+ * read-back that follows reports it. Only availability is waited for, never an answer.
+ */
+async function waitUntilServing(uri: string, block: AckedBlock): Promise<void> {
+  await waitFor(`${uri} to answer a read`, 60_000, async () => {
+    const r = await readBack(uri, [block], 20_000);
+    return r.unreadable.length === 0;
+  });
 }
 
 interface WrittenThenCut {
@@ -179,7 +191,9 @@ describeWithFuse('power loss of the whole cluster', () => {
     const readyAtMs = Date.now();
 
     // Through node 2's gateway first: the oplog node 1 wrote is replayed wherever the vDisk is served now.
-    const viaNode2 = await readBack(`nbd://127.0.0.1:${second.nbdPort + 1}/demo`, acked);
+    const node2 = `nbd://127.0.0.1:${second.nbdPort + 1}/demo`;
+    await waitUntilServing(node2, acked[0]!);
+    const viaNode2 = await readBack(node2, acked);
     expect(describeReadBack(viaNode2)).toBe(`${acked.length} intact, 0 lost, 0 unreadable`);
     const drained = await waitForDrained(second.natsUrl, second.demoId, 60_000);
     const viaNode1 = await readBack(`nbd://127.0.0.1:${second.nbdPort}/demo`, acked);
@@ -214,7 +228,9 @@ describeWithFuse('power loss of the whole cluster', () => {
     const natsAgain = await rig.startNatsServer(natsDir, await freePort(), false);
     const second = await rig.startStrataUp({ dir: dataDir, natsUrl: natsAgain.url, env });
     const readyAtMs = Date.now();
-    const after = await readBack(`nbd://127.0.0.1:${second.nbdPort}/demo`, acked);
+    const node1 = `nbd://127.0.0.1:${second.nbdPort}/demo`;
+    await waitUntilServing(node1, acked[0]!);
+    const after = await readBack(node1, acked);
 
     console.log(
       `power loss, sync off: of ${summary(acked)}, ${after.lost.length + after.unreadable.length} were lost (${describeReadBack(after)}); ` +

@@ -90,10 +90,10 @@ export class LazyFs {
     readonly binary: string,
     readonly backingDir: string,
     readonly mountDir: string,
-    readonly process: ActorProcess,
+    readonly proc: ActorProcess,
   ) {
-    void process.exited().then((how) => {
-      if (!this.killing) console.error(`lazyfs on ${mountDir} exited unexpectedly (${how}): ${process.output().slice(-4000)}`);
+    void proc.exited().then((how) => {
+      if (!this.killing) console.error(`lazyfs on ${mountDir} exited unexpectedly (${how}): ${proc.output().slice(-4000)}`);
     });
   }
 
@@ -117,7 +117,7 @@ export class LazyFs {
   }
 
   pid(): number {
-    return this.process.pid();
+    return this.proc.pid();
   }
 
   /** Detaches the mount (MNT_DETACH, alive or dead) and checks it is gone. */
