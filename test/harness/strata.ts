@@ -13,6 +13,7 @@ import { openBucket } from '@strata/kv';
 import { buckets, keys, oplogEntry, streams, subjects, vdiskOwnership, type VdiskOwnership } from '@strata/proto';
 import { run } from './processes';
 import { sleep, waitFor } from './util';
+import { isConnectionError } from './verify';
 
 function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -359,7 +360,8 @@ export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs
         const needed = seen.lastKind === 'marker' ? seen.lastSeq - 1 : seen.lastSeq;
         return seen.lastSeq > 0 && seen.drained >= needed ? seen : false;
       },
-      250,
+      // A server of a cluster under a fault may refuse the look for a moment.
+      { intervalMs: 250, retryIf: isConnectionError },
     );
   } catch (err) {
     throw new Error(`${(err as Error).message} (last seen: ${JSON.stringify(seen)})`);
