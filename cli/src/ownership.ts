@@ -125,12 +125,20 @@ async function readRange(nc: NatsConnection, from: number, to: number, deadline:
       if (Date.now() >= deadline) throw new StrataError(ErrorCode.TIMEOUT, `reading ${streams.events} took too long (stopped at sequence ${seq})`);
       const batch = await consumer.fetch({ max_messages: Math.max(1, Math.min(to - seq, 1_000)), expires: FETCH_WAIT_MS });
       let received = 0;
-      for await (const m of batch) {
-        received++;
-        seq = m.seq;
-        if (seq > to) return;
-        visit(m);
-        if (seq === to || m.info.pending === 0) return;
+      try {
+        for await (const m of batch) {
+          received++;
+          seq = m.seq;
+          if (seq > to) return;
+          visit(m);
+          if (seq === to || m.info.pending === 0) return;
+        }
+      } catch (err) {
+        // A consumer just made through another server of a cluster may not be known
+        // yet where the pull lands ("no responders", 503): ask again, until the deadline.
+        if (received > 0 || !/no responders|503/i.test(`${(err as Error).message} ${String((err as { code?: unknown }).code)}`)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
       }
       if (received === 0) return;
     }
