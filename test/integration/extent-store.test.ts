@@ -202,9 +202,10 @@ describe.each(topologies)('extent store against %s nats', (kind) => {
     const n1 = await client.get({ kind: 'node', name: 'n1' });
     const d4 = await client.create({ kind: 'disk', name: 'd4', spec: { node: n1.id, path: join(root, 'd4'), tier: 'hdd', capacityBytes: 8 * MiB } });
     const data = pattern(4096, 6);
-    // Until the store's next refresh of its disk list, d4 is NOT_FOUND there: that alone means "not yet".
+    // Until the store's next refresh of its disk list, d4 is NOT_FOUND there, and then
+    // UNAVAILABLE while the store opens it: those alone mean "not yet".
     await waitFor('the store to serve d4', 10 * INTERVAL_MS, async () => (await egWrite(d4.id, 4001n, 1, data.length, [{ offset: 0, data }])).version === 1, {
-      retryIf: (err) => isStrataError(err, ErrorCode.NOT_FOUND),
+      retryIf: (err) => isStrataError(err, ErrorCode.NOT_FOUND) || (isStrataError(err, ErrorCode.UNAVAILABLE) && /is being opened/.test((err as Error).message)),
     });
     expect(Buffer.from(await egRead(d4.id, 4001n, 0, data.length))).toEqual(Buffer.from(data));
   });
