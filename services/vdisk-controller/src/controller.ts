@@ -385,14 +385,7 @@ export class Controller {
    * the whole tail or an error (see oplog-replay.ts), within the takeover step's bound.
    */
   private async readOplogTail(subject: string, drained: number): Promise<{ lastSeq: number; entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> }> {
-    let lastSeq = 0;
-    try {
-      const last = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
-      lastSeq = last?.seq ?? 0;
-    } catch (err) {
-      // No message on the subject yet.
-      if (!/no message found/i.test((err as Error).message ?? '')) throw err;
-    }
+    const lastSeq = (await this.lastOplogMessage(subject))?.seq ?? 0;
     const messages = await readTail({ drained, lastSeq, timeoutMs: this.deps.settings.replayTimeoutMs }, oplogFetcher(this.js, streams.oplog, subject));
     const entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> = [];
     for (const m of messages) {
@@ -402,7 +395,7 @@ export class Controller {
     return { lastSeq, entries };
   }
 
-  /** The last message of `subject` in the oplog: its sequence and message id. */
+  /** The last message of `subject` in the oplog (undefined when it has none): its sequence and message id. */
   private async lastOplogMessage(subject: string): Promise<{ seq: number; msgId: string | undefined } | undefined> {
     try {
       const m = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
