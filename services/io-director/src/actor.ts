@@ -22,12 +22,13 @@ export function ioDirectorActor(s: DirectorSettings): ActorDefinition {
     node: s.node,
     start: async ({ bus, log }) => {
       const [own, cfg] = await Promise.all([openBucket(bus.nc, buckets.own, vdiskOwnership), openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 })]);
-      const [ownership, config] = await Promise.all([
+      const [ownership, config, nodes] = await Promise.all([
         WatchCache.start(own, { key: keys.vdiskOwnershipAll, onBadEntry: (key, err) => log.warn({ key, err }, 'unreadable ownership record') }),
         WatchCache.start(cfg, { key: 'vdisk.>' }),
+        WatchCache.start(cfg, { key: 'node.>' }),
       ]);
-      await Promise.all([ownership.ready, config.ready]);
-      const director = new Director({ node: s.node, bus, own, ownership, config });
+      await Promise.all([ownership.ready, config.ready, nodes.ready]);
+      const director = new Director({ node: s.node, bus, own, ownership, config, nodes });
       const services = await Promise.all([
         ...Object.values(IoOp).map((op) => bus.serve(subjects.io(s.node, op), ioSchemas[op].request, (req, ctx) => director.handle(op, req, ctx), { maxInFlight: s.requestsInFlightMax })),
         bus.serve(subjects.io(s.node, DirectorOp.attach), ioAttachRequest, (req) => director.attach(req.vdisk), { maxInFlight: s.requestsInFlightMax }),
@@ -36,6 +37,7 @@ export function ioDirectorActor(s: DirectorSettings): ActorDefinition {
         await Promise.all(services.map((svc) => svc.stop()));
         ownership.stop();
         config.stop();
+        nodes.stop();
       };
     },
   };

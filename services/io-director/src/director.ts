@@ -6,13 +6,18 @@
 //  - a shared vDisk owned elsewhere: the owner's (forwarding; the reply travels
 //    back the same way);
 //  - an unshared vDisk owned elsewhere: its VM moved here, so the director first
-//    asks the owner to relinquish it, then serves it here.
+//    asks the owner to relinquish it, then serves it here. Only while the config
+//    leader holds this node alive: a node whose vdisk-controller never started (or
+//    was declared dead) would take the vDisk where nothing serves it, and no
+//    failover would move it on, since the node was never seen to fail. Until then
+//    the request is forwarded to the owner, as for a shared vDisk.
 // A gateway that opens a vDisk attaches it: its node becomes a volunteer, one of
 // the nodes the config leader moves the vDisk to when its owner fails.
 import type { Bus, RequestContext } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { TypedBucket, WatchCache } from '@strata/kv';
 import {
+  Liveness,
   VdcOp,
   ioRange,
   ioSchemas,
@@ -33,7 +38,10 @@ export interface DirectorDeps {
   bus: Bus;
   own: TypedBucket<typeof vdiskOwnership>;
   ownership: WatchCache<VdiskOwnership>;
+  /** The watched `vdisk.>` entries of `cfg`. */
   config: WatchCache<CfgEntry>;
+  /** The watched `node.>` entries of `cfg`: their liveness, as the config leader records it. */
+  nodes: WatchCache<CfgEntry>;
 }
 
 /** Attempts at a compare-and-set on an ownership record before giving up (UNAVAILABLE). */
@@ -101,7 +109,7 @@ export class Director {
       }
     }
     let owner = await this.ownerOf(vdiskId);
-    if (owner !== this.deps.node && !cfg.spec.shared) owner = await this.relinquishTo(vdiskId, owner, ctx);
+    if (owner !== this.deps.node && !cfg.spec.shared && this.aliveHere()) owner = await this.relinquishTo(vdiskId, owner, ctx);
     recordingSpan()?.setAttribute(SpanAttr.owner, owner);
     try {
       return await this.deps.bus.request(subjects.admission(owner, op), request, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
@@ -113,6 +121,11 @@ export class Director {
       if (isStrataError(err, ErrorCode.NOT_OWNER)) await this.learnOwner(vdiskId).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Whether the config leader records this node alive: its vdisk-controller heartbeats, so a vDisk moved here is served. */
+  private aliveHere(): boolean {
+    return this.deps.nodes.values().some(({ value }) => 'kind' in value && value.kind === 'node' && value.name === this.deps.node && value.status.liveness === Liveness.alive);
   }
 
   /** Reads the vDisk's ownership record and, when it is newer than the watched copy, serves by it until the copy catches up. */
