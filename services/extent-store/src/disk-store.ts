@@ -17,10 +17,11 @@
 // old version with slices whose bytes no longer match their CRC. Reads of those slices
 // answer CHECKSUM, and so does a later write that covers such a slice only in part
 // (its old bytes cannot be trusted, and merging new bytes into them would launder the
-// damage under a fresh checksum); a write that covers the whole slice repairs it. The
-// controller retries an unacknowledged drain, which rewrites the same ranges; a replica
-// that still answers CHECKSUM must be repaired from another replica. Every slice
-// outside the write, and every slice of any other extent group, is unaffected.
+// damage under a fresh checksum); a write that covers the whole slice repairs it. A
+// controller whose drain write a replica refuses with CHECKSUM stops writing that
+// extent group and moves the blocks it drains to a new one (extent-groups.ts); the
+// damaged replica must be repaired from another. Every slice outside the write, and
+// every slice of any other extent group, is unaffected.
 import { constants as fsConstants, readSync } from 'node:fs';
 import { type FileHandle, mkdir, readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -5,8 +5,14 @@
 // range from one replica. Reads go to healthy replicas first (the local one first)
 // and are hedged: one that has not answered soon is asked of the next replica too,
 // and the first good answer wins (see replica-health.ts). Drain writes only extent
-// groups whose replicas are all on healthy nodes: `writable` tells the vDisk, which
-// moves a block of any other extent group to a new one (see vdisk.ts).
+// groups whose replicas are all on healthy nodes and undamaged: `writable` tells the
+// vDisk, which moves a block of any other extent group to a new one (see vdisk.ts).
+// A replica is damaged when it refuses a write with CHECKSUM: a crash of its extent
+// store in the middle of an earlier write left a slice that no longer matches its
+// checksum, and a write over part of that slice can never succeed (the store will
+// not merge new bytes into bytes it cannot trust). Retrying would stall the drain,
+// and the oplog behind it, for good; the extent group's other replicas still serve
+// reads, and the damaged one is left for repair.
 //
 // Versions: a replica applies a write only when it is below the write's version. The
 // map records the version all replicas reached. A write that failed half way may
@@ -80,6 +86,8 @@ interface EgroupState {
 
 export class ExtentGroups implements ExtentSpace {
   private readonly states = new Map<bigint, EgroupState>();
+  /** Extent groups with a replica that refused a write with CHECKSUM: no more drain writes (see the top). */
+  private readonly damaged = new Set<bigint>();
   private open: bigint | undefined;
   /** Allocation runs one at a time: each takes the next range of the open extent group. */
   private allocating: Promise<unknown> = Promise.resolve();
@@ -94,8 +102,8 @@ export class ExtentGroups implements ExtentSpace {
 
   private async allocateNow(_block: number, length: number): Promise<BlockLocation> {
     let state = this.open === undefined ? undefined : this.states.get(this.open);
-    // A full open extent group, or one with a replica on a node now suspect or dead, takes no more.
-    if (this.open === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state)) {
+    // A full open extent group, or one with a replica damaged or on a node now suspect or dead, takes no more.
+    if (this.open === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, this.open)) {
       const created = await this.deps.createEgroup(length);
       assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
       state = { entry: created.entry, revision: created.revision, attempted: created.entry.version, allocatedBytes: created.entry.sizeBytes };
@@ -151,6 +159,7 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   private async writeChunk(egroup: bigint, state: EgroupState, pieces: EgPiece[]): Promise<void> {
+    if (this.damaged.has(egroup)) throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has a damaged replica; its blocks move to another extent group`);
     const unusable = state.entry.replicas.filter((r) => !this.deps.health.usable(r.node));
     if (unusable.length > 0) {
       // Never wait on a hung or dead node: the next drain moves these blocks elsewhere.
@@ -160,16 +169,30 @@ export class ExtentGroups implements ExtentSpace {
       const version = Math.max(state.entry.version, state.attempted) + 1;
       state.attempted = version;
       const request = { egroup, vdisk: this.deps.vdisk, epoch: this.deps.epoch(), version, sizeBytes: state.allocatedBytes, pieces };
-      try {
-        await settleAll(state.entry.replicas.map((r) => this.observed(r.node, () => this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs: this.deps.timeoutMs }))));
-        return;
-      } catch (err) {
-        if (attempt > 0 || !isStrataError(err, ErrorCode.CONFLICT)) throw err;
-        // A replica is at or past `version`: learn every replica's version and go past them.
-        state.attempted = Math.max(state.attempted, ...(await this.replicaVersions(egroup, state)));
-        this.deps.log.info({ egroup: String(egroup), attempted: state.attempted }, 'a replica was ahead of this controller; writing past its version');
-      }
+      const results = await Promise.allSettled(
+        state.entry.replicas.map((r) => this.observed(r.node, () => this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs: this.deps.timeoutMs }))),
+      );
+      this.noteDamage(egroup, state, results);
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed === undefined) return;
+      if (attempt > 0 || !isStrataError(failed.reason, ErrorCode.CONFLICT)) throw failed.reason;
+      // A replica is at or past `version`: learn every replica's version and go past them.
+      state.attempted = Math.max(state.attempted, ...(await this.replicaVersions(egroup, state)));
+      this.deps.log.info({ egroup: String(egroup), attempted: state.attempted }, 'a replica was ahead of this controller; writing past its version');
     }
+  }
+
+  /** Marks `egroup` damaged when a replica refused the write with CHECKSUM, and fails the write so its blocks move. */
+  private noteDamage(egroup: bigint, state: EgroupState, results: readonly PromiseSettledResult<unknown>[]): void {
+    const bad = state.entry.replicas.filter((_, i) => {
+      const result = results[i]!;
+      return result.status === 'rejected' && isStrataError(result.reason, ErrorCode.CHECKSUM);
+    });
+    if (bad.length === 0) return;
+    this.damaged.add(egroup);
+    const where = bad.map((r) => `disk ${r.disk} on ${r.node}`).join(', ');
+    this.deps.log.warn({ egroup: String(egroup), vdisk: String(this.deps.vdisk), replicas: bad.map((r) => ({ disk: String(r.disk), node: r.node })) }, `egroup ${egroup}: damaged replica (${where}) refused a drain write with CHECKSUM; its blocks move to another extent group, the replica is left for repair`);
+    throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has a damaged replica (${where}); its blocks move to another extent group`);
   }
 
   private async replicaVersions(egroup: bigint, state: EgroupState): Promise<number[]> {
@@ -234,11 +257,11 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   async writable(egroup: bigint): Promise<boolean> {
-    return this.replicasUsable(await this.state(egroup));
+    return this.replicasUsable(await this.state(egroup), egroup);
   }
 
-  private replicasUsable(state: EgroupState): boolean {
-    return state.entry.replicas.every((r) => this.deps.health.usable(r.node));
+  private replicasUsable(state: EgroupState, egroup: bigint): boolean {
+    return !this.damaged.has(egroup) && state.entry.replicas.every((r) => this.deps.health.usable(r.node));
   }
 
   /** The extent group's state, loaded from the map on first use. */

@@ -14,6 +14,8 @@ import { testHealth } from './health';
 interface FakeReplica {
   version: number;
   bytes: Uint8Array;
+  /** A slice left damaged by a crash: every write answers CHECKSUM, as the store does for a write over part of it. */
+  damaged?: boolean;
 }
 
 function fakeBus(replicas: Map<string, FakeReplica>, sent: string[]): Bus {
@@ -24,6 +26,7 @@ function fakeBus(replicas: Map<string, FakeReplica>, sent: string[]): Bus {
     if (op === 'stat') return Promise.resolve({ version: replica.version, sizeBytes: replica.bytes.length });
     if (op === 'read') return Promise.resolve({ data: replica.bytes.slice(req.offset as number, (req.offset as number) + (req.length as number)) });
     const version = req.version as number;
+    if (replica.damaged === true) return Promise.reject(new StrataError(ErrorCode.CHECKSUM, 'slice 0 failed its check before a write over part of it'));
     if (replica.version >= version) return Promise.reject(new StrataError(ErrorCode.CONFLICT, `at version ${replica.version}`));
     for (const p of req.pieces as Array<{ offset: number; data: Uint8Array }>) replica.bytes.set(p.data, p.offset);
     replica.version = version;
@@ -97,6 +100,57 @@ describe('extent groups', () => {
     expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(6);
     for (const r of replicas.values()) expect(Array.from(r.bytes.subarray(8, 11))).toEqual([1, 2, 3]);
     expect(Array.from(await groups.read({ egroup: 9n, offset: 0, length: 64 }, 7, 5))).toEqual([0, 1, 2, 3, 0]);
+  });
+
+  it('stops writing an extent group whose replica refused a write with CHECKSUM, keeps reading it from the others, and allocates new extents elsewhere', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([
+      ['1', { version: 0, bytes: new Uint8Array(64).fill(5) }],
+      ['2', { version: 0, bytes: new Uint8Array(64).fill(5), damaged: true }],
+      ['3', { version: 0, bytes: new Uint8Array(64) }],
+      ['4', { version: 0, bytes: new Uint8Array(64) }],
+    ]);
+    // Extent group 10 (replicas on disks 2 and 1) is made first, then 11 (disks 3 and 4).
+    const placements = [
+      [{ disk: 2n, node: 'n2' }, { disk: 1n, node: 'n1' }],
+      [{ disk: 3n, node: 'n1' }, { disk: 4n, node: 'n3' }],
+    ];
+    let nextId = 10n;
+    const groups = new ExtentGroups({
+      bus: fakeBus(replicas, []),
+      md,
+      log: createLogger({ service: 'test', level: 'silent' }),
+      node: 'n1',
+      health: testHealth().health,
+      vdisk: 7n,
+      epoch: () => 1,
+      createEgroup: async () => {
+        const id = nextId++;
+        const entry: EgroupEntry = { vdisk: 7n, replicas: placements.shift()!, version: 0, sizeBytes: 0, extents: [] };
+        return { id, entry, revision: await md.put('egroup', keys.egroup(id), entry, 0) };
+      },
+      egroupSizeBytes: 1024,
+      writeBytesMax: 1024,
+      timeoutMs: 1_000,
+    });
+    const first = await groups.allocate(1, 16);
+    expect(first.egroup).toBe(10n);
+    const before = (await md.get('egroup', keys.egroup(10n)))!.value;
+    await expect(groups.write(10n, [{ offset: 4, data: new Uint8Array([1, 2]) }], { added: [{ block: 1, location: first }], freed: [] })).rejects.toMatchObject({
+      code: ErrorCode.UNAVAILABLE,
+      message: expect.stringContaining('damaged replica (disk 2 on n2)'),
+    });
+    expect(await groups.writable(10n)).toBe(false);
+    // The map is unchanged, and a second write is refused without asking any replica.
+    expect((await md.get('egroup', keys.egroup(10n)))!.value).toEqual(before);
+    const versionOfGood = replicas.get('1')!.version;
+    await expect(groups.write(10n, [{ offset: 4, data: new Uint8Array([1, 2]) }], { added: [], freed: [] })).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    expect(replicas.get('1')!.version).toBe(versionOfGood);
+    // Reads still come from the replicas; a new extent goes to a new extent group.
+    expect(Array.from(await groups.read({ egroup: 10n, offset: 0, length: 16 }, 0, 2))).toEqual([5, 5]);
+    expect((await groups.allocate(2, 16)).egroup).toBe(11n);
+    // Freeing extents touches the map alone, so it still goes through.
+    await groups.write(10n, [], { added: [], freed: [{ egroup: 10n, offset: 0, length: 16 }] });
   });
 
   it('fences the extent-group map update with the writer’s epoch: refused once the vDisk has a newer one', async () => {
