@@ -31,6 +31,18 @@ export function nodesWithDisks(view: ConfigView, pool?: bigint): Set<bigint> {
   return nodes;
 }
 
+/**
+ * Container settings nothing in Strata honours yet, refused rather than stored and
+ * ignored, so no record says a container deduplicates when it does not. Their
+ * defaults state what happens anyway and are accepted.
+ */
+function refuseNotBuilt(s: { dedup: string; compression: string; maxCapacityBytes?: number; reservedCapacityBytes: number }): void {
+  if (s.dedup !== 'off') throw invalid('spec.dedup', `${s.dedup} is not built yet; containers store data without dedup (use off)`);
+  if (s.compression !== 'off') throw invalid('spec.compression', `${s.compression} is not built yet; containers store data uncompressed (use off)`);
+  if (s.maxCapacityBytes !== undefined) throw invalid('spec.maxCapacityBytes', 'is not built yet; nothing limits how much data a container holds');
+  if (s.reservedCapacityBytes !== 0) throw invalid('spec.reservedCapacityBytes', 'is not built yet; no capacity is set aside for a container (use 0)');
+}
+
 /** A kind with its checked spec, as a create or update request carries it. */
 export type KindSpec = z.output<typeof createRequest> | z.output<typeof updateRequest>;
 
@@ -53,6 +65,7 @@ export function checkReferences(view: ConfigView, request: KindSpec, existing?: 
     }
     case 'container': {
       const s = request.spec;
+      refuseNotBuilt(s);
       requireRef(view, 'spec.pool', 'pool', s.pool);
       const nodes = nodesWithDisks(view, s.pool).size;
       if (s.replicationFactor > nodes) {

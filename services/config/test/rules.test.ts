@@ -47,6 +47,15 @@ describe('config rules', () => {
     );
   });
 
+  it('refuses container settings nothing honours yet, naming the field, and accepts their defaults', () => {
+    const container = (spec: Record<string, unknown>) => req({ kind: 'container', name: 'c', spec: { replicationFactor: 1, ...spec } });
+    expect(() => checkReferences(view, container({ dedup: 'inline' }))).toThrow('spec.dedup: inline is not built yet');
+    expect(() => checkReferences(view, container({ compression: 'post-process' }))).toThrow('spec.compression: post-process is not built yet');
+    expect(() => checkReferences(view, container({ maxCapacityBytes: 2 ** 40 }))).toThrow(/^spec\.maxCapacityBytes: is not built yet/);
+    expect(() => checkReferences(view, container({ reservedCapacityBytes: 2 ** 30 }))).toThrow(/^spec\.reservedCapacityBytes: is not built yet/);
+    expect(() => checkReferences(view, container({ dedup: 'off', compression: 'off', reservedCapacityBytes: 0 }))).not.toThrow();
+  });
+
   it('requires referenced objects to exist', () => {
     expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'x', spec: { container: 424242n, sizeBytes: 512 } }))).toThrow('spec.container: container 424242 does not exist');
     expect(() => checkReferences(view, req({ kind: 'disk', name: 'x', spec: { node: 999n, path: '/z', tier: 'ssd', capacityBytes: 1 } }))).toThrow(/^spec\.node: /);
