@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigClient } from '@strata/config-client';
 import { children, readOwnership, repoRoot, run, sleep, waitFor } from '../test/harness';
+import { isUnavailable } from '../test/harness/verify';
 import { createdId, fio, startCluster, strata, type LocalCluster } from './common';
 
 type Fault = 'controller' | 'node';
@@ -59,7 +60,8 @@ async function ownerOf(cluster: LocalCluster, vdisk: bigint): Promise<string> {
 async function allAlive(cluster: LocalCluster): Promise<void> {
   const client = await ConfigClient.connect(cluster.natsUrl);
   try {
-    await waitFor('every node to be alive', 60_000, async () => (await client.list('node')).every((n) => n.status.liveness === 'alive'), 500);
+    // The config leader may still be being elected: UNAVAILABLE means not yet.
+    await waitFor('every node to be alive', 60_000, async () => (await client.list('node')).every((n) => n.status.liveness === 'alive'), { intervalMs: 500, retryIf: isUnavailable });
   } finally {
     await client.close();
   }
