@@ -2,13 +2,11 @@
 // of the caller's span (the drain's), says which extent group, replicas' disks, pieces,
 // bytes and version, and the replicas' requests run inside it.
 import type { Bus } from '@strata/bus';
-import { createLogger } from '@strata/log';
 import { MemoryMd } from '@strata/md-client/testing';
 import { keys, type EgroupEntry } from '@strata/proto';
 import { context, trace, type SpanContext } from '@strata/tracing';
 import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/testing';
-import { ExtentGroups } from '../src/extent-groups';
-import { testHealth } from './health';
+import { testExtentGroups } from './health';
 
 let tracing: InMemoryTracing;
 beforeAll(() => {
@@ -27,19 +25,7 @@ test('an extent-group write is a span under the drain, and the replicas are writ
       return Promise.resolve({ version: req.version, crc32c: 0 });
     },
   } as unknown as Bus;
-  const groups = new ExtentGroups({
-    bus,
-    md,
-    log: createLogger({ service: 'test', level: 'silent' }),
-    node: 'n1',
-    health: testHealth().health,
-    vdisk: 7n,
-    epoch: () => 1,
-    createEgroup: () => Promise.reject(new Error('no new extent group expected')),
-    egroupSizeBytes: 1 << 20,
-    writeBytesMax: 1 << 20,
-    timeoutMs: 1_000,
-  });
+  const groups = testExtentGroups(bus, md, { egroupSizeBytes: 1 << 20, writeBytesMax: 1 << 20 });
   const drain = trace.getTracer('test').startSpan('drain');
   await context.with(trace.setSpan(context.active(), drain), () =>
     groups.write(9n, [{ offset: 0, data: new Uint8Array(4096) }, { offset: 8192, zeros: 512 }], { added: [{ block: 0, location: { egroup: 9n, offset: 0, length: 4096 } }], freed: [] }),

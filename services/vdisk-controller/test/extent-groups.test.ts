@@ -5,11 +5,10 @@
 // fences the map's update by the vDisk's ownership epoch as the shards do.
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
-import { createLogger } from '@strata/log';
 import { MemoryMd } from '@strata/md-client/testing';
 import { keys, type EgroupEntry } from '@strata/proto';
-import { ExtentGroups, applyChanges, chunks } from '../src/extent-groups';
-import { testHealth } from './health';
+import { applyChanges, chunks } from '../src/extent-groups';
+import { testExtentGroups } from './health';
 
 interface FakeReplica {
   version: number;
@@ -82,19 +81,7 @@ describe('extent groups', () => {
     const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 2, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
     await md.put('egroup', keys.egroup(9n), entry, 0);
     const sent: string[] = [];
-    const groups = new ExtentGroups({
-      bus: fakeBus(replicas, sent),
-      md,
-      log: createLogger({ service: 'test', level: 'silent' }),
-      node: 'n1',
-      health: testHealth().health,
-      vdisk: 7n,
-      epoch: () => 1,
-      createEgroup: () => Promise.reject(new Error('no new extent group expected')),
-      egroupSizeBytes: 1024,
-      writeBytesMax: 1024,
-      timeoutMs: 1_000,
-    });
+    const groups = testExtentGroups(fakeBus(replicas, sent), md);
     await groups.write(9n, [{ offset: 8, data: new Uint8Array([1, 2, 3]) }], { added: [], freed: [] });
     expect(sent).toEqual(['write disk 1 v3', 'write disk 2 v3', 'stat disk 1', 'stat disk 2', 'write disk 1 v6', 'write disk 2 v6']);
     expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(6);
@@ -116,22 +103,12 @@ describe('extent groups', () => {
       [{ disk: 3n, node: 'n1' }, { disk: 4n, node: 'n3' }],
     ];
     let nextId = 10n;
-    const groups = new ExtentGroups({
-      bus: fakeBus(replicas, []),
-      md,
-      log: createLogger({ service: 'test', level: 'silent' }),
-      node: 'n1',
-      health: testHealth().health,
-      vdisk: 7n,
-      epoch: () => 1,
+    const groups = testExtentGroups(fakeBus(replicas, []), md, {
       createEgroup: async () => {
         const id = nextId++;
         const entry: EgroupEntry = { vdisk: 7n, replicas: placements.shift()!, version: 0, sizeBytes: 0, extents: [] };
         return { id, entry, revision: await md.put('egroup', keys.egroup(id), entry, 0) };
       },
-      egroupSizeBytes: 1024,
-      writeBytesMax: 1024,
-      timeoutMs: 1_000,
     });
     const first = await groups.allocate(1, 16);
     expect(first.egroup).toBe(10n);
@@ -160,19 +137,7 @@ describe('extent groups', () => {
     const created = await md.put('egroup', keys.egroup(9n), entry, 0);
     let epoch = 3;
     md.setOwnershipEpoch(7n, 3);
-    const groups = new ExtentGroups({
-      bus: fakeBus(replicas, []),
-      md,
-      log: createLogger({ service: 'test', level: 'silent' }),
-      node: 'n1',
-      health: testHealth().health,
-      vdisk: 7n,
-      epoch: () => epoch,
-      createEgroup: () => Promise.reject(new Error('no new extent group expected')),
-      egroupSizeBytes: 1024,
-      writeBytesMax: 1024,
-      timeoutMs: 1_000,
-    });
+    const groups = testExtentGroups(fakeBus(replicas, []), md, { epoch: () => epoch });
     await groups.write(9n, [{ offset: 0, data: new Uint8Array([1]) }], { added: [], freed: [] });
     const written = await md.get('egroup', keys.egroup(9n));
     expect(written!.revision).toBeGreaterThan(created);

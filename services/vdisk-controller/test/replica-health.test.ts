@@ -5,11 +5,10 @@
 // replica within the hedge delay, and drain refuses to wait on the hung node.
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
-import { createLogger } from '@strata/log';
 import { MemoryMd } from '@strata/md-client/testing';
 import { keys, type EgroupEntry } from '@strata/proto';
-import { ExtentGroups, hedged } from '../src/extent-groups';
-import { testHealth } from './health';
+import { hedged, type ExtentGroups } from '../src/extent-groups';
+import { testExtentGroups, testHealth } from './health';
 
 const replicas = [
   { node: 'n3', disk: 3n },
@@ -121,19 +120,7 @@ describe('extent groups with a hung replica', () => {
       },
     } as unknown as Bus;
     const { health } = testHealth({ hedgeCeilingMs: 30, localNode: 'n1' });
-    const groups = new ExtentGroups({
-      bus,
-      md,
-      log: createLogger({ service: 'test', level: 'silent' }),
-      node: 'n1',
-      health,
-      vdisk: 7n,
-      epoch: () => 1,
-      createEgroup: () => Promise.reject(new Error('no new extent group expected')),
-      egroupSizeBytes: 1024,
-      writeBytesMax: 1024,
-      timeoutMs: 10_000,
-    });
+    const groups = testExtentGroups(bus, md, { health, timeoutMs: 10_000 });
     return { groups, sent, health };
   }
 
