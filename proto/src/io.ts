@@ -25,7 +25,7 @@ const scheduledAs = z.enum(Priority).optional();
 export const ioReadRequest = z.strictObject({ vdisk: u64, offset: uint, length: uint, priority: scheduledAs });
 export const ioReadReply = z.strictObject({ data: bytes });
 
-/** Writes `data` at `offset`; acknowledged only once the oplog has stored it. */
+/** Writes `data` at `offset`; acknowledged only once the oplog has stored it (a direct write: its `ref`, after its extent-group replicas took the bytes). */
 export const ioWriteRequest = z.strictObject({
   vdisk: u64,
   offset: uint,
@@ -61,6 +61,11 @@ export type IoOp = (typeof IoOp)[keyof typeof IoOp];
 export const oplogOp = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('write'), offset: uint, data: bytes }),
   z.strictObject({ op: z.literal('zero'), offset: uint, length: uint }),
+  /**
+   * A direct write: the range's bytes were written to every replica of extent group
+   * `egroup`, at `egOffset`, before this op was appended; this op is its commit point.
+   */
+  z.strictObject({ op: z.literal('ref'), offset: uint, length: uint, egroup: u64, egOffset: uint }),
 ]);
 export type OplogOp = z.output<typeof oplogOp>;
 

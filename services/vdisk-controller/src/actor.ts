@@ -88,8 +88,13 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
       ]);
       const config = new ConfigClient(bus);
       const nodeId = await nodeIdOf(config, s.node);
-      const [usage, nodeCache] = await Promise.all([WatchCache.start(hb, { key: 'disk.>' }), WatchCache.start(cfg, { key: keys.object('node', nodeId) })]);
-      await nodeCache.ready;
+      const [usage, nodeCache, disks, nodes] = await Promise.all([
+        WatchCache.start(hb, { key: 'disk.>' }),
+        WatchCache.start(cfg, { key: keys.object('node', nodeId) }),
+        WatchCache.start(cfg, { key: 'disk.>' }),
+        WatchCache.start(cfg, { key: 'node.>' }),
+      ]);
+      await Promise.all([nodeCache.ready, disks.ready, nodes.ready]);
       // The node's heartbeat. Declared dead (it was silent too long, or paused), the
       // node stops serving at once and rejoins with a new incarnation: its vDisks
       // have moved or are moving, and each is reopened from own and the oplog.
@@ -108,7 +113,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         () => performance.now(),
       );
       const stopNodeWatch = await watchNodes(cfg, heartbeats, health);
-      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, log, settings: s, liveness: heartbeater, events: new EventLog(nc), health });
+      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, disks, nodes, log, settings: s, liveness: heartbeater, events: new EventLog(nc), health });
       ref.controller = controller;
       await controller.start();
       const opts = { maxInFlight: s.requestsInFlightMax };
@@ -162,6 +167,8 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         stopNodeWatch();
         usage.stop();
         nodeCache.stop();
+        disks.stop();
+        nodes.stop();
       };
     },
   };

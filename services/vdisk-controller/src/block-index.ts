@@ -1,8 +1,11 @@
 // The index of undrained oplog data: for each vDisk block, the byte ranges written
 // (or zeroed) since the last drain, newest on top, each tagged with the oplog
-// sequence that carries it. Reads overlay it on what the extent stores hold; drain
-// turns it into extents and then forgets what it made durable. Segments never cross
-// a block boundary, so every operation touches one block's short list.
+// sequence that carries it. A range holds its bytes (a write through the oplog),
+// zeros, or a reference to where a direct write put its bytes in an extent group.
+// Reads overlay it on what the extent stores hold; drain turns it into extents and
+// then forgets what it made durable. Segments never cross a block boundary, so every
+// operation touches one block's short list.
+import { assert } from '@strata/errors';
 
 export interface Segment {
   /** Offset within the vDisk. */
@@ -11,28 +14,50 @@ export interface Segment {
   end: number;
   /** Oplog sequence of the entry that wrote it. */
   seq: number;
-  /** The bytes, or undefined for a range that reads as zeros. */
+  /** The bytes, or undefined for a range that reads as zeros or is a reference. */
   data: Uint8Array | undefined;
+  /** A direct write's range: its bytes are in extent group `egroup` from `offset` (the segment's `start`). */
+  ref?: SegmentRef;
 }
+
+export interface SegmentRef {
+  egroup: bigint;
+  offset: number;
+}
+
+/** What an insert records over a range: its bytes, a reference to a direct write's bytes, or zeros (undefined). */
+type Content = Uint8Array | SegmentRef | undefined;
 
 export class BlockIndex {
   private readonly blocks = new Map<number, Segment[]>();
   /** Bytes of data held (zero ranges cost nothing). */
   heldBytes = 0;
+  /** Bytes that references cover (their data is in the extent groups already). */
+  refBytes = 0;
 
   constructor(readonly blockSizeBytes: number) {}
 
-  /** Records that [start, start+length) now holds `data` (or zeros), written at `seq`. */
-  insert(start: number, length: number, seq: number, data: Uint8Array | undefined): void {
+  /**
+   * Records that [start, start+length) now holds `content` written at `seq`: bytes,
+   * zeros (undefined), or a reference to where a direct write put the range's bytes.
+   */
+  insert(start: number, length: number, seq: number, content: Content): void {
     let pos = start;
     const end = start + length;
     while (pos < end) {
       const block = Math.floor(pos / this.blockSizeBytes);
       const blockEnd = Math.min(end, (block + 1) * this.blockSizeBytes);
-      const piece = data?.subarray(pos - start, blockEnd - start);
-      this.insertInBlock(block, { start: pos, end: blockEnd, seq, data: piece });
+      const seg: Segment = { start: pos, end: blockEnd, seq, data: undefined };
+      if (content instanceof Uint8Array) seg.data = content.subarray(pos - start, blockEnd - start);
+      else if (content !== undefined) seg.ref = { egroup: content.egroup, offset: content.offset + (pos - start) };
+      this.insertInBlock(block, seg);
       pos = blockEnd;
     }
+  }
+
+  private count(s: Segment, sign: 1 | -1): void {
+    if (s.data !== undefined) this.heldBytes += sign * s.data.length;
+    else if (s.ref !== undefined) this.refBytes += sign * (s.end - s.start);
   }
 
   private insertInBlock(block: number, seg: Segment): void {
@@ -44,20 +69,20 @@ export class BlockIndex {
         continue;
       }
       // Keep the parts of the older segment that the new one does not cover.
-      this.heldBytes -= s.data?.length ?? 0;
+      this.count(s, -1);
       if (s.start < seg.start) kept.push(this.slice(s, s.start, seg.start));
       if (s.end > seg.end) kept.push(this.slice(s, seg.end, s.end));
     }
     kept.push(seg);
-    this.heldBytes += seg.data?.length ?? 0;
+    this.count(seg, 1);
     kept.sort((a, b) => a.start - b.start);
     this.blocks.set(block, kept);
   }
 
   private slice(s: Segment, start: number, end: number): Segment {
-    const data = s.data?.subarray(start - s.start, end - s.start);
-    this.heldBytes += data?.length ?? 0;
-    return { start, end, seq: s.seq, data };
+    const part = clip(s, start, end);
+    this.count(part, 1);
+    return part;
   }
 
   /**
@@ -72,9 +97,7 @@ export class BlockIndex {
     for (let block = first; block <= last; block++) {
       for (const s of this.blocks.get(block) ?? []) {
         if (s.end <= start || s.start >= end || s.seq > maxSeq) continue;
-        const a = Math.max(s.start, start);
-        const b = Math.min(s.end, end);
-        out.push({ start: a, end: b, seq: s.seq, data: s.data?.subarray(a - s.start, b - s.start) });
+        out.push(clip(s, Math.max(s.start, start), Math.min(s.end, end)));
       }
     }
     return out;
@@ -103,7 +126,7 @@ export class BlockIndex {
     if (list === undefined) return;
     const kept = list.filter((s) => {
       if (s.seq > seq) return true;
-      this.heldBytes -= s.data?.length ?? 0;
+      this.count(s, -1);
       return false;
     });
     if (kept.length === 0) this.blocks.delete(block);
@@ -115,9 +138,20 @@ export class BlockIndex {
   }
 }
 
-/** Copies the index's view of [start, end) onto `base` (which holds that range). */
+/** The part [start, end) of `s`, which covers it. */
+export function clip(s: Segment, start: number, end: number): Segment {
+  const part: Segment = { start, end, seq: s.seq, data: s.data?.subarray(start - s.start, end - s.start) };
+  if (s.ref !== undefined) part.ref = { egroup: s.ref.egroup, offset: s.ref.offset + (start - s.start) };
+  return part;
+}
+
+/**
+ * Copies the index's view of [start, end) onto `base` (which holds that range). The
+ * segments hold bytes or zeros: references must have been read into bytes first.
+ */
 export function overlay(base: Uint8Array, baseStart: number, segments: readonly Segment[]): Uint8Array {
   for (const s of segments) {
+    assert(s.ref === undefined, 'overlay gets bytes or zeros: references are read first');
     const at = s.start - baseStart;
     if (s.data === undefined) base.fill(0, at, at + (s.end - s.start));
     else base.set(s.data, at);

@@ -18,6 +18,7 @@ import {
   oplogEntry,
   streams,
   subjects,
+  type CfgEntry,
   type ClusterEvent,
   type DiskUsage,
   type EgroupEntry,
@@ -33,7 +34,7 @@ import { oplogFetcher, readTail } from './oplog-replay';
 import { place, type CandidateDisk } from './placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
-import { Vdisk, type VdiskSettings } from './vdisk';
+import { Vdisk, type FaultStep, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
@@ -56,6 +57,10 @@ export interface ControllerSettings extends VdiskSettings {
   drainDutyPercentUnderHigh: number;
   /** High-class I/O counts as being served for this long after its last request. */
   highActiveMs: number;
+  /** Deadline of a direct write's extent-store writes. */
+  directWriteTimeoutMs: number;
+  /** Fault tests only: `<step>:<ms>` (see settings.ts). */
+  faultHoldAt?: string | undefined;
 }
 
 export interface ControllerDeps {
@@ -65,6 +70,9 @@ export interface ControllerDeps {
   md: MdClient;
   ids: IdAllocator;
   usage: WatchCache<DiskUsage>;
+  /** The config's disks and nodes (bucket cfg, keys disk.> and node.>), for placement without a request per extent group. */
+  disks: WatchCache<CfgEntry>;
+  nodes: WatchCache<CfgEntry>;
   log: Logger;
   settings: ControllerSettings;
   /** The node's heartbeat: performance.now() of its last acknowledged renewal (absent in tests of the I/O path alone). */
@@ -335,6 +343,7 @@ export class Controller {
       egroupSizeBytes: settings.egroupSizeBytes,
       writeBytesMax: settings.drainWriteBytesMax,
       timeoutMs: settings.backendTimeoutMs,
+      putTimeoutMs: settings.directWriteTimeoutMs,
       pauseAfterWriteMs: (workMs) => this.pacer.pauseAfterMs(vdiskId, workMs),
     });
     const vdisk = new Vdisk(
@@ -347,6 +356,7 @@ export class Controller {
         recordDrained: (seq) => this.recordDrained(ref.served!, seq),
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
+        hold: this.faultHold(vdiskId),
       },
       settings,
       ownership.value.drained,
@@ -429,7 +439,10 @@ export class Controller {
 
   private async placeEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
     const { settings } = this.deps;
-    const [disks, nodes] = await Promise.all([this.deps.config.list('disk'), this.deps.config.list('node')]);
+    const disks: Array<Extract<CfgEntry, { kind: 'disk' }>> = [];
+    for (const { value } of this.deps.disks.values()) if ('kind' in value && value.kind === 'disk') disks.push(value);
+    const nodes: Array<Extract<CfgEntry, { kind: 'node' }>> = [];
+    for (const { value } of this.deps.nodes.values()) if ('kind' in value && value.kind === 'node') nodes.push(value);
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
     // Not on a node declared dead, nor on one this controller finds hung (drain would wait on it).
     const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead' && this.deps.health.usable(n.name)).map((n) => n.name));
@@ -491,6 +504,18 @@ export class Controller {
     const below = Math.min(seq, lastSeq);
     if (below <= 1) return;
     await this.jsm.streams.purge(streams.oplog, { filter: subject, seq: below });
+  }
+
+  /** The fault tests' hold (settings.faultHoldAt), or undefined when unset. */
+  private faultHold(vdiskId: bigint): ((step: FaultStep) => Promise<void>) | undefined {
+    const at = this.deps.settings.faultHoldAt;
+    if (at === undefined) return undefined;
+    const [holdStep, ms] = at.split(':') as [string, string];
+    return async (step) => {
+      if (step !== holdStep) return;
+      this.deps.log.warn({ vdisk: String(vdiskId), step, ms: Number(ms) }, `fault hold at ${step}`);
+      await new Promise((resolve) => setTimeout(resolve, Number(ms)));
+    };
   }
 
   /** Drains every served vDisk and stops. */

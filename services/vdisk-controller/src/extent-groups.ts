@@ -1,8 +1,10 @@
-// The extent groups of one served vDisk, as its drain and read path see them:
-// allocation of a new extent (a block's home) at the end of the vDisk's open extent
-// group, in-place writes of drained ranges to every replica, the extent-group map
-// updated by compare-and-set after all replicas acknowledged, and reads of a byte
-// range from one replica. Reads go to healthy replicas first (the local one first)
+// The extent groups of one served vDisk, as its drain, direct writes and read path
+// see them: allocation of a new extent (a block's home) at the end of an open extent
+// group (drain's, or one of the direct writes' lanes), in-place writes of drained
+// ranges to every replica, the extent-group map updated by compare-and-set after all
+// replicas acknowledged, direct writes of new bytes to every replica (the map learns
+// of them when drain records their extents), and reads of a byte range from one
+// replica. Writes to one extent group go one at a time: each carries the next version. Reads go to healthy replicas first (the local one first)
 // and are hedged: one that has not answered soon is asked of the next replica too,
 // and the first good answer wins (see replica-health.ts). Drain writes only extent
 // groups whose replicas are all on healthy nodes and undamaged: `writable` tells the
@@ -39,10 +41,18 @@ export interface ExtentChanges {
   freed: BlockLocation[];
 }
 
-/** What the vDisk's drain and read path need from its extent groups. */
+/** Drain's allocations; direct writes allocate in lanes 0, 1, ... (one open extent group each). */
+export const DRAIN_LANE = -1;
+
+/** What the vDisk's drain, direct writes and read path need from its extent groups. */
 export interface ExtentSpace {
-  /** A new extent of `length` bytes for `block`, at the end of the open extent group (in memory until `write` records it). */
-  allocate(block: number, length: number): Promise<BlockLocation>;
+  /**
+   * A new extent of `length` bytes for `block`, at the end of the lane's open extent
+   * group (in memory until `write` records it).
+   */
+  allocate(block: number, length: number, lane?: number): Promise<BlockLocation>;
+  /** Writes `pieces` (offsets within the extent group) to every replica, and nothing else: a direct write's bytes. */
+  put(egroup: bigint, pieces: EgPiece[]): Promise<void>;
   /**
    * Writes `pieces` (offsets within the extent group) to every replica, then records
    * the new version, size and extent changes in the extent-group map.
@@ -71,6 +81,11 @@ export interface ExtentGroupsDeps {
   /** Most data bytes in one extent-store write request. */
   writeBytesMax: number;
   timeoutMs: number;
+  /**
+   * Deadline of a direct write's replica write: short, because the client waits for
+   * it, and one that fails is written through the oplog instead (see vdisk.ts).
+   */
+  putTimeoutMs: number;
   /** How long to wait after one extent-store write that took `workMs` (drain pacing; none when absent). */
   pauseAfterWriteMs?: (workMs: number) => number;
 }
@@ -80,39 +95,66 @@ interface EgroupState {
   revision: number;
   /** The highest version tried on any replica. */
   attempted: number;
+  /** The highest version every replica acknowledged. */
+  reached: number;
   /** Size including extents allocated but not yet recorded in the map. */
   allocatedBytes: number;
 }
 
 export class ExtentGroups implements ExtentSpace {
   private readonly states = new Map<bigint, EgroupState>();
+  /** Extent groups whose state is being loaded from the map. */
+  private readonly loading = new Map<bigint, Promise<EgroupState>>();
   /** Extent groups with a replica that refused a write with CHECKSUM: no more drain writes (see the top). */
   private readonly damaged = new Set<bigint>();
-  private open: bigint | undefined;
-  /** Allocation runs one at a time: each takes the next range of the open extent group. */
+  /** The open extent group of each lane. */
+  private readonly open = new Map<number, bigint>();
+  /** Allocation runs one at a time: each takes the next range of an open extent group. */
   private allocating: Promise<unknown> = Promise.resolve();
+  /** The tail of each extent group's queue of replica writes (one at a time: versions). */
+  private readonly writing = new Map<bigint, Promise<void>>();
 
   constructor(private readonly deps: ExtentGroupsDeps) {}
 
-  allocate(block: number, length: number): Promise<BlockLocation> {
-    const run = this.allocating.then(() => this.allocateNow(block, length));
+  allocate(block: number, length: number, lane = DRAIN_LANE): Promise<BlockLocation> {
+    const run = this.allocating.then(() => this.allocateNow(length, lane));
     this.allocating = run.catch(() => undefined);
     return run;
   }
 
-  private async allocateNow(_block: number, length: number): Promise<BlockLocation> {
-    let state = this.open === undefined ? undefined : this.states.get(this.open);
+  private async allocateNow(length: number, lane: number): Promise<BlockLocation> {
+    let egroup = this.open.get(lane);
+    let state = egroup === undefined ? undefined : this.states.get(egroup);
     // A full open extent group, or one with a replica damaged or on a node now suspect or dead, takes no more.
-    if (this.open === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, this.open)) {
+    if (egroup === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) {
       const created = await this.deps.createEgroup(length);
       assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
-      state = { entry: created.entry, revision: created.revision, attempted: created.entry.version, allocatedBytes: created.entry.sizeBytes };
-      this.states.set(created.id, state);
-      this.open = created.id;
+      state = newState(created.entry, created.revision);
+      egroup = created.id;
+      this.states.set(egroup, state);
+      this.open.set(lane, egroup);
     }
-    const location = { egroup: this.open, offset: state.allocatedBytes, length };
+    const location = { egroup, offset: state.allocatedBytes, length };
     state.allocatedBytes += length;
     return location;
+  }
+
+  /** Under an `egroup put` span: the replicas' writes (one request per replica and chunk) are its children. */
+  async put(egroup: bigint, pieces: EgPiece[]): Promise<void> {
+    const span = tracer.startSpan('egroup put');
+    await inSpan(span, async () => {
+      const state = await this.state(egroup);
+      if (span.isRecording()) {
+        span.setAttributes({
+          [SpanAttr.vdisk]: String(this.deps.vdisk),
+          [SpanAttr.egroup]: String(egroup),
+          [SpanAttr.disk]: state.entry.replicas.map((r) => String(r.disk)),
+          [SpanAttr.pieces]: pieces.length,
+          [SpanAttr.bytes]: pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0),
+        });
+      }
+      for (const chunk of chunks(pieces, this.deps.writeBytesMax)) await this.writeChunk(egroup, state, chunk, this.deps.putTimeoutMs);
+    });
   }
 
   /**
@@ -139,12 +181,12 @@ export class ExtentGroups implements ExtentSpace {
     }
     for (const chunk of chunks(pieces, this.deps.writeBytesMax)) {
       const startedMs = performance.now();
-      await this.writeChunk(egroup, state, chunk);
+      await this.writeChunk(egroup, state, chunk, this.deps.timeoutMs);
       const pauseMs = this.deps.pauseAfterWriteMs?.(performance.now() - startedMs) ?? 0;
       if (pauseMs > 0) await setTimeout(pauseMs);
     }
-    // A change of the map alone (extents freed) claims no replica version: only written data does.
-    const version = pieces.length === 0 ? state.entry.version : Math.max(state.entry.version, state.attempted);
+    // The version every replica reached (direct writes since the last update included).
+    const version = Math.max(state.entry.version, state.reached);
     const next = applyChanges(state.entry, this.deps.vdisk, changes, version, state.allocatedBytes);
     span.setAttribute(SpanAttr.egroupVersion, next.version);
     try {
@@ -158,7 +200,18 @@ export class ExtentGroups implements ExtentSpace {
     state.entry = next;
   }
 
-  private async writeChunk(egroup: bigint, state: EgroupState, pieces: EgPiece[]): Promise<void> {
+  /** Queues one replica write of `egroup` behind the ones before it. */
+  private writeChunk(egroup: bigint, state: EgroupState, pieces: EgPiece[], timeoutMs: number): Promise<void> {
+    const run = (this.writing.get(egroup) ?? Promise.resolve()).then(() => this.writeChunkNow(egroup, state, pieces, timeoutMs));
+    const tail = run.catch(() => undefined);
+    this.writing.set(egroup, tail);
+    void tail.then(() => {
+      if (this.writing.get(egroup) === tail) this.writing.delete(egroup);
+    });
+    return run;
+  }
+
+  private async writeChunkNow(egroup: bigint, state: EgroupState, pieces: EgPiece[], timeoutMs: number): Promise<void> {
     if (this.damaged.has(egroup)) throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has a damaged replica; its blocks move to another extent group`);
     const unusable = state.entry.replicas.filter((r) => !this.deps.health.usable(r.node));
     if (unusable.length > 0) {
@@ -170,11 +223,14 @@ export class ExtentGroups implements ExtentSpace {
       state.attempted = version;
       const request = { egroup, vdisk: this.deps.vdisk, epoch: this.deps.epoch(), version, sizeBytes: state.allocatedBytes, pieces };
       const results = await Promise.allSettled(
-        state.entry.replicas.map((r) => this.observed(r.node, () => this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs: this.deps.timeoutMs }))),
+        state.entry.replicas.map((r) => this.observed(r.node, () => this.deps.bus.request(subjects.estore(r.node, EstoreOp.write), { ...request, disk: r.disk }, egWriteReply, { timeoutMs }))),
       );
       this.noteDamage(egroup, state, results);
       const failed = results.find((r) => r.status === 'rejected');
-      if (failed === undefined) return;
+      if (failed === undefined) {
+        state.reached = Math.max(state.reached, version);
+        return;
+      }
       if (attempt > 0 || !isStrataError(failed.reason, ErrorCode.CONFLICT)) throw failed.reason;
       // A replica is at or past `version`: learn every replica's version and go past them.
       state.attempted = Math.max(state.attempted, ...(await this.replicaVersions(egroup, state)));
@@ -264,17 +320,33 @@ export class ExtentGroups implements ExtentSpace {
     return !this.damaged.has(egroup) && state.entry.replicas.every((r) => this.deps.health.usable(r.node));
   }
 
-  /** The extent group's state, loaded from the map on first use. */
-  private async state(egroup: bigint): Promise<EgroupState> {
+  /**
+   * The extent group's state, loaded from the map on first use: once, however many
+   * ask at the same time (each write's version comes from the one state).
+   */
+  private state(egroup: bigint): Promise<EgroupState> {
     const known = this.states.get(egroup);
-    if (known !== undefined) return known;
+    if (known !== undefined) return Promise.resolve(known);
+    let loading = this.loading.get(egroup);
+    if (loading === undefined) {
+      loading = this.load(egroup).finally(() => this.loading.delete(egroup));
+      this.loading.set(egroup, loading);
+    }
+    return loading;
+  }
+
+  private async load(egroup: bigint): Promise<EgroupState> {
     const got = await this.deps.md.get('egroup', keys.egroup(egroup));
     if (got === null) throw new StrataError(ErrorCode.NOT_FOUND, `egroup ${egroup} has no metadata`);
     if (got.value.vdisk !== this.deps.vdisk) throw new StrataError(ErrorCode.CONFLICT, `egroup ${egroup} belongs to vdisk ${got.value.vdisk}, not ${this.deps.vdisk}`);
-    const state = { entry: got.value, revision: got.revision, attempted: got.value.version, allocatedBytes: got.value.sizeBytes };
+    const state = newState(got.value, got.revision);
     this.states.set(egroup, state);
     return state;
   }
+}
+
+function newState(entry: EgroupEntry, revision: number): EgroupState {
+  return { entry, revision, attempted: entry.version, reached: entry.version, allocatedBytes: entry.sizeBytes };
 }
 
 /**

@@ -76,7 +76,8 @@ export interface OplogAppenderOptions {
 }
 
 interface Pending {
-  op: OplogOp;
+  /** One caller's ops: they go out in the same message, so they are stored together or not at all. */
+  ops: readonly OplogOp[];
   bytes: number;
   resolve: (seq: number) => void;
   reject: (err: unknown) => void;
@@ -85,7 +86,11 @@ interface Pending {
 }
 
 function opBytes(op: OplogOp): number {
-  return op.op === 'write' ? op.data.length + 32 : 32;
+  return op.op === 'write' ? op.data.length + 32 : 48;
+}
+
+function opLength(op: OplogOp): number {
+  return op.op === 'write' ? op.data.length : op.length;
 }
 
 /** What a vDisk needs of its oplog (OplogAppender; a fake in unit tests). */
@@ -109,20 +114,24 @@ export class OplogAppender {
     return this.options.lastSequence;
   }
 
-  /** Appends one op; resolves with its oplog sequence once JetStream has stored it. */
-  append(op: OplogOp): Promise<number> {
+  /**
+   * Appends `ops` (one or more, stored in one message: all or none); resolves with
+   * their oplog sequence once JetStream has stored them.
+   */
+  append(...ops: OplogOp[]): Promise<number> {
     if (this.failed !== undefined) return Promise.reject(this.failed);
+    const first = ops[0]!;
     const span = tracer.startSpan('oplog append');
     if (span.isRecording()) {
       span.setAttributes({
         [SpanAttr.vdisk]: String(this.options.vdisk),
-        [SpanAttr.ioOp]: op.op,
-        [SpanAttr.offset]: op.offset,
-        [SpanAttr.length]: op.op === 'write' ? op.data.length : op.length,
+        [SpanAttr.ioOp]: first.op,
+        [SpanAttr.offset]: first.offset,
+        [SpanAttr.length]: ops.reduce((n, op) => n + opLength(op), 0),
       });
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ op, bytes: opBytes(op), resolve, reject, span });
+      this.queue.push({ ops, bytes: ops.reduce((n, op) => n + opBytes(op), 0), resolve, reject, span });
       this.kick();
     });
   }
@@ -146,7 +155,7 @@ export class OplogAppender {
       bytes += next.bytes;
       this.queue.shift();
     }
-    const ops = batch.map((p) => p.op);
+    const ops = batch.flatMap((p) => p.ops);
     const entry: OplogEntry = { kind: 'ops', epoch: this.options.epoch, ops };
     // The first write's span is the parent, set explicitly: kick() runs in whichever
     // context called it (an append, or the end of the previous publish).

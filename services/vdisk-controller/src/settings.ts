@@ -30,6 +30,30 @@ export const controllerSettings = z
     drainRoundBytesPaced: bytes(2 * MiB),
     /** High-class I/O counts as being served for this long after its last request. */
     highActiveMs: millis(500),
+    /**
+     * Writes of at least this many bytes go straight to the extent stores, with only a
+     * small reference through the oplog (direct writes; see vdisk.ts). Above the
+     * gateway's largest I/O message (256 KiB), every write goes through the oplog.
+     */
+    directWriteBytesMin: bytes(64 * 1024),
+    /**
+     * Deadline of a direct write's extent-store writes. One that fails or runs out (a
+     * replica's node hung) is written through the oplog instead, within the gateway's
+     * 3 s attempt.
+     */
+    directWriteTimeoutMs: millis(1_500),
+    /** Extent groups that direct writes fill at once; each takes one replica write at a time. */
+    directLanes: z.coerce.number().int().min(1).max(64).default(8),
+    /**
+     * Fault tests only: `<step>:<ms>` holds the controller for ms at that step of every
+     * direct write or adopting drain (direct-staged, direct-written, direct-committed,
+     * drain-adopted), logging a warning, so a test can kill a process there. Unset in
+     * production.
+     */
+    faultHoldAt: z
+      .string()
+      .regex(/^(direct-staged|direct-written|direct-committed|drain-adopted):[1-9][0-9]*$/, 'must be <step>:<ms>, step one of direct-staged, direct-written, direct-committed, drain-adopted')
+      .optional(),
     /** Blocks per vDisk map row. */
     rowBlocks: z.coerce.number().int().min(1).max(1024).default(16),
     /**

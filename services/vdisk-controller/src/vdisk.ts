@@ -3,13 +3,24 @@
 // written in place into extents on RF replicas, then metadata bottom-up, then the
 // drained sequence, then purge). A drain refused FENCED (a newer owner exists) ends
 // draining for good: see `fenced`.
+//
+// Writes of at least `directWriteBytesMin` skip the oplog's data path (direct
+// writes): their bytes go to a staging extent of each block on every replica
+// (staging.ts), then a small oplog message of `ref` ops commits them. The oplog so
+// stays the one fenced order of the vDisk's writes: a deposed owner's commit fails
+// like any append, and the index orders references and bytes by sequence. A crash
+// before the commit leaves bytes nothing references (garbage for the curator):
+// readers see the old data; after it, the new. Drain then makes a staging extent the
+// block's extent when it holds most of the block (its other ranges filled in from the
+// block's current content), or copies the referenced bytes into the block's extent.
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
-import { BlockIndex, WriteLinks, overlay } from './block-index';
+import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from './oplog';
+import { StagingExtents, type Staged } from './staging';
 
 /** What a vDisk needs from the world besides its extent groups: the vDisk map, the ownership record, the oplog. */
 export interface VdiskPorts {
@@ -22,7 +33,26 @@ export interface VdiskPorts {
   purgeBelow(seq: number): Promise<void>;
   /** Whether drain is paced now (see DrainPacer): then it writes one extent group at a time. */
   drainPaced?(): boolean;
+  /** Fault tests only: waits at `step` (see FaultStep), so a test can kill a process there. */
+  hold?(step: FaultStep): Promise<void>;
 }
+
+/**
+ * Steps of a direct write, and of a drain that adopts staging extents, at which a
+ * fault test may hold the controller (the setting faultHoldAt) to kill it, or an
+ * extent store, there.
+ */
+export const FaultStep = {
+  /** Staging extents allocated; no replica written yet. */
+  directStaged: 'direct-staged',
+  /** Every replica has the bytes; the commit (`ref` ops) not appended yet. */
+  directWritten: 'direct-written',
+  /** The commit is stored; the client not answered yet. */
+  directCommitted: 'direct-committed',
+  /** A drain wrote its extent groups (adopted staging extents included); the vDisk map not yet. */
+  drainAdopted: 'drain-adopted',
+} as const;
+export type FaultStep = (typeof FaultStep)[keyof typeof FaultStep];
 
 export interface VdiskSettings {
   /** Undrained bytes at which new writes wait for drain. */
@@ -41,7 +71,19 @@ export interface VdiskSettings {
   drainRoundBytesPaced: number;
   /** Blocks per vDisk map row. */
   rowBlocks: number;
+  /** Writes of at least this many bytes are direct writes (see the top). */
+  directWriteBytesMin: number;
+  /** Extent groups that direct writes fill at once (each takes one replica write at a time). */
+  directLanes: number;
 }
+
+/**
+ * What a byte a reference covers weighs against the oplog's limits, as a share of a
+ * byte held in the index: its data is in the extent groups already, but drain must
+ * still record it and a restart replays it.
+ */
+const REF_WEIGHT_DIVISOR = 16;
+const refWeight = (bytes: number): number => Math.ceil(bytes / REF_WEIGHT_DIVISOR);
 
 export interface VdiskShape {
   id: bigint;
@@ -74,6 +116,7 @@ export class Vdisk {
   private pendingBytes = 0;
   private closed = false;
   private fencedBy: StrataError | undefined;
+  private readonly staging: StagingExtents;
 
   constructor(
     readonly shape: VdiskShape,
@@ -86,6 +129,7 @@ export class Vdisk {
   ) {
     this.index = new BlockIndex(shape.blockSizeBytes);
     this.drainedSeq = drainedSeq;
+    this.staging = new StagingExtents((block, length) => space.allocate(block, length, block % settings.directLanes));
   }
 
   /**
@@ -98,6 +142,9 @@ export class Vdisk {
       if (op.op === 'write') {
         this.index.insert(op.offset, op.data.length, seq, op.data);
         bytes += op.data.length;
+      } else if (op.op === 'ref') {
+        this.index.insert(op.offset, op.length, seq, { egroup: op.egroup, offset: op.egOffset });
+        bytes += refWeight(op.length);
       } else this.index.insert(op.offset, op.length, seq, undefined);
     }
     if (bytes > 0) this.entryBytes.push({ seq, bytes });
@@ -135,7 +182,7 @@ export class Vdisk {
    * writes starved by its own 4 KiB ones while its drain was paced).
    */
   private async reserve(bytes: number, deadline: number): Promise<void> {
-    const fits = (): boolean => this.index.heldBytes + this.pendingBytes + bytes <= this.settings.undrainedBytesMax || this.pendingBytes + this.index.heldBytes === 0;
+    const fits = (): boolean => this.undrainedBytes() + this.pendingBytes + bytes <= this.settings.undrainedBytesMax || this.pendingBytes + this.undrainedBytes() === 0;
     if (this.roomQueue.length === 0 && fits()) {
       this.pendingBytes += bytes;
       return;
@@ -145,7 +192,7 @@ export class Vdisk {
     try {
       while (this.roomQueue[0] !== turn || !fits()) {
         if (this.fencedBy !== undefined) throw this.fencedBy;
-        recordingSpan()?.addEvent('oplog full: waiting for drain', { 'strata.undrained_bytes': this.index.heldBytes + this.pendingBytes });
+        recordingSpan()?.addEvent('oplog full: waiting for drain', { 'strata.undrained_bytes': this.undrainedBytes() + this.pendingBytes });
         this.kickDrain();
         const remainingMs = deadline - performance.now();
         if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: the oplog is full and drain has not caught up`);
@@ -169,9 +216,15 @@ export class Vdisk {
     this.pendingBytes -= bytes;
   }
 
+  /** What the index holds against the oplog's limits: bytes, and references by their weight. */
+  private undrainedBytes(): number {
+    return this.index.heldBytes + refWeight(this.index.refBytes);
+  }
+
   async write(offset: number, data: Uint8Array, deadline: number): Promise<void> {
     this.describe('write', offset, data.length);
     this.checkRange(offset, data.length);
+    if (data.length >= this.settings.directWriteBytesMin && (await this.writeDirect(offset, data, deadline))) return;
     await this.reserve(data.length, deadline);
     try {
       // The request's bytes are a view into its message buffer: keep a copy.
@@ -180,6 +233,91 @@ export class Vdisk {
       this.released(data.length);
     }
     this.afterWrite();
+  }
+
+  /**
+   * A direct write (see the top): the bytes go to a staging extent of each block they
+   * touch, on every replica, then one oplog message of `ref` ops commits them all,
+   * and the index learns the references when it is stored (apply). False when the
+   * replicas could not take the bytes (a replica's node hung, dead or refusing, no
+   * room to place an extent group): nothing was committed, and the caller writes
+   * through the oplog instead, which needs no extent store now.
+   */
+  private async writeDirect(offset: number, data: Uint8Array, deadline: number): Promise<boolean> {
+    const weight = refWeight(data.length);
+    await this.reserve(weight, deadline);
+    try {
+      const parts = await this.placeDirect(offset, data).catch((err: unknown) => {
+        // Deposed: the oplog would refuse the write too.
+        if (isStrataError(err, ErrorCode.FENCED)) throw err;
+        recordingSpan()?.addEvent('direct write not placed: through the oplog', { 'exception.message': (err as Error).message });
+        return undefined;
+      });
+      if (parts === undefined) return false;
+      let committed = false;
+      try {
+        await this.appender.append(...parts.map((p) => ({ op: 'ref' as const, offset: p.start, length: p.end - p.start, egroup: p.egroup, egOffset: p.egOffset })));
+        committed = true;
+        await this.ports.hold?.(FaultStep.directCommitted);
+      } finally {
+        for (const p of parts) this.staging.done(p, committed);
+      }
+    } finally {
+      this.released(weight);
+    }
+    this.afterWrite();
+    return true;
+  }
+
+  /** Stages the write's parts and writes their bytes to every replica; on failure, the staging extents are tainted. */
+  private async placeDirect(offset: number, data: Uint8Array): Promise<Array<Staged & { start: number; end: number }>> {
+    const parts = await this.stageParts(offset, data.length);
+    try {
+      await this.ports.hold?.(FaultStep.directStaged);
+      const byEgroup = new Map<bigint, EgPiece[]>();
+      for (const p of parts) {
+        const pieces = byEgroup.get(p.egroup) ?? [];
+        pieces.push({ offset: p.egOffset, data: data.subarray(p.start - offset, p.end - offset) });
+        byEgroup.set(p.egroup, pieces);
+      }
+      await settleAll([...byEgroup].map(([egroup, pieces]) => this.space.put(egroup, pieces)));
+      await this.ports.hold?.(FaultStep.directWritten);
+      return parts;
+    } catch (err) {
+      for (const p of parts) this.staging.done(p, false);
+      throw err;
+    }
+  }
+
+  /** The range [offset, offset+length) cut at block boundaries, each part staged. */
+  private async stageParts(offset: number, length: number): Promise<Array<Staged & { start: number; end: number }>> {
+    const bs = this.shape.blockSizeBytes;
+    const parts: Array<Staged & { start: number; end: number }> = [];
+    try {
+      for (let start = offset; start < offset + length; ) {
+        const block = Math.floor(start / bs);
+        const end = Math.min(offset + length, (block + 1) * bs);
+        const staged = await this.staging.stage(block, this.blockLength(block), start - block * bs, end - block * bs);
+        parts.push({ ...staged, start, end });
+        start = end;
+      }
+    } catch (err) {
+      for (const p of parts) this.staging.done(p, false);
+      throw err;
+    }
+    return parts;
+  }
+
+  /** `segments` with every reference read into bytes (from the extent groups). */
+  private materialize(segments: readonly Segment[]): Promise<Segment[]> {
+    return Promise.all(
+      segments.map(async (s) => {
+        if (s.ref === undefined) return s;
+        const length = s.end - s.start;
+        const data = await this.space.read({ egroup: s.ref.egroup, offset: s.ref.offset, length }, 0, length);
+        return { start: s.start, end: s.end, seq: s.seq, data };
+      }),
+    );
   }
 
   async zero(offset: number, length: number): Promise<void> {
@@ -198,8 +336,8 @@ export class Vdisk {
     // overlay, and both are right.
     const segments = this.index.query(offset, end);
     const out = new Uint8Array(length);
-    if (!this.index.covers(offset, end)) await this.readBase(offset, end, out);
-    return overlay(out, offset, segments);
+    const [bytes] = await Promise.all([this.materialize(segments), this.index.covers(offset, end) ? undefined : this.readBase(offset, end, out)]);
+    return overlay(out, offset, bytes);
   }
 
   /** Fills `out` (covering [start, end)) from the extents, zeros where none. */
@@ -244,7 +382,7 @@ export class Vdisk {
   // ---- Drain ----------------------------------------------------------------------------
 
   private afterWrite(): void {
-    if (this.index.heldBytes >= this.settings.drainStartBytes) this.kickDrain();
+    if (this.undrainedBytes() >= this.settings.drainStartBytes) this.kickDrain();
     clearTimeout(this.drainTimer);
     this.drainTimer = setTimeout(() => this.kickDrain(), this.settings.drainIdleMs);
   }
@@ -270,7 +408,7 @@ export class Vdisk {
         // Writes that arrived meanwhile (or a kick that found this drain running) are
         // drained next: at once, or after the idle delay when this drain failed, so
         // a failing extent store is not hammered.
-        if (!failed && (this.drainAgain || this.index.heldBytes >= this.settings.drainStartBytes)) this.kickDrain();
+        if (!failed && (this.drainAgain || this.undrainedBytes() >= this.settings.drainStartBytes)) this.kickDrain();
         else {
           clearTimeout(this.drainTimer);
           this.drainTimer = setTimeout(() => this.kickDrain(), this.settings.drainIdleMs);
@@ -358,6 +496,7 @@ export class Vdisk {
       return g;
     };
     const rowChanges = new Map<number, Map<number, BlockLocation | undefined>>();
+    let adoptions = 0;
     const setBlock = (block: number, location: BlockLocation | undefined): void => {
       const row = this.rowOf(block);
       let changes = rowChanges.get(row);
@@ -379,10 +518,25 @@ export class Vdisk {
       if (this.closed) return;
       const blockStart = block * bs;
       const length = this.blockLength(block);
-      const segments = this.index.query(blockStart, blockStart + length, upTo);
-      const zerosOnly = segments.every((s) => s.data === undefined);
       const mapped = (await this.row(this.rowOf(block))).value.blocks[String(block)];
       let location = mapped ?? this.allocated.get(block);
+      const adopted = await this.adoptStaging(block, upTo, mapped);
+      if (adopted !== undefined) {
+        // A staging extent becomes the block's extent: no copy of what it holds.
+        const g = group(adopted.location.egroup);
+        g.changes.added.push({ block, location: adopted.location });
+        g.pieces.push(...adopted.pieces);
+        setBlock(block, adopted.location);
+        adoptions++;
+        if (location !== undefined) free(location);
+        this.allocated.delete(block);
+        continue;
+      }
+      const visible = this.index.query(blockStart, blockStart + length, upTo);
+      const zerosOnly = visible.every((s) => s.data === undefined && s.ref === undefined);
+      // References to the block's own extent (an adopted staging extent) are in place already.
+      const segments = await this.materialize(visible.filter((seg) => mapped === undefined || !isAt(seg, mapped, blockStart)));
+      if (segments.length === 0 && mapped !== undefined) continue;
       if (zerosOnly && (location === undefined || this.index.covers(blockStart, blockStart + length, upTo))) {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
@@ -395,7 +549,7 @@ export class Vdisk {
       if (location !== undefined && !(await this.space.writable(location.egroup))) {
         // A replica of its extent group is on a hung or dead node: drain never waits
         // on it. The block moves whole to a new extent on healthy nodes.
-        const moved = await this.moveBlock(block, mapped, upTo);
+        const moved = await this.moveBlock(block, mapped, segments);
         const g = group(moved.location.egroup);
         g.changes.added.push({ block, location: moved.location });
         g.pieces.push({ offset: moved.location.offset, data: moved.image });
@@ -445,6 +599,7 @@ export class Vdisk {
     if (this.closed) return;
 
     span?.addEvent('extent groups written');
+    if (adoptions > 0) await this.ports.hold?.(FaultStep.drainAdopted);
 
     // 3. The vDisk map.
     await settleAll([...rowChanges].map(([row, changes]) => this.updateRow(row, changes)));
@@ -468,15 +623,66 @@ export class Vdisk {
   }
 
   /**
-   * A new extent for `block` and the block's whole content as of `upTo`: what its
-   * current extent holds (read from a healthy replica; zeros when it has none) with
-   * the index's ranges up to `upTo` laid over it. The old extent is not written.
+   * The staging extent that drain makes the extent of `block` (see the top), and the
+   * pieces that fill in its ranges no reference in the index names: the block's
+   * content there as of `upTo` (its extent's bytes, or zeros, under the index's other
+   * ranges). Undefined when copying is cheaper or adoption is not safe: the staging
+   * extent holds less than half the block (and is not a fresh one of a block with no
+   * extent), a write to it is in flight (its range is neither committed nor free), or
+   * its pieces would need a replica that drain cannot write now.
+   *
+   * Ranges of the staging extent that references newer than `upTo` name keep those
+   * newer bytes, not the content as of `upTo`: the references stay in the index
+   * above them until a later drain, so no read sees the difference.
    */
-  private async moveBlock(block: number, mapped: BlockLocation | undefined, upTo: number): Promise<{ location: BlockLocation; image: Uint8Array }> {
+  private async adoptStaging(block: number, upTo: number, mapped: BlockLocation | undefined): Promise<{ location: BlockLocation; pieces: EgPiece[] } | undefined> {
+    const blockStart = block * this.shape.blockSizeBytes;
+    const length = this.blockLength(block);
+    const visible = this.index.query(blockStart, blockStart + length, upTo);
+    let newest: Segment | undefined;
+    for (const seg of visible) if (seg.ref !== undefined && (newest === undefined || seg.seq > newest.seq)) newest = seg;
+    if (newest?.ref === undefined) return undefined;
+    const home: BlockLocation = { egroup: newest.ref.egroup, offset: newest.ref.offset - (newest.start - blockStart), length };
+    // Already the block's extent: the references are in place, and the rest is written in place.
+    if (mapped !== undefined && mapped.egroup === home.egroup && mapped.offset === home.offset) return undefined;
+    const held = this.index.query(blockStart, blockStart + length).filter((seg) => isAt(seg, home, blockStart));
+    // Sealed before anything else: from here no new write lands in it.
+    const sealed = this.staging.seal(home);
+    if (sealed !== undefined && sealed.inFlight > 0) return undefined;
+    // Where it reads as zeros: nowhere, unless this controller made it and no write to it failed.
+    const zeroed = (start: number, end: number): boolean =>
+      sealed !== undefined && !sealed.tainted && !sealed.written.some((w) => w.start < end - blockStart && start - blockStart < w.end);
+    const heldBytes = held.reduce((n, seg) => n + seg.end - seg.start, 0);
+    if (heldBytes * 2 < length && !(mapped === undefined && sealed !== undefined && !sealed.tainted)) return undefined;
+
+    const pieces: EgPiece[] = [];
+    for (const hole of gaps(held, blockStart, blockStart + length)) {
+      const over = visible.filter((seg) => seg.start < hole.end && hole.start < seg.end).map((seg) => clip(seg, Math.max(seg.start, hole.start), Math.min(seg.end, hole.end)));
+      // A block with no extent reads as zeros where nothing was written: so does the staging extent, where it was never written.
+      if (mapped === undefined && over.length === 0 && zeroed(hole.start, hole.end)) continue;
+      const at = home.offset + (hole.start - blockStart);
+      if (mapped === undefined && over.every((seg) => seg.data === undefined && seg.ref === undefined)) {
+        pieces.push({ offset: at, zeros: hole.end - hole.start });
+        continue;
+      }
+      const bytes = mapped === undefined ? new Uint8Array(hole.end - hole.start) : Uint8Array.prototype.slice.call(await this.space.read(mapped, hole.start - blockStart, hole.end - hole.start));
+      pieces.push({ offset: at, data: overlay(bytes, hole.start, await this.materialize(over)) });
+    }
+    if (pieces.length > 0 && !(await this.space.writable(home.egroup))) return undefined;
+    return { location: home, pieces };
+  }
+
+  /**
+   * A new extent for `block` and the block's whole content as of the drain: what its
+   * current extent holds (read from a healthy replica; zeros when it has none) with
+   * the index's ranges up to the drain's sequence (`segments`, references read) laid
+   * over it. The old extent is not written.
+   */
+  private async moveBlock(block: number, mapped: BlockLocation | undefined, segments: readonly Segment[]): Promise<{ location: BlockLocation; image: Uint8Array }> {
     const blockStart = block * this.shape.blockSizeBytes;
     const length = this.blockLength(block);
     const image = mapped === undefined ? new Uint8Array(length) : Uint8Array.prototype.slice.call(await this.space.read(mapped, 0, length));
-    overlay(image, blockStart, this.index.query(blockStart, blockStart + length, upTo));
+    overlay(image, blockStart, segments);
     const location = await this.space.allocate(block, length);
     this.allocated.set(block, location);
     return { location, image };
@@ -519,4 +725,21 @@ export class Vdisk {
     clearTimeout(this.drainTimer);
     await this.draining;
   }
+}
+
+/** Whether `seg` is a reference to its own place in the extent at `location` of the block starting at `blockStart`. */
+function isAt(seg: Segment, location: BlockLocation, blockStart: number): boolean {
+  return seg.ref !== undefined && seg.ref.egroup === location.egroup && seg.ref.offset === location.offset + (seg.start - blockStart);
+}
+
+/** The ranges of [start, end) that none of `segments` (in offset order, not overlapping) covers. */
+function gaps(segments: readonly Segment[], start: number, end: number): Array<{ start: number; end: number }> {
+  const out: Array<{ start: number; end: number }> = [];
+  let pos = start;
+  for (const seg of segments) {
+    if (seg.start > pos) out.push({ start: pos, end: seg.start });
+    pos = Math.max(pos, seg.end);
+  }
+  if (pos < end) out.push({ start: pos, end });
+  return out;
 }

@@ -39,6 +39,9 @@ class RecordingSpace implements ExtentSpace {
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }
+  put(): Promise<void> {
+    return Promise.reject(new Error('no direct writes here'));
+  }
   write(): Promise<void> {
     this.activeAtWrite.push(trace.getActiveSpan()?.spanContext());
     if (this.failWrites > 0) {
@@ -92,7 +95,7 @@ function setup() {
       purgeBelow: () => Promise.resolve(),
     },
     // Drain only when the test says so.
-    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, drainRoundBytesPaced: 1 << 30, rowBlocks: 16 },
+    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, drainRoundBytesPaced: 1 << 30, rowBlocks: 16, directWriteBytesMin: 1 << 30, directLanes: 1 },
     0,
     () => undefined,
   );

@@ -17,11 +17,13 @@ interface FakeReplica {
   damaged?: boolean;
 }
 
-function fakeBus(replicas: Map<string, FakeReplica>, sent: string[]): Bus {
-  const request = (subject: string, req: Record<string, unknown>): Promise<unknown> => {
+function fakeBus(replicas: Map<string, FakeReplica>, sent: string[], delayMs: () => number = () => 0): Bus {
+  const request = async (subject: string, req: Record<string, unknown>): Promise<unknown> => {
     const op = subject.split('.').pop();
     const replica = replicas.get(String(req.disk))!;
     sent.push(`${op} disk ${String(req.disk)}${op === 'write' ? ` v${String(req.version)}` : ''}`);
+    const ms = delayMs();
+    if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
     if (op === 'stat') return Promise.resolve({ version: replica.version, sizeBytes: replica.bytes.length });
     if (op === 'read') return Promise.resolve({ data: replica.bytes.slice(req.offset as number, (req.offset as number) + (req.length as number)) });
     const version = req.version as number;
@@ -148,5 +150,27 @@ describe('extent groups', () => {
     // At the current epoch it goes through again (the fence is the epoch, nothing else).
     epoch = 4;
     await groups.write(9n, [{ offset: 1, data: new Uint8Array([2]) }], { added: [], freed: [] });
+  });
+
+  it('writes one extent group one request at a time, direct writes and drain alike, so versions never cross; the map records the version all replicas reached', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([
+      ['1', { version: 0, bytes: new Uint8Array(64) }],
+      ['2', { version: 0, bytes: new Uint8Array(64) }],
+    ]);
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 0, sizeBytes: 64, extents: [] };
+    await md.put('egroup', keys.egroup(9n), entry, 0);
+    const sent: string[] = [];
+    // The first requests are the slowest: sent at once, later versions would arrive first.
+    let calls = 0;
+    const groups = testExtentGroups(fakeBus(replicas, sent, () => Math.max(0, 30 - 10 * calls++)), md);
+    await Promise.all([
+      groups.put(9n, [{ offset: 0, data: new Uint8Array([1]) }]),
+      groups.put(9n, [{ offset: 1, data: new Uint8Array([2]) }]),
+      groups.write(9n, [{ offset: 2, data: new Uint8Array([3]) }], { added: [], freed: [] }),
+    ]);
+    expect(sent).toEqual(['write disk 1 v1', 'write disk 2 v1', 'write disk 1 v2', 'write disk 2 v2', 'write disk 1 v3', 'write disk 2 v3']);
+    for (const r of replicas.values()) expect(Array.from(r.bytes.subarray(0, 3))).toEqual([1, 2, 3]);
+    expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(3);
   });
 });

@@ -26,6 +26,7 @@ export function testExtentGroups(bus: Bus, md: MdMaps, overrides: Partial<Extent
     egroupSizeBytes: 1024,
     writeBytesMax: 1024,
     timeoutMs: 1_000,
+    putTimeoutMs: 500,
     ...overrides,
   });
 }

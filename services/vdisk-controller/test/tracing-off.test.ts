@@ -22,6 +22,9 @@ class NullSpace implements ExtentSpace {
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }
+  put(): Promise<void> {
+    return Promise.reject(new Error('no direct writes here'));
+  }
   write(): Promise<void> {
     this.writes++;
     return Promise.resolve();
@@ -60,7 +63,7 @@ test('with tracing off, appends hand no span contexts to the index and drain kee
     appender,
     space,
     { getRow: () => Promise.resolve(null), putRow: (_row, _value, revision) => Promise.resolve(revision + 1), recordDrained: () => Promise.resolve(), purgeBelow: () => Promise.resolve() },
-    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, drainRoundBytesPaced: 1 << 30, rowBlocks: 16 },
+    { undrainedBytesMax: 1 << 30, drainStartBytes: 1 << 30, drainIdleMs: 3_600_000, drainParallelism: 2, drainRoundBytesPaced: 1 << 30, rowBlocks: 16, directWriteBytesMin: 1 << 30, directLanes: 1 },
     0,
     () => undefined,
   );

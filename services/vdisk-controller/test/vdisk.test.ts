@@ -1,7 +1,9 @@
-// A vDisk's read path and drain against a reference model: random writes, zeros,
-// reads and drains (some of which fail half way, some meeting extent groups with a
-// replica on a hung node, whose blocks must move) over a small disk, with every read
-// and the final drained state checked byte for byte. The extent groups, the
+// A vDisk's read path and drain against a reference model: random writes (through
+// the oplog, and direct writes, some of which fail half way through their replica
+// writes or at their commit), zeros, reads and drains (some of which fail half way,
+// some meeting extent groups with a replica on a hung node, whose blocks must move)
+// over a small disk, with every read and the final drained state checked byte for
+// byte. The extent groups, the
 // vDisk map and the oplog are in-memory fakes of the ports; the logic is the real one.
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
@@ -17,13 +19,21 @@ const EGROUP = 4 * BLOCK;
 /** Extent groups as byte arrays, with a switch that makes the next writes fail after writing half their pieces. */
 class FakeSpace implements ExtentSpace {
   readonly egroups = new Map<bigint, { bytes: Uint8Array; size: number; extents: Map<number, number> }>();
-  private open: bigint | undefined;
+  /** The open extent group of each lane. */
+  private readonly open = new Map<number, bigint>();
   private nextId = 100n;
   failWrites = 0;
+  /** Direct writes to fail after writing half their pieces. */
+  failPuts = 0;
+  readonly puts: Array<{ egroup: bigint; offset: number; bytes: number }> = [];
+  /** Extent groups opened for direct writes. */
+  readonly laneEgroups = new Set<bigint>();
   /** Extent groups with a replica on a hung node: drain may read them but never write data to them. */
   readonly hung = new Set<bigint>();
   /** While set, writes wait for it. */
   gate: Promise<void> | undefined;
+  /** While set, direct writes wait for it. */
+  putGate: Promise<void> | undefined;
   /** Writes running now, and the most ever at once. */
   running = 0;
   mostRunning = 0;
@@ -34,16 +44,37 @@ class FakeSpace implements ExtentSpace {
     return Promise.resolve(!this.hung.has(egroup));
   }
 
-  allocate(_block: number, length: number): Promise<BlockLocation> {
-    let eg = this.open === undefined ? undefined : this.egroups.get(this.open);
-    if (eg === undefined || eg.size + length > EGROUP || this.hung.has(this.open!)) {
-      this.open = this.nextId++;
+  allocate(_block: number, length: number, lane = -1): Promise<BlockLocation> {
+    let id = this.open.get(lane);
+    let eg = id === undefined ? undefined : this.egroups.get(id);
+    if (id === undefined || eg === undefined || eg.size + length > EGROUP || this.hung.has(id)) {
+      id = this.nextId++;
+      this.open.set(lane, id);
+      if (lane >= 0) this.laneEgroups.add(id);
       eg = { bytes: new Uint8Array(EGROUP), size: 0, extents: new Map() };
-      this.egroups.set(this.open, eg);
+      this.egroups.set(id, eg);
     }
-    const location = { egroup: this.open!, offset: eg.size, length };
+    const location = { egroup: id, offset: eg.size, length };
     eg.size += length;
     return Promise.resolve(location);
+  }
+
+  async put(egroup: bigint, pieces: EgPiece[]): Promise<void> {
+    await this.putGate;
+    if (this.hung.has(egroup)) return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has a replica on a hung node`));
+    const eg = this.egroups.get(egroup)!;
+    const apply = (p: EgPiece): void => {
+      if ('data' in p) eg.bytes.set(p.data, p.offset);
+      else throw new Error('a direct write carries bytes');
+    };
+    if (this.failPuts > 0) {
+      this.failPuts--;
+      pieces.slice(0, Math.ceil(pieces.length / 2)).forEach(apply);
+      return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'replica unreachable during a direct write'));
+    }
+    pieces.forEach(apply);
+    for (const p of pieces) this.puts.push({ egroup, offset: p.offset, bytes: 'data' in p ? p.data.length : 0 });
+    return Promise.resolve();
   }
 
   async write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void> {
@@ -86,14 +117,20 @@ class FakeOplog implements Oplog {
   lastSequence = 0;
   failed = undefined;
   readonly appended: OplogOp[] = [];
+  /** Appends to refuse (nothing stored). */
+  failAppends = 0;
   /** Every stored entry, for a restart's replay. */
   readonly entries: Array<{ seq: number; ops: OplogOp[] }> = [];
   onStored: (seq: number, ops: readonly OplogOp[]) => void = () => undefined;
-  append(op: OplogOp): Promise<number> {
-    this.appended.push(op);
+  append(...ops: OplogOp[]): Promise<number> {
+    if (this.failAppends > 0) {
+      this.failAppends--;
+      return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'oplog append refused'));
+    }
+    this.appended.push(...ops);
     const seq = ++this.lastSequence;
-    this.entries.push({ seq, ops: [op] });
-    this.onStored(seq, [op]);
+    this.entries.push({ seq, ops });
+    this.onStored(seq, ops);
     return Promise.resolve(seq);
   }
   appendMarker(): Promise<number> {
@@ -103,7 +140,7 @@ class FakeOplog implements Oplog {
 
 const open: Vdisk[] = [];
 
-function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30, drainRoundBytesPaced = 1 << 30) {
+function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30, drainRoundBytesPaced = 1 << 30, directWriteBytesMin = 1 << 30) {
   const rows = new Map<number, { value: VdiskRow; revision: number }>();
   const drained: number[] = [];
   const ports: VdiskPorts = {
@@ -131,7 +168,7 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
       space,
       ports,
       // Drain only when the test says so.
-      { undrainedBytesMax, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, drainRoundBytesPaced, rowBlocks: 4 },
+      { undrainedBytesMax, drainStartBytes: 1 << 30, drainIdleMs, drainParallelism: 2, drainRoundBytesPaced, rowBlocks: 4, directWriteBytesMin, directLanes: 2 },
       drainedSeq,
       (err) => errors.push(err),
     );
@@ -159,18 +196,29 @@ describe('vdisk drain and read path', () => {
   });
 
   it.each([
-    ['whole drains', false],
-    ['paced drains of at most 2 blocks of oplog, and restarts that replay the oplog after the drained sequence', true],
-  ])('matches a byte-array model through random writes, zeros, reads and failing drains: %s', async (_, bounded) => {
+    ['whole drains', false, false],
+    ['paced drains of at most 2 blocks of oplog, and restarts that replay the oplog after the drained sequence', true, false],
+    ['direct writes, some failing, and whole drains', false, true],
+    ['direct writes, some failing, paced drains of at most 16 bytes of oplog weight, and restarts', true, true],
+  ])('matches a byte-array model through random writes, zeros, reads and failing drains: %s', async (_, bounded, direct) => {
     /** Blocks that drains moved out of an extent group with a hung replica, over all seeds. */
     let moved = 0;
+    /** Over all seeds: direct writes that failed, and blocks whose extent ended up a staging extent. */
+    let failedWrites = 0;
+    let adopted = 0;
+    /** Direct writes whose replica writes failed, written through the oplog instead. */
+    let fellBack = 0;
     for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
       const random = seededRandom(seed);
       const size = 37 * BLOCK + 5; // a short last block
-      const { vdisk: first, serve, space, ports, oplog, rows } = setup(size, 3_600_000, 1 << 30, 2 * BLOCK);
+      // Writes of 48 bytes or more are direct (about three in four of them). A reference
+      // weighs a sixteenth of its bytes against the oplog's limits, so paced rounds
+      // with direct writes are smaller, to stop short as often.
+      const { vdisk: first, serve, space, ports, oplog, rows } = setup(size, 3_600_000, 1 << 30, direct ? BLOCK / 4 : 2 * BLOCK, direct ? 48 : 1 << 30);
       let vdisk = first;
       if (bounded) ports.drainPaced = () => true;
       let boundedRounds = 0;
+      let lastStep = -1;
       const model = new Uint8Array(size);
       const range = (): [number, number] => {
         const offset = Math.floor(random() * size);
@@ -179,12 +227,34 @@ describe('vdisk drain and read path', () => {
       };
       try {
         for (let step = 0; step < 400; step++) {
+          lastStep = step;
           const r = random();
           const [offset, length] = range();
           if (r < 0.45) {
             const data = Uint8Array.from({ length }, () => 1 + Math.floor(random() * 255));
-            await vdisk.write(offset, data, far());
-            model.set(data, offset);
+            // A direct write fails half way through its replica writes (and goes through
+            // the oplog instead), or at its commit (and is not acknowledged).
+            const fault = direct ? random() : 1;
+            if (fault < 0.05) space.failPuts = 1;
+            else if (fault < 0.1) oplog.failAppends = 1;
+            const outcome = await vdisk.write(offset, data, far()).then(
+              () => 'written',
+              (err: Error) => err.message,
+            );
+            if (fault < 0.05 && length >= 48) {
+              // The replicas failed it: it went through the oplog instead.
+              expect(outcome).toBe('written');
+              expect(oplog.appended.at(-1)).toMatchObject({ op: 'write', offset });
+              fellBack++;
+            }
+            if (outcome === 'written') model.set(data, offset);
+            else {
+              // Not acknowledged: the old bytes, never a mix.
+              failedWrites++;
+              expect(Buffer.from(await vdisk.read(offset, length))).toEqual(Buffer.from(model.subarray(offset, offset + length)));
+            }
+            space.failPuts = 0;
+            oplog.failAppends = 0;
           } else if (r < 0.55) {
             await vdisk.zero(offset, length);
             model.fill(0, offset, offset + length);
@@ -227,11 +297,17 @@ describe('vdisk drain and read path', () => {
         else expect(boundedRounds).toBe(0);
         expect(vdisk.drained).toBe(vdisk.appender.lastSequence);
         expect(Buffer.from(await vdisk.read(0, size))).toEqual(Buffer.from(model));
+        adopted += mappedTo(rows, space.laneEgroups).length;
       } catch (err) {
-        throw new Error(`seed ${seed}: ${(err as Error).message}`, { cause: err });
+        throw new Error(`seed ${seed}, step ${lastStep}: ${(err as Error).message}`, { cause: err });
       }
     }
     expect(moved).toBeGreaterThan(10);
+    if (direct) {
+      expect(failedWrites).toBeGreaterThan(20);
+      expect(adopted).toBeGreaterThan(20);
+      expect(fellBack).toBeGreaterThan(20);
+    } else expect(failedWrites + adopted + fellBack).toBe(0);
   });
 
   it('drains a small overwrite of a block in place: only its bytes, no new extent, no map write', async () => {
@@ -376,5 +452,41 @@ describe('vdisk drain and read path', () => {
       expect(space.mostRunning).toBe(paced ? 1 : 2);
       expect(Array.from(await vdisk.read(7 * BLOCK, 2))).toEqual([5, 5]);
     }
+  });
+
+  it('makes the staging extent that sequential direct writes filled the block\'s extent, without copying a byte', async () => {
+    const { vdisk, space, rows } = setup(8 * BLOCK, 3_600_000, 1 << 30, 1 << 30, BLOCK / 4);
+    // Block 1 in four quarters, one after another, as a stream of requests smaller than a block.
+    for (let q = 0; q < 4; q++) await vdisk.write(BLOCK + (q * BLOCK) / 4, new Uint8Array(BLOCK / 4).fill(q + 1), far());
+    expect(new Set(space.puts.map((p) => `${p.egroup}`)).size).toBe(1);
+    await vdisk.drain();
+    // Only the map changed: no drain write carried data.
+    expect(space.log.map((l) => l.pieceBytes)).toEqual([0]);
+    const location = rows.get(0)!.value.blocks['1']!;
+    expect(location).toEqual({ egroup: space.puts[0]!.egroup, offset: space.puts[0]!.offset, length: BLOCK });
+    expect(Array.from(await vdisk.read(BLOCK + BLOCK / 4 - 1, 2))).toEqual([1, 2]);
+  });
+
+  it('copies a direct write into the block\'s extent when a write to its staging extent is in flight, and adopts it later', async () => {
+    const { vdisk, space, rows } = setup(8 * BLOCK, 3_600_000, 1 << 30, 1 << 30, BLOCK / 4);
+    await vdisk.write(0, new Uint8Array(BLOCK).fill(7), far());
+    await vdisk.drain();
+    const old = rows.get(0)!.value.blocks['0']!;
+    await vdisk.write(0, new Uint8Array(BLOCK / 2).fill(8), far());
+    // The second half of the block goes to the same staging extent, and is held there.
+    let release!: () => void;
+    space.putGate = new Promise((resolve) => (release = resolve));
+    const inFlight = vdisk.write(BLOCK / 2, new Uint8Array(BLOCK / 2).fill(9), far());
+    space.log.length = 0;
+    await vdisk.drain();
+    // Not adopted: the first half was copied into the block's extent.
+    expect(rows.get(0)!.value.blocks['0']).toEqual(old);
+    expect(space.log.map((l) => l.pieceBytes)).toEqual([BLOCK / 2]);
+    release();
+    space.putGate = undefined;
+    await inFlight;
+    await vdisk.drain();
+    const bytes = await vdisk.read(0, BLOCK);
+    expect([bytes[0], bytes[BLOCK / 2 - 1], bytes[BLOCK / 2], bytes[BLOCK - 1]]).toEqual([8, 8, 9, 9]);
   });
 });
