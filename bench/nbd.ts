@@ -30,12 +30,12 @@ interface Workload {
 
 // Sequential write first: it fills the region, so every read reads written data.
 const workloads: Workload[] = [
-  { name: 'seq write 1M QD8', rw: 'write', bs: '1M', iodepth: 8, ceph: 0.067, goal: 1.5 },
-  { name: 'seq read 1M QD8', rw: 'read', bs: '1M', iodepth: 8, ceph: 0.31, goal: 2 },
-  { name: 'rand read 4K QD1', rw: 'randread', bs: '4k', iodepth: 1, ceph: 0.162, goal: 2 },
-  { name: 'rand read 4K QD32', rw: 'randread', bs: '4k', iodepth: 32, ceph: 0.181, goal: 2 },
-  { name: 'rand write 4K QD1', rw: 'randwrite', bs: '4k', iodepth: 1, ceph: 0.105, goal: 1.5 },
-  { name: 'rand write 4K QD32', rw: 'randwrite', bs: '4k', iodepth: 32, ceph: 0.027, goal: 1.5 },
+  { name: 'seq write 1M QD8', rw: 'write', bs: '1M', iodepth: 8, ceph: 0.082, goal: 1.5 },
+  { name: 'seq read 1M QD8', rw: 'read', bs: '1M', iodepth: 8, ceph: 0.402, goal: 2 },
+  { name: 'rand read 4K QD1', rw: 'randread', bs: '4k', iodepth: 1, ceph: 0.113, goal: 2 },
+  { name: 'rand read 4K QD32', rw: 'randread', bs: '4k', iodepth: 32, ceph: 0.08, goal: 2 },
+  { name: 'rand write 4K QD1', rw: 'randwrite', bs: '4k', iodepth: 1, ceph: 0.075, goal: 1.5 },
+  { name: 'rand write 4K QD32', rw: 'randwrite', bs: '4k', iodepth: 32, ceph: 0.015, goal: 1.5 },
 ];
 
 interface Options {

@@ -510,9 +510,10 @@ export class Controller {
   private faultHold(vdiskId: bigint): ((step: FaultStep) => Promise<void>) | undefined {
     const at = this.deps.settings.faultHoldAt;
     if (at === undefined) return undefined;
-    const [holdStep, ms] = at.split(':') as [string, string];
+    const [steps, ms] = at.split(':') as [string, string];
+    const held = new Set(steps.split(','));
     return async (step) => {
-      if (step !== holdStep) return;
+      if (!held.has(step)) return;
       this.deps.log.warn({ vdisk: String(vdiskId), step, ms: Number(ms) }, `fault hold at ${step}`);
       await new Promise((resolve) => setTimeout(resolve, Number(ms)));
     };

@@ -218,6 +218,10 @@ export class ExtentGroups implements ExtentSpace {
       // Never wait on a hung or dead node: the next drain moves these blocks elsewhere.
       throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has replicas on ${unusable.map((r) => `${r.node} (${this.deps.health.state(r.node)})`).join(', ')}; its blocks move to another extent group`);
     }
+    // Pieces may end past what this controller allocated in an extent group it did not
+    // create: a previous owner's staging extent, which drain adopts (the map learns a
+    // staging extent's size only then).
+    state.allocatedBytes = Math.max(state.allocatedBytes, ...pieces.map((p) => p.offset + ('data' in p ? p.data.length : p.zeros)));
     for (let attempt = 0; ; attempt++) {
       const version = Math.max(state.entry.version, state.attempted) + 1;
       state.attempted = version;

@@ -4,6 +4,8 @@ import { objectName } from '@strata/proto';
 import { millis } from '@strata/actor';
 
 const MiB = 2 ** 20;
+const FAULT_STEP = '(direct-staged|direct-written|direct-committed|drain-adopted)';
+const FAULT_HOLD_PATTERN = new RegExp(`^${FAULT_STEP}(,${FAULT_STEP})*:[1-9][0-9]*$`);
 const bytes = (def: number) => z.coerce.number().int().positive().default(def);
 
 export const controllerSettings = z
@@ -45,14 +47,14 @@ export const controllerSettings = z
     /** Extent groups that direct writes fill at once; each takes one replica write at a time. */
     directLanes: z.coerce.number().int().min(1).max(64).default(8),
     /**
-     * Fault tests only: `<step>:<ms>` holds the controller for ms at that step of every
-     * direct write or adopting drain (direct-staged, direct-written, direct-committed,
-     * drain-adopted), logging a warning, so a test can kill a process there. Unset in
-     * production.
+     * Fault tests only: `<step>[,<step>...]:<ms>` holds the controller for ms at those
+     * steps of every direct write or adopting drain (direct-staged, direct-written,
+     * direct-committed, drain-adopted), logging `fault hold at <step>`, so a test can
+     * kill a process there. Unset in production.
      */
     faultHoldAt: z
       .string()
-      .regex(/^(direct-staged|direct-written|direct-committed|drain-adopted):[1-9][0-9]*$/, 'must be <step>:<ms>, step one of direct-staged, direct-written, direct-committed, drain-adopted')
+      .regex(FAULT_HOLD_PATTERN, 'must be <step>[,<step>...]:<ms>, each step one of direct-staged, direct-written, direct-committed, drain-adopted')
       .optional(),
     /** Blocks per vDisk map row. */
     rowBlocks: z.coerce.number().int().min(1).max(1024).default(16),

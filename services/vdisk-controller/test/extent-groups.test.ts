@@ -27,6 +27,9 @@ function fakeBus(replicas: Map<string, FakeReplica>, sent: string[], delayMs: ()
     if (op === 'stat') return Promise.resolve({ version: replica.version, sizeBytes: replica.bytes.length });
     if (op === 'read') return Promise.resolve({ data: replica.bytes.slice(req.offset as number, (req.offset as number) + (req.length as number)) });
     const version = req.version as number;
+    for (const p of req.pieces as Array<{ offset: number; data: Uint8Array }>) {
+      if (p.offset + p.data.length > (req.sizeBytes as number)) return Promise.reject(new StrataError(ErrorCode.INVALID, `piece at ${p.offset} ends beyond sizeBytes ${String(req.sizeBytes)}`));
+    }
     if (replica.damaged === true) return Promise.reject(new StrataError(ErrorCode.CHECKSUM, 'slice 0 failed its check before a write over part of it'));
     if (replica.version >= version) return Promise.reject(new StrataError(ErrorCode.CONFLICT, `at version ${replica.version}`));
     for (const p of req.pieces as Array<{ offset: number; data: Uint8Array }>) replica.bytes.set(p.data, p.offset);
@@ -172,5 +175,16 @@ describe('extent groups', () => {
     expect(sent).toEqual(['write disk 1 v1', 'write disk 2 v1', 'write disk 1 v2', 'write disk 2 v2', 'write disk 1 v3', 'write disk 2 v3']);
     for (const r of replicas.values()) expect(Array.from(r.bytes.subarray(0, 3))).toEqual([1, 2, 3]);
     expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(3);
+  });
+
+  it("writes pieces past the map's size of an extent group it did not create (a previous owner's staging extent, adopted), and records the size", async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([['1', { version: 1, bytes: new Uint8Array(64) }]]);
+    // The previous owner's direct writes reached the replica; the map still says 0 bytes.
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 0, sizeBytes: 0, extents: [] };
+    await md.put('egroup', keys.egroup(9n), entry, 0);
+    const groups = testExtentGroups(fakeBus(replicas, []), md);
+    await groups.write(9n, [{ offset: 32, data: new Uint8Array(16).fill(4) }], { added: [{ block: 3, location: { egroup: 9n, offset: 16, length: 32 } }], freed: [] });
+    expect((await md.get('egroup', keys.egroup(9n)))!.value).toMatchObject({ sizeBytes: 48, extents: [{ id: '7:3', offset: 16, length: 32, refs: 1 }] });
   });
 });
