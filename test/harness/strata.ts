@@ -4,24 +4,15 @@
 // writer that records exactly which writes were acknowledged, and the drain state of
 // a vDisk (its `own` record against its oplog).
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { decode } from '@strata/codec';
-import { freePort } from '@strata/natsd';
+import { freePort, portIsFree } from '@strata/natsd';
 import { openBucket } from '@strata/kv';
 import { buckets, keys, oplogEntry, streams, subjects, vdiskOwnership, type VdiskOwnership } from '@strata/proto';
 import { run } from './processes';
 import { sleep, waitFor } from './util';
 import { isConnectionError } from './verify';
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
 
 /** The first of `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago (never 4222). */
 export async function freePortRun(count: number): Promise<number> {

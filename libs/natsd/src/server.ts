@@ -1,6 +1,6 @@
 // One nats-server child process with a generated config file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -33,16 +33,48 @@ export interface NatsServerSpec {
 }
 
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral
+ * range. A port the kernel hands out for `listen(0)` lies in that range, which is
+ * also where outgoing connections take their local ports: between our check and the
+ * server's bind, a client connecting anywhere could take it (seen: a gateway refused
+ * EADDRINUSE at start-up, the port taken by one of the cluster's own connections).
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const floor = Math.min(20_000, low - 2_000);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    if (port !== 4222 && (await portIsFree(port))) return port;
+  }
+  throw new Error(`no free port found on 127.0.0.1 between ${floor} and ${low}`);
+}
+
+/** `count` different ports, each free a moment ago (see freePort). */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  for (let attempt = 0; ports.size < count && attempt < 10 * count + 10; attempt++) ports.add(await freePort());
+  if (ports.size < count) throw new Error(`found only ${ports.size} of ${count} free ports on 127.0.0.1`);
+  return [...ports];
+}
+
+/** The kernel's range of ports for outgoing connections (Linux's default when unreadable). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && low > 4_000) return [low, high];
+  } catch {
+    // Not Linux: use its default.
+  }
+  return [32_768, 60_999];
+}
+
+/** Whether a server could listen on `port` of 127.0.0.1 a moment ago. */
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 
@@ -246,9 +278,10 @@ export interface NatsServersOptions {
  */
 export async function planNatsServers(options: NatsServersOptions): Promise<NatsServerProcess[]> {
   const { baseDir, count } = options;
-  const ports = options.ports ?? (await Promise.all(Array.from({ length: count }, () => freePort())));
-  const clusterPorts = count > 1 ? await Promise.all(Array.from({ length: count }, () => freePort())) : [];
-  const monitorPorts = options.monitor === true ? await Promise.all(Array.from({ length: count }, () => freePort())) : [];
+  const picked = await freePorts(count + (count > 1 ? count : 0) + (options.monitor === true ? count : 0));
+  const ports = options.ports ?? picked.slice(0, count);
+  const clusterPorts = count > 1 ? picked.slice(count, 2 * count) : [];
+  const monitorPorts = options.monitor === true ? picked.slice(picked.length - count) : [];
   return ports.map((port, i) => {
     const name = options.names?.[i] ?? `s${i + 1}`;
     return new NatsServerProcess({
