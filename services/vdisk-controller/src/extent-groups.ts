@@ -144,17 +144,20 @@ export class ExtentGroups implements ExtentSpace {
     const span = tracer.startSpan('egroup put');
     await inSpan(span, async () => {
       const state = await this.state(egroup);
-      if (span.isRecording()) {
-        span.setAttributes({
-          [SpanAttr.vdisk]: String(this.deps.vdisk),
-          [SpanAttr.egroup]: String(egroup),
-          [SpanAttr.disk]: state.entry.replicas.map((r) => String(r.disk)),
-          [SpanAttr.pieces]: pieces.length,
-          [SpanAttr.bytes]: pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0),
-        });
-      }
+      if (span.isRecording()) span.setAttributes(this.writeAttributes(egroup, state, pieces));
       for (const chunk of chunks(pieces, this.deps.writeBytesMax)) await this.writeChunk(egroup, state, chunk, this.deps.putTimeoutMs);
     });
+  }
+
+  /** The attributes of a span of replica writes of `pieces` to `egroup`. */
+  private writeAttributes(egroup: bigint, state: EgroupState, pieces: readonly EgPiece[]): Record<string, string | string[] | number> {
+    return {
+      [SpanAttr.vdisk]: String(this.deps.vdisk),
+      [SpanAttr.egroup]: String(egroup),
+      [SpanAttr.disk]: state.entry.replicas.map((r) => String(r.disk)),
+      [SpanAttr.pieces]: pieces.length,
+      [SpanAttr.bytes]: pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0),
+    };
   }
 
   /**
@@ -170,11 +173,7 @@ export class ExtentGroups implements ExtentSpace {
     const state = await this.state(egroup);
     if (span.isRecording()) {
       span.setAttributes({
-        [SpanAttr.vdisk]: String(this.deps.vdisk),
-        [SpanAttr.egroup]: String(egroup),
-        [SpanAttr.disk]: state.entry.replicas.map((r) => String(r.disk)),
-        [SpanAttr.pieces]: pieces.length,
-        [SpanAttr.bytes]: pieces.reduce((n, p) => n + ('data' in p ? p.data.length : 0), 0),
+        ...this.writeAttributes(egroup, state, pieces),
         'strata.extents.added': changes.added.length,
         'strata.extents.freed': changes.freed.length,
       });
