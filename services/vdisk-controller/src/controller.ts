@@ -138,6 +138,8 @@ export class Controller {
     served.active++;
     try {
       return await io(served.vdisk);
+    } catch (err) {
+      throw fencedAsNotOwner(err, vdiskId);
     } finally {
       if (--served.active === 0) for (const wake of served.idleWaiters.splice(0)) wake();
     }
@@ -529,4 +531,18 @@ export class Controller {
     this.served.clear();
     await this.link.stop();
   }
+}
+
+/**
+ * A request fenced here (its oplog append found another's message after the one it
+ * expected, or an extent store knows a newer epoch) goes to the vDisk's owner again:
+ * NOT_OWNER, which the io-director retries after learning who owns it. Its write was
+ * not stored by this append (or, if an earlier attempt was, the new owner replayed it,
+ * and writing it again changes nothing). Seen in the soak: a controller that reopened a
+ * vDisk at the same epoch fenced the appends still in flight from its previous view,
+ * and FENCED reached the client as EIO.
+ */
+export function fencedAsNotOwner(err: unknown, vdiskId: bigint): unknown {
+  if (!isStrataError(err, ErrorCode.FENCED)) return err;
+  return new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId}: this request was fenced (${err.message}); send it to the owner again`, { cause: err });
 }
