@@ -30,6 +30,10 @@ module.exports = {
   // A global option (jest ignores it inside a project). Integration and fault tests
   // bound their own waits; this is the backstop for one test.
   testTimeout: 120000,
+  // The backstop for a handle a failed test left open (a bus connection retrying a
+  // server that is gone): jest reports and exits instead of waiting for it forever.
+  // Child processes a test file leaves are killed by test/harness/after-file.ts.
+  forceExit: true,
   projects: [
     {
       ...common,
@@ -40,6 +44,7 @@ module.exports = {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/{integration,faults,e2e}/**/*.test.ts'],
+      setupFilesAfterEnv: ['<rootDir>/test/harness/after-file.ts'],
     },
   ],
 };

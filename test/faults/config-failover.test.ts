@@ -33,7 +33,12 @@ async function setup(kind: 'single' | 'cluster', replicaCount: number): Promise<
   for (let i = 1; i <= replicaCount; i++) replicas.set(`config-${i}`, startConfigReplica(nats.url, `config-${i}`));
   const bus = await connectBus({ name: 'failover-test', servers: nats.url });
   const client = new ConfigClient(bus, 10_000);
-  await waitForLeader(client);
+  try {
+    await waitForLeader(client);
+  } catch (err) {
+    await teardown({ nats, replicas, bus });
+    throw err;
+  }
   return { nats, replicas, bus, client };
 }
 

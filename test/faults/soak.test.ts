@@ -1,4 +1,4 @@
-// A short nemesis soak with a fixed seed (see test/soak/soak.ts): about three minutes
+// A short nemesis soak with a fixed seed (see test/soak/soak.ts): about two minutes
 // of single faults (kill -9 or SIGSTOP/SIGCONT of any process of a three-node,
 // three-server cluster, one at a time) under verifying NBD writers on a shared and
 // two unshared vDisks. No client-visible error, no acknowledged write lost, and every
@@ -7,7 +7,7 @@
 import { formatReport, runSoak } from '../soak/soak';
 
 const SEED = Number(process.env.STRATA_SOAK_SEED ?? 1);
-const MINUTES = Number(process.env.STRATA_SOAK_MINUTES ?? 3);
+const MINUTES = Number(process.env.STRATA_SOAK_MINUTES ?? 2);
 
 test(`a ${MINUTES}-minute soak with seed ${SEED}: no client-visible error, no acknowledged write lost`, async () => {
   const report = await runSoak({ minutes: MINUTES, seed: SEED, log: (line) => process.stdout.write(`${line}\n`) });

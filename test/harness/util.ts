@@ -13,17 +13,34 @@ export function untrack(child: ChildProcess): void {
   children.delete(child);
 }
 
+/**
+ * Kills, by PID, every child still running (paused ones too), and waits at most
+ * `timeoutMs` for them to exit; returns their command lines. Run after each test
+ * file (test/harness/after-file.ts): a test whose set-up failed half way leaves
+ * servers running that nothing else stops, and their pipes would keep jest alive.
+ */
+export async function killTracked(timeoutMs = 5_000): Promise<string[]> {
+  const left = [...children].filter((c) => c.pid !== undefined && c.exitCode === null && c.signalCode === null);
+  const exited = left.map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()))));
+  for (const child of left) killNow(child);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(exited), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+  clearTimeout(timer);
+  for (const child of left) untrack(child);
+  return left.map((c) => c.spawnargs.join(' '));
+}
+
+function killNow(child: ChildProcess): void {
+  try {
+    process.kill(child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 // Last line of defence: whatever a test left running dies with the test process.
 process.once('exit', () => {
-  for (const child of children) {
-    if (child.pid !== undefined && child.exitCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
+  for (const child of children) if (child.pid !== undefined && child.exitCode === null) killNow(child);
 });
 
 export function sleep(ms: number): Promise<void> {

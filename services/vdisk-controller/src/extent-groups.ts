@@ -90,6 +90,16 @@ export interface ExtentGroupsDeps {
   pauseAfterWriteMs?: (workMs: number) => number;
 }
 
+/** Allocation attempts of a direct write (each may wait for a new extent group). */
+const LANE_ALLOCATE_ATTEMPTS = 3;
+
+/** A direct-write lane's new extent group being created. */
+interface LaneCreation {
+  /** Resolves once it is the lane's open extent group; rejects if it could not be created. */
+  done: Promise<void>;
+  startedAtMs: number;
+}
+
 interface EgroupState {
   entry: EgroupEntry;
   revision: number;
@@ -109,31 +119,82 @@ export class ExtentGroups implements ExtentSpace {
   private readonly damaged = new Set<bigint>();
   /** The open extent group of each lane. */
   private readonly open = new Map<number, bigint>();
-  /** Allocation runs one at a time: each takes the next range of an open extent group. */
+  /** Drain's allocations run one at a time: each takes the next range of its open extent group. */
   private allocating: Promise<unknown> = Promise.resolve();
+  /** The extent group being created for each direct-write lane. */
+  private readonly creating = new Map<number, LaneCreation>();
   /** The tail of each extent group's queue of replica writes (one at a time: versions). */
   private readonly writing = new Map<bigint, Promise<void>>();
 
   constructor(private readonly deps: ExtentGroupsDeps) {}
 
   allocate(block: number, length: number, lane = DRAIN_LANE): Promise<BlockLocation> {
-    const run = this.allocating.then(() => this.allocateNow(length, lane));
+    if (lane !== DRAIN_LANE) return this.allocateInLane(length, lane);
+    const run = this.allocating.then(() => this.allocateForDrain(length));
     this.allocating = run.catch(() => undefined);
     return run;
   }
 
-  private async allocateNow(length: number, lane: number): Promise<BlockLocation> {
-    let egroup = this.open.get(lane);
-    let state = egroup === undefined ? undefined : this.states.get(egroup);
-    // A full open extent group, or one with a replica damaged or on a node now suspect or dead, takes no more.
-    if (egroup === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) {
-      const created = await this.deps.createEgroup(length);
-      assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
-      state = newState(created.entry, created.revision);
-      egroup = created.id;
-      this.states.set(egroup, state);
-      this.open.set(lane, egroup);
+  /** Drain's allocation: it may wait for a new extent group as long as the metadata service takes. */
+  private async allocateForDrain(length: number): Promise<BlockLocation> {
+    const location = this.takeRoom(DRAIN_LANE, length);
+    if (location !== undefined) return location;
+    const created = await this.deps.createEgroup(length);
+    return this.takeFrom(this.opened(DRAIN_LANE, created), length);
+  }
+
+  /**
+   * A direct write's allocation: the client is waiting, so it never waits long for
+   * the metadata service. When the lane's open extent group is full, a new one is
+   * created (one at a time per lane); writes wait for it only within `putTimeoutMs`
+   * of its start, and after that fail UNAVAILABLE at once (the vDisk writes them
+   * through the oplog), until it is created. With a metadata shard killed, a
+   * creation can take the metadata client's whole budget.
+   */
+  private async allocateInLane(length: number, lane: number): Promise<BlockLocation> {
+    for (let attempt = 0; attempt < LANE_ALLOCATE_ATTEMPTS; attempt++) {
+      const location = this.takeRoom(lane, length);
+      if (location !== undefined) return location;
+      const creation = this.creating.get(lane) ?? this.startCreating(lane, length);
+      const waitMs = creation.startedAtMs + this.deps.putTimeoutMs - performance.now();
+      if (waitMs <= 0 || !(await settlesWithin(creation.done, waitMs))) break;
     }
+    throw new StrataError(ErrorCode.UNAVAILABLE, `direct-write lane ${lane}: no extent group with room within ${this.deps.putTimeoutMs} ms`);
+  }
+
+  private startCreating(lane: number, length: number): LaneCreation {
+    const done = this.deps.createEgroup(length).then((created) => {
+      this.opened(lane, created);
+    });
+    const creation = { done, startedAtMs: performance.now() };
+    this.creating.set(lane, creation);
+    done
+      .catch((err: unknown) => this.deps.log.warn({ err, vdisk: String(this.deps.vdisk), lane }, 'no new extent group for direct writes; they go through the oplog meanwhile'))
+      .finally(() => this.creating.delete(lane));
+    return creation;
+  }
+
+  /** A new extent group, now the lane's open one. */
+  private opened(lane: number, created: { id: bigint; entry: EgroupEntry; revision: number }): { egroup: bigint; state: EgroupState } {
+    assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
+    const state = newState(created.entry, created.revision);
+    this.states.set(created.id, state);
+    this.open.set(lane, created.id);
+    return { egroup: created.id, state };
+  }
+
+  /**
+   * A new extent at the end of the lane's open extent group; undefined when there is
+   * none, it is full, or a replica is damaged or on a node now suspect or dead.
+   */
+  private takeRoom(lane: number, length: number): BlockLocation | undefined {
+    const egroup = this.open.get(lane);
+    const state = egroup === undefined ? undefined : this.states.get(egroup);
+    if (egroup === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) return undefined;
+    return this.takeFrom({ egroup, state }, length);
+  }
+
+  private takeFrom({ egroup, state }: { egroup: bigint; state: EgroupState }, length: number): BlockLocation {
     const location = { egroup, offset: state.allocatedBytes, length };
     state.allocatedBytes += length;
     return location;
@@ -402,6 +463,17 @@ export function hedged<C, T>(candidates: readonly C[], delayMs: number, attempt:
  * Like Promise.all, but settles only when every promise has: a failure of one
  * replica must not leave another's request running into the next attempt.
  */
+/** Whether `promise` resolved within `ms` (false on timeout); its rejection is thrown. */
+async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  const timedOut = setTimeout(ms, false, { signal: timer.signal }).catch(() => false);
+  try {
+    return await Promise.race([promise.then(() => true), timedOut]);
+  } finally {
+    timer.abort();
+  }
+}
+
 export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
   const results = await Promise.allSettled(promises);
   const failed = results.find((r) => r.status === 'rejected');

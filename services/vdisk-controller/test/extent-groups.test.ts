@@ -187,4 +187,51 @@ describe('extent groups', () => {
     await groups.write(9n, [{ offset: 32, data: new Uint8Array(16).fill(4) }], { added: [{ block: 3, location: { egroup: 9n, offset: 16, length: 32 } }], freed: [] });
     expect((await md.get('egroup', keys.egroup(9n)))!.value).toMatchObject({ sizeBytes: 48, extents: [{ id: '7:3', offset: 16, length: 32, refs: 1 }] });
   });
+
+  it('a direct-write lane waits for a new extent group only within putTimeoutMs of its start, then fails at once until it exists; drain and other lanes do not wait behind it', async () => {
+    const md = new MemoryMd();
+    const entry = (): EgroupEntry => ({ vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 0, sizeBytes: 0, extents: [] });
+    // Extent group 20, lane 0's, is created only when the test says (a metadata shard killed); every other at once.
+    let release: () => void = () => undefined;
+    const stuck = new Promise<void>((resolve) => (release = resolve));
+    let nextId = 20n;
+    const groups = testExtentGroups(fakeBus(new Map(), []), md, {
+      putTimeoutMs: 200,
+      createEgroup: async () => {
+        const id = nextId++;
+        if (id === 20n) await stuck;
+        return { id, entry: entry(), revision: 1 };
+      },
+    });
+    const startedAt = Date.now();
+    await expect(groups.allocate(0, 16, 0)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringContaining('lane 0') });
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(190);
+    // The creation is still in flight: the next write of the lane is refused without waiting.
+    const again = Date.now();
+    await expect(groups.allocate(8, 16, 0)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    expect(Date.now() - again).toBeLessThan(100);
+    // Another lane and drain get their own extent groups meanwhile.
+    expect(await groups.allocate(1, 16, 1)).toEqual({ egroup: 21n, offset: 0, length: 16 });
+    expect(await groups.allocate(2, 16)).toEqual({ egroup: 22n, offset: 0, length: 16 });
+    // Once created, lane 0's extent group takes writes at once.
+    release();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await groups.allocate(16, 16, 0)).toEqual({ egroup: 20n, offset: 0, length: 16 });
+    expect(await groups.allocate(24, 16, 0)).toEqual({ egroup: 20n, offset: 16, length: 16 });
+  });
+
+  it('a direct-write lane whose extent group cannot be created fails with that error, and the next write tries again', async () => {
+    const md = new MemoryMd();
+    let calls = 0;
+    const groups = testExtentGroups(fakeBus(new Map(), []), md, {
+      createEgroup: async () => {
+        calls++;
+        if (calls === 1) throw new StrataError(ErrorCode.NO_SPACE, 'no disk has room');
+        return { id: 30n, entry: { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 0, sizeBytes: 0, extents: [] }, revision: 1 };
+      },
+    });
+    await expect(groups.allocate(0, 16, 3)).rejects.toMatchObject({ code: ErrorCode.NO_SPACE });
+    expect(await groups.allocate(0, 16, 3)).toEqual({ egroup: 30n, offset: 0, length: 16 });
+    expect(calls).toBe(2);
+  });
 });
