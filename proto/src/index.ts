@@ -57,6 +57,8 @@ export { EventType, clusterEvent, type ClusterEvent } from './events';
 export { heartbeat, idCounter, type Heartbeat } from './liveness';
 export {
   IO_CHUNK_BYTES,
+  IO_CHUNK_BYTES_DEFAULT_SERVER,
+  ioChunkBytes,
   MD_PARTITIONS,
   IoOp,
   VdcOp,

@@ -3,6 +3,7 @@
 // other actors in one process.
 import type { ActorDefinition } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
+import { ioChunkBytes } from '@strata/proto';
 import { BusCatalog } from './bus-backend';
 import { NbdServer } from './nbd/server';
 import type { GatewaySettings } from './settings';
@@ -23,6 +24,7 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
         requestTimeoutMs: s.requestTimeoutMs,
         attemptTimeoutMs: s.attemptTimeoutMs,
         piecesInFlightMax: s.piecesInFlightMax,
+        chunkBytes: ioChunkBytes(bus.nc.info?.max_payload),
       });
       const server = new NbdServer({
         catalog,

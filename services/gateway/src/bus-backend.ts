@@ -9,6 +9,7 @@ import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import {
   DirectorOp,
   IO_CHUNK_BYTES,
+  IO_CHUNK_BYTES_DEFAULT_SERVER,
   IoOp,
   ioAttachReply,
   ioDoneReply,
@@ -21,7 +22,7 @@ import {
   type IoZeroRequest,
 } from '@strata/proto';
 import type { BlockDevice, ExportCatalog, ExportInfo } from './backend';
-import { forEachLimited, splitRange } from './pieces';
+import { forEachLimited, splitRange, type Piece } from './pieces';
 
 /** The part of the bus the backend uses (a fake in unit tests). */
 export type IoRequester = Pick<Bus, 'request'>;
@@ -39,7 +40,10 @@ export interface BusBackendOptions {
   attemptTimeoutMs?: number;
   /** Pieces of one NBD request in flight at once. */
   piecesInFlightMax?: number;
-  /** Largest piece; IO_CHUNK_BYTES keeps every message under NATS's payload limit. */
+  /**
+   * Largest piece (at most IO_CHUNK_BYTES): what the servers' payload limit allows
+   * (ioChunkBytes). The default, 256 KiB, fits NATS's default 1 MiB limit.
+   */
   chunkBytes?: number;
 }
 
@@ -64,7 +68,7 @@ export class BusCatalog implements ExportCatalog {
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       attemptTimeoutMs: options.attemptTimeoutMs ?? 10_000,
       piecesInFlightMax: options.piecesInFlightMax ?? 16,
-      chunkBytes: options.chunkBytes ?? IO_CHUNK_BYTES,
+      chunkBytes: options.chunkBytes ?? IO_CHUNK_BYTES_DEFAULT_SERVER,
     };
     const s = this.settings;
     assert(s.requestTimeoutMs > 0 && s.attemptTimeoutMs > 0 && s.piecesInFlightMax > 0, 'bus backend limits are positive');
@@ -111,16 +115,21 @@ export class BusDevice implements BlockDevice {
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     const deadline = performance.now() + this.settings.requestTimeoutMs;
+    const pieces = splitRange(offset, length, this.settings.chunkBytes);
+    // One piece: its reply's bytes are the answer, with no copy.
+    if (pieces.length === 1) return this.readPiece(pieces[0]!, deadline);
     const out = new Uint8Array(length);
-    await forEachLimited(splitRange(offset, length, this.settings.chunkBytes), this.settings.piecesInFlightMax, async (piece) => {
-      const request: IoReadRequest = { vdisk: this.vdisk, offset: piece.offset, length: piece.lengthBytes };
-      const reply = await this.settings.bus.request(this.subject(IoOp.read), request, ioReadReply, this.options(deadline));
-      if (reply.data.length !== piece.lengthBytes) {
-        throw new StrataError(ErrorCode.INTERNAL, `read of ${piece.lengthBytes} bytes at ${piece.offset} of vdisk ${this.vdisk} returned ${reply.data.length}`);
-      }
-      out.set(reply.data, piece.at);
-    });
+    await forEachLimited(pieces, this.settings.piecesInFlightMax, async (piece) => out.set(await this.readPiece(piece, deadline), piece.at));
     return out;
+  }
+
+  private async readPiece(piece: Piece, deadline: number): Promise<Uint8Array> {
+    const request: IoReadRequest = { vdisk: this.vdisk, offset: piece.offset, length: piece.lengthBytes };
+    const reply = await this.settings.bus.request(this.subject(IoOp.read), request, ioReadReply, this.options(deadline));
+    if (reply.data.length !== piece.lengthBytes) {
+      throw new StrataError(ErrorCode.INTERNAL, `read of ${piece.lengthBytes} bytes at ${piece.offset} of vdisk ${this.vdisk} returned ${reply.data.length}`);
+    }
+    return reply.data;
   }
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {

@@ -1,13 +1,13 @@
 // Proves the bus backend speaks the I/O protocol of proto/: every vDisk in the config
 // is an export, I/O goes to `strata.io.<node>.<op>` with the vDisk's 64-bit id, every
 // message validates against its proto schema after a CBOR round trip, requests are
-// cut into pieces of at most IO_CHUNK_BYTES run with a bounded fan-out and put back
-// in order, each with the remaining budget and retry on, and a failed or malformed
+// cut into pieces (by default of at most IO_CHUNK_BYTES_DEFAULT_SERVER) run with a bounded
+// fan-out and put back in order (a one-piece read answers with the reply's bytes), each with the remaining budget and retry on, and a failed or malformed
 // piece fails the whole request.
 import type { z } from 'zod';
 import { decode, encode } from '@strata/codec';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { DirectorOp, IO_CHUNK_BYTES, ioAttachRequest, ioFlushRequest, ioReadRequest, ioWriteRequest, ioZeroRequest } from '@strata/proto';
+import { DirectorOp, IO_CHUNK_BYTES, IO_CHUNK_BYTES_DEFAULT_SERVER, ioChunkBytes, ioAttachRequest, ioFlushRequest, ioReadRequest, ioWriteRequest, ioZeroRequest } from '@strata/proto';
 import { BusCatalog, type IoRequester, type VdiskDirectory } from '../src/bus-backend';
 
 const KiB = 1024;
@@ -111,7 +111,7 @@ describe('bus catalog', () => {
 });
 
 describe('bus device', () => {
-  async function device(answer: (sent: Sent) => Promise<unknown>, options: { piecesInFlightMax?: number; requestTimeoutMs?: number } = {}) {
+  async function device(answer: (sent: Sent) => Promise<unknown>, options: { piecesInFlightMax?: number; requestTimeoutMs?: number; chunkBytes?: number } = {}) {
     const fake = fakeBus(answer);
     const catalog = new BusCatalog({ bus: fake.bus, config: fakeConfig([vdisk('demo', 1 << 30)]), node: 'n1', ...options });
     const d = await catalog.open('demo');
@@ -130,7 +130,7 @@ describe('bus device', () => {
       { piecesInFlightMax: 3 },
     );
     const offset = 100 * KiB;
-    const length = 2 * IO_CHUNK_BYTES + 300 * KiB;
+    const length = 2 * IO_CHUNK_BYTES_DEFAULT_SERVER + 300 * KiB;
     const data = await d.read(offset, length);
     expect(Buffer.from(data).equals(Buffer.from(Array.from({ length }, (_, i) => (offset + i) % 251)))).toBe(true);
     expect(sent.map((s) => s.subject)).toEqual(Array(4).fill('strata.io.n1.read'));
@@ -144,12 +144,35 @@ describe('bus device', () => {
     expect(peak()).toBe(3);
   });
 
+  test('a read of one piece answers with the reply\'s bytes, not a copy; 1 MiB pieces when the servers allow', async () => {
+    const replies: Uint8Array[] = [];
+    const { d, sent } = await device(
+      async ({ request }) => {
+        const reply = Buffer.alloc(request.length as number, 7);
+        replies.push(reply);
+        return { data: reply };
+      },
+      { chunkBytes: ioChunkBytes(8 * 1024 * KiB) },
+    );
+    const data = await d.read(0, 1024 * KiB);
+    expect(sent.map((s) => [s.request.offset, s.request.length])).toEqual([[0, 1024 * KiB]]);
+    expect(data.length).toBe(1024 * KiB);
+    expect(data.buffer).toBe(replies[0]!.buffer);
+  });
+
+  test('ioChunkBytes: 1 MiB pieces on servers taking at least 2 MiB messages, else 256 KiB', () => {
+    expect(ioChunkBytes(8 * 1024 * KiB)).toBe(IO_CHUNK_BYTES);
+    expect(ioChunkBytes(2 * IO_CHUNK_BYTES)).toBe(IO_CHUNK_BYTES);
+    expect(ioChunkBytes(1024 * KiB)).toBe(256 * KiB);
+    expect(ioChunkBytes(undefined)).toBe(256 * KiB);
+  });
+
   test('every piece gets what is left of one deadline, with retry on', async () => {
     const { d, sent } = await device(async () => {
       await delay(30);
       return {};
     }, { piecesInFlightMax: 1, requestTimeoutMs: 5_000 });
-    await d.zero(0, 3 * IO_CHUNK_BYTES);
+    await d.zero(0, 3 * IO_CHUNK_BYTES_DEFAULT_SERVER);
     expect(sent).toHaveLength(3);
     for (const s of sent) {
       expect(s.options.retry).toBe(true);
@@ -162,12 +185,12 @@ describe('bus device', () => {
 
   test('a write sends each piece its own bytes, FUA only when asked', async () => {
     const { d, sent } = await device(async () => ({}));
-    const data = Buffer.from(Array.from({ length: IO_CHUNK_BYTES + 10 }, (_, i) => i % 256));
-    await d.write(IO_CHUNK_BYTES - 5, data, true);
+    const data = Buffer.from(Array.from({ length: IO_CHUNK_BYTES_DEFAULT_SERVER + 10 }, (_, i) => i % 256));
+    await d.write(IO_CHUNK_BYTES_DEFAULT_SERVER - 5, data, true);
     expect(sent.map((s) => [s.subject, s.request.offset, (s.request.data as Uint8Array).length, s.request.fua])).toEqual([
-      ['strata.io.n1.write', IO_CHUNK_BYTES - 5, 5, true],
-      ['strata.io.n1.write', IO_CHUNK_BYTES, IO_CHUNK_BYTES, true],
-      ['strata.io.n1.write', 2 * IO_CHUNK_BYTES, 5, true],
+      ['strata.io.n1.write', IO_CHUNK_BYTES_DEFAULT_SERVER - 5, 5, true],
+      ['strata.io.n1.write', IO_CHUNK_BYTES_DEFAULT_SERVER, IO_CHUNK_BYTES_DEFAULT_SERVER, true],
+      ['strata.io.n1.write', 2 * IO_CHUNK_BYTES_DEFAULT_SERVER, 5, true],
     ]);
     const rebuilt = Buffer.concat(sent.map((s) => s.request.data as Uint8Array));
     expect(rebuilt.equals(data)).toBe(true);
@@ -185,10 +208,10 @@ describe('bus device', () => {
 
   test('a failed piece fails the request with its error', async () => {
     const { d } = await device(async ({ request }) => {
-      if (request.offset === IO_CHUNK_BYTES) throw new StrataError(ErrorCode.NO_SPACE, 'container full');
+      if (request.offset === IO_CHUNK_BYTES_DEFAULT_SERVER) throw new StrataError(ErrorCode.NO_SPACE, 'container full');
       return {};
     });
-    const err = await d.write(0, Buffer.alloc(3 * IO_CHUNK_BYTES), false).catch((e: unknown) => e);
+    const err = await d.write(0, Buffer.alloc(3 * IO_CHUNK_BYTES_DEFAULT_SERVER), false).catch((e: unknown) => e);
     expect(isStrataError(err, ErrorCode.NO_SPACE)).toBe(true);
   });
 

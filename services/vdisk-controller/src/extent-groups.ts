@@ -28,7 +28,7 @@ import { setTimeout } from 'node:timers/promises';
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import type { MdMaps } from '@strata/md-client';
-import { EG_WRITE_PIECES_MAX, EstoreOp, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
+import { EG_WRITE_PIECES_MAX, EstoreOp, IO_CHUNK_BYTES, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
 import type { Logger } from '@strata/log';
 import { SpanAttr, trace, inSpan, type Span } from '@strata/tracing';
 import type { ReplicaHealth } from './replica-health';
@@ -206,7 +206,9 @@ export class ExtentGroups implements ExtentSpace {
     await inSpan(span, async () => {
       const state = await this.state(egroup);
       if (span.isRecording()) span.setAttributes(this.writeAttributes(egroup, state, pieces));
-      for (const chunk of chunks(pieces, this.deps.writeBytesMax)) await this.writeChunk(egroup, state, chunk, this.deps.putTimeoutMs);
+      // A direct write carries at most one I/O message's bytes (IO_CHUNK_BYTES): one
+      // replica write, not one per drain-sized chunk (each costs a sidecar update and an fdatasync).
+      for (const chunk of chunks(pieces, Math.max(this.deps.writeBytesMax, IO_CHUNK_BYTES))) await this.writeChunk(egroup, state, chunk, this.deps.putTimeoutMs);
     });
   }
 

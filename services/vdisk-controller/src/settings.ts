@@ -35,7 +35,7 @@ export const controllerSettings = z
     /**
      * Writes of at least this many bytes go straight to the extent stores, with only a
      * small reference through the oplog (direct writes; see vdisk.ts). Above the
-     * gateway's largest I/O message (256 KiB), every write goes through the oplog.
+     * gateway's largest I/O message (1 MiB, or 256 KiB; see ioChunkBytes), every write goes through the oplog.
      */
     directWriteBytesMin: bytes(64 * 1024),
     /**

@@ -336,6 +336,25 @@ describe('vdisk drain and read path', () => {
     ]);
   });
 
+  it('answers a read within one drained block with the replica\'s bytes, not a copy; zeros where no extent', async () => {
+    const { vdisk, space } = setup(8 * BLOCK);
+    await vdisk.write(0, new Uint8Array(2 * BLOCK).fill(3), far());
+    await vdisk.drain();
+    const answers: Uint8Array[] = [];
+    const read = space.read.bind(space);
+    space.read = async (location, offset, length) => {
+      const data = await read(location, offset, length);
+      answers.push(data);
+      return data;
+    };
+    const data = await vdisk.read(BLOCK + 8, 16);
+    expect(answers).toHaveLength(1);
+    expect(data).toBe(answers[0]);
+    expect(Array.from(data)).toEqual(Array(16).fill(3));
+    expect(Array.from(await vdisk.read(5 * BLOCK, 8))).toEqual(Array(8).fill(0));
+    expect(answers).toHaveLength(1);
+  });
+
   it('gives up the extent of a block zeroed whole, and never allocates for zeros alone', async () => {
     const { vdisk, space, rows } = setup(8 * BLOCK);
     await vdisk.write(BLOCK, new Uint8Array(BLOCK).fill(5), far());
