@@ -2,11 +2,9 @@
 // this machine when acknowledging means an R3 JetStream append, as an oplog write does,
 // and what fsync before every acknowledgement costs.
 //
-// For each of three servers it starts three nats-servers in one cluster, makes an R3
-// stream, and publishes 4 KiB messages one at a time (QD1) from a bare client
-// connected to the stream leader's server, each with Nats-Expected-Last-Subject-Sequence
-// and a Nats-Msg-Id like an oplog append, with nothing else running: no NBD, no actors.
-// The servers:
+// For each of three servers it measures the append of bench/r3-append.ts (three
+// nats-servers in one cluster, an R3 stream, 4 KiB appends one at a time from a bare
+// client on the stream leader's server, nothing else running). The servers:
 //  - the pinned release with `sync_interval: always` (what Strata runs: fsync on every
 //    replica before the acknowledgement);
 //  - the pinned release without it (the default: flushed every two minutes, so a power
@@ -21,26 +19,14 @@
 //
 // A measurement, not a test. Options: --appends N (measured, default 4000; as many
 // again are sent first to warm up), --runtime S (fio's seconds, default 5).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { NATS_SERVER_PINNED, natsServerVersion, startNatsServers, versionAtLeast } from '@strata/natsd';
+import { NATS_SERVER_PINNED, natsServerVersion, versionAtLeast } from '@strata/natsd';
 import { run } from '../test/harness';
 import { fio, startNbdkit } from './common';
-
-/** CPU time (user + system) a process has used, ms, from /proc. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
+import { measureR3Appends, type AppendVariant } from './r3-append';
 
 async function nbdkitQd1WriteIops(runtimeS: number): Promise<number> {
   const scratch = mkdtempSync(join(tmpdir(), 'strata-bench-floor-'));
@@ -54,21 +40,6 @@ async function nbdkitQd1WriteIops(runtimeS: number): Promise<number> {
   }
 }
 
-interface Variant {
-  label: string;
-  syncAlways: boolean;
-  binary?: string;
-}
-
-interface AppendFigures {
-  meanUs: number;
-  p50Us: number;
-  p99Us: number;
-  leaderCpuUs: number;
-  followersCpuUs: number[];
-  clientCpuUs: number;
-}
-
 /** Debian's nats-server 2.9 (NATS_SERVER_OLD_BIN, else the one on PATH if it is older than 2.12), or undefined. */
 async function debianServer(): Promise<string | undefined> {
   const candidates = [process.env.NATS_SERVER_OLD_BIN, (await run('sh', ['-c', 'command -v nats-server'], { timeoutMs: 5_000 })).stdout.trim(), '/usr/sbin/nats-server', '/usr/bin/nats-server'];
@@ -80,56 +51,6 @@ async function debianServer(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Three servers of `variant`, an R3 stream, and `appends` QD1 appends from a client on the leader's server. */
-async function measureAppends(variant: Variant, appends: number): Promise<AppendFigures> {
-  const baseDir = mkdtempSync(join(tmpdir(), 'strata-bench-floor-nats-'));
-  const servers = await startNatsServers({ baseDir, count: 3, syncAlways: variant.syncAlways, ...(variant.binary === undefined ? {} : { binary: variant.binary }) });
-  try {
-    const admin = await connect({ servers: servers.map((s) => s.url) });
-    const jsm = await jetstreamManager(admin);
-    await jsm.streams.add({ name: 'FLOOR', subjects: ['floor.*'], num_replicas: 3 });
-    const leaderName = (await jsm.streams.info('FLOOR')).cluster?.leader;
-    await admin.close();
-    const leader = servers.find((s) => s.name === leaderName);
-    if (leader === undefined) throw new Error(`no server is named ${leaderName ?? '(no leader)'}`);
-
-    const nc = await connect({ servers: leader.url, noAsyncTraces: true });
-    const js = jetstream(nc);
-    const payload = new Uint8Array(4096 + 64).fill(0xab);
-    let last = 0;
-    const append = async (n: number): Promise<void> => {
-      last = (await js.publish('floor.v', payload, { expect: { lastSubjectSequence: last }, msgID: `floor-${n}` })).seq;
-    };
-    for (let n = 0; n < appends; n++) await append(n);
-
-    const pids = servers.map((s) => s.pid()!);
-    const serversBefore = pids.map(cpuMs);
-    const clientBefore = process.cpuUsage();
-    const latencies: number[] = [];
-    for (let n = appends; n < 2 * appends; n++) {
-      const t = performance.now();
-      await append(n);
-      latencies.push((performance.now() - t) * 1000);
-    }
-    const client = process.cpuUsage(clientBefore);
-    const serversUs = pids.map((pid, i) => ((cpuMs(pid) - serversBefore[i]!) * 1000) / appends);
-    await nc.close();
-    latencies.sort((a, b) => a - b);
-    const leaderIndex = servers.indexOf(leader);
-    return {
-      meanUs: latencies.reduce((a, b) => a + b, 0) / latencies.length,
-      p50Us: quantile(latencies, 0.5),
-      p99Us: quantile(latencies, 0.99),
-      leaderCpuUs: serversUs[leaderIndex]!,
-      followersCpuUs: serversUs.filter((_, i) => i !== leaderIndex),
-      clientCpuUs: (client.user + client.system) / appends,
-    };
-  } finally {
-    await Promise.all(servers.map((s) => s.stop()));
-    rmSync(baseDir, { recursive: true, force: true });
-  }
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { appends: { type: 'string', default: '4000' }, runtime: { type: 'string', default: '5' } }, strict: true });
   const appends = Number(values.appends);
@@ -139,7 +60,7 @@ async function main(): Promise<void> {
 
   const nbdkitIops = await nbdkitQd1WriteIops(runtimeS);
   console.log(`nbdkit memory, fio 4K randwrite QD1: ${nbdkitIops} IOPS (${(1e6 / nbdkitIops).toFixed(0)} µs each)`);
-  const variants: Variant[] = [
+  const variants: AppendVariant[] = [
     { label: `nats-server ${NATS_SERVER_PINNED}, sync_interval: always (Strata)`, syncAlways: true },
     { label: `nats-server ${NATS_SERVER_PINNED}, default sync (every 2 min)`, syncAlways: false },
   ];
@@ -148,7 +69,7 @@ async function main(): Promise<void> {
   else variants.push({ label: `nats-server ${natsServerVersion(old)} (Debian, no sync_interval)`, syncAlways: false, binary: old });
 
   for (const variant of variants) {
-    const f = await measureAppends(variant, appends);
+    const f = await measureR3Appends(variant, appends);
     const ceilingIops = 1e6 / f.meanUs;
     console.log(`${variant.label}:`);
     console.log(`  R3 append of 4 KiB through the leader's server, QD1, ${appends} appends: mean ${f.meanUs.toFixed(0)} µs, p50 ${f.p50Us.toFixed(0)} µs, p99 ${f.p99Us.toFixed(0)} µs`);

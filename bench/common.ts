@@ -26,6 +26,9 @@ export interface FioJob {
 export interface Figures {
   iops: number;
   mbps: number;
+  /** I/Os completed in the measured time (after the ramp). */
+  ios: number;
+  meanUs: number;
   p50us: number;
   p99us: number;
   /** The slowest I/O: at QD1, the longest pause the client saw. */
@@ -35,7 +38,8 @@ export interface Figures {
 interface FioSide {
   iops: number;
   bw_bytes: number;
-  clat_ns: { percentile: Record<string, number>; max: number };
+  total_ios: number;
+  clat_ns: { percentile: Record<string, number>; mean: number; max: number };
 }
 interface FioJobResult {
   error: number;
@@ -66,6 +70,8 @@ export async function fio(uri: string, job: FioJob, scratch: string): Promise<Fi
   return {
     iops: Math.round(side.iops),
     mbps: Math.round((side.bw_bytes / 1e6) * 10) / 10,
+    ios: side.total_ios,
+    meanUs: Math.round(side.clat_ns.mean / 1000),
     p50us: Math.round((side.clat_ns.percentile['50.000000'] ?? Number.NaN) / 1000),
     p99us: Math.round((side.clat_ns.percentile['99.000000'] ?? Number.NaN) / 1000),
     maxUs: Math.round(side.clat_ns.max / 1000),
@@ -90,7 +96,11 @@ export interface LocalCluster {
   stop(keep?: boolean): Promise<void>;
 }
 
-/** `strata up` with 3 nodes on free ports in a fresh directory; resolves once it printed `ready`. */
+/**
+ * `strata up` with 3 nodes on free ports in a fresh directory, in its default layout
+ * (one node-host process per node) unless `upArgs` has `--separate`; resolves once
+ * it printed `ready`.
+ */
 export async function startCluster(name: string, upArgs: string[], env: Record<string, string> = {}): Promise<LocalCluster> {
   const dir = mkdtempSync(join(tmpdir(), `strata-bench-${name}-`));
   const nbdPort = await freePort();
@@ -115,7 +125,7 @@ export async function startCluster(name: string, upArgs: string[], env: Record<s
 }
 
 /** nbdkit's memory plugin (1 GiB) on a free loopback port, the baseline the benchmarks divide by; resolves once it answers. */
-export async function startNbdkit(): Promise<{ uri: string; stop(): Promise<void> }> {
+export async function startNbdkit(): Promise<{ uri: string; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const nbdkit = startProgram('nbdkit', ['--foreground', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'memory', '1G'], { name: 'nbdkit' });
   const uri = `nbd://127.0.0.1:${port}/`;
@@ -125,5 +135,5 @@ export async function startNbdkit(): Promise<{ uri: string; stop(): Promise<void
     await nbdkit.stop(5_000);
     throw err;
   }
-  return { uri, stop: () => nbdkit.stop(5_000) };
+  return { uri, pid: nbdkit.pid(), stop: () => nbdkit.stop(5_000) };
 }

@@ -1,15 +1,17 @@
 // `npm run bench:failover`: how long does I/O stop when a vDisk's owner dies? A
-// local 3-node cluster (one process per actor, default liveness timings: heartbeat
-// 1 s, fence 4 s, dead 6 s), a shared vDisk written by fio (4 KiB random writes at
-// QD1) through the gateway of a node that does not own it. The I/O pause is fio's
-// slowest write: at QD1 every write waits for the one before it, so the slowest
-// one spans the whole outage. Two faults, five times each:
+// local 3-node cluster (default liveness timings: heartbeat 1 s, fence 4 s, dead
+// 6 s), a shared vDisk written by fio (4 KiB random writes at QD1) through the
+// gateway of a node that does not own it. The I/O pause is fio's slowest write: at
+// QD1 every write waits for the one before it, so the slowest one spans the whole
+// outage. Two faults, five times each:
 //
-//   controller  kill -9 of the owner's vdisk-controller; `strata up` restarts it
-//               and the restarted controller replays the oplog on the next I/O.
-//   node        kill -9 of every process of the owner node, kept down for 15 s:
-//               the config leader declares it dead and moves the vDisk to a
-//               volunteer (the client's node), which replays the oplog.
+//   controller  kill -9 of the owner's vdisk-controller alone (`strata up
+//               --separate`: one process per actor); `strata up` restarts it and
+//               the restarted controller replays the oplog on the next I/O.
+//   node        kill -9 of the owner node's node-host (`strata up`'s default
+//               layout: all the node's actors, its metadata shard included), kept
+//               down for 15 s: the config leader declares it dead and moves the
+//               vDisk to a volunteer (the client's node), which replays the oplog.
 //
 // Prints each pause, the median and the maximum, and writes them to
 // bench/results/failover.json. A measurement, not a test: it fails only when
@@ -30,6 +32,8 @@ type Fault = 'controller' | 'node';
 /** Seconds fio runs; the fault comes KILL_AFTER_S seconds in. */
 const RUNTIME_S: Record<Fault, number> = { controller: 12, node: 20 };
 const KILL_AFTER_S = 3;
+/** `strata up`'s layout flags per fault: the controller fault needs the controller in a process of its own. */
+const LAYOUT_ARGS: Record<Fault, string[]> = { controller: ['--separate'], node: [] };
 /** How long `strata up` keeps a killed node down in the node fault. */
 const NODE_DOWN_MS = 15_000;
 
@@ -75,7 +79,7 @@ async function killOwner(cluster: LocalCluster, fault: Fault, owner: string): Pr
 }
 
 async function measure(fault: Fault, runs: number, scratch: string): Promise<Run[]> {
-  const cluster = await startCluster(`failover-${fault}`, [], fault === 'node' ? { STRATA_RESTART_DELAY_MS: String(NODE_DOWN_MS) } : {});
+  const cluster = await startCluster(`failover-${fault}`, LAYOUT_ARGS[fault], fault === 'node' ? { STRATA_RESTART_DELAY_MS: String(NODE_DOWN_MS) } : {});
   let ok = false;
   try {
     const vdisk = createdId(await strata(cluster.dir, ['vdisk', 'create', 'fo', '--size', '1G', '--shared']));
@@ -122,8 +126,8 @@ async function main(): Promise<void> {
     const result = {
       measuredAt: new Date().toISOString(),
       timings: { heartbeatIntervalMs: 1000, fenceTimeoutMs: 4000, deadTimeoutMs: 6000, nodeDownMs: NODE_DOWN_MS },
-      controller: { ...summary(controller), runs: controller },
-      node: { ...summary(node), runs: node },
+      controller: { layout: 'separate', ...summary(controller), runs: controller },
+      node: { layout: 'colocated', ...summary(node), runs: node },
     };
     process.stdout.write(
       `\nI/O pause after kill -9 of the owner (${o.runs} runs each):\n` +

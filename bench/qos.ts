@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'strata-bench-qos-'));
   let cluster: LocalCluster | undefined;
   try {
-    cluster = await startCluster('qos', ['--colocate']);
+    cluster = await startCluster('qos', []);
     const { dir, nbdPort, natsUrl } = cluster;
     const uri = (v: string): string => `nbd://127.0.0.1:${nbdPort}/${v}`;
     const job = (name: string, rw: FioJob['rw'], bs: string, iodepth: number, rampS = 2): FioJob => ({ name, rw, bs, iodepth, size: o.size, runtimeS: o.runtimeS, rampS });
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     const results = {
       at: new Date().toISOString(),
       runtimeS: o.runtimeS,
-      cluster: '3 nodes, one process per node (--colocate), one nats-server; every vDisk owned by node 1',
+      cluster: '3 nodes, one process per node (the default layout), one nats-server; every vDisk owned by node 1',
       a: { alone: aAlone, underLoad: aLoaded, p99Ratio: aLoaded.p99us / aAlone.p99us, p50Ratio: aLoaded.p50us / aAlone.p50us },
       b: { random: bRandom, sequential: bSeq },
       cd: { c, d, ratio: c.iops / d.iops, target: 3 },

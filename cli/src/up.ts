@@ -1,8 +1,8 @@
 // `strata up`: a local cluster in the foreground. It starts embedded nats-servers
 // (child processes with JetStream, their stores under the data directory) unless
 // NATS_URL names an existing cluster, then the config replicas, waits for a config
-// leader, starts each node's actors (one process per actor, or with --colocate one
-// node-host process per node), prints `ready`, and runs until Ctrl-C or SIGTERM,
+// leader, starts each node's actors (one node-host process per node, or with
+// --separate one process per actor), prints `ready`, and runs until Ctrl-C or SIGTERM,
 // which stops every child it started. Every child is supervised, the nats-servers
 // too: one that dies is started again on the same ports and store, and the actors
 // reconnect by themselves (to another server of three meanwhile).
@@ -23,16 +23,43 @@ export interface UpOptions {
   configReplicas: number;
   /** Storage nodes n1..nN. */
   nodes: number;
-  /** Each node's actors in one process (node-host) instead of one process per actor. */
-  colocate?: boolean;
+  /** How a node's actors are spread over processes (default: colocated). */
+  layout?: Layout;
   /** NBD port of node 1's gateway; node k listens on nbdPort + k - 1. */
   nbdPort: number;
   /** Capacity of each node's disk. */
   diskCapacityBytes: number;
 }
 
-/** The actors every node runs, in start order. */
-const nodeActors = ['metadata-shard', 'extent-store', 'vdisk-controller', 'admission', 'io-director', 'gateway'] as const;
+/** The actors every node runs, in start order (node-host's own list, services/node-host/src/host.ts). */
+export const NODE_ACTORS = ['metadata-shard', 'extent-store', 'vdisk-controller', 'admission', 'io-director', 'gateway'] as const;
+
+/**
+ * `colocated`: each node's actors in one node-host process, requests between them
+ * dispatched in-process. `separate`: one process per actor, every request over NATS.
+ */
+export const Layout = { colocated: 'colocated', separate: 'separate' } as const;
+export type Layout = (typeof Layout)[keyof typeof Layout];
+
+/**
+ * Why colocated is the default, as `strata up` says it at start: the measurement
+ * behind the choice. npm run bench (3 nodes, 3 nats-servers, RF 3, fio through NBD,
+ * a 2-core machine) gave the colocated layout 1.7x (4 KiB random writes at QD1, where
+ * the R3 append bounds both layouts) to 9.3x (4 KiB random reads at QD1) the IOPS of
+ * one process per actor, and earlier runs 2x to 10x; no workload was faster with one
+ * process per actor. Every hop between processes costs a NATS round trip, encoding
+ * on both sides and another process's wake-up: the separate layout spent 1.8x to 12x
+ * the CPU per I/O, and on two cores the CPU is what runs out.
+ */
+export const LAYOUT_SPEEDUP = '1.7x to 9.3x';
+const LAYOUT_REASON = `in npm run bench it served ${LAYOUT_SPEEDUP} the IOPS of one process per actor, on every workload`;
+
+/** The line `strata up` prints before it starts the nodes: which layout runs, and why. */
+export function layoutLine(nodes: number, layout: Layout): string {
+  const started = `starting ${nodes} node${nodes > 1 ? 's' : ''}: `;
+  if (layout === Layout.separate) return `${started}one process per actor (--separate; the default runs one node-host process per node: ${LAYOUT_REASON})`;
+  return `${started}each node's actors in one node-host process (the default: ${LAYOUT_REASON}; --separate runs one process per actor)`;
+}
 
 /** Where each actor's entry point is, relative to this file once built (cli/dist). */
 function actorScript(actor: string): string {
@@ -64,19 +91,22 @@ export function preferServer(url: string, index: number): string {
 export const NODE_ACTOR_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
 
 /**
- * The supervised processes of node k (n<k>): one per actor, in start order, or with
- * `colocate` one node-host running them all. Every command line names the node
- * (`--node n2`; the metadata shard's `--shard md-2`), so `ps` shows who is who.
+ * The supervised processes of node k (n<k>): one node-host running all its actors,
+ * or with the separate layout one process per actor, in start order. Every command
+ * line names the node (`--node n2`; the metadata shard's `--shard md-2`) and the
+ * node-host's names the actors it hosts, so `ps` shows who is who and `pgrep -f
+ * vdisk-controller` finds the process that runs a node's controller in either layout.
  */
-export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'colocate'>, natsUrl: string): ChildSpec[] {
+export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'layout'>, natsUrl: string): ChildSpec[] {
   const node = `n${k}`;
   const shard = `md-${k}`;
   const nbdPort = String(options.nbdPort + k - 1);
   const env = { NATS_URL: preferServer(natsUrl, k - 1) };
-  if (options.colocate === true) {
-    return [{ name: `${node}-node-host`, command: process.execPath, args: [...NODE_ACTOR_FLAGS, actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort], env }];
+  if ((options.layout ?? Layout.colocated) === Layout.colocated) {
+    const args = [...NODE_ACTOR_FLAGS, actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort, '--actors', NODE_ACTORS.join(',')];
+    return [{ name: `${node}-node-host`, command: process.execPath, args, env }];
   }
-  return nodeActors.map((actor) => {
+  return NODE_ACTORS.map((actor) => {
     const args = [...NODE_ACTOR_FLAGS, actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
     if (actor === 'gateway') args.push('--nbd-port', nbdPort);
     return { name: `${node}-${actor}`, command: process.execPath, args, env };
@@ -240,7 +270,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       const status = await client.status();
       say(`config leader: ${status.leader} (epoch ${status.epoch})`);
       await registerNodes(client, dir, options);
-      if (options.nodes > 0) say(`starting ${options.nodes} node${options.nodes > 1 ? 's' : ''}: ${options.colocate === true ? 'each node\'s actors in one process (node-host)' : 'one process per actor'}`);
+      if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
       for (let k = 1; k <= options.nodes; k++) {
         for (const child of nodeChildren(k, options, url)) supervisor.add(child);
       }

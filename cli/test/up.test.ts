@@ -1,7 +1,9 @@
-// What `strata up` starts for each node: one supervised process per actor in start
-// order, or with --colocate a single node-host; every command line names its node.
+// What `strata up` starts for each node: by default a single node-host whose command
+// line names the node and the actors it hosts, or with --separate one supervised
+// process per actor in start order, each naming its node; and the line that says
+// which layout runs and why.
 import { basename, dirname } from 'node:path';
-import { NODE_ACTOR_FLAGS, nodeChildren, preferServer } from '../src/up';
+import { Layout, NODE_ACTOR_FLAGS, layoutLine, nodeChildren, preferServer } from '../src/up';
 
 /** The actor's script (`gateway/main.js`) and what follows it, after node's own flags. */
 const script = (args: string[]): string[] => {
@@ -10,8 +12,26 @@ const script = (args: string[]): string[] => {
   return [`${basename(dirname(dirname(path)))}/${basename(path)}`, ...args.slice(NODE_ACTOR_FLAGS.length + 1)];
 };
 
-test('one process per actor by default, in start order, each naming its node', () => {
-  const children = nodeChildren(2, { nbdPort: 10809 }, 'nats://127.0.0.1:1');
+test('by default one node-host process per node, naming the node, the shard, the NBD port and every actor it hosts', () => {
+  const children = nodeChildren(3, { nbdPort: 10809 }, 'nats://127.0.0.1:1');
+  expect(children).toHaveLength(1);
+  expect(children[0]!.name).toBe('n3-node-host');
+  expect(script(children[0]!.args)).toEqual([
+    'node-host/main.js',
+    '--node',
+    'n3',
+    '--shard',
+    'md-3',
+    '--nbd-port',
+    '10811',
+    '--actors',
+    'metadata-shard,extent-store,vdisk-controller,admission,io-director,gateway',
+  ]);
+  expect(nodeChildren(3, { nbdPort: 10809, layout: Layout.colocated }, 'nats://127.0.0.1:1')).toEqual(children);
+});
+
+test('--separate: one process per actor, in start order, each naming its node', () => {
+  const children = nodeChildren(2, { nbdPort: 10809, layout: Layout.separate }, 'nats://127.0.0.1:1');
   expect(children.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway']);
   expect(children.map((c) => script(c.args))).toEqual([
     ['metadata-shard/main.js', '--shard', 'md-2'],
@@ -24,17 +44,17 @@ test('one process per actor by default, in start order, each naming its node', (
   expect(children.every((c) => c.env?.NATS_URL === 'nats://127.0.0.1:1' && c.command === process.execPath)).toBe(true);
 });
 
-test('--colocate: one node-host process per node, with the node, the shard and the NBD port', () => {
-  const children = nodeChildren(3, { nbdPort: 10809, colocate: true }, 'nats://127.0.0.1:1');
-  expect(children).toHaveLength(1);
-  expect(children[0]!.name).toBe('n3-node-host');
-  expect(script(children[0]!.args)).toEqual(['node-host/main.js', '--node', 'n3', '--shard', 'md-3', '--nbd-port', '10811']);
+test('the start line says which layout runs and why', () => {
+  expect(layoutLine(3, Layout.colocated)).toMatch(/^starting 3 nodes: each node's actors in one node-host process \(the default: in npm run bench it served \d.*x the IOPS of one process per actor, on every workload; --separate runs one process per actor\)$/);
+  expect(layoutLine(1, Layout.separate)).toMatch(/^starting 1 node: one process per actor \(--separate; the default runs one node-host process per node: in npm run bench it served \d/);
 });
 
 test("each node's actors prefer their own server of a NATS cluster, and the nodes spread over the servers", () => {
   const url = 'nats://127.0.0.1:1,nats://127.0.0.1:2,nats://127.0.0.1:3';
-  const first = (k: number): string | undefined => nodeChildren(k, { nbdPort: 10809 }, url)[0]!.env?.NATS_URL?.split(',')[0];
-  expect([1, 2, 3, 4].map(first)).toEqual(['nats://127.0.0.1:1', 'nats://127.0.0.1:2', 'nats://127.0.0.1:3', 'nats://127.0.0.1:1']);
+  const first = (k: number, layout: Layout): string | undefined => nodeChildren(k, { nbdPort: 10809, layout }, url)[0]!.env?.NATS_URL?.split(',')[0];
+  for (const layout of [Layout.colocated, Layout.separate]) {
+    expect([1, 2, 3, 4].map((k) => first(k, layout))).toEqual(['nats://127.0.0.1:1', 'nats://127.0.0.1:2', 'nats://127.0.0.1:3', 'nats://127.0.0.1:1']);
+  }
   expect(preferServer(url, 1)).toBe('nats://127.0.0.1:2,nats://127.0.0.1:3,nats://127.0.0.1:1');
   expect(preferServer('nats://127.0.0.1:1', 5)).toBe('nats://127.0.0.1:1');
 });

@@ -74,6 +74,7 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['events --limit 0', 'strata: events: --limit: "0" must be at least 1'],
     ['events --type owner.stolen', 'strata: events: --type: "owner.stolen" is not one of created, updated, deleted, node.dead, node.alive, node.restarted, leader.elected, owner.changed'],
     ['up --nbd-port x', 'strata: up: --nbd-port: "x" is not a whole number'],
+    ['up --separate --colocate', 'strata: up: --separate and --colocate ask for different layouts; pass one'],
   ])('strata %s', async (line, message) => {
     expect(await strata(line === '' ? [] : line.split(' '))).toEqual({ code: 2, stdout: '', stderr: `${message}\n` });
   });

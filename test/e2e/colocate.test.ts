@@ -1,7 +1,10 @@
-// `strata up --colocate --nodes 2`: each node's six actors in one node-host process,
-// driven with real NBD clients (qemu-io) through both nodes' gateways. It proves that:
-//  - strata up runs one process per node for the actors, whose command line names
-//    node-host and the node (`--node n1`, `--node n2`), and no per-actor process;
+// `strata up --nodes 2` in its default layout: each node's six actors in one node-host
+// process, driven with real NBD clients (qemu-io) through both nodes' gateways. It
+// proves that:
+//  - strata up says it runs that layout and why, and runs one process per node for the
+//    actors, whose command line names node-host, the node (`--node n1`, `--node n2`)
+//    and the six actors (so `pgrep -f vdisk-controller` finds the node-hosts), and no
+//    per-actor process;
 //  - patterns written through either node's gateway read back through both;
 //  - the I/O used in-process dispatch: in the span file every process writes
 //    (STRATA_TRACE_FILE), a write through the owner's gateway has its io-director,
@@ -12,7 +15,9 @@
 //  - SIGTERM of a node-host stops its actors in reverse start order and exits 0, the
 //    supervisor restarts it, and the data reads back through its gateway;
 //  - a bad setting of any one actor stops node-host before anything starts, exit 2,
-//    naming the actor and the setting.
+//    naming the actor and the setting; so does an unknown actor in --actors;
+//  - `strata up --separate --nodes 1` runs one process per actor instead, each naming
+//    its node, and says so.
 // Every wait is bounded; afterAll stops `strata up` and kills by PID whatever it left.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,7 +63,19 @@ function findWriteChain(spans: OtlpSpanRecord[], entry: string, owner: string): 
   return undefined;
 }
 
-describe('strata up --colocate: one process per node, in-process dispatch between its actors', () => {
+/** The PIDs among `parent`'s children whose command line matches `pattern` (`pgrep -P parent -f pattern`). */
+async function pgrepChildren(parent: number, pattern: string): Promise<number[]> {
+  const { stdout } = await run('pgrep', ['-P', String(parent), '-f', pattern], { timeoutMs: 5_000 });
+  return stdout
+    .split('\n')
+    .filter((l) => /^\d+$/.test(l))
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+const NODE_ACTORS = ['metadata-shard', 'extent-store', 'vdisk-controller', 'admission', 'io-director', 'gateway'];
+
+describe('strata up (default layout): one process per node, in-process dispatch between its actors', () => {
   let dir: string;
   let spanFile: string;
   let nbdPort: number;
@@ -70,8 +87,8 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
     spanFile = join(dir, 'spans.jsonl');
     nbdPort = await freePort();
     const natsPort = await freePort();
-    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--colocate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
-      name: 'strata up --colocate',
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
+      name: 'strata up',
       env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '200' },
     });
     try {
@@ -88,11 +105,15 @@ describe('strata up --colocate: one process per node, in-process dispatch betwee
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs one node-host process per node, each naming its node, and no process per actor', async () => {
+  it('runs one node-host process per node, each naming its node and its actors, and no process per actor', async () => {
+    expect(up!.output()).toMatch(/^starting 2 nodes: each node's actors in one node-host process \(the default: .+; --separate runs one process per actor\)$/m);
     const procs = await children(up!.pid());
     const hosts = procs.filter((p) => p.args.includes('node-host'));
     expect(hosts).toHaveLength(2);
     expect(hosts.map((h) => h.args.match(/--node (n\d+)/)?.[1]).sort()).toEqual(['n1', 'n2']);
+    for (const h of hosts) expect(h.args).toMatch(new RegExp(` --actors ${NODE_ACTORS.join(',')}( |$)`));
+    // pgrep -f vdisk-controller finds the processes that host a controller: the node-hosts.
+    expect(await pgrepChildren(up!.pid(), 'vdisk-controller')).toEqual(hosts.map((h) => h.pid).sort((a, b) => a - b));
     expect(procs.filter((p) => /services\/(metadata-shard|extent-store|vdisk-controller|admission|io-director|gateway)\//.test(p.args))).toEqual([]);
     // Besides the node hosts: the embedded nats-server and the one config replica.
     expect(procs.filter((p) => !p.args.includes('node-host')).map((p) => (p.args.includes('nats-server') ? 'nats-server' : p.args.includes('services/config/') ? 'config' : p.args))).toEqual(
@@ -180,9 +201,50 @@ describe('node-host settings', () => {
     expect(bad.stderr).toMatch(/^strata-node-host: admission: bad setting: --queue-depth-max \(STRATA_QUEUE_DEPTH_MAX\)/);
     const unknown = await run(process.execPath, ['services/node-host/dist/main.js', '--node', 'n1', '--drain-idle-ms', '5'], { env: { NATS_URL: 'nats://127.0.0.1:9' }, timeoutMs: 20_000 });
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/^strata-node-host: .*--drain-idle-ms.*Known flags: --node --shard --nbd-port/);
+    expect(unknown.stderr).toMatch(/^strata-node-host: .*--drain-idle-ms.*Known flags: --node --shard --nbd-port --actors/);
+    const actors = await run(process.execPath, ['services/node-host/dist/main.js', '--node', 'n1', '--actors', 'gateway,curator'], { env: { NATS_URL: 'nats://127.0.0.1:9' }, timeoutMs: 20_000 });
+    expect(actors.code).toBe(2);
+    expect(actors.stderr).toMatch(/^strata-node-host: bad setting: --actors \(STRATA_ACTORS\): "curator": not an actor of a node \(metadata-shard, extent-store, vdisk-controller, admission, io-director, gateway\)/);
     const missing = await run(process.execPath, ['services/node-host/dist/main.js'], { env: { NATS_URL: 'nats://127.0.0.1:9', STRATA_NODE: '' }, timeoutMs: 20_000 });
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/--node \(STRATA_NODE\): is required/);
+  });
+});
+
+describe('strata up --separate: one process per actor', () => {
+  let dir: string;
+  let up: ActorProcess | undefined;
+  let started = new Map<number, string>();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'strata-e2e-separate-'));
+    const [nbdPort, natsPort] = [await freePort(), await freePort()];
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
+      name: 'strata up --separate',
+      env: { NATS_URL: '' },
+    });
+    try {
+      await up.waitForOutput(/^ready$/m, 90_000);
+    } finally {
+      started = new Map((await children(up.pid())).map((c) => [c.pid, c.args]));
+    }
+  });
+
+  afterAll(async () => {
+    await up?.stop(15_000);
+    killIfUnchanged(started);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs each of the node\'s six actors in its own process naming the node, and no node-host', async () => {
+    expect(up!.output()).toMatch(/^starting 1 node: one process per actor \(--separate; /m);
+    const procs = await children(up!.pid());
+    expect(procs.filter((p) => p.args.includes('node-host'))).toEqual([]);
+    const actors = procs.map((p) => /services\/([a-z-]+)\/dist\/main\.js (--node n1|--shard md-1)( |$)/.exec(p.args)?.[1]).filter((a) => a !== undefined);
+    expect(actors.sort()).toEqual([...NODE_ACTORS].sort());
+    // Besides them: the embedded nats-server and the one config replica.
+    expect(procs).toHaveLength(NODE_ACTORS.length + 2);
+    const controller = procs.filter((p) => p.args.includes('services/vdisk-controller/dist/main.js --node n1'));
+    expect(await pgrepChildren(up!.pid(), 'vdisk-controller')).toEqual(controller.map((p) => p.pid));
   });
 });

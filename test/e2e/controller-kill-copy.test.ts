@@ -80,7 +80,8 @@ describe('kill -9 of the owner controller during nbdcopy', () => {
   let container: bigint;
 
   beforeAll(async () => {
-    cluster = await clusters.start();
+    // One process per actor: the test kills the controller alone.
+    cluster = await clusters.start({ layout: 'separate' });
     dir = mkdtempSync(join(tmpdir(), 'strata-kill-copy-'));
     source = randomBytes(COPY_BYTES);
     writeFileSync(join(dir, 'source.img'), source);

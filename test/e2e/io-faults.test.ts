@@ -1,5 +1,5 @@
-// Faults under the I/O path, end to end: a real cluster started by `strata up` (three
-// nodes, one process per actor), real NBD clients (qemu-io), and kill -9 of one
+// Faults under the I/O path, end to end: a real cluster started by `strata up
+// --separate` (three nodes, one process per actor), real NBD clients (qemu-io), and kill -9 of one
 // backend process while a writer runs. The writer (AckedWriter) writes distinct
 // patterns at distinct offsets through node 1's gateway, records a write as
 // acknowledged only once qemu-io printed it done, and reads back the previous round's
@@ -59,10 +59,15 @@ const ROW_WRITES = ROW_BYTES / (256 * 1024);
 const clusters = new UpClusters('io-faults');
 const teardownAll = (): Promise<void> => clusters.stopAll();
 
-/** Starts `strata up --nodes 3 --config-replicas 1` with drain running all the time, on its own nats-server or on `topology`. */
+/**
+ * Starts `strata up --nodes 3 --config-replicas 1 --separate` with drain running all
+ * the time, on its own nats-server or on `topology`: one process per actor, so a test
+ * can kill one metadata shard or one controller alone.
+ */
 function startCluster(topology?: NatsTopology): Promise<UpCluster> {
   return clusters.start({
     topology,
+    layout: 'separate',
     env: { STRATA_DRAIN_IDLE_MS: '100', STRATA_DRAIN_START_BYTES: String(MiB), STRATA_EGROUP_SIZE_BYTES: String(4 * MiB) },
   });
 }

@@ -1,5 +1,6 @@
 // vDisk ownership end to end (design.md, "Ownership, liveness, fencing"): a real
-// cluster started by `strata up` (three nodes, one process per actor), real NBD
+// cluster started by `strata up --separate` (three nodes, one process per actor, so
+// that one actor can be killed or paused alone), real NBD
 // clients (qemu-io and fio with crc32c verification), and kill -9 or SIGSTOP of
 // the owner. Timings are shortened for the tests: heartbeat 500 ms, fence 2 s,
 // dead 3 s. It proves that:
@@ -220,7 +221,7 @@ describe('vDisk ownership with real NBD clients', () => {
   let cluster: UpCluster;
 
   beforeAll(async () => {
-    cluster = await clusters.start({ env: TIMINGS });
+    cluster = await clusters.start({ env: TIMINGS, layout: 'separate' });
   }, 120_000);
   afterAll(() => clusters.stopAll(), 60_000);
 
@@ -377,7 +378,7 @@ describe('the whole owner node paused', () => {
   beforeAll(async () => {
     // Extent groups of one block (1 MiB): the data drained before the pause spreads
     // over many extent groups, each with its own pair of replicas.
-    cluster = await clusters.start({ env: { ...TIMINGS, STRATA_EGROUP_SIZE_BYTES: String(MiB) } });
+    cluster = await clusters.start({ env: { ...TIMINGS, STRATA_EGROUP_SIZE_BYTES: String(MiB) }, layout: 'separate' });
   }, 120_000);
   afterAll(() => clusters.stopAll(), 60_000);
 
@@ -477,7 +478,7 @@ describe('a whole node killed and kept down', () => {
 
   beforeAll(async () => {
     // The supervisor waits two minutes before restarting node 2: the failover happens first.
-    cluster = await clusters.start({ env: { ...TIMINGS, STRATA_RESTART_DELAY_MS: '120000' } });
+    cluster = await clusters.start({ env: { ...TIMINGS, STRATA_RESTART_DELAY_MS: '120000' }, layout: 'separate' });
   }, 120_000);
   afterAll(() => clusters.stopAll(), 60_000);
 

@@ -1,6 +1,6 @@
 // One NBD write, traced across the actor processes of a real local cluster (`strata up
-// --nodes 2`, one process per actor, every process appending its spans to one file
-// through STRATA_TRACE_FILE). qemu-io writes 4 KiB once; the test waits for the drain
+// --nodes 2 --separate`, one process per actor, every process appending its spans to
+// one file through STRATA_TRACE_FILE). qemu-io writes 4 KiB once; the test waits for the drain
 // of that write, stops the cluster (each process flushes its spans as it stops), reads
 // the span file and proves that:
 //  - the write is one trace whose root is the gateway's `nbd write` span, and that
@@ -82,7 +82,8 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
     spanFile = join(dir, 'spans.jsonl');
     nbdPort = await freePort();
     const natsPort = await freePort();
-    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
+    // One process per actor: each hop's spans must come from its own process, over NATS.
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
       name: 'strata up',
       // Tracing is off unless something exports: the span file turns it on in every process.
       env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100' },

@@ -1,7 +1,8 @@
 // kill -9 of the owner's vdisk-controller, and of an extent store that holds a
 // replica, at each step of a large (direct) write and of the drain that adopts its
 // staging extent: every acknowledged write reads back, and every request of a write
-// that was not acknowledged reads back all old or all new, never a mix.
+// that was not acknowledged reads back all old or all new, never a mix. The cluster
+// runs one process per actor (`strata up --separate`), so each victim dies alone.
 //
 // The controller runs with faultHoldAt, which holds it 800 ms at each step of every
 // direct write (staged, written to the replicas, committed) and at the drain step
@@ -63,7 +64,7 @@ describe('kill -9 at each step of a direct write', () => {
   let container: bigint;
 
   beforeAll(async () => {
-    cluster = await clusters.start({ env: { STRATA_FAULT_HOLD_AT: `${STEPS.join(',')}:${HOLD_MS}` } });
+    cluster = await clusters.start({ env: { STRATA_FAULT_HOLD_AT: `${STEPS.join(',')}:${HOLD_MS}` }, layout: 'separate' });
     const client = await ConfigClient.connect(cluster.natsUrl);
     try {
       container = (await client.get({ kind: 'container', name: 'default' })).id;

@@ -1,6 +1,6 @@
 // A short nemesis soak with a fixed seed (see test/soak/soak.ts): about two minutes
 // of single faults (kill -9 or SIGSTOP/SIGCONT of any process of a three-node,
-// three-server cluster, one at a time) under verifying NBD writers on a shared and
+// three-server cluster with one process per actor, one at a time) under verifying NBD writers on a shared and
 // two unshared vDisks. No client-visible error, no acknowledged write lost, and every
 // acknowledged block reads back through every gateway. `npm run soak` runs longer
 // and with other seeds.

@@ -1,6 +1,7 @@
 // Whole local clusters started by `strata up` for end-to-end and fault tests: three
-// nodes with one process per actor, one config replica, free ports, a data directory
-// that is kept when a test fails. Stopping one stops `strata up`, then kills by PID
+// nodes (one node-host process each, or with `layout: 'separate'` one process per
+// actor, for a test that kills or pauses one actor), one config replica, free ports,
+// a data directory that is kept when a test fails. Stopping one stops `strata up`, then kills by PID
 // whatever of its children survived, then the harness nats-servers it used.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,12 @@ export interface UpClusterOptions {
   natsServers?: 1 | 3;
   /** Config replicas (default 1). */
   configReplicas?: number;
+  /**
+   * `strata up`'s process layout: `colocated` (its default, one node-host per node) or
+   * `separate` (`--separate`: one process per actor), which a test needs to kill or
+   * pause one actor alone.
+   */
+  layout?: 'colocated' | 'separate';
 }
 
 /** The clusters one test file started, stopped together. */
@@ -50,7 +57,7 @@ export class UpClusters {
     return topology;
   }
 
-  /** Starts `strata up --nodes 3` (one config replica unless asked) and waits for `ready`. */
+  /** Starts `strata up --nodes 3` (one config replica and the default layout unless asked) and waits for `ready`. */
   async start(options: UpClusterOptions = {}): Promise<UpCluster> {
     const dir = mkdtempSync(join(tmpdir(), `strata-${this.label}-`));
     const nbdPort = await freePortRun(3);
@@ -58,7 +65,10 @@ export class UpClusters {
     const natsPort = await freePortRun(natsServers);
     const up = startNode(
       'cli/dist/main.js',
-      ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1), '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+      [
+        ...['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1)],
+        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : [])],
+      ],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );
     const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };

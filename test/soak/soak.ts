@@ -1,12 +1,13 @@
-// The nemesis soak: a `strata up` cluster (three nodes, three nats-servers, three
-// config replicas), verifying writers on several vDisks (a shared one written through
-// two gateways, unshared ones through others), and a seeded schedule of single faults
-// (kill -9, or SIGSTOP then SIGCONT, of any one process: actors, config replicas,
-// metadata shards, nats-servers), one at a time. At the end every acknowledged write
-// is read back through every gateway. The report gives the seed, every fault with its
-// time, the longest I/O pause, and the client-visible errors and wrong reads; a run
-// is clean when both are zero. Used by `npm run soak` (test/soak/main.ts) and, short
-// and with a fixed seed, by test/faults/soak.test.ts.
+// The nemesis soak: a `strata up --separate` cluster (three nodes with one process
+// per actor, three nats-servers, three config replicas), verifying writers on several
+// vDisks (a shared one written through two gateways, unshared ones through others),
+// and a seeded schedule of single faults (kill -9, or SIGSTOP then SIGCONT, of any
+// one process: actors, config replicas, metadata shards, nats-servers), one at a
+// time. At the end every acknowledged write is read back through every gateway. The
+// report gives the seed, every fault with its time, the longest I/O pause, and the
+// client-visible errors and wrong reads; a run is clean when both are zero. Used by
+// `npm run soak` (test/soak/main.ts) and, short and with a fixed seed, by
+// test/faults/soak.test.ts.
 import { ConfigClient } from '@strata/config-client';
 import { childMatching, sleep, UpClusters, waitFor, type UpCluster } from '../harness';
 import { clusterRoles, planFaults, roleCommandLine, type PlannedFault } from './nemesis';
@@ -118,7 +119,8 @@ async function verifyThrough(writer: VerifyingWriter, port: number): Promise<{ v
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const { seed, minutes, log } = options;
   const clusters = new UpClusters('soak');
-  const cluster = await clusters.start({ natsServers: 3, configReplicas: 3 });
+  // One process per actor: each fault hits one actor (or server, or replica) alone.
+  const cluster = await clusters.start({ natsServers: 3, configReplicas: 3, layout: 'separate' });
   const report: SoakReport = { seed, minutes, faults: [], writes: 0, reads: 0, verified: 0, errors: [], wrong: [], connectFailures: [], longestPause: { ms: 0, writer: '', endedAt: '' }, clean: false };
   const writers = writerSpecs(cluster.nbdPort).map((spec) => new VerifyingWriter(spec));
   try {

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Entry point of a node's actors colocated in one process (`strata up --colocate`):
-// `node services/node-host/dist/main.js --node n2 --shard md-2 --nbd-port 10810`.
-// The command line names the node, so `ps` shows which node a process is. A bad
+// Entry point of a node's actors colocated in one process (what `strata up` runs):
+// `node services/node-host/dist/main.js --node n2 --shard md-2 --nbd-port 10810
+// --actors metadata-shard,extent-store,vdisk-controller,admission,io-director,gateway`.
+// The command line names the node and the actors, so `ps` (or `pgrep -f
+// vdisk-controller`) shows which process hosts what. A bad
 // setting of any actor stops the process before anything starts (exit 2).
 import { SettingsError, commandLineSettings, runActors, type ActorDefinition } from '@strata/actor';
 import { nodeActorDefinitions, nodeHostSettings, type NodeHostSettings } from './host';
