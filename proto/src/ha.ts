@@ -173,7 +173,13 @@ export const haPowerOnRequest = z.strictObject({
   leaseRevision: uint,
   reason: z.string(),
 });
-export const haPowerOnReply = z.strictObject({ host: hostName, powerOnEpoch: uint, pid: uint });
+export const haPowerOnReply = z.strictObject({
+  host: hostName,
+  powerOnEpoch: uint,
+  /** The revision of `poweron.<vm>` the host wrote when it took the lease. */
+  leaseRevision: uint,
+  pid: uint,
+});
 export type HaPowerOnReply = z.output<typeof haPowerOnReply>;
 
 export const haPowerOffRequest = z.strictObject({ vm: u64, haEpoch: uint, reason: z.string() });
