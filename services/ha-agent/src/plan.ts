@@ -130,7 +130,8 @@ function onList(vm: VmView, input: LookInput, mayDispatch: boolean): Action | un
 
 function pending(vm: VmView, input: LookInput, mayDispatch: boolean): Action | undefined {
   const feed = (event: RestartEvent, powerOn?: { host: string; leaseRevision: number }): Action => ({ kind: 'feed', vm: vm.id, event, ...(powerOn === undefined ? {} : { powerOn }) });
-  if (vm.access === undefined) return undefined;
+  // A power-on under way (an operator's start) is not doubled.
+  if (vm.access === undefined || vm.inFlight) return undefined;
   if (!vm.access.ok) return feed({ type: 'inaccessible', reason: vm.access.reason });
   const where = place(vm, input.hosts, { excluded: vm.restart!.context.excluded });
   if ('none' in where) return feed({ type: 'noCapacity', reason: where.none });
