@@ -99,8 +99,8 @@ export class HostAgent {
     this.services.push(await bus.serve(subjects.haAgent(host.name, HaAgentOp.powerOff), haPowerOffRequest, (r) => this.powerOffRequest(r)));
     this.services.push(await bus.serve(subjects.haAgent(host.name, HaAgentOp.set), haSetRequest, (r) => this.setForMaster(r)));
     const s = this.d.settings;
-    this.every(s.heartbeatIntervalMs, () => this.beat());
-    this.every(s.heartbeatIntervalMs, () => this.checkIsolation());
+    this.every(s.haHeartbeatIntervalMs, () => this.beat());
+    this.every(s.haHeartbeatIntervalMs, () => this.checkIsolation());
     this.every(s.recordIntervalMs, () => this.writeRecord());
     this.every(s.recordIntervalMs, () => this.checkProtection());
     this.beat();
@@ -312,7 +312,7 @@ export class HostAgent {
       master: epoch !== undefined,
       haEpoch: epoch ?? this.d.board.highestEpoch,
       isolated: this.isolated,
-      intervalMs: this.d.settings.heartbeatIntervalMs,
+      intervalMs: this.d.settings.haHeartbeatIntervalMs,
     });
   }
 

@@ -21,8 +21,8 @@ export const agentSettings = z
     nbdPort: z.coerce.number().int().min(1).max(65_535).default(10_809),
     /** Where VM consoles (`<vm>.console`) go. */
     runDir: z.string().min(1).default(join(tmpdir(), 'strata-ha')),
-    /** How often agents publish their heartbeat. */
-    heartbeatIntervalMs: millis(500),
+    /** How often agents publish their heartbeat (its own name: the nodes' heartbeatIntervalMs is another setting). */
+    haHeartbeatIntervalMs: millis(500),
     /** The master calls a host dead after this long without heartbeats or record renewals. */
     hostDeadTimeoutMs: millis(3_000),
     /** An agent that hears no other agent (and cannot reach storage) this long is isolated. */
@@ -62,11 +62,11 @@ export const agentSettings = z
     message: 'powerOnRenewMs must leave room for two renewals before a VM is powered off (powerOnLeaseTtlMs * 0.9 - powerOffMarginMs)',
     path: ['powerOnRenewMs'],
   })
-  .refine((s) => s.isolationTimeoutMs + s.heartbeatIntervalMs + s.powerOffMarginMs <= s.powerOnLeaseTtlMs * (1 - DRIFT_FRACTION), {
-    message: 'isolationTimeoutMs + heartbeatIntervalMs + powerOffMarginMs must not exceed powerOnLeaseTtlMs * 0.9, so an isolated host powers its VMs off before the master may restart them',
+  .refine((s) => s.isolationTimeoutMs + s.haHeartbeatIntervalMs + s.powerOffMarginMs <= s.powerOnLeaseTtlMs * (1 - DRIFT_FRACTION), {
+    message: 'isolationTimeoutMs + haHeartbeatIntervalMs + powerOffMarginMs must not exceed powerOnLeaseTtlMs * 0.9, so an isolated host powers its VMs off before the master may restart them',
     path: ['isolationTimeoutMs'],
   })
-  .refine((s) => s.isolationTimeoutMs > 2 * s.heartbeatIntervalMs && s.hostDeadTimeoutMs > 2 * s.heartbeatIntervalMs, {
+  .refine((s) => s.isolationTimeoutMs > 2 * s.haHeartbeatIntervalMs && s.hostDeadTimeoutMs > 2 * s.haHeartbeatIntervalMs, {
     message: 'isolationTimeoutMs and hostDeadTimeoutMs must exceed two heartbeat intervals',
     path: ['isolationTimeoutMs'],
   })
