@@ -8,37 +8,16 @@
 //    unprotected process VM is killed: every protected VM runs on another host within
 //    the bound, the unprotected one does not restart (and says why), there is never
 //    more than one instance of a VM, no lease epoch has two holders, and each VM's
-//    counter continues from the last value it printed as acknowledged.
+//    counter continues from the last value it printed as acknowledged;
+//  - with every host full (one CPU each), a protected VM of a killed host waits for
+//    capacity, shown with its reason, and restarts as soon as a VM is stopped, not before.
 import { EventType } from '@strata/proto';
 import { UpClusters, connectClient, readEvents, sleep, waitFor, type UpCluster } from '../harness';
-import { HA_TEST_ENV, VmMonitor, counters, hostProcesses, strata } from '../harness/ha';
+import { HA_TEST_ENV, VmMonitor, counters, countersPast, createVm, hostProcesses, killAll, strata } from '../harness/ha';
 
 const clusters = new UpClusters('ha');
 /** How long a protected VM may take from its host's death to running elsewhere, in these tests. */
 const RESTART_BOUND_MS = 30_000;
-
-async function createVm(cluster: UpCluster, name: string, host: string, o: { driver: 'qemu' | 'process'; protected: boolean; priority?: string; memory?: string }): Promise<void> {
-  await strata(cluster, ['vdisk', 'create', name, '--size', '64M']);
-  await strata(cluster, ['vm', 'create', name, '--host', host, '--cpus', '1', '--memory', o.memory ?? '256M', '--vdisk', name, '--driver', o.driver, ...(o.protected ? ['--ha-protected'] : []), '--restart-priority', o.priority ?? 'medium']);
-}
-
-/** Waits until `vm` printed `count` more counters than `after` (on any host). */
-async function countersPast(cluster: UpCluster, vm: string, after: number, count: number, timeoutMs: number): Promise<number[]> {
-  return waitFor(`vm ${vm} to print ${count} counters past ${after}`, timeoutMs, () => {
-    const past = counters(cluster.dir, vm).printed.filter((c) => c > after);
-    return past.length >= count ? past : false;
-  }, 200);
-}
-
-function killAll(pids: Iterable<number>): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-}
 
 describe('a whole host killed', () => {
   let cluster: UpCluster;
@@ -101,4 +80,47 @@ describe('a whole host killed', () => {
     }
     cluster.passed = true;
   }, 240_000);
+});
+
+describe('no host with capacity', () => {
+  let cluster: UpCluster;
+  let monitor: VmMonitor;
+  beforeAll(async () => {
+    cluster = await clusters.start({ env: { ...HA_TEST_ENV, STRATA_RESTART_DELAY_MS: '600000' }, upArgs: ['--host-cpus', '1'] });
+    monitor = await new VmMonitor().start(cluster.natsUrl);
+  }, 120_000);
+  afterAll(async () => {
+    await monitor?.stop();
+    await clusters.stopAll();
+  }, 60_000);
+
+  it('a protected VM of a killed host waits for capacity, and restarts when a VM is stopped, not before', async () => {
+    for (const [name, host] of [['a', 'n1'], ['b', 'n2'], ['c', 'n3']] as const) {
+      await createVm(cluster, name, host, { driver: 'process', protected: name === 'a', memory: '128M' });
+      await strata(cluster, ['vm', 'start', name]);
+    }
+    await countersPast(cluster, 'a', 0, 3, 30_000);
+    const before = Math.max(...counters(cluster.dir, 'a').printed);
+    killAll((await hostProcesses(cluster.up.pid(), 'n1')).keys());
+
+    const waiting = await waitFor('vm a to wait for capacity', 20_000, async () => {
+      const status = await strata(cluster, ['ha', 'status']);
+      return /^ {2}a \(medium\) wait-capacity: no alive host has 1 CPU and 128 MiB free \(n2 0 CPU\/.*, n3 0 CPU\/.*\) \(.*expired\)$/m.test(status) ? status : false;
+    }, 500);
+    expect(waiting).toMatch(/^restart list:$/m);
+    expect(await strata(cluster, ['vm', 'ls'])).toMatch(/^a +n1 +restarting +yes /m);
+    await sleep(3_000);
+    const stoppedAt = Date.now();
+    expect(await strata(cluster, ['vm', 'stop', 'c'])).toBe('vm c stopped\n');
+    await countersPast(cluster, 'a', before, 2, RESTART_BOUND_MS);
+    const after = monitor.instances('a').filter((i) => i.lastMs > stoppedAt);
+    expect(after).toHaveLength(1);
+    expect(after[0]!.firstMs).toBeGreaterThan(stoppedAt);
+    expect(monitor.instances('a').filter((i) => i.firstMs < stoppedAt && i.lastMs > stoppedAt - 1_000)).toEqual([]);
+    expect(await strata(cluster, ['vm', 'ls'])).toMatch(/^a +n3 +running /m);
+    expect(await strata(cluster, ['vm', 'why', 'a'])).toMatch(/ha\.vm\.waiting +vm a waits for capacity: no alive host has 1 CPU[\s\S]*ha\.vm\.restarted +vm a restarted on n3/);
+    expect(monitor.doubles).toEqual([]);
+    expect(monitor.leaseViolations()).toEqual([]);
+    cluster.passed = true;
+  }, 180_000);
 });

@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { openBucket, WatchCache } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
-import { buckets, keys } from '@strata/proto';
+import { buckets, keys, restartRecord, vdiskRow, type RestartRecord } from '@strata/proto';
 import { run } from './processes';
 import { childPids, commandLine } from './strata';
 import type { UpCluster } from './up-cluster';
+import { waitFor } from './util';
 
 /** Liveness and HA timings for the tests: node heartbeat 500 ms, fence 2 s, dead 3 s (the ownership tests' timings); HA defaults. */
 export const HA_TEST_ENV: Record<string, string> = {
@@ -26,6 +27,72 @@ export async function strata(cluster: UpCluster, args: string[], timeoutMs = 120
   const { code, stdout, stderr } = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, ...args], { timeoutMs });
   if (code !== 0) throw new Error(`strata ${args.join(' ')} exited ${code}: ${stderr.trim()}`);
   return stdout;
+}
+
+export interface VmOptions {
+  driver: 'qemu' | 'process';
+  protected: boolean;
+  priority?: 'high' | 'medium' | 'low';
+  memory?: string;
+  /** The vDisk's container (default: `default`). */
+  container?: string;
+}
+
+/** Creates a 64 MiB vDisk and a one-CPU VM of the same name on `host` with the CLI. */
+export async function createVm(cluster: UpCluster, name: string, host: string, o: VmOptions): Promise<void> {
+  await strata(cluster, ['vdisk', 'create', name, '--size', '64M', ...(o.container === undefined ? [] : ['--container', o.container])]);
+  await strata(cluster, ['vm', 'create', name, '--host', host, '--cpus', '1', '--memory', o.memory ?? '256M', '--vdisk', name, '--driver', o.driver, ...(o.protected ? ['--ha-protected'] : []), '--restart-priority', o.priority ?? 'medium']);
+}
+
+/** Waits until `vm` printed `count` counters above `after` (on any host); returns them. */
+export function countersPast(cluster: UpCluster, vm: string, after: number, count: number, timeoutMs: number): Promise<number[]> {
+  return waitFor(
+    `vm ${vm} to print ${count} counters past ${after}`,
+    timeoutMs,
+    () => {
+      const past = counters(cluster.dir, vm).printed.filter((c) => c > after);
+      return past.length >= count ? past : false;
+    },
+    200,
+  );
+}
+
+/** SIGKILLs every PID given; one already gone is skipped. */
+export function killAll(pids: Iterable<number>): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
+/** The restart records in the `ha` bucket (the restart and wait lists), by VM id. */
+export async function readRestarts(natsUrl: string): Promise<Map<bigint, RestartRecord>> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  try {
+    const bucket = await openBucket(nc, buckets.ha, restartRecord);
+    const out = new Map<bigint, RestartRecord>();
+    for (const key of await bucket.keys(keys.restartRecordAll)) {
+      const e = await bucket.get(key);
+      if (e !== null) out.set(e.value.vm, e.value);
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** How many vDisk map rows a vDisk has (its drained data, in md-vdisk). */
+export async function vdiskRows(natsUrl: string, vdisk: bigint): Promise<number> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  try {
+    const bucket = await openBucket(nc, buckets.mdVdisk, vdiskRow, { history: 1 });
+    return (await bucket.keys(`${vdisk}.*`)).length;
+  } finally {
+    await nc.close();
+  }
 }
 
 /** Every process of host `host` under `strata up`: the node's actors, the HA agent, and the agent's VMs. */
