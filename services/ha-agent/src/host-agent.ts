@@ -124,8 +124,17 @@ export class HostAgent {
     return this.isolated;
   }
 
+  /** Runs `fn` every `ms`; a failure of one round is logged, and the next round runs. */
   private every(ms: number, fn: () => unknown): void {
-    this.timers.push(setInterval(() => void fn(), ms));
+    this.timers.push(
+      setInterval(() => {
+        try {
+          void Promise.resolve(fn()).catch((err: unknown) => this.d.log.warn({ err }, 'a periodic task of the agent failed'));
+        } catch (err) {
+          this.d.log.warn({ err }, 'a periodic task of the agent failed');
+        }
+      }, ms),
+    );
   }
 
   // ---- Orders from the master -----------------------------------------------------------
