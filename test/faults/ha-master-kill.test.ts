@@ -1,8 +1,8 @@
 // The HA master killed -9 while it restarts VMs (PROTOCOL.md section 12): four
 // protected process VMs run on a host that is not the master's; every process of that
 // host is killed; as soon as the master has put them on the restart list (restarted
-// one at a time, restartsInFlightMax 1, so the kill lands in the middle), its agent is
-// killed -9. The third host's agent takes role.ha, reads the protection state, the
+// one at a time, restartsInFlightMax 1, so the kill lands in the middle) and powers
+// the first on, its agent is killed -9. The third host's agent takes role.ha, reads the protection state, the
 // leases and the restart records, and finishes the restarts. It proves that every VM
 // runs again, once: a monitor of every VM process and every power-on lease never sees
 // two instances of a VM, nor two holders of one lease epoch.
@@ -39,9 +39,10 @@ describe('the HA master killed in the middle of restarts', () => {
 
     const masterAgent = await childMatching(cluster.up.pid(), new RegExp(`ha-agent/dist/main\\.js --host ${master} `));
     killAll((await hostProcesses(cluster.up.pid(), victim!)).keys());
-    const listed = await waitFor('the master to list the restarts', 20_000, async () => {
+    // In the middle: every VM listed, one being powered on, the others waiting their turn.
+    const listed = await waitFor('the master to list the restarts and power one on', 20_000, async () => {
       const records = await readRestarts(cluster.natsUrl);
-      return records.size > 0 ? records : false;
+      return records.size >= 3 && [...records.values()].some((r) => r.step === 'powering-on') ? records : false;
     }, 20);
     killAll([masterAgent]);
     console.log(`master ${master} killed with ${listed.size} restart records: ${[...listed.values()].map((r) => `${r.vm} ${r.step}`).join(', ')}`);
