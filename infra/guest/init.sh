@@ -1,9 +1,10 @@
 #!/bin/busybox sh
 # The init of the QEMU guest of the `qemu` VM driver (built into its initramfs by
 # infra/scripts/build-guest.sh). It loads the virtio modules, then counts on its disk
-# /dev/vda: block 0 (4 KiB) holds "STRATAQ <vm> <counter>". At start it reads the
-# counter there (0 on a fresh disk), checks the block is its own, and prints
-# "ready <vm> counter <n>"; then, for each next counter, it writes the block with
+# /dev/vda: block 0 (4 KiB) holds "STRATAQ <vm> <counter>". It prints "boot <vm>"
+# as soon as it runs, before it touches the disk. Then it reads the counter there (0
+# on a fresh disk), checks the block is its own, and prints "ready <vm> counter <n>";
+# then, for each next counter, it writes the block with
 # O_DIRECT and fsync (dd oflag=direct conv=fsync) and only once that returns prints
 # "counter <n>" on the console (ttyS0). A wrong block or an I/O error is printed
 # and powers the guest off. The VM's name comes from the kernel command line
@@ -23,6 +24,7 @@ arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 VM=$(arg strata.vm)
 INTERVAL_MS=$(arg strata.interval_ms)
 [ -n "$INTERVAL_MS" ] || INTERVAL_MS=100
+echo "boot $VM"
 off() { echo "poweroff: $*"; echo o > /proc/sysrq-trigger; sleep 10; }
 
 n=0

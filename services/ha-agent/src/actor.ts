@@ -20,6 +20,7 @@ import { HostAgent } from './host-agent';
 import { Master } from './master';
 import { MasterState, type StateBuckets } from './master-state';
 import { PowerOnLeases } from './power-on-lease';
+import { Sightings } from './sightings';
 import { DEFAULT_GUEST_PARENT, type AgentSettings } from './settings';
 
 /** How long the agent waits for its host object to exist in the configuration. */
@@ -55,6 +56,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
   const events = new HaEvents(new EventLog(nc), log);
   const cfgCache = await WatchCache.start(cfg, { key: 'host.>' });
   const protectionCache = await WatchCache.start(protections, { key: keys.vmProtectionAll });
+  const sightings = await Sightings.start(leases, records, log);
   const state: StateBuckets = { cfg, protections, leases, records, restarts };
 
   let master: { epoch: number; run: Promise<Master | undefined> } | undefined;
@@ -64,7 +66,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     ttlMs: s.masterLeaseTtlMs,
     log,
     onAcquired: (epoch) => {
-      const run = MasterState.load(state, log, 30_000).then(async (loaded) => {
+      const run = MasterState.load(state, sightings, log, 30_000).then(async (loaded) => {
         const m = new Master({ bus, log, settings: s, me: s.host, epoch, leading: () => lease.epoch === epoch, state: loaded, buckets: state, board, events, access: new AccessChecker(rows, egroups) });
         await m.start();
         return m;
@@ -114,6 +116,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     await heartbeats.stop();
     cfgCache.stop();
     protectionCache.stop();
+    sightings.stop();
   };
 }
 

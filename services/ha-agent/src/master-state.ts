@@ -1,9 +1,8 @@
 // What the HA master knows, kept fresh by watches of the `ha` and `cfg` buckets: the
-// configuration, protection state, power-on leases (with since when each revision has
-// been seen), host records, and its own copy of the restart records. A new master
-// builds this first and acts only once every watch has loaded (PROTOCOL.md section 12:
-// "reads all protection state before acting").
-import { performance } from 'node:perf_hooks';
+// configuration, protection state and the restart records the master started from,
+// with the agent's sightings of the power-on leases and host records (sightings.ts).
+// A new master builds this first and acts only once every watch has loaded
+// (PROTOCOL.md section 12: "reads all protection state before acting").
 import { WatchCache, type TypedBucket } from '@strata/kv';
 import type { LeaseRecord, leaseRecord } from '@strata/lease';
 import type { Logger } from '@strata/log';
@@ -20,7 +19,8 @@ import {
   type vmProtection,
 } from '@strata/proto';
 import type { HostSeen } from './host-view';
-import { LeaseObserver } from './lease-view';
+import type { LeaseObserver } from './lease-view';
+import type { Sightings } from './sightings';
 
 export interface StateBuckets {
   cfg: TypedBucket<typeof cfgEntry>;
@@ -41,9 +41,6 @@ export interface ConfigView {
 const idOf = (key: string): bigint => BigInt(key.slice(key.indexOf('.') + 1));
 
 export class MasterState {
-  readonly leases: LeaseObserver;
-  /** Host records: sequence and since when (monotonic ms), per host. */
-  readonly recordSeen = new Map<string, NonNullable<HostSeen['record']>>();
   private readonly removers: Array<() => void> = [];
   /** Set when node liveness changed in the configuration: the wait list is checked again. */
   accessAnnounced = true;
@@ -51,49 +48,46 @@ export class MasterState {
   private constructor(
     readonly cfg: WatchCache<CfgEntry>,
     readonly protections: WatchCache<VmProtection>,
-    readonly leaseCache: WatchCache<LeaseRecord>,
-    readonly records: WatchCache<HostRecord>,
     readonly restartCache: WatchCache<RestartRecord>,
-    private readonly now: () => number,
-  ) {
-    this.leases = new LeaseObserver(now);
+    private readonly sightings: Sightings,
+  ) {}
+
+  get leases(): LeaseObserver {
+    return this.sightings.leases;
   }
 
-  /** Starts every watch and waits until each has loaded (bounded by `timeoutMs`). */
-  static async load(b: StateBuckets, log: Logger, timeoutMs: number): Promise<MasterState> {
+  get leaseCache(): WatchCache<LeaseRecord> {
+    return this.sightings.leaseCache;
+  }
+
+  /** Since when the agent has watched heartbeats and host records (monotonic ms). */
+  get watchingSinceMs(): number {
+    return this.sightings.sinceMs;
+  }
+
+  get recordSeen(): ReadonlyMap<string, NonNullable<HostSeen['record']>> {
+    return this.sightings.recordSeen;
+  }
+
+  /** Starts the watches the master needs beside the agent's sightings, and waits until all have loaded (bounded by `timeoutMs`). */
+  static async load(b: StateBuckets, sightings: Sightings, log: Logger, timeoutMs: number): Promise<MasterState> {
     const onBadEntry = (key: string, err: unknown): void => log.warn({ err, key }, 'skipped an entry that does not decode');
-    const [cfg, protections, leaseCache, records, restarts] = await Promise.all([
+    const [cfg, protections, restarts] = await Promise.all([
       WatchCache.start(b.cfg, { onBadEntry }),
       WatchCache.start(b.protections, { key: keys.vmProtectionAll, onBadEntry }),
-      WatchCache.start(b.leases, { key: keys.powerOnLeaseAll, onBadEntry }),
-      WatchCache.start(b.records, { key: keys.hostRecordAll, onBadEntry }),
       WatchCache.start(b.restarts, { key: keys.restartRecordAll, onBadEntry }),
     ]);
-    const state = new MasterState(cfg, protections, leaseCache, records, restarts, () => performance.now());
-    const all = [cfg, protections, leaseCache, records, restarts];
+    const state = new MasterState(cfg, protections, restarts, sightings);
+    const mine = [cfg, protections, restarts];
     let timer: NodeJS.Timeout | undefined;
-    const loaded = await Promise.race([Promise.all(all.map((c) => c.ready)).then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
+    const loaded = await Promise.race([Promise.all([...mine.map((c) => c.ready), sightings.ready]).then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
     clearTimeout(timer);
     if (!loaded) {
-      for (const c of all) c.stop();
+      for (const c of mine) c.stop();
       throw new Error(`the ha and cfg buckets did not load within ${timeoutMs} ms`);
     }
-    state.follow();
+    state.removers.push(cfg.onChange((key) => key.startsWith('node.') && (state.accessAnnounced = true)));
     return state;
-  }
-
-  private follow(): void {
-    for (const e of this.leaseCache.values()) this.leases.observe(e.key, e.revision, e.value);
-    this.removers.push(this.leaseCache.onChange((key, e) => this.leases.observe(key, e?.revision ?? this.leaseCache.revision, e?.value)));
-    for (const e of this.records.values()) this.seeRecord(e.value);
-    this.removers.push(this.records.onChange((_key, e) => e !== undefined && this.seeRecord(e.value)));
-    this.removers.push(this.cfg.onChange((key) => key.startsWith('node.') && (this.accessAnnounced = true)));
-  }
-
-  private seeRecord(r: HostRecord): void {
-    const before = this.recordSeen.get(r.host);
-    if (before !== undefined && before.incarnation === r.incarnation && before.seq === r.seq && before.isolated === r.isolated) return;
-    this.recordSeen.set(r.host, { incarnation: r.incarnation, seq: r.seq, sinceMs: this.now(), isolated: r.isolated });
   }
 
   /** The configuration as the watch holds it. */
@@ -119,11 +113,12 @@ export class MasterState {
   }
 
   hostRecords(): HostRecord[] {
-    return this.records.values().map((e) => e.value);
+    return this.sightings.hostRecords();
   }
 
+  /** Stops the master's own watches; the agent's sightings go on. */
   stop(): void {
     for (const r of this.removers) r();
-    for (const c of [this.cfg, this.protections, this.leaseCache, this.records, this.restartCache]) c.stop();
+    for (const c of [this.cfg, this.protections, this.restartCache]) c.stop();
   }
 }

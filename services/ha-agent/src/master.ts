@@ -72,7 +72,6 @@ export class Master {
   /** Events already published for a VM, so a wait that repeats is told once. */
   private readonly told = new Map<bigint, string>();
   private readonly services: Service[] = [];
-  private readonly startedAtMs = performance.now();
   private queue: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private lastFingerprint = '';
@@ -107,6 +106,7 @@ export class Master {
     clearTimeout(this.timer);
     await Promise.all(this.services.map((s) => s.stop()));
     await this.queue.catch(() => undefined);
+    this.d.state.stop();
   }
 
   /** Runs `fn` after everything queued before it: one step at a time. */
@@ -175,7 +175,7 @@ export class Master {
     for (const h of cfg.hosts) {
       const heard = this.d.board.get(h.name);
       const seen = { ...(heard === undefined ? {} : { heartbeatAtMs: heard.atMs, heartbeatIsolated: heard.beat.isolated }), ...(this.d.state.recordSeen.has(h.name) ? { record: this.d.state.recordSeen.get(h.name)! } : {}) };
-      const state = hostState(seen, now, this.d.settings.hostDeadTimeoutMs, this.startedAtMs);
+      const state = hostState(seen, now, this.d.settings.hostDeadTimeoutMs, this.d.state.watchingSinceMs);
       const before = this.hostStates.get(h.name);
       this.hostStates.set(h.name, state);
       if (state === HostState.dead && before !== undefined && before !== HostState.dead) {
