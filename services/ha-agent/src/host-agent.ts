@@ -82,6 +82,8 @@ const now = (): number => performance.now();
 export class HostAgent {
   private readonly running = new Map<bigint, Running>();
   private readonly starting = new Map<bigint, Promise<HaPowerOnReply>>();
+  /** Capacity taken by VMs being started, before they are in `running`. */
+  private readonly reserved = new Map<bigint, { cpuCount: number; memoryBytes: number }>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly services: Array<{ stop(): Promise<void> }> = [];
   private readonly startedAtMs = now();
@@ -164,7 +166,19 @@ export class HostAgent {
 
   private async startVm(id: bigint, leaseRevision: number, reason: string): Promise<HaPowerOnReply> {
     const vm = (await this.d.config.get({ kind: 'vm', id })) as ObjectOf<'vm'>;
+    // Checked and reserved with no await between, so two power-ons cannot both fit in one place.
     this.checkCapacity(vm);
+    this.reserved.set(id, { cpuCount: vm.spec.cpuCount, memoryBytes: vm.spec.memoryBytes });
+    try {
+      return await this.takeAndStart(vm, leaseRevision, reason);
+    } finally {
+      this.reserved.delete(id);
+    }
+  }
+
+  /** Takes the VM's lease on `leaseRevision`, then starts it under the lease, renewing it from the start. */
+  private async takeAndStart(vm: ObjectOf<'vm'>, leaseRevision: number, reason: string): Promise<HaPowerOnReply> {
+    const id = vm.id;
     const launch = await this.launchOf(vm);
     const sentAtMs = now();
     const taken = await this.d.leases.take(id, leaseRevision);
@@ -184,6 +198,7 @@ export class HostAgent {
       timer: undefined,
     };
     this.running.set(id, entry);
+    this.reserved.delete(id);
     this.scheduleRenewal(entry);
     this.d.log.info({ vm: vm.name, epoch: taken.epoch, reason }, 'power-on lease taken; starting the VM');
     try {
@@ -210,7 +225,7 @@ export class HostAgent {
   private checkCapacity(vm: ObjectOf<'vm'>): void {
     let cpu = vm.spec.cpuCount;
     let memory = vm.spec.memoryBytes;
-    for (const r of this.running.values()) {
+    for (const r of [...this.running.values(), ...this.reserved.values()]) {
       cpu += r.cpuCount;
       memory += r.memoryBytes;
     }

@@ -24,11 +24,22 @@ export interface ProtectionStoreOptions {
 }
 
 export class ProtectionStore {
+  /** This writer's own SETs, until the watched copy has caught up with them. */
+  private readonly written = new Map<string, Entry<VmProtection>>();
+
   constructor(private readonly o: ProtectionStoreOptions) {}
 
-  /** GET of one VM from the watched copy. */
+  /** GET of one VM from the watched copy (or this writer's newer SET, while the copy lags). */
   get(vm: bigint): Entry<VmProtection> | undefined {
-    return this.o.cache.get(keys.vmProtection(vm));
+    const key = keys.vmProtection(vm);
+    const watched = this.o.cache.get(key);
+    const mine = this.written.get(key);
+    if (mine === undefined) return watched;
+    if (watched !== undefined && watched.revision >= mine.revision) {
+      this.written.delete(key);
+      return watched;
+    }
+    return mine;
   }
 
   /** GET of many VMs at once; a VM without protection state is absent from the map. */
@@ -46,16 +57,23 @@ export class ProtectionStore {
     const key = keys.vmProtection(vm);
     const retries = this.o.conflictRetries ?? 3;
     for (let attempt = 0; ; attempt++) {
-      const revision = this.o.cache.get(key)?.revision ?? 0;
+      const revision = this.get(vm)?.revision ?? 0;
       try {
-        return revision === 0 ? await this.o.bucket.create(key, value) : await this.o.bucket.update(key, value, revision);
+        const written = revision === 0 ? await this.o.bucket.create(key, value) : await this.o.bucket.update(key, value, revision);
+        this.written.set(key, { key, value, revision: written });
+        return written;
       } catch (err) {
         if (isStrataError(err, ErrorCode.CONFLICT) && attempt < retries) {
           // Someone wrote meanwhile: wait until the copy has it, then set on top of it.
+          this.written.delete(key);
           await this.o.cache.waitForRevision(this.o.cache.revision + 1, 1_000);
           continue;
         }
-        if (isStrataError(err, ErrorCode.UNAVAILABLE)) return this.setThroughHelpers(vm, value, revision, err);
+        if (isStrataError(err, ErrorCode.UNAVAILABLE)) {
+          const written = await this.setThroughHelpers(vm, value, revision, err);
+          this.written.set(key, { key, value, revision: written });
+          return written;
+        }
         throw err;
       }
     }
