@@ -16,6 +16,7 @@ import { ProcessDriver } from './drivers/process';
 import { QemuDriver } from './drivers/qemu';
 import type { VmDriver } from './drivers/driver';
 import { HaEvents } from './events';
+import { HaLink } from './ha-link';
 import { HostAgent } from './host-agent';
 import { Master } from './master';
 import { MasterState, type StateBuckets } from './master-state';
@@ -52,7 +53,9 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
   const host = await waitForHost(config, s.host, log);
   const incarnation = ((await records.get(keys.hostRecord(s.host)))?.value.incarnation ?? 0) + 1;
   const board = new HeartbeatBoard(s.host, () => performance.now());
-  const heartbeats = bus.subscribe(subjects.haHeartbeatAll, haHeartbeat, (beat) => board.hear(beat));
+  const link = new HaLink(bus, s.host, s.haFaultsFile, log);
+  await link.start();
+  const heartbeats = bus.subscribe(subjects.haHeartbeatAll, haHeartbeat, (beat) => link.reaches(beat.host) && board.hear(beat));
   const events = new HaEvents(new EventLog(nc), log);
   const cfgCache = await WatchCache.start(cfg, { key: 'host.>' });
   const protectionCache = await WatchCache.start(protections, { key: keys.vmProtectionAll });
@@ -67,7 +70,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     log,
     onAcquired: (epoch) => {
       const run = MasterState.load(state, sightings, log, 30_000).then(async (loaded) => {
-        const m = new Master({ bus, log, settings: s, me: s.host, epoch, leading: () => lease.epoch === epoch, state: loaded, buckets: state, board, events, access: new AccessChecker(rows, egroups) });
+        const m = new Master({ bus, log, settings: s, me: s.host, epoch, leading: () => lease.epoch === epoch, state: loaded, buckets: state, board, events, access: new AccessChecker(rows, egroups), link });
         await m.start();
         return m;
       });
@@ -117,6 +120,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     cfgCache.stop();
     protectionCache.stop();
     sightings.stop();
+    link.stop();
   };
 }
 

@@ -33,6 +33,7 @@ import type { AccessChecker } from './accessibility';
 import type { HeartbeatBoard } from './board';
 import { INACCESSIBLE_HINT } from './drivers/driver';
 import type { HaEvents } from './events';
+import type { HaLink } from './ha-link';
 import { hostState } from './host-view';
 import { leaseState, type LeaseState } from './lease-view';
 import type { ConfigView, MasterState, StateBuckets } from './master-state';
@@ -56,6 +57,8 @@ export interface MasterDeps {
   board: HeartbeatBoard;
   events: HaEvents;
   access: AccessChecker;
+  /** Requests to other agents, over the HA network. */
+  link: HaLink;
 }
 
 /** Checks the wait list again at least this often, announcements or not. */
@@ -85,7 +88,7 @@ export class Master {
       bucket: d.buckets.protections,
       cache: d.state.protections,
       helpers: () => d.board.reachable(s.hostDeadTimeoutMs),
-      setThrough: async (host, vm, value, revision) => (await d.bus.request(subjects.haAgent(host, HaAgentOp.set), { vm, value, revision }, haSetReply, { timeoutMs: 5_000 })).revision,
+      setThrough: async (host, vm, value, revision) => (await d.link.request(host, HaAgentOp.set, { vm, value, revision }, haSetReply, { timeoutMs: 5_000 })).revision,
       log: d.log,
     });
     for (const { vm, record, revision } of d.state.storedRestarts()) this.restarts.set(vm, { snapshot: resumeRestart(this.machine, record), revision });
@@ -325,7 +328,7 @@ export class Master {
   }
 
   private async powerOn(vm: bigint, host: string, leaseRevision: number, reason: string): Promise<HaPowerOnReply> {
-    const reply = await this.d.bus.request(subjects.haAgent(host, HaAgentOp.powerOn), { vm, haEpoch: this.d.epoch, leaseRevision, reason }, haPowerOnReply, { timeoutMs: this.d.settings.powerOnTimeoutMs });
+    const reply = await this.d.link.request(host, HaAgentOp.powerOn, { vm, haEpoch: this.d.epoch, leaseRevision, reason }, haPowerOnReply, { timeoutMs: this.d.settings.powerOnTimeoutMs });
     // Later looks must see the lease the host took, not the free one the order named.
     await this.d.state.leaseCache.waitForRevision(reply.leaseRevision, 2_000);
     return reply;
@@ -397,7 +400,7 @@ export class Master {
     });
     let wasRunning = false;
     if (lease.kind === 'held') {
-      const reply = await this.d.bus.request(subjects.haAgent(lease.holder, HaAgentOp.powerOff), { vm: id, haEpoch: this.d.epoch, reason: 'operator stop' }, haPowerOffReply, { timeoutMs: 15_000 }).catch((err: unknown) => {
+      const reply = await this.d.link.request(lease.holder, HaAgentOp.powerOff, { vm: id, haEpoch: this.d.epoch, reason: 'operator stop' }, haPowerOffReply, { timeoutMs: 15_000 }).catch((err: unknown) => {
         throw new StrataError(ErrorCode.UNAVAILABLE, `vm ${vm.name} is marked off, but its host ${lease.holder} did not answer (${String(err)}); the host powers it off when it sees the mark or when its lease runs out`, { cause: err });
       });
       wasRunning = reply.wasRunning;

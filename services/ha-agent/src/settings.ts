@@ -56,6 +56,8 @@ export const agentSettings = z
     qemuBinary: z.string().min(1).default('qemu-system-x86_64'),
     /** The guest of qemu VMs: the directory infra/scripts/build-guest.sh prints. */
     guestDir: z.string().min(1).optional(),
+    /** For tests: a file of injected HA network faults (ha-link.ts). */
+    haFaultsFile: z.string().min(1).optional(),
   })
   .strict()
   .refine((s) => s.powerOnRenewMs * 2 <= s.powerOnLeaseTtlMs * (1 - DRIFT_FRACTION) - s.powerOffMarginMs, {
