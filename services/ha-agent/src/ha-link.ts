@@ -7,12 +7,19 @@
 // design's partition scenarios, with storage whole. Without the setting, nothing is
 // dropped.
 import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import type { z } from 'zod';
 import type { Bus, RequestOptions } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { subjects, type HaAgentOp } from '@strata/proto';
 
 const POLL_MS = 200;
+/**
+ * How long a request to an agent keeps being resent while nobody serves its subject
+ * (the bus resends "no responders" until the budget is spent): a dead agent must not
+ * hold a power-on, and the master's restarts behind it, for the whole budget.
+ */
+const NO_RESPONDERS_GRACE_MS = 2_000;
 
 export class HaLink {
   private unreachable = new Set<string>();
@@ -40,10 +47,17 @@ export class HaLink {
     return !this.unreachable.has(host);
   }
 
-  /** A request to `host`'s agent; UNAVAILABLE at once when the HA network does not reach it. */
+  /**
+   * A request to `host`'s agent; UNAVAILABLE at once when the HA network does not reach
+   * it, and after NO_RESPONDERS_GRACE_MS of nobody serving it.
+   */
   request<S extends z.ZodType>(host: string, op: HaAgentOp, request: unknown, reply: S, options: RequestOptions): Promise<z.output<S>> {
     if (!this.reaches(host)) return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `the HA network does not reach ${host} from ${this.me} (injected fault)`));
-    return this.bus.request(subjects.haAgent(host, op), request, reply, options);
+    const startedAt = performance.now();
+    const beforeAttempt = (): void => {
+      if (performance.now() - startedAt > NO_RESPONDERS_GRACE_MS) throw new StrataError(ErrorCode.UNAVAILABLE, `the agent of ${host} does not answer (no responders for ${NO_RESPONDERS_GRACE_MS} ms)`);
+    };
+    return this.bus.request(subjects.haAgent(host, op), request, reply, { ...options, beforeAttempt });
   }
 
   private async readFaults(): Promise<void> {

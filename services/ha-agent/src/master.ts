@@ -146,7 +146,7 @@ export class Master {
     const views = this.vmViews(cfg);
     const announced = this.takeAnnouncement();
     await this.checkAccess(views, cfg, announced);
-    const hosts = capacities(cfg.hosts, this.hostStates, usageOf(views, this.d.state.hostRecords(), this.inFlight));
+    const hosts = capacities(cfg.hosts, this.hostStates, usageOf(views, this.d.state.hostRecords(), this.inFlight), this.freshHosts());
     const fingerprint = capacityFingerprint(hosts);
     const capacityChanged = fingerprint !== this.lastFingerprint;
     this.lastFingerprint = fingerprint;
@@ -185,6 +185,15 @@ export class Master {
         void this.d.events.master(EventType.haHostFailed, { host: h.name, haEpoch: this.d.epoch }, `host ${h.name} failed: no heartbeat and no host record renewal for ${this.d.settings.hostDeadTimeoutMs} ms (it was ${before})`);
       }
     }
+  }
+
+  /** Hosts heard within three heartbeat intervals: the ones a VM is placed on. */
+  private freshHosts(): Set<string> {
+    const within = 3 * this.d.settings.haHeartbeatIntervalMs;
+    const fresh = new Set(this.d.board.reachable(within));
+    const me = this.d.board.get(this.d.me);
+    if (me !== undefined && performance.now() - me.atMs < within) fresh.add(this.d.me);
+    return fresh;
   }
 
   private vmViews(cfg: ConfigView): VmView[] {
@@ -382,7 +391,7 @@ export class Master {
     if (restart !== undefined) throw new StrataError(ErrorCode.CONFLICT, `vm ${vm.name} is being restarted by HA (${stepOf(restart)}: ${restart.context.reason})`);
     const cfg = this.d.state.config();
     const views = this.vmViews(cfg);
-    const hosts = capacities(cfg.hosts, this.hostStates, usageOf(views, this.d.state.hostRecords(), this.inFlight));
+    const hosts = capacities(cfg.hosts, this.hostStates, usageOf(views, this.d.state.hostRecords(), this.inFlight), this.freshHosts());
     const where = place(vm.spec, hosts, { excluded: [], preferred: cfg.hostNames.get(vm.spec.host) });
     if ('none' in where) throw new StrataError(ErrorCode.NO_SPACE, `vm ${vm.name} cannot start: ${where.none}`);
     await this.setProtection(vm.id, { power: VmPower.on, protected: vm.spec.haProtected, host: where.host, reason: 'operator start' });

@@ -25,12 +25,17 @@ export function usageOf(vms: readonly VmView[], records: readonly HostRecord[], 
   return usage;
 }
 
-export function capacities(hosts: readonly ObjectOf<'host'>[], states: ReadonlyMap<string, HostState>, usage: ReadonlyMap<string, ReadonlyMap<bigint, Demand>>): HostCapacity[] {
+/**
+ * Each host's free capacity. A host takes VMs while it is alive and, when `fresh` is
+ * given, was heard from lately: one heard last 2.9 s ago is still alive (the dead
+ * timeout is 3 s) but likely gone, and a power-on sent there waits for nothing.
+ */
+export function capacities(hosts: readonly ObjectOf<'host'>[], states: ReadonlyMap<string, HostState>, usage: ReadonlyMap<string, ReadonlyMap<bigint, Demand>>, fresh?: ReadonlySet<string>): HostCapacity[] {
   return hosts.map((h) => {
     const used = [...(usage.get(h.name)?.values() ?? [])];
     return {
       host: h.name,
-      usable: states.get(h.name) === HostState.alive,
+      usable: states.get(h.name) === HostState.alive && (fresh === undefined || fresh.has(h.name)),
       cpuCount: h.spec.cpuCount,
       memoryBytes: h.spec.memoryBytes,
       cpuUsed: used.reduce((n, d) => n + d.cpuCount, 0),
