@@ -12,7 +12,7 @@
 //  - with every host full (one CPU each), a protected VM of a killed host waits for
 //    capacity, shown with its reason, and restarts as soon as a VM is stopped, not before.
 import { EventType } from '@strata/proto';
-import { UpClusters, connectClient, readEvents, sleep, waitFor, type UpCluster } from '../harness';
+import { UpClusters, connectClient, readEvents, run, sleep, waitFor, type UpCluster } from '../harness';
 import { HA_TEST_ENV, VmMonitor, counters, countersPast, createVm, hostProcesses, killAll, strata } from '../harness/ha';
 
 const clusters = new UpClusters('ha');
@@ -119,6 +119,10 @@ describe('no host with capacity', () => {
     expect(monitor.instances('a').filter((i) => i.firstMs < stoppedAt && i.lastMs > stoppedAt - 1_000)).toEqual([]);
     expect(await strata(cluster, ['vm', 'ls'])).toMatch(/^a +n3 +running /m);
     expect(await strata(cluster, ['vm', 'why', 'a'])).toMatch(/ha\.vm\.waiting +vm a waits for capacity: no alive host has 1 CPU[\s\S]*ha\.vm\.restarted +vm a restarted on n3/);
+    // A running VM cannot be deleted; a stopped one can.
+    const refused = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vm', 'rm', 'a'], { timeoutMs: 30_000 });
+    expect({ code: refused.code, stderr: refused.stderr }).toEqual({ code: 1, stderr: 'strata: CONFLICT: vm a is running on n3; stop it first (strata vm stop a)\n' });
+    expect(await strata(cluster, ['vm', 'rm', 'c'])).toBe('vm c deleted\n');
     expect(monitor.doubles).toEqual([]);
     expect(monitor.leaseViolations()).toEqual([]);
     cluster.passed = true;

@@ -63,6 +63,8 @@ export interface MasterDeps {
 
 /** Checks the wait list again at least this often, announcements or not. */
 const ACCESS_RECHECK_MS = 5_000;
+/** Keys of deleted VMs deleted per look, at most (of each kind). */
+const FORGET_PER_LOOK = 8;
 
 export class Master {
   private readonly machine: RestartMachine;
@@ -151,6 +153,7 @@ export class Master {
     const capacityChanged = fingerprint !== this.lastFingerprint;
     this.lastFingerprint = fingerprint;
     const configured = new Set(cfg.vms.map((v) => v.id));
+    await this.forgetDeleted(configured);
     const orphans = [...this.restarts.keys()].filter((vm) => !configured.has(vm));
     const actions = look({ vms: views, orphans, hosts, hostStates: this.hostStates, wallNowMs: Date.now(), capacityChanged, accessAnnounced: announced, inFlightMax: this.d.settings.restartsInFlightMax });
     const byId = new Map(views.map((v) => [v.id, v]));
@@ -161,6 +164,19 @@ export class Master {
       await this.apply(a, byId.get(a.vm));
     }
     return listed;
+  }
+
+  /**
+   * Deletes what the `ha` bucket holds of VMs no longer in the configuration (`strata
+   * vm rm` refuses a VM that runs): their protection state, and their released power-on
+   * leases. At most a few per look.
+   */
+  private async forgetDeleted(configured: ReadonlySet<bigint>): Promise<void> {
+    const gone = (key: string): boolean => !configured.has(BigInt(key.slice(key.indexOf('.') + 1)));
+    const protections = this.d.state.protections.values().filter((e) => gone(e.key));
+    const leases = this.d.state.leaseCache.values().filter((e) => gone(e.key) && e.value.holder === '');
+    for (const e of protections.slice(0, FORGET_PER_LOOK)) await this.d.buckets.protections.delete(e.key, e.revision).catch((err: unknown) => this.d.log.warn({ err, key: e.key }, 'could not delete the protection state of a deleted VM'));
+    for (const e of leases.slice(0, FORGET_PER_LOOK)) await this.d.buckets.leases.delete(e.key, e.revision).catch((err: unknown) => this.d.log.warn({ err, key: e.key }, 'could not delete the power-on lease of a deleted VM'));
   }
 
   private takeAnnouncement(): boolean {
