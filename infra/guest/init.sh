@@ -1,13 +1,13 @@
 #!/bin/busybox sh
 # The init of the QEMU guest of the `qemu` VM driver (built into its initramfs by
-# infra/scripts/build-guest.sh). It loads the virtio modules, then counts on its disk
-# /dev/vda: block 0 (4 KiB) holds "STRATAQ <vm> <counter>". It prints "boot <vm>"
-# as soon as it runs, before it touches the disk. Then it reads the counter there (0
-# on a fresh disk), checks the block is its own, and prints "ready <vm> counter <n>";
-# then, for each next counter, it writes the block with
+# infra/scripts/build-guest.sh). It prints "boot <vm>" as soon as it runs, before
+# anything touches the disk; then it loads the virtio modules and counts on its disk
+# /dev/vda, whose block 0 (4 KiB) holds "STRATAQ <vm> <counter>". It reads the counter
+# there (0 on a fresh disk), checks the block is its own, and prints
+# "ready <vm> counter <n>"; then, for each next counter, it writes the block with
 # O_DIRECT and fsync (dd oflag=direct conv=fsync) and only once that returns prints
-# "counter <n>" on the console (ttyS0). A wrong block or an I/O error is printed
-# and powers the guest off. The VM's name comes from the kernel command line
+# "counter <n>" on the console (ttyS0). A wrong block or an I/O error is printed and
+# powers the guest off. The VM's name comes from the kernel command line
 # (strata.vm=<name>), the pause between counters from strata.interval_ms=<ms>.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin
 /bin/busybox mount -t proc proc /proc
@@ -16,15 +16,16 @@
 /bin/busybox --install -s /bin
 export PATH=/bin
 
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-  insmod "/lib/modules/$m.ko" 2>/dev/null
-done
-
 arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 VM=$(arg strata.vm)
 INTERVAL_MS=$(arg strata.interval_ms)
 [ -n "$INTERVAL_MS" ] || INTERVAL_MS=100
+# Before the virtio modules: loading virtio_blk reads the disk (its partition table).
 echo "boot $VM"
+
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+  insmod "/lib/modules/$m.ko" 2>/dev/null
+done
 off() { echo "poweroff: $*"; echo o > /proc/sysrq-trigger; sleep 10; }
 
 n=0
