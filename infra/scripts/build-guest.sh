@@ -23,7 +23,15 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
   fi
 fi
 
-kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+kernel_package() {
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}'
+}
+kernel_pkg=$(kernel_package)
+# A fresh machine may have no package lists yet.
+if [ -z "$kernel_pkg" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq
+  kernel_pkg=$(kernel_package)
+fi
 if [ -z "$kernel_pkg" ]; then
   echo "build-guest: apt-cache knows no linux-image-cloud-amd64 (run apt-get update?)" >&2
   exit 1

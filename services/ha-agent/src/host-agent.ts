@@ -206,6 +206,7 @@ export class HostAgent {
       if (driver === undefined) throw new StrataError(ErrorCode.INTERNAL, `no ${vm.spec.driver} driver on host ${this.d.host.name}`);
       const instance = await driver.start({ ...launch, powerOnEpoch: taken.epoch, disks: launch.disks.map((d) => ({ vdisk: d.vdisk, exportName: `${d.vdisk}@${id}.${taken.epoch}` })) }, (spawned) => this.spawned(entry, spawned));
       if (entry.stopping !== undefined) throw new StrataError(ErrorCode.UNAVAILABLE, `vm ${vm.name} was powered off while it started`);
+      this.d.log.info({ vm: vm.name, epoch: taken.epoch, pid: instance.pid, firstLineAfterMs: instance.firstLineAfterMs, upAfterMs: Math.round(now() - sentAtMs) }, 'VM up');
       void instance.exited.then(({ code, signal }) => {
         if (entry.stopping === undefined) void this.powerOff(entry, `its process exited (${code === null ? `signal ${signal}` : `code ${code}`}): ${instance.tail().trim().split('\n').slice(-1)[0] ?? ''}`, 'exited');
       });

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
 
 export interface VmDisk {
@@ -31,6 +32,8 @@ export interface VmLaunch {
 
 export interface VmInstance {
   readonly pid: number;
+  /** Milliseconds from spawn to its first console line, once there is one (where a restart's time goes). */
+  readonly firstLineAfterMs: number | undefined;
   /** Resolves when the process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The last lines it printed. */
@@ -58,6 +61,8 @@ const TAIL_BYTES = 4096;
 export class VmProcess implements VmInstance {
   readonly pid: number;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  firstLineAfterMs: number | undefined;
+  private readonly spawnedAtMs = performance.now();
   private out = '';
   private readonly lineListeners = new Set<(line: string) => void>();
 
@@ -70,6 +75,7 @@ export class VmProcess implements VmInstance {
     const console = createWriteStream(consolePath, { flags: 'a' });
     let partial = '';
     const onData = (chunk: Buffer): void => {
+      this.firstLineAfterMs ??= Math.round(performance.now() - this.spawnedAtMs);
       console.write(chunk);
       const text = chunk.toString('utf8');
       this.out = (this.out + text).slice(-TAIL_BYTES);
