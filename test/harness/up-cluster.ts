@@ -34,6 +34,8 @@ export interface UpClusterOptions {
   natsServers?: 1 | 3;
   /** Config replicas (default 1). */
   configReplicas?: number;
+  /** More arguments for `strata up` (`--host-cpus 1`). */
+  upArgs?: string[];
 }
 
 /** The clusters one test file started, stopped together. */
@@ -58,7 +60,7 @@ export class UpClusters {
     const natsPort = await freePortRun(natsServers);
     const up = startNode(
       'cli/dist/main.js',
-      ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1), '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
+      ['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1), '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.upArgs ?? [])],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );
     const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };
