@@ -8,9 +8,14 @@
 //
 // Durability order of a write: for each touched slice, read its old bytes if the
 // pieces cover it only in part (and check them against their CRC), merge the pieces,
-// pwrite; fdatasync the data file; then replace the sidecar atomically (temp, fsync,
-// rename, fsync of the directory) with the new version, size, CRCs and digest; then
-// reply. So an acknowledged write is on disk with the sidecar that describes it.
+// pwrite; fdatasync the data file; then store the new version, size, CRCs and digest
+// in the sidecar: one pwrite of a record into the slot not holding the current one,
+// and an fdatasync of the sidecar file (sidecar.ts; a new replica, or a sidecar that
+// outgrew its slots or is of format 2, is replaced atomically instead: temp, fsync,
+// rename, fsync of the directory); then reply. So an acknowledged write is on disk
+// with the sidecar that describes it. A crash during the sidecar's update tears at
+// most the slot being written, which fails its CRC32C: the replica reads at its old
+// version.
 //
 // Crash consistency: writes are in place, so a crash (or a failed pwrite) after some
 // slices were written but before the new sidecar is durable leaves the replica at its
@@ -30,7 +35,20 @@ import { ErrorCode, StrataError, assert } from '@strata/errors';
 import { EG_READ_BYTES_MAX, EG_WRITE_PIECES_MAX, type EgPiece } from '@strata/proto';
 import { KeyedLock, Semaphore } from './concurrency';
 import { OpenFiles } from './open-files';
-import { DATA_SUFFIX, SIDECAR_FORMAT, SIDECAR_SUFFIX, SidecarFormatError, TEMP_SUFFIX, dataPath, readSidecar, sidecarPath, syncDirectory, writeSidecar, type Sidecar } from './sidecar';
+import {
+  DATA_SUFFIX,
+  SIDECAR_FORMAT,
+  SIDECAR_SUFFIX,
+  SidecarFormatError,
+  TEMP_SUFFIX,
+  dataPath,
+  readSidecar,
+  sidecarPath,
+  syncDirectory,
+  updateSidecar,
+  type Sidecar,
+  type StoredSidecar,
+} from './sidecar';
 import {
   SLICE_BYTES_DEFAULT,
   SLICES_PER_EGROUP_MAX,
@@ -184,8 +202,8 @@ export class DiskStore {
 
   /** Every replica on the disk: enough for stat and for accounting without reading sidecars. */
   private readonly index = new Map<bigint, Summary>();
-  /** Decoded sidecars, least recently used first. */
-  private readonly cache = new Map<bigint, Sidecar>();
+  /** Decoded sidecars with where their files hold them, least recently used first. */
+  private readonly cache = new Map<bigint, StoredSidecar>();
   private readonly files: OpenFiles<bigint>;
   private readonly locks = new KeyedLock<bigint>();
   private readonly io: Semaphore;
@@ -297,7 +315,8 @@ export class DiskStore {
     const digest = writeDigest(w.sizeBytes, w.pieces);
 
     return this.operation(w.egroup, 'exclusive', async () => {
-      const current = await this.sidecar(w.egroup);
+      const stored = await this.sidecar(w.egroup);
+      const current = stored?.sidecar;
       if (current !== undefined) {
         if (current.vdisk !== w.vdisk) {
           throw this.error(ErrorCode.CONFLICT, `egroup ${w.egroup} belongs to vdisk ${current.vdisk}; vdisk ${w.vdisk} may not write it`);
@@ -308,7 +327,7 @@ export class DiskStore {
         if (w.version <= current.version) {
           // A newer owner has shown itself: from now its predecessor is fenced here,
           // whatever becomes of this request.
-          if (w.epoch > current.epoch) await this.store(w.egroup, { ...current, epoch: w.epoch });
+          if (w.epoch > current.epoch) await this.store(w.egroup, { ...current, epoch: w.epoch }, stored);
           // A retry of the write that made this version: its data is there already.
           if (w.version === current.version && sameDigest(current.digest, digest)) return { version: current.version, crc32c: replyCrc };
           const why = w.version === current.version ? 'is another write than the one that made it' : 'is below it';
@@ -332,7 +351,7 @@ export class DiskStore {
         const sliceBytes = current?.sliceBytes ?? this.limits.sliceBytes;
         const crcs = grownCrcs(current?.crcs ?? new Uint8Array(0), sliceCount(newSize, sliceBytes), sliceBytes);
         await this.applyPieces(w, current, newSize, sliceBytes, crcs);
-        await this.store(w.egroup, {
+        const next: Sidecar = {
           format: SIDECAR_FORMAT,
           vdisk: w.vdisk,
           epoch: Math.max(w.epoch, current?.epoch ?? 0),
@@ -341,7 +360,8 @@ export class DiskStore {
           sliceBytes,
           crcs,
           digest,
-        });
+        };
+        await this.store(w.egroup, next, stored);
         this.used += growth;
       } finally {
         this.reserved -= growth;
@@ -359,7 +379,7 @@ export class DiskStore {
       throw this.error(ErrorCode.INVALID, `egroup ${r.egroup}: a read is 1 to ${EG_READ_BYTES_MAX} bytes long, not ${r.length}`);
     }
     return this.operation(r.egroup, 'shared', async () => {
-      const current = await this.sidecar(r.egroup);
+      const current = (await this.sidecar(r.egroup))?.sidecar;
       if (current === undefined) throw this.notFound(r.egroup);
       if (r.offset + r.length > current.sizeBytes) {
         throw this.error(ErrorCode.INVALID, `egroup ${r.egroup}: a read of ${r.length} bytes at offset ${r.offset} ends beyond its ${current.sizeBytes} bytes`);
@@ -462,7 +482,7 @@ export class DiskStore {
   }
 
   /** The decoded sidecar of a replica, or undefined when the disk has none. */
-  private async sidecar(egroup: bigint): Promise<Sidecar | undefined> {
+  private async sidecar(egroup: bigint): Promise<StoredSidecar | undefined> {
     const cached = this.cache.get(egroup);
     if (cached !== undefined) {
       // Re-inserting moves it to the most recently used end.
@@ -471,7 +491,7 @@ export class DiskStore {
       return cached;
     }
     if (!this.index.has(egroup)) return undefined;
-    let loaded: Sidecar;
+    let loaded: StoredSidecar;
     try {
       loaded = await readSidecar(sidecarPath(this.dir, egroup));
     } catch (err) {
@@ -482,9 +502,9 @@ export class DiskStore {
     return loaded;
   }
 
-  private remember(egroup: bigint, sidecar: Sidecar): void {
+  private remember(egroup: bigint, stored: StoredSidecar): void {
     this.cache.delete(egroup);
-    this.cache.set(egroup, sidecar);
+    this.cache.set(egroup, stored);
     while (this.cache.size > this.limits.sidecarCacheMax) {
       const oldest = this.cache.keys().next().value;
       if (oldest === undefined) break;
@@ -492,17 +512,18 @@ export class DiskStore {
     }
   }
 
-  /** Writes the sidecar durably, then makes it the replica's state. */
-  private async store(egroup: bigint, next: Sidecar): Promise<void> {
+  /** Writes the sidecar durably over `current` (undefined for a new replica), then makes it the replica's state. */
+  private async store(egroup: bigint, next: Sidecar, current: StoredSidecar | undefined): Promise<void> {
+    let stored: StoredSidecar;
     try {
-      await writeSidecar(this.dir, egroup, next);
+      stored = await updateSidecar(this.dir, egroup, next, current);
     } catch (err) {
       // The old sidecar may or may not have been replaced: read it again next time.
       this.cache.delete(egroup);
       throw this.ioError(err, `egroup ${egroup}: writing its sidecar`);
     }
     this.index.set(egroup, { version: next.version, sizeBytes: next.sizeBytes });
-    this.remember(egroup, next);
+    this.remember(egroup, stored);
   }
 
   /** Runs `fn` with the replica's open data file; a missing file is damage (CHECKSUM). */
@@ -686,7 +707,7 @@ export class DiskStore {
         const hasData = dataFiles.delete(key);
         let sidecar: Sidecar;
         try {
-          sidecar = await readSidecar(sidecarPath(this.dir, egroup));
+          ({ sidecar } = await readSidecar(sidecarPath(this.dir, egroup)));
         } catch (err) {
           const why = err instanceof SidecarFormatError ? err.message : `its sidecar is unreadable: ${(err as Error).message}`;
           await this.quarantine(egroup, hasData, why, report);

@@ -1,4 +1,4 @@
-// The slice arithmetic of an extent-group replica (sidecar format 2), pure so it is
+// The slice arithmetic of an extent-group replica (sidecar formats 2 and 3), pure so it is
 // tested without a disk: which slices a byte range touches, how a write's pieces
 // land in them, the CRC32C table kept in the sidecar, and the digest that recognises
 // the retry of a write.

@@ -1,4 +1,4 @@
-// The storage engine of one disk (format 2), on real temporary directories (no NATS):
+// The storage engine of one disk (sidecar format 3), on real temporary directories (no NATS):
 // pieces written in place at unaligned offsets across slice boundaries, overlapping
 // pieces (later wins), zeros pieces, growth with sparse reads of zeros, reads of any
 // sub-range checked against a model byte array (also with seeded random writes:
@@ -6,16 +6,16 @@
 // CONFLICT otherwise), fencing by epoch, ownership, capacity, INVALID requests that
 // change nothing, a flipped byte giving CHECKSUM for its slice only (also to a write
 // over part of it), recovery after reopening (temp files, orphans, long data files,
-// format-1 sidecars), the open-file bound, and per-egroup ordering and limits.
+// a torn sidecar update, format-1 sidecars), the open-file bound, and per-egroup ordering and limits.
 import { appendFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { decode, encode } from '@strata/codec';
+import { encode } from '@strata/codec';
 import { EG_READ_BYTES_MAX, EG_WRITE_PIECES_MAX, type EgPiece } from '@strata/proto';
 import { seededRandom } from '../../../test/harness/random';
 import { DiskStore, type DiskStoreOptions, type EgroupWrite } from '../src/disk-store';
-import { sidecarSchema } from '../src/sidecar';
+import { RECORD_HEADER_BYTES, decodeSidecarFile, slotOffset } from '../src/sidecar';
 
 const DISK = 77n;
 const VDISK = 5n;
@@ -169,7 +169,7 @@ describe('writes of pieces', () => {
     await store.write(write(13n, 2, 4 * MiB, small));
     model.apply(4 * MiB, small);
     expect((await readAll(store, 13n)).equals(model.range(0, 4 * MiB))).toBe(true);
-    const sidecar = decode(await readFile(join(egroupsDir(), '13.meta')), sidecarSchema);
+    const { sidecar } = decodeSidecarFile(await readFile(join(egroupsDir(), '13.meta')));
     expect(sidecar.sliceBytes).toBe(32 * KiB);
     expect(sidecar.crcs.length).toBe(((4 * MiB) / (32 * KiB)) * 4);
   });
@@ -537,9 +537,45 @@ describe('recovery', () => {
     models.get(80n)!.apply(10_000, partial);
     expect((await readAll(store, 80n)).equals(models.get(80n)!.range(0, 10_000))).toBe(true);
     await store.write(write(90n, 1, 100, [data(0, pattern(100, 1))]));
-    const sliceBytes = async (egroup: bigint): Promise<number> => decode(await readFile(join(egroupsDir(), `${egroup}.meta`)), sidecarSchema).sliceBytes;
+    const sliceBytes = async (egroup: bigint): Promise<number> => decodeSidecarFile(await readFile(join(egroupsDir(), `${egroup}.meta`))).sidecar.sliceBytes;
     expect(await sliceBytes(80n)).toBe(4 * KiB);
     expect(await sliceBytes(90n)).toBe(16 * KiB);
+  });
+
+  it('reopens at the previous version when a crash tore the sidecar update of the last write', async () => {
+    const first = await openStore();
+    const model = new Model();
+    const v1 = [data(0, pattern(3 * S, 1))];
+    const v2 = [data(100, pattern(S, 2))];
+    await first.write(write(95n, 1, 3 * S, v1));
+    await first.write(write(95n, 2, 3 * S, v2));
+    model.apply(3 * S, v1);
+    model.apply(3 * S, v2);
+    const meta = join(egroupsDir(), '95.meta');
+    const { ino } = await stat(meta);
+    // Version 3 rewrites slice 2 and updates the sidecar in place, in the other slot.
+    const v3 = [data(2 * S, pattern(S, 3))];
+    await first.write(write(95n, 3, 3 * S, v3));
+    expect((await stat(meta)).ino).toBe(ino);
+    await first.close();
+
+    // As a crash part way through that sidecar update would leave it: the newest slot torn.
+    const file = await readFile(meta);
+    const { slots } = decodeSidecarFile(file);
+    expect(slots).toEqual({ slotBytes: 4 * KiB, sequence: 2 });
+    file.fill(0x5a, slotOffset(slots!.slotBytes, slots!.sequence) + RECORD_HEADER_BYTES + 20, slotOffset(slots!.slotBytes, slots!.sequence) + 200);
+    await writeFile(meta, file);
+
+    const store = await openStore();
+    expect(store.recovery.quarantined).toEqual([]);
+    expect(await store.stat(95n)).toEqual({ version: 2, sizeBytes: 3 * S });
+    // Slices 0 and 1 are version 2's; slice 2 holds version 3's bytes, which its CRC does not describe.
+    expect(Buffer.from(await store.read({ egroup: 95n, offset: 0, length: 2 * S })).equals(model.range(0, 2 * S))).toBe(true);
+    await expect(store.read({ egroup: 95n, offset: 2 * S, length: 10 })).rejects.toMatchObject({ code: 'CHECKSUM' });
+    // The controller's retry of version 3 (never acknowledged) applies it again.
+    await store.write(write(95n, 3, 3 * S, v3));
+    model.apply(3 * S, v3);
+    expect((await readAll(store, 95n)).equals(model.range(0, 3 * S))).toBe(true);
   });
 
   it('removes leftover temp files and orphan data files, cuts data files longer than their size, and leaves unknown files alone', async () => {

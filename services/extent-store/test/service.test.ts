@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bus } from '@strata/bus';
-import { decode, validate } from '@strata/codec';
+import { validate } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { createLogger } from '@strata/log';
 import { EstoreOp, subjects, type DiskUsage, type ObjectOf } from '@strata/proto';
@@ -16,7 +16,7 @@ import { readSettings } from '@strata/actor';
 import { crc32c } from '@node-rs/crc32';
 import { ExtentStore } from '../src/service';
 import { extentStoreSettings } from '../src/settings';
-import { sidecarSchema } from '../src/sidecar';
+import { decodeSidecarFile } from '../src/sidecar';
 
 const N1 = 1001n;
 const N2 = 1002n;
@@ -115,7 +115,7 @@ it('makes new replicas with the slice size of its settings', async () => {
   store = makeStore(true, ['--slice-bytes', '8192']);
   await store.start();
   await write(11n, 1n, 100);
-  const sidecar = decode(await readFile(join(root, 'a', 'egroups', '1.meta')), sidecarSchema);
+  const { sidecar } = decodeSidecarFile(await readFile(join(root, 'a', 'egroups', '1.meta')));
   expect(sidecar.sliceBytes).toBe(8192);
   expect(sidecar.crcs).toHaveLength(4);
 });
