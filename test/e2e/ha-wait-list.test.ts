@@ -6,9 +6,9 @@
 // on a live node), is not powered on anywhere while its vDisk cannot be served, and
 // is restarted once node n1 is alive again (the accessibility change), with its
 // counter continuing; a monitor sees at most one instance of it throughout.
-import { EventType } from '@strata/proto';
+import { EventType, type ClusterEvent } from '@strata/proto';
 import { ConfigClient, UpClusters, connectClient, readEvents, waitFor, type UpCluster } from '../harness';
-import { HA_TEST_ENV, VmMonitor, counters, countersPast, createVm, hostProcesses, killAll, strata, vdiskRows } from '../harness/ha';
+import { HA_TEST_ENV, VmMonitor, consoleMark, counters, countersPast, createVm, hostProcesses, killAll, restartedPast, strata, vdiskRows } from '../harness/ha';
 
 const clusters = new UpClusters('ha-wait');
 
@@ -36,9 +36,12 @@ describe('the wait list', () => {
     // Its data must be drained to n1's disk, or there would be nothing only n1 holds.
     await waitFor('vdisk w1 to have drained data', 60_000, async () => (await vdiskRows(cluster.natsUrl, vdiskId)) > 0, 500);
 
-    const before = Math.max(...counters(cluster.dir, 'w1').printed);
+    const mark = consoleMark(cluster.dir, 'w1');
+    const victims = await hostProcesses(cluster.up.pid(), 'n1');
     const killedAt = Date.now();
-    killAll((await hostProcesses(cluster.up.pid(), 'n1')).keys());
+    killAll(victims.keys());
+    // Read once the instance is dead: it printed on until the kill landed.
+    const before = Math.max(...counters(cluster.dir, 'w1').printed);
 
     const status = await waitFor('vm w1 on the wait list', 20_000, async () => {
       const s = await strata(cluster, ['ha', 'status']);
@@ -47,22 +50,26 @@ describe('the wait list', () => {
     expect(status).toMatch(/^restart list: empty$/m);
     expect(await strata(cluster, ['vm', 'ls'])).toMatch(/^w1 +n1 +waiting +yes .*no replica on a live node/m);
 
-    await countersPast(cluster, 'w1', before, 2, 90_000);
+    const restartedInstance = await restartedPast(cluster, 'w1', mark, 2, 90_000);
+    // The master publishes ha.vm.restarted once the power-on's reply is in, which may come after the VM's first counters.
+    const isAlive = (e: ClusterEvent): boolean => (e.type === EventType.nodeAlive || e.type === EventType.nodeRestarted) && e.name === 'n1' && e.atMs > killedAt;
+    const isRestarted = (e: ClusterEvent): boolean => e.type === EventType.haVmRestarted && e.name === 'w1';
     const nc = await connectClient(cluster.natsUrl);
-    const events = await readEvents(nc).finally(() => nc.close());
-    const alive = events.find((e) => (e.type === EventType.nodeAlive || e.type === EventType.nodeRestarted) && e.name === 'n1' && e.atMs > killedAt);
+    const events = await waitFor('the events of n1 alive again and of w1 restarted', 20_000, async () => {
+      const all = await readEvents(nc);
+      return all.some(isAlive) && all.some(isRestarted) ? all : false;
+    }, 500).finally(() => nc.close());
+    const alive = events.find(isAlive)!;
     const waiting = events.find((e) => e.type === EventType.haVmWaiting && e.name === 'w1');
-    const restarted = events.find((e) => e.type === EventType.haVmRestarted && e.name === 'w1');
-    expect(alive).toBeDefined();
-    expect(waiting!.atMs).toBeLessThan(alive!.atMs);
-    expect(restarted!.atMs).toBeGreaterThan(alive!.atMs);
+    const restarted = events.find(isRestarted)!;
+    expect(waiting!.atMs).toBeLessThan(alive.atMs);
+    expect(restarted.atMs).toBeGreaterThan(alive.atMs);
     // Not one instance between the kill and the node's return.
     const after = monitor.instances('w1').filter((i) => i.lastMs > killedAt + 500);
     expect(after).toHaveLength(1);
-    expect(after[0]!.firstMs).toBeGreaterThan(alive!.atMs);
-    const ready = counters(cluster.dir, 'w1').readies.at(-1)!;
-    expect(ready.counter).toBeGreaterThanOrEqual(before);
-    expect(ready.counter).toBeLessThanOrEqual(before + 1);
+    expect(after[0]!.firstMs).toBeGreaterThan(alive.atMs);
+    expect(restartedInstance.counter).toBeGreaterThanOrEqual(before);
+    expect(restartedInstance.counter).toBeLessThanOrEqual(before + 1);
     expect(await strata(cluster, ['vm', 'why', 'w1'])).toMatch(/ha\.vm\.waiting +vm w1 waits on the wait list: vdisk w1: extent group \d+ has no replica on a live node[\s\S]*ha\.vm\.restarted +vm w1 restarted/);
     expect(monitor.doubles).toEqual([]);
     expect(monitor.leaseViolations()).toEqual([]);

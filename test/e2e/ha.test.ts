@@ -13,7 +13,7 @@
 //    capacity, shown with its reason, and restarts as soon as a VM is stopped, not before.
 import { EventType } from '@strata/proto';
 import { UpClusters, connectClient, readEvents, run, sleep, waitFor, type UpCluster } from '../harness';
-import { HA_TEST_ENV, VmMonitor, counters, countersPast, createVm, hostProcesses, killAll, strata } from '../harness/ha';
+import { HA_TEST_ENV, VmMonitor, consoleMark, counters, countersPast, createVm, hostProcesses, killAll, restartedPast, strata } from '../harness/ha';
 
 const clusters = new UpClusters('ha');
 /** How long a protected VM may take from its host's death to running elsewhere, in these tests. */
@@ -41,20 +41,21 @@ describe('a whole host killed', () => {
 
     const victims = await hostProcesses(cluster.up.pid(), 'n1');
     expect([...victims.values()].filter((c) => /--host n1/.test(c))).toHaveLength(1);
-    const before = new Map(Object.keys(vms).map((name) => [name, Math.max(...counters(cluster.dir, name).printed)]));
+    const marks = new Map(Object.keys(vms).map((name) => [name, consoleMark(cluster.dir, name)]));
     const killedAt = Date.now();
     killAll(victims.keys());
+    // Read once they are dead: they printed on until the kill landed.
+    const before = new Map(Object.keys(vms).map((name) => [name, Math.max(...counters(cluster.dir, name).printed)]));
 
     const restartedIn = new Map<string, number>();
     for (const name of ['q1', 'q2', 'p1']) {
-      const past = await countersPast(cluster, name, before.get(name)!, 2, RESTART_BOUND_MS);
+      const next = await restartedPast(cluster, name, marks.get(name)!, 2, RESTART_BOUND_MS);
       restartedIn.set(name, Date.now() - killedAt);
       // The new instance read the counter last acknowledged (or the one after it, written but not yet printed) and went on from there.
-      const ready = counters(cluster.dir, name).readies.at(-1)!;
-      expect(ready.host).not.toBe('n1');
-      expect(ready.counter).toBeGreaterThanOrEqual(before.get(name)!);
-      expect(ready.counter).toBeLessThanOrEqual(before.get(name)! + 1);
-      expect(past[0]).toBe(ready.counter + 1);
+      expect(next.host).not.toBe('n1');
+      expect(next.counter).toBeGreaterThanOrEqual(before.get(name)!);
+      expect(next.counter).toBeLessThanOrEqual(before.get(name)! + 1);
+      expect(next.printed[0]).toBe(next.counter + 1);
     }
     console.log(`master ${master}; restarted after the kill: ${[...restartedIn].map(([n, ms]) => `${n} ${ms} ms`).join(', ')}`);
 
@@ -100,7 +101,7 @@ describe('no host with capacity', () => {
       await strata(cluster, ['vm', 'start', name]);
     }
     await countersPast(cluster, 'a', 0, 3, 30_000);
-    const before = Math.max(...counters(cluster.dir, 'a').printed);
+    const mark = consoleMark(cluster.dir, 'a');
     killAll((await hostProcesses(cluster.up.pid(), 'n1')).keys());
 
     const waiting = await waitFor('vm a to wait for capacity', 20_000, async () => {
@@ -112,7 +113,7 @@ describe('no host with capacity', () => {
     await sleep(3_000);
     const stoppedAt = Date.now();
     expect(await strata(cluster, ['vm', 'stop', 'c'])).toBe('vm c stopped\n');
-    await countersPast(cluster, 'a', before, 2, RESTART_BOUND_MS);
+    await restartedPast(cluster, 'a', mark, 2, RESTART_BOUND_MS);
     const after = monitor.instances('a').filter((i) => i.lastMs > stoppedAt);
     expect(after).toHaveLength(1);
     expect(after[0]!.firstMs).toBeGreaterThan(stoppedAt);

@@ -245,6 +245,47 @@ export function counters(clusterDir: string, vm: string): { printed: number[]; r
   return { printed, readies, lastByHost };
 }
 
+/** How many console lines of `vm` each host has now: a mark that lines of a later instance come after. */
+export function consoleMark(clusterDir: string, vm: string): Map<string, number> {
+  const mark = new Map<string, number>();
+  for (const { host } of consoleLines(clusterDir, vm)) mark.set(host, (mark.get(host) ?? 0) + 1);
+  return mark;
+}
+
+export interface NewInstance {
+  host: string;
+  /** The counter its `ready` line read from the disk. */
+  counter: number;
+  /** The counters it printed since. */
+  printed: number[];
+}
+
+/** The first instance of `vm` whose `ready` line comes after `mark` on its host, with the counters it printed since. */
+export function instanceAfter(clusterDir: string, vm: string, mark: ReadonlyMap<string, number>): NewInstance | undefined {
+  const byHost = new Map<string, string[]>();
+  for (const { host, line } of consoleLines(clusterDir, vm)) byHost.set(host, [...(byHost.get(host) ?? []), line]);
+  for (const [host, lines] of byHost) {
+    const later = lines.slice(mark.get(host) ?? 0);
+    const start = later.findIndex((l) => new RegExp(`^ready ${vm} counter \\d+$`).test(l));
+    if (start < 0) continue;
+    const printed = later.slice(start + 1).flatMap((l) => /^counter (\d+)$/.exec(l)?.[1] ?? []).map(Number);
+    return { host, counter: Number(/(\d+)$/.exec(later[start]!)![1]), printed };
+  }
+  return undefined;
+}
+
+/**
+ * Waits until an instance of `vm` started after `mark` (taken before the kill) has
+ * printed `count` counters; returns it. Counters alone would not do: the instance
+ * that is being killed prints on until the kill lands.
+ */
+export function restartedPast(cluster: UpCluster, vm: string, mark: ReadonlyMap<string, number>, count: number, timeoutMs: number): Promise<NewInstance> {
+  return waitFor(`a new instance of vm ${vm} to print ${count} counters`, timeoutMs, () => {
+    const next = instanceAfter(cluster.dir, vm, mark);
+    return next !== undefined && next.printed.length >= count ? next : false;
+  }, 200);
+}
+
 /** A TCP proxy to `target` (host:port) that a test can cut: every connection dropped, new ones refused. */
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
