@@ -36,6 +36,8 @@ export const EventType = {
   haVmNotRestarted: 'ha.vm.not-restarted',
   /** A host's agent powered a VM off by itself: isolation, a lease it could not renew, the VM's process exited. */
   haVmPoweredOff: 'ha.vm.powered-off',
+  /** An agent wrote a VM's protection state or restart record for the master, which could not reach the `ha` bucket. */
+  haVmSetForMaster: 'ha.vm.set-for-master',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 

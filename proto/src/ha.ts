@@ -33,7 +33,7 @@ export const RestartStep = {
 export type RestartStep = (typeof RestartStep)[keyof typeof RestartStep];
 
 /** Requests to a host's agent: `strata.ha.agent.<host>.<op>`. */
-export const HaAgentOp = { powerOn: 'power-on', powerOff: 'power-off', set: 'set' } as const;
+export const HaAgentOp = { powerOn: 'power-on', powerOff: 'power-off', set: 'set', setRestart: 'set-restart' } as const;
 export type HaAgentOp = (typeof HaAgentOp)[keyof typeof HaAgentOp];
 
 /** Requests to the HA master: `strata.ha.master.<op>`. */
@@ -193,6 +193,18 @@ export const haSetRequest = z.strictObject({
   revision: uint,
 });
 export const haSetReply = z.strictObject({ revision: uint });
+
+/** A write of a restart record the master asks an agent to make for it (the master could not write the bucket). */
+export const haSetRestartRequest = z.strictObject({
+  vm: u64,
+  /** The record to store; absent, the record is deleted (the restart is over). */
+  record: restartRecord.optional(),
+  /** Compare-and-set: the revision the master stored last (0: create). */
+  revision: uint,
+  /** The master's epoch: an agent that has seen a newer master refuses. */
+  haEpoch: uint,
+});
+export type HaSetRestartRequest = z.output<typeof haSetRestartRequest>;
 
 // ---- Requests to the master: strata.ha.master.<op> ------------------------------------
 

@@ -149,6 +149,7 @@ export {
   haPowerOffReply,
   haSetRequest,
   haSetReply,
+  haSetRestartRequest,
   haStartRequest,
   haStartReply,
   haStopRequest,
@@ -162,5 +163,6 @@ export {
   type RestartRecord,
   type HaHeartbeat,
   type HaPowerOnReply,
+  type HaSetRestartRequest,
   type HaStatusReply,
 } from './ha';

@@ -546,6 +546,8 @@ function haFile(): VectorFile {
       valid('ha-power-off-request', 'the operator stopped it', { vm: ha.vm, haEpoch: 5, reason: 'operator stop' }),
       valid('ha-power-off-reply', 'it ran', { wasRunning: true }),
       valid('ha-set-request', 'a SET for the master', { vm: ha.vm, value: { ...protection, service: 'ha-agent', setBy: 'n3' }, revision: 815 }),
+      valid('ha-set-restart-request', 'a restart record for the master', { vm: ha.vm, record: waiting, revision: 902, haEpoch: 5 }),
+      valid('ha-set-restart-request', 'the restart is over: delete', { vm: ha.vm, revision: 903, haEpoch: 5 }),
       valid('ha-set-reply', 'the new revision', { revision: 816 }),
       valid('ha-start-request', 'a VM', { vm: ha.vm }),
       valid('ha-start-reply', 'running on n2', { host: 'n2', powerOnEpoch: 4, leaseRevision: 813, pid: 4711 }),

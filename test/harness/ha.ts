@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { openBucket, WatchCache } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
-import { buckets, keys, restartRecord, vdiskRow, type RestartRecord } from '@strata/proto';
+import { buckets, keys, restartRecord, vdiskRow, vmProtection, type RestartRecord, type VmProtection } from '@strata/proto';
 import { run } from './processes';
 import { childPids, commandLine } from './strata';
 import type { UpCluster } from './up-cluster';
@@ -79,6 +79,17 @@ export async function readRestarts(natsUrl: string): Promise<Map<bigint, Restart
       if (e !== null) out.set(e.value.vm, e.value);
     }
     return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** A VM's protection state in the `ha` bucket, if any. */
+export async function readProtection(natsUrl: string, vm: bigint): Promise<VmProtection | undefined> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  try {
+    const bucket = await openBucket(nc, buckets.ha, vmProtection);
+    return (await bucket.get(keys.vmProtection(vm)))?.value;
   } finally {
     await nc.close();
   }

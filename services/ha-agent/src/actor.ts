@@ -61,6 +61,8 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
   const protectionCache = await WatchCache.start(protections, { key: keys.vmProtectionAll });
   const sightings = await Sightings.start(leases, records, log);
   const state: StateBuckets = { cfg, protections, leases, records, restarts };
+  // What this agent gets and writes goes through the storage fault injector; the watches above do not.
+  const reach: StateBuckets = { cfg, protections: link.guardStorage(protections), leases: link.guardStorage(leases), records: link.guardStorage(records), restarts: link.guardStorage(restarts) };
 
   let master: { epoch: number; run: Promise<Master | undefined> } | undefined;
   const lease = new Lease(own, {
@@ -70,7 +72,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     log,
     onAcquired: (epoch) => {
       const run = MasterState.load(state, sightings, log, 30_000).then(async (loaded) => {
-        const m = new Master({ bus, log, settings: s, me: s.host, epoch, leading: () => lease.epoch === epoch, state: loaded, buckets: state, board, events, access: new AccessChecker(rows, egroups), link });
+        const m = new Master({ bus, log, settings: s, me: s.host, epoch, leading: () => lease.epoch === epoch, state: loaded, buckets: reach, board, events, access: new AccessChecker(rows, egroups), link });
         await m.start();
         return m;
       });
@@ -97,9 +99,10 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     settings: s,
     host: { name: host.name, cpuCount: host.spec.cpuCount, memoryBytes: host.spec.memoryBytes },
     incarnation,
-    leases: new PowerOnLeases(leases, s.host, s.powerOnLeaseTtlMs),
-    records,
-    protections,
+    leases: new PowerOnLeases(reach.leases, s.host, s.powerOnLeaseTtlMs),
+    records: reach.records,
+    protections: reach.protections,
+    restarts: reach.restarts,
     protectionCache,
     config,
     drivers: drivers(s, log),

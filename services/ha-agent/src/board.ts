@@ -27,6 +27,12 @@ export class HeartbeatBoard {
     return this.heard.get(host);
   }
 
+  /** The host whose heartbeats say it is the master at `haEpoch`, if heard. */
+  masterAt(haEpoch: number): string | undefined {
+    for (const [host, h] of this.heard) if (h.beat.master && h.beat.haEpoch === haEpoch) return host;
+    return undefined;
+  }
+
   /** When a heartbeat of another agent last arrived, if ever. */
   lastHeardOther(): number | undefined {
     let last: number | undefined;

@@ -2,8 +2,8 @@
 // powers VMs on when the master says so (taking each VM's power-on lease first),
 // renews their leases while they run and powers a VM off before its lease could
 // expire, releases a lease once its VM is off, heartbeats, rewrites its host record,
-// detects isolation and applies the isolation response, and SETs protection state
-// for the master when asked.
+// detects isolation and applies the isolation response, and writes protection state
+// and restart records for the master when asked (the master cannot reach the bucket).
 import { performance } from 'node:perf_hooks';
 import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
@@ -17,12 +17,15 @@ import {
   haPowerOffRequest,
   haPowerOnRequest,
   haSetRequest,
+  haSetRestartRequest,
   keys,
   subjects,
   type HaPowerOnReply,
+  type HaSetRestartRequest,
   type ObjectOf,
   type VmProtection,
   type hostRecord,
+  type restartRecord,
   type vmProtection,
 } from '@strata/proto';
 import type { HeartbeatBoard } from './board';
@@ -47,6 +50,8 @@ export interface HostAgentDeps {
   leases: PowerOnLeases;
   records: TypedBucket<typeof hostRecord>;
   protections: TypedBucket<typeof vmProtection>;
+  /** Restart records, written here only for the master. */
+  restarts: TypedBucket<typeof restartRecord>;
   /** A watched copy of `vm.>`: a VM whose protection state says off is powered off here. */
   protectionCache: WatchCache<VmProtection>;
   config: Pick<ConfigClient, 'get'>;
@@ -100,6 +105,7 @@ export class HostAgent {
     this.services.push(await bus.serve(subjects.haAgent(host.name, HaAgentOp.powerOn), haPowerOnRequest, (r) => this.powerOn(r)));
     this.services.push(await bus.serve(subjects.haAgent(host.name, HaAgentOp.powerOff), haPowerOffRequest, (r) => this.powerOffRequest(r)));
     this.services.push(await bus.serve(subjects.haAgent(host.name, HaAgentOp.set), haSetRequest, (r) => this.setForMaster(r)));
+    this.services.push(await bus.serve(subjects.haAgent(host.name, HaAgentOp.setRestart), haSetRestartRequest, (r) => this.setRestartForMaster(r)));
     const s = this.d.settings;
     this.every(s.haHeartbeatIntervalMs, () => this.beat());
     this.every(s.haHeartbeatIntervalMs, () => this.checkIsolation());
@@ -258,7 +264,30 @@ export class HostAgent {
     const key = keys.vmProtection(r.vm);
     const revision = r.revision === 0 ? await this.d.protections.create(key, value) : await this.d.protections.update(key, value, r.revision);
     this.lastStorageOkMs = now();
+    this.toldForMaster(r.vm, r.value.setBy, r.value.haEpoch, `the protection state (power ${value.power}${value.host === '' ? '' : `, host ${value.host}`}: ${value.reason})`);
     return { revision };
+  }
+
+  private async setRestartForMaster(r: HaSetRestartRequest): Promise<{ revision: number }> {
+    this.fence(r.haEpoch);
+    const key = keys.restartRecord(r.vm);
+    let revision = 0;
+    if (r.record === undefined) await this.d.restarts.delete(key, r.revision);
+    else revision = r.revision === 0 ? await this.d.restarts.create(key, r.record) : await this.d.restarts.update(key, r.record, r.revision);
+    this.lastStorageOkMs = now();
+    this.toldForMaster(r.vm, this.d.board.masterAt(r.haEpoch) ?? 'the master', r.haEpoch, r.record === undefined ? 'the end of its restart (record deleted)' : `its restart record (step ${r.record.step}: ${r.record.reason})`);
+    return { revision };
+  }
+
+  /** Publishes `ha.vm.set-for-master`: who wrote what for which master, and why. */
+  private toldForMaster(vm: bigint, master: string, haEpoch: number, what: string): void {
+    const me = this.d.host.name;
+    void this.d.config
+      .get({ kind: 'vm', id: vm })
+      .then((o) => o.name, () => String(vm))
+      .then((name) =>
+        this.d.events.agent(EventType.haVmSetForMaster, { vm: { id: vm, name }, host: me, haEpoch }, `${me} wrote ${what} of vm ${name} for ${master} (epoch ${haEpoch}), which cannot reach the ha bucket`),
+      );
   }
 
   // ---- Leases --------------------------------------------------------------------------------

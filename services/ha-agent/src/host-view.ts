@@ -26,6 +26,16 @@ export function hostState(seen: HostSeen | undefined, nowMs: number, deadTimeout
   return HostState.dead;
 }
 
+/**
+ * Whether a host reaches the `ha` bucket, as far as the master can tell: its host
+ * record changed within three record intervals. A host that heartbeats but cannot
+ * write its record is on the other side of a storage split: a power-on there could
+ * not take the VM's lease, and it cannot write for the master either.
+ */
+export function recordFresh(record: HostSeen['record'], nowMs: number, recordIntervalMs: number): boolean {
+  return record !== undefined && nowMs - record.sinceMs < 3 * recordIntervalMs;
+}
+
 export interface IsolationInput {
   /** When a heartbeat of another agent last arrived; undefined: never. */
   lastHeardOtherMs: number | undefined;

@@ -34,7 +34,8 @@ import type { HeartbeatBoard } from './board';
 import { INACCESSIBLE_HINT } from './drivers/driver';
 import type { HaEvents } from './events';
 import type { HaLink } from './ha-link';
-import { hostState } from './host-view';
+import { throughAgents } from './delegate';
+import { hostState, recordFresh } from './host-view';
 import { leaseState, type LeaseState } from './lease-view';
 import type { ConfigView, MasterState, StateBuckets } from './master-state';
 import { place } from './placement';
@@ -89,7 +90,7 @@ export class Master {
     this.protection = new ProtectionStore({
       bucket: d.buckets.protections,
       cache: d.state.protections,
-      helpers: () => d.board.reachable(s.hostDeadTimeoutMs),
+      helpers: () => this.helpers(),
       setThrough: async (host, vm, value, revision) => (await d.link.request(host, HaAgentOp.set, { vm, value, revision }, haSetReply, { timeoutMs: 5_000 })).revision,
       log: d.log,
     });
@@ -203,13 +204,26 @@ export class Master {
     }
   }
 
-  /** Hosts heard within three heartbeat intervals: the ones a VM is placed on. */
+  /**
+   * Hosts heard within three heartbeat intervals whose host records are renewed (they
+   * reach the `ha` bucket, so they can take a power-on lease): the ones a VM is placed on.
+   */
   private freshHosts(): Set<string> {
     const within = 3 * this.d.settings.haHeartbeatIntervalMs;
-    const fresh = new Set(this.d.board.reachable(within));
+    const heard = this.d.board.reachable(within);
     const me = this.d.board.get(this.d.me);
-    if (me !== undefined && performance.now() - me.atMs < within) fresh.add(this.d.me);
-    return fresh;
+    if (me !== undefined && performance.now() - me.atMs < within) heard.push(this.d.me);
+    return new Set(heard.filter((h) => this.reachesStorage(h)));
+  }
+
+  private reachesStorage(host: string): boolean {
+    return recordFresh(this.d.state.recordSeen.get(host), performance.now(), this.d.settings.recordIntervalMs);
+  }
+
+  /** The agents that may write the `ha` bucket for this master: heard lately, those that reach it first. */
+  private helpers(): string[] {
+    const heard = this.d.board.reachable(this.d.settings.hostDeadTimeoutMs);
+    return [...heard.filter((h) => this.reachesStorage(h)), ...heard.filter((h) => !this.reachesStorage(h))];
   }
 
   private vmViews(cfg: ConfigView): VmView[] {
@@ -324,17 +338,33 @@ export class Master {
 
   /** Stores a snapshot (or deletes the record once the restart is over) by compare-and-set on this master's copy. */
   private async store(vm: bigint, snapshot: RestartSnapshot | undefined): Promise<void> {
-    const key = keys.restartRecord(vm);
     const mine = this.restarts.get(vm);
     const over = snapshot === undefined || stepOf(snapshot) === undefined;
     if (over) {
-      if (mine !== undefined) await this.d.buckets.restarts.delete(key, mine.revision);
+      if (mine !== undefined) await this.writeRestart(vm, undefined, mine.revision);
       this.restarts.delete(vm);
       return;
     }
     const record: RestartRecord = { ...recordOf(snapshot), haEpoch: this.d.epoch };
-    const revision = mine === undefined ? await this.d.buckets.restarts.create(key, record) : await this.d.buckets.restarts.update(key, record, mine.revision);
-    this.restarts.set(vm, { snapshot, revision });
+    this.restarts.set(vm, { snapshot, revision: await this.writeRestart(vm, record, mine?.revision ?? 0) });
+  }
+
+  /**
+   * Writes `restart.<vm>` (without a record, deletes it) by compare-and-set on `revision`
+   * (0: create); through another host's agent when this host cannot reach the bucket.
+   */
+  private async writeRestart(vm: bigint, record: RestartRecord | undefined, revision: number): Promise<number> {
+    const key = keys.restartRecord(vm);
+    const bucket = this.d.buckets.restarts;
+    try {
+      if (record === undefined) return await bucket.delete(key, revision).then(() => 0);
+      return revision === 0 ? await bucket.create(key, record) : await bucket.update(key, record, revision);
+    } catch (err) {
+      if (!isStrataError(err, ErrorCode.UNAVAILABLE)) throw err;
+      const request = { vm, ...(record === undefined ? {} : { record }), revision, haEpoch: this.d.epoch };
+      const ask = async (host: string): Promise<number> => (await this.d.link.request(host, HaAgentOp.setRestart, request, haSetReply, { timeoutMs: 5_000 })).revision;
+      return throughAgents({ helpers: this.helpers().slice(0, 3), what: `the restart record of vm ${vm}`, cause: err, ask, log: this.d.log });
+    }
   }
 
   private async setProtection(vm: bigint, p: Pick<VmProtection, 'power' | 'protected' | 'host' | 'reason'>): Promise<void> {

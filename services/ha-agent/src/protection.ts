@@ -2,10 +2,11 @@
 // from a watched copy of `vm.>`, many VMs at once. SET is a compare-and-set on the
 // revision of that copy; when the writer cannot reach the bucket (UNAVAILABLE), the
 // SET goes to the agents of other hosts, one after another, and the first that can
-// write it does, for the master.
-import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+// write it does, for the master (delegate.ts).
+import { ErrorCode, isStrataError } from '@strata/errors';
 import type { Entry, TypedBucket, WatchCache } from '@strata/kv';
 import { keys, type VmProtection, type vmProtection } from '@strata/proto';
+import { throughAgents } from './delegate';
 
 /** Asks the agent of `host` to SET for us; resolves with the new revision. */
 export type SetThroughAgent = (host: string, vm: bigint, value: VmProtection, revision: number) => Promise<number>;
@@ -70,26 +71,13 @@ export class ProtectionStore {
           continue;
         }
         if (isStrataError(err, ErrorCode.UNAVAILABLE)) {
-          const written = await this.setThroughHelpers(vm, value, revision, err);
+          const helpers = this.o.helpers().slice(0, this.o.helpersMax ?? 3);
+          const written = await throughAgents({ helpers, what: `the protection state of vm ${vm}`, cause: err, ask: (host) => this.o.setThrough(host, vm, value, revision), log: this.o.log });
           this.written.set(key, { key, value, revision: written });
           return written;
         }
         throw err;
       }
     }
-  }
-
-  private async setThroughHelpers(vm: bigint, value: VmProtection, revision: number, cause: StrataError): Promise<number> {
-    const helpers = this.o.helpers().slice(0, this.o.helpersMax ?? 3);
-    let last: unknown = cause;
-    for (const host of helpers) {
-      try {
-        return await this.o.setThrough(host, vm, value, revision);
-      } catch (err) {
-        this.o.log?.warn({ err, host, vm: String(vm) }, 'an agent could not SET protection state for the master');
-        last = err;
-      }
-    }
-    throw new StrataError(ErrorCode.UNAVAILABLE, `cannot SET the protection state of vm ${vm}: the ha bucket is unreachable here${helpers.length === 0 ? ' and no other host is alive' : ` and from ${helpers.join(', ')}`}`, { cause: last });
   }
 }

@@ -56,7 +56,7 @@ export const agentSettings = z
     qemuBinary: z.string().min(1).default('qemu-system-x86_64'),
     /** The guest of qemu VMs: the directory infra/scripts/build-guest.sh prints. */
     guestDir: z.string().min(1).optional(),
-    /** For tests: a file of injected HA network faults (ha-link.ts). */
+    /** For tests: a file of injected faults of the HA network and of storage (ha-link.ts). */
     haFaultsFile: z.string().min(1).optional(),
   })
   .strict()

@@ -1,5 +1,5 @@
 // The master's judgment of hosts, and an agent's judgment of its own isolation.
-import { hostState, isIsolated } from '../src/host-view';
+import { hostState, isIsolated, recordFresh } from '../src/host-view';
 
 describe('hostState', () => {
   const dead = 3_000;
@@ -34,5 +34,14 @@ describe('isIsolated', () => {
     expect(isIsolated({ ...base, lastHeardOtherMs: undefined, lastStorageOkMs: undefined, nowMs: 2_000 })).toBe(true);
     expect(isIsolated({ ...base, lastHeardOtherMs: undefined, lastStorageOkMs: undefined, nowMs: 1_999 })).toBe(false);
     expect(isIsolated({ ...base, otherHosts: 0, lastHeardOtherMs: undefined, lastStorageOkMs: undefined, nowMs: 60_000 })).toBe(false);
+  });
+});
+
+describe('recordFresh', () => {
+  const record = { incarnation: 1, seq: 4, sinceMs: 10_000, isolated: false };
+  test('a host reaches storage while its record changed within three record intervals', () => {
+    expect(recordFresh(record, 12_999, 1_000)).toBe(true);
+    expect(recordFresh(record, 13_000, 1_000)).toBe(false);
+    expect(recordFresh(undefined, 0, 1_000)).toBe(false);
   });
 });

@@ -76,5 +76,5 @@ test('no helper can either: UNAVAILABLE that names them', async () => {
   const p = new ProtectionStore({ bucket: w.bucket as never, cache: w.cache as never, helpers: () => ['n2'], setThrough: async () => {
     throw new StrataError(ErrorCode.TIMEOUT, 'no reply');
   } });
-  await expect(p.set(1n, value('x'))).rejects.toThrow('cannot SET the protection state of vm 1: the ha bucket is unreachable here and from n2');
+  await expect(p.set(1n, value('x'))).rejects.toThrow('cannot write the protection state of vm 1: the ha bucket is unreachable here and from n2');
 });
