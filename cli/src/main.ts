@@ -10,8 +10,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { connectBus } from '@strata/bus';
 import { StrataError } from '@strata/errors';
 import { ConfigClient } from '@strata/config-client';
-import { Priority, Tier, containerSpec, diskSpec, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type QosSpec } from '@strata/proto';
+import type { Bus } from '@strata/bus';
+import { Priority, Tier, containerSpec, diskSpec, hostSpec, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type QosSpec } from '@strata/proto';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
+import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
@@ -215,7 +217,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
    * config client and the same NATS connection (for commands that also read buckets
    * and streams). Every failure to get an answer names the URL.
    */
-  const withCluster = async <T>(fn: (client: ConfigClient, nc: NatsConnection) => Promise<T>): Promise<T> => {
+  const withCluster = async <T>(fn: (client: ConfigClient, nc: NatsConnection, bus: Bus) => Promise<T>): Promise<T> => {
     const stratDir = ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR;
     const where = findCluster({ natsUrl: ctx.env.NATS_URL, dir: globals().dir ?? stratDir, cwd: ctx.cwd, checkout: ctx.checkout });
     const bus = await connectBus({ name: 'strata-cli', servers: where.url }).catch((err: unknown) => {
@@ -224,7 +226,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     const client = new ConfigClient(bus, undefined, true);
     try {
       await checkStrataCluster(bus.nc, where.url);
-      return await fn(client, bus.nc);
+      return await fn(client, bus.nc, bus);
     } catch (err) {
       throw withUrl(err, where.url);
     } finally {
@@ -256,7 +258,9 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .option('--nats-port <port>', 'port of the (first) embedded nats-server', '14222')
     .option('--config-replicas <n>', 'config service replicas (one leads)', '3')
     .option('--disk-capacity <size>', "capacity of each node's disk", '64G')
-    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string }) => {
+    .option('--host-cpus <n>', 'CPUs each node offers to VMs as a host', '4')
+    .option('--host-memory <size>', 'memory each node offers to VMs as a host', '4G')
+    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string }) => {
       const options = {
         dir: globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR,
         nodes: parseCount(o.nodes, '--nodes'),
@@ -266,6 +270,8 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         natsPort: parseCount(o.natsPort, '--nats-port', 1),
         configReplicas: parseCount(o.configReplicas, '--config-replicas', 1),
         diskCapacityBytes: checkValue(diskSpec.shape.capacityBytes, parseSize(o.diskCapacity, '--disk-capacity'), '--disk-capacity', o.diskCapacity),
+        hostCpuCount: checkValue(hostSpec.shape.cpuCount, parseCount(o.hostCpus, '--host-cpus', 1), '--host-cpus', o.hostCpus),
+        hostMemoryBytes: checkValue(hostSpec.shape.memoryBytes, parseSize(o.hostMemory, '--host-memory'), '--host-memory', o.hostMemory),
       };
       await up(options, print);
     });
@@ -519,6 +525,8 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .command('rm <name>')
     .description('delete a vDisk')
     .action((name: string) => withClient(async (client) => print(`vdisk ${(await client.delete('vdisk', name)).name} deleted`)));
+
+  registerHaCommands(program, { withCluster, print, printJson, json: () => globals().json, warn: (text) => ctx.err(text) });
 
   // Which command a usage error from an action is about.
   let running: Command = program;

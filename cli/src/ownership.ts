@@ -74,7 +74,11 @@ export function ownerJson(vdisk: string, id: bigint, state: OwnerState): Record<
 export interface EventFilter {
   /** Only events about this vDisk (kind `vdisk`, this id). */
   vdisk?: bigint;
+  /** Only events about this VM (kind `vm`, this id). */
+  vm?: bigint;
   type?: EventType;
+  /** Only events whose type starts with this (`ha.`). */
+  typePrefix?: string;
 }
 
 export interface ReadEventsOptions {
@@ -104,6 +108,8 @@ export const eventTypes: readonly EventType[] = Object.values(EventType);
 export function matches(e: ClusterEvent, filter: EventFilter): boolean {
   if (filter.type !== undefined && e.type !== filter.type) return false;
   if (filter.vdisk !== undefined && !(e.kind === 'vdisk' && e.id === filter.vdisk)) return false;
+  if (filter.vm !== undefined && !(e.kind === 'vm' && e.id === filter.vm)) return false;
+  if (filter.typePrefix !== undefined && !e.type.startsWith(filter.typePrefix)) return false;
   return true;
 }
 

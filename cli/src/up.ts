@@ -2,7 +2,8 @@
 // (child processes with JetStream, their stores under the data directory) unless
 // NATS_URL names an existing cluster, then the config replicas, waits for a config
 // leader, starts each node's actors (one node-host process per node, or with
-// --separate one process per actor), prints `ready`, and runs until Ctrl-C or SIGTERM,
+// --separate one process per actor) and its HA agent (every node is also a host),
+// prints `ready`, and runs until Ctrl-C or SIGTERM,
 // which stops every child it started. Every child is supervised, the nats-servers
 // too: one that dies is started again on the same ports and store, and the actors
 // reconnect by themselves (to another server of three meanwhile).
@@ -29,6 +30,9 @@ export interface UpOptions {
   nbdPort: number;
   /** Capacity of each node's disk. */
   diskCapacityBytes: number;
+  /** Every node is also a host with this capacity for VMs. */
+  hostCpuCount: number;
+  hostMemoryBytes: number;
 }
 
 /** The actors every node runs, in start order (node-host's own list, services/node-host/src/host.ts). */
@@ -97,20 +101,24 @@ export const NODE_ACTOR_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
  * node-host's names the actors it hosts, so `ps` shows who is who and `pgrep -f
  * vdisk-controller` finds the process that runs a node's controller in either layout.
  */
-export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'layout'>, natsUrl: string): ChildSpec[] {
+export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'layout' | 'dir'>, natsUrl: string): ChildSpec[] {
   const node = `n${k}`;
   const shard = `md-${k}`;
   const nbdPort = String(options.nbdPort + k - 1);
   const env = { NATS_URL: preferServer(natsUrl, k - 1) };
+  // Every node is also a host of the same name: its HA agent runs the host's VMs, whose
+  // disks the node's gateway serves. It is a process of its own in both layouts.
+  const haAgent: ChildSpec = { name: `${node}-ha-agent`, command: process.execPath, args: [actorScript('ha-agent'), '--host', node, '--nbd-port', nbdPort, '--run-dir', join(resolve(options.dir), 'ha', node)], env };
   if ((options.layout ?? Layout.colocated) === Layout.colocated) {
     const args = [...NODE_ACTOR_FLAGS, actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort, '--actors', NODE_ACTORS.join(',')];
-    return [{ name: `${node}-node-host`, command: process.execPath, args, env }];
+    return [{ name: `${node}-node-host`, command: process.execPath, args, env }, haAgent];
   }
-  return NODE_ACTORS.map((actor) => {
+  const actors = NODE_ACTORS.map((actor) => {
     const args = [...NODE_ACTOR_FLAGS, actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
     if (actor === 'gateway') args.push('--nbd-port', nbdPort);
     return { name: `${node}-${actor}`, command: process.execPath, args, env };
   });
+  return [...actors, haAgent];
 }
 
 function isAlive(pid: number): boolean {
@@ -122,10 +130,11 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Registers nodes n1..nN, each with one disk under the data directory, when missing. */
+/** Registers nodes n1..nN, each with one disk under the data directory and a host of the same name, when missing. */
 async function registerNodes(client: ConfigClient, dir: string, options: UpOptions): Promise<void> {
   const nodes = new Set((await client.list('node')).map((n) => n.name));
   const disks = new Set((await client.list('disk')).map((d) => d.name));
+  const hosts = new Set((await client.list('host')).map((h) => h.name));
   for (let k = 1; k <= options.nodes; k++) {
     const name = `n${k}`;
     if (!nodes.has(name)) await client.create({ kind: 'node', name, spec: { address: '127.0.0.1' } });
@@ -135,6 +144,10 @@ async function registerNodes(client: ConfigClient, dir: string, options: UpOptio
       const path = join(dir, 'disks', diskName);
       mkdirSync(path, { recursive: true });
       await client.create({ kind: 'disk', name: diskName, spec: { node: node.id, path, tier: 'ssd', capacityBytes: options.diskCapacityBytes } });
+    }
+    if (!hosts.has(name)) {
+      const node = await client.get({ kind: 'node', name });
+      await client.create({ kind: 'host', name, spec: { node: node.id, cpuCount: options.hostCpuCount, memoryBytes: options.hostMemoryBytes } });
     }
   }
 }
@@ -292,7 +305,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   if (exportsLine.length > 0) say(`try: qemu-io -f raw ${exportsLine[0]} -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k'`);
   say(`NATS_URL=${url}`);
   say(`data and logs: ${dir}`);
-  say('try: ./strata status; ./strata node ls; ./strata vdisk ls   (Ctrl-C stops the cluster)');
+  say('try: ./strata status; ./strata node ls; ./strata vdisk ls; ./strata host ls   (Ctrl-C stops the cluster)');
   // Keep running until a signal arrives.
   await new Promise<never>(() => undefined);
 }

@@ -1,7 +1,7 @@
 // What `strata up` starts for each node: by default a single node-host whose command
 // line names the node and the actors it hosts, or with --separate one supervised
-// process per actor in start order, each naming its node; and the line that says
-// which layout runs and why.
+// process per actor in start order, each naming its node; then the node's HA agent
+// (every node is also a host); and the line that says which layout runs and why.
 import { basename, dirname } from 'node:path';
 import { Layout, NODE_ACTOR_FLAGS, layoutLine, nodeChildren, preferServer } from '../src/up';
 
@@ -12,10 +12,12 @@ const script = (args: string[]): string[] => {
   return [`${basename(dirname(dirname(path)))}/${basename(path)}`, ...args.slice(NODE_ACTOR_FLAGS.length + 1)];
 };
 
-test('by default one node-host process per node, naming the node, the shard, the NBD port and every actor it hosts', () => {
-  const children = nodeChildren(3, { nbdPort: 10809 }, 'nats://127.0.0.1:1');
-  expect(children).toHaveLength(1);
-  expect(children[0]!.name).toBe('n3-node-host');
+/** The HA agent's command line: its script, then its flags. */
+const agent = (args: string[]): string[] => [`${basename(dirname(dirname(args[0]!)))}/${basename(args[0]!)}`, ...args.slice(1)];
+
+test('by default one node-host process per node, naming the node, the shard, the NBD port and every actor it hosts, and the HA agent beside it', () => {
+  const children = nodeChildren(3, { nbdPort: 10809, dir: '/data' }, 'nats://127.0.0.1:1');
+  expect(children.map((c) => c.name)).toEqual(['n3-node-host', 'n3-ha-agent']);
   expect(script(children[0]!.args)).toEqual([
     'node-host/main.js',
     '--node',
@@ -27,12 +29,15 @@ test('by default one node-host process per node, naming the node, the shard, the
     '--actors',
     'metadata-shard,extent-store,vdisk-controller,admission,io-director,gateway',
   ]);
-  expect(nodeChildren(3, { nbdPort: 10809, layout: Layout.colocated }, 'nats://127.0.0.1:1')).toEqual(children);
+  expect(agent(children[1]!.args)).toEqual(['ha-agent/main.js', '--host', 'n3', '--nbd-port', '10811', '--run-dir', '/data/ha/n3']);
+  expect(nodeChildren(3, { nbdPort: 10809, layout: Layout.colocated, dir: '/data' }, 'nats://127.0.0.1:1')).toEqual(children);
 });
 
-test('--separate: one process per actor, in start order, each naming its node', () => {
-  const children = nodeChildren(2, { nbdPort: 10809, layout: Layout.separate }, 'nats://127.0.0.1:1');
-  expect(children.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway']);
+test('--separate: one process per actor, in start order, each naming its node, then the HA agent of the host', () => {
+  const all = nodeChildren(2, { nbdPort: 10809, layout: Layout.separate, dir: '/data' }, 'nats://127.0.0.1:1');
+  const children = all.slice(0, -1);
+  expect(all.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway', 'n2-ha-agent']);
+  expect(agent(all.at(-1)!.args)).toEqual(['ha-agent/main.js', '--host', 'n2', '--nbd-port', '10810', '--run-dir', '/data/ha/n2']);
   expect(children.map((c) => script(c.args))).toEqual([
     ['metadata-shard/main.js', '--shard', 'md-2'],
     ['extent-store/main.js', '--node', 'n2'],
@@ -41,7 +46,7 @@ test('--separate: one process per actor, in start order, each naming its node', 
     ['io-director/main.js', '--node', 'n2'],
     ['gateway/main.js', '--node', 'n2', '--nbd-port', '10810'],
   ]);
-  expect(children.every((c) => c.env?.NATS_URL === 'nats://127.0.0.1:1' && c.command === process.execPath)).toBe(true);
+  expect(all.every((c) => c.env?.NATS_URL === 'nats://127.0.0.1:1' && c.command === process.execPath)).toBe(true);
 });
 
 test('the start line says which layout runs and why', () => {
@@ -51,7 +56,7 @@ test('the start line says which layout runs and why', () => {
 
 test("each node's actors prefer their own server of a NATS cluster, and the nodes spread over the servers", () => {
   const url = 'nats://127.0.0.1:1,nats://127.0.0.1:2,nats://127.0.0.1:3';
-  const first = (k: number, layout: Layout): string | undefined => nodeChildren(k, { nbdPort: 10809, layout }, url)[0]!.env?.NATS_URL?.split(',')[0];
+  const first = (k: number, layout: Layout): string | undefined => nodeChildren(k, { nbdPort: 10809, layout, dir: '/data' }, url)[0]!.env?.NATS_URL?.split(',')[0];
   for (const layout of [Layout.colocated, Layout.separate]) {
     expect([1, 2, 3, 4].map((k) => first(k, layout))).toEqual(['nats://127.0.0.1:1', 'nats://127.0.0.1:2', 'nats://127.0.0.1:3', 'nats://127.0.0.1:1']);
   }

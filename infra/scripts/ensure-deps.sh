@@ -2,7 +2,7 @@
 # Installs what Strata needs to build, run and test, when it is missing: the npm
 # packages (npm ci), a current nats-server (the pinned release, built with
 # `go install` into a cache directory), and, from Debian's packages, the NBD clients
-# (qemu-utils, libnbd-bin, fio, nbdkit). Safe to run again: it only installs what is
+# (qemu-utils, libnbd-bin, fio, nbdkit), and the QEMU guest of the HA tests. Safe to run again: it only installs what is
 # absent. Used by the README's commands and by CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +26,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+# The QEMU guest of the HA tests' qemu VMs (and qemu-system-x86 itself): built once
+# from Debian's kernel and busybox packages into ~/.cache/strata/guest.
+bash infra/scripts/build-guest.sh >/dev/null
 
 # npm ci when node_modules is missing or older than the lock file. The lock file
 # lists every platform's optional packages (@swc/core-*, resolver bindings), so

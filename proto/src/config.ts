@@ -25,6 +25,14 @@ const tier = z.enum(Tier);
 export const Priority = { high: 'high', normal: 'normal', low: 'low' } as const;
 export type Priority = (typeof Priority)[keyof typeof Priority];
 
+/** How a VM is run on its host: a workload process, or a QEMU guest. */
+export const VmDriver = { process: 'process', qemu: 'qemu' } as const;
+export type VmDriver = (typeof VmDriver)[keyof typeof VmDriver];
+
+/** The order in which HA restarts VMs after a failure: high first, then medium, then low. */
+export const RestartPriority = { high: 'high', medium: 'medium', low: 'low' } as const;
+export type RestartPriority = (typeof RestartPriority)[keyof typeof RestartPriority];
+
 /** When a data transformation is applied: never, as data is written, or later by the curator. */
 export const Transform = { off: 'off', inline: 'inline', postProcess: 'post-process' } as const;
 export type Transform = (typeof Transform)[keyof typeof Transform];
@@ -130,13 +138,17 @@ export const vdiskSpec = z.strictObject({
 });
 
 export const vmSpec = z.strictObject({
-  /** The host the VM runs on (or last ran on). */
+  /** The host the VM is placed on: `strata vm start` powers it on there. Where it runs now is HA's state (`ha` bucket). */
   host: u64,
   cpuCount: positive,
   memoryBytes: positive,
   vdisks: z.array(u64).max(64).default([]),
   /** Restart the VM elsewhere when its host fails. */
   haProtected: z.boolean().default(true),
+  /** How the host runs it. */
+  driver: z.enum(VmDriver).default('process'),
+  /** After a failure, VMs are restarted in priority order. */
+  restartPriority: z.enum(RestartPriority).default('medium'),
 });
 
 export const specs = {

@@ -12,6 +12,32 @@ export const EventType = {
   nodeRestarted: 'node.restarted',
   leaderElected: 'leader.elected',
   ownerChanged: 'owner.changed',
+  /** An HA agent became the HA master. */
+  haMasterElected: 'ha.master.elected',
+  /** The HA master declared a host failed: no heartbeats and no host record renewals. */
+  haHostFailed: 'ha.host.failed',
+  /** An agent found its host isolated and applied the isolation response. */
+  haHostIsolated: 'ha.host.isolated',
+  /** The operator powered a VM on (`strata vm start`). */
+  haVmStarted: 'ha.vm.started',
+  /** The operator powered a VM off (`strata vm stop`). */
+  haVmStopped: 'ha.vm.stopped',
+  /** A protected VM stopped running unasked and went on the restart list. */
+  haVmListed: 'ha.vm.listed',
+  /** A VM on the restart list waits: on the wait list (vDisks not accessible), or for capacity. */
+  haVmWaiting: 'ha.vm.waiting',
+  /** A VM was restarted on a host. */
+  haVmRestarted: 'ha.vm.restarted',
+  /** A restart attempt failed; it is tried again. */
+  haVmRestartFailed: 'ha.vm.restart-failed',
+  /** HA gave up restarting a VM after its last attempt. */
+  haVmGaveUp: 'ha.vm.gave-up',
+  /** A VM stopped running and is not restarted (not HA-protected). */
+  haVmNotRestarted: 'ha.vm.not-restarted',
+  /** A host's agent powered a VM off by itself: isolation, a lease it could not renew, the VM's process exited. */
+  haVmPoweredOff: 'ha.vm.powered-off',
+  /** An agent wrote a VM's protection state or restart record for the master, which could not reach the `ha` bucket. */
+  haVmSetForMaster: 'ha.vm.set-for-master',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -19,7 +45,7 @@ export const clusterEvent = z.strictObject({
   type: z.enum(EventType),
   /** Wall-clock time, ms since the epoch. */
   atMs: uint,
-  /** The config leader epoch under which the event happened. */
+  /** The config leader epoch under which the event happened; 0 for events the config leader does not publish (relinquish, ha.*). */
   epoch: uint,
   /** The object concerned, when there is one. */
   kind: z.string().optional(),
@@ -31,7 +57,11 @@ export const clusterEvent = z.strictObject({
   owner: z.string().optional(),
   previousOwner: z.string().optional(),
   ownerEpoch: uint.optional(),
-  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`. */
+  /** For ha.* events: the host concerned, the HA master's epoch, the VM's power-on lease epoch. */
+  host: z.string().optional(),
+  haEpoch: uint.optional(),
+  powerOnEpoch: uint.optional(),
+  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`, `ha-master`, `ha-agent`. */
   cause: z.string(),
   /** One line for people: `node n2 declared dead after 6012 ms of silence`. */
   message: z.string(),

@@ -1,5 +1,6 @@
 // Names of subjects, buckets and streams. Subjects are built by these functions
 // only, never spelled out in services, so the protocol has one source.
+import type { HaAgentOp, HaMasterOp } from './ha';
 
 /** Operations of the configuration interface (proto/config.cddl). */
 export const CfgOp = {
@@ -33,6 +34,14 @@ export const subjects = {
   md: (partition: number, op: string): string => `strata.md.${partition}.${op}`,
   /** A vDisk's oplog: `oplog.12345`. */
   oplog: (vdisk: bigint): string => `oplog.${vdisk}`,
+  /** An HA agent's heartbeat, published every heartbeat interval: `strata.ha.hb.n1`. */
+  haHeartbeat: (host: string): string => `strata.ha.hb.${host}`,
+  /** Every HA agent's heartbeat, for the agents' subscriptions. */
+  haHeartbeatAll: 'strata.ha.hb.*',
+  /** Requests to a host's HA agent: `strata.ha.agent.n1.power-on`. */
+  haAgent: (host: string, op: HaAgentOp): string => `strata.ha.agent.${host}.${op}`,
+  /** Requests to the HA master: `strata.ha.master.status`. */
+  haMaster: (op: HaMasterOp): string => `strata.ha.master.${op}`,
 } as const;
 
 /** Categories of cluster events. */
@@ -45,6 +54,8 @@ export const EventCategory = {
   leader: 'leader',
   /** vDisk ownership moves: failover, relinquish. */
   owner: 'owner',
+  /** HA decisions: masters elected, hosts failed or isolated, VMs started, stopped, restarted or not. */
+  ha: 'ha',
 } as const;
 export type EventCategory = (typeof EventCategory)[keyof typeof EventCategory];
 
@@ -95,4 +106,22 @@ export const keys = {
   vdiskRow: (vdisk: bigint, row: number): string => `${vdisk}.${row}`,
   /** An extent group in `md-egroup`: `67890`. */
   egroup: (egroup: bigint): string => `${egroup}`,
+  /** The HA master's lease in `own`. */
+  haMasterLease: 'role.ha',
+  /** A VM's protection state in `ha`: `vm.12360`. */
+  vmProtection: (vm: bigint): string => `vm.${vm}`,
+  /** Every VM's protection state in `ha`, as a watch filter. */
+  vmProtectionAll: 'vm.>',
+  /** A host's record in `ha`: `host.n1`. */
+  hostRecord: (host: string): string => `host.${host}`,
+  /** Every host record in `ha`, as a watch filter. */
+  hostRecordAll: 'host.>',
+  /** A VM's power-on lease in `ha`: `poweron.12360`. */
+  powerOnLease: (vm: bigint): string => `poweron.${vm}`,
+  /** Every power-on lease in `ha`, as a watch filter. */
+  powerOnLeaseAll: 'poweron.>',
+  /** A VM's restart record in `ha` (on the restart or wait list): `restart.12360`. */
+  restartRecord: (vm: bigint): string => `restart.${vm}`,
+  /** Every restart record in `ha`, as a watch filter. */
+  restartRecordAll: 'restart.>',
 } as const;

@@ -102,6 +102,35 @@ import {
   keys,
   streams,
   VdcOp,
+  VmDriver,
+  RestartPriority,
+  VmPower,
+  HaService,
+  RestartStep,
+  HaAgentOp,
+  HaMasterOp,
+  HostState,
+  VmState,
+  vmProtection,
+  hostedVm,
+  hostRecord,
+  restartRecord,
+  haHeartbeat,
+  haPowerOnRequest,
+  haPowerOnReply,
+  haPowerOffRequest,
+  haPowerOffReply,
+  haSetRequest,
+  haSetRestartRequest,
+  haSetReply,
+  haStartRequest,
+  haStartReply,
+  haStopRequest,
+  haStopReply,
+  haStatusRequest,
+  haHostStatus,
+  haVmStatus,
+  haStatusReply,
   type Kind,
 } from '@strata/proto';
 import { CddlSchema, parseCddlFiles, type Entry, type Group, type Type } from './cddl-check';
@@ -201,6 +230,27 @@ const PAIRS: readonly Pair[] = [
   { rule: 'md-put-reply', schema: mdPutReply },
   { rule: 'md-delete-request', schema: mdDeleteRequest },
   { rule: 'md-delete-reply', schema: mdDeleteReply },
+  // ha.cddl
+  { rule: 'vm-protection', schema: vmProtection },
+  { rule: 'hosted-vm', schema: hostedVm },
+  { rule: 'host-record', schema: hostRecord },
+  { rule: 'restart-record', schema: restartRecord },
+  { rule: 'ha-heartbeat', schema: haHeartbeat },
+  { rule: 'ha-power-on-request', schema: haPowerOnRequest },
+  { rule: 'ha-power-on-reply', schema: haPowerOnReply },
+  { rule: 'ha-power-off-request', schema: haPowerOffRequest },
+  { rule: 'ha-power-off-reply', schema: haPowerOffReply },
+  { rule: 'ha-set-request', schema: haSetRequest },
+  { rule: 'ha-set-restart-request', schema: haSetRestartRequest },
+  { rule: 'ha-set-reply', schema: haSetReply },
+  { rule: 'ha-start-request', schema: haStartRequest },
+  { rule: 'ha-start-reply', schema: haStartReply, note: 'the same schema as ha-power-on-reply' },
+  { rule: 'ha-stop-request', schema: haStopRequest },
+  { rule: 'ha-stop-reply', schema: haStopReply },
+  { rule: 'ha-status-request', schema: haStatusRequest },
+  { rule: 'ha-host-status', schema: haHostStatus },
+  { rule: 'ha-vm-status', schema: haVmStatus },
+  { rule: 'ha-status-reply', schema: haStatusReply },
 ];
 
 /** Closed value sets: each CDDL rule of text literals and the `as const` object it mirrors. */
@@ -214,6 +264,13 @@ const ENUMS: readonly { rule: string; values: readonly string[] }[] = [
   { rule: 'error-code', values: errorCodes },
   { rule: 'md-map', values: Object.values(MdMap) },
   { rule: 'takeover-step', values: Object.values(TakeoverStep) },
+  { rule: 'vm-driver', values: Object.values(VmDriver) },
+  { rule: 'restart-priority', values: Object.values(RestartPriority) },
+  { rule: 'vm-power', values: Object.values(VmPower) },
+  { rule: 'ha-service', values: Object.values(HaService) },
+  { rule: 'restart-step', values: Object.values(RestartStep) },
+  { rule: 'host-state', values: Object.values(HostState) },
+  { rule: 'vm-state', values: Object.values(VmState) },
 ];
 
 /** Rules with no schema of their own in TypeScript, checked through the rules that use them. */
@@ -460,10 +517,28 @@ const OPERATION_SETS: Record<string, { ops: Record<string, string>; rows: (op: s
   VdcOp: { ops: VdcOp, rows: (op) => [`| \`${subjects.controller('<node>', op)}\` | \`vdc-${op}-request\``] },
   EstoreOp: { ops: EstoreOp, rows: (op) => [`| \`${subjects.estore('<node>', op)}\` | \`eg-${op}-request\``] },
   MdOp: { ops: MdOp, rows: (op) => [`| \`${build(subjects.md, '<partition>', op)}\` | \`md-${op}-request\``] },
+  HaAgentOp: { ops: HaAgentOp, rows: (op) => [`| \`${build(subjects.haAgent, '<host>', op)}\` | \`ha-${op}-request\``] },
+  HaMasterOp: { ops: HaMasterOp, rows: (op) => [`| \`${build(subjects.haMaster, op)}\` | \`ha-${op}-request\``] },
 };
 
 /** Closed value sets, each checked against its CDDL rule by ENUMS above. */
-const VALUE_SETS: Record<string, string> = { Kind: 'kind', Tier: 'tier', Priority: 'priority', Transform: 'transform', Liveness: 'liveness', EventType: 'event-type', MdMap: 'md-map', TakeoverStep: 'takeover-step' };
+const VALUE_SETS: Record<string, string> = {
+  Kind: 'kind',
+  Tier: 'tier',
+  Priority: 'priority',
+  Transform: 'transform',
+  Liveness: 'liveness',
+  EventType: 'event-type',
+  MdMap: 'md-map',
+  TakeoverStep: 'takeover-step',
+  VmDriver: 'vm-driver',
+  RestartPriority: 'restart-priority',
+  VmPower: 'vm-power',
+  HaService: 'ha-service',
+  RestartStep: 'restart-step',
+  HostState: 'host-state',
+  VmState: 'vm-state',
+};
 /** The names checked against this document below, and tables of schemas keyed by a set above. */
 const NAME_TABLES = ['subjects', 'buckets', 'streams', 'keys', 'EventCategory'];
 const SCHEMA_TABLES: Record<string, { table: object; keyedBy: readonly string[] }> = {
@@ -484,6 +559,10 @@ const SUBJECT_FORMS: Record<keyof typeof subjects, string> = {
   estore: subjects.estore('<node>', '<op>'),
   md: build(subjects.md, '<partition>', '<op>'),
   oplog: build(subjects.oplog, '<vdisk>'),
+  haHeartbeat: build(subjects.haHeartbeat, '<host>'),
+  haHeartbeatAll: subjects.haHeartbeatAll,
+  haAgent: build(subjects.haAgent, '<host>', '<op>'),
+  haMaster: build(subjects.haMaster, '<op>'),
 };
 
 /** The subjects of each stream, as the stream table of section 1 gives them. */
@@ -590,7 +669,7 @@ describe('PROTOCOL.md', () => {
   });
 
   it('names only CDDL rules where it names a message', () => {
-    const suffixes = 'request|reply|entry|op|piece|ownership|usage|row|record|marker|event|counter|spec|fence|step|map|value|heartbeat';
+    const suffixes = 'request|reply|entry|op|piece|ownership|usage|row|record|marker|event|counter|spec|fence|step|map|value|heartbeat|protection|status';
     const named = [...text.matchAll(new RegExp(`\`([a-z]+(?:-[a-z0-9]+)*-(?:${suffixes}))\``, 'g'))].map((m) => m[1]!);
     expect(named.length).toBeGreaterThan(40);
     expect([...new Set(named.filter((r) => !schema.rules.has(r)))]).toEqual([]);

@@ -96,6 +96,7 @@ const TiB = 1024 * GiB;
 const T0 = 1735689600000; // 2025-01-01T00:00:00Z
 
 const ids = { node: 12345n, pool: 12346n, container: 12347n, host: 12348n, vdisk: 12349n, vdisk2: 12350n };
+const ha = { vm: 12360n };
 
 const vdiskObject = {
   kind: 'vdisk',
@@ -200,7 +201,8 @@ function config(): VectorFile {
       valid('vdisk-spec', 'the smallest spec: container and size', { container: ids.container, sizeBytes: GiB }),
       valid('vdisk-spec', 'every member set', { container: ids.container, sizeBytes: 100 * GiB, blockSizeBytes: 64 * KiB, shared: true, qos: { priority: 'low', weight: 10 } }),
       valid('vm-spec', 'a VM with two vDisks', { host: ids.host, cpuCount: 2, memoryBytes: 4 * GiB, vdisks: [ids.vdisk, ids.vdisk2], haProtected: false }),
-      valid('vm-spec', 'defaults: no vDisks, HA protected', { host: ids.host, cpuCount: 1, memoryBytes: GiB }),
+      valid('vm-spec', 'defaults: no vDisks, HA protected, a workload process, medium restart priority', { host: ids.host, cpuCount: 1, memoryBytes: GiB }),
+      valid('vm-spec', 'a QEMU guest restarted first', { host: ids.host, cpuCount: 1, memoryBytes: 256 * MiB, vdisks: [ids.vdisk], haProtected: true, driver: 'qemu', restartPriority: 'high' }),
       valid('node-status', 'an alive node', { liveness: 'alive', incarnation: 3, changedAtMs: T0 }),
       valid('cfg-object', 'a vDisk as stored in cfg', vdiskObject),
       valid('cfg-object', 'a node with its status', nodeObject),
@@ -285,10 +287,11 @@ function events(): VectorFile {
       valid('cluster-event', 'a vDisk created by an operator (strata.events.cfg)', { type: 'created', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', cause: 'operator', message: 'vdisk demo created' }),
       valid('cluster-event', 'a node declared dead (strata.events.node)', { type: 'node.dead', atMs: T0, epoch: 7, kind: 'node', id: ids.node, name: 'n2', incarnation: 3, cause: 'failure-detector', message: 'node n2 declared dead after 6012 ms of silence' }),
       valid('cluster-event', 'a vDisk moved by failover (strata.events.owner)', { type: 'owner.changed', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', owner: 'n1', previousOwner: 'n2', ownerEpoch: 4, cause: 'failover', message: 'vdisk demo: n2 -> n1 at epoch 4 (node n2 declared dead)' }),
+      valid('cluster-event', 'a VM restarted by HA (strata.events.ha)', { type: 'ha.vm.restarted', atMs: T0, epoch: 0, kind: 'vm', id: ha.vm, name: 'web', host: 'n2', haEpoch: 5, powerOnEpoch: 4, cause: 'ha-master', message: 'vm web restarted on n2 (power-on lease epoch 4): host n1 failed' }),
       valid('cluster-event', 'a leader elected, no object (strata.events.leader)', { type: 'leader.elected', atMs: T0, epoch: 8, cause: 'election', message: 'config-2 leads the configuration database at epoch 8' }),
     ],
     invalid: [
-      invalid('cluster-event', 'an unknown type', 'type is one of the eight event types', { type: 'node.exploded', atMs: T0, epoch: 7, cause: 'x', message: 'x' }, { path: '$.type' }),
+      invalid('cluster-event', 'an unknown type', 'type is one of the event types', { type: 'node.exploded', atMs: T0, epoch: 7, cause: 'x', message: 'x' }, { path: '$.type' }),
       invalid('cluster-event', 'no cause', 'cause is required', { type: 'created', atMs: T0, epoch: 7, message: 'x' }, { path: '$' }),
       invalid('cluster-event', 'a negative id', 'ids are unsigned', { type: 'deleted', atMs: T0, epoch: 7, id: -5, cause: 'operator', message: 'x' }, { path: '$.id' }),
       invalid('cluster-event', 'an unknown member', 'maps are closed', { type: 'created', atMs: T0, epoch: 7, cause: 'operator', message: 'x', severity: 'info' }, { path: '$.severity' }),
@@ -503,7 +506,74 @@ function ioPath(): VectorFile {
   };
 }
 
+// ---- HA --------------------------------------------------------------------------------
+
+const protection = { power: 'on', protected: true, host: 'n2', service: 'ha-master', setBy: 'n1', haEpoch: 5, reason: 'operator start', atMs: T0 };
+const hostRec = { host: 'n1', incarnation: 2, seq: 41, atMs: T0, cpuCount: 4, memoryBytes: 4 * GiB, vms: [{ vm: ha.vm, powerOnEpoch: 3, pid: 4711 }], isolated: false, intervalMs: 1000 };
+const waiting = {
+  vm: ha.vm,
+  step: 'wait-access',
+  cause: 'host n1 failed: its power-on lease (epoch 3) expired',
+  reason: 'vdisk db: extent group 67890 has no replica on a live node (n1)',
+  priority: 'high',
+  listedAtMs: T0,
+  attempts: 0,
+  excluded: [],
+  haEpoch: 5,
+};
+const hostStatus = { host: 'n1', state: 'alive', cpuCount: 4, memoryBytes: 4 * GiB, cpuUsed: 1, memoryUsedBytes: 256 * MiB, vms: ['web'] };
+const vmStatus = { vm: ha.vm, name: 'web', state: 'running', host: 'n2', protected: true, reason: 'power-on lease epoch 4 held by n2' };
+
+function haFile(): VectorFile {
+  return {
+    about: 'Golden vectors for proto/ha.cddl: the ha bucket (protection state, host records, restart records), agent heartbeats, requests to agents and to the HA master.',
+    cddl: ['common.cddl', 'config.cddl', 'ha.cddl'],
+    valid: [
+      valid('vm-protection', 'powered on by the operator, protected', protection),
+      valid('vm-protection', 'set by an agent for the master', { ...protection, service: 'ha-agent', setBy: 'n3' }),
+      valid('vm-protection', 'powered off', { ...protection, power: 'off', protected: false, reason: 'operator stop' }),
+      valid('hosted-vm', 'a VM at power-on epoch 3', { vm: ha.vm, powerOnEpoch: 3, pid: 4711 }),
+      valid('host-record', 'a host running one VM', hostRec),
+      valid('host-record', 'an isolated host', { ...hostRec, vms: [], isolated: true }),
+      valid('restart-record', 'on the wait list', waiting),
+      valid('restart-record', 'being powered on at n3 after a failure', { ...waiting, step: 'powering-on', reason: 'told n3 to power it on', host: 'n3', attempts: 1, excluded: ['n2'] }),
+      valid('restart-record', 'waiting to retry', { ...waiting, step: 'retry-delay', reason: 'n3: the VM exited at once', attempts: 1, retryAtMs: T0 + 2000, excluded: ['n3'] }),
+      valid('ha-heartbeat', 'the master', { host: 'n1', incarnation: 2, seq: 120, master: true, haEpoch: 5, isolated: false, intervalMs: 500 }),
+      valid('ha-heartbeat', 'a slave that has seen no master yet', { host: 'n2', incarnation: 1, seq: 3, master: false, haEpoch: 0, isolated: false, intervalMs: 500 }),
+      valid('ha-power-on-request', 'a restart onto an expired lease', { vm: ha.vm, haEpoch: 5, leaseRevision: 812, reason: 'restart: host n1 failed' }),
+      valid('ha-power-on-request', 'a first power-on', { vm: ha.vm, haEpoch: 5, leaseRevision: 0, reason: 'operator start' }),
+      valid('ha-power-on-reply', 'running on n2', { host: 'n2', powerOnEpoch: 4, leaseRevision: 813, pid: 4711 }),
+      valid('ha-power-off-request', 'the operator stopped it', { vm: ha.vm, haEpoch: 5, reason: 'operator stop' }),
+      valid('ha-power-off-reply', 'it ran', { wasRunning: true }),
+      valid('ha-set-request', 'a SET for the master', { vm: ha.vm, value: { ...protection, service: 'ha-agent', setBy: 'n3' }, revision: 815 }),
+      valid('ha-set-restart-request', 'a restart record for the master', { vm: ha.vm, record: waiting, revision: 902, haEpoch: 5 }),
+      valid('ha-set-restart-request', 'the restart is over: delete', { vm: ha.vm, revision: 903, haEpoch: 5 }),
+      valid('ha-set-reply', 'the new revision', { revision: 816 }),
+      valid('ha-start-request', 'a VM', { vm: ha.vm }),
+      valid('ha-start-reply', 'running on n2', { host: 'n2', powerOnEpoch: 4, leaseRevision: 813, pid: 4711 }),
+      valid('ha-stop-request', 'a VM', { vm: ha.vm }),
+      valid('ha-stop-reply', 'it was not running', { wasRunning: false }),
+      valid('ha-status-request', 'the only request', {}),
+      valid('ha-host-status', 'a host running one VM', hostStatus),
+      valid('ha-vm-status', 'a running VM', vmStatus),
+      valid('ha-status-reply', 'one host, one VM, one VM waiting', { master: 'n1', haEpoch: 5, hosts: [hostStatus], vms: [vmStatus], restarts: [waiting] }),
+    ],
+    invalid: [
+      invalid('vm-protection', 'power as a bool', 'power is "on" or "off"', { ...protection, power: true }, { path: '$.power' }),
+      invalid('vm-protection', 'an unknown service', 'service is ha-master or ha-agent', { ...protection, service: 'vcenter' }, { path: '$.service' }),
+      invalid('vm-protection', 'no reason', 'reason is required', (({ reason: _r, ...rest }) => rest)(protection), { path: '$' }),
+      invalid('host-record', 'an upper-case host name', 'host names are object names', { ...hostRec, host: 'N1' }, { path: '$.host' }),
+      invalid('host-record', 'a VM id as text', 'ids are integers', { ...hostRec, vms: [{ vm: '12360', powerOnEpoch: 3, pid: 4711 }] }, { path: '$.vms[0].vm' }),
+      invalid('restart-record', 'an unknown step', 'step is one of the restart steps', { ...waiting, step: 'booting' }, { path: '$.step' }),
+      invalid('restart-record', 'priority normal', 'restart priorities are high, medium and low', { ...waiting, priority: 'normal' }, { path: '$.priority' }),
+      invalid('ha-heartbeat', 'no haEpoch', 'haEpoch is required', { host: 'n1', incarnation: 2, seq: 120, master: true, isolated: false, intervalMs: 500 }, { path: '$' }),
+      invalid('ha-power-on-request', 'a negative lease revision', 'revisions are unsigned', { vm: ha.vm, haEpoch: 5, leaseRevision: -1, reason: 'x' }, { path: '$.leaseRevision' }),
+      invalid('ha-status-reply', 'a VM in an unknown state', 'state is one of the VM states', { master: 'n1', haEpoch: 5, hosts: [], vms: [{ ...vmStatus, state: 'paused' }], restarts: [] }, { path: '$.vms[0].state' }),
+    ],
+  };
+}
+
 /** Every vector file, by its name under proto/vectors/. */
 export function buildVectorFiles(): Record<string, VectorFile> {
-  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness(), 'io.json': ioPath() };
+  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness(), 'io.json': ioPath(), 'ha.json': haFile() };
 }

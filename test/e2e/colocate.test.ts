@@ -115,11 +115,10 @@ describe('strata up (default layout): one process per node, in-process dispatch 
     // pgrep -f vdisk-controller finds the processes that host a controller: the node-hosts.
     expect(await pgrepChildren(up!.pid(), 'vdisk-controller')).toEqual(hosts.map((h) => h.pid).sort((a, b) => a - b));
     expect(procs.filter((p) => /services\/(metadata-shard|extent-store|vdisk-controller|admission|io-director|gateway)\//.test(p.args))).toEqual([]);
-    // Besides the node hosts: the embedded nats-server and the one config replica.
-    expect(procs.filter((p) => !p.args.includes('node-host')).map((p) => (p.args.includes('nats-server') ? 'nats-server' : p.args.includes('services/config/') ? 'config' : p.args))).toEqual(
-      expect.arrayContaining(['nats-server', 'config']),
-    );
-    expect(procs).toHaveLength(4);
+    // Besides the node hosts: the embedded nats-server, the one config replica, and the
+    // HA agent of each node's host (a host's agent, not one of the node's actors).
+    const others = procs.filter((p) => !p.args.includes('node-host')).map((p) => (p.args.includes('nats-server') ? 'nats-server' : p.args.includes('services/config/') ? 'config' : (p.args.match(/services\/ha-agent\/.* --host (n\d+)/)?.[1] ?? p.args)));
+    expect(others.sort()).toEqual(['config', 'n1', 'n2', 'nats-server']);
     // Each node's six actors started in its one process.
     for (const node of ['n1', 'n2']) {
       const log = logTail(dir, node);

@@ -41,6 +41,8 @@ export interface UpClusterOptions {
    * pause one actor alone.
    */
   layout?: 'colocated' | 'separate';
+  /** More arguments for `strata up` (`--host-cpus 1`). */
+  upArgs?: string[];
 }
 
 /** The clusters one test file started, stopped together. */
@@ -67,7 +69,7 @@ export class UpClusters {
       'cli/dist/main.js',
       [
         ...['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1)],
-        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : [])],
+        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : []), ...(options.upArgs ?? [])],
       ],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );

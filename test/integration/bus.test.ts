@@ -144,6 +144,30 @@ describe.each(topologies)('bus against %s nats', (kind) => {
       await svc.stop();
     }
   });
+  it('calls beforeAttempt before every attempt, and ends the request with what it throws', async () => {
+    const subject = uniqueName('test.guarded');
+    let served = 0;
+    const svc = await server.serve(subject, z.unknown(), () => {
+      served++;
+      if (served < 3) throw new StrataError(ErrorCode.UNAVAILABLE, 'not yet');
+      return 'done';
+    });
+    try {
+      let checks = 0;
+      await expect(client.request(subject, {}, z.string(), { timeoutMs: 5_000, retry: true, beforeAttempt: () => void checks++ })).resolves.toBe('done');
+      expect(checks).toBe(3);
+      served = 0;
+      let allowed = 2;
+      const stopped = await client.request(subject, {}, z.string(), { timeoutMs: 5_000, retry: true, beforeAttempt: () => {
+        if (allowed-- <= 0) throw new StrataError(ErrorCode.FENCED, 'lease moved');
+      } }).catch((e: unknown) => e);
+      expect(stopped).toMatchObject({ code: 'FENCED', message: 'lease moved' });
+      expect(served).toBe(2);
+    } finally {
+      await svc.stop();
+    }
+  });
+
   describe('in-process dispatch', () => {
     /**
      * Counts the messages the server delivers on `subject`: every request that went

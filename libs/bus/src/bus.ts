@@ -53,6 +53,12 @@ export interface RequestOptions {
   retry?: boolean;
   /** With retry: the most one attempt may take (default: the whole budget). */
   attemptTimeoutMs?: number;
+  /**
+   * Called before every attempt, the first included; what it throws ends the request
+   * with that error. For a request that may be sent only while a condition holds (the
+   * gateway's check of a VM's power-on lease before each attempt of its I/O).
+   */
+  beforeAttempt?: () => void;
 }
 
 export interface RequestContext {
@@ -212,6 +218,7 @@ export class Bus {
           const remainingMs = Math.floor(deadline - performance.now());
           if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `no reply on ${subject} within ${budgetMs} ms`);
           const attemptMs = Math.min(remainingMs, options.attemptTimeoutMs ?? remainingMs);
+          options.beforeAttempt?.();
           try {
             const result = await this.requestOnce(subject, request, encoded, replySchema, attemptMs, span);
             span.setAttribute('strata.attempts', attempt + 1);

@@ -39,6 +39,7 @@ function categoryOf(type: ClusterEvent['type']): EventCategory {
   if (type === EventType.leaderElected) return EventCategory.leader;
   if (type.startsWith('node.')) return EventCategory.node;
   if (type.startsWith('owner.')) return EventCategory.owner;
+  if (type.startsWith('ha.')) return EventCategory.ha;
   return EventCategory.cfg;
 }
 

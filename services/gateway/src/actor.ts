@@ -3,8 +3,11 @@
 // other actors in one process.
 import type { ActorDefinition } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
-import { ioChunkBytes } from '@strata/proto';
+import { WatchCache, openBucket } from '@strata/kv';
+import { leaseRecord } from '@strata/lease';
+import { buckets, ioChunkBytes, keys } from '@strata/proto';
 import { BusCatalog } from './bus-backend';
+import { PowerOnGuard } from './lease-guard';
 import { NbdServer } from './nbd/server';
 import type { GatewaySettings } from './settings';
 
@@ -17,9 +20,15 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
       const requests = metrics.counter('strata_gateway_requests_total', 'NBD requests answered, by operation and errno (0: success)', ['op', 'errno']);
       const latency = metrics.histogram('strata_gateway_request_seconds', 'Time from reading an NBD request to writing its reply', ['op']);
       const connections = metrics.gauge('strata_gateway_connections', 'Open NBD connections');
+      const config = new ConfigClient(bus);
+      // The VMs' power-on leases: a VM's vDisk is served only to its current instance.
+      const leaseBucket = await openBucket(bus.nc, buckets.ha, leaseRecord);
+      const leases = await WatchCache.start(leaseBucket, { key: keys.powerOnLeaseAll, onBadEntry: (key, err) => log.warn({ key, err }, 'skipped a power-on lease that does not decode') });
+      const guard = new PowerOnGuard({ leases, readLease: (key) => leaseBucket.get(key), config, node: s.node });
       const catalog = new BusCatalog({
         bus,
-        config: new ConfigClient(bus),
+        config,
+        guard,
         node: s.node,
         requestTimeoutMs: s.requestTimeoutMs,
         attemptTimeoutMs: s.attemptTimeoutMs,
@@ -52,6 +61,7 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
         log.info({ path, uri: `nbd+unix:///<vdisk>?socket=${path}` }, `NBD listening on ${path}`);
       }
       return async () => {
+        leases.stop();
         await server.close(s.stopGraceMs);
         log.info({ stopGraceMs: s.stopGraceMs }, 'NBD listeners and connections closed');
       };

@@ -14,7 +14,6 @@ import {
   ioAttachReply,
   ioDoneReply,
   ioReadReply,
-  objectName,
   subjects,
   type IoFlushRequest,
   type IoReadRequest,
@@ -22,6 +21,7 @@ import {
   type IoZeroRequest,
 } from '@strata/proto';
 import type { BlockDevice, ExportCatalog, ExportInfo } from './backend';
+import { parseExportName, type ExportGuard, type StillValid } from './lease-guard';
 import { forEachLimited, splitRange, type Piece } from './pieces';
 
 /** The part of the bus the backend uses (a fake in unit tests). */
@@ -45,6 +45,11 @@ export interface BusBackendOptions {
    * (ioChunkBytes). The default, 256 KiB, fits NATS's default 1 MiB limit.
    */
   chunkBytes?: number;
+  /**
+   * The power-on lease check of VMs' vDisks (lease-guard.ts). Without one, only plain
+   * vDisk names are exports.
+   */
+  guard?: ExportGuard;
 }
 
 interface DeviceSettings {
@@ -59,9 +64,11 @@ interface DeviceSettings {
 export class BusCatalog implements ExportCatalog {
   private readonly config: VdiskDirectory;
   private readonly settings: DeviceSettings;
+  private readonly guard: ExportGuard | undefined;
 
   constructor(options: BusBackendOptions) {
     this.config = options.config;
+    this.guard = options.guard;
     this.settings = {
       bus: options.bus,
       node: options.node,
@@ -81,24 +88,30 @@ export class BusCatalog implements ExportCatalog {
     return vdisks.map((v) => ({ name: v.name, sizeBytes: v.spec.sizeBytes, description: `vDisk ${v.id}${v.spec.shared ? ' (shared)' : ''}` }));
   }
 
+  /**
+   * `name` is a vDisk's name, or `<vdisk>@<vm>.<epoch>` for the instance of a VM that
+   * holds its power-on lease at that epoch (checked by the guard).
+   */
   async open(name: string): Promise<BlockDevice | undefined> {
     // A name the config service could never hold is simply not an export.
-    if (!objectName.safeParse(name).success) return undefined;
+    const parsed = parseExportName(name);
+    if (parsed === undefined || (parsed.claim !== undefined && this.guard === undefined)) return undefined;
     let object;
     try {
-      object = await this.config.get({ kind: 'vdisk', name });
+      object = await this.config.get({ kind: 'vdisk', name: parsed.vdisk });
     } catch (err) {
       if (isStrataError(err, ErrorCode.NOT_FOUND)) return undefined;
       throw err;
     }
     assert(object.kind === 'vdisk', 'config answered a vdisk query with a vdisk');
+    const stillValid = await this.guard?.admit(object, parsed.claim);
     // This node volunteers to take the vDisk over when its owner fails (and claims it if nobody owns it).
     await this.settings.bus.request(subjects.io(this.settings.node, DirectorOp.attach), { vdisk: object.id }, ioAttachReply, {
       timeoutMs: this.settings.attemptTimeoutMs,
       retry: true,
       attemptTimeoutMs: this.settings.attemptTimeoutMs,
     });
-    return new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings);
+    return new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings, stillValid);
   }
 }
 
@@ -111,6 +124,8 @@ export class BusDevice implements BlockDevice {
     /** Shared vDisks are served by one owner for every host: many connections see one state. */
     readonly multiConn: boolean,
     private readonly settings: DeviceSettings,
+    /** Checked before every attempt of every piece: the connection may still be served (the power-on lease). */
+    private readonly stillValid?: StillValid,
   ) {}
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -169,6 +184,14 @@ export class BusDevice implements BlockDevice {
    * same bytes at the same place (or a read, a zero, a flush), so repeating it changes nothing.
    */
   private options(deadline: number): RequestOptions {
-    return { timeoutMs: Math.max(0, Math.floor(deadline - performance.now())), retry: true, attemptTimeoutMs: this.settings.attemptTimeoutMs };
+    const options: RequestOptions = { timeoutMs: Math.max(0, Math.floor(deadline - performance.now())), retry: true, attemptTimeoutMs: this.settings.attemptTimeoutMs };
+    const stillValid = this.stillValid;
+    if (stillValid !== undefined) {
+      options.beforeAttempt = () => {
+        const why = stillValid();
+        if (why !== undefined) throw new StrataError(ErrorCode.FENCED, why);
+      };
+    }
+    return options;
   }
 }
