@@ -235,14 +235,15 @@ describe('strata up --separate: one process per actor', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs each of the node\'s six actors in its own process naming the node, and no node-host', async () => {
+  it('runs each of the node\'s six actors in its own process naming the node, its HA agent beside them, and no node-host', async () => {
     expect(up!.output()).toMatch(/^starting 1 node: one process per actor \(--separate; /m);
     const procs = await children(up!.pid());
     expect(procs.filter((p) => p.args.includes('node-host'))).toEqual([]);
     const actors = procs.map((p) => /services\/([a-z-]+)\/dist\/main\.js (--node n1|--shard md-1)( |$)/.exec(p.args)?.[1]).filter((a) => a !== undefined);
     expect(actors.sort()).toEqual([...NODE_ACTORS].sort());
-    // Besides them: the embedded nats-server and the one config replica.
-    expect(procs).toHaveLength(NODE_ACTORS.length + 2);
+    // Besides them: the embedded nats-server, the one config replica and the node's HA agent.
+    expect(procs.filter((p) => /services\/ha-agent\/dist\/main\.js --host n1( |$)/.test(p.args))).toHaveLength(1);
+    expect(procs).toHaveLength(NODE_ACTORS.length + 3);
     const controller = procs.filter((p) => p.args.includes('services/vdisk-controller/dist/main.js --node n1'));
     expect(await pgrepChildren(up!.pid(), 'vdisk-controller')).toEqual(controller.map((p) => p.pid));
   });

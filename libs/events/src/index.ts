@@ -1,9 +1,9 @@
 // Cluster events go to the EVENTS stream (subjects strata.events.<category>), kept
 // for operators, the console and anyone watching.
-import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, RetentionPolicy, type JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { encode } from '@strata/codec';
-import { defaultReplicas } from '@strata/kv';
+import { defaultReplicas, ensureStream } from '@strata/kv';
 import { EventCategory, EventType, streams, subjects, type ClusterEvent } from '@strata/proto';
 import { injectTraceContext } from '@strata/tracing';
 
@@ -11,8 +11,7 @@ const DAY_NS = 24 * 60 * 60 * 1e9;
 
 /** Creates the EVENTS stream if missing: 7 days, at most 1,000,000 events or 1 GiB. */
 export async function ensureEventStream(nc: NatsConnection): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const config = {
+  await ensureStream(nc, {
     name: streams.events,
     subjects: [subjects.eventsAll],
     retention: RetentionPolicy.Limits,
@@ -20,19 +19,7 @@ export async function ensureEventStream(nc: NatsConnection): Promise<void> {
     max_msgs: 1_000_000,
     max_bytes: 1024 ** 3,
     num_replicas: defaultReplicas(nc),
-  };
-  try {
-    await jsm.streams.info(streams.events);
-  } catch {
-    try {
-      await jsm.streams.add(config);
-    } catch (err) {
-      // Another replica created it meanwhile.
-      await jsm.streams.info(streams.events).catch(() => {
-        throw err;
-      });
-    }
-  }
+  });
 }
 
 function categoryOf(type: ClusterEvent['type']): EventCategory {

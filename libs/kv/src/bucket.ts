@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { decode, encode } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { isWrongLastSequence, kvUnavailable } from './errors';
+import { whileClusterForms } from './placement';
 
 export interface Entry<T> {
   key: string;
@@ -46,7 +47,7 @@ export async function openBucket<S extends z.ZodType>(nc: NatsConnection, name: 
     timeout: options.timeoutMs ?? 5_000,
   };
   // create() is idempotent for an identical configuration and binds to the bucket.
-  const kv = await kvm.create(name, opts);
+  const kv = await whileClusterForms(`creating bucket ${name}`, () => kvm.create(name, opts));
   return new TypedBucket(name, kv, schema, nc);
 }
 

@@ -1,0 +1,71 @@
+// Creating a replicated stream or bucket while a NATS cluster is still forming (a
+// cold start, a server restarting) fails for a while with "no suitable peers for
+// placement": the meta group has a leader but not yet enough peers. Such failures,
+// and timeouts of the request, pass once the cluster has formed, so creation is
+// retried for a bounded time instead of failing the actor's start.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ErrorCode, StrataError } from '@strata/errors';
+
+/** JetStream API codes that mean "the cluster has not formed yet". */
+const NOT_FORMED_CODES = new Set([
+  10005, // no suitable peers for placement
+  10023, // insufficient resources
+  10008, // JetStream cluster temporarily unavailable
+]);
+
+/** Whether `err` is a creation failure that passes once the cluster has formed. */
+export function isClusterForming(err: unknown): boolean {
+  // JetStreamApiError's code is the API's err_code.
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  if (typeof e?.code === 'number' && NOT_FORMED_CODES.has(e.code)) return true;
+  return e?.name === 'TimeoutError' || (typeof e?.message === 'string' && /no suitable peers for placement|timeout/i.test(e.message));
+}
+
+export interface FormingRetry {
+  /** Give up after this long (default 30 s). */
+  deadlineMs?: number;
+  /** Pause between attempts (default 250 ms). */
+  pauseMs?: number;
+}
+
+/**
+ * Runs `create` until it succeeds, fails otherwise than by a cluster still forming,
+ * or `deadlineMs` has passed (then UNAVAILABLE naming `what` and the last error).
+ */
+export async function whileClusterForms<T>(what: string, create: () => Promise<T>, options: FormingRetry = {}): Promise<T> {
+  const deadline = Date.now() + (options.deadlineMs ?? 30_000);
+  for (;;) {
+    try {
+      return await create();
+    } catch (err) {
+      if (!isClusterForming(err)) throw err;
+      if (Date.now() >= deadline) {
+        throw new StrataError(ErrorCode.UNAVAILABLE, `${what}: the NATS cluster has not formed after ${options.deadlineMs ?? 30_000} ms: ${(err as Error).message}`, { cause: err });
+      }
+      await sleep(options.pauseMs ?? 250);
+    }
+  }
+}
+
+/**
+ * Creates stream `config.name` when missing (waiting for a forming cluster, above);
+ * another process creating it meanwhile is fine.
+ */
+export async function ensureStream(nc: NatsConnection, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(config.name);
+    return;
+  } catch {
+    // Missing (or not answering yet): create it.
+  }
+  try {
+    await whileClusterForms(`creating stream ${config.name}`, () => jsm.streams.add(config));
+  } catch (err) {
+    await jsm.streams.info(config.name).catch(() => {
+      throw err;
+    });
+  }
+}
