@@ -163,7 +163,7 @@ function processState(pid: number): string {
   }
 }
 
-const FIO_COMMON = ['--name=verify', '--bs=4k', '--size=24m', '--verify=crc32c', '--randrepeat=1', '--randseed=11'];
+const FIO_COMMON = ['--name=verify', '--bs=4k', '--size=16m', '--verify=crc32c', '--randrepeat=1', '--randseed=11'];
 
 /** fio's random-write workload (crc32c headers), started now; resolves with its result and when it ended. */
 /**
