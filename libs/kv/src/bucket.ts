@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { decode, encode } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { isWrongLastSequence, kvUnavailable } from './errors';
-import { whileClusterForms } from './placement';
+import { whileClusterForms } from './cluster-forming';
 
 export interface Entry<T> {
   key: string;

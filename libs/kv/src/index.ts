@@ -4,4 +4,4 @@ export { openBucket, defaultReplicas, TypedBucket, type Entry, type BucketOption
 export { WatchCache, type ChangeListener, type WatchCacheOptions } from './watch-cache';
 export { StreamFence } from './stream-fence';
 export { isWrongLastSequence } from './errors';
-export { ensureStream, whileClusterForms, isClusterForming } from './placement';
+export { ensureStream, whileClusterForms, isClusterForming } from './cluster-forming';

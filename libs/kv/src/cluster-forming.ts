@@ -35,14 +35,15 @@ export interface FormingRetry {
  * or `deadlineMs` has passed (then UNAVAILABLE naming `what` and the last error).
  */
 export async function whileClusterForms<T>(what: string, create: () => Promise<T>, options: FormingRetry = {}): Promise<T> {
-  const deadline = Date.now() + (options.deadlineMs ?? 30_000);
+  const deadlineMs = options.deadlineMs ?? 30_000;
+  const deadline = Date.now() + deadlineMs;
   for (;;) {
     try {
       return await create();
     } catch (err) {
       if (!isClusterForming(err)) throw err;
       if (Date.now() >= deadline) {
-        throw new StrataError(ErrorCode.UNAVAILABLE, `${what}: the NATS cluster has not formed after ${options.deadlineMs ?? 30_000} ms: ${(err as Error).message}`, { cause: err });
+        throw new StrataError(ErrorCode.UNAVAILABLE, `${what}: the NATS cluster has not formed after ${deadlineMs} ms: ${(err as Error).message}`, { cause: err });
       }
       await sleep(options.pauseMs ?? 250);
     }
