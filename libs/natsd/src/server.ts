@@ -102,6 +102,12 @@ function configText(spec: NatsServerSpec): string {
     `listen: 127.0.0.1:${spec.port}`,
     // 1 MiB of data plus headers and envelope fit comfortably.
     `max_payload: 8MB`,
+    // A hung client (a paused process) keeps its subscriptions, queue groups
+    // included, until the server finds it stale: requests delivered to it meanwhile go
+    // unanswered. Pinging a silent client every 2 s and closing it after 2 unanswered
+    // pings drops it within about 6 s instead of the default 4 minutes.
+    `ping_interval: "2s"`,
+    `ping_max: 2`,
     ...(spec.monitorPort === undefined ? [] : [`http: 127.0.0.1:${spec.monitorPort}`]),
     `jetstream {`,
     `  store_dir: "${join(spec.dir, 'js')}"`,
