@@ -5,3 +5,4 @@ export { WatchCache, type ChangeListener, type WatchCacheOptions } from './watch
 export { StreamFence } from './stream-fence';
 export { isWrongLastSequence } from './errors';
 export { ensureStream, whileClusterForms, isClusterForming } from './cluster-forming';
+export { modify, modifyRecord, KEPT_CHANGING_HINT, type CasRecord, type Versioned, type Modified } from './modify';

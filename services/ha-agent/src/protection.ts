@@ -4,7 +4,7 @@
 // SET goes to the agents of other hosts, one after another, and the first that can
 // write it does, for the master (delegate.ts).
 import { ErrorCode, isStrataError } from '@strata/errors';
-import type { Entry, TypedBucket, WatchCache } from '@strata/kv';
+import { KEPT_CHANGING_HINT, modifyRecord, type CasRecord, type Entry, type TypedBucket, type WatchCache } from '@strata/kv';
 import { keys, type VmProtection, type vmProtection } from '@strata/proto';
 import { throughAgents } from './delegate';
 
@@ -56,28 +56,33 @@ export class ProtectionStore {
   /** SET: stores `value` for `vm`, by compare-and-set on the copy's revision; returns the new revision. */
   async set(vm: bigint, value: VmProtection): Promise<number> {
     const key = keys.vmProtection(vm);
-    const retries = this.o.conflictRetries ?? 3;
-    for (let attempt = 0; ; attempt++) {
-      const revision = this.get(vm)?.revision ?? 0;
-      try {
-        const written = revision === 0 ? await this.o.bucket.create(key, value) : await this.o.bucket.update(key, value, revision);
-        this.written.set(key, { key, value, revision: written });
-        return written;
-      } catch (err) {
-        if (isStrataError(err, ErrorCode.CONFLICT) && attempt < retries) {
-          // Someone wrote meanwhile: wait until the copy has it, then set on top of it.
-          this.written.delete(key);
-          await this.o.cache.waitForRevision(this.o.cache.revision + 1, 1_000);
-          continue;
-        }
-        if (isStrataError(err, ErrorCode.UNAVAILABLE)) {
-          const helpers = this.o.helpers().slice(0, this.o.helpersMax ?? 3);
-          const written = await throughAgents({ helpers, what: `the protection state of vm ${vm}`, cause: err, ask: (host) => this.o.setThrough(host, vm, value, revision), log: this.o.log });
-          this.written.set(key, { key, value, revision: written });
-          return written;
-        }
-        throw err;
-      }
+    let revision = 0;
+    const record: CasRecord<VmProtection> = {
+      what: `the protection state of vm ${vm}`,
+      read: () => {
+        const entry = this.get(vm);
+        revision = entry?.revision ?? 0;
+        return Promise.resolve(entry ?? null);
+      },
+      write: (next, at) => (at === 0 ? this.o.bucket.create(key, next) : this.o.bucket.update(key, next, at)),
+      // Someone wrote meanwhile: wait until the copy has it, then set on top of it.
+      afterConflict: async () => {
+        this.written.delete(key);
+        await this.o.cache.waitForRevision(this.o.cache.revision + 1, 1_000);
+      },
+    };
+    try {
+      const { after } = await modifyRecord(record, () => value, (this.o.conflictRetries ?? 3) + 1);
+      this.written.set(key, { key, ...after! });
+      return after!.revision;
+    } catch (err) {
+      if (!isStrataError(err, ErrorCode.UNAVAILABLE) || err.hint === KEPT_CHANGING_HINT) throw err;
+      // The bucket is out of this agent's reach: agents that reach it write it for us.
+      const helpers = this.o.helpers().slice(0, this.o.helpersMax ?? 3);
+      const written = await throughAgents({ helpers, what: `the protection state of vm ${vm}`, cause: err, ask: (host) => this.o.setThrough(host, vm, value, revision), log: this.o.log });
+      this.written.set(key, { key, value, revision: written });
+      return written;
     }
   }
+
 }

@@ -15,7 +15,7 @@
 // the nodes the config leader moves the vDisk to when its owner fails.
 import type { Bus, RequestContext } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import type { TypedBucket, WatchCache } from '@strata/kv';
+import { modify, type TypedBucket, type WatchCache } from '@strata/kv';
 import {
   Liveness,
   VdcOp,
@@ -58,25 +58,18 @@ export class Director {
   /** A gateway on this node opened the vDisk: claim it if nobody owns it, and volunteer. */
   async attach(vdiskId: bigint): Promise<IoAttachReply> {
     this.vdiskConfig(vdiskId);
-    const key = keys.vdiskOwnership(vdiskId);
-    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const current = await this.deps.own.get(key);
-      try {
-        if (current === null) {
-          const claimed = this.claimRecord();
-          await this.deps.own.create(key, claimed);
-          return { owner: claimed.owner, epoch: claimed.epoch, volunteers: claimed.volunteers };
-        }
-        const { owner, epoch, volunteers } = current.value;
-        if (volunteers.includes(this.deps.node)) return { owner, epoch, volunteers };
-        const next = { ...current.value, volunteers: [...volunteers, this.deps.node] };
-        await this.deps.own.update(key, next, current.revision);
-        return { owner, epoch, volunteers: next.volunteers };
-      } catch (err) {
-        if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-      }
-    }
-    throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: its ownership record kept changing while volunteering; try again`);
+    const { after } = await modify(
+      this.deps.own,
+      keys.vdiskOwnership(vdiskId),
+      (current) => {
+        if (current === null) return this.claimRecord();
+        if (current.value.volunteers.includes(this.deps.node)) return undefined;
+        return { ...current.value, volunteers: [...current.value.volunteers, this.deps.node] };
+      },
+      CAS_ATTEMPTS,
+    );
+    const { owner, epoch, volunteers } = after!.value;
+    return { owner, epoch, volunteers };
   }
 
   /** The record of a vDisk this node claims because nobody owned it: epoch 1, this node its first volunteer. */

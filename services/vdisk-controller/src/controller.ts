@@ -9,7 +9,7 @@ import { decode } from '@strata/codec';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { IdAllocator } from '@strata/ids';
-import type { TypedBucket, WatchCache } from '@strata/kv';
+import { modify, type TypedBucket, type WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdClient } from '@strata/md-client';
 import {
@@ -267,21 +267,19 @@ export class Controller {
    * writer of the record (a volunteer joining, say) is tried again on the new record.
    */
   private async handOver(key: string, vdiskId: bigint, to: string): Promise<{ current: VdiskOwnership; next?: VdiskOwnership }> {
-    for (let attempt = 1; attempt <= HAND_OVER_ATTEMPTS; attempt++) {
-      const current = await this.deps.own.get(key);
-      if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
-      if (current.value.owner !== this.deps.settings.node) return { current: current.value };
-      const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
-      const next: VdiskOwnership = { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
-      try {
-        await this.deps.own.update(key, next, current.revision);
-        return { current: current.value, next };
-      } catch (err) {
-        if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-      }
-    }
-    // Retryable: the gateway sends the request again, and with it the relinquish.
-    throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: its ownership record kept changing during the hand-over to ${to}; try again`);
+    const { before, after, written } = await modify(
+      this.deps.own,
+      key,
+      (current) => {
+        if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
+        if (current.value.owner !== this.deps.settings.node) return undefined;
+        const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
+        return { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
+      },
+      // Out of attempts: UNAVAILABLE, retryable: the gateway sends the request again, and with it the relinquish.
+      HAND_OVER_ATTEMPTS,
+    );
+    return written ? { current: before!.value, next: after!.value } : { current: before!.value };
   }
 
   private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {

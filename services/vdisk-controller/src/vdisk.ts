@@ -15,6 +15,7 @@
 // block's current content), or copies the referenced bytes into the block's extent.
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import { modifyRecord, type CasRecord } from '@strata/kv';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
@@ -84,6 +85,19 @@ export interface VdiskSettings {
  */
 const REF_WEIGHT_DIVISOR = 16;
 const refWeight = (bytes: number): number => Math.ceil(bytes / REF_WEIGHT_DIVISOR);
+
+/** Compare-and-set attempts of one vDisk map row update (a second or third only after a stale cached copy). */
+const ROW_WRITE_ATTEMPTS = 3;
+
+/** A row's block table with `changes` applied: a location sets a block's extent, undefined frees it. */
+function withChanges(blocks: VdiskRow['blocks'], changes: ReadonlyMap<number, BlockLocation | undefined>): VdiskRow['blocks'] {
+  const out = { ...blocks };
+  for (const [block, location] of changes) {
+    if (location === undefined) delete out[String(block)];
+    else out[String(block)] = location;
+  }
+  return out;
+}
 
 export interface VdiskShape {
   id: bigint;
@@ -708,23 +722,22 @@ export class Vdisk {
   }
 
   private async updateRow(rowIndex: number, changes: ReadonlyMap<number, BlockLocation | undefined>): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const row = await this.row(rowIndex);
-      const blocks = { ...row.value.blocks };
-      for (const [block, location] of changes) {
-        if (location === undefined) delete blocks[String(block)];
-        else blocks[String(block)] = location;
-      }
-      try {
-        const revision = await this.ports.putRow(rowIndex, { blocks }, row.revision);
-        this.rows.set(rowIndex, { value: { blocks }, revision });
-        return;
-      } catch (err) {
-        // Only this controller writes its rows; a conflict means our cached copy is
-        // stale (a previous incarnation wrote it): reload once and try again.
-        this.rows.delete(rowIndex);
-        if (attempt >= 2 || !(err instanceof StrataError) || err.code !== ErrorCode.CONFLICT) throw err;
-      }
+    const row: CasRecord<VdiskRow> = {
+      what: `vdisk ${this.shape.id} row ${rowIndex}`,
+      read: () => this.row(rowIndex),
+      write: (value, revision) => this.ports.putRow(rowIndex, value, revision),
+      // Only this controller writes its rows; a conflict means our cached copy is
+      // stale (a previous incarnation wrote it): read it again.
+      afterConflict: () => void this.rows.delete(rowIndex),
+    };
+    try {
+      const { after } = await modifyRecord(row, (current) => ({ blocks: withChanges(current?.value.blocks ?? {}, changes) }), ROW_WRITE_ATTEMPTS);
+      this.rows.set(rowIndex, after!);
+    } catch (err) {
+      // After a failure other than a conflict (a TIMEOUT, say) the put may or may not
+      // have landed: the cached revision can no longer be trusted either.
+      this.rows.delete(rowIndex);
+      throw err;
     }
   }
 
