@@ -163,6 +163,8 @@ describe.each<Case>([
     expect(status).toMatch(/^under-replicated extent groups: 0$/m);
     const done = /rebuild progress: .* copied \((\d+) copies, (\d+) failed\)/m.exec(status);
     expect(Number(done?.[1])).toBeGreaterThanOrEqual(copied.length);
+    // A full scan, which also asks each replica's extent store for its file, finds nothing more to do.
+    expect(await strata(cluster, ['curator', 'scan', '--full'])).toMatch(/^scan \d+ \(full\) at .*: \d+ extent groups, 0 under-replicated, \d+ replicas lost, 0 copies queued, 0 unfixable$/m);
     console.log(`RF ${rf}, ${nodes} nodes: ${rebuilt.size} extent groups, ${copied.length} replicas copied, rebuilt ${Math.round((Math.max(...copied.map((ev) => ev.atMs)) - killedAt) / 100) / 10} s after the kill\n${status}`);
 
     // The client saw no error through the failover and the copies.

@@ -95,6 +95,10 @@ export function judgeReplica(r: Replica, egroup: bigint, view: ClusterView, nowM
   if (node === undefined) return { state: 'lost', why: `node ${disk.node} of disk ${r.disk} is no longer in the configuration` };
   if (node.liveness === 'alive') return { state: 'healthy' };
   if (node.liveness === 'dead') {
+    // Clock assumption: `changedAtMs` is the config leader's wall clock, `nowMs` the
+    // master's; they are taken to agree to well within the delay (seconds against a
+    // minute). A master whose clock runs ahead copies a little early, never wrongly:
+    // the node is dead either way.
     const deadForMs = nowMs - node.changedAtMs;
     if (deadForMs >= settings.reprotectDelayMs) return { state: 'lost', why: `disk ${r.disk}: node ${node.name} dead for ${Math.round(deadForMs / 1000)} s (re-protection delay ${settings.reprotectDelayMs} ms)` };
     return { state: 'waiting', lostAtMs: node.changedAtMs + settings.reprotectDelayMs };
