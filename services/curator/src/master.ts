@@ -227,7 +227,10 @@ export class CuratorMaster {
   /** A full scan's look at the disks: the replicas on live nodes whose extent store has no file for them. */
   private async missingReplicas(rows: readonly EgroupRow[], view: ClusterView): Promise<Set<string>> {
     const missing = new Set<string>();
-    const replicas = rows.flatMap((row) => row.entry.replicas.filter((r) => view.nodes.get(r.node)?.liveness === 'alive').map((r) => ({ egroup: row.egroup, ...r })));
+    // Only entries at version 1 or more: every replica has acknowledged a write, so each
+    // must have its file (a new extent group's replicas have none until their first write).
+    const written = rows.filter((row) => row.entry.version > 0);
+    const replicas = written.flatMap((row) => row.entry.replicas.filter((r) => view.nodes.get(r.node)?.liveness === 'alive').map((r) => ({ egroup: row.egroup, ...r })));
     await forEachLimited(replicas, SCAN_READS_IN_FLIGHT, async (r) => {
       try {
         await this.d.bus.request(subjects.estore(r.node, EstoreOp.stat), { disk: r.disk, egroup: r.egroup }, egStatReply, { timeoutMs: this.d.settings.curatorRequestTimeoutMs });
