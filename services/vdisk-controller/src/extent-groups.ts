@@ -339,14 +339,21 @@ export class ExtentGroups implements ExtentSpace {
   async read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
     assert(offset >= 0 && length > 0 && offset + length <= location.length, 'a read stays within its extent');
     const state = await this.state(location.egroup);
-    const known = state.entry.replicas;
+    // The curator may have replaced replicas this controller knows (a node lost for good,
+    // its replicas rebuilt elsewhere) without this controller hearing of it. When every
+    // known replica is on a dead or suspect node, look at the entry first: a read of a
+    // dead node waits out its whole budget before it fails.
+    let refreshed = false;
+    let replicas = state.entry.replicas;
+    if (!replicas.some((r) => this.deps.health.usable(r.node))) {
+      refreshed = true;
+      replicas = (await this.refreshReplicas(location.egroup, state)) ?? replicas;
+    }
     try {
-      return await this.readAny(known, location, offset, length);
+      return await this.readAny(replicas, location, offset, length);
     } catch (err) {
-      // Every replica this controller knows failed. The curator may have replaced them
-      // (a node lost for good, its replicas rebuilt elsewhere) without this controller
-      // hearing of it: read the entry again, once, and try the replicas it names now.
-      const fresh = await this.refreshReplicas(location.egroup, state);
+      // Every replica failed: read the entry again (once in all) and try the replicas it names now.
+      const fresh = refreshed ? undefined : await this.refreshReplicas(location.egroup, state);
       if (fresh === undefined) throw err;
       return this.readAny(fresh, location, offset, length);
     }

@@ -8,7 +8,7 @@ import { ErrorCode, StrataError } from '@strata/errors';
 import { MemoryMd } from '@strata/md-client/testing';
 import { keys, type EgroupEntry } from '@strata/proto';
 import { applyChanges, chunks } from '../src/extent-groups';
-import { testExtentGroups } from './health';
+import { testExtentGroups, testHealth } from './health';
 
 interface FakeReplica {
   version: number;
@@ -123,6 +123,29 @@ describe('extent groups', () => {
     // With nothing new in the map, the read fails with the replicas' error (no loop).
     dead.add('3');
     await expect(groups.read(extent, 0, 2)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+  });
+
+  it('looks at the entry before reading when every replica it knows is on a dead or suspect node, and reads the new ones without waiting on the old', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([
+      ['1', { version: 2, bytes: new Uint8Array(64).fill(4) }],
+      ['2', { version: 2, bytes: new Uint8Array(64).fill(4) }],
+      ['3', { version: 2, bytes: new Uint8Array(64).fill(4) }],
+    ]);
+    const sent: string[] = [];
+    const { health } = testHealth();
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 2, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const groups = testExtentGroups(fakeBus(replicas, sent), md, { health });
+    const extent = { egroup: 9n, offset: 0, length: 64 };
+    expect(Array.from(await groups.read(extent, 0, 1))).toEqual([4]);
+    // Both nodes fail; the curator has moved one replica to n3.
+    health.failed('n1');
+    health.failed('n2');
+    await md.put('egroup', keys.egroup(9n), { ...entry, replicas: [{ disk: 3n, node: 'n3' }, { disk: 2n, node: 'n2' }] }, revision);
+    sent.length = 0;
+    expect(Array.from(await groups.read(extent, 0, 1))).toEqual([4]);
+    expect(sent).toEqual(['read disk 3']);
   });
 
   it('stops writing an extent group whose replica refused a write with CHECKSUM, keeps reading it from the others, and allocates new extents elsewhere', async () => {
