@@ -1,4 +1,5 @@
-// `strata host ls`, `strata vm create|ls|start|stop|rm|why` and `strata ha status`.
+// `strata host ls`, `strata vm create|ls|start|stop|rm|why`, `strata ha status`, and
+// the curator's `strata curator status|scan`.
 // Values are checked before anything is sent (a usage error names the flag); a name
 // that does not exist is a one-line NOT_FOUND from the cluster.
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -7,6 +8,7 @@ import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { RestartPriority, VmDriver, objectName, vmSpec, type HaStatusReply, type ObjectOf } from '@strata/proto';
+import { curatorScan, curatorStatus, formatCuratorStatus, formatScan } from './curator';
 import { formatHaStatus, formatHosts, formatVms, formatWhy, haStart, haStatus, haStop } from './ha';
 import { readEvents } from './ownership';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize } from './units';
@@ -156,6 +158,29 @@ export function registerHaCommands(program: Command, ctx: HaCommandContext): voi
         const status = await haStatus(bus);
         if (ctx.json()) return ctx.printJson(status);
         print(formatHaStatus(status, await client.list('host'), await nodeNames(client)));
+      }),
+    );
+
+  const curator = program.command('curator').description('the curator: scans of the metadata and re-replication of extent groups that lost replicas');
+  curator
+    .command('status')
+    .description('show the curator master, the last and the running scan, the under-replicated extent groups, the rebuild progress and its estimated time to finish')
+    .action(() =>
+      withCluster(async (_client, _nc, bus) => {
+        const status = await curatorStatus(bus);
+        if (ctx.json()) return ctx.printJson(status);
+        print(formatCuratorStatus(status));
+      }),
+    );
+  curator
+    .command('scan')
+    .description('scan the extent-group map now and queue the copies it needs; prints the scan once it is done (the copies run on)')
+    .option('--full', 'also ask each replica\'s extent store whether the replica is on its disk')
+    .action((o: { full?: boolean }) =>
+      withCluster(async (_client, _nc, bus) => {
+        const scan = await curatorScan(bus, o.full ?? false);
+        if (ctx.json()) return ctx.printJson(scan);
+        print(formatScan(scan));
       }),
     );
 }

@@ -2,8 +2,8 @@
 // (child processes with JetStream, their stores under the data directory) unless
 // NATS_URL names an existing cluster, then the config replicas, waits for a config
 // leader, starts each node's actors (one node-host process per node, or with
-// --separate one process per actor) and its HA agent (every node is also a host),
-// prints `ready`, and runs until Ctrl-C or SIGTERM,
+// --separate one process per actor), its HA agent (every node is also a host) and its
+// curator, prints `ready`, and runs until Ctrl-C or SIGTERM,
 // which stops every child it started. Every child is supervised, the nats-servers
 // too: one that dies is started again on the same ports and store, and the actors
 // reconnect by themselves (to another server of three meanwhile).
@@ -109,16 +109,19 @@ export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'la
   // Every node is also a host of the same name: its HA agent runs the host's VMs, whose
   // disks the node's gateway serves. It is a process of its own in both layouts.
   const haAgent: ChildSpec = { name: `${node}-ha-agent`, command: process.execPath, args: [actorScript('ha-agent'), '--host', node, '--nbd-port', nbdPort, '--run-dir', join(resolve(options.dir), 'ha', node)], env };
+  // Its curator is a process of its own too: it is off the I/O path (nothing gains from
+  // in-process dispatch), and a master's copies should not share a thread with the node's I/O.
+  const curator: ChildSpec = { name: `${node}-curator`, command: process.execPath, args: [actorScript('curator'), '--node', node], env };
   if ((options.layout ?? Layout.colocated) === Layout.colocated) {
     const args = [...NODE_ACTOR_FLAGS, actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort, '--actors', NODE_ACTORS.join(',')];
-    return [{ name: `${node}-node-host`, command: process.execPath, args, env }, haAgent];
+    return [{ name: `${node}-node-host`, command: process.execPath, args, env }, haAgent, curator];
   }
   const actors = NODE_ACTORS.map((actor) => {
     const args = [...NODE_ACTOR_FLAGS, actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
     if (actor === 'gateway') args.push('--nbd-port', nbdPort);
     return { name: `${node}-${actor}`, command: process.execPath, args, env };
   });
-  return [...actors, haAgent];
+  return [...actors, haAgent, curator];
 }
 
 function isAlive(pid: number): boolean {

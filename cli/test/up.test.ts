@@ -15,9 +15,9 @@ const script = (args: string[]): string[] => {
 /** The HA agent's command line: its script, then its flags. */
 const agent = (args: string[]): string[] => [`${basename(dirname(dirname(args[0]!)))}/${basename(args[0]!)}`, ...args.slice(1)];
 
-test('by default one node-host process per node, naming the node, the shard, the NBD port and every actor it hosts, and the HA agent beside it', () => {
+test('by default one node-host process per node, naming the node, the shard, the NBD port and every actor it hosts, and the HA agent and the curator beside it', () => {
   const children = nodeChildren(3, { nbdPort: 10809, dir: '/data' }, 'nats://127.0.0.1:1');
-  expect(children.map((c) => c.name)).toEqual(['n3-node-host', 'n3-ha-agent']);
+  expect(children.map((c) => c.name)).toEqual(['n3-node-host', 'n3-ha-agent', 'n3-curator']);
   expect(script(children[0]!.args)).toEqual([
     'node-host/main.js',
     '--node',
@@ -30,14 +30,16 @@ test('by default one node-host process per node, naming the node, the shard, the
     'metadata-shard,extent-store,vdisk-controller,admission,io-director,gateway',
   ]);
   expect(agent(children[1]!.args)).toEqual(['ha-agent/main.js', '--host', 'n3', '--nbd-port', '10811', '--run-dir', '/data/ha/n3']);
+  expect(agent(children[2]!.args)).toEqual(['curator/main.js', '--node', 'n3']);
   expect(nodeChildren(3, { nbdPort: 10809, layout: Layout.colocated, dir: '/data' }, 'nats://127.0.0.1:1')).toEqual(children);
 });
 
-test('--separate: one process per actor, in start order, each naming its node, then the HA agent of the host', () => {
+test('--separate: one process per actor, in start order, each naming its node, then the HA agent of the host and the curator', () => {
   const all = nodeChildren(2, { nbdPort: 10809, layout: Layout.separate, dir: '/data' }, 'nats://127.0.0.1:1');
-  const children = all.slice(0, -1);
-  expect(all.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway', 'n2-ha-agent']);
-  expect(agent(all.at(-1)!.args)).toEqual(['ha-agent/main.js', '--host', 'n2', '--nbd-port', '10810', '--run-dir', '/data/ha/n2']);
+  const children = all.slice(0, -2);
+  expect(all.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway', 'n2-ha-agent', 'n2-curator']);
+  expect(agent(all.at(-2)!.args)).toEqual(['ha-agent/main.js', '--host', 'n2', '--nbd-port', '10810', '--run-dir', '/data/ha/n2']);
+  expect(agent(all.at(-1)!.args)).toEqual(['curator/main.js', '--node', 'n2']);
   expect(children.map((c) => script(c.args))).toEqual([
     ['metadata-shard/main.js', '--shard', 'md-2'],
     ['extent-store/main.js', '--node', 'n2'],

@@ -59,7 +59,7 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['vdisk owner', 'strata: vdisk owner: missing NAME'],
     ['vdisk crate x', 'strata: vdisk: unknown command "crate" (commands: create, ls, qos, owner, rm)'],
     ['vdisk', 'strata: vdisk: missing command (create, ls, qos, owner, rm); "strata vdisk --help" says more'],
-    ['', 'strata: missing command (up, status, events, node, disk, container, vdisk, host, vm, ha); "strata --help" says more'],
+    ['', 'strata: missing command (up, status, events, node, disk, container, vdisk, host, vm, ha, curator); "strata --help" says more'],
     ['node add', 'strata: node add: missing NAME'],
     ['disk add d1', 'strata: disk add: missing --node'],
     ['disk add d1 --node n1 --path /srv/d1', 'strata: disk add: missing --capacity'],
@@ -72,7 +72,7 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['container create gold --tier-order ssd,ssd', 'strata: container create: --tier-order: "ssd,ssd" must not name a tier twice'],
     ['status --verbose', 'strata: status: unknown option --verbose'],
     ['events --limit 0', 'strata: events: --limit: "0" must be at least 1'],
-    ['events --type owner.stolen', 'strata: events: --type: "owner.stolen" is not one of created, updated, deleted, node.dead, node.alive, node.restarted, leader.elected, owner.changed, ha.master.elected, ha.host.failed, ha.host.isolated, ha.vm.started, ha.vm.stopped, ha.vm.listed, ha.vm.waiting, ha.vm.restarted, ha.vm.restart-failed, ha.vm.gave-up, ha.vm.not-restarted, ha.vm.powered-off, ha.vm.set-for-master'],
+    ['events --type owner.stolen', 'strata: events: --type: "owner.stolen" is not one of created, updated, deleted, node.dead, node.alive, node.restarted, leader.elected, owner.changed, ha.master.elected, ha.host.failed, ha.host.isolated, ha.vm.started, ha.vm.stopped, ha.vm.listed, ha.vm.waiting, ha.vm.restarted, ha.vm.restart-failed, ha.vm.gave-up, ha.vm.not-restarted, ha.vm.powered-off, ha.vm.set-for-master, curator.master.elected, curator.scan.done, curator.replica.copied'],
     ['up --nbd-port x', 'strata: up: --nbd-port: "x" is not a whole number'],
     ['up --separate --colocate', 'strata: up: --separate and --colocate ask for different layouts; pass one'],
     ['vm create', 'strata: vm create: missing NAME'],
@@ -89,6 +89,10 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['vm reboot web', 'strata: vm: unknown command "reboot" (commands: create, ls, start, stop, rm, why)'],
     ['ha', 'strata: ha: missing command (status); "strata ha --help" says more'],
     ['host rm n1', 'strata: host: unknown command "rm" (commands: ls)'],
+    ['curator', 'strata: curator: missing command (status, scan); "strata curator --help" says more'],
+    ['curator scan --fast', 'strata: curator scan: unknown option --fast'],
+    ['curator scan full', 'strata: curator scan: unexpected argument "full" (it takes none)'],
+    ['curator rebuild', 'strata: curator: unknown command "rebuild" (commands: status, scan)'],
     ['up --host-cpus 0', 'strata: up: --host-cpus: "0" must be at least 1'],
   ])('strata %s', async (line, message) => {
     expect(await strata(line === '' ? [] : line.split(' '))).toEqual({ code: 2, stdout: '', stderr: `${message}\n` });

@@ -38,6 +38,12 @@ export const EventType = {
   haVmPoweredOff: 'ha.vm.powered-off',
   /** An agent wrote a VM's protection state or restart record for the master, which could not reach the `ha` bucket. */
   haVmSetForMaster: 'ha.vm.set-for-master',
+  /** A curator became the curator master (its reason in message). */
+  curatorMasterElected: 'curator.master.elected',
+  /** The curator master finished a scan of the extent-group map. */
+  curatorScanDone: 'curator.scan.done',
+  /** The curator copied a replica of an under-replicated extent group to a new disk. */
+  curatorReplicaCopied: 'curator.replica.copied',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -61,7 +67,18 @@ export const clusterEvent = z.strictObject({
   host: z.string().optional(),
   haEpoch: uint.optional(),
   powerOnEpoch: uint.optional(),
-  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`, `ha-master`, `ha-agent`. */
+  /** For curator.* events: the curator master's lease epoch. */
+  curatorEpoch: uint.optional(),
+  /** For curator.replica.copied: the disk copied from and the new replica's disk (the extent group is `id`, `kind` "egroup"). */
+  fromDisk: u64.optional(),
+  toDisk: u64.optional(),
+  /** Bytes copied (curator.replica.copied). */
+  bytes: uint.optional(),
+  /** Why: the lost replica (curator.replica.copied), what the scan found (curator.scan.done). */
+  reason: z.string().optional(),
+  /** How long it took (curator.scan.done). */
+  durationMs: uint.optional(),
+  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`, `ha-master`, `ha-agent`, `curator`. */
   cause: z.string(),
   /** One line for people: `node n2 declared dead after 6012 ms of silence`. */
   message: z.string(),

@@ -168,3 +168,15 @@ export {
   type HaSetRestartRequest,
   type HaStatusReply,
 } from './ha';
+export {
+  CuratorOp,
+  curatorScanSummary,
+  curatorProgress,
+  curatorStatusRequest,
+  curatorStatusReply,
+  curatorScanRequest,
+  curatorScanReply,
+  type CuratorScanSummary,
+  type CuratorProgress,
+  type CuratorStatusReply,
+} from './curator';

@@ -1,5 +1,6 @@
 // Names of subjects, buckets and streams. Subjects are built by these functions
 // only, never spelled out in services, so the protocol has one source.
+import type { CuratorOp } from './curator';
 import type { HaAgentOp, HaMasterOp } from './ha';
 
 /** Operations of the configuration interface (proto/config.cddl). */
@@ -42,6 +43,8 @@ export const subjects = {
   haAgent: (host: string, op: HaAgentOp): string => `strata.ha.agent.${host}.${op}`,
   /** Requests to the HA master: `strata.ha.master.status`. */
   haMaster: (op: HaMasterOp): string => `strata.ha.master.${op}`,
+  /** Requests to the curator master: `strata.curator.status`. */
+  curator: (op: CuratorOp): string => `strata.curator.${op}`,
 } as const;
 
 /** Categories of cluster events. */
@@ -56,6 +59,8 @@ export const EventCategory = {
   owner: 'owner',
   /** HA decisions: masters elected, hosts failed or isolated, VMs started, stopped, restarted or not. */
   ha: 'ha',
+  /** Curator work: masters elected, scans done, replicas copied. */
+  curator: 'curator',
 } as const;
 export type EventCategory = (typeof EventCategory)[keyof typeof EventCategory];
 
@@ -124,4 +129,8 @@ export const keys = {
   restartRecord: (vm: bigint): string => `restart.${vm}`,
   /** Every restart record in `ha`, as a watch filter. */
   restartRecordAll: 'restart.>',
+  /** The curator master's lease in `own`. */
+  curatorMasterLease: 'curator.master',
+  /** The curator master's progress in `own`. */
+  curatorProgress: 'curator.progress',
 } as const;

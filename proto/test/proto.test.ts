@@ -109,6 +109,13 @@ import {
   RestartStep,
   HaAgentOp,
   HaMasterOp,
+  CuratorOp,
+  curatorScanSummary,
+  curatorProgress,
+  curatorStatusRequest,
+  curatorStatusReply,
+  curatorScanRequest,
+  curatorScanReply,
   HostState,
   VmState,
   vmProtection,
@@ -251,6 +258,13 @@ const PAIRS: readonly Pair[] = [
   { rule: 'ha-host-status', schema: haHostStatus },
   { rule: 'ha-vm-status', schema: haVmStatus },
   { rule: 'ha-status-reply', schema: haStatusReply },
+  // curator.cddl
+  { rule: 'curator-scan-summary', schema: curatorScanSummary },
+  { rule: 'curator-progress', schema: curatorProgress },
+  { rule: 'curator-status-request', schema: curatorStatusRequest },
+  { rule: 'curator-status-reply', schema: curatorStatusReply },
+  { rule: 'curator-scan-request', schema: curatorScanRequest },
+  { rule: 'curator-scan-reply', schema: curatorScanReply, note: 'the same schema as curator-scan-summary' },
 ];
 
 /** Closed value sets: each CDDL rule of text literals and the `as const` object it mirrors. */
@@ -519,6 +533,7 @@ const OPERATION_SETS: Record<string, { ops: Record<string, string>; rows: (op: s
   MdOp: { ops: MdOp, rows: (op) => [`| \`${build(subjects.md, '<partition>', op)}\` | \`md-${op}-request\``] },
   HaAgentOp: { ops: HaAgentOp, rows: (op) => [`| \`${build(subjects.haAgent, '<host>', op)}\` | \`ha-${op}-request\``] },
   HaMasterOp: { ops: HaMasterOp, rows: (op) => [`| \`${build(subjects.haMaster, op)}\` | \`ha-${op}-request\``] },
+  CuratorOp: { ops: CuratorOp, rows: (op) => [`| \`${build(subjects.curator, op)}\` | \`curator-${op}-request\``] },
 };
 
 /** Closed value sets, each checked against its CDDL rule by ENUMS above. */
@@ -563,6 +578,7 @@ const SUBJECT_FORMS: Record<keyof typeof subjects, string> = {
   haHeartbeatAll: subjects.haHeartbeatAll,
   haAgent: build(subjects.haAgent, '<host>', '<op>'),
   haMaster: build(subjects.haMaster, '<op>'),
+  curator: build(subjects.curator, '<op>'),
 };
 
 /** The subjects of each stream, as the stream table of section 1 gives them. */

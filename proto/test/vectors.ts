@@ -288,6 +288,8 @@ function events(): VectorFile {
       valid('cluster-event', 'a node declared dead (strata.events.node)', { type: 'node.dead', atMs: T0, epoch: 7, kind: 'node', id: ids.node, name: 'n2', incarnation: 3, cause: 'failure-detector', message: 'node n2 declared dead after 6012 ms of silence' }),
       valid('cluster-event', 'a vDisk moved by failover (strata.events.owner)', { type: 'owner.changed', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', owner: 'n1', previousOwner: 'n2', ownerEpoch: 4, cause: 'failover', message: 'vdisk demo: n2 -> n1 at epoch 4 (node n2 declared dead)' }),
       valid('cluster-event', 'a VM restarted by HA (strata.events.ha)', { type: 'ha.vm.restarted', atMs: T0, epoch: 0, kind: 'vm', id: ha.vm, name: 'web', host: 'n2', haEpoch: 5, powerOnEpoch: 4, cause: 'ha-master', message: 'vm web restarted on n2 (power-on lease epoch 4): host n1 failed' }),
+      valid('cluster-event', 'a replica copied by the curator (strata.events.curator)', { type: 'curator.replica.copied', atMs: T0, epoch: 0, kind: 'egroup', id: 67890n, curatorEpoch: 4, fromDisk: 12351n, toDisk: 12352n, bytes: 4 * MiB, reason: 'replica on disk 12350 lost: node n2 dead for 61 s', cause: 'curator', message: 'egroup 67890: copied 4194304 bytes from disk 12351 (n1) to disk 12352 (n3)' }),
+      valid('cluster-event', 'a curator scan done (strata.events.curator)', { type: 'curator.scan.done', atMs: T0, epoch: 0, curatorEpoch: 4, durationMs: 42, reason: 'scheduled', cause: 'curator', message: 'scan 3: 120 extent groups, 7 under-replicated, 7 copies queued' }),
       valid('cluster-event', 'a leader elected, no object (strata.events.leader)', { type: 'leader.elected', atMs: T0, epoch: 8, cause: 'election', message: 'config-2 leads the configuration database at epoch 8' }),
     ],
     invalid: [
@@ -573,7 +575,32 @@ function haFile(): VectorFile {
   };
 }
 
+const scanSummary = { scan: 3, full: false, startedAtMs: T0, durationMs: 42, egroups: 120, underReplicated: 7, lostReplicas: 7, copiesQueued: 7, unfixable: 0 };
+const progress = { master: 'n1', curatorEpoch: 4, updatedAtMs: T0, rebuild: true, underReplicated: 3, bytesToCopy: 12 * MiB, bytesCopied: 16 * MiB, copiesDone: 4, copiesFailed: 0, bytesPerSec: 20 * MiB, etaMs: 600, lastScan: scanSummary };
+
+function curatorFile(): VectorFile {
+  return {
+    about: 'Golden vectors for proto/curator.cddl: the curator master\'s progress (own, curator.progress) and the requests strata.curator.status and strata.curator.scan.',
+    cddl: ['common.cddl', 'curator.cddl'],
+    valid: [
+      valid('curator-scan-summary', 'a scan that found 7 extent groups under-replicated', scanSummary),
+      valid('curator-progress', 'copying, with an estimate', progress),
+      valid('curator-progress', 'a new master before its first scan, rebuild off', (({ etaMs: _e, lastScan: _l, ...rest }) => ({ ...rest, rebuild: false, underReplicated: 0, bytesToCopy: 0, bytesPerSec: 0 }))(progress)),
+      valid('curator-status-request', 'the only request', {}),
+      valid('curator-status-reply', 'a full scan running', { master: 'n1', curatorEpoch: 4, running: { startedAtMs: T0, full: true }, copiesInFlight: 2, progress }),
+      valid('curator-scan-request', 'a full scan', { full: true }),
+      valid('curator-scan-reply', 'the scan\'s summary', { ...scanSummary, full: true }),
+    ],
+    invalid: [
+      invalid('curator-scan-request', 'no full flag', 'full is required', {}, { path: '$' }),
+      invalid('curator-scan-request', 'full as text', 'full is a bool', { full: 'yes' }, { path: '$.full' }),
+      invalid('curator-progress', 'negative bytes copied', 'counts are unsigned', { ...progress, bytesCopied: -1 }, { path: '$.bytesCopied' }),
+      invalid('curator-status-reply', 'an upper-case master', 'node names are object names', { master: 'N1', curatorEpoch: 4, copiesInFlight: 0, progress }, { path: '$.master' }),
+    ],
+  };
+}
+
 /** Every vector file, by its name under proto/vectors/. */
 export function buildVectorFiles(): Record<string, VectorFile> {
-  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness(), 'io.json': ioPath(), 'ha.json': haFile() };
+  return { 'common.json': common(), 'config.json': config(), 'events.json': events(), 'liveness.json': liveness(), 'io.json': ioPath(), 'ha.json': haFile(), 'curator.json': curatorFile() };
 }

@@ -115,10 +115,21 @@ describe('strata up (default layout): one process per node, in-process dispatch 
     // pgrep -f vdisk-controller finds the processes that host a controller: the node-hosts.
     expect(await pgrepChildren(up!.pid(), 'vdisk-controller')).toEqual(hosts.map((h) => h.pid).sort((a, b) => a - b));
     expect(procs.filter((p) => /services\/(metadata-shard|extent-store|vdisk-controller|admission|io-director|gateway)\//.test(p.args))).toEqual([]);
-    // Besides the node hosts: the embedded nats-server, the one config replica, and the
-    // HA agent of each node's host (a host's agent, not one of the node's actors).
-    const others = procs.filter((p) => !p.args.includes('node-host')).map((p) => (p.args.includes('nats-server') ? 'nats-server' : p.args.includes('services/config/') ? 'config' : (p.args.match(/services\/ha-agent\/.* --host (n\d+)/)?.[1] ?? p.args)));
-    expect(others.sort()).toEqual(['config', 'n1', 'n2', 'nats-server']);
+    // Besides the node hosts: the embedded nats-server, the one config replica, the HA
+    // agent of each node's host (a host's agent, not one of the node's actors) and each
+    // node's curator (a process of its own, off the I/O path).
+    const role = (p: { args: string }): string =>
+      p.args.includes('nats-server')
+        ? 'nats-server'
+        : p.args.includes('services/config/')
+          ? 'config'
+          : /services\/ha-agent\/.* --host (n\d+)/.test(p.args)
+            ? `ha-agent ${/--host (n\d+)/.exec(p.args)![1]}`
+            : /services\/curator\/.* --node (n\d+)/.test(p.args)
+              ? `curator ${/--node (n\d+)/.exec(p.args)![1]}`
+              : p.args;
+    const others = procs.filter((p) => !p.args.includes('node-host')).map(role);
+    expect(others.sort()).toEqual(['config', 'curator n1', 'curator n2', 'ha-agent n1', 'ha-agent n2', 'nats-server']);
     // Each node's six actors started in its one process.
     for (const node of ['n1', 'n2']) {
       const log = logTail(dir, node);
@@ -235,15 +246,16 @@ describe('strata up --separate: one process per actor', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs each of the node\'s six actors in its own process naming the node, its HA agent beside them, and no node-host', async () => {
+  it('runs each of the node\'s six actors in its own process naming the node, its HA agent and curator beside them, and no node-host', async () => {
     expect(up!.output()).toMatch(/^starting 1 node: one process per actor \(--separate; /m);
     const procs = await children(up!.pid());
     expect(procs.filter((p) => p.args.includes('node-host'))).toEqual([]);
-    const actors = procs.map((p) => /services\/([a-z-]+)\/dist\/main\.js (--node n1|--shard md-1)( |$)/.exec(p.args)?.[1]).filter((a) => a !== undefined);
+    const actors = procs.map((p) => /services\/([a-z-]+)\/dist\/main\.js (--node n1|--shard md-1)( |$)/.exec(p.args)?.[1]).filter((a) => a !== undefined && a !== 'curator');
     expect(actors.sort()).toEqual([...NODE_ACTORS].sort());
-    // Besides them: the embedded nats-server, the one config replica and the node's HA agent.
+    // Besides them: the embedded nats-server, the one config replica, the node's HA agent and its curator.
     expect(procs.filter((p) => /services\/ha-agent\/dist\/main\.js --host n1( |$)/.test(p.args))).toHaveLength(1);
-    expect(procs).toHaveLength(NODE_ACTORS.length + 3);
+    expect(procs.filter((p) => /services\/curator\/dist\/main\.js --node n1( |$)/.test(p.args))).toHaveLength(1);
+    expect(procs).toHaveLength(NODE_ACTORS.length + 4);
     const controller = procs.filter((p) => p.args.includes('services/vdisk-controller/dist/main.js --node n1'));
     expect(await pgrepChildren(up!.pid(), 'vdisk-controller')).toEqual(controller.map((p) => p.pid));
   });

@@ -121,8 +121,8 @@ function actorPid(cluster: UpCluster, actor: string, node: string): Promise<numb
   return childMatching(cluster.up.pid(), new RegExp(`${actor}/dist/main\\.js --node ${node}( |$)`));
 }
 
-/** The six actors every node runs, one process each. */
-const NODE_ACTORS = ['admission', 'extent-store', 'gateway', 'io-director', 'metadata-shard', 'vdisk-controller'];
+/** The processes every node runs with --separate: its six actors and its curator, one process each (sorted). */
+const NODE_ACTORS = ['admission', 'curator', 'extent-store', 'gateway', 'io-director', 'metadata-shard', 'vdisk-controller'];
 
 /**
  * Every process of node k, with its actor's name: the actors named `--node n<k>` and
@@ -486,7 +486,7 @@ describe('a whole node killed and kept down', () => {
     const { id, target } = await sharedOwnedByNode2(cluster, 'node-kill');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
-    // Every process of the node: its five `--node n2` actors and its metadata shard (`--shard md-2`).
+    // Every process of the node: its five `--node n2` actors, its curator and its metadata shard (`--shard md-2`).
     const node2 = await nodeProcesses(cluster, 2);
     expect(node2.map((c) => c.actor).sort()).toEqual(NODE_ACTORS);
     const fio = fioWrite(target);

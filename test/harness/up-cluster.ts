@@ -1,5 +1,5 @@
 // Whole local clusters started by `strata up` for end-to-end and fault tests: three
-// nodes (one node-host process each, or with `layout: 'separate'` one process per
+// nodes, or four (one node-host process each, or with `layout: 'separate'` one process per
 // actor, for a test that kills or pauses one actor), one config replica, free ports,
 // a data directory that is kept when a test fails. Stopping one stops `strata up`, then kills by PID
 // whatever of its children survived, then the harness nats-servers it used.
@@ -43,6 +43,8 @@ export interface UpClusterOptions {
   layout?: 'colocated' | 'separate';
   /** More arguments for `strata up` (`--host-cpus 1`). */
   upArgs?: string[];
+  /** Storage nodes (`--nodes`), each with its own NBD port: 3 (default) or 4. */
+  nodes?: 3 | 4;
 }
 
 /** The clusters one test file started, stopped together. */
@@ -59,16 +61,17 @@ export class UpClusters {
     return topology;
   }
 
-  /** Starts `strata up --nodes 3` (one config replica and the default layout unless asked) and waits for `ready`. */
+  /** Starts `strata up --nodes 3` (or as many as asked; one config replica and the default layout unless asked) and waits for `ready`. */
   async start(options: UpClusterOptions = {}): Promise<UpCluster> {
     const dir = mkdtempSync(join(tmpdir(), `strata-${this.label}-`));
-    const nbdPort = await freePortRun(3);
+    const nodes = options.nodes ?? 3;
+    const nbdPort = await freePortRun(nodes);
     const natsServers = options.natsServers ?? 1;
     const natsPort = await freePortRun(natsServers);
     const up = startNode(
       'cli/dist/main.js',
       [
-        ...['--dir', dir, 'up', '--nodes', '3', '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1)],
+        ...['--dir', dir, 'up', '--nodes', String(nodes), '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1)],
         ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : []), ...(options.upArgs ?? [])],
       ],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },

@@ -31,7 +31,7 @@ import { DrainPacer } from './drain-pacer';
 import { OplogLink } from './oplog-link';
 import { OplogAppender } from './oplog';
 import { oplogFetcher, readTail } from './oplog-replay';
-import { place, type CandidateDisk } from './placement';
+import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
 import { Vdisk, type FaultStep, type VdiskSettings } from './vdisk';

@@ -338,13 +338,50 @@ export class ExtentGroups implements ExtentSpace {
    */
   async read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
     assert(offset >= 0 && length > 0 && offset + length <= location.length, 'a read stays within its extent');
-    const { entry } = await this.state(location.egroup);
-    const replicas = this.deps.health.order(entry.replicas);
+    const state = await this.state(location.egroup);
+    // The curator may have replaced replicas this controller knows (a node lost for good,
+    // its replicas rebuilt elsewhere) without this controller hearing of it. When every
+    // known replica is on a dead or suspect node, look at the entry first: a read of a
+    // dead node waits out its whole budget before it fails.
+    let refreshed = false;
+    let replicas = state.entry.replicas;
+    if (!replicas.some((r) => this.deps.health.usable(r.node))) {
+      refreshed = true;
+      replicas = (await this.refreshReplicas(location.egroup, state)) ?? replicas;
+    }
     try {
-      return await hedged(replicas, this.deps.health.hedgeDelayMs(), (r) => this.readReplica(r, location, offset, length));
+      return await this.readAny(replicas, location, offset, length);
+    } catch (err) {
+      // Every replica failed: read the entry again (once in all) and try the replicas it names now.
+      const fresh = refreshed ? undefined : await this.refreshReplicas(location.egroup, state);
+      if (fresh === undefined) throw err;
+      return this.readAny(fresh, location, offset, length);
+    }
+  }
+
+  private async readAny(replicas: readonly { disk: bigint; node: string }[], location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {
+    try {
+      return await hedged(this.deps.health.order(replicas), this.deps.health.hedgeDelayMs(), (r) => this.readReplica(r, location, offset, length));
     } catch (err) {
       throw err instanceof StrataError ? err : new StrataError(ErrorCode.UNAVAILABLE, `no replica of egroup ${location.egroup} could be read`, { cause: err });
     }
+  }
+
+  /**
+   * The replicas of `egroup` as the map has them now, adopted into the cached state
+   * (only the replicas and the revision: the curator changes nothing else, and the
+   * allocations and versions this controller holds in memory stay); undefined when
+   * they are the ones it knew.
+   */
+  private async refreshReplicas(egroup: bigint, state: EgroupState): Promise<EgroupEntry['replicas'] | undefined> {
+    const got = await this.deps.md.get('egroup', keys.egroup(egroup));
+    if (got === null || got.value.vdisk !== this.deps.vdisk) return undefined;
+    const same = got.value.replicas.length === state.entry.replicas.length && got.value.replicas.every((r, i) => r.disk === state.entry.replicas[i]!.disk);
+    if (same) return undefined;
+    this.deps.log.info({ egroup: String(egroup), was: state.entry.replicas.map((r) => r.node), now: got.value.replicas.map((r) => r.node) }, 'the extent group has new replicas (re-replicated): reading those');
+    state.entry = { ...state.entry, replicas: got.value.replicas };
+    state.revision = Math.max(state.revision, got.revision);
+    return got.value.replicas;
   }
 
   private async readReplica(r: { disk: bigint; node: string }, location: BlockLocation, offset: number, length: number): Promise<Uint8Array> {

@@ -1,6 +1,5 @@
-// The vdisk-controller's parts: the undrained-data index, placement, the oplog appender, the vDisk.
+// The vdisk-controller's parts: the undrained-data index, the oplog appender, the vDisk.
 export { BlockIndex, overlay, type Segment } from './block-index';
-export { place, type CandidateDisk, type Placement, type PlacementInput } from './placement';
 export { OplogAppender, type OplogAppenderOptions } from './oplog';
 export { OplogLink, type OplogLinkOptions } from './oplog-link';
 export { oplogFetcher, readTail, type FetchFrom, type ReplayPlan, type TailMessage } from './oplog-replay';

@@ -8,7 +8,7 @@ import { ErrorCode, StrataError } from '@strata/errors';
 import { MemoryMd } from '@strata/md-client/testing';
 import { keys, type EgroupEntry } from '@strata/proto';
 import { applyChanges, chunks } from '../src/extent-groups';
-import { testExtentGroups } from './health';
+import { testExtentGroups, testHealth } from './health';
 
 interface FakeReplica {
   version: number;
@@ -92,6 +92,60 @@ describe('extent groups', () => {
     expect((await md.get('egroup', keys.egroup(9n)))!.value.version).toBe(6);
     for (const r of replicas.values()) expect(Array.from(r.bytes.subarray(8, 11))).toEqual([1, 2, 3]);
     expect(Array.from(await groups.read({ egroup: 9n, offset: 0, length: 64 }, 7, 5))).toEqual([0, 1, 2, 3, 0]);
+  });
+
+  it('reads the entry again, once, when every replica it knows fails a read, and reads the replicas the curator put in their place', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([
+      ['1', { version: 2, bytes: new Uint8Array(64).fill(1) }],
+      ['2', { version: 2, bytes: new Uint8Array(64).fill(1) }],
+      ['3', { version: 2, bytes: new Uint8Array(64).fill(1) }],
+    ]);
+    const dead = new Set<string>();
+    const inner = fakeBus(replicas, []);
+    const bus = {
+      request: (subject: string, req: Record<string, unknown>, ...rest: unknown[]) =>
+        dead.has(String(req.disk)) ? Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `disk ${String(req.disk)}: no responders`)) : (inner.request as (...a: unknown[]) => Promise<unknown>)(subject, req, ...rest),
+    } as unknown as Bus;
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 2, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const groups = testExtentGroups(bus, md);
+    const extent = { egroup: 9n, offset: 0, length: 64 };
+    // The entry is cached by the first read.
+    expect(Array.from(await groups.read(extent, 0, 2))).toEqual([1, 1]);
+    // Node n1 is lost; the curator copies its replica to disk 3 (n3) and records it.
+    dead.add('1');
+    await md.put('egroup', keys.egroup(9n), { ...entry, replicas: [{ disk: 3n, node: 'n3' }, { disk: 2n, node: 'n2' }] }, revision);
+    expect(Array.from(await groups.read(extent, 0, 2))).toEqual([1, 1]);
+    // Then n2 is lost too: every replica the cached entry named fails, the fresh entry names disk 3.
+    dead.add('2');
+    expect(Array.from(await groups.read(extent, 0, 2))).toEqual([1, 1]);
+    // With nothing new in the map, the read fails with the replicas' error (no loop).
+    dead.add('3');
+    await expect(groups.read(extent, 0, 2)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+  });
+
+  it('looks at the entry before reading when every replica it knows is on a dead or suspect node, and reads the new ones without waiting on the old', async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([
+      ['1', { version: 2, bytes: new Uint8Array(64).fill(4) }],
+      ['2', { version: 2, bytes: new Uint8Array(64).fill(4) }],
+      ['3', { version: 2, bytes: new Uint8Array(64).fill(4) }],
+    ]);
+    const sent: string[] = [];
+    const { health } = testHealth();
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 2, sizeBytes: 64, extents: [{ id: '7:0', offset: 0, length: 64, refs: 1 }] };
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const groups = testExtentGroups(fakeBus(replicas, sent), md, { health });
+    const extent = { egroup: 9n, offset: 0, length: 64 };
+    expect(Array.from(await groups.read(extent, 0, 1))).toEqual([4]);
+    // Both nodes fail; the curator has moved one replica to n3.
+    health.failed('n1');
+    health.failed('n2');
+    await md.put('egroup', keys.egroup(9n), { ...entry, replicas: [{ disk: 3n, node: 'n3' }, { disk: 2n, node: 'n2' }] }, revision);
+    sent.length = 0;
+    expect(Array.from(await groups.read(extent, 0, 1))).toEqual([4]);
+    expect(sent).toEqual(['read disk 3']);
   });
 
   it('stops writing an extent group whose replica refused a write with CHECKSUM, keeps reading it from the others, and allocates new extents elsewhere', async () => {

@@ -1,6 +1,6 @@
 // Replica placement: distinct nodes, local first, tier order, free space, and a
 // clear refusal when the cluster cannot hold RF copies.
-import { place, type CandidateDisk } from '../src/placement';
+import { place, placeReplacement, type CandidateDisk } from '../src/place';
 
 const GiB = 2 ** 30;
 const disk = (id: number, node: string, tier: string, freeGiB: number): CandidateDisk => ({ id: BigInt(id), node, tier, capacityBytes: 100 * GiB, usedBytes: (100 - freeGiB) * GiB });
@@ -26,5 +26,14 @@ describe('placement', () => {
 
   it('only uses tiers the container names', () => {
     expect(ids(place({ disks, liveNodes: live, localNode: 'n1', replicationFactor: 2, tierOrder: ['hdd'], needBytes: GiB }))).toEqual([1, 5]);
+  });
+
+  it('places a replacement away from every node that holds a replica, on a live node with room', () => {
+    const r = placeReplacement({ disks, liveNodes: live, occupiedNodes: new Set(['n1']), tierOrder: ['ssd', 'hdd'], needBytes: GiB });
+    expect(r.ok && Number(r.disk.id)).toBe(4);
+    const dead = placeReplacement({ disks, liveNodes: new Set(['n1', 'n3']), occupiedNodes: new Set(['n1']), tierOrder: ['ssd', 'hdd'], needBytes: GiB });
+    expect(dead.ok && Number(dead.disk.id)).toBe(6);
+    const full = placeReplacement({ disks, liveNodes: new Set(['n1', 'n3']), occupiedNodes: new Set(['n1']), tierOrder: ['ssd'], needBytes: 5 * GiB });
+    expect(full).toEqual({ ok: false, why: expect.stringContaining('held on: n1') });
   });
 });

@@ -1,6 +1,8 @@
-// Where the replicas of a new extent group go: RF disks on RF distinct live nodes,
-// the local node first (reads stay local), then by the container's tier order and
-// by free space. Pure: the caller passes the disks, the live nodes and the usage.
+// Where the replicas of an extent group go: RF disks on RF distinct live nodes, the
+// local node first (reads stay local), then by the container's tier order and by free
+// space. A replacement for a lost replica follows the same rules, away from every node
+// that holds a replica already. Pure: the caller passes the disks, the live nodes and
+// the usage.
 
 export interface CandidateDisk {
   id: bigint;
@@ -53,4 +55,29 @@ export function place(input: PlacementInput): Placement {
     return { ok: false, why: `replication factor ${replicationFactor} needs ${replicationFactor} live nodes with ${needBytes} free bytes on a disk of tiers ${tierOrder.join(',')}; ${nodesWithSpace} have it` };
   }
   return { ok: true, replicas: chosen.slice(0, replicationFactor) };
+}
+
+export interface ReplacementInput {
+  disks: readonly CandidateDisk[];
+  liveNodes: ReadonlySet<string>;
+  /** Nodes that hold a replica of the extent group already (a second one there adds no protection). */
+  occupiedNodes: ReadonlySet<string>;
+  tierOrder: readonly string[];
+  /** Space the copy needs on its disk. */
+  needBytes: number;
+}
+
+/**
+ * One disk for a new replica of an existing extent group: `place` for one replica over
+ * the live nodes that hold none yet, with no local preference (the curator runs on
+ * any node; the replica serves the owner, wherever it is).
+ */
+export function placeReplacement(input: ReplacementInput): { ok: true; disk: CandidateDisk } | { ok: false; why: string } {
+  const liveNodes = new Set([...input.liveNodes].filter((n) => !input.occupiedNodes.has(n)));
+  const placed = place({ disks: input.disks, liveNodes, localNode: '', replicationFactor: 1, tierOrder: input.tierOrder, needBytes: input.needBytes });
+  if (!placed.ok) {
+    const held = [...input.occupiedNodes].sort().join(', ') || 'none';
+    return { ok: false, why: `no live node without a replica (held on: ${held}) has a disk of tiers ${input.tierOrder.join(',')} with ${input.needBytes} free bytes` };
+  }
+  return { ok: true, disk: placed.replicas[0]! };
 }

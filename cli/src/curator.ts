@@ -1,0 +1,58 @@
+// What the curator commands ask and print: the curator master's status (`strata
+// curator status`) and a scan on demand (`strata curator scan [--full]`).
+import type { Bus } from '@strata/bus';
+import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import { CuratorOp, curatorScanReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorStatusReply } from '@strata/proto';
+import { formatSize } from './units';
+
+const STATUS_TIMEOUT_MS = 10_000;
+/** A scan reads every extent-group entry: on a large map that takes a while. */
+const SCAN_TIMEOUT_MS = 120_000;
+
+/** Any request to the master; no responders becomes a message that says what is missing. */
+async function askMaster<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (isStrataError(err, ErrorCode.UNAVAILABLE) && err.hint === 'no-responders') {
+      throw new StrataError(ErrorCode.UNAVAILABLE, 'no curator master answers: no curator holds curator.master (is "strata up" running its curators?)', { cause: err });
+    }
+    throw err;
+  }
+}
+
+export function curatorStatus(bus: Bus): Promise<CuratorStatusReply> {
+  return askMaster(() => bus.request(subjects.curator(CuratorOp.status), {}, curatorStatusReply, { timeoutMs: STATUS_TIMEOUT_MS, retry: true }));
+}
+
+export function curatorScan(bus: Bus, full: boolean): Promise<CuratorScanSummary> {
+  return askMaster(() => bus.request(subjects.curator(CuratorOp.scan), { full }, curatorScanReply, { timeoutMs: SCAN_TIMEOUT_MS }));
+}
+
+const when = (ms: number): string => new Date(ms).toISOString();
+
+/** `3 s`, `2 min 5 s`, `1 h 4 min`: a duration for people. */
+export function formatDuration(ms: number): string {
+  const s = Math.ceil(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 === 0 ? '' : ` ${s % 60} s`}`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+export function formatScan(scan: CuratorScanSummary): string {
+  return `scan ${scan.scan}${scan.full ? ' (full)' : ''} at ${when(scan.startedAtMs)}, ${scan.durationMs} ms: ${scan.egroups} extent groups, ${scan.underReplicated} under-replicated, ${scan.lostReplicas} replicas lost, ${scan.copiesQueued} copies queued, ${scan.unfixable} unfixable`;
+}
+
+export function formatCuratorStatus(s: CuratorStatusReply): string {
+  const p = s.progress;
+  const lines = [
+    `master: ${s.master} (epoch ${s.curatorEpoch})`,
+    `rebuild: ${p.rebuild ? 'on' : 'off (STRATA_REBUILD=off: scans only, nothing is copied)'}`,
+    `last scan: ${p.lastScan === undefined ? 'none yet' : formatScan(p.lastScan)}`,
+    `running scan: ${s.running === undefined ? 'none' : `started at ${when(s.running.startedAtMs)}${s.running.full ? ' (full)' : ''}`}`,
+    `under-replicated extent groups: ${p.underReplicated}`,
+    `rebuild progress: ${formatSize(p.bytesCopied)} copied (${p.copiesDone} copies, ${p.copiesFailed} failed), ${formatSize(p.bytesToCopy)} to copy, ${s.copiesInFlight} in flight, ${formatSize(p.bytesPerSec)}/s`,
+    `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,
+  ];
+  return lines.join('\n');
+}

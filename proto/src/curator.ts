@@ -1,0 +1,76 @@
+// The curator's messages and state (proto/curator.cddl): the requests to the curator
+// master (`strata.curator.<op>`), its progress record (`curator.progress` in `own`)
+// and the summary of a scan. The master itself holds the lease `curator.master`.
+import { z } from 'zod';
+import { uint } from '@strata/codec';
+import { objectName } from './config';
+
+/** Requests to the curator master: `strata.curator.status`, `strata.curator.scan`. */
+export const CuratorOp = { status: 'status', scan: 'scan' } as const;
+export type CuratorOp = (typeof CuratorOp)[keyof typeof CuratorOp];
+
+/** What one scan found: every extent group read, those under-replicated, what it queued. */
+export const curatorScanSummary = z.strictObject({
+  /** The scan's number under this master: 1 for its first. */
+  scan: uint,
+  /** A full scan also asked each replica's extent store whether the replica is there. */
+  full: z.boolean(),
+  startedAtMs: uint,
+  durationMs: uint,
+  /** Extent groups read from the metadata. */
+  egroups: uint,
+  /** Extent groups with fewer than RF replicas that are not lost. */
+  underReplicated: uint,
+  /** Replicas found lost (node dead past the re-protection delay, disk gone, file missing). */
+  lostReplicas: uint,
+  /** Copies the scan queued. */
+  copiesQueued: uint,
+  /** Under-replicated extent groups no copy can fix now (no live source, no target with room). */
+  unfixable: uint,
+});
+export type CuratorScanSummary = z.output<typeof curatorScanSummary>;
+
+/**
+ * The master's progress, key `curator.progress` in `own`: rewritten as copies finish,
+ * so `strata curator status` can show it and a new master can resume the counts.
+ */
+export const curatorProgress = z.strictObject({
+  /** The master that wrote it and its lease epoch. */
+  master: objectName,
+  curatorEpoch: uint,
+  updatedAtMs: uint,
+  /** Whether copies run (`STRATA_REBUILD=off` disables them). */
+  rebuild: z.boolean(),
+  /** Extent groups under-replicated at the last scan, less those fixed since. */
+  underReplicated: uint,
+  /** Bytes of the copies queued and not yet done. */
+  bytesToCopy: uint,
+  /** Bytes copied since this record was created. */
+  bytesCopied: uint,
+  copiesDone: uint,
+  copiesFailed: uint,
+  /** Recent copy rate, bytes per second (0 before the first copy). */
+  bytesPerSec: uint,
+  /** Estimated time to copy what remains, at that rate; absent when unknown or nothing remains. */
+  etaMs: uint.optional(),
+  lastScan: curatorScanSummary.optional(),
+});
+export type CuratorProgress = z.output<typeof curatorProgress>;
+
+/** `strata.curator.status`. */
+export const curatorStatusRequest = z.strictObject({});
+export const curatorStatusReply = z.strictObject({
+  /** The master's node and lease epoch. */
+  master: objectName,
+  curatorEpoch: uint,
+  /** The scan running now: when it started and whether it is full. */
+  running: z.strictObject({ startedAtMs: uint, full: z.boolean() }).optional(),
+  /** Copies being made now. */
+  copiesInFlight: uint,
+  progress: curatorProgress,
+});
+export type CuratorStatusReply = z.output<typeof curatorStatusReply>;
+
+/** `strata.curator.scan`: a scan now; its reply comes once the scan (not its copies) is done. */
+export const curatorScanRequest = z.strictObject({ full: z.boolean() });
+export const curatorScanReply = curatorScanSummary;

@@ -1,0 +1,73 @@
+// The curator as an actor definition: the buckets it reads, and the contention for
+// the lease `curator.master`, which runs the master (master.ts) while held. The
+// curators that do not hold it stand by and take over when it lapses.
+import type { ActorContext, ActorDefinition } from '@strata/actor';
+import { ConfigClient } from '@strata/config-client';
+import { EventLog, ensureEventStream } from '@strata/events';
+import { openBucket } from '@strata/kv';
+import { Lease, leaseRecord } from '@strata/lease';
+import { MdClient } from '@strata/md-client';
+import { buckets, curatorProgress, diskUsage, keys, mdValue, vdiskOwnership } from '@strata/proto';
+import { CuratorMaster } from './master';
+import type { CuratorSettings } from './settings';
+
+export function curatorActor(s: CuratorSettings): ActorDefinition {
+  return {
+    actor: 'curator',
+    instance: s.node,
+    node: s.node,
+    start: (ctx) => startCurator(s, ctx),
+  };
+}
+
+async function startCurator(s: CuratorSettings, { bus, log }: ActorContext): Promise<() => Promise<void>> {
+  const nc = bus.nc;
+  await ensureEventStream(nc);
+  const [leases, own, progress, egroups, usage] = await Promise.all([
+    openBucket(nc, buckets.own, leaseRecord),
+    openBucket(nc, buckets.own, vdiskOwnership),
+    openBucket(nc, buckets.own, curatorProgress),
+    // The same settings as the metadata shards create it with.
+    openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 }),
+    openBucket(nc, buckets.hb, diskUsage),
+  ]);
+  const config = new ConfigClient(bus);
+  const md = new MdClient(bus, { timeoutMs: s.curatorRequestTimeoutMs });
+  const events = new EventLog(nc);
+
+  let master: { epoch: number; run: Promise<CuratorMaster | undefined> } | undefined;
+  const lease = new Lease(leases, {
+    key: keys.curatorMasterLease,
+    holder: s.node,
+    ttlMs: s.curatorLeaseTtlMs,
+    log,
+    onAcquired: (epoch) => {
+      const m = new CuratorMaster({ bus, log, settings: s, me: s.node, epoch, leading: () => lease.epoch === epoch, config, md, egroups, usage, own, progress, events });
+      master = {
+        epoch,
+        run: m.start().then(
+          () => m,
+          async (err: unknown) => {
+            // Holding the lease without acting would leave the cluster without a curator: give it up.
+            log.error({ err }, 'could not start the curator master; releasing curator.master');
+            await m.stop();
+            void lease.stop().then(() => lease.start());
+            return undefined;
+          },
+        ),
+      };
+    },
+    onLost: (epoch) => {
+      const lost = master;
+      master = undefined;
+      if (lost?.epoch === epoch) void lost.run.then(async (m) => m?.stop());
+    },
+  });
+  lease.start();
+  log.info({ node: s.node, rebuild: s.rebuild, reprotectDelayMs: s.reprotectDelayMs, scanIntervalMs: s.curatorScanIntervalMs }, 'curator started');
+
+  return async () => {
+    await lease.stop();
+    await master?.run.then((m) => m?.stop());
+  };
+}

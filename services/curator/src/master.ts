@@ -1,0 +1,367 @@
+// The curator master: scans on a schedule and on request, plans (plan.ts), runs the
+// copies (copier.ts) a bounded number at a time within a byte budget, and keeps its
+// progress in `curator.progress` (own) and in events. It runs only while its process
+// holds the lease `curator.master` (actor.ts); every decision is the plan's, this
+// file does the I/O around it.
+import { performance } from 'node:perf_hooks';
+import type { Bus, Service } from '@strata/bus';
+import type { ConfigClient } from '@strata/config-client';
+import { ErrorCode, isStrataError } from '@strata/errors';
+import type { EventLog } from '@strata/events';
+import type { TypedBucket } from '@strata/kv';
+import type { Logger } from '@strata/log';
+import type { MdMaps } from '@strata/md-client';
+import {
+  CuratorOp,
+  EstoreOp,
+  EventType,
+  curatorScanRequest,
+  curatorStatusRequest,
+  egStatReply,
+  keys,
+  subjects,
+  type ClusterEvent,
+  type CuratorProgress,
+  type CuratorScanSummary,
+  type CuratorStatusReply,
+  type curatorProgress,
+  type diskUsage,
+  type egroupEntry,
+  type vdiskOwnership,
+} from '@strata/proto';
+import { Copier, pause } from './copier';
+import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
+import { ByteBudget, RateMeter, etaMs } from './rate';
+import type { CuratorSettings } from './settings';
+import { clusterView } from './view';
+
+/** Reads of md-egroup entries (and replica stats of a full scan) in flight at once. */
+const SCAN_READS_IN_FLIGHT = 16;
+/** Copies waiting at most: a scan that finds more queues the most urgent and finds the rest next time. */
+const QUEUE_MAX = 10_000;
+/** The progress record is rewritten at most this often while copies run. */
+const PROGRESS_WRITE_MS = 1_000;
+/** How long a stopping master waits for its copies in flight. */
+const STOP_WAIT_MS = 5_000;
+
+export interface MasterDeps {
+  bus: Bus;
+  log: Logger;
+  settings: CuratorSettings;
+  me: string;
+  epoch: number;
+  leading: () => boolean;
+  config: ConfigClient;
+  md: MdMaps;
+  egroups: TypedBucket<typeof egroupEntry>;
+  usage: TypedBucket<typeof diskUsage>;
+  own: TypedBucket<typeof vdiskOwnership>;
+  progress: TypedBucket<typeof curatorProgress>;
+  events: EventLog;
+}
+
+interface RunningScan {
+  startedAtMs: number;
+  full: boolean;
+  done: Promise<CuratorScanSummary>;
+}
+
+export class CuratorMaster {
+  private readonly services: Service[] = [];
+  private readonly copier: Copier;
+  private readonly budget: ByteBudget;
+  private readonly meter = new RateMeter();
+  /** Copies waiting, most urgent first; `queued` has their extent groups and those in flight. */
+  private queue: CopyAction[] = [];
+  private readonly queued = new Set<bigint>();
+  private readonly inFlight = new Map<bigint, Promise<void>>();
+  private inFlightBytes = 0;
+  /** Extent groups under-replicated at the last scan, less those fixed since. */
+  private under = new Set<bigint>();
+  /** What the last scan would copy with rebuild off. */
+  private plannedBytes = 0;
+  private view: ClusterView | undefined;
+  private running: RunningScan | undefined;
+  private scans = 0;
+  private counts = { bytesCopied: 0, copiesDone: 0, copiesFailed: 0 };
+  private lastScan: CuratorScanSummary | undefined;
+  private scanTimer: NodeJS.Timeout | undefined;
+  private nextScanAtMs = Infinity;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private progressWriting: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly d: MasterDeps) {
+    this.budget = new ByteBudget(d.settings.curatorCopyBytesPerSec);
+    this.copier = new Copier({
+      bus: d.bus,
+      md: d.md,
+      own: d.own,
+      log: d.log,
+      chunkBytes: d.settings.curatorCopyChunkBytes,
+      timeoutMs: d.settings.curatorRequestTimeoutMs,
+      pace: (bytes) => pause(this.budget.take(bytes, performance.now())),
+      leading: d.leading,
+      replan: (row) => Promise.resolve(this.replan(row)),
+    });
+  }
+
+  async start(): Promise<void> {
+    const previous = (await this.d.progress.get(keys.curatorProgress))?.value;
+    if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
+    const { bus } = this.d;
+    this.services.push(await bus.serve(subjects.curator(CuratorOp.status), curatorStatusRequest, () => this.status()));
+    this.services.push(await bus.serve(subjects.curator(CuratorOp.scan), curatorScanRequest, (r) => this.scan(r.full, 'operator')));
+    const why =
+      previous === undefined
+        ? 'no curator master before it'
+        : previous.master === this.d.me
+          ? `its own term at epoch ${previous.curatorEpoch} ended`
+          : `the lease of ${previous.master} (epoch ${previous.curatorEpoch}) lapsed or was released`;
+    await this.emit({ type: EventType.curatorMasterElected, name: this.d.me, reason: why }, `${this.d.me} is the curator master at epoch ${this.d.epoch}: ${why}`);
+    this.scheduleScan(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.scanTimer);
+    clearTimeout(this.progressTimer);
+    await Promise.all(this.services.map((s) => s.stop()));
+    const copies = Promise.allSettled([...this.inFlight.values()]);
+    await Promise.race([copies, pause(STOP_WAIT_MS)]);
+    await this.running?.done.catch(() => undefined);
+  }
+
+  /** A scan now, or the one running (joined: a second would find the same). */
+  scan(full: boolean, reason: string): Promise<CuratorScanSummary> {
+    if (this.running !== undefined && (this.running.full || !full)) return this.running.done;
+    const startedAtMs = Date.now();
+    const done = this.scanNow(full, reason, startedAtMs).finally(() => {
+      if (this.running?.done === done) this.running = undefined;
+    });
+    this.running = { startedAtMs, full, done };
+    return done;
+  }
+
+  private scheduleScan(delayMs: number): void {
+    if (this.stopped) return;
+    const atMs = performance.now() + delayMs;
+    if (atMs >= this.nextScanAtMs) return;
+    clearTimeout(this.scanTimer);
+    this.nextScanAtMs = atMs;
+    this.scanTimer = setTimeout(() => {
+      this.nextScanAtMs = Infinity;
+      this.scan(false, 'scheduled')
+        .catch((err: unknown) => this.d.log.warn({ err }, 'curator scan failed; the next one tries again'))
+        .finally(() => this.scheduleScan(this.d.settings.curatorScanIntervalMs));
+    }, delayMs);
+  }
+
+  private async scanNow(full: boolean, reason: string, startedAtMs: number): Promise<CuratorScanSummary> {
+    const t0 = performance.now();
+    const view = await this.readView();
+    const rows = await this.readRows();
+    const missing = full ? await this.missingReplicas(rows, view) : new Set<string>();
+    const p = plan(rows, view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, missing);
+    this.view = view;
+    this.under = new Set(p.underReplicated);
+    this.plannedBytes = p.actions.reduce((n, a) => n + a.bytes, 0);
+    let copiesQueued = 0;
+    if (this.d.settings.rebuild === 'on') {
+      for (const a of p.actions) {
+        if (this.queued.has(a.egroup) || this.queue.length >= QUEUE_MAX) continue;
+        this.queue.push(a);
+        this.queued.add(a.egroup);
+        copiesQueued++;
+      }
+      // Most urgent first across what was queued before and now.
+      this.queue.sort((a, b) => a.left - b.left || b.bytes - a.bytes);
+    }
+    for (const u of p.unfixable) this.d.log.warn({ egroup: String(u.egroup) }, u.why);
+    const summary: CuratorScanSummary = {
+      scan: ++this.scans,
+      full,
+      startedAtMs,
+      durationMs: Math.round(performance.now() - t0),
+      egroups: rows.length,
+      underReplicated: p.underReplicated.length,
+      lostReplicas: p.lostReplicas,
+      copiesQueued,
+      unfixable: p.unfixable.length,
+    };
+    this.lastScan = summary;
+    const rebuildNote = this.d.settings.rebuild === 'on' ? '' : ' (rebuild is off: nothing is copied)';
+    await this.emit(
+      { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason },
+      `scan ${summary.scan}${full ? ' (full)' : ''}: ${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
+    );
+    await this.writeProgress();
+    // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
+    if (p.nextLossAtMs !== undefined) this.scheduleScan(Math.max(0, p.nextLossAtMs - Date.now()) + 50);
+    this.pump();
+    return summary;
+  }
+
+  private async readView(): Promise<ClusterView> {
+    const { config } = this.d;
+    const [nodes, disks, containers, vdisks] = await Promise.all([config.list('node'), config.list('disk'), config.list('container'), config.list('vdisk')]);
+    const used = new Map<bigint, number>();
+    await forEachLimited(disks, SCAN_READS_IN_FLIGHT, async (disk) => {
+      const report = await this.d.usage.get(keys.diskUsage(disk.id));
+      if (report !== null) used.set(disk.id, report.value.usedBytes);
+    });
+    return clusterView({ nodes, disks, containers, vdisks }, (disk) => used.get(disk) ?? 0);
+  }
+
+  /** Every entry of md-egroup, read directly from the bucket (reads only: the shards alone write it). */
+  private async readRows(): Promise<EgroupRow[]> {
+    const names = (await this.d.egroups.keys()).filter((k) => /^\d+$/.test(k));
+    const rows: EgroupRow[] = [];
+    await forEachLimited(names, SCAN_READS_IN_FLIGHT, async (key) => {
+      const e = await this.d.egroups.get(key);
+      if (e !== null) rows.push({ egroup: BigInt(key), revision: e.revision, entry: e.value });
+    });
+    return rows.sort((a, b) => (a.egroup < b.egroup ? -1 : a.egroup > b.egroup ? 1 : 0));
+  }
+
+  /** A full scan's look at the disks: the replicas on live nodes whose extent store has no file for them. */
+  private async missingReplicas(rows: readonly EgroupRow[], view: ClusterView): Promise<Set<string>> {
+    const missing = new Set<string>();
+    // Only entries at version 1 or more: every replica has acknowledged a write, so each
+    // must have its file (a new extent group's replicas have none until their first write).
+    const written = rows.filter((row) => row.entry.version > 0);
+    const replicas = written.flatMap((row) => row.entry.replicas.filter((r) => view.nodes.get(r.node)?.liveness === 'alive').map((r) => ({ egroup: row.egroup, ...r })));
+    await forEachLimited(replicas, SCAN_READS_IN_FLIGHT, async (r) => {
+      try {
+        await this.d.bus.request(subjects.estore(r.node, EstoreOp.stat), { disk: r.disk, egroup: r.egroup }, egStatReply, { timeoutMs: this.d.settings.curatorRequestTimeoutMs });
+      } catch (err) {
+        // Only NOT_FOUND says the file is gone; a node that does not answer is judged by its liveness.
+        if (isStrataError(err, ErrorCode.NOT_FOUND)) missing.add(missingKey(r.egroup, r.disk));
+      }
+    });
+    return missing;
+  }
+
+  /** The copy a fresh entry of one extent group needs now, judged on the last scan's view. */
+  private replan(row: EgroupRow): CopyAction | undefined {
+    if (this.view === undefined || this.stopped) return undefined;
+    return plan([row], this.view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }).actions[0];
+  }
+
+  /** Starts queued copies while there is room in flight. */
+  private pump(): void {
+    while (!this.stopped && this.d.leading() && this.inFlight.size < this.d.settings.curatorCopiesInFlightMax && this.queue.length > 0) {
+      const action = this.queue.shift()!;
+      this.inFlightBytes += action.bytes;
+      const run = this.copy(action).finally(() => {
+        this.inFlightBytes -= action.bytes;
+        this.inFlight.delete(action.egroup);
+        this.progressSoon();
+        this.pump();
+      });
+      this.inFlight.set(action.egroup, run);
+    }
+  }
+
+  private async copy(action: CopyAction): Promise<void> {
+    const startedMs = performance.now();
+    try {
+      const done = await this.copier.run(action);
+      this.queued.delete(action.egroup);
+      if (done === undefined) {
+        this.under.delete(action.egroup);
+        return;
+      }
+      this.counts.bytesCopied += done.bytes;
+      this.counts.copiesDone++;
+      this.meter.add(done.bytes, performance.now());
+      const { action: a } = done;
+      await this.emit(
+        { type: EventType.curatorReplicaCopied, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
+        `egroup ${a.egroup}: copied ${done.bytes} bytes from disk ${a.source.disk} (${a.source.node}) to disk ${a.target.disk} (${a.target.node}) in ${Math.round(performance.now() - startedMs)} ms; ${a.reason}`,
+      );
+      // RF 3 that lost two replicas needs a second copy: plan the recorded entry again.
+      const next = this.replan(done.row);
+      if (next === undefined) this.under.delete(a.egroup);
+      else if (!this.queued.has(next.egroup)) {
+        this.queue.unshift(next);
+        this.queued.add(next.egroup);
+      }
+    } catch (err) {
+      this.queued.delete(action.egroup);
+      this.counts.copiesFailed++;
+      this.d.log.warn({ err, egroup: String(action.egroup), from: String(action.source.disk), to: String(action.target.disk) }, 'copy failed; the next scan plans it again');
+    }
+  }
+
+  private currentProgress(): CuratorProgress {
+    const nowMs = performance.now();
+    const rebuild = this.d.settings.rebuild === 'on';
+    const bytesToCopy = rebuild ? this.queue.reduce((n, a) => n + a.bytes, 0) + this.inFlightBytes : this.plannedBytes;
+    const bytesPerSec = this.meter.bytesPerSec(nowMs);
+    const eta = rebuild ? etaMs(bytesToCopy, bytesPerSec) : undefined;
+    return {
+      master: this.d.me,
+      curatorEpoch: this.d.epoch,
+      updatedAtMs: Date.now(),
+      rebuild,
+      underReplicated: this.under.size,
+      bytesToCopy,
+      ...this.counts,
+      bytesPerSec,
+      ...(eta === undefined ? {} : { etaMs: eta }),
+      ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
+    };
+  }
+
+  private status(): CuratorStatusReply {
+    return {
+      master: this.d.me,
+      curatorEpoch: this.d.epoch,
+      ...(this.running === undefined ? {} : { running: { startedAtMs: this.running.startedAtMs, full: this.running.full } }),
+      copiesInFlight: this.inFlight.size,
+      progress: this.currentProgress(),
+    };
+  }
+
+  /** Rewrites the progress record within PROGRESS_WRITE_MS (one write for many copies). */
+  private progressSoon(): void {
+    if (this.progressTimer !== undefined || this.stopped) return;
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      void this.writeProgress();
+    }, PROGRESS_WRITE_MS);
+  }
+
+  private writeProgress(): Promise<void> {
+    this.progressWriting = this.progressWriting.then(async () => {
+      if (!this.d.leading()) return;
+      try {
+        await this.d.progress.put(keys.curatorProgress, this.currentProgress());
+      } catch (err) {
+        this.d.log.warn({ err }, 'could not write the curator progress');
+      }
+    });
+    return this.progressWriting;
+  }
+
+  /** Events are best effort: the work is not undone because its event could not be stored. */
+  private async emit(fields: Omit<ClusterEvent, 'atMs' | 'epoch' | 'cause' | 'message' | 'curatorEpoch'>, message: string): Promise<void> {
+    this.d.log.info({ event: fields.type }, message);
+    try {
+      await this.d.events.append({ ...fields, atMs: Date.now(), epoch: 0, curatorEpoch: this.d.epoch, cause: 'curator', message });
+    } catch (err) {
+      this.d.log.warn({ err, event: fields.type }, 'could not record a curator event');
+    }
+  }
+}
+
+/** Runs `work` over `items`, at most `limit` at a time; the first failure fails it all. */
+export async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+

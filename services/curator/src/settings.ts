@@ -1,0 +1,34 @@
+// The curator's settings (flags or STRATA_* variables), checked at start-up.
+import { z } from 'zod';
+import { millis } from '@strata/actor';
+import { EG_READ_BYTES_MAX, objectName } from '@strata/proto';
+
+const MiB = 2 ** 20;
+
+export const curatorSettings = z
+  .object({
+    /** The node this curator runs on, as named in the config service (`n1`); required. */
+    node: z.string({ error: 'is required: the name of this node in the config service, e.g. --node n1' }).pipe(objectName),
+    /** The master lease `curator.master`. */
+    curatorLeaseTtlMs: millis(3_000),
+    /** How often the master scans the extent-group map. */
+    curatorScanIntervalMs: millis(30_000),
+    /**
+     * A replica on a dead node is rebuilt only once the node has been dead this long:
+     * a node that reboots within a minute comes back with its replicas, and copying
+     * them all meanwhile would cost the cluster more than the short exposure.
+     */
+    reprotectDelayMs: millis(60_000),
+    /** Copies running at once. */
+    curatorCopiesInFlightMax: z.coerce.number().int().min(1).max(64).default(2),
+    /** All copies together move at most this many bytes a second, leaving the disks to the VMs' I/O. */
+    curatorCopyBytesPerSec: z.coerce.number().int().min(MiB).default(64 * MiB),
+    /** Bytes per extent-store read and write of a copy (the protocol's limit is 4 MiB). */
+    curatorCopyChunkBytes: z.coerce.number().int().min(4096).max(EG_READ_BYTES_MAX).default(EG_READ_BYTES_MAX),
+    /** `off` makes the master scan and report without copying (to show what a test depends on). */
+    rebuild: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /** Budget of each request to an extent store, a metadata shard or the config service. */
+    curatorRequestTimeoutMs: millis(10_000),
+  })
+  .strict();
+export type CuratorSettings = z.output<typeof curatorSettings>;

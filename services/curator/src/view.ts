@@ -1,0 +1,32 @@
+// The cluster as the plan needs it (plan.ts, ClusterView), built from configuration
+// objects and disk usage reports: pure, so the plan's tests build views the same way.
+import type { CandidateDisk } from '@strata/placement';
+import type { ObjectOf } from '@strata/proto';
+import type { ClusterView, NodeView, Policy } from './plan';
+
+export interface ConfigObjects {
+  nodes: readonly ObjectOf<'node'>[];
+  disks: readonly ObjectOf<'disk'>[];
+  containers: readonly ObjectOf<'container'>[];
+  vdisks: readonly ObjectOf<'vdisk'>[];
+}
+
+/** `usedBytes(disk)`: the disk's last usage report, 0 when it has none yet. */
+export function clusterView(cfg: ConfigObjects, usedBytes: (disk: bigint) => number): ClusterView {
+  const nodes = new Map<string, NodeView>(cfg.nodes.map((n) => [n.name, { name: n.name, liveness: n.status.liveness, changedAtMs: n.status.changedAtMs }]));
+  const nodeName = new Map(cfg.nodes.map((n) => [n.id, n.name]));
+  const disks = new Map<bigint, CandidateDisk>();
+  for (const d of cfg.disks) {
+    const node = nodeName.get(d.spec.node);
+    // A disk whose node is gone holds nothing the cluster can read: its replicas count as lost.
+    if (node === undefined) continue;
+    disks.set(d.id, { id: d.id, node, tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: usedBytes(d.id) });
+  }
+  const containers = new Map<bigint, Policy>(cfg.containers.map((c) => [c.id, { replicationFactor: c.spec.replicationFactor, tierOrder: c.spec.tierOrder }]));
+  const policies = new Map<bigint, Policy>();
+  for (const v of cfg.vdisks) {
+    const policy = containers.get(v.spec.container);
+    if (policy !== undefined) policies.set(v.id, policy);
+  }
+  return { nodes, disks, policies };
+}

@@ -1,0 +1,117 @@
+// One copy against fake extent stores (the store's version rule: a write applies only
+// above the replica's version) and the in-memory metadata maps: the bytes arrive whole
+// at the source's version, the entry records the new replica in the lost one's place,
+// a changed entry is planned again instead of overwritten, and a source written during
+// the copy fails it.
+import type { Bus } from '@strata/bus';
+import { createLogger } from '@strata/log';
+import { ErrorCode, StrataError } from '@strata/errors';
+import type { TypedBucket } from '@strata/kv';
+import { MemoryMd } from '@strata/md-client/testing';
+import { keys, type EgroupEntry, type vdiskOwnership } from '@strata/proto';
+import { Copier } from '../src/copier';
+import type { CopyAction, EgroupRow } from '../src/plan';
+
+interface FakeReplica {
+  version: number;
+  sizeBytes: number;
+  bytes: Uint8Array;
+  epoch?: number;
+}
+
+function fakeStores(replicas: Map<bigint, FakeReplica>, sent: string[], onRead: () => void = () => undefined): Bus {
+  const request = (subject: string, req: Record<string, unknown>): Promise<unknown> => {
+    const op = subject.split('.').pop();
+    const disk = req.disk as bigint;
+    const replica = replicas.get(disk);
+    sent.push(`${op} ${disk}${op === 'write' ? ` v${String(req.version)}` : ''}`);
+    if (op === 'delete') {
+      replicas.delete(disk);
+      return Promise.resolve({});
+    }
+    if (op === 'stat') return replica === undefined ? Promise.reject(new StrataError(ErrorCode.NOT_FOUND, 'no replica')) : Promise.resolve({ version: replica.version, sizeBytes: replica.sizeBytes });
+    if (op === 'read') {
+      onRead();
+      const offset = req.offset as number;
+      const out = new Uint8Array(req.length as number);
+      out.set(replica!.bytes.subarray(offset, offset + out.length));
+      return Promise.resolve({ data: out });
+    }
+    const target = replica ?? { version: 0, sizeBytes: 0, bytes: new Uint8Array(req.sizeBytes as number) };
+    if (target.version >= (req.version as number)) return Promise.reject(new StrataError(ErrorCode.CONFLICT, `at version ${target.version}`));
+    for (const p of req.pieces as Array<{ offset: number; data: Uint8Array }>) target.bytes.set(p.data, p.offset);
+    target.version = req.version as number;
+    target.sizeBytes = req.sizeBytes as number;
+    target.epoch = req.epoch as number;
+    replicas.set(disk, target);
+    return Promise.resolve({ version: target.version, crc32c: 0 });
+  };
+  return { request } as unknown as Bus;
+}
+
+const own = { get: () => Promise.resolve({ key: 'vdisk.7', revision: 3, value: { owner: 'n2', epoch: 5, volunteers: [], drained: 0 } }) } as unknown as TypedBucket<typeof vdiskOwnership>;
+const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 101n, node: 'n1' }, { disk: 102n, node: 'n2' }], version: 7, sizeBytes: 10_000, extents: [] };
+const source = (): FakeReplica => ({ version: 7, sizeBytes: 10_000, bytes: Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251) });
+
+function action(revision: number): CopyAction {
+  return { egroup: 9n, revision, vdisk: 7n, source: { disk: 102n, node: 'n2' }, lost: { disk: 101n, node: 'n1' }, target: { disk: 103n, node: 'n3' }, bytes: 10_000, left: 1, replicationFactor: 2, reason: 'node n1 dead' };
+}
+
+function copier(bus: Bus, md: MemoryMd, replan: (row: EgroupRow) => Promise<CopyAction | undefined> = () => Promise.resolve(undefined)): Copier {
+  return new Copier({ bus, md, own, log: createLogger({ service: 'test', level: 'silent' }), chunkBytes: 4096, timeoutMs: 1_000, pace: () => Promise.resolve(), leading: () => true, replan });
+}
+
+describe('a copy', () => {
+  it('writes the source replica whole to the target in pieces, the versions rising to the source’s, and records it in the lost replica’s place', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()], [103n, { version: 9, sizeBytes: 10, bytes: new Uint8Array(10) }]]);
+    const sent: string[] = [];
+    const done = await copier(fakeStores(replicas, sent), md).run(action(revision));
+    // A leftover of an earlier, interrupted copy on the target is removed first.
+    expect(sent).toEqual(['stat 102', 'delete 103', 'read 102', 'write 103 v5', 'read 102', 'write 103 v6', 'read 102', 'write 103 v7', 'stat 102']);
+    expect(replicas.get(103n)).toMatchObject({ version: 7, sizeBytes: 10_000, epoch: 5 });
+    expect(replicas.get(103n)!.bytes).toEqual(replicas.get(102n)!.bytes);
+    expect(done?.bytes).toBe(10_000);
+    expect((await md.get('egroup', keys.egroup(9n)))!.value.replicas).toEqual([{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }]);
+  });
+
+  it('plans again when the entry changed since the plan, and never records a replica twice', async () => {
+    const md = new MemoryMd();
+    const planned = await md.put('egroup', keys.egroup(9n), entry, 0);
+    // Another master replaced the lost replica meanwhile, on the same target node.
+    await md.put('egroup', keys.egroup(9n), { ...entry, replicas: [{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }] }, planned);
+    const before = await md.get('egroup', keys.egroup(9n));
+    const replanned: EgroupRow[] = [];
+    const result = await copier(fakeStores(new Map([[102n, source()]]), []), md, (row) => {
+      replanned.push(row);
+      return Promise.resolve(undefined);
+    }).run(action(planned));
+    expect(result).toBeUndefined();
+    expect(replanned.map((r) => r.entry.replicas.map((x) => x.node))).toEqual([['n3', 'n2']]);
+    expect(await md.get('egroup', keys.egroup(9n))).toEqual(before);
+  });
+
+  it('records the copy the fresh entry needs after a change that still leaves it under-replicated', async () => {
+    const md = new MemoryMd();
+    const planned = await md.put('egroup', keys.egroup(9n), entry, 0);
+    // The owner recorded a drain meanwhile: same replicas, a newer revision.
+    const now = await md.put('egroup', keys.egroup(9n), { ...entry, version: 8 }, planned);
+    const replicas = new Map([[102n, { ...source(), version: 8 }]]);
+    const done = await copier(fakeStores(replicas, []), md, (row) => Promise.resolve({ ...action(row.revision) })).run(action(planned));
+    expect(done?.row.revision).toBeGreaterThan(now);
+    expect((await md.get('egroup', keys.egroup(9n)))!.value).toMatchObject({ version: 8, replicas: [{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }] });
+  });
+
+  it('fails, recording nothing, when the source replica was written during the copy', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    let reads = 0;
+    const bus = fakeStores(replicas, [], () => {
+      if (++reads === 2) replicas.get(102n)!.version = 8;
+    });
+    await expect(copier(bus, md).run(action(revision))).rejects.toMatchObject({ code: ErrorCode.CONFLICT, message: expect.stringContaining('changed during the copy') });
+    expect((await md.get('egroup', keys.egroup(9n)))!.value).toEqual(entry);
+  });
+});
