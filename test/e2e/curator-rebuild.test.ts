@@ -18,11 +18,9 @@
 // copied and the wait for RF replicas on live nodes fails.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
-import { openBucket } from '@strata/kv';
-import { EventType, buckets, mdValue, type EgroupEntry } from '@strata/proto';
+import { EventType } from '@strata/proto';
 import { UpClusters, connectClient, readEvents, waitFor, type UpCluster } from '../harness';
+import { egroupsOf, protectionProblem, replicaFile } from '../harness/curator';
 import { HA_TEST_ENV, hostProcesses, killAll, strata } from '../harness/ha';
 import { AckedWriter, createdId, qemuIo, readBackAcked, readOwnership, waitForDrained } from '../harness/strata';
 
@@ -41,37 +39,6 @@ const ENV: Record<string, string> = {
   STRATA_DRAIN_START_BYTES: String(64 * KiB),
   STRATA_REBUILD: process.env.CURATOR_TEST_REBUILD ?? 'on',
 };
-
-/** Every extent-group entry of `vdisk` in md-egroup. */
-async function egroupsOf(natsUrl: string, vdisk: bigint): Promise<Map<bigint, EgroupEntry>> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
-  try {
-    const bucket = await openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 });
-    const out = new Map<bigint, EgroupEntry>();
-    for (const key of await bucket.keys()) {
-      const e = await bucket.get(key);
-      if (e !== null && e.value.vdisk === vdisk) out.set(BigInt(key), e.value);
-    }
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
-
-/** Why `entry` is not RF replicas on distinct nodes none of which is in `dead`; undefined when it is. */
-function protectionProblem(id: bigint, entry: EgroupEntry, rf: number, dead: ReadonlySet<string>): string | undefined {
-  const nodes = entry.replicas.map((r) => r.node);
-  if (nodes.length !== rf) return `egroup ${id} has ${nodes.length} replicas (${nodes.join(',')}), not ${rf}`;
-  if (new Set(nodes).size !== nodes.length) return `egroup ${id} has two replicas on one node (${nodes.join(',')})`;
-  const onDead = nodes.filter((n) => dead.has(n));
-  if (onDead.length > 0) return `egroup ${id} still has a replica on ${onDead.join(',')}`;
-  return undefined;
-}
-
-/** The data file of a replica: each node of `strata up` has one disk, `<dir>/disks/<node>-d1`. */
-function replicaFile(cluster: UpCluster, node: string, egroup: bigint): string {
-  return join(cluster.dir, 'disks', `${node}-d1`, 'egroups', `${egroup}.eg`);
-}
 
 interface Case {
   rf: 2 | 3;
