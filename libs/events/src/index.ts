@@ -27,6 +27,7 @@ function categoryOf(type: ClusterEvent['type']): EventCategory {
   if (type.startsWith('node.')) return EventCategory.node;
   if (type.startsWith('owner.')) return EventCategory.owner;
   if (type.startsWith('ha.')) return EventCategory.ha;
+  if (type.startsWith('space.') || type === EventType.vdiskSwept) return EventCategory.space;
   return EventCategory.cfg;
 }
 
