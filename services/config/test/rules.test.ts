@@ -74,6 +74,15 @@ describe('config rules', () => {
     expect(change({ container: c1.id, sizeBytes: 2 ** 30, blockSizeBytes: 4096 })).toThrow(/^spec\.blockSizeBytes: /);
   });
 
+  it('marks a vDisk deleting by an update, refuses it at create, and refuses any change once it is marked', () => {
+    const spec = { container: c1.id, sizeBytes: 2 ** 30 };
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'v1', spec: { ...spec, deletingSinceMs: 5 } }), v1)).not.toThrow();
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'new', spec: { ...spec, deletingSinceMs: 5 } }))).toThrow(/^spec\.deletingSinceMs: is set by a delete/);
+    const deleting = obj('vdisk', 'gone', { ...spec, deletingSinceMs: 5 });
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'gone', spec }), deleting)).toThrow(/^spec: vdisk gone is being deleted .*can no longer be changed/);
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'gone', spec: { ...spec, deletingSinceMs: 5 } }), deleting)).toThrow(/is being deleted/);
+  });
+
   it('refuses to delete what is in use, naming the users', () => {
     expect(() => checkDeletable(view, c1)).toThrow('container c1 is still used by vdisk v1');
     expect(() => checkDeletable(view, n2)).toThrow('node n2 is still used by disk d2, disk d2b');

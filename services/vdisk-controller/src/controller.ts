@@ -305,6 +305,7 @@ export class Controller {
     if (ownership === null || ownership.value.owner !== settings.node) throw this.notOwner(vdiskId, ownership?.value.owner);
     const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
     if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
+    if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
     const container = await this.deps.config.get({ kind: 'container', id: cfg.spec.container });
     if (container.kind !== 'container') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${container.kind} for container ${cfg.spec.container}`);
 
