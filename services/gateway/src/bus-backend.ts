@@ -62,7 +62,7 @@ interface DeviceSettings {
   attemptTimeoutMs: number;
   piecesInFlightMax: number;
   chunkBytes: number;
-  attachments: Pick<Attachments, 'add'> | undefined;
+  attachments?: Pick<Attachments, 'add'> | undefined;
 }
 
 export class BusCatalog implements ExportCatalog {
