@@ -19,3 +19,4 @@ export {
   type ContainerSpace,
   type SpaceChange,
 } from './space';
+export { spaceReport, type ClusterObjects, type SpaceReport } from './report';
