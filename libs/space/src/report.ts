@@ -4,9 +4,9 @@ import type { DiskUsage, ObjectOf } from '@strata/proto';
 import { containerSpace, diskSpace, type ContainerSpace, type DiskSpace, type SpaceThresholds } from './space';
 
 export interface ClusterObjects {
-  disks: ReadonlyArray<ObjectOf<'disk'>>;
-  nodes: ReadonlyArray<ObjectOf<'node'>>;
-  containers: ReadonlyArray<ObjectOf<'container'>>;
+  disks: ReadonlyArray<Pick<ObjectOf<'disk'>, 'id' | 'name' | 'spec'>>;
+  nodes: ReadonlyArray<Pick<ObjectOf<'node'>, 'id' | 'name' | 'status'>>;
+  containers: ReadonlyArray<Pick<ObjectOf<'container'>, 'id' | 'name' | 'spec'>>;
 }
 
 export interface SpaceReport {

@@ -6,8 +6,8 @@
 // starts from "every object ok", so it announces what is not ok once.
 import type { WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
-import { EventType, type CfgEntry, type ClusterEvent, type DiskUsage, type ObjectOf } from '@strata/proto';
-import { formatBytes, spaceChanges, spaceReport, type SpaceChange, type SpaceState, type SpaceThresholds } from '@strata/space';
+import { EventType, type CfgEntry, type ClusterEvent, type DiskUsage } from '@strata/proto';
+import { formatBytes, spaceChanges, spaceReport, type ClusterObjects, type SpaceChange, type SpaceState, type SpaceThresholds } from '@strata/space';
 
 export interface SpaceMonitorDeps {
   /** The config's disk.>, node.> and container.> entries. */
@@ -64,10 +64,10 @@ export class SpaceMonitor {
     }
   }
 
-  private objects(): { disks: Array<ObjectOf<'disk'>>; nodes: Array<ObjectOf<'node'>>; containers: Array<ObjectOf<'container'>> } {
-    const of = <K extends 'disk' | 'node' | 'container'>(cache: WatchCache<CfgEntry>, kind: K): Array<ObjectOf<K>> => {
-      const out: Array<ObjectOf<K>> = [];
-      for (const { value } of cache.values()) if ('kind' in value && value.kind === kind) out.push(value as ObjectOf<K>);
+  private objects(): ClusterObjects {
+    const of = <K extends 'disk' | 'node' | 'container'>(cache: WatchCache<CfgEntry>, kind: K): Array<Extract<CfgEntry, { kind: K }>> => {
+      const out: Array<Extract<CfgEntry, { kind: K }>> = [];
+      for (const { value } of cache.values()) if ('kind' in value && value.kind === kind) out.push(value as Extract<CfgEntry, { kind: K }>);
       return out;
     };
     return { disks: of(this.deps.disks, 'disk'), nodes: of(this.deps.nodes, 'node'), containers: of(this.deps.containers, 'container') };

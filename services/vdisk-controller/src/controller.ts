@@ -34,7 +34,8 @@ import { oplogFetcher, readTail } from './oplog-replay';
 import { place, type CandidateDisk } from './placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
-import { Vdisk, type FaultStep, type VdiskSettings } from './vdisk';
+import { SpaceGuard } from './space-guard';
+import { Vdisk, type DrainFailure, type FaultStep, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
@@ -88,6 +89,7 @@ interface Served {
   vdisk: Vdisk;
   name: string;
   ownership: { epoch: number; revision: number };
+  container: { id: bigint; name: string };
   replicationFactor: number;
   tierOrder: string[];
   /** Oplog entries replayed when it was opened. */
@@ -111,8 +113,18 @@ export class Controller {
   private jsm!: JetStreamManager;
   private link!: OplogLink;
   private readonly pacer: DrainPacer;
+  private readonly space: SpaceGuard;
 
   constructor(private readonly deps: ControllerDeps) {
+    this.space = new SpaceGuard({
+      disks: () => this.cfgObjects(this.deps.disks, 'disk'),
+      nodes: () => this.cfgObjects(this.deps.nodes, 'node'),
+      usage: (disk) => this.deps.usage.get(keys.diskUsage(disk))?.value,
+      usable: (node) => this.deps.health.usable(node),
+      fullFreeBytes: deps.settings.egroupSizeBytes,
+      nowMs: () => performance.now(),
+      refreshMs: 250,
+    });
     this.pacer = new DrainPacer({
       dutyPercent: deps.settings.drainDutyPercentUnderHigh,
       highActiveMs: deps.settings.highActiveMs,
@@ -360,10 +372,16 @@ export class Controller {
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
         hold: this.faultHold(vdiskId),
+        roomFor: (bytes, backlogBytes) => {
+          const served = ref.served;
+          if (served === undefined) return undefined;
+          return this.space.roomFor({ ...served.container, replicationFactor: served.replicationFactor, tierOrder: served.tierOrder }, bytes, backlogBytes);
+        },
       },
       settings,
       ownership.value.drained,
-      (err) => this.drainFailed(vdiskId, ref.served, err),
+      (err, failure) => this.drainFailed(vdiskId, ref.served, err, failure),
+      (failures) => log.info({ vdisk: String(vdiskId), failures }, `drain succeeded again after ${failures} failed attempt${failures === 1 ? '' : 's'}`),
     );
     for (const { seq, ops } of entries) vdisk.apply(seq, ops);
     // Fence: from here on, any earlier writer of this oplog fails its next append.
@@ -377,6 +395,7 @@ export class Controller {
       vdisk,
       name: cfg.name,
       ownership: { epoch: ownership.value.epoch, revision: ownership.revision },
+      container: { id: container.id, name: container.name },
       replicationFactor: container.spec.replicationFactor,
       tierOrder: container.spec.tierOrder,
       replayed: entries.length,
@@ -440,12 +459,17 @@ export class Controller {
     });
   }
 
+  /** The objects of `kind` in a watched copy of `cfg`. */
+  private cfgObjects<K extends 'disk' | 'node'>(cache: WatchCache<CfgEntry>, kind: K): Array<Extract<CfgEntry, { kind: K }>> {
+    const out: Array<Extract<CfgEntry, { kind: K }>> = [];
+    for (const { value } of cache.values()) if ('kind' in value && value.kind === kind) out.push(value as Extract<CfgEntry, { kind: K }>);
+    return out;
+  }
+
   private async placeEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
     const { settings } = this.deps;
-    const disks: Array<Extract<CfgEntry, { kind: 'disk' }>> = [];
-    for (const { value } of this.deps.disks.values()) if ('kind' in value && value.kind === 'disk') disks.push(value);
-    const nodes: Array<Extract<CfgEntry, { kind: 'node' }>> = [];
-    for (const { value } of this.deps.nodes.values()) if ('kind' in value && value.kind === 'node') nodes.push(value);
+    const disks = this.cfgObjects(this.deps.disks, 'disk');
+    const nodes = this.cfgObjects(this.deps.nodes, 'node');
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
     // Not on a node declared dead, nor on one this controller finds hung (drain would wait on it).
     const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead' && this.deps.health.usable(n.name)).map((n) => n.name));
@@ -479,10 +503,15 @@ export class Controller {
    * its next request. That request opens it again from `own`: NOT_OWNER with the new
    * owner as hint, or served at the newer epoch if this node owns it again.
    */
-  private drainFailed(vdiskId: bigint, served: Served | undefined, err: unknown): void {
+  private drainFailed(vdiskId: bigint, served: Served | undefined, err: unknown, failure: DrainFailure): void {
     const { log } = this.deps;
     if (!isStrataError(err, ErrorCode.FENCED)) {
-      log.warn({ err, vdisk: String(vdiskId) }, 'drain failed; it will be retried');
+      // One warning per change of state (the first failure, or one of another kind),
+      // not one per retry: a full disk fails every retry until space is freed.
+      const fields = { err, vdisk: String(vdiskId), failures: failure.failures, retryInMs: failure.retryInMs };
+      const why = isStrataError(err, ErrorCode.NO_SPACE) ? 'drain failed: no space; writes are refused NO_SPACE until it drains' : 'drain failed; it will be retried';
+      if (failure.changed) log.warn(fields, why);
+      else log.debug(fields, why);
       return;
     }
     log.warn({ err, vdisk: String(vdiskId), epoch: served?.ownership.epoch }, 'drain fenced: the vdisk has a newer owner; no longer serving it');
