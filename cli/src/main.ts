@@ -488,9 +488,11 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .description('list vDisks')
     .action(() =>
       withClient(async (client) =>
-        listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS'], async (v) => {
+        listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS', 'STATE'], async (v) => {
           const s = v.spec;
-          return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos)];
+          // Deleting: marked by `vdisk rm`, freed and removed by the next sweep.
+          const state = s.deletingSinceMs === undefined ? 'ok' : 'deleting';
+          return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos), state];
         }),
       ),
     );
