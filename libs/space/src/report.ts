@@ -5,7 +5,7 @@ import { containerSpace, diskSpace, type ContainerSpace, type DiskSpace, type Sp
 
 export interface ClusterObjects {
   disks: ReadonlyArray<Pick<ObjectOf<'disk'>, 'id' | 'name' | 'spec'>>;
-  nodes: ReadonlyArray<Pick<ObjectOf<'node'>, 'id' | 'name' | 'status'>>;
+  nodes: ReadonlyArray<Pick<ObjectOf<'node'>, 'id' | 'name'>>;
   containers: ReadonlyArray<Pick<ObjectOf<'container'>, 'id' | 'name' | 'spec'>>;
 }
 
@@ -28,7 +28,9 @@ export function spaceReport(objects: ClusterObjects, usage: (disk: bigint) => Di
           tier: d.spec.tier,
           capacityBytes: d.spec.capacityBytes,
           usedBytes: usage(d.id)?.usedBytes,
-          live: node !== undefined && node.status.liveness !== 'dead',
+          // Space states are about capacity: a node that is down is reported by the
+          // failure detector (node.dead), and its disks keep their space.
+          live: true,
         },
         t,
       );

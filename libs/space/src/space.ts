@@ -4,7 +4,7 @@
 // `fullFreeBytes` free: placement needs that much on each replica), `warning` when its
 // used share of capacity reaches `warnPercent`, else `ok`. A container is `full` when
 // its replication factor can no longer be met for one more extent group: fewer than
-// RF live nodes have a disk of its tiers with room; `warning` when the disks it may
+// RF nodes (`live` ones: the space report counts every node) have a disk of its tiers with room; `warning` when the disks it may
 // use are used at `warnPercent` or more, taken together.
 import { assert } from '@strata/errors';
 
@@ -117,7 +117,7 @@ export function containerSpace(c: ContainerInput, disks: readonly DiskSpace[], t
   const withRoom = new Set(mine.filter((d) => d.state !== SpaceState.full).map((d) => d.node)).size;
   if (withRoom < c.replicationFactor) {
     const full = fullDisks.length === 0 ? '' : `; full: ${fullDisks.join(', ')}`;
-    return { ...base, state: SpaceState.full, reason: `RF ${c.replicationFactor} needs ${c.replicationFactor} live nodes with room on a disk of tiers ${c.tierOrder.join(',')}; ${withRoom} have it${full}` };
+    return { ...base, state: SpaceState.full, reason: `RF ${c.replicationFactor} needs ${c.replicationFactor} nodes with room on a disk of tiers ${c.tierOrder.join(',')}; ${withRoom} have it${full}` };
   }
   if (capacityBytes > 0 && usedBytes * 100 >= t.warnPercent * capacityBytes) {
     return { ...base, state: SpaceState.warning, reason: `${percent(usedBytes, capacityBytes)} used of ${formatBytes(capacityBytes)}, at or above ${t.warnPercent}%; ${formatBytes(placeable)} placeable` };

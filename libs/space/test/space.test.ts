@@ -67,7 +67,7 @@ describe('containerSpace', () => {
 
   it('is full when fewer than RF nodes have room, naming the full disks', () => {
     const disks = [disk(1, 'n1', 98), disk(2, 'n2', 10)].map((d) => diskSpace(d, t));
-    expect(containerSpace(c, disks, t)).toMatchObject({ state: 'full', fullDisks: ['n1-d1'], placeableBytes: 0, reason: 'RF 2 needs 2 live nodes with room on a disk of tiers ssd; 1 have it; full: n1-d1' });
+    expect(containerSpace(c, disks, t)).toMatchObject({ state: 'full', fullDisks: ['n1-d1'], placeableBytes: 0, reason: 'RF 2 needs 2 nodes with room on a disk of tiers ssd; 1 have it; full: n1-d1' });
   });
 
   it('warns when its disks together pass the threshold, and is ok below', () => {

@@ -120,7 +120,6 @@ export class Controller {
       disks: () => this.cfgObjects(this.deps.disks, 'disk'),
       nodes: () => this.cfgObjects(this.deps.nodes, 'node'),
       usage: (disk) => this.deps.usage.get(keys.diskUsage(disk))?.value,
-      usable: (node) => this.deps.health.usable(node),
       fullFreeBytes: deps.settings.egroupSizeBytes,
       nowMs: () => performance.now(),
       refreshMs: 250,
@@ -480,15 +479,23 @@ export class Controller {
       capacityBytes: d.spec.capacityBytes,
       usedBytes: this.deps.usage.get(keys.diskUsage(d.id))?.value.usedBytes ?? 0,
     }));
-    const placement = place({
+    const input = {
       disks: candidates,
       liveNodes: live,
       localNode: settings.node,
       replicationFactor: served.replicationFactor,
       tierOrder: served.tierOrder,
       needBytes: Math.max(firstExtentBytes, settings.egroupSizeBytes),
-    });
-    if (!placement.ok) throw new StrataError(ErrorCode.NO_SPACE, placement.why);
+    };
+    const placement = place(input);
+    if (!placement.ok) {
+      // Too few nodes up is not a lack of space: writes wait in the oplog for them
+      // (UNAVAILABLE, retried) instead of being refused NO_SPACE, which is only for
+      // disks that are full whichever nodes are up.
+      const withEveryNode = place({ ...input, liveNodes: new Set(nodes.map((n) => n.name)) });
+      if (withEveryNode.ok) throw new StrataError(ErrorCode.UNAVAILABLE, `no extent group can be placed while nodes are down or hung: ${placement.why}`);
+      throw new StrataError(ErrorCode.NO_SPACE, placement.why);
+    }
     const id = await this.deps.ids.allocate();
     const entry: EgroupEntry = { vdisk: served.vdisk.shape.id, replicas: placement.replicas.map((d) => ({ disk: d.id, node: d.node })), version: 0, sizeBytes: 0, extents: [] };
     const revision = await this.deps.md.put('egroup', keys.egroup(id), entry, 0, { fence: { vdisk: served.vdisk.shape.id, epoch: served.ownership.epoch } });

@@ -1,5 +1,5 @@
 // Whether a vDisk's container can still store a write, decided before the write is
-// acknowledged: its placeable bytes (libs/space: free bytes on RF distinct live nodes,
+// acknowledged: its placeable bytes (libs/space: free bytes on RF distinct nodes,
 // counting no disk without room for a new extent group) against the vDisk's undrained
 // backlog plus the write. When they do not fit, the write gets NO_SPACE (ENOSPC at the
 // NBD client) instead of a place in an oplog that could never drain. The disks' usage
@@ -18,10 +18,8 @@ export interface GuardedContainer {
 
 export interface SpaceGuardDeps {
   disks: () => Array<Pick<ObjectOf<'disk'>, 'id' | 'name' | 'spec'>>;
-  nodes: () => Array<Pick<ObjectOf<'node'>, 'id' | 'name' | 'status'>>;
+  nodes: () => Array<Pick<ObjectOf<'node'>, 'id' | 'name'>>;
   usage: (disk: bigint) => DiskUsage | undefined;
-  /** Whether new data may go to `node` (not dead, not hung: what placement uses). */
-  usable: (node: string) => boolean;
   /** A disk with fewer free bytes takes no new extent group (the controller's egroupSizeBytes). */
   fullFreeBytes: number;
   nowMs: () => number;
@@ -59,8 +57,9 @@ export class SpaceGuard {
     const t: SpaceThresholds = { warnPercent: 100, fullFreeBytes: this.deps.fullFreeBytes };
     const disks = this.deps.disks().map((d) => {
       const node = names.get(d.spec.node);
-      const live = node !== undefined && node.status.liveness !== 'dead' && this.deps.usable(node.name);
-      return diskSpace({ id: d.id, name: d.name, node: node?.name ?? '?', tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: this.deps.usage(d.id)?.usedBytes, live }, t);
+      // Every node's disks count, up or not: too few nodes up makes writes wait in the
+      // oplog for them (drain retries), it does not make them fail NO_SPACE.
+      return diskSpace({ id: d.id, name: d.name, node: node?.name ?? '?', tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: this.deps.usage(d.id)?.usedBytes, live: true }, t);
     });
     this.view = { atMs: nowMs, disks, placeable: new Map() };
     return this.view;
