@@ -146,6 +146,9 @@ describe('space', () => {
     });
     expect(await strata(cluster, ['events', '--type', 'space.full'])).toMatch(/space\.full .*disk n1-d1 is full/);
 
+    // While full, everything acknowledged still reads back.
+    await qemuIo(nbd('demo'), acked.map((o) => `read -P ${1 + (o / MiB) % 250} ${o} 1M`), 60_000);
+
     // Free space: another vDisk removed and swept. The same writes then succeed, with no restart.
     await strata(cluster, ['vdisk', 'rm', 'filler']);
     expect(await strata(cluster, ['vdisk', 'sweep'])).toMatch(/^vdisk filler swept: /);
