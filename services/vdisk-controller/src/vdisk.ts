@@ -229,7 +229,10 @@ export class Vdisk {
         if (this.fencedBy !== undefined) throw this.fencedBy;
         this.checkNoSpace();
         recordingSpan()?.addEvent('oplog full: waiting for drain', { 'strata.undrained_bytes': this.undrainedBytes() + this.pendingBytes });
-        this.kickDrain();
+        // After a failed drain the retry waits for its backoff: kicking here would
+        // retry at once each time this writer wakes, a busy loop (seen: 4,000 failed
+        // drains a second on a full disk).
+        if (this.drainFailures === 0) this.kickDrain();
         const remainingMs = deadline - performance.now();
         if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: the oplog is full and drain has not caught up`);
         await new Promise<void>((resolve) => {
