@@ -79,11 +79,3 @@ export class Attachments {
     await this.deps.remove().catch((err: unknown) => this.deps.warn(err, 'could not delete the report of open vDisks'));
   }
 }
-
-/**
- * Whether `report` is still live by the reader's clock: rewritten within three of its
- * intervals. A gateway killed without deleting its report leaves one that goes stale.
- */
-export function attachmentsLive(report: GatewayAttachments, nowMs: number): boolean {
-  return nowMs - report.atMs <= 3 * report.intervalMs;
-}
