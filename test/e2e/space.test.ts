@@ -12,7 +12,8 @@
 //    ENOSPC ("No space left on device"), not EIO; `strata status` and the space.full
 //    events name the full disks and container; after another vDisk is removed and
 //    swept, the same writes succeed without a restart, and every write acknowledged
-//    before reads back.
+//    before reads back;
+//  - the same with a disk added on each node instead of a vDisk removed.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { qemuIo, run, waitFor, type UpCluster, UpClusters } from '../harness';
@@ -57,6 +58,32 @@ async function settledUsedBytes(natsUrl: string, timeoutMs: number): Promise<num
     if (!settled) await new Promise((r) => setTimeout(r, 2_500));
     return settled ? now : false;
   });
+}
+
+/** The byte qemu-io writes in the MiB at `offset`: never 0, which unwritten space reads as. */
+const pattern = (offset: number): number => 1 + ((offset / MiB) % 250);
+
+/** Whether qemu-io acknowledged every one of `offsets` (1 MiB each) in `output`. */
+const wrote = (output: string, offset: number): boolean => new RegExp(`wrote 1048576/1048576 bytes at offset ${offset}\\n`).test(output);
+
+/** Writes 1 MiB at a time, in rounds of 8 (one qemu-io each), until the cluster refuses one. */
+async function fillUntilNoSpace(uri: string): Promise<{ acked: number[]; refused: number[]; output: string }> {
+  const acked: number[] = [];
+  const refused: number[] = [];
+  let output = '';
+  for (let round = 0; round < 24 && refused.length === 0; round++) {
+    const offsets = Array.from({ length: 8 }, (_, i) => (round * 8 + i) * MiB);
+    const r = await run('qemu-io', ['-f', 'raw', uri, ...offsets.flatMap((o) => ['-c', `write -P ${pattern(o)} ${o} 1M`])], { timeoutMs: 60_000 });
+    output = r.stdout + r.stderr;
+    for (const o of offsets) (wrote(output, o) ? acked : refused).push(o);
+  }
+  return { acked, refused, output };
+}
+
+/** Writes `offsets` again in one qemu-io; true when every one was acknowledged. */
+async function writesSucceed(uri: string, offsets: readonly number[]): Promise<boolean> {
+  const r = await run('qemu-io', ['-f', 'raw', uri, ...offsets.flatMap((o) => ['-c', `write -P ${pattern(o)} ${o} 1M`])], { timeoutMs: 30_000 });
+  return offsets.every((o) => wrote(r.stdout + r.stderr, o));
 }
 
 describe('space', () => {
@@ -118,16 +145,7 @@ describe('space', () => {
     await strata(cluster, ['vdisk', 'create', 'filler', '--size', '64M']);
     await qemuIo(nbd('filler'), ['write -P 0x77 0 32M'], 60_000);
 
-    // Write 1 MiB at a time, in rounds of 8, until the cluster says ENOSPC.
-    const acked: number[] = [];
-    const refused: number[] = [];
-    let output = '';
-    for (let round = 0; round < 16 && refused.length === 0; round++) {
-      const offsets = Array.from({ length: 8 }, (_, i) => (round * 8 + i) * MiB);
-      const r = await run('qemu-io', ['-f', 'raw', nbd('demo'), ...offsets.flatMap((o) => ['-c', `write -P ${1 + (o / MiB) % 250} ${o} 1M`])], { timeoutMs: 60_000 });
-      output = r.stdout + r.stderr;
-      for (const o of offsets) (new RegExp(`wrote 1048576/1048576 bytes at offset ${o}\\n`).test(output) ? acked : refused).push(o);
-    }
+    const { acked, refused, output } = await fillUntilNoSpace(nbd('demo'));
     expect(refused.length).toBeGreaterThan(0);
     // The client's error is ENOSPC, not EIO (main's behaviour: writes waited for a drain that
     // could never place them, and failed EIO once the gateway's 30 s budget was spent).
@@ -147,18 +165,15 @@ describe('space', () => {
     expect(await strata(cluster, ['events', '--type', 'space.full'])).toMatch(/space\.full .*disk n1-d1 is full/);
 
     // While full, everything acknowledged still reads back.
-    await qemuIo(nbd('demo'), acked.map((o) => `read -P ${1 + (o / MiB) % 250} ${o} 1M`), 60_000);
+    await qemuIo(nbd('demo'), acked.map((o) => `read -P ${pattern(o)} ${o} 1M`), 60_000);
 
     // Free space: another vDisk removed and swept. The same writes then succeed, with no restart.
     await strata(cluster, ['vdisk', 'rm', 'filler']);
     expect(await strata(cluster, ['vdisk', 'sweep'])).toMatch(/^vdisk filler swept: /);
     const retry = refused.slice(0, 4);
-    await waitFor('the refused writes to succeed after the sweep', 30_000, async () => {
-      const r = await run('qemu-io', ['-f', 'raw', nbd('demo'), ...retry.flatMap((o) => ['-c', `write -P ${1 + (o / MiB) % 250} ${o} 1M`])], { timeoutMs: 30_000 });
-      return retry.every((o) => new RegExp(`wrote 1048576/1048576 bytes at offset ${o}\\n`).test(r.stdout + r.stderr));
-    });
+    await waitFor('the refused writes to succeed after the sweep', 30_000, () => writesSucceed(nbd('demo'), retry));
     // Everything acknowledged reads back.
-    await qemuIo(nbd('demo'), [...acked, ...retry].map((o) => `read -P ${1 + (o / MiB) % 250} ${o} 1M`), 60_000);
+    await qemuIo(nbd('demo'), [...acked, ...retry].map((o) => `read -P ${pattern(o)} ${o} 1M`), 60_000);
     await waitFor('space.ok for the container', 15_000, async () =>
       (await withNats(cluster.natsUrl, (nc) => readEvents(nc))).some((e) => e.type === 'space.ok' && e.kind === 'container' && e.name === 'default'),
     );
@@ -170,6 +185,19 @@ describe('space', () => {
       const warnings = log.filter((line) => line.includes('"level":"warn"') && /drain failed|no new extent group/.test(line));
       expect(`${node}: ${warnings.length} warnings`).toMatch(/^n\d: ([0-9]|1[0-9]|20) warnings$/);
     }
+    cluster.passed = true;
+  }, 120_000);
+
+  it('fills the disks until ENOSPC, and a disk added on each node lets the same writes succeed without a restart', async () => {
+    const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2', '--disk-capacity', '64M'] });
+    const uri = `nbd://127.0.0.1:${cluster.nbdPort}/demo`;
+    const { acked, refused, output } = await fillUntilNoSpace(uri);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(output).toMatch(/write failed: No space left on device/);
+    for (const node of ['n1', 'n2']) await strata(cluster, ['disk', 'add', `${node}-d2`, '--node', node, '--path', join(cluster.dir, 'disks', `${node}-d2`), '--capacity', '64M']);
+    const retry = refused.slice(0, 4);
+    await waitFor('the refused writes to succeed on the added disks', 30_000, () => writesSucceed(uri, retry));
+    await qemuIo(uri, [...acked, ...retry].map((o) => `read -P ${pattern(o)} ${o} 1M`), 60_000);
     cluster.passed = true;
   }, 120_000);
 });
