@@ -8,13 +8,16 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Command, CommanderError, Option } from 'commander';
 import { connectBus } from '@strata/bus';
-import { StrataError } from '@strata/errors';
+import { ErrorCode, StrataError } from '@strata/errors';
 import { ConfigClient } from '@strata/config-client';
 import type { Bus } from '@strata/bus';
-import { Priority, Tier, containerSpec, diskSpec, hostSpec, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type QosSpec } from '@strata/proto';
+import { openBucket } from '@strata/kv';
+import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
+import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
 import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
+import { formatSpace, readSpace, spaceThresholdsFrom } from './space';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
 
@@ -163,6 +166,12 @@ function required(value: string | undefined, flag: string): string {
   return value;
 }
 
+/** The vDisk the config service returned for a vDisk query. */
+function asVdisk(o: CfgObjectWithRevision): ObjectOf<'vdisk'> {
+  if (o.kind !== 'vdisk') throw new Error(`config returned a ${o.kind} for a vdisk`);
+  return o;
+}
+
 /** An object name as the config service requires it, or a usage error naming the argument. */
 function checkName(name: string, what = 'NAME'): string {
   return checkValue(objectName, name, what, name);
@@ -278,11 +287,12 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
 
   program
     .command('status')
-    .description('show the config leader and what the cluster holds')
+    .description("show the config leader, what the cluster holds, and each disk's and container's space (used, capacity, warning or full)")
     .action(() =>
-      withClient(async (client) => {
+      withCluster(async (client, nc) => {
         const s = await client.status();
-        if (globals().json) return printJson(s);
+        const space = await readSpace(client, nc, spaceThresholdsFrom(ctx.env));
+        if (globals().json) return printJson({ ...s, space });
         print(`config leader: ${s.leader} (epoch ${s.epoch})`);
         print(`nodes: ${s.nodes.alive} alive, ${s.nodes.dead} dead, ${s.nodes.unknown} unknown`);
         print(
@@ -290,6 +300,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
             .map(([k, n]) => `${k}s: ${n}`)
             .join(', '),
         );
+        print(formatSpace(space).join('\n'));
       }),
     );
 
@@ -477,9 +488,11 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .description('list vDisks')
     .action(() =>
       withClient(async (client) =>
-        listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS'], async (v) => {
+        listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS', 'STATE'], async (v) => {
           const s = v.spec;
-          return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos)];
+          // Deleting: marked by `vdisk rm`, freed and removed by the next sweep.
+          const state = s.deletingSinceMs === undefined ? 'ok' : 'deleting';
+          return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos), state];
         }),
       ),
     );
@@ -523,8 +536,46 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     );
   vdisk
     .command('rm <name>')
-    .description('delete a vDisk')
-    .action((name: string) => withClient(async (client) => print(`vdisk ${(await client.delete('vdisk', name)).name} deleted`)));
+    .description("delete a vDisk: it is marked deleting at once (no longer attached or served), and the sweep frees its space and removes it; refused while a client has it open, unless --force")
+    .option('--force', "delete it even while clients have it open (their every request then fails)")
+    .action((name: string, o: { force?: boolean }) =>
+      withCluster(async (client, nc) => {
+        const hb = await openBucket(nc, buckets.hb, gatewayAttachments);
+        const outcome = await markDeleting(
+          {
+            get: async (n) => asVdisk(await client.get({ kind: 'vdisk', name: n })),
+            update: (n, spec, revision) => client.update({ kind: 'vdisk', name: n, spec, revision }),
+            attachments: async () => {
+              const reports = [];
+              for (const key of await hb.keys(keys.gatewayAttachmentsAll)) {
+                const got = await hb.get(key);
+                if (got !== null) reports.push(got.value);
+              }
+              return reports;
+            },
+            nowMs: () => Date.now(),
+          },
+          name,
+          { force: o.force ?? false },
+        );
+        if (!outcome.marked) return print(`vdisk ${name} is already being deleted (since ${new Date(outcome.sinceMs).toISOString()}); "strata vdisk sweep" frees its space`);
+        const forced = outcome.openOn.length === 0 ? '' : ` (forced: it was open on ${outcome.openOn.map((x) => x.node).join(', ')})`;
+        print(`vdisk ${name} is being deleted${forced}; "strata vdisk sweep" (what the curator's scan runs) frees its space and removes it`);
+      }),
+    );
+  vdisk
+    .command('sweep')
+    .description("free the space of the vDisks being deleted and remove them (what the curator's scan runs): their extent groups, metadata, ownership and oplog, then their config objects")
+    .action(() =>
+      withCluster(async (client, _nc, bus) => {
+        const result = await sweepDeleted(await sweepPortsFor({ bus, config: client }));
+        if (globals().json) return printJson(result);
+        for (const s of result.swept) print(describeSwept(s));
+        for (const f of result.failed) print(`vdisk ${f.name}: not swept yet (${f.error}); the next sweep goes on with it`);
+        if (result.swept.length === 0 && result.failed.length === 0) print('no vdisk is being deleted');
+        if (result.failed.length > 0) throw new StrataError(ErrorCode.UNAVAILABLE, `${result.failed.length} vdisk${result.failed.length === 1 ? '' : 's'} not swept; run "strata vdisk sweep" again`);
+      }),
+    );
 
   registerHaCommands(program, { withCluster, print, printJson, json: () => globals().json, warn: (text) => ctx.err(text) });
 

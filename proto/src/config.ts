@@ -135,6 +135,12 @@ export const vdiskSpec = z.strictObject({
     /** Shared: many hosts may do I/O at once (forwarded to the owner). */
     shared: z.boolean().default(false),
     qos: qosSpec.default({ priority: 'normal', weight: 1 }),
+    /**
+     * Set by `strata vdisk rm` (unix-ms): the vDisk is being deleted, the tentative
+     * half of a delete. It cannot be attached, written or read, nor changed back; the
+     * sweep frees its space and then removes the object (the commit).
+     */
+    deletingSinceMs: uint.optional(),
 });
 
 export const vmSpec = z.strictObject({

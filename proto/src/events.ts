@@ -44,6 +44,14 @@ export const EventType = {
   curatorScanDone: 'curator.scan.done',
   /** The curator copied a replica of an under-replicated extent group to a new disk. */
   curatorReplicaCopied: 'curator.replica.copied',
+  /** A disk or container passed its warning threshold (used share of capacity). */
+  spaceWarning: 'space.warning',
+  /** A disk or container has no room for new data: writes to it get NO_SPACE. */
+  spaceFull: 'space.full',
+  /** A disk or container is back below its warning threshold. */
+  spaceOk: 'space.ok',
+  /** A deleted vDisk's space was freed and its config record removed (the sweep). */
+  vdiskSwept: 'vdisk.swept',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -78,7 +86,11 @@ export const clusterEvent = z.strictObject({
   reason: z.string().optional(),
   /** How long it took (curator.scan.done). */
   durationMs: uint.optional(),
-  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`, `ha-master`, `ha-agent`, `curator`. */
+  /** For space.* events: the disk's or container's used and total bytes; for vdisk.swept, the bytes freed. */
+  usedBytes: uint.optional(),
+  capacityBytes: uint.optional(),
+  freedBytes: uint.optional(),
+  /** Who caused it: `operator`, `failure-detector`, `election`, `failover`, `relinquish`, `ha-master`, `ha-agent`, `curator`, `space-monitor`, `sweep`. */
   cause: z.string(),
   /** One line for people: `node n2 declared dead after 6012 ms of silence`. */
   message: z.string(),

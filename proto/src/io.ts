@@ -259,6 +259,21 @@ export const diskUsage = z.strictObject({
 });
 export type DiskUsage = z.output<typeof diskUsage>;
 
+/**
+ * The vDisks a node's gateway has open (NBD connections in transmission), in the `hb`
+ * bucket under `attach.<node>`: rewritten when one opens or closes and every few
+ * seconds, deleted when the gateway stops. `strata vdisk rm` refuses a vDisk listed here.
+ */
+export const gatewayAttachments = z.strictObject({
+  node: z.string(),
+  /** Each open vDisk with its number of connections. */
+  vdisks: z.array(z.strictObject({ vdisk: u64, connections: uint })),
+  atMs: uint,
+  /** How often the gateway rewrites it: a report older than a few intervals is stale (its gateway died). */
+  intervalMs: uint,
+});
+export type GatewayAttachments = z.output<typeof gatewayAttachments>;
+
 // ---- Metadata maps (buckets md-vdisk, md-extent, md-egroup) -----------------------------------
 
 /**

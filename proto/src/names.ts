@@ -61,6 +61,8 @@ export const EventCategory = {
   ha: 'ha',
   /** Curator work: masters elected, scans done, replicas copied. */
   curator: 'curator',
+  /** Space: disks and containers crossing their warning or full threshold, vDisks swept. */
+  space: 'space',
 } as const;
 export type EventCategory = (typeof EventCategory)[keyof typeof EventCategory];
 
@@ -105,6 +107,12 @@ export const keys = {
   mdPartition: (partition: number): string => `md.${partition}`,
   /** A disk's usage report in `hb`: `disk.12345`. */
   diskUsage: (disk: bigint): string => `disk.${disk}`,
+  /** The vDisks a node's gateway has open, in `hb`: `attach.n1`. */
+  gatewayAttachments: (node: string): string => `attach.${node}`,
+  /** Every gateway's attachments in `hb`, as a watch filter. */
+  gatewayAttachmentsAll: 'attach.>',
+  /** Every disk's usage report in `hb`, as a watch filter. */
+  diskUsageAll: 'disk.>',
   /** A metadata shard's heartbeat in `hb`: `shard.md-1`. */
   shardHeartbeat: (shard: string): string => `shard.${shard}`,
   /** A vDisk map row in `md-vdisk`: `12345.0`. */

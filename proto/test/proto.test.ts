@@ -83,6 +83,7 @@ import {
   egDeleteRequest,
   egDeleteReply,
   diskUsage,
+  gatewayAttachments,
   blockLocation,
   vdiskRow,
   extentEntry,
@@ -225,6 +226,7 @@ const PAIRS: readonly Pair[] = [
   { rule: 'eg-delete-request', schema: egDeleteRequest },
   { rule: 'eg-delete-reply', schema: egDeleteReply },
   { rule: 'disk-usage', schema: diskUsage },
+  { rule: 'gateway-attachments', schema: gatewayAttachments },
   { rule: 'block-location', schema: blockLocation },
   { rule: 'vdisk-row', schema: vdiskRow },
   { rule: 'extent-entry', schema: extentEntry },
@@ -288,7 +290,7 @@ const ENUMS: readonly { rule: string; values: readonly string[] }[] = [
 ];
 
 /** Rules with no schema of their own in TypeScript, checked through the rules that use them. */
-const CHECKED_THROUGH_USERS = ['positive-uint53', 'unix-ms', 'power-of-two-4k-to-1m', 'ok-reply', 'error-reply', 'kind-and-spec', 'object-kind-and-spec', 'cfg-object-members', 'selector', 'node-counts', 'block-index', 'egroup-tentative', 'egroup-extent', 'md-value', 'md-key'];
+const CHECKED_THROUGH_USERS = ['positive-uint53', 'unix-ms', 'power-of-two-4k-to-1m', 'ok-reply', 'error-reply', 'kind-and-spec', 'object-kind-and-spec', 'cfg-object-members', 'selector', 'node-counts', 'block-index', 'egroup-tentative', 'egroup-extent', 'gateway-attachment', 'md-value', 'md-key'];
 
 const MD_VALUE_DIFFERENCE = '$.value: CDDL has a map {blocks, egroup, vdisk, replicas, version, sizeBytes, tentative, extents}, TypeScript has any';
 

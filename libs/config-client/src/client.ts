@@ -55,8 +55,9 @@ export class ConfigClient {
     return objects.filter((o): o is ObjectOf<K> => o.kind === kind);
   }
 
-  async delete(kind: Kind, name: string): Promise<CfgObjectWithRevision> {
-    return (await this.call(CfgOp.delete, { kind, name }, deleteReply, false)).deleted;
+  /** Deletes an object; with `revision`, only if it is still at that revision (CONFLICT otherwise). */
+  async delete(kind: Kind, name: string, revision?: number): Promise<CfgObjectWithRevision> {
+    return (await this.call(CfgOp.delete, { kind, name, ...(revision === undefined ? {} : { revision }) }, deleteReply, false)).deleted;
   }
 
   status(): Promise<StatusReply> {

@@ -3,11 +3,12 @@
 // the replica until SIGTERM. `node services/config/dist/main.js --replica config-1`.
 import { commandLineSettings, runActor } from '@strata/actor';
 import { IdAllocator } from '@strata/ids';
-import { openBucket } from '@strata/kv';
+import { WatchCache, openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
-import { buckets, cfgEntry, heartbeat, takeoverRecord, vdiskOwnership } from '@strata/proto';
+import { buckets, cfgEntry, diskUsage, heartbeat, keys, takeoverRecord, vdiskOwnership } from '@strata/proto';
 import { EventLog, ensureEventStream } from '@strata/events';
 import { ConfigReplica } from './replica';
+import { SpaceMonitor } from './space-monitor';
 import { configSettings } from './settings';
 
 function main(): void {
@@ -29,7 +30,30 @@ function main(): void {
       ]);
       const replica = new ConfigReplica({ bus, cfg, hb, own, owners, takeovers, ids, events: new EventLog(nc), log, settings });
       await replica.start();
-      return () => replica.stop();
+      const usageBucket = await openBucket(nc, buckets.hb, diskUsage);
+      const [disks, nodes, containers, usage] = await Promise.all([
+        WatchCache.start(cfg, { key: 'disk.>' }),
+        WatchCache.start(cfg, { key: 'node.>' }),
+        WatchCache.start(cfg, { key: 'container.>' }),
+        WatchCache.start(usageBucket, { key: keys.diskUsageAll }),
+      ]);
+      const space = new SpaceMonitor({
+        disks,
+        nodes,
+        containers,
+        usage,
+        leaderEpoch: () => (replica.isLeader() ? replica.epoch : undefined),
+        events: new EventLog(nc),
+        log,
+        thresholds: { warnPercent: settings.spaceWarnPercent, fullFreeBytes: settings.spaceFullFreeBytes },
+        tickMs: settings.spaceTickMs,
+      });
+      space.start();
+      return async () => {
+        space.stop();
+        for (const cache of [disks, nodes, containers, usage]) cache.stop();
+        await replica.stop();
+      };
     },
   });
 }

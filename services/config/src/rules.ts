@@ -76,8 +76,15 @@ export function checkReferences(view: ConfigView, request: KindSpec, existing?: 
     case 'vdisk': {
       const s = request.spec;
       requireRef(view, 'spec.container', 'container', s.container);
+      if (existing?.kind !== 'vdisk' && s.deletingSinceMs !== undefined) throw invalid('spec.deletingSinceMs', 'is set by a delete (strata vdisk rm), not at create');
       if (existing?.kind === 'vdisk') {
         const before = existing.spec;
+        // Deleting is the tentative half of a delete: it is never undone, and the
+        // sweep that commits it must find the vDisk as it was marked.
+        if (before.deletingSinceMs !== undefined) throw invalid('spec', `vdisk ${existing.name} is being deleted (since ${new Date(before.deletingSinceMs).toISOString()}); it can no longer be changed`);
+        // Marked deleting only if it could be deleted: the sweep's commit must not be
+        // refused after it has freed the vDisk's space (a VM still naming it).
+        if (s.deletingSinceMs !== undefined) checkDeletable(view, existing);
         if (s.container !== before.container) throw invalid('spec.container', 'a vDisk cannot move to another container');
         if (s.sizeBytes < before.sizeBytes) throw invalid('spec.sizeBytes', `cannot shrink from ${before.sizeBytes} bytes (data would be lost)`);
         if (s.blockSizeBytes !== before.blockSizeBytes) throw invalid('spec.blockSizeBytes', 'cannot change after creation');

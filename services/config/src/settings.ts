@@ -25,6 +25,12 @@ export const configSettings = z
     requestsInFlightMax: z.coerce.number().int().positive().default(256),
     /** Writes queued behind the one in progress before QUEUE_FULL. */
     writeQueueMax: z.coerce.number().int().positive().default(1_000),
+    /** How often the leader's space monitor compares the disks' usage with their thresholds (space.* events). */
+    spaceTickMs: millis(2_000),
+    /** A disk or container whose used share of capacity reaches this percentage is in warning (space.warning). */
+    spaceWarnPercent: z.coerce.number().gt(0).max(100).default(85),
+    /** A disk with fewer free bytes takes no new extent group: full (space.full). The vdisk-controller's egroupSizeBytes. */
+    spaceFullFreeBytes: z.coerce.number().int().nonnegative().default(16 * 2 ** 20),
   })
   .strict()
   .refine((s) => s.fenceTimeoutMs > s.heartbeatIntervalMs, { message: 'fenceTimeoutMs must be greater than heartbeatIntervalMs', path: ['fenceTimeoutMs'] })

@@ -74,6 +74,23 @@ describe('config rules', () => {
     expect(change({ container: c1.id, sizeBytes: 2 ** 30, blockSizeBytes: 4096 })).toThrow(/^spec\.blockSizeBytes: /);
   });
 
+  it('marks a vDisk deleting by an update, refuses it at create, and refuses any change once it is marked', () => {
+    const spec = { container: c1.id, sizeBytes: 2 ** 30 };
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'v1', spec: { ...spec, deletingSinceMs: 5 } }), v1)).not.toThrow();
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'new', spec: { ...spec, deletingSinceMs: 5 } }))).toThrow(/^spec\.deletingSinceMs: is set by a delete/);
+    const deleting = obj('vdisk', 'gone', { ...spec, deletingSinceMs: 5 });
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'gone', spec }), deleting)).toThrow(/^spec: vdisk gone is being deleted .*can no longer be changed/);
+    expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'gone', spec: { ...spec, deletingSinceMs: 5 } }), deleting)).toThrow(/is being deleted/);
+  });
+
+  it('refuses to mark deleting a vDisk a VM still uses (the sweep could not commit)', () => {
+    const used = obj('vdisk', 'boot', { container: c1.id, sizeBytes: 2 ** 30 });
+    const host = obj('host', 'h1', { node: n1.id, cpuCount: 2, memoryBytes: 2 ** 30 });
+    const vm = obj('vm', 'web', { host: host.id, cpuCount: 1, memoryBytes: 2 ** 28, vdisks: [used.id] });
+    const withVm = new FakeView([n1, n2, n3, d1, d2, d2b, c1, used, host, vm]);
+    expect(() => checkReferences(withVm, req({ kind: 'vdisk', name: 'boot', spec: { container: c1.id, sizeBytes: 2 ** 30, deletingSinceMs: 5 } }), used)).toThrow('vdisk boot is still used by vm web');
+  });
+
   it('refuses to delete what is in use, naming the users', () => {
     expect(() => checkDeletable(view, c1)).toThrow('container c1 is still used by vdisk v1');
     expect(() => checkDeletable(view, n2)).toThrow('node n2 is still used by disk d2, disk d2b');

@@ -5,7 +5,8 @@ import type { ActorDefinition } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
 import { WatchCache, openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
-import { buckets, ioChunkBytes, keys } from '@strata/proto';
+import { buckets, gatewayAttachments, ioChunkBytes, keys } from '@strata/proto';
+import { Attachments } from './attachments';
 import { BusCatalog } from './bus-backend';
 import { PowerOnGuard } from './lease-guard';
 import { NbdServer } from './nbd/server';
@@ -25,10 +26,19 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
       const leaseBucket = await openBucket(bus.nc, buckets.ha, leaseRecord);
       const leases = await WatchCache.start(leaseBucket, { key: keys.powerOnLeaseAll, onBadEntry: (key, err) => log.warn({ key, err }, 'skipped a power-on lease that does not decode') });
       const guard = new PowerOnGuard({ leases, readLease: (key) => leaseBucket.get(key), config, node: s.node });
+      const hb = await openBucket(bus.nc, buckets.hb, gatewayAttachments);
+      const attachments = new Attachments({
+        node: s.node,
+        intervalMs: s.attachmentsIntervalMs,
+        put: (report) => hb.put(keys.gatewayAttachments(s.node), report),
+        remove: () => hb.delete(keys.gatewayAttachments(s.node)),
+        warn: (err, what) => log.warn({ err }, what),
+      });
       const catalog = new BusCatalog({
         bus,
         config,
         guard,
+        attachments,
         node: s.node,
         requestTimeoutMs: s.requestTimeoutMs,
         attemptTimeoutMs: s.attemptTimeoutMs,
@@ -63,6 +73,7 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
       return async () => {
         leases.stop();
         await server.close(s.stopGraceMs);
+        await attachments.stop();
         log.info({ stopGraceMs: s.stopGraceMs }, 'NBD listeners and connections closed');
       };
     },

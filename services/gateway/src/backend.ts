@@ -40,4 +40,9 @@ export interface BlockDevice {
   zero(offset: number, length: number): Promise<void>;
   /** Makes every write acknowledged so far durable. */
   flush(): Promise<void>;
+  /**
+   * A connection serves this device from now on (transmission began); the returned
+   * function is called once when it ends. Lets the backend say which vDisks are open.
+   */
+  hold?(): () => void;
 }

@@ -20,6 +20,7 @@ import {
   type IoWriteRequest,
   type IoZeroRequest,
 } from '@strata/proto';
+import type { Attachments } from './attachments';
 import type { BlockDevice, ExportCatalog, ExportInfo } from './backend';
 import { parseExportName, type ExportGuard, type StillValid } from './lease-guard';
 import { forEachLimited, splitRange, type Piece } from './pieces';
@@ -50,6 +51,8 @@ export interface BusBackendOptions {
    * vDisk names are exports.
    */
   guard?: ExportGuard;
+  /** Where the vDisks open on this gateway are counted (published for `strata vdisk rm`). */
+  attachments?: Pick<Attachments, 'add'>;
 }
 
 interface DeviceSettings {
@@ -59,6 +62,7 @@ interface DeviceSettings {
   attemptTimeoutMs: number;
   piecesInFlightMax: number;
   chunkBytes: number;
+  attachments?: Pick<Attachments, 'add'> | undefined;
 }
 
 export class BusCatalog implements ExportCatalog {
@@ -76,6 +80,7 @@ export class BusCatalog implements ExportCatalog {
       attemptTimeoutMs: options.attemptTimeoutMs ?? 10_000,
       piecesInFlightMax: options.piecesInFlightMax ?? 16,
       chunkBytes: options.chunkBytes ?? IO_CHUNK_BYTES_DEFAULT_SERVER,
+      attachments: options.attachments,
     };
     const s = this.settings;
     assert(s.requestTimeoutMs > 0 && s.attemptTimeoutMs > 0 && s.piecesInFlightMax > 0, 'bus backend limits are positive');
@@ -85,7 +90,8 @@ export class BusCatalog implements ExportCatalog {
   /** Asked on every NBD_OPT_LIST, so vDisks created later are listed too. */
   async list(): Promise<ExportInfo[]> {
     const vdisks = await this.config.list('vdisk');
-    return vdisks.map((v) => ({ name: v.name, sizeBytes: v.spec.sizeBytes, description: `vDisk ${v.id}${v.spec.shared ? ' (shared)' : ''}` }));
+    // A vDisk being deleted is no longer an export.
+    return vdisks.filter((v) => v.spec.deletingSinceMs === undefined).map((v) => ({ name: v.name, sizeBytes: v.spec.sizeBytes, description: `vDisk ${v.id}${v.spec.shared ? ' (shared)' : ''}` }));
   }
 
   /**
@@ -104,6 +110,7 @@ export class BusCatalog implements ExportCatalog {
       throw err;
     }
     assert(object.kind === 'vdisk', 'config answered a vdisk query with a vdisk');
+    if (object.spec.deletingSinceMs !== undefined) return undefined;
     const stillValid = await this.guard?.admit(object, parsed.claim);
     // This node volunteers to take the vDisk over when its owner fails (and claims it if nobody owns it).
     await this.settings.bus.request(subjects.io(this.settings.node, DirectorOp.attach), { vdisk: object.id }, ioAttachReply, {
@@ -127,6 +134,10 @@ export class BusDevice implements BlockDevice {
     /** Checked before every attempt of every piece: the connection may still be served (the power-on lease). */
     private readonly stillValid?: StillValid,
   ) {}
+
+  hold(): () => void {
+    return this.settings.attachments?.add(this.vdisk) ?? (() => undefined);
+  }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     const deadline = performance.now() + this.settings.requestTimeoutMs;

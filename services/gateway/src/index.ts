@@ -9,4 +9,5 @@ export type { BlockDevice, ExportCatalog, ExportInfo } from './backend';
 export { MemoryCatalog, MemoryDevice, MEMORY_PAGE_BYTES, type MemoryExportSpec } from './memory-backend';
 export { BusCatalog, BusDevice, type BusBackendOptions, type IoRequester, type VdiskDirectory } from './bus-backend';
 export { gatewayActor } from './actor';
+export { Attachments, type AttachmentsDeps } from './attachments';
 export { gatewaySettings, type GatewaySettings } from './settings';

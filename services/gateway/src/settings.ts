@@ -39,6 +39,8 @@ export const gatewaySettings = z
     connectionsMax: count(128),
     /** On SIGTERM, how long connections get to answer what is in flight. */
     stopGraceMs: millis(5_000),
+    /** How often the report of open vDisks (hb `attach.<node>`) is rewritten besides each change. */
+    attachmentsIntervalMs: millis(5_000),
   })
   .strict()
   .refine((s) => s.attemptTimeoutMs <= s.requestTimeoutMs, { message: 'attemptTimeoutMs must not exceed requestTimeoutMs', path: ['attemptTimeoutMs'] })

@@ -80,6 +80,9 @@ export class Director {
   private vdiskConfig(vdiskId: bigint): Extract<CfgEntry, { kind: 'vdisk' }> {
     const cfg = this.deps.config.get(keys.object('vdisk', vdiskId))?.value;
     if (cfg === undefined || !('kind' in cfg) || cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} does not exist`);
+    // A vDisk being deleted (strata vdisk rm) is neither attached nor served: the
+    // sweep is freeing its space, and a claim or a write now would bring it back.
+    if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
     return cfg;
   }
 

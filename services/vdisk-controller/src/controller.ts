@@ -34,7 +34,8 @@ import { oplogFetcher, readTail } from './oplog-replay';
 import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
-import { Vdisk, type FaultStep, type VdiskSettings } from './vdisk';
+import { SpaceGuard } from './space-guard';
+import { Vdisk, type DrainFailure, type FaultStep, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
@@ -88,6 +89,7 @@ interface Served {
   vdisk: Vdisk;
   name: string;
   ownership: { epoch: number; revision: number };
+  container: { id: bigint; name: string };
   replicationFactor: number;
   tierOrder: string[];
   /** Oplog entries replayed when it was opened. */
@@ -111,8 +113,17 @@ export class Controller {
   private jsm!: JetStreamManager;
   private link!: OplogLink;
   private readonly pacer: DrainPacer;
+  private readonly space: SpaceGuard;
 
   constructor(private readonly deps: ControllerDeps) {
+    this.space = new SpaceGuard({
+      disks: () => this.cfgObjects(this.deps.disks, 'disk'),
+      nodes: () => this.cfgObjects(this.deps.nodes, 'node'),
+      usage: (disk) => this.deps.usage.get(keys.diskUsage(disk))?.value,
+      fullFreeBytes: deps.settings.egroupSizeBytes,
+      nowMs: () => performance.now(),
+      refreshMs: 250,
+    });
     this.pacer = new DrainPacer({
       dutyPercent: deps.settings.drainDutyPercentUnderHigh,
       highActiveMs: deps.settings.highActiveMs,
@@ -303,6 +314,7 @@ export class Controller {
     if (ownership === null || ownership.value.owner !== settings.node) throw this.notOwner(vdiskId, ownership?.value.owner);
     const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
     if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
+    if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
     const container = await this.deps.config.get({ kind: 'container', id: cfg.spec.container });
     if (container.kind !== 'container') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${container.kind} for container ${cfg.spec.container}`);
 
@@ -357,10 +369,16 @@ export class Controller {
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
         hold: this.faultHold(vdiskId),
+        roomFor: (bytes, backlogBytes) => {
+          const served = ref.served;
+          if (served === undefined) return undefined;
+          return this.space.roomFor({ ...served.container, replicationFactor: served.replicationFactor, tierOrder: served.tierOrder }, bytes, backlogBytes);
+        },
       },
       settings,
       ownership.value.drained,
-      (err) => this.drainFailed(vdiskId, ref.served, err),
+      (err, failure) => this.drainFailed(vdiskId, ref.served, err, failure),
+      (failures) => log.info({ vdisk: String(vdiskId), failures }, `drain succeeded again after ${failures} failed attempt${failures === 1 ? '' : 's'}`),
     );
     for (const { seq, ops } of entries) vdisk.apply(seq, ops);
     // Fence: from here on, any earlier writer of this oplog fails its next append.
@@ -374,6 +392,7 @@ export class Controller {
       vdisk,
       name: cfg.name,
       ownership: { epoch: ownership.value.epoch, revision: ownership.revision },
+      container: { id: container.id, name: container.name },
       replicationFactor: container.spec.replicationFactor,
       tierOrder: container.spec.tierOrder,
       replayed: entries.length,
@@ -437,12 +456,17 @@ export class Controller {
     });
   }
 
+  /** The objects of `kind` in a watched copy of `cfg`. */
+  private cfgObjects<K extends 'disk' | 'node'>(cache: WatchCache<CfgEntry>, kind: K): Array<Extract<CfgEntry, { kind: K }>> {
+    const out: Array<Extract<CfgEntry, { kind: K }>> = [];
+    for (const { value } of cache.values()) if ('kind' in value && value.kind === kind) out.push(value as Extract<CfgEntry, { kind: K }>);
+    return out;
+  }
+
   private async placeEgroup(served: Served, firstExtentBytes: number): Promise<{ id: bigint; entry: EgroupEntry; revision: number }> {
     const { settings } = this.deps;
-    const disks: Array<Extract<CfgEntry, { kind: 'disk' }>> = [];
-    for (const { value } of this.deps.disks.values()) if ('kind' in value && value.kind === 'disk') disks.push(value);
-    const nodes: Array<Extract<CfgEntry, { kind: 'node' }>> = [];
-    for (const { value } of this.deps.nodes.values()) if ('kind' in value && value.kind === 'node') nodes.push(value);
+    const disks = this.cfgObjects(this.deps.disks, 'disk');
+    const nodes = this.cfgObjects(this.deps.nodes, 'node');
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
     // Not on a node declared dead, nor on one this controller finds hung (drain would wait on it).
     const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead' && this.deps.health.usable(n.name)).map((n) => n.name));
@@ -453,15 +477,23 @@ export class Controller {
       capacityBytes: d.spec.capacityBytes,
       usedBytes: this.deps.usage.get(keys.diskUsage(d.id))?.value.usedBytes ?? 0,
     }));
-    const placement = place({
+    const input = {
       disks: candidates,
       liveNodes: live,
       localNode: settings.node,
       replicationFactor: served.replicationFactor,
       tierOrder: served.tierOrder,
       needBytes: Math.max(firstExtentBytes, settings.egroupSizeBytes),
-    });
-    if (!placement.ok) throw new StrataError(ErrorCode.NO_SPACE, placement.why);
+    };
+    const placement = place(input);
+    if (!placement.ok) {
+      // Too few nodes up is not a lack of space: writes wait in the oplog for them
+      // (UNAVAILABLE, retried) instead of being refused NO_SPACE, which is only for
+      // disks that are full whichever nodes are up.
+      const withEveryNode = place({ ...input, liveNodes: new Set(nodes.map((n) => n.name)) });
+      if (withEveryNode.ok) throw new StrataError(ErrorCode.UNAVAILABLE, `no extent group can be placed while nodes are down or hung: ${placement.why}`);
+      throw new StrataError(ErrorCode.NO_SPACE, placement.why);
+    }
     const id = await this.deps.ids.allocate();
     const entry: EgroupEntry = { vdisk: served.vdisk.shape.id, replicas: placement.replicas.map((d) => ({ disk: d.id, node: d.node })), version: 0, sizeBytes: 0, extents: [] };
     const revision = await this.deps.md.put('egroup', keys.egroup(id), entry, 0, { fence: { vdisk: served.vdisk.shape.id, epoch: served.ownership.epoch } });
@@ -476,10 +508,15 @@ export class Controller {
    * its next request. That request opens it again from `own`: NOT_OWNER with the new
    * owner as hint, or served at the newer epoch if this node owns it again.
    */
-  private drainFailed(vdiskId: bigint, served: Served | undefined, err: unknown): void {
+  private drainFailed(vdiskId: bigint, served: Served | undefined, err: unknown, failure: DrainFailure): void {
     const { log } = this.deps;
     if (!isStrataError(err, ErrorCode.FENCED)) {
-      log.warn({ err, vdisk: String(vdiskId) }, 'drain failed; it will be retried');
+      // One warning per change of state (the first failure, or one of another kind),
+      // not one per retry: a full disk fails every retry until space is freed.
+      const fields = { err, vdisk: String(vdiskId), failures: failure.failures, retryInMs: failure.retryInMs };
+      const why = isStrataError(err, ErrorCode.NO_SPACE) ? 'drain failed: no space; writes are refused NO_SPACE until it drains' : 'drain failed; it will be retried';
+      if (failure.changed) log.warn(fields, why);
+      else log.debug(fields, why);
       return;
     }
     log.warn({ err, vdisk: String(vdiskId), epoch: served?.ownership.epoch }, 'drain fenced: the vdisk has a newer owner; no longer serving it');

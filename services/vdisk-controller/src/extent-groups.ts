@@ -123,6 +123,8 @@ export class ExtentGroups implements ExtentSpace {
   private allocating: Promise<unknown> = Promise.resolve();
   /** The extent group being created for each direct-write lane. */
   private readonly creating = new Map<number, LaneCreation>();
+  /** The code of the last failure to create a lane's extent group (undefined after a success): warnings on change only. */
+  private laneFailure: string | undefined;
   /** The tail of each extent group's queue of replica writes (one at a time: versions). */
   private readonly writing = new Map<bigint, Promise<void>>();
 
@@ -169,7 +171,15 @@ export class ExtentGroups implements ExtentSpace {
     const creation = { done, startedAtMs: performance.now() };
     this.creating.set(lane, creation);
     done
-      .catch((err: unknown) => this.deps.log.warn({ err, vdisk: String(this.deps.vdisk), lane }, 'no new extent group for direct writes; they go through the oplog meanwhile'))
+      .then(() => (this.laneFailure = undefined))
+      .catch((err: unknown) => {
+        // Warned once per kind of failure, not once per write (a full cluster fails them all).
+        const code = err instanceof StrataError ? err.code : 'INTERNAL';
+        const fields = { err, vdisk: String(this.deps.vdisk), lane };
+        if (code !== this.laneFailure) this.deps.log.warn(fields, 'no new extent group for direct writes');
+        else this.deps.log.debug(fields, 'no new extent group for direct writes');
+        this.laneFailure = code;
+      })
       .finally(() => this.creating.delete(lane));
     return creation;
   }

@@ -18,6 +18,12 @@ export const controllerSettings = z
     drainStartBytes: bytes(8 * MiB),
     /** Idle time after the last write before drain runs anyway. */
     drainIdleMs: millis(500),
+    /**
+     * Longest wait between drain attempts after failures (the wait doubles from
+     * drainIdleMs), and how long writes are refused NO_SPACE after a drain or a direct
+     * write got NO_SPACE unless a drain succeeds first: a freed disk is used within it.
+     */
+    drainRetryMaxMs: millis(5_000),
     /** Extent groups one drain of a vDisk writes at once. */
     drainParallelism: z.coerce.number().int().min(1).max(64).default(4),
     /**

@@ -36,6 +36,22 @@ export interface VdiskPorts {
   drainPaced?(): boolean;
   /** Fault tests only: waits at `step` (see FaultStep), so a test can kill a process there. */
   hold?(step: FaultStep): Promise<void>;
+  /**
+   * Whether the vDisk's container can still place `backlogBytes` of undrained data
+   * plus a write of `bytes` (by the disks' usage reports): a NO_SPACE error to refuse
+   * the write with when it cannot, undefined when it can. Absent: always room.
+   */
+  roomFor?(bytes: number, backlogBytes: number): StrataError | undefined;
+}
+
+/** How a drain failure relates to the ones before it, so the controller logs a change of state, not every retry. */
+export interface DrainFailure {
+  /** Consecutive failed drains, this one included. */
+  failures: number;
+  /** True when this failure's code differs from the previous failure's (or the previous drain succeeded). */
+  changed: boolean;
+  /** When the next attempt runs, ms from now. */
+  retryInMs: number;
 }
 
 /**
@@ -76,7 +92,16 @@ export interface VdiskSettings {
   directWriteBytesMin: number;
   /** Extent groups that direct writes fill at once (each takes one replica write at a time). */
   directLanes: number;
+  /**
+   * Longest wait between drain attempts after failures: the wait doubles from
+   * drainIdleMs with each failure up to this (a full disk is not hammered, and a freed
+   * one is noticed within it). Also how long writes are refused NO_SPACE after a drain
+   * or a direct write last got NO_SPACE, unless a drain succeeds first. Default 5000.
+   */
+  drainRetryMaxMs?: number;
 }
+
+const DRAIN_RETRY_MAX_MS_DEFAULT = 5_000;
 
 /**
  * What a byte a reference covers weighs against the oplog's limits, as a share of a
@@ -130,6 +155,15 @@ export class Vdisk {
   private pendingBytes = 0;
   private closed = false;
   private fencedBy: StrataError | undefined;
+  /** Consecutive failed drains, and the code of the last failure (see DrainFailure). */
+  private drainFailures = 0;
+  private lastDrainErrorCode: string | undefined;
+  /**
+   * Set when a drain or a direct write got NO_SPACE: new writes are refused NO_SPACE
+   * (never acknowledged into an oplog that cannot drain) until a drain succeeds, or
+   * until `untilMs` passes with no new NO_SPACE, when a write may try again.
+   */
+  private noSpace: { err: StrataError; untilMs: number } | undefined;
   private readonly staging: StagingExtents;
 
   constructor(
@@ -139,7 +173,8 @@ export class Vdisk {
     private readonly ports: VdiskPorts,
     private readonly settings: VdiskSettings,
     drainedSeq: number,
-    private readonly onDrainError: (err: unknown) => void,
+    private readonly onDrainError: (err: unknown, failure: DrainFailure) => void,
+    private readonly onDrainRecovered?: (failures: number) => void,
   ) {
     this.index = new BlockIndex(shape.blockSizeBytes);
     this.drainedSeq = drainedSeq;
@@ -206,8 +241,12 @@ export class Vdisk {
     try {
       while (this.roomQueue[0] !== turn || !fits()) {
         if (this.fencedBy !== undefined) throw this.fencedBy;
+        this.checkNoSpace();
         recordingSpan()?.addEvent('oplog full: waiting for drain', { 'strata.undrained_bytes': this.undrainedBytes() + this.pendingBytes });
-        this.kickDrain();
+        // After a failed drain the retry waits for its backoff: kicking here would
+        // retry at once each time this writer wakes, a busy loop (seen: 4,000 failed
+        // drains a second on a full disk).
+        if (this.drainFailures === 0) this.kickDrain();
         const remainingMs = deadline - performance.now();
         if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: the oplog is full and drain has not caught up`);
         await new Promise<void>((resolve) => {
@@ -235,9 +274,39 @@ export class Vdisk {
     return this.index.heldBytes + refWeight(this.index.refBytes);
   }
 
+  /**
+   * Refuses a write that could not be stored (decided before it is acknowledged):
+   * NO_SPACE while drain or a direct write recently got NO_SPACE, or when the
+   * container cannot place the undrained backlog plus this write. Reads, zeroing and
+   * what was acknowledged are not affected.
+   */
+  private checkRoom(bytes: number): void {
+    this.checkNoSpace();
+    const refusal = this.ports.roomFor?.(bytes, this.index.heldBytes + this.pendingBytes);
+    if (refusal !== undefined) throw refusal;
+  }
+
+  private checkNoSpace(): void {
+    if (this.noSpace === undefined) return;
+    if (performance.now() < this.noSpace.untilMs) throw this.noSpace.err;
+    this.noSpace = undefined;
+  }
+
+  /** Writes are refused NO_SPACE for a while (see `noSpace`). */
+  private latchNoSpace(cause: StrataError): StrataError {
+    const err = new StrataError(ErrorCode.NO_SPACE, `vdisk ${this.shape.id}: no space to store writes: ${cause.message}`, { cause });
+    this.noSpace = { err, untilMs: performance.now() + this.retryMaxMs() };
+    return err;
+  }
+
+  private retryMaxMs(): number {
+    return this.settings.drainRetryMaxMs ?? DRAIN_RETRY_MAX_MS_DEFAULT;
+  }
+
   async write(offset: number, data: Uint8Array, deadline: number): Promise<void> {
     this.describe('write', offset, data.length);
     this.checkRange(offset, data.length);
+    this.checkRoom(data.length);
     if (data.length >= this.settings.directWriteBytesMin && (await this.writeDirect(offset, data, deadline))) return;
     await this.reserve(data.length, deadline);
     try {
@@ -264,6 +333,9 @@ export class Vdisk {
       const parts = await this.placeDirect(offset, data).catch((err: unknown) => {
         // Deposed: the oplog would refuse the write too.
         if (isStrataError(err, ErrorCode.FENCED)) throw err;
+        // No room on the replicas (or for a new extent group): drain would find none
+        // either, so the write is refused rather than acknowledged into the oplog.
+        if (isStrataError(err, ErrorCode.NO_SPACE)) throw this.latchNoSpace(err);
         recordingSpan()?.addEvent('direct write not placed: through the oplog', { 'exception.message': (err as Error).message });
         return undefined;
       });
@@ -424,9 +496,20 @@ export class Vdisk {
     this.drainAgain = false;
     let failed = false;
     this.draining = this.drain()
+      .then(() => {
+        if (this.drainFailures > 0) this.onDrainRecovered?.(this.drainFailures);
+        this.drainFailures = 0;
+        this.lastDrainErrorCode = undefined;
+        this.noSpace = undefined;
+      })
       .catch((err: unknown) => {
         failed = true;
-        this.onDrainError(err);
+        const code = err instanceof StrataError ? err.code : 'INTERNAL';
+        this.drainFailures++;
+        const changed = code !== this.lastDrainErrorCode;
+        this.lastDrainErrorCode = code;
+        if (isStrataError(err, ErrorCode.NO_SPACE)) this.latchNoSpace(err);
+        this.onDrainError(err, { failures: this.drainFailures, changed, retryInMs: this.retryDelayMs() });
       })
       .finally(() => {
         this.draining = undefined;
@@ -438,9 +521,19 @@ export class Vdisk {
         if (!failed && (this.drainAgain || this.undrainedBytes() >= this.settings.drainStartBytes)) this.kickDrain();
         else {
           clearTimeout(this.drainTimer);
-          this.drainTimer = setTimeout(() => this.kickDrain(), this.settings.drainIdleMs);
+          this.drainTimer = setTimeout(() => this.kickDrain(), failed ? this.retryDelayMs() : this.settings.drainIdleMs);
         }
       });
+  }
+
+  /**
+   * The wait before the next drain after `drainFailures` failures in a row: drainIdleMs
+   * doubled with each one after the first, at most drainRetryMaxMs (bounded backoff:
+   * a full disk or a down store is retried a few times a minute, not ten times a second).
+   */
+  private retryDelayMs(): number {
+    const doublings = Math.min(Math.max(this.drainFailures - 1, 0), 30);
+    return Math.min(this.settings.drainIdleMs * 2 ** doublings, Math.max(this.retryMaxMs(), this.settings.drainIdleMs));
   }
 
   /**

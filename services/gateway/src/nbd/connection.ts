@@ -189,7 +189,12 @@ export class NbdConnection {
           this.reader.stop();
         });
       }
-      await this.transmit(device);
+      const release = device.hold?.();
+      try {
+        await this.transmit(device);
+      } finally {
+        release?.();
+      }
     } catch (err) {
       if (err instanceof EndOfStream) {
         if (err.partialBytes > 0 || this.phase === 'handshake') this.log.debug({ conn: this.id, remote: this.remote, phase: this.phase, reason: err.message }, 'connection ended');

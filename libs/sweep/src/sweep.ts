@@ -1,0 +1,179 @@
+// The sweep's executor: for each vDisk marked deleting, deletes what planSweep lists,
+// bottom-up, and then its config object (the commit):
+//  1. fence: its ownership record goes to epoch + 1, so an owner still serving it (a
+//     `vdisk rm --force` of an open vDisk) has every later metadata write refused
+//     FENCED and stops (it cannot record `drained` either);
+//  2. every replica of its extent groups, on the extent stores (`strata.estore.<node>.delete`);
+//  3. its extent-group entries, then its vDisk map rows (through the metadata shards);
+//  4. its ownership and takeover records;
+//  5. its oplog subject (purged whole);
+//  6. the config object, only at the revision that was marked (the commit);
+//  7. a `vdisk.swept` event with the counts and the bytes freed.
+// Every step deletes what is there and accepts what is gone already, so a sweep that
+// stopped anywhere (a crash, an extent store down) is finished by the next one: the
+// config object, removed last, keeps the vDisk on the list until everything else is
+// gone. A vDisk that fails is reported and left for the next sweep; the others go on.
+// The work is bounded: at most `vdisksMax` vDisks per sweep, `inFlightMax` requests at
+// once, and at most `requestsPerSecondMax` started a second.
+import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf } from '@strata/proto';
+import { planSweep, type VdiskSweepPlan } from './plan';
+
+/** What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests pass fakes. */
+export interface SweepPorts {
+  listVdisks(): Promise<Array<ObjectOf<'vdisk'>>>;
+  /** Every key of md-vdisk. */
+  rowKeys(): Promise<string[]>;
+  /** Every entry of md-egroup. */
+  egroups(): Promise<Array<{ id: bigint; entry: EgroupEntry }>>;
+  /** Every key of `own`. */
+  ownKeys(): Promise<string[]>;
+  /** Raises the epoch of the ownership record `key` by one (compare-and-set); nothing when it is gone. */
+  fenceOwnership(key: string): Promise<void>;
+  /** Deletes one replica; resolves to the bytes it held (0 when it was not there). */
+  deleteReplica(node: string, disk: bigint, egroup: bigint): Promise<number>;
+  /** Deletes a key of a metadata map (no error when it is gone). */
+  deleteMd(map: 'vdisk' | 'egroup', key: string): Promise<void>;
+  /** Deletes a key of `own` (no error when it is gone). */
+  deleteOwn(key: string): Promise<void>;
+  /** Purges every message of an oplog subject. */
+  purgeOplog(subject: string): Promise<void>;
+  /** Deletes the vDisk's config object if it is still at `revision`. */
+  commit(vdisk: bigint, name: string, revision: number): Promise<void>;
+  /** Records the sweep of one vDisk (EVENTS); absent in tests that do not look. */
+  event?(event: ClusterEvent): Promise<void>;
+  /** Waits `ms` (pacing); injected so tests run without real time. */
+  sleep?(ms: number): Promise<void>;
+  nowMs?(): number;
+}
+
+export interface SweepLimits {
+  /** vDisks swept in one call; the rest wait for the next. */
+  vdisksMax: number;
+  /** Delete requests in flight at once. */
+  inFlightMax: number;
+  /** Delete requests started a second, at most. */
+  requestsPerSecondMax: number;
+}
+
+export const SWEEP_LIMITS_DEFAULT: SweepLimits = { vdisksMax: 64, inFlightMax: 8, requestsPerSecondMax: 500 };
+
+export interface SweptVdisk {
+  vdisk: bigint;
+  name: string;
+  egroups: number;
+  replicas: number;
+  rows: number;
+  own: number;
+  freedBytes: number;
+}
+
+export interface SweepResult {
+  swept: SweptVdisk[];
+  /** vDisks whose sweep stopped at an error: they stay marked, and the next sweep goes on with them. */
+  failed: Array<{ vdisk: bigint; name: string; error: string }>;
+}
+
+export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEEP_LIMITS_DEFAULT): Promise<SweepResult> {
+  checkLimits(limits);
+  const vdisks = await ports.listVdisks();
+  if (!vdisks.some((v) => v.spec.deletingSinceMs !== undefined)) return { swept: [], failed: [] };
+  const [rowKeys, egroups, ownKeys] = await Promise.all([ports.rowKeys(), ports.egroups(), ports.ownKeys()]);
+  const plans = planSweep({ vdisks, rowKeys, egroups, ownKeys, vdisksMax: limits.vdisksMax });
+  const pace = pacer(limits.requestsPerSecondMax, ports.sleep ?? sleep, ports.nowMs ?? (() => performance.now()));
+  const result: SweepResult = { swept: [], failed: [] };
+  for (const plan of plans) {
+    try {
+      result.swept.push(await sweepOne(ports, plan, limits, pace));
+    } catch (err) {
+      result.failed.push({ vdisk: plan.vdisk, name: plan.name, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return result;
+}
+
+async function sweepOne(ports: SweepPorts, plan: VdiskSweepPlan, limits: SweepLimits, pace: () => Promise<void>): Promise<SweptVdisk> {
+  const ownership = keys.vdiskOwnership(plan.vdisk);
+  if (plan.own.includes(ownership)) await ports.fenceOwnership(ownership);
+
+  const replicas = plan.egroups.flatMap((g) => g.replicas.map((r) => ({ ...r, egroup: g.id })));
+  let freedBytes = 0;
+  await forEachLimited(replicas, limits.inFlightMax, async (r) => {
+    await pace();
+    // Read the total only after the await: `x += await f()` would add to a stale total.
+    const bytes = await ports.deleteReplica(r.node, r.disk, r.egroup);
+    freedBytes += bytes;
+  });
+  // Bottom-up, as everywhere in the metadata: an extent group's entry goes only once
+  // no replica is left, a row only once its extent groups are gone.
+  await forEachLimited(plan.egroups, limits.inFlightMax, async (g) => {
+    await pace();
+    await ports.deleteMd('egroup', keys.egroup(g.id));
+  });
+  await forEachLimited(plan.rows, limits.inFlightMax, async (row) => {
+    await pace();
+    await ports.deleteMd('vdisk', row);
+  });
+  for (const key of plan.own) await ports.deleteOwn(key);
+  await ports.purgeOplog(plan.oplogSubject);
+  await ports.commit(plan.vdisk, plan.name, plan.revision);
+
+  const swept: SweptVdisk = { vdisk: plan.vdisk, name: plan.name, egroups: plan.egroups.length, replicas: replicas.length, rows: plan.rows.length, own: plan.own.length, freedBytes };
+  await ports.event?.({
+    type: EventType.vdiskSwept,
+    atMs: Date.now(),
+    epoch: 0,
+    kind: 'vdisk',
+    id: plan.vdisk,
+    name: plan.name,
+    freedBytes,
+    cause: 'sweep',
+    message: describeSwept(swept),
+  });
+  return swept;
+}
+
+/** One line for people: `vdisk old swept: 2 extent groups (4 replicas, 32.0 MiB freed), 1 row, 1 ownership record, oplog purged`. */
+export function describeSwept(s: SweptVdisk): string {
+  const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+  return `vdisk ${s.name} swept: ${plural(s.egroups, 'extent group')} (${plural(s.replicas, 'replica')}, ${(s.freedBytes / 2 ** 20).toFixed(1)} MiB freed), ${plural(s.rows, 'row')}, ${plural(s.own, 'ownership record')}, oplog purged`;
+}
+
+function checkLimits(l: SweepLimits): void {
+  for (const [name, value] of Object.entries(l)) {
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`sweep limit ${name} must be a positive integer, not ${value}`);
+  }
+}
+
+/** Runs `fn` over `items`, at most `max` at once; the first failure is thrown once all have settled. */
+async function forEachLimited<T>(items: readonly T[], max: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(max, items.length) }, worker));
+  if (failure !== undefined) throw failure.err;
+}
+
+/** Spaces request starts at least 1/rate s apart (one clock, shared by the workers). */
+function pacer(ratePerSecond: number, wait: (ms: number) => Promise<void>, now: () => number): () => Promise<void> {
+  const gapMs = 1000 / ratePerSecond;
+  let nextAtMs = -Infinity;
+  return async () => {
+    const t = now();
+    const at = Math.max(t, nextAtMs);
+    nextAtMs = at + gapMs;
+    if (at > t) await wait(at - t);
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
