@@ -2,8 +2,8 @@
 // started by `strata up`. It proves that:
 //  - `strata vdisk rm` refuses a vDisk a client has open (an interactive qemu-io holds
 //    the connection) unless forced, and a vDisk being deleted can no longer be opened;
-//  - vDisks written and then removed and swept (`strata vdisk sweep`, what the
-//    curator's scan runs) give their space back: after one sweep the disks' used bytes
+//  - vDisks written and then removed give their space back at the next curator scan
+//    (`strata curator scan`; its first step is the sweep): after one scan the disks' used bytes
 //    are within 5% of where they started, and no md-vdisk row, md-egroup entry,
 //    ownership record or oplog message of them is left. The issue's figure is 1 GiB
 //    over ten vDisks; CI writes 10 x 16 MiB (set STRATA_TEST_SWEEP_VDISK_MIB to
@@ -90,7 +90,7 @@ describe('space', () => {
   const clusters = new UpClusters('space');
   afterAll(() => clusters.stopAll());
 
-  it('refuses rm of an open vDisk unless forced; rm and one sweep give the space of ten vDisks back and leave nothing of them', async () => {
+  it('refuses rm of an open vDisk unless forced; rm and one curator scan give the space of ten vDisks back and leave nothing of them', async () => {
     const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2'] });
     // Data that stays, so "where it started" is not zero.
     await qemuIo(cluster.nbdUri, ['write -P 0x5a 0 8M']);
@@ -122,9 +122,10 @@ describe('space', () => {
     await expect(qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/v1`, ['read 0 4k'])).rejects.toThrow(/v1/);
     expect((await strataFails(cluster, ['vdisk', 'qos', 'v1', '--priority', 'high'])).stderr).toMatch(/vdisk v1 is being deleted/);
 
-    const swept = await strata(cluster, ['vdisk', 'sweep']);
-    expect(swept.trim().split('\n')).toHaveLength(VDISKS);
-    expect(swept).toMatch(/^vdisk v0 swept: \d+ extent groups? \(\d+ replicas?, [\d.]+ MiB freed\)/m);
+    // One scan of the curator master sweeps them all.
+    const scan = await strata(cluster, ['curator', 'scan']);
+    expect(scan).toMatch(/^scan \d+ at /m);
+    expect(await strata(cluster, ['events', '--type', 'vdisk.swept'])).toMatch(/vdisk v0 swept: \d+ extent groups? \(\d+ replicas?, [\d.]+ MiB freed\)/);
     for (const name of names) expect(await leftOf(cluster.natsUrl, ids.get(name)!)).toEqual([]);
     expect(JSON.parse(await strata(cluster, ['--json', 'vdisk', 'ls'])).map((v: { name: string }) => v.name)).toEqual(['demo']);
 
@@ -139,7 +140,7 @@ describe('space', () => {
     cluster.passed = true;
   }, 120_000);
 
-  it('fills two 96 MiB disks until ENOSPC (not EIO), names the full disks, and writes again once another vDisk is swept', async () => {
+  it('fills two 96 MiB disks until ENOSPC (not EIO), names the full disks, and writes again once another vDisk is removed and a curator scan swept it', async () => {
     const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2', '--disk-capacity', '96M'] });
     const nbd = (name: string): string => `nbd://127.0.0.1:${cluster.nbdPort}/${name}`;
     await strata(cluster, ['vdisk', 'create', 'filler', '--size', '64M']);
@@ -167,9 +168,10 @@ describe('space', () => {
     // While full, everything acknowledged still reads back.
     await qemuIo(nbd('demo'), acked.map((o) => `read -P ${pattern(o)} ${o} 1M`), 60_000);
 
-    // Free space: another vDisk removed and swept. The same writes then succeed, with no restart.
+    // Free space: another vDisk removed and a curator scan run. The same writes then succeed, with no restart.
     await strata(cluster, ['vdisk', 'rm', 'filler']);
-    expect(await strata(cluster, ['vdisk', 'sweep'])).toMatch(/^vdisk filler swept: /);
+    await strata(cluster, ['curator', 'scan']);
+    expect(await strata(cluster, ['events', '--type', 'vdisk.swept'])).toMatch(/vdisk filler swept: /);
     const retry = refused.slice(0, 4);
     await waitFor('the refused writes to succeed after the sweep', 30_000, () => writesSucceed(nbd('demo'), retry));
     // Everything acknowledged reads back.

@@ -1,4 +1,6 @@
-// The curator master: scans on a schedule and on request, plans (plan.ts), runs the
+// The curator master: scans on a schedule and on request, sweeps the vDisks being
+// deleted first (@strata/sweep: their space freed, then their config objects removed),
+// plans (plan.ts), runs the
 // copies (copier.ts) a bounded number at a time within a byte budget, and keeps its
 // progress in `curator.progress` (own) and in events. It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
@@ -11,6 +13,7 @@ import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
+import { describeSwept, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
 import {
   CuratorOp,
   EstoreOp,
@@ -66,6 +69,12 @@ interface RunningScan {
   done: Promise<CuratorScanSummary>;
 }
 
+/** The scan that starts when the running one ends, shared by every request that arrived meanwhile. */
+interface FollowingScan {
+  full: boolean;
+  done: Promise<CuratorScanSummary>;
+}
+
 export class CuratorMaster {
   private readonly services: Service[] = [];
   private readonly copier: Copier;
@@ -81,7 +90,10 @@ export class CuratorMaster {
   /** What the last scan would copy with rebuild off. */
   private plannedBytes = 0;
   private view: ClusterView | undefined;
+  /** The sweep's view of NATS, made at the first scan. */
+  private sweepPorts: Promise<SweepPorts> | undefined;
   private running: RunningScan | undefined;
+  private following: FollowingScan | undefined;
   private scans = 0;
   private counts = { bytesCopied: 0, copiesDone: 0, copiesFailed: 0 };
   private lastScan: CuratorScanSummary | undefined;
@@ -132,9 +144,31 @@ export class CuratorMaster {
     await this.running?.done.catch(() => undefined);
   }
 
-  /** A scan now, or the one running (joined: a second would find the same). */
+  /**
+   * A scan that starts after this call: now, or right after the one running. Joining
+   * a scan already under way could miss what changed since it started (a vDisk
+   * removed just now, say); every call that arrives meanwhile shares the next one,
+   * which is full if any of them asked for a full scan.
+   */
   scan(full: boolean, reason: string): Promise<CuratorScanSummary> {
-    if (this.running !== undefined && (this.running.full || !full)) return this.running.done;
+    if (this.running === undefined) return this.startScan(full, reason);
+    if (this.following !== undefined) {
+      this.following.full ||= full;
+      return this.following.done;
+    }
+    const following = { full } as FollowingScan;
+    // The running scan's `done` clears `running` before this runs (its handler came first).
+    following.done = this.running.done
+      .catch(() => undefined)
+      .then(() => {
+        this.following = undefined;
+        return this.startScan(following.full, reason);
+      });
+    this.following = following;
+    return following.done;
+  }
+
+  private startScan(full: boolean, reason: string): Promise<CuratorScanSummary> {
     const startedAtMs = Date.now();
     const done = this.scanNow(full, reason, startedAtMs).finally(() => {
       if (this.running?.done === done) this.running = undefined;
@@ -159,6 +193,8 @@ export class CuratorMaster {
 
   private async scanNow(full: boolean, reason: string, startedAtMs: number): Promise<CuratorScanSummary> {
     const t0 = performance.now();
+    // Deleted vDisks first: their extent groups are freed, not re-replicated.
+    const swept = await this.sweep();
     const view = await this.readView();
     const rows = await this.readRows();
     const missing = full ? await this.missingReplicas(rows, view) : new Set<string>();
@@ -193,13 +229,30 @@ export class CuratorMaster {
     const rebuildNote = this.d.settings.rebuild === 'on' ? '' : ' (rebuild is off: nothing is copied)';
     await this.emit(
       { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason },
-      `scan ${summary.scan}${full ? ' (full)' : ''}: ${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
+      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
     );
     await this.writeProgress();
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
     if (p.nextLossAtMs !== undefined) this.scheduleScan(Math.max(0, p.nextLossAtMs - Date.now()) + 50);
     this.pump();
     return summary;
+  }
+
+  /**
+   * Sweeps the vDisks marked deleting (each one's `vdisk.swept` event is the sweep's);
+   * a vDisk it could not finish stays marked for the next scan. Says what it did, for
+   * the scan's event.
+   */
+  private async sweep(): Promise<string> {
+    this.sweepPorts ??= sweepPortsFor({ bus: this.d.bus, config: this.d.config, timeoutMs: this.d.settings.curatorRequestTimeoutMs }).catch((err: unknown) => {
+      this.sweepPorts = undefined; // made again at the next scan
+      throw err;
+    });
+    const result = await sweepDeleted(await this.sweepPorts);
+    for (const s of result.swept) this.d.log.info({ vdisk: String(s.vdisk) }, describeSwept(s));
+    for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `vdisk ${f.name} not swept yet; the next scan goes on with it`);
+    if (result.swept.length === 0 && result.failed.length === 0) return '';
+    return `${result.swept.length} deleted vdisks swept${result.failed.length === 0 ? '' : ` (${result.failed.length} not yet)`}, `;
   }
 
   private async readView(): Promise<ClusterView> {
