@@ -15,6 +15,7 @@ import { openBucket } from '@strata/kv';
 import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
 import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
+import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { formatSpace, readSpace, spaceThresholdsFrom } from './space';
@@ -405,8 +406,18 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     );
   disk
     .command('rm <name>')
-    .description('remove a disk')
-    .action((name: string) => withClient(async (client) => print(`disk ${(await client.delete('disk', name)).name} removed`)));
+    .description('remove a disk; refused while it holds replicas, unless --force (the curator then copies them from the others)')
+    .option('--force', 'remove it even though it holds replicas')
+    .action((name: string, o: { force?: boolean }) =>
+      withCluster(async (client, nc) => {
+        const target = await client.get({ kind: 'disk', name });
+        const held = holdingsOf(await readEgroupEntries(nc), target.id);
+        const refusal = diskRmRefusal(name, held);
+        if (refusal !== undefined && o.force !== true) throw refusal;
+        await client.delete('disk', name);
+        print(`disk ${name} removed${refusal === undefined ? '' : ` (forced: the curator copies its replicas of ${held.egroups} extent groups from the others)`}`);
+      }),
+    );
 
   // ---- containers --------------------------------------------------------------------------
 

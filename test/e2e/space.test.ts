@@ -13,13 +13,17 @@
 //    events name the full disks and container; after another vDisk is removed and
 //    swept, the same writes succeed without a restart, and every write acknowledged
 //    before reads back;
+//  - `strata disk rm` refuses a disk that holds replicas unless forced; forced, the
+//    curator copies its replicas to a disk that stays, and the data reads back;
 //  - the same with a disk added on each node instead of a vDisk removed.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { qemuIo, run, waitFor, type UpCluster, UpClusters } from '../harness';
+import { egroupsOf } from '../harness/curator';
 import { strata } from '../harness/ha';
 import { QemuIoSession, leftOf, openOnNodes, usedBytes, withNats } from '../harness/space';
 import { readEvents } from '../harness/events';
+import { waitForDrained } from '../harness/strata';
 
 const MiB = 2 ** 20;
 const VDISKS = 10;
@@ -187,6 +191,27 @@ describe('space', () => {
       const warnings = log.filter((line) => line.includes('"level":"warn"') && /drain failed|no new extent group/.test(line));
       expect(`${node}: ${warnings.length} warnings`).toMatch(/^n\d: ([0-9]|1[0-9]|20) warnings$/);
     }
+    cluster.passed = true;
+  }, 120_000);
+
+  it('refuses disk rm of a disk that holds replicas unless forced; forced, the curator copies them to a disk that stays', async () => {
+    const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2'] });
+    await qemuIo(cluster.nbdUri, ['write -P 0x6b 0 12M']);
+    const id = await vdiskId(cluster, 'demo');
+    await waitForDrained(cluster.natsUrl, id, 30_000);
+    const d1 = JSON.parse(await strata(cluster, ['--json', 'disk', 'ls'])).find((d: { name: string }) => d.name === 'n1-d1') as { id: string };
+    await strata(cluster, ['disk', 'add', 'n1-d2', '--node', 'n1', '--path', join(cluster.dir, 'disks', 'n1-d2'), '--capacity', '1G']);
+
+    const refused = await strataFails(cluster, ['disk', 'rm', 'n1-d1']);
+    expect(refused.stderr).toMatch(/^strata: CONFLICT: disk n1-d1 holds replicas of \d+ extent groups? \([\d.]+ MiB\): removing it leaves each of them a replica short .* use --force/);
+    expect(await strata(cluster, ['disk', 'rm', 'n1-d1', '--force'])).toMatch(/^disk n1-d1 removed \(forced: the curator copies its replicas of \d+ extent groups? from the others\)/);
+    // A replica on a disk gone from the configuration is lost at once: the next scan copies it.
+    await strata(cluster, ['curator', 'scan']);
+    await waitFor('no extent group with a replica on n1-d1, each with 2 replicas on distinct nodes', 30_000, async () => {
+      const entries = [...(await egroupsOf(cluster.natsUrl, id)).values()];
+      return entries.length > 0 && entries.every((e) => e.replicas.length === 2 && !e.replicas.some((r) => String(r.disk) === String(d1.id)) && new Set(e.replicas.map((r) => r.node)).size === 2);
+    });
+    await qemuIo(cluster.nbdUri, ['read -P 0x6b 0 12M']);
     cluster.passed = true;
   }, 120_000);
 

@@ -1,0 +1,47 @@
+// `strata disk rm`: a disk that still holds replicas is removed only when forced. Each
+// replica on it is one of its extent group's RF copies, so removing the disk leaves
+// those extent groups a replica short until the curator copies them again (it counts
+// a replica on a disk gone from the configuration as lost).
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ErrorCode, StrataError } from '@strata/errors';
+import { openBucket } from '@strata/kv';
+import { buckets, mdValue, type EgroupEntry } from '@strata/proto';
+import { formatSize } from './units';
+
+/** What a disk holds: the extent groups with a replica on it, and their bytes. */
+export interface DiskHoldings {
+  egroups: number;
+  bytes: number;
+}
+
+/** The extent groups among `entries` with a replica on `disk`. */
+export function holdingsOf(entries: Iterable<Pick<EgroupEntry, 'replicas' | 'sizeBytes'>>, disk: bigint): DiskHoldings {
+  const out: DiskHoldings = { egroups: 0, bytes: 0 };
+  for (const e of entries) {
+    if (!e.replicas.some((r) => r.disk === disk)) continue;
+    out.egroups++;
+    out.bytes += e.sizeBytes;
+  }
+  return out;
+}
+
+/** The refusal of removing disk `name` while it holds `held`; undefined when it holds nothing. */
+export function diskRmRefusal(name: string, held: DiskHoldings): StrataError | undefined {
+  if (held.egroups === 0) return undefined;
+  const what = `${held.egroups} extent group${held.egroups === 1 ? '' : 's'} (${formatSize(held.bytes)})`;
+  return new StrataError(
+    ErrorCode.CONFLICT,
+    `disk ${name} holds replicas of ${what}: removing it leaves each of them a replica short until the curator copies it again; use --force to remove it anyway`,
+  );
+}
+
+/** Every extent-group entry of md-egroup (read from the bucket: the shards alone write it). */
+export async function readEgroupEntries(nc: NatsConnection): Promise<EgroupEntry[]> {
+  const bucket = await openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 });
+  const out: EgroupEntry[] = [];
+  for (const key of await bucket.keys()) {
+    const e = await bucket.get(key);
+    if (e !== null) out.push(e.value);
+  }
+  return out;
+}
