@@ -1,0 +1,6 @@
+// Every fuzz target by name, for the bounded jest pass and the long runner.
+import { nbdParserTarget } from './nbd-parser';
+import type { FuzzTarget } from './target';
+
+export const targets: readonly FuzzTarget<never>[] = [nbdParserTarget as FuzzTarget<never>];
+export { fuzzProperty, type FuzzTarget } from './target';
