@@ -13,7 +13,7 @@ export const CMD_FLAG = { FUA: 1, NO_HOLE: 2 } as const;
 export const ERRNO = { OK: 0, EINVAL: 22, ENOSPC: 28 } as const;
 export const GREETING_BYTES = 18;
 export const REQUEST_HEADER_BYTES = 28;
-export { REQUEST_MAGIC };
+export { IHAVEOPT, REQUEST_MAGIC };
 
 /** Client flags FIXED_NEWSTYLE | NO_ZEROES, then NBD_OPT_GO on `name`. */
 export function openExportBytes(name: string): Buffer {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MAX_PAYLOAD_BYTES } from '@strata/gateway';
 import { splitAt } from '../fake-socket';
-import { EXPORT_SIZE_BYTES, runConnection, type DeviceCall } from '../nbd-harness';
+import { EXPORT_SIZE_BYTES, runConnection, type ConnectionRun, type DeviceCall } from '../nbd-harness';
 import {
   CMD,
   CMD_FLAG,
@@ -25,6 +25,7 @@ import {
   readGreeting,
   readOptionReply,
   readSimpleReplies,
+  type Decoded,
   type Request,
 } from '../nbd-wire';
 import { cutsArbitrary, type FuzzTarget } from './target';
@@ -57,7 +58,7 @@ const lengthArb = fc.oneof(
 );
 
 /** One request; a WRITE carries its payload when its length is small (a huge one swallows the rest of the stream). */
-const requestArb = (index: number): fc.Arbitrary<Request> =>
+export const requestArb = (index: number): fc.Arbitrary<Request> =>
   fc.record({ magic: magicArb, flags: flagsArb, type: typeArb, handleHigh: fc.bigInt(0n, U64_MAX >> 16n), offset: offsetArb, lengthBytes: lengthArb, fill: fc.nat(255) }).map((r) => {
     // The low 16 bits number the request, so that every handle is distinct.
     const request: Request = { magic: r.magic, flags: r.flags, type: r.type, handle: (r.handleHigh << 16n) | BigInt(index), offset: r.offset, lengthBytes: r.lengthBytes };
@@ -73,13 +74,13 @@ function patterned(lengthBytes: number, seed: number): Buffer {
 
 /** Positions are fractions of the stream (in millionths), so a mutation lands wherever the stream is. */
 const positionArb = fc.integer({ min: 0, max: 1_000_000 });
-type Mutation =
+export type Mutation =
   | { kind: 'none' }
   | { kind: 'flip'; flips: { at: number; bit: number }[] }
   | { kind: 'truncate'; at: number }
   | { kind: 'insert'; at: number; bytes: Uint8Array }
   | { kind: 'garbage'; bytes: Uint8Array };
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+export const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { arbitrary: fc.constant({ kind: 'none' as const }), weight: 5 },
   { arbitrary: fc.record({ kind: fc.constant('flip' as const), flips: fc.array(fc.record({ at: positionArb, bit: fc.integer({ min: 0, max: 7 }) }), { minLength: 1, maxLength: 4 }) }), weight: 2 },
   { arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: positionArb }), weight: 2 },
@@ -93,13 +94,16 @@ export interface NbdParserInput {
   cuts: number[];
 }
 
+/** Up to `max` requests, each with a distinct handle. */
+export const requestsArb = (max: number): fc.Arbitrary<Request[]> => fc.integer({ min: 0, max }).chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => requestArb(i))));
+
 export const nbdParserInput: fc.Arbitrary<NbdParserInput> = fc.record({
-  requests: fc.integer({ min: 0, max: 12 }).chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => requestArb(i)))),
+  requests: requestsArb(12),
   mutation: mutationArb,
   cuts: cutsArbitrary,
 });
 
-const at = (fraction: number, lengthBytes: number): number => Math.floor((fraction / 1_000_000) * lengthBytes);
+export const at = (fraction: number, lengthBytes: number): number => Math.floor((fraction / 1_000_000) * lengthBytes);
 
 export function mutate(stream: Buffer, mutation: Mutation): Buffer {
   switch (mutation.kind) {
@@ -121,14 +125,14 @@ export function mutate(stream: Buffer, mutation: Mutation): Buffer {
   }
 }
 
-interface Expected {
+export interface ExpectedTransmission {
   calls: DeviceCall[];
   replies: string[];
   readLengths: Map<bigint, number>;
 }
 
 /** What the spec says the server does with the decoded requests, with a shadow copy of the export for read data. */
-function expect(requests: readonly Request[]): Expected {
+export function expectTransmission(requests: readonly Request[]): ExpectedTransmission {
   const disk = Buffer.alloc(EXPORT_SIZE_BYTES);
   const calls: DeviceCall[] = [];
   const replies: string[] = [];
@@ -153,7 +157,7 @@ function expect(requests: readonly Request[]): Expected {
   return { calls, replies: replies.sort(), readLengths };
 }
 
-function replyKey(handle: bigint, errno: number, data?: Buffer): string {
+export function replyKey(handle: bigint, errno: number, data?: Buffer): string {
   return `handle ${handle} errno ${errno}${data === undefined ? '' : ` data ${data.toString('hex')}`}`;
 }
 
@@ -168,23 +172,35 @@ function readOpenedExport(out: OutputReader): void {
   }
 }
 
-export async function checkNbdParser(input: NbdParserInput): Promise<void> {
-  const stream = mutate(encodeRequests(input.requests), input.mutation);
-  const decoded = decodeRequests(stream);
-  // Requests are told apart by their handle; a mutation that makes two equal is skipped.
-  fc.pre(new Set(decoded.requests.map((r) => r.handle)).size === decoded.requests.length);
-  const expected = expect(decoded.requests);
+/** Requests are told apart by their handle; an input whose mutation makes two equal is skipped. */
+export function skipUnlessHandlesDistinct(requests: readonly Request[]): void {
+  fc.pre(new Set(requests.map((r) => r.handle)).size === requests.length);
+}
 
-  const run = await runConnection(splitAt(Buffer.concat([openExportBytes('disk'), stream]), input.cuts.map((c) => at(c, stream.length + 40))));
-
+/** The checks every run must pass, whatever its input: no unexpected error, no call outside the export, bounded buffering. */
+export function checkRunInvariants(run: ConnectionRun): void {
   assert.deepEqual(run.errors, [], 'the connection failed with an unexpected error');
   assert.deepEqual(run.outOfRange, [], 'the device was asked for bytes outside the export');
   assert.ok(run.excessBufferedBytes <= 0, `the reader buffered ${run.excessBufferedBytes} bytes beyond its high-water mark`);
-  const out = new OutputReader(run.output);
-  readOpenedExport(out);
+}
+
+/** The simple replies left in `out` and the device calls are what the spec says `decoded` means. */
+export function checkTransmission(out: OutputReader, decoded: Decoded, run: ConnectionRun): void {
+  const expected = expectTransmission(decoded.requests);
   const replies = readSimpleReplies(out, (handle) => expected.readLengths.get(handle) ?? (decoded.requests.some((r) => r.handle === handle) ? 0 : undefined));
   assert.deepEqual(replies.map((r) => replyKey(r.handle, r.errno, r.data)).sort(), expected.replies, `replies to ${decoded.requests.length} requests (stream stops on: ${decoded.stop})`);
   assert.deepEqual(run.calls, expected.calls, 'the device calls');
+}
+
+export async function checkNbdParser(input: NbdParserInput): Promise<void> {
+  const stream = mutate(encodeRequests(input.requests), input.mutation);
+  const decoded = decodeRequests(stream);
+  skipUnlessHandlesDistinct(decoded.requests);
+  const run = await runConnection(splitAt(Buffer.concat([openExportBytes('disk'), stream]), input.cuts.map((c) => at(c, stream.length + 40))));
+  checkRunInvariants(run);
+  const out = new OutputReader(run.output);
+  readOpenedExport(out);
+  checkTransmission(out, decoded, run);
 }
 
 export const nbdParserTarget: FuzzTarget<NbdParserInput> = {
