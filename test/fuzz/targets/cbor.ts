@@ -206,6 +206,11 @@ const canaryValue = decode(canary.bytes, schemaOf(canary.rule));
 
 export function checkCbor(input: CborInput): void {
   const { bytes, rule } = materialise(input);
+  checkDecode(bytes, rule);
+}
+
+/** The target's check on one message: INVALID, or a value that survives a round trip; no other effect. */
+export function checkDecode(bytes: Uint8Array, rule: string): void {
   const startedMs = performance.now();
   const decoded = decodeOrRefuse(bytes, rule);
   const elapsedMs = performance.now() - startedMs;
