@@ -1,7 +1,7 @@
 // The bounded fuzz pass of CI: each target of test/fuzz/targets for a fixed number of
 // inputs from a fixed seed, so that a run is the same every time and fast (under
-// fifteen seconds in all on a busy two-core machine). The long, random-seeded runs are `npm run fuzz`; a failure
-// there prints a seed that replays here by changing `seed`.
+// fifteen seconds in all on a busy two-core machine). The long, random-seeded runs
+// are `npm run fuzz`; what they find is kept in regressions.test.ts.
 import fc from 'fast-check';
 import { cborTarget } from './targets/cbor';
 import { handshakeTarget } from './targets/handshake';
