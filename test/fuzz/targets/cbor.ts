@@ -19,7 +19,7 @@ import { ErrorCode, StrataError } from '@strata/errors';
 import { PAIRS } from '../../../proto/test/rule-schemas';
 import { deepItem, cborItem } from '../cbor-bytes';
 import { arbitraryOf } from '../zod-arbitrary';
-import { mutate, mutationArb, type Mutation } from './nbd-parser';
+import { mutate, mutationArb, type Mutation } from '../mutation';
 import type { FuzzTarget } from './target';
 
 /** A decode slower than this on a message of a few KiB is a bug (a 1 MiB NATS message decodes in milliseconds). */

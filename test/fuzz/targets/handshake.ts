@@ -11,7 +11,8 @@ import fc from 'fast-check';
 import { splitAt } from '../fake-socket';
 import { EXPORT_NAME, EXPORT_SIZE_BYTES, fuzzLimits, runConnection, type ConnectionRun } from '../nbd-harness';
 import { IHAVEOPT, OPT, OutputReader, REP, decodeRequests, encodeRequests, readGreeting, readOptionReply, type Decoded, type Request } from '../nbd-wire';
-import { at, checkRunInvariants, checkTransmission, mutate, mutationArb, requestsArb, skipUnlessHandlesDistinct, type Mutation } from './nbd-parser';
+import { at, mutate, mutationArb, type Mutation } from '../mutation';
+import { checkRunInvariants, checkTransmission, requestsArb, skipUnlessHandlesDistinct } from './nbd-parser';
 import { cutsArbitrary, type FuzzTarget } from './target';
 
 const NBD_STRING_MAX_BYTES = 4096;
