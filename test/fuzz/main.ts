@@ -5,8 +5,9 @@
 // hang. Prints the inputs run and the failures per target. A failure prints its seed,
 // path and shrunk counterexample (a hang: its seed) and is written under
 // .fuzz/failures/ (git ignores it); `--seed S --runs-per-seed R --target T` replays
-// that batch. Exits 1 if anything failed.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// that batch. Every seed run is appended to .fuzz/seeds/<target>.txt. Exits 1 if
+// anything failed.
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -16,6 +17,7 @@ import { targets } from './targets';
 const usage = 'usage: npm run fuzz -- [--minutes N] [--target nbd-parser|handshake|cbor|all] [--runs-per-seed R] [--seed S] [--hang-seconds H]';
 const repoRoot = join(__dirname, '..', '..');
 const failuresDir = join(repoRoot, '.fuzz', 'failures');
+const seedsDir = join(repoRoot, '.fuzz', 'seeds');
 
 interface Tally {
   inputs: number;
@@ -99,6 +101,9 @@ function report(job: BatchJob, result: BatchResult | 'hang', hangMs: number): vo
 }
 
 async function runOne(runner: BatchRunner, job: BatchJob, tally: Tally, hangMs: number): Promise<void> {
+  // Every seed run is kept, so that any batch of a long run can be replayed.
+  mkdirSync(seedsDir, { recursive: true });
+  appendFileSync(join(seedsDir, `${job.target}.txt`), `${job.seed} ${job.runsPerSeed}\n`);
   const started = Date.now();
   const result = await runner.run(job);
   tally.elapsedMs += Date.now() - started;
