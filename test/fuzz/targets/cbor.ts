@@ -181,12 +181,14 @@ export function materialise(input: CborInput): { bytes: Uint8Array; rule: string
  * are the same message (an absent optional member is not written), and an integer is
  * the same whether it arrives as a number or a bigint (the codec writes every integer
  * in its shortest form and the schemas choose the type; only a member typed `unknown`
- * keeps whichever it got).
+ * keeps whichever it got), and a byte string is the same whatever its class.
  */
 function canonical(value: unknown): unknown {
   if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : value;
+  // A byte string is its bytes: cbor-x gives a Buffer, or a plain Uint8Array for tag 64.
+  if (value instanceof Uint8Array) return Buffer.from(value);
   if (Array.isArray(value)) return value.map(canonical);
-  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return value;
+  if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, canonical(v)]));
 }
 
