@@ -38,7 +38,7 @@ module.exports = {
     {
       ...common,
       displayName: 'unit',
-      testMatch: ['<rootDir>/{libs,services,proto,cli}/*/test/**/*.test.ts', '<rootDir>/proto/test/**/*.test.ts', '<rootDir>/cli/test/**/*.test.ts'],
+      testMatch: ['<rootDir>/{libs,services,proto,cli}/*/test/**/*.test.ts', '<rootDir>/proto/test/**/*.test.ts', '<rootDir>/cli/test/**/*.test.ts', '<rootDir>/test/fuzz/**/*.test.ts'],
     },
     {
       ...common,

@@ -57,11 +57,56 @@ export function decodeUntyped(bytes: Uint8Array): unknown {
   if (bytes.length === 0) throw new StrataError(ErrorCode.INVALID, 'malformed CBOR: empty message');
   // cbor-x reads a lone break code (0xff) as {}; RFC 8949 calls it malformed.
   if (bytes[0] === 0xff) throw new StrataError(ErrorCode.INVALID, 'malformed CBOR: break code outside an indefinite-length item');
+  let value: unknown;
   try {
-    return decoder.decode(bytes);
+    value = decoder.decode(bytes);
   } catch (err) {
     throw new StrataError(ErrorCode.INVALID, `malformed CBOR: ${(err as Error).message}`, { cause: err });
   }
+  const problem = plainDataProblem(value, 0, new Set());
+  if (problem !== undefined) throw new StrataError(ErrorCode.INVALID, `unsupported CBOR: ${problem}`);
+  return value;
+}
+
+/**
+ * How deep a decoded message may nest. The deepest message in proto/vectors nests 4
+ * levels (a metadata value inside a put request); a bound keeps a hostile message from
+ * costing a deep walk in every reader.
+ */
+export const NESTING_DEPTH_MAX = 32;
+
+/**
+ * Why a decoded value is not the plain data messages are made of, or undefined if it
+ * is. cbor-x gives some tags a meaning of its own: a Date (tags 0 and 1), a RegExp or
+ * Error (27), a Set (258), a Map (259), typed arrays (64-87), a Tag object for any tag
+ * it does not know, and shared references (28 and 29), which can make a value that
+ * contains itself or a few bytes that expand exponentially when walked. No schema
+ * expects them and encode() refuses them, so a member typed `unknown` (a metadata
+ * value, a reply's `ok`) would carry one into an assertion the next time it is written.
+ */
+function plainDataProblem(value: unknown, depth: number, seen: Set<object>): string | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  if (depth >= NESTING_DEPTH_MAX) return `nested deeper than ${NESTING_DEPTH_MAX} levels`;
+  if (seen.has(value)) return 'a shared reference (tags 28 and 29)';
+  seen.add(value);
+  if (value instanceof Uint8Array) return undefined;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const problem = plainDataProblem(item, depth + 1, seen);
+      if (problem !== undefined) return problem;
+    }
+    return undefined;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) {
+    const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    return `a ${typeof name === 'string' ? name : 'non-plain object'} (from a tag cbor-x interprets)`;
+  }
+  for (const member of Object.values(value)) {
+    const problem = plainDataProblem(member, depth + 1, seen);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
 }
 
 /**

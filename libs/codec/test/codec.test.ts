@@ -63,4 +63,34 @@ describe('codec', () => {
       expect(caught).toMatchObject({ code: 'INVALID' });
     }
   });
+
+  // Found by the CBOR fuzz target (test/fuzz/targets/cbor.ts): a reply envelope
+  // {ok: 27(["RegExp", "x+", ""])} was accepted (its `ok` is typed unknown) and the
+  // value then failed an assertion when written again. Each of these decoded to an
+  // object no schema expects; now each is INVALID.
+  it.each([
+    ['a RegExp (tag 27), in a reply envelope', 'a1626f6bd81b836652656745787062782b60', 'a RegExp'],
+    ['a Date (tag 1)', 'a1626f6bc11a00000000', 'a Date'],
+    ['a Set (tag 258)', 'a1626f6bd901028101', 'a Set'],
+    ['an unknown tag', 'a1626f6bd9012c01', 'a Tag'],
+    ['a Map (tag 259)', 'd90103a10102', 'a Map'],
+    ['an array that contains itself (tags 28 and 29)', 'd81c81d81d00', 'shared reference'],
+    ['a value that refers to one array twice', '82d81c80d81d00', 'shared reference'],
+    ['33 nested arrays', `${'81'.repeat(33)}00`, 'nested deeper than 32'],
+  ])('refuses %s as INVALID', (_what, hex, message) => {
+    let caught: unknown;
+    try {
+      decodeUntyped(Buffer.from(hex, 'hex'));
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(StrataError);
+    expect(caught).toMatchObject({ code: 'INVALID' });
+    expect((caught as Error).message).toContain(message);
+  });
+
+  it('accepts nesting up to the bound', () => {
+    expect(decodeUntyped(Buffer.from(`${'81'.repeat(32)}00`, 'hex'))).toBeDefined();
+  });
 });
+

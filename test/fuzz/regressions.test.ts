@@ -1,0 +1,17 @@
+// Every failure a fuzz target found, kept as a test: each input goes through the same
+// check as in the fuzzer, and each names the bug it pins. (The fix and a test of its
+// own live with the code: libs/codec/test/codec.test.ts for the codec.)
+import { checkDecode } from './targets/cbor';
+
+describe('fuzz regressions', () => {
+  it.each([
+    // {ok: 27(["RegExp", "x+", ""])}: cbor-x builds a RegExp from tag 27; the reply
+    // envelope's `ok` is typed unknown, so it was accepted, and encoding the value
+    // again failed an assertion ("cannot encode a RegExp"). Now INVALID.
+    ['reply', 'a1626f6bd81b836652656745787062782b60'],
+    // The same hole for a metadata value (md-put-request's `value` is typed unknown): a Date from tag 1.
+    ['md-put-request', 'a4636d617065766469736b636b657961316576616c7565c11a00000000687265766973696f6e00'],
+  ])('%s: %s decodes to INVALID or a value that survives a round trip', (rule, hex) => {
+    checkDecode(Buffer.from(hex, 'hex'), rule);
+  });
+});
