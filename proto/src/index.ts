@@ -179,6 +179,8 @@ export {
 export {
   CuratorOp,
   curatorScanSummary,
+  curatorGarbageSummary,
+  type CuratorGarbageSummary,
   curatorProgress,
   curatorStatusRequest,
   curatorStatusReply,

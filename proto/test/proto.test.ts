@@ -115,6 +115,7 @@ import {
   HaMasterOp,
   CuratorOp,
   curatorScanSummary,
+  curatorGarbageSummary,
   curatorProgress,
   curatorStatusRequest,
   curatorStatusReply,
@@ -268,6 +269,7 @@ const PAIRS: readonly Pair[] = [
   { rule: 'ha-status-reply', schema: haStatusReply },
   // curator.cddl
   { rule: 'curator-scan-summary', schema: curatorScanSummary },
+  { rule: 'curator-garbage-summary', schema: curatorGarbageSummary },
   { rule: 'curator-progress', schema: curatorProgress },
   { rule: 'curator-status-request', schema: curatorStatusRequest },
   { rule: 'curator-status-reply', schema: curatorStatusReply },

@@ -588,6 +588,7 @@ function haFile(): VectorFile {
 }
 
 const scanSummary = { scan: 3, full: false, startedAtMs: T0, durationMs: 42, egroups: 120, underReplicated: 7, lostReplicas: 7, copiesQueued: 7, unfixable: 0 };
+const garbageSummary = { atMs: T0, listed: 40, deleted: 2, bytes: 8 * MiB, young: 1, skippedDisks: 0, enabled: true };
 const progress = { master: 'n1', curatorEpoch: 4, updatedAtMs: T0, rebuild: true, underReplicated: 3, bytesToCopy: 12 * MiB, bytesCopied: 16 * MiB, copiesDone: 4, copiesFailed: 0, bytesPerSec: 20 * MiB, etaMs: 600, lastScan: scanSummary };
 
 function curatorFile(): VectorFile {
@@ -597,6 +598,8 @@ function curatorFile(): VectorFile {
     valid: [
       valid('curator-scan-summary', 'a scan that found 7 extent groups under-replicated', scanSummary),
       valid('curator-progress', 'copying, with an estimate', progress),
+      valid('curator-garbage-summary', 'two replicas deleted, one too young', garbageSummary),
+      valid('curator-progress', 'after a scan that collected garbage', { ...progress, garbageDeleted: 12, garbageBytes: 48 * MiB, lastGarbage: garbageSummary }),
       valid('curator-progress', 'a new master before its first scan, rebuild off', (({ etaMs: _e, lastScan: _l, ...rest }) => ({ ...rest, rebuild: false, underReplicated: 0, bytesToCopy: 0, bytesPerSec: 0 }))(progress)),
       valid('curator-status-request', 'the only request', {}),
       valid('curator-status-reply', 'a full scan running', { master: 'n1', curatorEpoch: 4, running: { startedAtMs: T0, full: true }, copiesInFlight: 2, progress }),
