@@ -90,8 +90,8 @@ describe('planGarbage', () => {
           const entry = unique.get(Number(d.egroup))?.entry;
           expect(entry?.replicas.some((r) => r.disk === d.disk) ?? false).toBe(false);
           const l = listings.find((x) => x.disk === d.disk)!;
-          expect('error' in l).toBe(false);
-          const r = (l as { replicas: Array<{ egroup: bigint; mtimeMs: number }> }).replicas.find((x) => x.egroup === d.egroup)!;
+          if ('error' in l) throw new Error(`a delete planned on disk ${d.disk}, whose listing failed`);
+          const r = l.replicas.find((x) => x.egroup === d.egroup)!;
           expect(NOW - r.mtimeMs).toBeGreaterThanOrEqual(GRACE);
           expect(v.nodes.get(d.node)?.liveness).toBe('alive');
         }
