@@ -4,8 +4,8 @@
 // disks: (a) a stray replica of an extent group that has no md-egroup entry, written
 // by a real extent-store write request over NATS; (b) the replicas of a node (not the
 // vDisk owner's) that was paused (SIGSTOP of all its actors) until declared dead and
-// re-replicated elsewhere,
-// then resumed (SIGCONT): its old replicas are no longer named by any entry. After
+// re-replicated elsewhere, then resumed (SIGCONT): its old replicas are no longer named
+// by any entry. After
 // scans, both kinds are gone from the disks, every replica an entry names is still
 // there, the data reads back through a real NBD client (qemu-io), and the event and
 // `strata curator status` show the bytes reclaimed.
