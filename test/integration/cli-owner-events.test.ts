@@ -13,7 +13,7 @@ import { encode } from '@strata/codec';
 import { EventLog, ensureEventStream } from '@strata/events';
 import { openBucket } from '@strata/kv';
 import { buckets, EventCategory, EventType, keys, streams, subjects, takeoverRecord, vdiskOwnership, type ClusterEvent } from '@strata/proto';
-import { formatEvent, formatOwner, ownerJson, readEvents, readOwner } from '../../cli/src/ownership';
+import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from '../../cli/src/ownership';
 import { ConfigClient, connectClient, run, startConfigReplica, startTopology, topologies, waitForLeader, type ActorProcess, type NatsTopology } from '../harness';
 
 jest.setTimeout(30_000);
@@ -173,12 +173,14 @@ describe.each(topologies)('reading ownership and events from JetStream, %s nats'
     });
 
     it('prints one line per event, with the ownership fields of owner.changed', () => {
+      // The type column is as wide as the longest event type (it grows with new types).
+      const type = (t: string): string => t.padEnd(Math.max(...eventTypes.map((x) => x.length)));
       expect(all.map(formatEvent)).toEqual([
-        '2025-01-02T03:04:05.678Z created              vdisk v7 created',
-        '2025-01-02T03:04:06.678Z node.dead            node n2 declared dead after 6012 ms of silence',
-        '2025-01-02T03:04:07.678Z owner.changed        vdisk v7 moved from n2 to n1 owner=n1 from=n2 epoch=8 cause=failover',
-        '2025-01-02T03:04:08.678Z owner.changed        vdisk v8 claimed by n3 owner=n3 from=- epoch=1 cause=relinquish',
-        '2025-01-02T03:04:09.678Z updated              vdisk v7 updated',
+        `2025-01-02T03:04:05.678Z ${type('created')} vdisk v7 created`,
+        `2025-01-02T03:04:06.678Z ${type('node.dead')} node n2 declared dead after 6012 ms of silence`,
+        `2025-01-02T03:04:07.678Z ${type('owner.changed')} vdisk v7 moved from n2 to n1 owner=n1 from=n2 epoch=8 cause=failover`,
+        `2025-01-02T03:04:08.678Z ${type('owner.changed')} vdisk v8 claimed by n3 owner=n3 from=- epoch=1 cause=relinquish`,
+        `2025-01-02T03:04:09.678Z ${type('updated')} vdisk v7 updated`,
       ]);
     });
 
