@@ -15,8 +15,12 @@ import type { ClusterView, EgroupRow } from './plan';
 const LISTS_IN_FLIGHT = 4;
 /** Pages of one disk at most per scan (10 million replicas at 1000 a page): a bound, never reached in practice. */
 const PAGES_MAX = 10_000;
-/** A scan deletes at most this many seconds' worth of garbage at the configured rate; the rest waits for the next scan. */
-const DELETE_SECONDS_MAX = 60;
+/**
+ * A scan deletes at most this many seconds' worth of garbage at the configured rate;
+ * the rest waits for the next scan. A scan request is answered once its garbage
+ * collection ends, so this stays well inside the CLI's wait for a scan (120 s).
+ */
+const DELETE_SECONDS_MAX = 30;
 
 export interface GcDeps {
   bus: Bus;
