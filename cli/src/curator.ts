@@ -43,6 +43,16 @@ export function formatScan(scan: CuratorScanSummary): string {
   return `scan ${scan.scan}${scan.full ? ' (full)' : ''} at ${when(scan.startedAtMs)}, ${scan.durationMs} ms: ${scan.egroups} extent groups, ${scan.underReplicated} under-replicated, ${scan.lostReplicas} replicas lost, ${scan.copiesQueued} copies queued, ${scan.unfixable} unfixable`;
 }
 
+/** `garbage: 3 replicas, 12 MiB reclaimed (last scan: ...)`. */
+export function formatGarbage(p: CuratorStatusReply['progress']): string {
+  const g = p.lastGarbage;
+  const last =
+    g === undefined
+      ? 'none yet'
+      : `at ${when(g.atMs)}, ${g.listed} replicas listed, ${g.deleted} deleted (${formatSize(g.bytes)}), ${g.young} younger than the grace period, ${g.skippedDisks} disks skipped${g.enabled ? '' : ', STRATA_GC=off: nothing deleted'}`;
+  return `garbage: ${p.garbageDeleted ?? 0} replicas, ${formatSize(p.garbageBytes ?? 0)} reclaimed (last scan: ${last})`;
+}
+
 export function formatCuratorStatus(s: CuratorStatusReply): string {
   const p = s.progress;
   const lines = [
@@ -53,6 +63,7 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     `under-replicated extent groups: ${p.underReplicated}`,
     `rebuild progress: ${formatSize(p.bytesCopied)} copied (${p.copiesDone} copies, ${p.copiesFailed} failed), ${formatSize(p.bytesToCopy)} to copy, ${s.copiesInFlight} in flight, ${formatSize(p.bytesPerSec)}/s`,
     `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,
+    formatGarbage(p),
   ];
   return lines.join('\n');
 }

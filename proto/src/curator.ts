@@ -30,6 +30,22 @@ export const curatorScanSummary = z.strictObject({
 });
 export type CuratorScanSummary = z.output<typeof curatorScanSummary>;
 
+/** One scan's garbage collection (garbage.ts, gc.ts in services/curator). */
+export const curatorGarbageSummary = z.strictObject({
+  atMs: uint,
+  /** Replicas listed on the disks read. */
+  listed: uint,
+  deleted: uint,
+  bytes: uint,
+  /** Unnamed replicas younger than the grace period: left for a later scan. */
+  young: uint,
+  /** Disks not read (node not alive, listing failed): nothing deleted there. */
+  skippedDisks: uint,
+  /** Whether deletes ran (`STRATA_GC=off` plans and reports only). */
+  enabled: z.boolean(),
+});
+export type CuratorGarbageSummary = z.output<typeof curatorGarbageSummary>;
+
 /**
  * The master's progress, key `curator.progress` in `own`: rewritten as copies finish,
  * so `strata curator status` can show it and a new master can resume the counts.
@@ -54,6 +70,12 @@ export const curatorProgress = z.strictObject({
   /** Estimated time to copy what remains, at that rate; absent when unknown or nothing remains. */
   etaMs: uint.optional(),
   lastScan: curatorScanSummary.optional(),
+  /** Replicas no md-egroup entry names, deleted by the garbage collection since this record was created. */
+  garbageDeleted: uint.optional(),
+  /** Their bytes. */
+  garbageBytes: uint.optional(),
+  /** What the last scan's garbage collection did, once there was one. */
+  lastGarbage: curatorGarbageSummary.optional(),
 });
 export type CuratorProgress = z.output<typeof curatorProgress>;
 

@@ -44,6 +44,8 @@ export const EventType = {
   curatorScanDone: 'curator.scan.done',
   /** The curator copied a replica of an under-replicated extent group to a new disk. */
   curatorReplicaCopied: 'curator.replica.copied',
+  /** A scan's garbage collection deleted replicas no md-egroup entry names (counts in message, bytes in freedBytes). */
+  curatorGarbageDeleted: 'curator.garbage.deleted',
   /** A disk or container passed its warning threshold (used share of capacity). */
   spaceWarning: 'space.warning',
   /** A disk or container has no room for new data: writes to it get NO_SPACE. */

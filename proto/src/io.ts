@@ -242,12 +242,28 @@ export const egReadReply = z.strictObject({ data: bytes });
 export const egStatRequest = z.strictObject({ disk: u64, egroup: u64 });
 export const egStatReply = z.strictObject({ version: uint, sizeBytes: uint });
 
-/** Removes a replica (garbage collection). */
+/** Removes a replica (the curator's garbage collection, services/curator/src/gc.ts). */
 export const egDeleteRequest = z.strictObject({ disk: u64, egroup: u64 });
 /** The reply to a delete: empty, also when the replica was not there. */
 export const egDeleteReply = z.strictObject({});
 
-export const EstoreOp = { write: 'write', read: 'read', stat: 'stat', delete: 'delete' } as const;
+/** Replicas a list returns when the request says no limit. */
+export const EG_LIST_LIMIT_DEFAULT = 1000;
+/** Replicas a list returns at most: a bounded reply (about 40 bytes each). */
+export const EG_LIST_LIMIT_MAX = 10_000;
+
+/**
+ * One page of the replicas on a disk, in ascending extent-group id, after `after`
+ * (exclusive) when given. `more`: replicas follow the last one returned (ask again
+ * with `after` set to its id).
+ */
+export const egListRequest = z.strictObject({ disk: u64, after: u64.optional(), limit: uint.pipe(z.number().min(1, 'a page holds at least 1 replica').max(EG_LIST_LIMIT_MAX, `a page holds at most ${EG_LIST_LIMIT_MAX} replicas`)).optional() });
+/** `mtimeMs`: wall-clock time of the replica's last write (or of its files, after a restart). */
+export const egListedReplica = z.strictObject({ egroup: u64, sizeBytes: uint, version: uint, mtimeMs: uint });
+export const egListReply = z.strictObject({ replicas: z.array(egListedReplica).max(EG_LIST_LIMIT_MAX), more: z.boolean() });
+export type EgListedReplica = z.output<typeof egListedReplica>;
+
+export const EstoreOp = { write: 'write', read: 'read', stat: 'stat', delete: 'delete', list: 'list' } as const;
 export type EstoreOp = (typeof EstoreOp)[keyof typeof EstoreOp];
 
 /** A disk's usage, in the `hb` bucket under `disk.<id>`, rewritten by its extent store. */

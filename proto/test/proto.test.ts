@@ -45,6 +45,7 @@ import {
   HaMasterOp,
   CuratorOp,
   curatorScanSummary,
+  curatorGarbageSummary,
   curatorProgress,
   curatorStatusRequest,
   curatorStatusReply,

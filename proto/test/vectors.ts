@@ -290,6 +290,7 @@ function events(): VectorFile {
       valid('cluster-event', 'a vDisk moved by failover (strata.events.owner)', { type: 'owner.changed', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', owner: 'n1', previousOwner: 'n2', ownerEpoch: 4, cause: 'failover', message: 'vdisk demo: n2 -> n1 at epoch 4 (node n2 declared dead)' }),
       valid('cluster-event', 'a VM restarted by HA (strata.events.ha)', { type: 'ha.vm.restarted', atMs: T0, epoch: 0, kind: 'vm', id: ha.vm, name: 'web', host: 'n2', haEpoch: 5, powerOnEpoch: 4, cause: 'ha-master', message: 'vm web restarted on n2 (power-on lease epoch 4): host n1 failed' }),
       valid('cluster-event', 'a replica copied by the curator (strata.events.curator)', { type: 'curator.replica.copied', atMs: T0, epoch: 0, kind: 'egroup', id: 67890n, curatorEpoch: 4, fromDisk: 12351n, toDisk: 12352n, bytes: 4 * MiB, reason: 'replica on disk 12350 lost: node n2 dead for 61 s', cause: 'curator', message: 'egroup 67890: copied 4194304 bytes from disk 12351 (n1) to disk 12352 (n3)' }),
+      valid('cluster-event', 'garbage deleted by a curator scan (strata.events.curator)', { type: 'curator.garbage.deleted', atMs: T0, epoch: 0, curatorEpoch: 4, freedBytes: 8 * MiB, cause: 'curator', message: 'garbage collection: 2 replicas no entry names deleted, 8388608 bytes reclaimed (40 listed, 1 younger than the grace period, 0 disks skipped)' }),
       valid('cluster-event', 'a curator scan done (strata.events.curator)', { type: 'curator.scan.done', atMs: T0, epoch: 0, curatorEpoch: 4, durationMs: 42, reason: 'scheduled', cause: 'curator', message: 'scan 3: 120 extent groups, 7 under-replicated, 7 copies queued' }),
       valid('cluster-event', 'a disk full (strata.events.space)', { type: 'space.full', atMs: T0, epoch: 7, kind: 'disk', id: 12351n, name: 'n1-d1', usedBytes: 63 * MiB, capacityBytes: 64 * MiB, cause: 'space-monitor', message: 'disk n1-d1 is full: 1 MiB free of 64 MiB, below 16 MiB' }),
       valid('cluster-event', 'a vDisk swept (strata.events.space)', { type: 'vdisk.swept', atMs: T0, epoch: 0, kind: 'vdisk', id: ids.vdisk, name: 'old', freedBytes: 32 * MiB, cause: 'sweep', message: 'vdisk old swept: 2 extent groups (4 replicas, 32 MiB), 1 row' }),
@@ -407,6 +408,11 @@ function ioPath(): VectorFile {
       valid('eg-stat-reply', 'version 3, 16 MiB', { version: 3, sizeBytes: 16 * MiB }),
       valid('eg-delete-request', 'a replica', { disk: io.disk, egroup: io.egroup }),
       valid('eg-delete-reply', 'the only reply', {}),
+      valid('eg-list-request', 'the first page', { disk: io.disk }),
+      valid('eg-list-request', 'the next page of 1000', { disk: io.disk, after: io.egroup, limit: 1000 }),
+      valid('eg-listed-replica', 'version 3, 16 MiB', { egroup: io.egroup, sizeBytes: 16 * MiB, version: 3, mtimeMs: T0 }),
+      valid('eg-list-reply', 'one replica, the last', { replicas: [{ egroup: io.egroup, sizeBytes: 16 * MiB, version: 3, mtimeMs: T0 }], more: false }),
+      valid('eg-list-reply', 'an empty disk', { replicas: [], more: false }),
       valid('disk-usage', '1 GiB of 1 TiB used', { node: 'n1', usedBytes: GiB, capacityBytes: TiB, atMs: T0 }),
       valid('gateway-attachments', 'one vDisk open on one connection', { node: 'n1', vdisks: [{ vdisk: ids.vdisk, connections: 1 }], atMs: T0, intervalMs: 5000 }),
       valid('gateway-attachments', 'nothing open', { node: 'n2', vdisks: [], atMs: T0, intervalMs: 5000 }),
@@ -468,6 +474,8 @@ function ioPath(): VectorFile {
       invalid('eg-read-request', 'no length', 'length is required', { disk: io.disk, egroup: io.egroup, offset: 0 }, { path: '$' }),
       invalid('eg-stat-request', 'the extent group id as text', 'ids are integers', { disk: io.disk, egroup: '67890' }, { path: '$.egroup' }),
       invalid('eg-delete-request', 'an unknown field', 'maps are closed', { disk: io.disk, egroup: io.egroup, force: true }, { path: '$.force' }),
+      invalid('eg-list-request', 'a limit of 0', 'a page holds 1 to 10000 replicas', { disk: io.disk, limit: 0 }, { path: '$.limit' }),
+      invalid('eg-list-request', 'a limit over 10000', 'a page holds 1 to 10000 replicas', { disk: io.disk, limit: 10_001 }, { path: '$.limit' }),
       invalid('eg-delete-reply', 'a member', 'the reply is an empty map; the store does not say whether the replica was there', { deleted: true }, { path: '$.deleted' }),
       invalid('disk-usage', 'no node', 'node is required', { usedBytes: GiB, capacityBytes: TiB, atMs: T0 }, { path: '$' }),
       invalid('block-location', 'a negative length', 'length is unsigned', { ...location(0), length: -1 }, { path: '$.length' }),
@@ -581,6 +589,7 @@ function haFile(): VectorFile {
 }
 
 const scanSummary = { scan: 3, full: false, startedAtMs: T0, durationMs: 42, egroups: 120, underReplicated: 7, lostReplicas: 7, copiesQueued: 7, unfixable: 0 };
+const garbageSummary = { atMs: T0, listed: 40, deleted: 2, bytes: 8 * MiB, young: 1, skippedDisks: 0, enabled: true };
 const progress = { master: 'n1', curatorEpoch: 4, updatedAtMs: T0, rebuild: true, underReplicated: 3, bytesToCopy: 12 * MiB, bytesCopied: 16 * MiB, copiesDone: 4, copiesFailed: 0, bytesPerSec: 20 * MiB, etaMs: 600, lastScan: scanSummary };
 
 function curatorFile(): VectorFile {
@@ -590,6 +599,8 @@ function curatorFile(): VectorFile {
     valid: [
       valid('curator-scan-summary', 'a scan that found 7 extent groups under-replicated', scanSummary),
       valid('curator-progress', 'copying, with an estimate', progress),
+      valid('curator-garbage-summary', 'two replicas deleted, one too young', garbageSummary),
+      valid('curator-progress', 'after a scan that collected garbage', { ...progress, garbageDeleted: 12, garbageBytes: 48 * MiB, lastGarbage: garbageSummary }),
       valid('curator-progress', 'a new master before its first scan, rebuild off', (({ etaMs: _e, lastScan: _l, ...rest }) => ({ ...rest, rebuild: false, underReplicated: 0, bytesToCopy: 0, bytesPerSec: 0 }))(progress)),
       valid('curator-status-request', 'the only request', {}),
       valid('curator-status-reply', 'a full scan running', { master: 'n1', curatorEpoch: 4, running: { startedAtMs: T0, full: true }, copiesInFlight: 2, progress }),

@@ -21,6 +21,7 @@ import {
   diskUsage,
   egReadReply,
   egStatReply,
+  egListReply,
   egWriteReply,
   ioDoneReply,
   keys,
@@ -128,9 +129,15 @@ describe.each(topologies)('extent store against %s nats', (kind) => {
     // d2 holds 128 KiB and 32 KiB are in use: growing by 100 KiB more is refused.
     await expect(egWrite(d2.id, 1003n, 1, 100 * KiB, [{ offset: 0, zeros: 1 }])).rejects.toMatchObject({ code: 'NO_SPACE' });
 
+    // The list of each disk, as the curator's garbage collection reads it: a page at a time.
+    expect(await bus.request(subject(EstoreOp.list), { disk: d1.id }, egListReply)).toMatchObject({ replicas: [{ egroup: 1001n, version: 2, sizeBytes: a.length + b.length }], more: false });
+    expect(await bus.request(subject(EstoreOp.list), { disk: d2.id, limit: 1 }, egListReply)).toMatchObject({ replicas: [{ egroup: 1002n, version: 1, sizeBytes: b.length }], more: false });
+    await expect(bus.request(subject(EstoreOp.list), { disk: 424242n }, egListReply)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
     expect(await bus.request(subject(EstoreOp.delete), { disk: d2.id, egroup: 1002n }, ioDoneReply)).toEqual({});
     await expect(bus.request(subject(EstoreOp.stat), { disk: d2.id, egroup: 1002n }, egStatReply)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(existsSync(join(root, 'd2', 'egroups', '1002.eg'))).toBe(false);
+    expect(await bus.request(subject(EstoreOp.list), { disk: d2.id }, egListReply)).toEqual({ replicas: [], more: false });
   });
 
   it('writes small pieces in place and reads them back in any range, zeros where nothing was written', async () => {

@@ -1,7 +1,8 @@
 // The curator master: scans on a schedule and on request, sweeps the vDisks being
 // deleted first (@strata/sweep: their space freed, then their config objects removed),
 // plans (plan.ts), runs the
-// copies (copier.ts) a bounded number at a time within a byte budget, and keeps its
+// copies (copier.ts) a bounded number at a time within a byte budget, collects the
+// replica files no entry names (gc.ts, after the copies are queued), and keeps its
 // progress in `curator.progress` (own) and in events. It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
 // file does the I/O around it.
@@ -24,6 +25,7 @@ import {
   keys,
   subjects,
   type ClusterEvent,
+  type CuratorGarbageSummary,
   type CuratorProgress,
   type CuratorScanSummary,
   type CuratorStatusReply,
@@ -33,6 +35,7 @@ import {
   type vdiskOwnership,
 } from '@strata/proto';
 import { Copier, pause } from './copier';
+import { collectGarbage } from './gc';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
 import type { CuratorSettings } from './settings';
@@ -97,6 +100,9 @@ export class CuratorMaster {
   private scans = 0;
   private counts = { bytesCopied: 0, copiesDone: 0, copiesFailed: 0 };
   private lastScan: CuratorScanSummary | undefined;
+  /** Replicas the garbage collection deleted, and their bytes, since the progress record was created. */
+  private garbage = { garbageDeleted: 0, garbageBytes: 0 };
+  private lastGarbage: CuratorGarbageSummary | undefined;
   private scanTimer: NodeJS.Timeout | undefined;
   private nextScanAtMs = Infinity;
   private progressTimer: NodeJS.Timeout | undefined;
@@ -121,6 +127,7 @@ export class CuratorMaster {
   async start(): Promise<void> {
     const previous = (await this.d.progress.get(keys.curatorProgress))?.value;
     if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
+    if (previous !== undefined) this.garbage = { garbageDeleted: previous.garbageDeleted ?? 0, garbageBytes: previous.garbageBytes ?? 0 };
     const { bus } = this.d;
     this.services.push(await bus.serve(subjects.curator(CuratorOp.status), curatorStatusRequest, () => this.status()));
     this.services.push(await bus.serve(subjects.curator(CuratorOp.scan), curatorScanRequest, (r) => this.scan(r.full, 'operator')));
@@ -235,7 +242,44 @@ export class CuratorMaster {
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
     if (p.nextLossAtMs !== undefined) this.scheduleScan(Math.max(0, p.nextLossAtMs - Date.now()) + 50);
     this.pump();
+    // Garbage last: protection comes first (the copies above start before the disks are
+    // listed), and a replica a copy is making now is skipped (see gc.ts).
+    await this.collectGarbage(rows, view);
     return summary;
+  }
+
+  /** One scan's garbage collection; a failure is logged and the next scan tries again. */
+  private async collectGarbage(rows: readonly EgroupRow[], view: ClusterView): Promise<void> {
+    const { settings } = this.d;
+    try {
+      const { summary } = await collectGarbage(
+        {
+          bus: this.d.bus,
+          md: this.d.md,
+          log: this.d.log,
+          timeoutMs: settings.curatorRequestTimeoutMs,
+          graceMs: settings.gcGraceMs,
+          deletesPerSec: settings.gcDeletesPerSec,
+          enabled: settings.gc === 'on',
+          leading: () => this.d.leading() && !this.stopped,
+          copying: (egroup) => this.queued.has(egroup) || this.inFlight.has(egroup),
+        },
+        rows,
+        view,
+      );
+      this.lastGarbage = summary;
+      this.garbage.garbageDeleted += summary.deleted;
+      this.garbage.garbageBytes += summary.bytes;
+      if (summary.deleted > 0) {
+        await this.emit(
+          { type: EventType.curatorGarbageDeleted, freedBytes: summary.bytes },
+          `garbage collection: ${summary.deleted} replicas no entry names deleted, ${summary.bytes} bytes reclaimed (${summary.listed} listed, ${summary.young} younger than the grace period, ${summary.skippedDisks} disks skipped)`,
+        );
+      }
+      await this.writeProgress();
+    } catch (err) {
+      this.d.log.warn({ err }, 'garbage collection failed; the next scan tries again');
+    }
   }
 
   /**
@@ -364,6 +408,8 @@ export class CuratorMaster {
       bytesPerSec,
       ...(eta === undefined ? {} : { etaMs: eta }),
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
+      ...this.garbage,
+      ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
     };
   }
 

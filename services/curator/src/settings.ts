@@ -27,6 +27,16 @@ export const curatorSettings = z
     curatorCopyChunkBytes: z.coerce.number().int().min(4096).max(EG_READ_BYTES_MAX).default(EG_READ_BYTES_MAX),
     /** `off` makes the master scan and report without copying (to show what a test depends on). */
     rebuild: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /** `off` makes the garbage collection list, plan and report without deleting (to show what a test depends on). */
+    gc: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /**
+     * A replica no md-egroup entry names is deleted only once its last write is this
+     * old: longer than any write or copy in flight, whose entry is written before
+     * (a new extent group) or after (a copy) the replica's bytes.
+     */
+    gcGraceMs: millis(600_000),
+    /** Deletes of the garbage collection per second at most: the disks serve the VMs' I/O meanwhile. */
+    gcDeletesPerSec: z.coerce.number().int().min(1).max(10_000).default(50),
     /** Budget of each request to an extent store, a metadata shard or the config service. */
     curatorRequestTimeoutMs: millis(10_000),
   })

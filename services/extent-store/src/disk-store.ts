@@ -146,6 +146,20 @@ export interface RecoveryReport {
 interface Summary {
   version: number;
   sizeBytes: number;
+  /**
+   * Wall-clock time of the replica's last write (after a restart, of its files): the
+   * curator's garbage collection leaves a replica younger than its grace period alone,
+   * as the work of an operation still in flight.
+   */
+  mtimeMs: number;
+}
+
+/** One replica as `list` returns it. */
+export interface ListedReplica {
+  egroup: bigint;
+  sizeBytes: number;
+  version: number;
+  mtimeMs: number;
 }
 
 /**
@@ -456,6 +470,25 @@ export class DiskStore {
     });
   }
 
+  /**
+   * One page of the replicas on the disk, ascending by extent-group id, after `after`
+   * (exclusive). From the in-memory index, so no file is read: a replica whose first
+   * write is still in progress is not listed yet.
+   */
+  list(after: bigint | undefined, limit: number): { replicas: ListedReplica[]; more: boolean } {
+    assert(Number.isSafeInteger(limit) && limit > 0, `limit must be a positive whole number, not ${limit}`);
+    if (this.closed !== undefined) throw this.error(ErrorCode.UNAVAILABLE, 'is closing');
+    if (this.broken !== undefined) throw this.error(ErrorCode.UNAVAILABLE, `is out of service until its extent store restarts: ${this.broken}`);
+    // Sorting the whole index per page costs O(n log n) for n replicas; a disk holds
+    // some thousands (64 MiB each), and the curator lists once per scan.
+    const ids = [...this.index.keys()].filter((id) => after === undefined || id > after).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const replicas = ids.slice(0, limit).map((egroup) => {
+      const s = this.index.get(egroup)!;
+      return { egroup, sizeBytes: s.sizeBytes, version: s.version, mtimeMs: s.mtimeMs };
+    });
+    return { replicas, more: ids.length > limit };
+  }
+
   /** Refuses new operations, waits for those in progress, then closes the open data files. */
   close(): Promise<void> {
     this.closed ??= (this.pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.idle = resolve))).then(() => this.files.closeAll());
@@ -522,7 +555,7 @@ export class DiskStore {
       this.cache.delete(egroup);
       throw this.ioError(err, `egroup ${egroup}: writing its sidecar`);
     }
-    this.index.set(egroup, { version: next.version, sizeBytes: next.sizeBytes });
+    this.index.set(egroup, { version: next.version, sizeBytes: next.sizeBytes, mtimeMs: Date.now() });
     this.remember(egroup, stored);
   }
 
@@ -717,12 +750,14 @@ export class DiskStore {
           await this.quarantine(egroup, false, 'its data file is missing', report);
           continue;
         }
-        const { size } = await stat(dataPath(this.dir, egroup));
-        if (size > sidecar.sizeBytes) {
+        const data = await stat(dataPath(this.dir, egroup));
+        if (data.size > sidecar.sizeBytes) {
           await truncate(dataPath(this.dir, egroup), sidecar.sizeBytes);
           report.truncated.push(`${key}${DATA_SUFFIX}`);
         }
-        this.index.set(egroup, { version: sidecar.version, sizeBytes: sidecar.sizeBytes });
+        // The later of the two files: a write changes the data file, then the sidecar.
+        const mtimeMs = Math.max(data.mtimeMs, (await stat(sidecarPath(this.dir, egroup))).mtimeMs);
+        this.index.set(egroup, { version: sidecar.version, sizeBytes: sidecar.sizeBytes, mtimeMs: Math.floor(mtimeMs) });
         this.used += sidecar.sizeBytes;
       }
     };

@@ -9,7 +9,7 @@ import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { Metrics } from '@strata/metrics';
-import { EstoreOp, egDeleteReply, egDeleteRequest, egReadRequest, egStatRequest, egWriteRequest, keys, subjects, type diskUsage, type ObjectOf } from '@strata/proto';
+import { EG_LIST_LIMIT_DEFAULT, EstoreOp, egDeleteReply, egDeleteRequest, egListRequest, egReadRequest, egStatRequest, egWriteRequest, keys, subjects, type diskUsage, type ObjectOf } from '@strata/proto';
 import { SpanAttr, recordingSpan, type Attributes } from '@strata/tracing';
 import { DiskStore } from './disk-store';
 import type { ExtentStoreSettings } from './settings';
@@ -30,7 +30,8 @@ type DiskObject = ObjectOf<'disk'>;
 /** The fields of the extent-store requests that say what a request touches. */
 interface EstoreRequestFields {
   disk: bigint;
-  egroup: bigint;
+  /** Absent from a list. */
+  egroup?: bigint;
   vdisk?: bigint;
   epoch?: number;
   version?: number;
@@ -43,7 +44,7 @@ interface EstoreRequestFields {
 function requestAttributes(r: EstoreRequestFields): Attributes {
   return {
     [SpanAttr.disk]: String(r.disk),
-    [SpanAttr.egroup]: String(r.egroup),
+    ...(r.egroup === undefined ? {} : { [SpanAttr.egroup]: String(r.egroup) }),
     ...(r.vdisk === undefined ? {} : { [SpanAttr.vdisk]: String(r.vdisk) }),
     ...(r.epoch === undefined ? {} : { [SpanAttr.epoch]: r.epoch }),
     ...(r.version === undefined ? {} : { [SpanAttr.egroupVersion]: r.version }),
@@ -105,6 +106,7 @@ export class ExtentStore {
         await this.diskFor(r.disk).delete(r.egroup);
         return egDeleteReply.parse({});
       }),
+      serve(EstoreOp.list, egListRequest, (r) => Promise.resolve(this.diskFor(r.disk).list(r.after, r.limit ?? EG_LIST_LIMIT_DEFAULT))),
     ]);
 
     const usage = new Ticker(settings.usageReportIntervalMs, () => this.reportUsage());

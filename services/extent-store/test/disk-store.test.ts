@@ -508,6 +508,35 @@ describe('delete', () => {
   });
 });
 
+describe('list', () => {
+  it('pages through every replica in ascending id with its size, version and last write time, also after reopening', async () => {
+    const store = await openStore();
+    const ids = [12n, 3n, 40n, 7n, 25n];
+    for (const egroup of ids) await store.write(write(egroup, 2, 100 + Number(egroup), [data(0, pattern(10, 1))]));
+    const seen: bigint[] = [];
+    let after: bigint | undefined;
+    for (let page = 0; page < 10; page++) {
+      const { replicas, more } = store.list(after, 2);
+      expect(replicas.length).toBeLessThanOrEqual(2);
+      for (const r of replicas) expect(r).toMatchObject({ sizeBytes: 100 + Number(r.egroup), version: 2 });
+      seen.push(...replicas.map((r) => r.egroup));
+      if (!more) break;
+      after = replicas.at(-1)!.egroup;
+    }
+    expect(seen).toEqual([3n, 7n, 12n, 25n, 40n]);
+    const written = store.list(undefined, 10).replicas.map((r) => r.mtimeMs);
+    await store.delete(7n);
+    expect(store.list(undefined, 10).replicas.map((r) => r.egroup)).toEqual([3n, 12n, 25n, 40n]);
+    await store.close();
+    // After a restart the time comes from the files: within a second of the write (file system time granularity).
+    const reopened = await openStore();
+    const listed = reopened.list(undefined, 10).replicas;
+    expect(listed.map((r) => r.egroup)).toEqual([3n, 12n, 25n, 40n]);
+    for (const r of listed) expect(Math.abs(r.mtimeMs - written[0]!)).toBeLessThan(5_000);
+    expect(() => reopened.list(undefined, 0)).toThrow('limit must be a positive whole number');
+  });
+});
+
 describe('recovery', () => {
   it('finds every replica again after reopening: versions, sizes, bytes, used bytes and each replica its slice size', async () => {
     const first = await openStore();

@@ -96,7 +96,7 @@ it('refuses to start for a node the config service does not know, saying how to 
 it("serves this node's disks only, each operation on its own subject", async () => {
   store = makeStore();
   await store.start();
-  expect([...bus.served.keys()].sort()).toEqual(['delete', 'read', 'stat', 'write'].map((op) => `strata.estore.n1.${op}`));
+  expect([...bus.served.keys()].sort()).toEqual(['delete', 'list', 'read', 'stat', 'write'].map((op) => `strata.estore.n1.${op}`));
   expect([...store.openDisks().keys()]).toEqual(['11', '12']);
   await expect(write(11n, 1n, 100)).resolves.toMatchObject({ version: 1 });
   await expect(bus.call(EstoreOp.read, { disk: 11n, egroup: 1n, offset: 0, length: 100 })).resolves.toEqual({ data: new Uint8Array(100).fill(7) });
@@ -109,6 +109,23 @@ it("serves this node's disks only, each operation on its own subject", async () 
   await expect(bus.call(EstoreOp.stat, { disk: 11n, egroup: 1n })).resolves.toEqual({ version: 2, sizeBytes: 300 });
   await expect(bus.call(EstoreOp.delete, { disk: 11n, egroup: 1n })).resolves.toEqual({});
   await expect(write(13n, 1n, 100)).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'disk 13 is not a disk of node n1' });
+});
+
+it('lists the replicas of a disk in pages, refusing a disk of another node and a limit out of range', async () => {
+  store = makeStore();
+  await store.start();
+  const before = Date.now();
+  for (const egroup of [5n, 3n, 9n]) await write(11n, egroup, 100);
+  await write(12n, 4n, 200);
+  const first = (await bus.call(EstoreOp.list, { disk: 11n, limit: 2 })) as { replicas: { egroup: bigint; mtimeMs: number }[]; more: boolean };
+  expect(first).toMatchObject({ replicas: [{ egroup: 3n, sizeBytes: 100, version: 1 }, { egroup: 5n, sizeBytes: 100, version: 1 }], more: true });
+  for (const r of first.replicas) expect(r.mtimeMs).toBeGreaterThanOrEqual(before);
+  await expect(bus.call(EstoreOp.list, { disk: 11n, after: 5n, limit: 2 })).resolves.toMatchObject({ replicas: [{ egroup: 9n }], more: false });
+  await expect(bus.call(EstoreOp.list, { disk: 11n, after: 9n })).resolves.toEqual({ replicas: [], more: false });
+  await expect(bus.call(EstoreOp.list, { disk: 12n })).resolves.toMatchObject({ replicas: [{ egroup: 4n, sizeBytes: 200 }], more: false });
+  await expect(bus.call(EstoreOp.list, { disk: 13n })).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'disk 13 is not a disk of node n1' });
+  await expect(bus.call(EstoreOp.list, { disk: 11n, limit: 0 })).rejects.toMatchObject({ code: 'INVALID' });
+  await expect(bus.call(EstoreOp.list, { disk: 11n, limit: 10_001 })).rejects.toMatchObject({ code: 'INVALID' });
 });
 
 it('makes new replicas with the slice size of its settings', async () => {
