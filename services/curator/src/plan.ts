@@ -153,7 +153,13 @@ export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: numbe
   const actions: CopyAction[] = [];
   for (const need of needs) {
     const { row } = need;
-    const occupiedNodes = new Set(row.entry.replicas.map((r) => view.disks.get(r.disk)?.node ?? r.node));
+    // A replica whose disk was removed from the configuration no longer occupies its
+    // node: another disk of that node may replace it (on two nodes with RF 2, no other
+    // node could). Any other lost replica keeps its node occupied: its disk may still be
+    // written by the vDisk's owner, so the copy goes elsewhere.
+    const removed = need.lost !== undefined && !view.disks.has(need.lost.replica.disk) ? need.lost.replica.disk : undefined;
+    const kept = row.entry.replicas.filter((r) => r.disk !== removed);
+    const occupiedNodes = new Set(kept.map((r) => view.disks.get(r.disk)?.node ?? r.node));
     const placed = placeReplacement({ disks: disks(), liveNodes, occupiedNodes, tierOrder: need.policy.tierOrder, needBytes: Math.max(row.entry.sizeBytes, 1) });
     if (!placed.ok) {
       unfixable.push({ egroup: row.egroup, why: `egroup ${row.egroup}: ${placed.why}` });
@@ -182,7 +188,8 @@ export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: numbe
  * gone, or the target's node holds a replica already. Never a replica twice on a node.
  */
 export function withCopy(entry: EgroupEntry, action: CopyAction): { ok: true; entry: EgroupEntry } | { ok: false; why: string } {
-  if (entry.replicas.some((r) => r.node === action.target.node || r.disk === action.target.disk)) return { ok: false, why: `node ${action.target.node} holds a replica of egroup ${action.egroup} already` };
+  const others = entry.replicas.filter((r) => r.disk !== action.lost?.disk);
+  if (action.target.disk === action.lost?.disk || others.some((r) => r.node === action.target.node || r.disk === action.target.disk)) return { ok: false, why: `node ${action.target.node} holds a replica of egroup ${action.egroup} already` };
   if (action.lost === undefined) return { ok: true, entry: { ...entry, replicas: [...entry.replicas, action.target] } };
   const at = entry.replicas.findIndex((r) => r.disk === action.lost!.disk);
   if (at < 0) return { ok: false, why: `the replica on disk ${action.lost.disk} is no longer in egroup ${action.egroup}` };

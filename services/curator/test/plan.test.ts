@@ -57,6 +57,16 @@ describe('plan', () => {
     ]);
   });
 
+  it('replaces a replica on a removed disk by another disk of the same node when no other node is free', () => {
+    const v = view([{ liveness: 'alive' }, { liveness: 'alive' }], 2);
+    const disks = new Map(v.disks);
+    disks.set(103n, { ...disks.get(101n)!, id: 103n });
+    disks.delete(101n);
+    const p = plan([row(1, [1, 2])], { ...v, disks }, NOW, settings);
+    expect(p.actions[0]).toMatchObject({ lost: { disk: 101n }, target: { disk: 103n, node: 'n1' } });
+    expect(withCopy(row(1, [1, 2]).entry, p.actions[0]!)).toMatchObject({ ok: true, entry: { replicas: [{ disk: 103n, node: 'n1' }, { disk: 102n, node: 'n2' }] } });
+  });
+
   it('reports an extent group with no replica on a live node, or no room anywhere, as unfixable', () => {
     const dead = plan([row(1, [2])], view([{ liveness: 'alive' }, { liveness: 'dead', deadForMs: DELAY }], 1), NOW, settings);
     expect(dead.unfixable).toEqual([{ egroup: 1n, why: expect.stringContaining('no replica on a live node') }]);
