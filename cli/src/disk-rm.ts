@@ -38,10 +38,5 @@ export function diskRmRefusal(name: string, held: DiskHoldings): StrataError | u
 /** Every extent-group entry of md-egroup (read from the bucket: the shards alone write it). */
 export async function readEgroupEntries(nc: NatsConnection): Promise<EgroupEntry[]> {
   const bucket = await openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 });
-  const out: EgroupEntry[] = [];
-  for (const key of await bucket.keys()) {
-    const e = await bucket.get(key);
-    if (e !== null) out.push(e.value);
-  }
-  return out;
+  return (await bucket.entries()).map((e) => e.value);
 }

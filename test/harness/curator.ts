@@ -12,12 +12,7 @@ export async function egroupsOf(natsUrl: string, vdisk: bigint): Promise<Map<big
   const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
   try {
     const bucket = await openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 });
-    const out = new Map<bigint, EgroupEntry>();
-    for (const key of await bucket.keys()) {
-      const e = await bucket.get(key);
-      if (e !== null && e.value.vdisk === vdisk) out.set(BigInt(key), e.value);
-    }
-    return out;
+    return new Map((await bucket.entries()).filter((e) => e.value.vdisk === vdisk).map((e) => [BigInt(e.key), e.value]));
   } finally {
     await nc.close();
   }

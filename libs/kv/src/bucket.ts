@@ -127,6 +127,16 @@ export class TypedBucket<S extends z.ZodType> {
     }
   }
 
+  /** Every current entry (optionally under a subject-style filter), read one key at a time; deleted keys are skipped. */
+  async entries(filter = '>'): Promise<Array<Entry<z.output<S>>>> {
+    const out: Array<Entry<z.output<S>>> = [];
+    for (const key of await this.keys(filter)) {
+      const e = await this.get(key);
+      if (e !== null) out.push(e);
+    }
+    return out;
+  }
+
   /** Every key (optionally under a subject-style filter such as `vdisk.>`). */
   async keys(filter = '>'): Promise<string[]> {
     const out: string[] = [];

@@ -5,9 +5,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
-import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
+import { ErrorCode, isStrataError } from '@strata/errors';
 import { EventLog } from '@strata/events';
-import { openBucket } from '@strata/kv';
+import { modify, openBucket } from '@strata/kv';
 import { MdClient } from '@strata/md-client';
 import { EstoreOp, buckets, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
 import type { SweepPorts } from './sweep';
@@ -35,27 +35,11 @@ export async function sweepPortsFor({ bus, config, timeoutMs = 10_000 }: BusSwee
   return {
     listVdisks: () => config.list('vdisk'),
     rowKeys: () => rows.keys(),
-    egroups: async () => {
-      const out = [];
-      for (const key of await egroups.keys()) {
-        const got = await egroups.get(key);
-        if (got !== null) out.push({ id: BigInt(key), entry: got.value });
-      }
-      return out;
-    },
+    egroups: async () => (await egroups.entries()).map((e) => ({ id: BigInt(e.key), entry: e.value })),
     ownKeys: () => own.keys(),
+    // Out of attempts: UNAVAILABLE, and the next sweep tries again.
     fenceOwnership: async (key) => {
-      for (let attempt = 0; attempt < FENCE_ATTEMPTS; attempt++) {
-        const current = await own.get(key);
-        if (current === null) return;
-        try {
-          await own.update(key, { ...current.value, epoch: current.value.epoch + 1 }, current.revision);
-          return;
-        } catch (err) {
-          if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-        }
-      }
-      throw new StrataError(ErrorCode.UNAVAILABLE, `${key} kept changing while the sweep fenced it; the next sweep tries again`);
+      await modify(own, key, (current) => (current === null ? undefined : { ...current.value, epoch: current.value.epoch + 1 }), FENCE_ATTEMPTS);
     },
     deleteReplica: async (node, disk, egroup) => {
       const sizeBytes = await bus
