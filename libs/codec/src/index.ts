@@ -9,6 +9,9 @@
 import { Decoder, Encoder, type Options as EncoderOptions } from 'cbor-x';
 import { z } from 'zod';
 import { ErrorCode, StrataError, assert } from '@strata/errors';
+import { structureProblem } from './structure';
+
+export { NESTING_DEPTH_MAX } from './structure';
 
 // useTag259ForMaps is a real cbor-x option that its typings leave out.
 const encoderOptions: EncoderOptions & { useTag259ForMaps: boolean } = {
@@ -22,13 +25,18 @@ const encoder = new Encoder(encoderOptions);
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 const TWO_POW_32 = 2 ** 32;
+const TWO_POW_64 = 2 ** 64;
+const BIG_TWO_POW_64 = 2n ** 64n;
 
 /** Rewrites integers so that cbor-x writes each in its shortest exact form. */
 function normaliseIntegers(value: unknown): unknown {
   switch (typeof value) {
     case 'number':
-      return Number.isInteger(value) && Math.abs(value) >= TWO_POW_32 ? BigInt(value) : value;
+      // A whole float of 2^64 or more stays a float: as a BigInt it would need a tag.
+      return Number.isInteger(value) && Math.abs(value) >= TWO_POW_32 && Math.abs(value) < TWO_POW_64 ? BigInt(value) : value;
     case 'bigint':
+      // CBOR integers reach -2^64 and 2^64 - 1; beyond, cbor-x writes a tag that decode() refuses.
+      assert(value >= -BIG_TWO_POW_64 && value < BIG_TWO_POW_64, `cannot encode ${value}: beyond 64 bits`);
       return value >= -BigInt(TWO_POW_32) && value < BigInt(TWO_POW_32) ? Number(value) : value;
     case 'object': {
       if (value === null || value instanceof Uint8Array) return value;
@@ -55,58 +63,13 @@ export function encode(value: unknown): Uint8Array {
 /** Decodes CBOR without checking its shape; prefer decode() with a schema. */
 export function decodeUntyped(bytes: Uint8Array): unknown {
   if (bytes.length === 0) throw new StrataError(ErrorCode.INVALID, 'malformed CBOR: empty message');
-  // cbor-x reads a lone break code (0xff) as {}; RFC 8949 calls it malformed.
-  if (bytes[0] === 0xff) throw new StrataError(ErrorCode.INVALID, 'malformed CBOR: break code outside an indefinite-length item');
-  let value: unknown;
+  const problem = structureProblem(bytes);
+  if (problem !== undefined) throw new StrataError(ErrorCode.INVALID, `${problem.kind} CBOR: ${problem.why}`);
   try {
-    value = decoder.decode(bytes);
+    return decoder.decode(bytes);
   } catch (err) {
     throw new StrataError(ErrorCode.INVALID, `malformed CBOR: ${(err as Error).message}`, { cause: err });
   }
-  const problem = plainDataProblem(value, 0, new Set());
-  if (problem !== undefined) throw new StrataError(ErrorCode.INVALID, `unsupported CBOR: ${problem}`);
-  return value;
-}
-
-/**
- * How deep a decoded message may nest. The deepest message in proto/vectors nests 4
- * levels (a metadata value inside a put request); a bound keeps a hostile message from
- * costing a deep walk in every reader.
- */
-export const NESTING_DEPTH_MAX = 32;
-
-/**
- * Why a decoded value is not the plain data messages are made of, or undefined if it
- * is. cbor-x gives some tags a meaning of its own: a Date (tags 0 and 1), a RegExp or
- * Error (27), a Set (258), a Map (259), typed arrays (64-87), a Tag object for any tag
- * it does not know, and shared references (28 and 29), which can make a value that
- * contains itself or a few bytes that expand exponentially when walked. No schema
- * expects them and encode() refuses them, so a member typed `unknown` (a metadata
- * value, a reply's `ok`) would carry one into an assertion the next time it is written.
- */
-function plainDataProblem(value: unknown, depth: number, seen: Set<object>): string | undefined {
-  if (value === null || typeof value !== 'object') return undefined;
-  if (depth >= NESTING_DEPTH_MAX) return `nested deeper than ${NESTING_DEPTH_MAX} levels`;
-  if (seen.has(value)) return 'a shared reference (tags 28 and 29)';
-  seen.add(value);
-  if (value instanceof Uint8Array) return undefined;
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = plainDataProblem(item, depth + 1, seen);
-      if (problem !== undefined) return problem;
-    }
-    return undefined;
-  }
-  const prototype: unknown = Object.getPrototypeOf(value);
-  if (prototype !== Object.prototype && prototype !== null) {
-    const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-    return `a ${typeof name === 'string' ? name : 'non-plain object'} (from a tag cbor-x interprets)`;
-  }
-  for (const member of Object.values(value)) {
-    const problem = plainDataProblem(member, depth + 1, seen);
-    if (problem !== undefined) return problem;
-  }
-  return undefined;
 }
 
 /**
