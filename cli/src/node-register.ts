@@ -35,7 +35,16 @@ export function parseDiskArg(text: string, cwd: string): DiskWanted {
   return { path: resolve(cwd, path), capacityBytes, tier: (tierText ?? Tier.ssd) as Tier };
 }
 
-/** What `node run` asks to be registered. */
+/** Every `--disk` of the command line, parsed; a path given twice is a usage error. */
+export function parseDiskArgs(texts: readonly string[], cwd: string): DiskWanted[] {
+  const disks = texts.map((t) => parseDiskArg(t, cwd));
+  const paths = disks.map((d) => d.path);
+  const twice = paths.find((p, i) => paths.indexOf(p) !== i);
+  if (twice !== undefined) throw new UsageError(`--disk: ${twice} is given twice`);
+  return disks;
+}
+
+/** What `node run` asks to be registered (its disks' paths distinct, as parseDiskArgs gives them). */
 export interface RegistrationRequest {
   node: string;
   /** Where the node runs (its host name or address); disks of nodes at the same address share a file system. */
@@ -74,14 +83,11 @@ function conflict(message: string): StrataError {
  * The steps that make the config service hold `req`, or a refusal. A disk is known by
  * its path on the node: one already registered to this node is kept (its capacity or
  * tier updated when the flag changed them); a new one is named `<node>-d<k>` with the
- * smallest free k. Refused: the same path twice; a path registered to another node at
+ * smallest free k. Refused: a path registered to another node at
  * the same address (one directory, two extent stores); a host of this name on another node.
  */
 export function planRegistration(req: RegistrationRequest, reg: Registered): RegistrationPlan {
   const paths = req.disks.map((d) => d.path);
-  const twice = paths.find((p, i) => paths.indexOf(p) !== i);
-  if (twice !== undefined) throw new UsageError(`--disk: ${twice} is given twice`);
-
   const steps: RegistrationStep[] = [];
   const node = reg.nodes.find((n) => n.name === req.node);
   if (node === undefined) steps.push({ op: 'create-node', name: req.node, address: req.address });

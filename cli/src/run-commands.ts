@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ConfigClient } from '@strata/config-client';
 import { hostSpec, objectName } from '@strata/proto';
-import { parseDiskArg, planRegistration, readRegistered, register, type DiskWanted } from './node-register';
+import { parseDiskArgs, planRegistration, readRegistered, register } from './node-register';
 import { Layout, configChild, nodeChildren, shardChild } from './roles';
 import { natsUrlOf, serveRole, waitForPort } from './serve';
 import { UsageError, checkValue, parseCount, parseSize } from './units';
@@ -65,7 +65,7 @@ interface NodeRunOptions extends CommonOptions {
 
 async function nodeRun(o: NodeRunOptions, ctx: RunCommandContext): Promise<never> {
   const node = nameOf(o.node, '--node', 'n2');
-  const disks: DiskWanted[] = o.disk.map((d) => parseDiskArg(d, ctx.cwd));
+  const disks = parseDiskArgs(o.disk, ctx.cwd);
   const shard = o.shard === undefined ? undefined : nameOf(o.shard, '--shard', 'md-2');
   const layout = o.separate === true ? Layout.separate : Layout.colocated;
   const nbdPort = parseCount(o.nbdPort, '--nbd-port', 1);
