@@ -77,12 +77,19 @@ export async function serveRole(role: RoleRun, say: (line: string) => void): Pro
       release();
       say('stopped');
     })());
+  let children: ChildSpec[];
   try {
-    const children = await role.prepare();
-    process.on('SIGINT', () => void stop('SIGINT').then(() => process.exit(0)));
-    process.on('SIGTERM', () => void stop('SIGTERM').then(() => process.exit(0)));
-    for (const child of children) supervisor.add(child);
-    say(`started ${children.map((c) => c.name).join(', ')} (logs in ${join(role.dir, 'logs')})`);
+    children = await role.prepare();
+  } catch (err) {
+    // Nothing started yet: nothing to stop.
+    release();
+    throw err;
+  }
+  process.on('SIGINT', () => void stop('SIGINT').then(() => process.exit(0)));
+  process.on('SIGTERM', () => void stop('SIGTERM').then(() => process.exit(0)));
+  for (const child of children) supervisor.add(child);
+  say(`started ${children.map((c) => c.name).join(', ')} (logs in ${join(role.dir, 'logs')})`);
+  try {
     await role.ready?.();
   } catch (err) {
     await stop('start-up failed');

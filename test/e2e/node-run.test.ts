@@ -14,7 +14,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigClient, childPids, commandLine, createdId, freePort, freePortRun, killIfUnchanged, qemuIo, readOwnership, run, startNode, startTopology, waitFor, type ActorProcess, type NatsTopology } from '../harness';
+import { ConfigClient, childPids, commandLine, createdId, freePort, freePortRun, killIfUnchanged, qemuIo, readOwnership, run, sleep, startNode, startTopology, waitFor, type ActorProcess, type NatsTopology } from '../harness';
 
 const TIMINGS = { STRATA_HEARTBEAT_INTERVAL_MS: '500', STRATA_FENCE_TIMEOUT_MS: '2000', STRATA_DEAD_TIMEOUT_MS: '3000', STRATA_TAKEOVER_STEP_TIMEOUT_MS: '3000' };
 const CLI = 'cli/dist/main.js';
@@ -69,9 +69,16 @@ describe('one role at a time', () => {
     expect(n2.output()).toMatch(new RegExp(`^disk n2-d1 registered: ${join(dir, 'disks', 'n2-d1')}, 4 GiB, ssd$`, 'm'));
     expect(n2.output()).toMatch(/^host n2 registered: 2 CPUs and 1 GiB of memory for VMs$/m);
 
-    // A third node naming node 1's directory: refused, nothing registered.
-    const clash = await strata(['node', 'run', '--node', 'n3', '--disk', `${join(dir, 'disks', 'n1-d1')}:4G`, '--nbd-port', String(await freePort())], 60_000);
-    expect({ code: clash.code, stderr: clash.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^strata: CONFLICT: disk path \S+n1-d1 is registered to node n1 \(disk n1-d1, same address \S+\); give node n3 a directory of its own\n$/) as unknown });
+    // A third node naming node 1's directory: refused, nothing registered. Started like
+    // the others, so that if it ran anyway, what it started is stopped by PID.
+    const clash = startNode(CLI, ['--dir', dir, 'node', 'run', '--node', 'n3', '--disk', `${join(dir, 'disks', 'n1-d1')}:4G`, '--nbd-port', String(await freePort())], { name: 'strata node run n3', env });
+    runs.push(clash);
+    const clashCode = await Promise.race([clash.exited(), sleep(30_000).then(() => 'still running after 30 s')]);
+    if (clash.child.exitCode === null) for (const pid of await childPids(clash.pid())) started.set(pid, commandLine(pid) ?? '');
+    expect({ code: clashCode, output: clash.output() }).toEqual({
+      code: 1,
+      output: expect.stringMatching(/^strata: CONFLICT: disk path \S+n1-d1 is registered to node n1 \(disk n1-d1, same address \S+\); give node n3 a directory of its own\n$/) as unknown,
+    });
     const nodes = await strata(['node', 'ls']);
     expect(nodes.stdout.split('\n').filter((l) => /^n\d /.test(l)).map((l) => l.split(/\s+/).slice(0, 3).join(' ')).map((l) => l.replace(/ \d+ /, ' ID ')).sort()).toEqual(['n1 ID alive', 'n2 ID alive']);
     expect((await strata(['disk', 'ls'])).stdout.split('\n').filter((l) => /^n\d-d/.test(l)).map((l) => l.split(/\s+/)[0])).toEqual(['n1-d1', 'n2-d1']);
