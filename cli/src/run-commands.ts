@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ConfigClient } from '@strata/config-client';
 import { hostSpec, objectName } from '@strata/proto';
+import { withUrl } from './client';
 import { parseDiskArgs, planRegistration, readRegistered, register } from './node-register';
 import { Layout, configChild, nodeChildren, shardChild } from './roles';
 import { natsUrlOf, serveRole, waitForPort } from './serve';
@@ -92,6 +93,9 @@ async function nodeRun(o: NodeRunOptions, ctx: RunCommandContext): Promise<never
           const plan = planRegistration({ node, address: o.address ?? hostname(), disks, host }, await readRegistered(client));
           for (const line of await register(client, node, plan.steps)) ctx.print(line);
           for (const line of plan.notes) ctx.print(line);
+        } catch (err) {
+          // No config replica answering is named as such, with the URL.
+          throw withUrl(err, natsUrl);
         } finally {
           await client.close();
         }

@@ -6,7 +6,10 @@
 // curator, prints `ready`, and runs until Ctrl-C or SIGTERM,
 // which stops every child it started. Every child is supervised, the nats-servers
 // too: one that dies is started again on the same ports and store, and the actors
-// reconnect by themselves (to another server of three meanwhile).
+// reconnect by themselves (to another server of three meanwhile). The config replicas
+// and the nodes are the pieces `strata config run` and `strata node run` start
+// (roles.ts, node-register.ts), so a cluster of `up` and one started host by host run
+// the same processes.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { planNatsServers, requireFsync, waitForJetStream } from '@strata/natsd';
@@ -38,7 +41,7 @@ export interface UpOptions {
   hostMemoryBytes: number;
 }
 
-export { Layout, NODE_ACTORS } from './roles';
+export { Layout } from './roles';
 
 /**
  * Why colocated is the default, as `strata up` says it at start: the measurement

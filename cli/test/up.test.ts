@@ -1,7 +1,8 @@
 // What `strata up` starts for each node: by default a single node-host whose command
 // line names the node and the actors it hosts, or with --separate one supervised
 // process per actor in start order, each naming its node; then the node's HA agent
-// (every node is also a host); and the line that says which layout runs and why.
+// (every node is also a host); and the line that says which layout runs and why. Node k
+// is what `strata node run --node nk --shard md-k` runs (roles.ts).
 import { basename, dirname } from 'node:path';
 import { Layout, NODE_ACTOR_FLAGS, nodeChildren, preferServer } from '../src/roles';
 import { layoutLine, upNode, type UpOptions } from '../src/up';

@@ -9,8 +9,8 @@
 //  - SIGTERM to node 2's run stops it (exit 0) and every process it started (by PID),
 //    node 2 is then marked dead, and its vDisk fails over: node 1 takes it over
 //    (epoch + 1) and the data written through node 2 reads back through node 1;
-//  - bad input (an unknown flag, a bad --disk, NATS that does not answer) is one line
-//    and an exit code, within a bound.
+//  - bad input (an unknown flag, a bad --disk, NATS that does not answer, no config
+//    replica yet) is one line and an exit code, within a bound.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,10 @@ describe('one role at a time', () => {
   }, 60_000);
 
   test('config run, shard run and two node runs make a cluster that serves a vDisk; SIGTERM to a node run stops its processes and its vDisk fails over', async () => {
+    // Before any config replica runs, a node run gives up within its bound, registering nothing.
+    const early = await strata(['node', 'run', '--node', 'n9', '--connect-timeout', '2'], 20_000);
+    expect({ code: early.code, stderr: early.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^strata: UNAVAILABLE: connected to the cluster at \S+, but no config replica answers .+\n$/) as unknown });
+
     await startRun(['config', 'run', '--replica', 'config-1'], /^ready: config replica config-1$/m);
     await startRun(['shard', 'run', '--shard', 'md-1'], /^ready: metadata shard md-1$/m);
     const node = (k: number): string[] => ['node', 'run', '--node', `n${k}`, '--disk', `${join(dir, 'disks', `n${k}-d1`)}:4G`, '--nbd-port', String(nbdPort + k - 1), '--host-cpus', '2', '--host-memory', '1G'];
