@@ -3,7 +3,9 @@
 // each a command of its own (no `strata up`). Liveness timings are shortened
 // (heartbeat 500 ms, fence 2 s, dead 3 s). It proves that:
 //  - the two nodes register themselves, their disks and hosts, and serve: a vDisk
-//    written and read by a real NBD client (qemu-io) through node 2's gateway;
+//    written and read by a real NBD client (qemu-io) through node 2's gateway, which
+//    listens where --nbd-host says (127.0.0.2); node 1's processes serve metrics on
+//    the ports --metrics-port gives them;
 //  - a third node run that names node 1's disk directory is refused (CONFLICT, exit 1)
 //    and registers nothing;
 //  - SIGTERM to node 2's run stops it (exit 0) and every process it started (by PID),
@@ -22,6 +24,7 @@ const CLI = 'cli/dist/main.js';
 let topology: NatsTopology;
 let dir: string;
 let nbdPort: number;
+let metricsPort: number;
 let env: Record<string, string>;
 const runs: ActorProcess[] = [];
 /** Every process a run started (PID -> command line), killed after the tests if still there. */
@@ -39,7 +42,8 @@ async function startRun(args: string[], ready: RegExp): Promise<ActorProcess> {
 
 const strata = (args: string[], timeoutMs = 30_000): ReturnType<typeof run> => run(process.execPath, [CLI, '--dir', dir, ...args], { env, timeoutMs });
 
-const uri = (node: number): string => `nbd://127.0.0.1:${nbdPort + node - 1}/vol`;
+/** Node 2's gateway listens on 127.0.0.2 (--nbd-host), node 1's on loopback's default. */
+const uri = (node: number): string => `nbd://127.0.0.${node}:${nbdPort + node - 1}/vol`;
 
 // Inside a describe, so that its afterAll stops the runs before the harness's own (after-file.ts) kills leftovers.
 describe('one role at a time', () => {
@@ -47,6 +51,7 @@ describe('one role at a time', () => {
     topology = await startTopology('single');
     dir = mkdtempSync(join(tmpdir(), 'strata-node-run-'));
     nbdPort = await freePortRun(2);
+    metricsPort = await freePortRun(3);
     env = { NATS_URL: topology.url, STRATA_NATS_MONITOR_URL: topology.monitorUrls, ...TIMINGS };
     for (const d of ['n1-d1', 'n2-d1']) mkdirSync(join(dir, 'disks', d), { recursive: true });
   }, 30_000);
@@ -68,8 +73,11 @@ describe('one role at a time', () => {
     await startRun(['config', 'run', '--replica', 'config-1'], /^ready: config replica config-1$/m);
     await startRun(['shard', 'run', '--shard', 'md-1'], /^ready: metadata shard md-1$/m);
     const node = (k: number): string[] => ['node', 'run', '--node', `n${k}`, '--disk', `${join(dir, 'disks', `n${k}-d1`)}:4G`, '--nbd-port', String(nbdPort + k - 1), '--host-cpus', '2', '--host-memory', '1G'];
-    const n1 = await startRun(node(1), /^ready: node n1$/m);
-    const n2 = await startRun(node(2), /^ready: node n2$/m);
+    const n1 = await startRun([...node(1), '--metrics-port', String(metricsPort)], /^ready: node n1$/m);
+    const n2 = await startRun([...node(2), '--nbd-host', '127.0.0.2'], /^ready: node n2$/m);
+    // Node 1's processes serve their metrics on consecutive ports, in start order.
+    const services = await Promise.all([0, 1, 2].map(async (i) => /service="([^"]+)"/.exec(await (await fetch(`http://127.0.0.1:${metricsPort + i}/metrics`)).text())?.[1]));
+    expect(services).toEqual(['node-host', 'ha-agent', 'curator']);
     expect(n2.output()).toMatch(new RegExp(`^disk n2-d1 registered: ${join(dir, 'disks', 'n2-d1')}, 4 GiB, ssd$`, 'm'));
     expect(n2.output()).toMatch(/^host n2 registered: 2 CPUs and 1 GiB of memory for VMs$/m);
 
