@@ -11,6 +11,8 @@
 //  - SIGTERM to node 2's run stops it (exit 0) and every process it started (by PID),
 //    node 2 is then marked dead, and its vDisk fails over: node 1 takes it over
 //    (epoch + 1) and the data written through node 2 reads back through node 1;
+//  - the same node run again registers nothing anew: node 2 is alive again and the
+//    data reads back through its gateway;
 //  - bad input (an unknown flag, a bad --disk, NATS that does not answer, no config
 //    replica yet) is one line and an exit code, within a bound.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -65,7 +67,7 @@ describe('one role at a time', () => {
     else console.warn(`node-run: the failed test's data and logs are kept in ${dir}`);
   }, 60_000);
 
-  test('config run, shard run and two node runs make a cluster that serves a vDisk; SIGTERM to a node run stops its processes and its vDisk fails over', async () => {
+  test('config run, shard run and two node runs make a cluster that serves a vDisk; SIGTERM to a node run stops its processes and its vDisk fails over; the same run again rejoins', async () => {
     // Before any config replica runs, a node run gives up within its bound, registering nothing.
     const early = await strata(['node', 'run', '--node', 'n9', '--connect-timeout', '2'], 20_000);
     expect({ code: early.code, stderr: early.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^strata: UNAVAILABLE: connected to the cluster at \S+, but no config replica answers .+\n$/) as unknown });
@@ -122,6 +124,18 @@ describe('one role at a time', () => {
     const after = await readOwnership(topology.url, vol);
     expect({ owner: after?.owner, epoch: after?.epoch }).toEqual({ owner: 'n1', epoch: (before?.epoch ?? 0) + 1 });
     expect(n1.child.exitCode).toBeNull();
+
+    // The same command line again: node 2 rejoins, registering nothing anew, and serves the vDisk.
+    const again = await startRun([...node(2), '--nbd-host', '127.0.0.2'], /^ready: node n2$/m);
+    expect(again.output()).not.toMatch(/registered|changed/);
+    const back = await ConfigClient.connect(topology.url);
+    try {
+      await waitFor('n2 to be alive again', 20_000, async () => (await back.list('node')).find((n) => n.name === 'n2')?.status.liveness === 'alive');
+      expect((await back.list('disk')).map((d) => d.name).sort()).toEqual(['n1-d1', 'n2-d1']);
+    } finally {
+      await back.close();
+    }
+    await qemuIo(uri(2), ['read -P 0x5a 0 1M', 'read -P 0xc3 32M 64k']);
     passed = true;
   }, 150_000);
 
