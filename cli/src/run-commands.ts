@@ -10,7 +10,7 @@ import { hostSpec, objectName } from '@strata/proto';
 import { withUrl } from './client';
 import { parseDiskArgs, planRegistration, readRegistered, register } from './node-register';
 import { Layout, configChild, nodeChildren, shardChild } from './roles';
-import { natsUrlOf, serveRole, waitForPort } from './serve';
+import { natsUrlOf, serveRole, waitForHealth, waitForPort } from './serve';
 import { UsageError, checkValue, parseCount, parseSize } from './units';
 
 export interface RunCommandContext {
@@ -20,6 +20,9 @@ export interface RunCommandContext {
   cwd: string;
   print: (text: string) => void;
 }
+
+/** How long a role's processes have to serve (a gateway's port, an actor's health check) once started. */
+const READY_TIMEOUT_MS = 60_000;
 
 /** The options every run command takes. */
 interface CommonOptions {
@@ -101,7 +104,7 @@ async function nodeRun(o: NodeRunOptions, ctx: RunCommandContext): Promise<never
         }
         return nodeChildren({ ...base, metricsPort });
       },
-      ready: () => waitForPort(o.nbdHost === undefined || o.nbdHost === '0.0.0.0' || o.nbdHost === '::' ? '127.0.0.1' : o.nbdHost, nbdPort, 60_000),
+      ready: () => waitForPort(o.nbdHost === undefined || o.nbdHost === '0.0.0.0' || o.nbdHost === '::' ? '127.0.0.1' : o.nbdHost, nbdPort, READY_TIMEOUT_MS),
     },
     ctx.print,
   );
@@ -134,7 +137,8 @@ export function registerRunCommands(program: Command, node: Command, ctx: RunCom
       const metricsPort = metricsPortOf(o, 1);
       const child = configChild(replica, natsUrl);
       if (metricsPort !== undefined) child.env = { ...child.env, STRATA_METRICS_PORT: String(metricsPort) };
-      return serveRole({ what: `config replica ${replica}`, lockFile: `config-${replica}.pid`, dir: ctx.dir(), natsUrl, connectTimeoutMs: connectTimeoutMs(o), prepare: () => Promise.resolve([child]) }, ctx.print);
+      const ready = (): Promise<void> => waitForHealth(natsUrl, 'config', replica, READY_TIMEOUT_MS);
+      return serveRole({ what: `config replica ${replica}`, lockFile: `config-${replica}.pid`, dir: ctx.dir(), natsUrl, connectTimeoutMs: connectTimeoutMs(o), prepare: () => Promise.resolve([child]), ready }, ctx.print);
     });
 
   const shard = program.command('shard').description('metadata shards');
@@ -144,6 +148,7 @@ export function registerRunCommands(program: Command, node: Command, ctx: RunCom
       const name = nameOf(o.shard, '--shard', 'md-4');
       const natsUrl = natsUrlOf(o.nats, ctx.env);
       const child = shardChild(name, natsUrl, metricsPortOf(o, 1));
-      return serveRole({ what: `metadata shard ${name}`, lockFile: `shard-${name}.pid`, dir: ctx.dir(), natsUrl, connectTimeoutMs: connectTimeoutMs(o), prepare: () => Promise.resolve([child]) }, ctx.print);
+      const ready = (): Promise<void> => waitForHealth(natsUrl, 'metadata-shard', name, READY_TIMEOUT_MS);
+      return serveRole({ what: `metadata shard ${name}`, lockFile: `shard-${name}.pid`, dir: ctx.dir(), natsUrl, connectTimeoutMs: connectTimeoutMs(o), prepare: () => Promise.resolve([child]), ready }, ctx.print);
     });
 }

@@ -8,6 +8,8 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { healthReply, healthSubject } from '@strata/actor';
+import { connectBus } from '@strata/bus';
 import { requireFsync, waitForJetStream } from '@strata/natsd';
 import { Supervisor, type ChildSpec } from './supervisor';
 import { UsageError } from './units';
@@ -119,4 +121,19 @@ export function portOpen(host: string, port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * Resolves once the actor `actor` instance `instance` answers its health check
+ * (`strata.health.<actor>.<instance>`, served once it has started); fails after `timeoutMs`.
+ */
+export async function waitForHealth(natsUrl: string, actor: string, instance: string, timeoutMs: number): Promise<void> {
+  const bus = await connectBus({ name: 'strata-cli', servers: natsUrl });
+  try {
+    await bus.request(healthSubject(actor, instance), {}, healthReply, { timeoutMs });
+  } catch (err) {
+    throw new Error(`${actor} ${instance} did not answer its health check within ${timeoutMs} ms (${(err as Error).message}); see its log`);
+  } finally {
+    await bus.close();
+  }
 }
