@@ -25,7 +25,8 @@ echo "1. nats-server -t"
 STRATA_NATS_NAME=strata-1 "$bin" -t -c infra/nats/nats-cluster.conf
 
 echo "2. three servers from the file on loopback"
-base=$((20000 + RANDOM % 20000))
+# Ports base+1..base+23 on 127.0.0.1 (a test passes a free run in STRATA_CHECK_PORT_BASE).
+base=${STRATA_CHECK_PORT_BASE:-$((20000 + RANDOM % 20000))}
 for i in 1 2 3; do
   # Server i: client port base+i, route port base+10+i, monitoring base+20+i; strata-K's route is 127.0.0.1:base+10+K.
   sed -e "s|0.0.0.0:4222|127.0.0.1:$((base + i))|" -e "s|0.0.0.0:6222|127.0.0.1:$((base + 10 + i))|" \
