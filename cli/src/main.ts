@@ -6,6 +6,7 @@
 // checked before anything is sent, and options for features that are not built are
 // refused rather than stored and ignored.
 import type { NatsConnection } from '@nats-io/transport-node';
+import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { connectBus } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
@@ -18,6 +19,7 @@ import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable,
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
+import { registerRunCommands } from './run-commands';
 import { formatSpace, readSpace, spaceThresholdsFrom } from './space';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
@@ -589,6 +591,9 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     );
 
   registerHaCommands(program, { withCluster, print, printJson, json: () => globals().json, warn: (text) => ctx.err(text) });
+  // `node run`, `config run`, `shard run`: one role of this machine against an existing cluster.
+  const dataDir = (): string => resolve(ctx.cwd, globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR);
+  registerRunCommands(program, node, { dir: dataDir, env: ctx.env, cwd: ctx.cwd, print });
 
   // Which command a usage error from an action is about.
   let running: Command = program;

@@ -6,14 +6,20 @@
 // curator, prints `ready`, and runs until Ctrl-C or SIGTERM,
 // which stops every child it started. Every child is supervised, the nats-servers
 // too: one that dies is started again on the same ports and store, and the actors
-// reconnect by themselves (to another server of three meanwhile).
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+// reconnect by themselves (to another server of three meanwhile). The config replicas
+// and the nodes are the pieces `strata config run` and `strata node run` start
+// (roles.ts, node-register.ts), so a cluster of `up` and one started host by host run
+// the same processes.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { planNatsServers, requireFsync, waitForJetStream } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
-import { NATS_URL_FILE } from './client';
-import { Supervisor, type ChildSpec } from './supervisor';
+import { Tier } from '@strata/proto';
+import { NATS_URL_FILE, UP_PID_FILE } from './client';
+import { planRegistration, readRegistered, register } from './node-register';
+import { Layout, configChild, nodeChildren, preferServer, type NodeProcesses } from './roles';
+import { portOpen, takePidLock, waitForPort } from './serve';
+import { Supervisor } from './supervisor';
 import { UsageError } from './units';
 
 export interface UpOptions {
@@ -35,15 +41,7 @@ export interface UpOptions {
   hostMemoryBytes: number;
 }
 
-/** The actors every node runs, in start order (node-host's own list, services/node-host/src/host.ts). */
-export const NODE_ACTORS = ['metadata-shard', 'extent-store', 'vdisk-controller', 'admission', 'io-director', 'gateway'] as const;
-
-/**
- * `colocated`: each node's actors in one node-host process, requests between them
- * dispatched in-process. `separate`: one process per actor, every request over NATS.
- */
-export const Layout = { colocated: 'colocated', separate: 'separate' } as const;
-export type Layout = (typeof Layout)[keyof typeof Layout];
+export { Layout } from './roles';
 
 /**
  * Why colocated is the default, as `strata up` says it at start: the measurement
@@ -65,93 +63,28 @@ export function layoutLine(nodes: number, layout: Layout): string {
   return `${started}each node's actors in one node-host process (the default: ${LAYOUT_REASON}; --separate runs one process per actor)`;
 }
 
-/** Where each actor's entry point is, relative to this file once built (cli/dist). */
-function actorScript(actor: string): string {
-  return resolve(__dirname, '..', '..', 'services', actor, 'dist', 'main.js');
-}
-
 /**
- * `url` (a comma-separated server list) rotated so that server `index` (modulo the
- * count) comes first. Actors connect to the first server they can reach (the bus
- * does not shuffle the list), so giving each node its own first server keeps a
- * node's actors on one server, where a request between them takes no route hop, and
- * spreads the nodes over the servers, as a node's own local server would.
+ * Node k of `strata up` (n<k>) as `strata node run` would run it: its metadata shard
+ * md-<k> in its node-host (`--shard`), its gateway on nbdPort + k - 1, its own first
+ * server of a NATS cluster.
  */
-export function preferServer(url: string, index: number): string {
-  const servers = url.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (servers.length < 2) return url;
-  const first = index % servers.length;
-  return [...servers.slice(first), ...servers.slice(0, first)].join(',');
-}
-
-/**
- * Node flags of the I/O path's processes (every node actor). A young generation of
- * 32 MiB semi-spaces instead of V8's default 16: every I/O allocates short-lived
- * objects in each layer, and with the default the scavenger ran often enough to take
- * 14% of a colocated node's main thread at 4 KiB random reads (QD32); with 32 MiB it
- * took 5%, and the node served 20k reads a second instead of 17k. It costs at most
- * 32 MiB more memory per process.
- */
-export const NODE_ACTOR_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
-
-/**
- * The supervised processes of node k (n<k>): one node-host running all its actors,
- * or with the separate layout one process per actor, in start order. Every command
- * line names the node (`--node n2`; the metadata shard's `--shard md-2`) and the
- * node-host's names the actors it hosts, so `ps` shows who is who and `pgrep -f
- * vdisk-controller` finds the process that runs a node's controller in either layout.
- */
-export function nodeChildren(k: number, options: Pick<UpOptions, 'nbdPort' | 'layout' | 'dir'>, natsUrl: string): ChildSpec[] {
+export function upNode(k: number, options: Pick<UpOptions, 'nbdPort' | 'layout' | 'dir'>, natsUrl: string): NodeProcesses {
   const node = `n${k}`;
-  const shard = `md-${k}`;
-  const nbdPort = String(options.nbdPort + k - 1);
-  const env = { NATS_URL: preferServer(natsUrl, k - 1) };
-  // Every node is also a host of the same name: its HA agent runs the host's VMs, whose
-  // disks the node's gateway serves. It is a process of its own in both layouts.
-  const haAgent: ChildSpec = { name: `${node}-ha-agent`, command: process.execPath, args: [actorScript('ha-agent'), '--host', node, '--nbd-port', nbdPort, '--run-dir', join(resolve(options.dir), 'ha', node)], env };
-  // Its curator is a process of its own too: it is off the I/O path (nothing gains from
-  // in-process dispatch), and a master's copies should not share a thread with the node's I/O.
-  const curator: ChildSpec = { name: `${node}-curator`, command: process.execPath, args: [actorScript('curator'), '--node', node], env };
-  if ((options.layout ?? Layout.colocated) === Layout.colocated) {
-    const args = [...NODE_ACTOR_FLAGS, actorScript('node-host'), '--node', node, '--shard', shard, '--nbd-port', nbdPort, '--actors', NODE_ACTORS.join(',')];
-    return [{ name: `${node}-node-host`, command: process.execPath, args, env }, haAgent, curator];
-  }
-  const actors = NODE_ACTORS.map((actor) => {
-    const args = [...NODE_ACTOR_FLAGS, actorScript(actor), actor === 'metadata-shard' ? '--shard' : '--node', actor === 'metadata-shard' ? shard : node];
-    if (actor === 'gateway') args.push('--nbd-port', nbdPort);
-    return { name: `${node}-${actor}`, command: process.execPath, args, env };
-  });
-  return [...actors, haAgent, curator];
+  return { node, layout: options.layout ?? Layout.colocated, nbdPort: options.nbdPort + k - 1, shard: `md-${k}`, haRunDir: join(resolve(options.dir), 'ha', node), natsUrl: preferServer(natsUrl, k - 1) };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Registers nodes n1..nN, each with one disk under the data directory and a host of the same name, when missing. */
+/**
+ * Registers nodes n1..nN as `strata node run` does, each with one disk under the data
+ * directory (n<k>-d1) and a host of the same name; what exists is kept.
+ */
 async function registerNodes(client: ConfigClient, dir: string, options: UpOptions): Promise<void> {
-  const nodes = new Set((await client.list('node')).map((n) => n.name));
-  const disks = new Set((await client.list('disk')).map((d) => d.name));
-  const hosts = new Set((await client.list('host')).map((h) => h.name));
   for (let k = 1; k <= options.nodes; k++) {
-    const name = `n${k}`;
-    if (!nodes.has(name)) await client.create({ kind: 'node', name, spec: { address: '127.0.0.1' } });
-    const diskName = `${name}-d1`;
-    if (!disks.has(diskName)) {
-      const node = await client.get({ kind: 'node', name });
-      const path = join(dir, 'disks', diskName);
-      mkdirSync(path, { recursive: true });
-      await client.create({ kind: 'disk', name: diskName, spec: { node: node.id, path, tier: 'ssd', capacityBytes: options.diskCapacityBytes } });
-    }
-    if (!hosts.has(name)) {
-      const node = await client.get({ kind: 'node', name });
-      await client.create({ kind: 'host', name, spec: { node: node.id, cpuCount: options.hostCpuCount, memoryBytes: options.hostMemoryBytes } });
-    }
+    const node = `n${k}`;
+    const path = join(dir, 'disks', `${node}-d1`);
+    mkdirSync(path, { recursive: true });
+    const disks = [{ path, tier: Tier.ssd, capacityBytes: options.diskCapacityBytes }];
+    const plan = planRegistration({ node, address: '127.0.0.1', disks, host: { cpuCount: options.hostCpuCount, memoryBytes: options.hostMemoryBytes } }, await readRegistered(client));
+    await register(client, node, plan.steps);
   }
 }
 
@@ -166,38 +99,10 @@ async function ensureDemo(client: ConfigClient, options: UpOptions): Promise<voi
   }
 }
 
-/** Resolves once 127.0.0.1:`port` accepts a TCP connection; fails after `timeoutMs`. */
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() >= deadline) throw new Error(`no gateway is listening on 127.0.0.1:${port} after ${timeoutMs} ms; see the gateway logs`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const NATS_CHILD_PREFIX = 'nats-';
 
 function isNatsServer(childName: string): boolean {
   return childName.startsWith(NATS_CHILD_PREFIX);
-}
-
-/** Whether something already listens on 127.0.0.1:`port`. */
-function portInUse(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 /**
@@ -209,7 +114,7 @@ async function superviseNatsServers(supervisor: Supervisor, dir: string, options
   if (![1, 3].includes(options.natsServers)) throw new UsageError('--nats must be 1 or 3');
   const ports = Array.from({ length: options.natsServers }, (_, i) => options.natsPort + i);
   for (const port of ports) {
-    if (await portInUse(port)) throw new UsageError(`port ${port} on 127.0.0.1 is in use; pick free ones with --nats-port`);
+    if (await portOpen('127.0.0.1', port)) throw new UsageError(`port ${port} on 127.0.0.1 is in use; pick free ones with --nats-port`);
   }
   const servers = await planNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `${NATS_CHILD_PREFIX}${i + 1}`) });
   say(`starting ${servers.length} nats-server${servers.length > 1 ? 's' : ''} on 127.0.0.1:${ports.join(',')} (data in ${join(dir, 'nats')})`);
@@ -219,15 +124,7 @@ async function superviseNatsServers(supervisor: Supervisor, dir: string, options
 
 /** One `strata up` per data directory: a second would share the NATS store. */
 function takeDirLock(dir: string): () => void {
-  const file = join(dir, 'up.pid');
-  if (existsSync(file)) {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new UsageError(`another "strata up" (pid ${pid}) is using ${dir}; stop it first or pass --dir`);
-    }
-  }
-  writeFileSync(file, `${process.pid}\n`);
-  return () => rmSync(file, { force: true });
+  return takePidLock(join(dir, UP_PID_FILE), (pid) => `another "strata up" (pid ${pid}) is using ${dir}; stop it first or pass --dir`);
 }
 
 export async function up(options: UpOptions, say: (line: string) => void): Promise<void> {
@@ -263,7 +160,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   writeFileSync(join(dir, NATS_URL_FILE), `${url}\n`);
 
   for (let i = 1; i <= options.configReplicas; i++) {
-    supervisor.add({ name: `config-${i}`, command: process.execPath, args: [actorScript('config'), '--replica', `config-${i}`], env: { NATS_URL: preferServer(url, i - 1) } });
+    supervisor.add(configChild(`config-${i}`, preferServer(url, i - 1)));
   }
 
   let stopping: Promise<void> | undefined;
@@ -288,12 +185,12 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       await registerNodes(client, dir, options);
       if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
       for (let k = 1; k <= options.nodes; k++) {
-        for (const child of nodeChildren(k, options, url)) supervisor.add(child);
+        for (const child of nodeChildren(upNode(k, options, url))) supervisor.add(child);
       }
       if (options.nodes > 0) {
         await ensureDemo(client, options);
         // Ready means a client can connect: wait for every gateway's NBD port.
-        await Promise.all(Array.from({ length: options.nodes }, (_, i) => waitForPort(options.nbdPort + i, 60_000)));
+        await Promise.all(Array.from({ length: options.nodes }, (_, i) => waitForPort('127.0.0.1', options.nbdPort + i, 60_000)));
         exportsLine = (await client.list('vdisk')).map((v) => `nbd://127.0.0.1:${options.nbdPort}/${v.name}`);
       }
     } finally {

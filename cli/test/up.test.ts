@@ -1,9 +1,14 @@
 // What `strata up` starts for each node: by default a single node-host whose command
 // line names the node and the actors it hosts, or with --separate one supervised
 // process per actor in start order, each naming its node; then the node's HA agent
-// (every node is also a host); and the line that says which layout runs and why.
+// (every node is also a host); and the line that says which layout runs and why. Node k
+// is what `strata node run --node nk --shard md-k` runs (roles.ts).
 import { basename, dirname } from 'node:path';
-import { Layout, NODE_ACTOR_FLAGS, layoutLine, nodeChildren, preferServer } from '../src/up';
+import { Layout, NODE_ACTOR_FLAGS, nodeChildren, preferServer } from '../src/roles';
+import { layoutLine, upNode, type UpOptions } from '../src/up';
+
+/** What `strata up` starts for node k, as `strata node run` runs it. */
+const upChildren = (k: number, options: Pick<UpOptions, 'nbdPort' | 'layout' | 'dir'>, url: string): ReturnType<typeof nodeChildren> => nodeChildren(upNode(k, options, url));
 
 /** The actor's script (`gateway/main.js`) and what follows it, after node's own flags. */
 const script = (args: string[]): string[] => {
@@ -16,7 +21,7 @@ const script = (args: string[]): string[] => {
 const agent = (args: string[]): string[] => [`${basename(dirname(dirname(args[0]!)))}/${basename(args[0]!)}`, ...args.slice(1)];
 
 test('by default one node-host process per node, naming the node, the shard, the NBD port and every actor it hosts, and the HA agent and the curator beside it', () => {
-  const children = nodeChildren(3, { nbdPort: 10809, dir: '/data' }, 'nats://127.0.0.1:1');
+  const children = upChildren(3, { nbdPort: 10809, dir: '/data' }, 'nats://127.0.0.1:1');
   expect(children.map((c) => c.name)).toEqual(['n3-node-host', 'n3-ha-agent', 'n3-curator']);
   expect(script(children[0]!.args)).toEqual([
     'node-host/main.js',
@@ -31,11 +36,11 @@ test('by default one node-host process per node, naming the node, the shard, the
   ]);
   expect(agent(children[1]!.args)).toEqual(['ha-agent/main.js', '--host', 'n3', '--nbd-port', '10811', '--run-dir', '/data/ha/n3']);
   expect(agent(children[2]!.args)).toEqual(['curator/main.js', '--node', 'n3']);
-  expect(nodeChildren(3, { nbdPort: 10809, layout: Layout.colocated, dir: '/data' }, 'nats://127.0.0.1:1')).toEqual(children);
+  expect(upChildren(3, { nbdPort: 10809, layout: Layout.colocated, dir: '/data' }, 'nats://127.0.0.1:1')).toEqual(children);
 });
 
 test('--separate: one process per actor, in start order, each naming its node, then the HA agent of the host and the curator', () => {
-  const all = nodeChildren(2, { nbdPort: 10809, layout: Layout.separate, dir: '/data' }, 'nats://127.0.0.1:1');
+  const all = upChildren(2, { nbdPort: 10809, layout: Layout.separate, dir: '/data' }, 'nats://127.0.0.1:1');
   const children = all.slice(0, -2);
   expect(all.map((c) => c.name)).toEqual(['n2-metadata-shard', 'n2-extent-store', 'n2-vdisk-controller', 'n2-admission', 'n2-io-director', 'n2-gateway', 'n2-ha-agent', 'n2-curator']);
   expect(agent(all.at(-2)!.args)).toEqual(['ha-agent/main.js', '--host', 'n2', '--nbd-port', '10810', '--run-dir', '/data/ha/n2']);
@@ -58,7 +63,7 @@ test('the start line says which layout runs and why', () => {
 
 test("each node's actors prefer their own server of a NATS cluster, and the nodes spread over the servers", () => {
   const url = 'nats://127.0.0.1:1,nats://127.0.0.1:2,nats://127.0.0.1:3';
-  const first = (k: number, layout: Layout): string | undefined => nodeChildren(k, { nbdPort: 10809, layout, dir: '/data' }, url)[0]!.env?.NATS_URL?.split(',')[0];
+  const first = (k: number, layout: Layout): string | undefined => upChildren(k, { nbdPort: 10809, layout, dir: '/data' }, url)[0]!.env?.NATS_URL?.split(',')[0];
   for (const layout of [Layout.colocated, Layout.separate]) {
     expect([1, 2, 3, 4].map((k) => first(k, layout))).toEqual(['nats://127.0.0.1:1', 'nats://127.0.0.1:2', 'nats://127.0.0.1:3', 'nats://127.0.0.1:1']);
   }
