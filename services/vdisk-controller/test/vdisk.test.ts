@@ -40,6 +40,16 @@ class FakeSpace implements ExtentSpace {
   readonly log: Array<{ egroup: bigint; pieceBytes: number; changes: ExtentChanges }> = [];
   readonly reads: Array<{ offset: number; length: number }> = [];
 
+  owns(): Promise<boolean> {
+
+    return Promise.resolve(true);
+
+  }
+
+
+  seal(): void {}
+
+
   writable(egroup: bigint): Promise<boolean> {
     return Promise.resolve(!this.hung.has(egroup));
   }
