@@ -36,6 +36,7 @@ class RecordingSpace implements ExtentSpace {
     this.next += length;
     return Promise.resolve(location);
   }
+
   owns(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -21,14 +21,10 @@ class FullableSpace implements ExtentSpace {
   private next = 0;
 
   owns(): Promise<boolean> {
-
     return Promise.resolve(true);
-
   }
 
-
   seal(): void {}
-
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

@@ -19,6 +19,7 @@ class NullSpace implements ExtentSpace {
     this.next += length;
     return Promise.resolve(location);
   }
+
   owns(): Promise<boolean> {
     return Promise.resolve(true);
   }
