@@ -101,6 +101,8 @@ export interface WrittenBlock {
 export interface AckedBlock extends WrittenBlock {
   /** Date.now() when qemu-io reported the write done. */
   ackedAtMs: number;
+  /** Date.now() when the first qemu-io run that tried to write it started: no attempt of it was sent earlier. */
+  issuedAtMs: number;
 }
 
 export interface AckedWriterOptions {
@@ -205,11 +207,13 @@ export class AckedWriter {
     const deadline = Date.now() + o.deadlineMs;
     const pending = Array.from({ length: o.blocks }, (_, i) => this.block(i));
     let previous: WrittenBlock[] = [];
+    const firstIssued = new Map<number, number>();
     while (pending.length > 0 && !this.stopRequested) {
       if (Date.now() > deadline) throw new Error(`the writer gave up after ${o.deadlineMs} ms: ${this.acked.length} of ${o.blocks} writes acknowledged; failures: ${JSON.stringify(this.failures.slice(-5))}`);
       const round = this.rounds++;
       const batch = pending.slice(0, o.perRound);
       const commands = batch.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`);
+      for (const b of batch) if (!firstIssued.has(b.index)) firstIssued.set(b.index, Date.now());
       if (o.verifyPrevious === true) commands.push(...previous.map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`));
       const { code, stdout, stderr } = await run('qemu-io', ['-f', 'raw', o.uri, ...commands.flatMap((c) => ['-c', c])], { timeoutMs: o.attemptTimeoutMs ?? 30_000 });
       const out = stdout + stderr;
@@ -225,7 +229,7 @@ export class AckedWriter {
       const ackedNow: WrittenBlock[] = [];
       for (const b of batch) {
         if (!done.has(b.offset)) continue;
-        this.acked.push({ ...b, ackedAtMs: now });
+        this.acked.push({ ...b, ackedAtMs: now, issuedAtMs: firstIssued.get(b.index)! });
         ackedNow.push(b);
         pending.splice(pending.indexOf(b), 1);
       }
