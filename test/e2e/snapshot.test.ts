@@ -23,12 +23,19 @@ import { openBucket } from '@strata/kv';
 import { UpClusters, connectClient, run, type UpCluster } from '../harness';
 import { replicaFile } from '../harness/curator';
 import { strata } from '../harness/ha';
-import { AckedWriter, createdId, qemuIo, readBackAcked, type AckedBlock } from '../harness/strata';
+import { AckedWriter, createdId, qemuIo, readBackAcked, waitForDrained } from '../harness/strata';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 const clusters = new UpClusters('snapshot');
+
+/** What the source reads after pattern B (and the small write into block 6). */
+const SRC_READS = [`read -P 10 0 ${512 * KiB}`, `read -P 11 ${512 * KiB} ${6 * MiB - 512 * KiB}`, 'read -P 10 6M 4K', `read -P 14 ${6 * MiB + 4 * KiB} 4K`, `read -P 10 ${6 * MiB + 8 * KiB} ${2 * MiB - 8 * KiB}`];
+/** What the clone reads after its writes. */
+const CLONE_READS = ['read -P 12 0 6M', `read -P 10 6M ${MiB + 8 * KiB}`, `read -P 15 ${7 * MiB + 8 * KiB} 4K`, `read -P 10 ${7 * MiB + 12 * KiB} ${MiB - 12 * KiB}`];
+/** And after the source's write of block 7 (pattern 13). */
+const SRC_READS_LATER = [...SRC_READS.slice(0, -1), `read -P 10 ${6 * MiB + 8 * KiB} ${MiB - 8 * KiB}`, 'read -P 13 7M 1M'];
 
 const ENV: Record<string, string> = {
   NATS_URL: '',
@@ -85,10 +92,13 @@ describe('snapshots and writable clones', () => {
     const out = await strata(cluster, ['vdisk', 'snapshot', 'src', 's1']);
     expect(out).toMatch(/^snapshot s1 of vdisk src taken \(id \d+, 8 blocks, writes held \d+ ms\)/);
     snapId = BigInt(/id (\d+)/.exec(out)![1]!);
-    // B from 512 KiB to 6 MiB: block 0 in part (read-merge-write), blocks 1-5 whole.
-    await qemuIo(uri('src'), [`write -P 11 ${512 * KiB} ${6 * MiB - 512 * KiB}`]);
+    // B from 512 KiB to 6 MiB: large writes, which go to new (staging) extents anyway;
+    // and a small one into block 6, which goes through the oplog and is drained: into a
+    // new extent holding the whole block (read-merge-write), not into the shared one.
+    await qemuIo(uri('src'), [`write -P 11 ${512 * KiB} ${6 * MiB - 512 * KiB}`, `write -P 14 ${6 * MiB + 4 * KiB} 4K`]);
+    await waitForDrained(cluster.natsUrl, srcId, 20_000);
     await qemuIoReadOnly(uri('s1'), ['read -P 10 0 8M', 'read -P 0 8M 8M']);
-    await qemuIo(uri('src'), [`read -P 10 0 ${512 * KiB}`, `read -P 11 ${512 * KiB} ${6 * MiB - 512 * KiB}`, 'read -P 10 6M 2M']);
+    await qemuIo(uri('src'), SRC_READS);
     // Read-only: the export says so, and a client that tries to write anyway is refused.
     await expect(qemuIo(uri('s1'), ['write -P 1 0 4K'])).rejects.toThrow(/Permission denied|read-only|not permitted/i);
     // Listed with its parent; refusals are clear and change nothing.
@@ -129,12 +139,14 @@ describe('snapshots and writable clones', () => {
     expect(out).toMatch(/^vdisk c1 cloned from snapshot s1 \(id \d+, 8 blocks shared\)/);
     cloneId = BigInt(/id (\d+)/.exec(out)![1]!);
     await qemuIo(uri('c1'), ['read -P 10 0 8M']);
-    await qemuIo(uri('c1'), ['write -P 12 0 6M']);
-    await qemuIo(uri('c1'), ['read -P 12 0 6M', 'read -P 10 6M 2M']);
+    // Large writes, and a small one into block 7 (shared, in the source's extent group: it moves).
+    await qemuIo(uri('c1'), ['write -P 12 0 6M', `write -P 15 ${7 * MiB + 8 * KiB} 4K`]);
+    await waitForDrained(cluster.natsUrl, cloneId, 20_000);
+    await qemuIo(uri('c1'), CLONE_READS);
     await qemuIo(uri('src'), ['write -P 13 7M 1M']);
-    await qemuIo(uri('c1'), ['read -P 10 7M 1M']);
+    await qemuIo(uri('c1'), CLONE_READS);
     await qemuIoReadOnly(uri('s1'), ['read -P 10 0 8M']);
-    await qemuIo(uri('src'), [`read -P 10 0 ${512 * KiB}`, `read -P 11 ${512 * KiB} ${6 * MiB - 512 * KiB}`, 'read -P 10 6M 1M', 'read -P 13 7M 1M']);
+    await qemuIo(uri('src'), SRC_READS_LATER);
     expect(await strata(cluster, ['vdisk', 'snapshots', 'src'])).toMatch(/^s1 .* c1 +ok$/m);
   }, 60_000);
 
@@ -165,8 +177,8 @@ describe('snapshots and writable clones', () => {
       expect({ e, entry: after.egroups.has(e) }).toEqual({ e, entry: true });
       for (const f of files([e])) expect({ f, exists: existsSync(f) }).toEqual({ f, exists: true });
     }
-    await qemuIo(uri('c1'), ['read -P 12 0 6M', 'read -P 10 6M 2M']);
-    await qemuIo(uri('src'), [`read -P 10 0 ${512 * KiB}`, `read -P 11 ${512 * KiB} ${6 * MiB - 512 * KiB}`, 'read -P 10 6M 1M', 'read -P 13 7M 1M']);
+    await qemuIo(uri('c1'), CLONE_READS);
+    await qemuIo(uri('src'), SRC_READS_LATER);
     expect(await strata(cluster, ['vdisk', 'ls'])).toMatch(/^c1 .* clone +\d+ +ok$/m);
     console.log(`snapshot removal freed ${onlySnapshot.length} extent groups only it named; ${live.size} named by the source or the clone kept`);
     cluster.passed = true;
