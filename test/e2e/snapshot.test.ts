@@ -122,7 +122,7 @@ describe('snapshots and writable clones', () => {
     await writer.stop();
     const pauseMs = Number(/writes held (\d+) ms/.exec(out)![1]);
     const before = writer.acked.filter((b) => b.ackedAtMs < askedAtMs);
-    const after = writer.acked.filter((b) => b.issuedAtMs > returnedAtMs);
+    const after = writer.acked.filter((b) => b.firstIssuedAtMs > returnedAtMs);
     expect(before.length).toBeGreaterThanOrEqual(40);
     expect(after.length).toBeGreaterThanOrEqual(8);
     await qemuIoReadOnly(uri('busy-snap'), before.map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`));
