@@ -376,10 +376,11 @@ export class Controller {
         putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision, { fence }),
         recordDrained: (seq) => this.recordDrained(ref.served!, seq),
         recordGeneration: (generation) => this.recordGeneration(ref.served!, generation),
+        // Fenced by the source's epoch: a deposed owner copies nothing (its cut would not be the new owner's).
         putSnapshotRow: async (snapshot, row, value) => {
           const key = keys.vdiskRow(snapshot, row);
           const current = await this.deps.md.get('vdisk', key);
-          await this.deps.md.put('vdisk', key, value, current?.revision ?? 0);
+          await this.deps.md.put('vdisk', key, value, current?.revision ?? 0, { fence });
         },
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
