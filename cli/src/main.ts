@@ -21,6 +21,8 @@ import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { registerRunCommands } from './run-commands';
 import { formatSpace, readSpace, spaceThresholdsFrom } from './space';
+import { makeClone, takeSnapshot } from './snapshot';
+import { snapshotPortsFor } from './snapshot-bus';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
 
@@ -170,6 +172,12 @@ function required(value: string | undefined, flag: string): string {
 }
 
 /** The vDisk the config service returned for a vDisk query. */
+/** Deleting: marked by `vdisk rm`, freed and removed by the next sweep; creating: a snapshot or clone not committed yet. */
+function vdiskState(v: ObjectOf<'vdisk'>): string {
+  if (v.spec.deletingSinceMs !== undefined) return 'deleting';
+  return v.spec.creatingSinceMs === undefined ? 'ok' : 'creating';
+}
+
 function asVdisk(o: CfgObjectWithRevision): ObjectOf<'vdisk'> {
   if (o.kind !== 'vdisk') throw new Error(`config returned a ${o.kind} for a vdisk`);
   return o;
@@ -250,6 +258,13 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
   const nameOf = async (client: ConfigClient, kind: Kind, id: bigint | undefined): Promise<string> => {
     if (id === undefined) return '-';
     return (await client.get({ kind, id }).catch(() => undefined))?.name ?? String(id);
+  };
+
+  /** A vDisk's kind (vdisk, snapshot, clone) and parent (the source of a snapshot, the snapshot of a clone). */
+  const lineage = async (client: ConfigClient, v: ObjectOf<'vdisk'>): Promise<[string, string]> => {
+    if (v.spec.snapshotOf !== undefined) return ['snapshot', await nameOf(client, 'vdisk', v.spec.snapshotOf)];
+    if (v.spec.cloneOf !== undefined) return ['clone', await nameOf(client, 'vdisk', v.spec.cloneOf)];
+    return ['vdisk', '-'];
   };
 
   const listOut = async <O extends CfgObjectWithRevision>(objects: O[], headers: string[], row: (o: O) => string[] | Promise<string[]>): Promise<void> => {
@@ -501,13 +516,45 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .description('list vDisks')
     .action(() =>
       withClient(async (client) =>
-        listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS', 'STATE'], async (v) => {
+        listOut(await client.list('vdisk'), ['NAME', 'ID', 'SIZE', 'CONTAINER', 'BLOCK', 'SHARED', 'QOS', 'KIND', 'PARENT', 'STATE'], async (v) => {
           const s = v.spec;
-          // Deleting: marked by `vdisk rm`, freed and removed by the next sweep.
-          const state = s.deletingSinceMs === undefined ? 'ok' : 'deleting';
-          return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos), state];
+          return [v.name, String(v.id), formatSize(s.sizeBytes), await nameOf(client, 'container', s.container), formatSize(s.blockSizeBytes), s.shared ? 'yes' : 'no', formatQos(s.qos), ...(await lineage(client, v)), vdiskState(v)];
         }),
       ),
+    );
+  vdisk
+    .command('snapshot <name> <snapshot>')
+    .description("take a read-only snapshot of a vDisk: it holds every write acknowledged before the command started, none sent after it returned (the vDisk's writes wait while it is cut)")
+    .action((name: string, snapshot: string) => {
+      checkName(snapshot);
+      return withCluster(async (client, _nc, bus) => {
+        const { snapshot: snap, cut } = await takeSnapshot(await snapshotPortsFor(bus, client), name, snapshot);
+        if (globals().json) return printJson({ snapshot: snap, cut });
+        print(`snapshot ${snap.name} of vdisk ${name} taken (id ${snap.id}, ${cut.blocks} blocks, writes held ${cut.pauseMs} ms)`);
+      });
+    });
+  vdisk
+    .command('clone <snapshot> <name>')
+    .description('make a writable vDisk from a snapshot: it shares the snapshot\'s blocks until it writes them, and is independent of it and of its source')
+    .action((snapshot: string, name: string) => {
+      checkName(name);
+      return withCluster(async (client, _nc, bus) => {
+        const { clone, blocks } = await makeClone(await snapshotPortsFor(bus, client), snapshot, name);
+        if (globals().json) return printJson({ clone, blocks });
+        print(`vdisk ${clone.name} cloned from snapshot ${snapshot} (id ${clone.id}, ${blocks} blocks shared)`);
+      });
+    });
+  vdisk
+    .command('snapshots <name>')
+    .description('list the snapshots of a vDisk, and the clones made from each')
+    .action((name: string) =>
+      withClient(async (client) => {
+        const v = await client.get({ kind: 'vdisk', name });
+        const all = (await client.list('vdisk')).filter((o): o is ObjectOf<'vdisk'> => o.kind === 'vdisk');
+        const snapshots = all.filter((o) => o.spec.snapshotOf === v.id);
+        const clonesOf = (id: bigint): string[] => all.filter((o) => o.spec.cloneOf === id).map((o) => o.name);
+        await listOut(snapshots, ['NAME', 'ID', 'CREATED', 'CLONES', 'STATE'], (o) => [o.name, String(o.id), new Date(o.createdAtMs).toISOString(), clonesOf(o.id).join(',') || '-', vdiskState(o)]);
+      }),
     );
   vdisk
     .command('qos <name>')
@@ -584,6 +631,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         const result = await sweepDeleted(await sweepPortsFor({ bus, config: client }));
         if (globals().json) return printJson(result);
         for (const s of result.swept) print(describeSwept(s));
+        for (const r of result.reclaimed ?? []) print(`egroup ${r.egroup} deleted (${(r.freedBytes / 2 ** 20).toFixed(1)} MiB freed): ${r.why}`);
         for (const f of result.failed) print(`vdisk ${f.name}: not swept yet (${f.error}); the next sweep goes on with it`);
         if (result.swept.length === 0 && result.failed.length === 0) print('no vdisk is being deleted');
         if (result.failed.length > 0) throw new StrataError(ErrorCode.UNAVAILABLE, `${result.failed.length} vdisk${result.failed.length === 1 ? '' : 's'} not swept; run "strata vdisk sweep" again`);

@@ -141,6 +141,19 @@ export const vdiskSpec = z.strictObject({
      * sweep frees its space and then removes the object (the commit).
      */
     deletingSinceMs: uint.optional(),
+    /**
+     * A snapshot: the id of the vDisk it was cut from. A snapshot is read-only (writes
+     * are refused INVALID, NBD exports it read-only) and cannot itself be snapshotted.
+     */
+    snapshotOf: u64.optional(),
+    /** A clone: the id of the snapshot it was made from (its blocks are shared until written). */
+    cloneOf: u64.optional(),
+    /**
+     * Set while a snapshot or clone is being made (unix-ms): the tentative half of the
+     * operation. Not served; the commit removes it; the sweep deletes one left behind
+     * (an interrupted operation) after the sweep's creating timeout.
+     */
+    creatingSinceMs: uint.optional(),
 });
 
 export const vmSpec = z.strictObject({

@@ -54,6 +54,12 @@ export const EventType = {
   spaceOk: 'space.ok',
   /** A deleted vDisk's space was freed and its config record removed (the sweep). */
   vdiskSwept: 'vdisk.swept',
+  /** A snapshot of a vDisk was taken (the cut point and the write pause in message). */
+  vdiskSnapshotCreated: 'vdisk.snapshot.created',
+  /** A writable clone of a snapshot was made. */
+  vdiskCloneCreated: 'vdisk.clone.created',
+  /** The sweep deleted an extent group kept for a snapshot or clone once no live vDisk named it (why in reason). */
+  egroupReclaimed: 'egroup.reclaimed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 

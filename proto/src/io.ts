@@ -65,10 +65,10 @@ export type IoZeroRequest = z.output<typeof ioZeroRequest>;
 export type IoFlushRequest = z.output<typeof ioFlushRequest>;
 
 export const IoOp = { read: 'read', write: 'write', zero: 'zero', flush: 'flush' } as const;
-/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`. */
-export const VdcOp = { open: 'open', relinquish: 'relinquish' } as const;
-/** Requests to an io-director beside I/O: `strata.io.<node>.attach`. */
-export const DirectorOp = { attach: 'attach' } as const;
+/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`, `.snapshot`. */
+export const VdcOp = { open: 'open', relinquish: 'relinquish', snapshot: 'snapshot' } as const;
+/** Requests to an io-director beside I/O: `strata.io.<node>.attach`, `.snapshot` (forwarded to the owner's controller). */
+export const DirectorOp = { attach: 'attach', snapshot: 'snapshot' } as const;
 export type IoOp = (typeof IoOp)[keyof typeof IoOp];
 
 // ---- The oplog (stream OPLOG, subject oplog.<vdisk>) ------------------------------------
@@ -112,6 +112,11 @@ export const vdiskOwnership = z.strictObject({
   volunteers: z.array(z.string()).default([]),
   /** The last oplog sequence whose data is in extent groups and metadata. */
   drained: uint.default(0),
+  /**
+   * The vDisk's generation, bumped by each snapshot: a block whose location carries a
+   * lower one is shared with a snapshot, and drain never writes it in place.
+   */
+  generation: uint.default(0),
 });
 export type VdiskOwnership = z.output<typeof vdiskOwnership>;
 
@@ -162,6 +167,31 @@ export const vdcRelinquishReply = z.strictObject({
   epoch: uint,
 });
 export type VdcRelinquishReply = z.output<typeof vdcRelinquishReply>;
+
+/**
+ * `strata.vdc.<node>.snapshot` (and `strata.io.<node>.snapshot`, which the director
+ * forwards to the owner's controller): the owner cuts a snapshot of `vdisk` into the
+ * rows of `snapshot`, a tentative vDisk the CLI created (snapshotOf = vdisk).
+ */
+export const vdcSnapshotRequest = z.strictObject({
+  vdisk: u64,
+  /** The snapshot's vDisk id: its rows receive a copy of the source's. */
+  snapshot: u64,
+});
+export type VdcSnapshotRequest = z.output<typeof vdcSnapshotRequest>;
+
+export const vdcSnapshotReply = z.strictObject({
+  /** The source's generation after the snapshot: its blocks below it are shared. */
+  generation: uint,
+  /** The last oplog sequence the snapshot holds: every write stored up to it, none after. */
+  cutSeq: uint,
+  /** Rows copied, and blocks they hold. */
+  rows: uint,
+  blocks: uint,
+  /** How long new writes to the source were held, ms. */
+  pauseMs: uint,
+});
+export type VdcSnapshotReply = z.output<typeof vdcSnapshotReply>;
 
 /** The steps of a failover takeover, in order (design.md, "Ownership, liveness, fencing"). */
 export const TakeoverStep = { claim: 'claim', fence: 'fence', replay: 'replay', serve: 'serve' } as const;
@@ -301,6 +331,12 @@ export const blockLocation = z.strictObject({
   egroup: u64,
   offset: uint,
   length: uint,
+  /**
+   * The vDisk generation (vdiskOwnership.generation) the extent was made the block's
+   * home at; absent means 0. Below the vDisk's current generation the extent is
+   * shared with a snapshot, and a write to the block goes to a new extent.
+   */
+  gen: uint.optional(),
 });
 export type BlockLocation = z.output<typeof blockLocation>;
 
@@ -333,6 +369,12 @@ export const egroupEntry = z.strictObject({
   sizeBytes: uint,
   /** A write in progress: replicas may be at `version` or this one. */
   tentative: z.strictObject({ version: uint, atMs: uint }).optional(),
+  /**
+   * The writing vDisk's generation when the extent group was created (absent: 0).
+   * Below the vDisk's current generation it is sealed: no new extent is ever
+   * allocated in it, so once no row of any vDisk names it, it is garbage.
+   */
+  gen: uint.optional(),
   extents: z.array(
     z.strictObject({
       /** `<vdisk>:<block>` for a non-dedup extent. */

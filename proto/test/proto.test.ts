@@ -84,7 +84,7 @@ const ENUMS: readonly { rule: string; values: readonly string[] }[] = [
 /** Rules with no schema of their own in TypeScript, checked through the rules that use them. */
 const CHECKED_THROUGH_USERS = ['positive-uint53', 'unix-ms', 'power-of-two-4k-to-1m', 'ok-reply', 'error-reply', 'kind-and-spec', 'object-kind-and-spec', 'cfg-object-members', 'selector', 'node-counts', 'block-index', 'egroup-tentative', 'egroup-extent', 'gateway-attachment', 'md-value', 'md-key'];
 
-const MD_VALUE_DIFFERENCE = '$.value: CDDL has a map {blocks, egroup, vdisk, replicas, version, sizeBytes, tentative, extents}, TypeScript has any';
+const MD_VALUE_DIFFERENCE = '$.value: CDDL has a map {blocks, egroup, vdisk, replicas, version, sizeBytes, tentative, gen, extents}, TypeScript has any';
 
 /**
  * Differences between a rule and its schema that are deliberate. Each line is what
@@ -321,7 +321,8 @@ const build = (fn: (...args: never[]) => string, ...args: string[]): string => f
 const OPERATION_SETS: Record<string, { ops: Record<string, string>; rows: (op: string) => string[] }> = {
   CfgOp: { ops: CfgOp, rows: (op) => [`| \`${build(subjects.cfg, op)}\` | \`${op}-request\``] },
   IoOp: { ops: IoOp, rows: (op) => [`| \`${op}\` | \`io-${op}-request\` |`] },
-  DirectorOp: { ops: DirectorOp, rows: (op) => [`| \`${subjects.io('<node>', op)}\` | \`io-${op}-request\``] },
+  // A snapshot request travels unchanged from the director to the owner's controller: one rule, vdc-snapshot-request.
+  DirectorOp: { ops: DirectorOp, rows: (op) => [`| \`${subjects.io('<node>', op)}\` | \`${op === DirectorOp.snapshot ? 'vdc' : 'io'}-${op}-request\``] },
   VdcOp: { ops: VdcOp, rows: (op) => [`| \`${subjects.controller('<node>', op)}\` | \`vdc-${op}-request\``] },
   EstoreOp: { ops: EstoreOp, rows: (op) => [`| \`${subjects.estore('<node>', op)}\` | \`eg-${op}-request\``] },
   MdOp: { ops: MdOp, rows: (op) => [`| \`${build(subjects.md, '<partition>', op)}\` | \`md-${op}-request\``] },

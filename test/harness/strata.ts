@@ -103,6 +103,8 @@ export interface AckedBlock extends WrittenBlock {
   ackedAtMs: number;
   /** Date.now() when the qemu-io round that wrote it started: a write acknowledged after a fault may have been done before it. */
   issuedAtMs: number;
+  /** Date.now() when the first qemu-io round that tried to write it started (earlier than issuedAtMs after a failed round): no attempt of it was sent before. */
+  firstIssuedAtMs: number;
 }
 
 export interface AckedWriterOptions {
@@ -208,12 +210,14 @@ export class AckedWriter {
     const deadline = Date.now() + o.deadlineMs;
     const pending = Array.from({ length: o.blocks }, (_, i) => this.block(i));
     let previous: WrittenBlock[] = [];
+    const firstIssued = new Map<number, number>();
     while (pending.length > 0 && !this.stopRequested) {
       if (Date.now() > deadline) throw new Error(`the writer gave up after ${o.deadlineMs} ms: ${this.acked.length} of ${o.blocks} writes acknowledged; failures: ${JSON.stringify(this.failures.slice(-5))}`);
       const round = this.rounds++;
       const issuedAtMs = Date.now();
       const batch = pending.slice(0, o.perRound);
       const commands = batch.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`);
+      for (const b of batch) if (!firstIssued.has(b.index)) firstIssued.set(b.index, issuedAtMs);
       if (o.verifyPrevious === true) commands.push(...previous.map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`));
       const { code, stdout, stderr } = await run('qemu-io', ['-f', 'raw', o.uri, ...commands.flatMap((c) => ['-c', c])], { timeoutMs: o.attemptTimeoutMs ?? 30_000 });
       const out = stdout + stderr;
@@ -229,7 +233,7 @@ export class AckedWriter {
       const ackedNow: WrittenBlock[] = [];
       for (const b of batch) {
         if (!done.has(b.offset)) continue;
-        this.acked.push({ ...b, ackedAtMs: now, issuedAtMs });
+        this.acked.push({ ...b, ackedAtMs: now, issuedAtMs, firstIssuedAtMs: firstIssued.get(b.index)! });
         ackedNow.push(b);
         pending.splice(pending.indexOf(b), 1);
       }

@@ -56,7 +56,7 @@ describe.each(topologies)('io-director with a stale watched copy of own, %s nats
       spec: { container: 1n, sizeBytes: 1 << 20, blockSizeBytes: 1 << 20, shared: true, qos: { priority: 'normal', weight: 1 } },
     };
     await cfg.put(keys.object('vdisk', VDISK), vdisk);
-    const record: VdiskOwnership = { owner: 'n2', epoch: 1, volunteers: ['n2', 'n1'], drained: 0 };
+    const record: VdiskOwnership = { owner: 'n2', epoch: 1, volunteers: ['n2', 'n1'], drained: 0, generation: 0 };
     const revision = await own.create(keys.vdiskOwnership(VDISK), record);
 
     const ownership = await WatchCache.start(own, { key: keys.vdiskOwnershipAll });

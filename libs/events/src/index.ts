@@ -28,7 +28,7 @@ function categoryOf(type: ClusterEvent['type']): EventCategory {
   if (type.startsWith('owner.')) return EventCategory.owner;
   if (type.startsWith('ha.')) return EventCategory.ha;
   if (type.startsWith('curator.')) return EventCategory.curator;
-  if (type.startsWith('space.') || type === EventType.vdiskSwept) return EventCategory.space;
+  if (type.startsWith('space.') || type === EventType.vdiskSwept || type === EventType.egroupReclaimed) return EventCategory.space;
   return EventCategory.cfg;
 }
 

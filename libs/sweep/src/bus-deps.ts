@@ -9,7 +9,7 @@ import { ErrorCode, isStrataError } from '@strata/errors';
 import { EventLog } from '@strata/events';
 import { modify, openBucket } from '@strata/kv';
 import { MdClient } from '@strata/md-client';
-import { EstoreOp, buckets, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
+import { EstoreOp, buckets, keys, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
 import type { SweepPorts } from './sweep';
 
 /** Compare-and-set attempts of the fence before the vDisk's sweep fails (and waits for the next). */
@@ -34,7 +34,8 @@ export async function sweepPortsFor({ bus, config, timeoutMs = 10_000 }: BusSwee
   const events = new EventLog(nc);
   return {
     listVdisks: () => config.list('vdisk'),
-    rowKeys: () => rows.keys(),
+    rows: () => rows.entries(),
+    generation: async (vdisk) => (await own.get(keys.vdiskOwnership(vdisk)))?.value.generation ?? 0,
     egroups: async () => (await egroups.entries()).map((e) => ({ id: BigInt(e.key), entry: e.value })),
     ownKeys: () => own.keys(),
     // Out of attempts: UNAVAILABLE, and the next sweep tries again.

@@ -15,14 +15,16 @@
 // gone. A vDisk that fails is reported and left for the next sweep; the others go on.
 // The work is bounded: at most `vdisksMax` vDisks per sweep, `inFlightMax` requests at
 // once, and at most `requestsPerSecondMax` started a second.
-import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf } from '@strata/proto';
-import { planSweep, type VdiskSweepPlan } from './plan';
+import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf, type VdiskRow } from '@strata/proto';
+import { ownersToCheck, planReclaim, planSweep, referencesOf, removedVdisks, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
 
 /** What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests pass fakes. */
 export interface SweepPorts {
   listVdisks(): Promise<Array<ObjectOf<'vdisk'>>>;
-  /** Every key of md-vdisk. */
-  rowKeys(): Promise<string[]>;
+  /** Every row of md-vdisk, with its key (the references of snapshots and clones are derived from them). */
+  rows(): Promise<Array<{ key: string; value: VdiskRow }>>;
+  /** A vDisk's generation (its ownership record's; 0 when it has none). */
+  generation(vdisk: bigint): Promise<number>;
   /** Every entry of md-egroup. */
   egroups(): Promise<Array<{ id: bigint; entry: EgroupEntry }>>;
   /** Every key of `own`. */
@@ -69,6 +71,8 @@ export interface SweptVdisk {
 
 export interface SweepResult {
   swept: SweptVdisk[];
+  /** Extent groups kept for snapshots or clones and deleted now that no live vDisk names them. */
+  reclaimed?: Array<{ egroup: bigint; vdisk: bigint; replicas: number; freedBytes: number; why: string }>;
   /** vDisks whose sweep stopped at an error: they stay marked, and the next sweep goes on with them. */
   failed: Array<{ vdisk: bigint; name: string; error: string }>;
 }
@@ -76,9 +80,11 @@ export interface SweepResult {
 export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEEP_LIMITS_DEFAULT): Promise<SweepResult> {
   checkLimits(limits);
   const vdisks = await ports.listVdisks();
-  if (!vdisks.some((v) => v.spec.deletingSinceMs !== undefined)) return { swept: [], failed: [] };
-  const [rowKeys, egroups, ownKeys] = await Promise.all([ports.rowKeys(), ports.egroups(), ports.ownKeys()]);
-  const plans = planSweep({ vdisks, rowKeys, egroups, ownKeys, vdisksMax: limits.vdisksMax });
+  const nowMs = Date.now();
+  if (removedVdisks({ vdisks, nowMs }).size === 0) return { swept: [], failed: [] };
+  const [rows, egroups, ownKeys] = await Promise.all([ports.rows(), ports.egroups(), ports.ownKeys()]);
+  const references = referencesOf(rows);
+  const plans = planSweep({ vdisks, rowKeys: rows.map((r) => r.key), references, egroups, ownKeys, vdisksMax: limits.vdisksMax, nowMs });
   const pace = pacer(limits.requestsPerSecondMax, ports.sleep ?? sleep, ports.nowMs ?? (() => performance.now()));
   const result: SweepResult = { swept: [], failed: [] };
   for (const plan of plans) {
@@ -88,7 +94,42 @@ export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEE
       result.failed.push({ vdisk: plan.vdisk, name: plan.name, error: err instanceof Error ? err.message : String(err) });
     }
   }
+  // Judged on the rows read before the plans ran: what they deleted only removed references.
+  const generations = new Map<bigint, number>();
+  for (const owner of ownersToCheck({ vdisks, egroups, references, nowMs })) generations.set(owner, await ports.generation(owner));
+  const reclaim = planReclaim({ vdisks, egroups, references, generations, nowMs });
+  if (reclaim.length > 0) result.reclaimed = [];
+  for (const g of reclaim) {
+    try {
+      result.reclaimed!.push(await reclaimOne(ports, g, limits, pace));
+    } catch (err) {
+      result.failed.push({ vdisk: g.vdisk, name: `egroup ${g.id}`, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
   return result;
+}
+
+/** Deletes one extent group kept for a snapshot or clone: its replicas, then its entry; then an event with the reason. */
+async function reclaimOne(ports: SweepPorts, g: ReclaimedEgroup, limits: SweepLimits, pace: () => Promise<void>): Promise<NonNullable<SweepResult['reclaimed']>[number]> {
+  let freedBytes = 0;
+  await forEachLimited(g.replicas, limits.inFlightMax, async (r) => {
+    await pace();
+    const bytes = await ports.deleteReplica(r.node, r.disk, g.id);
+    freedBytes += bytes;
+  });
+  await ports.deleteMd('egroup', keys.egroup(g.id));
+  await ports.event?.({
+    type: EventType.egroupReclaimed,
+    atMs: Date.now(),
+    epoch: 0,
+    kind: 'egroup',
+    id: g.id,
+    freedBytes,
+    reason: g.why,
+    cause: 'sweep',
+    message: `egroup ${g.id} deleted (${(freedBytes / 2 ** 20).toFixed(1)} MiB freed): ${g.why}`,
+  });
+  return { egroup: g.id, vdisk: g.vdisk, replicas: g.replicas.length, freedBytes, why: g.why };
 }
 
 async function sweepOne(ports: SweepPorts, plan: VdiskSweepPlan, limits: SweepLimits, pace: () => Promise<void>): Promise<SweptVdisk> {

@@ -3,7 +3,7 @@
 // config object last; a sweep that fails at any step is finished by the next one.
 import fc from 'fast-check';
 import { ErrorCode, StrataError } from '@strata/errors';
-import type { ClusterEvent, EgroupEntry, GatewayAttachments, ObjectOf } from '@strata/proto';
+import type { ClusterEvent, EgroupEntry, GatewayAttachments, ObjectOf, VdiskRow } from '@strata/proto';
 import { markDeleting, openOn, planSweep, sweepDeleted, vdiskOfRowKey, type SweepPorts } from '@strata/sweep';
 
 const MiB = 2 ** 20;
@@ -35,6 +35,7 @@ describe('planSweep', () => {
       { id: 502n, entry: egroup(8n, 4 * MiB) },
     ],
     ownKeys: ['vdisk.7', 'vdisk.8', 'takeover.8', 'role.config', 'md.3'],
+    references: new Map<bigint, Set<bigint>>(),
     vdisksMax: 10,
   };
 
@@ -78,7 +79,7 @@ describe('planSweep', () => {
         const deleting = new Set(vdisks.filter((v) => v.spec.deletingSinceMs !== undefined).map((v) => v.id));
         const rowKeys = [...new Set(rows.map(([v, r]) => `${v}.${r}`))];
         const egroupEntries = [...new Map(egroups.map(([id, v]) => [id, { id, entry: egroup(v) }])).values()];
-        const plans = planSweep({ vdisks, rowKeys, egroups: egroupEntries, ownKeys: [], vdisksMax: 100 });
+        const plans = planSweep({ vdisks, rowKeys, egroups: egroupEntries, ownKeys: [], references: new Map(), vdisksMax: 100 });
         expect(new Set(plans.map((p) => p.vdisk))).toEqual(deleting);
         const plannedRows = plans.flatMap((p) => p.rows).sort();
         expect(plannedRows).toEqual(rowKeys.filter((k) => deleting.has(vdiskOfRowKey(k)!)).sort());
@@ -93,6 +94,10 @@ describe('planSweep', () => {
 class FakeCluster {
   vdisks = new Map<bigint, ObjectOf<'vdisk'>>();
   rows = new Set<string>();
+  /** The blocks of rows that hold any (the rest are empty). */
+  rowValues = new Map<string, VdiskRow>();
+  /** Generations of the vDisks' ownership records (absent: 0). */
+  generations = new Map<bigint, number>();
   egroups = new Map<bigint, EgroupEntry>();
   own = new Map<string, { epoch: number }>();
   /** `<disk>/<egroup>` -> bytes. */
@@ -132,7 +137,8 @@ class FakeCluster {
   ports(): SweepPorts {
     return {
       listVdisks: async () => [...this.vdisks.values()],
-      rowKeys: async () => [...this.rows],
+      rows: async () => [...this.rows].map((key) => ({ key, value: this.rowValues.get(key) ?? { blocks: {} } })),
+      generation: async (id) => this.generations.get(id) ?? 0,
       egroups: async () => [...this.egroups].map(([id, entry]) => ({ id, entry })),
       ownKeys: async () => [...this.own.keys()],
       fenceOwnership: async (key) => {

@@ -22,6 +22,27 @@ function requireRef(view: ConfigView, field: string, kind: Kind, id: bigint | un
   if (id !== undefined && view.get(kind, id) === undefined) throw invalid(field, `${kind} ${id} does not exist`);
 }
 
+/**
+ * A new snapshot or clone: created tentative (creatingSinceMs), as the CLI does, linked
+ * to a vDisk of the same size that exists: a snapshot to a vDisk that is not a
+ * snapshot, a clone to a snapshot; not both.
+ */
+function checkLineage(view: ConfigView, s: { sizeBytes: number; snapshotOf?: bigint | undefined; cloneOf?: bigint | undefined; creatingSinceMs?: number | undefined }): void {
+  const parentId = s.snapshotOf ?? s.cloneOf;
+  if (parentId === undefined) {
+    if (s.creatingSinceMs !== undefined) throw invalid('spec.creatingSinceMs', 'is only for a snapshot or clone being made');
+    return;
+  }
+  const field = s.snapshotOf !== undefined ? 'spec.snapshotOf' : 'spec.cloneOf';
+  if (s.snapshotOf !== undefined && s.cloneOf !== undefined) throw invalid('spec.cloneOf', 'a vDisk is a snapshot or a clone, not both');
+  if (s.creatingSinceMs === undefined) throw invalid('spec.creatingSinceMs', 'a snapshot or clone is created tentative (strata vdisk snapshot / clone)');
+  const parent = view.get('vdisk', parentId);
+  if (parent === undefined || parent.kind !== 'vdisk') throw invalid(field, `vdisk ${parentId} does not exist`);
+  if (s.snapshotOf !== undefined && parent.spec.snapshotOf !== undefined) throw invalid(field, `vdisk ${parent.name} is a snapshot: a snapshot of a snapshot is refused (clone it first)`);
+  if (s.cloneOf !== undefined && parent.spec.snapshotOf === undefined) throw invalid(field, `vdisk ${parent.name} is not a snapshot: only snapshots are cloned`);
+  if (s.sizeBytes !== parent.spec.sizeBytes) throw invalid('spec.sizeBytes', `must be ${parent.spec.sizeBytes} bytes, the size of vdisk ${parent.name}`);
+}
+
 /** Nodes that have at least one disk (in `pool`, when given). */
 export function nodesWithDisks(view: ConfigView, pool?: bigint): Set<bigint> {
   const nodes = new Set<bigint>();
@@ -88,6 +109,14 @@ export function checkReferences(view: ConfigView, request: KindSpec, existing?: 
         if (s.container !== before.container) throw invalid('spec.container', 'a vDisk cannot move to another container');
         if (s.sizeBytes < before.sizeBytes) throw invalid('spec.sizeBytes', `cannot shrink from ${before.sizeBytes} bytes (data would be lost)`);
         if (s.blockSizeBytes !== before.blockSizeBytes) throw invalid('spec.blockSizeBytes', 'cannot change after creation');
+        // A snapshot stays a snapshot (read-only), a clone a clone; a snapshot's size is its source's at the cut.
+        if (s.snapshotOf !== before.snapshotOf) throw invalid('spec.snapshotOf', 'cannot change after creation');
+        if (s.cloneOf !== before.cloneOf) throw invalid('spec.cloneOf', 'cannot change after creation');
+        if (s.snapshotOf !== undefined && s.sizeBytes !== before.sizeBytes) throw invalid('spec.sizeBytes', 'a snapshot cannot be resized');
+        // Creating is the tentative half of a snapshot or clone: the commit removes it, nothing sets it again.
+        if (s.creatingSinceMs !== undefined && s.creatingSinceMs !== before.creatingSinceMs) throw invalid('spec.creatingSinceMs', 'is set only when a snapshot or clone is created');
+      } else {
+        checkLineage(view, s);
       }
       return;
     }

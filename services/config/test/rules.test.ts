@@ -83,6 +83,32 @@ describe('config rules', () => {
     expect(() => checkReferences(view, req({ kind: 'vdisk', name: 'gone', spec: { ...spec, deletingSinceMs: 5 } }), deleting)).toThrow(/is being deleted/);
   });
 
+  it('creates a snapshot or clone only tentative and linked right: no snapshot of a snapshot, no clone of a vDisk that is not one, same size', () => {
+    const spec = { container: c1.id, sizeBytes: 2 ** 30 };
+    const snap = obj('vdisk', 's1', { ...spec, snapshotOf: v1.id });
+    const lineage = new FakeView([n1, n2, n3, d1, d2, d2b, c1, v1, snap]);
+    const create = (name: string, extra: object) => () => checkReferences(lineage, req({ kind: 'vdisk', name, spec: { ...spec, ...extra } }));
+    expect(create('s2', { snapshotOf: v1.id, creatingSinceMs: 5 })).not.toThrow();
+    expect(create('c1', { cloneOf: snap.id, creatingSinceMs: 5 })).not.toThrow();
+    expect(create('s2', { snapshotOf: v1.id })).toThrow(/^spec\.creatingSinceMs: a snapshot or clone is created tentative/);
+    expect(create('s3', { snapshotOf: snap.id, creatingSinceMs: 5 })).toThrow(/^spec\.snapshotOf: vdisk s1 is a snapshot: a snapshot of a snapshot is refused/);
+    expect(create('c2', { cloneOf: v1.id, creatingSinceMs: 5 })).toThrow(/^spec\.cloneOf: vdisk v1 is not a snapshot/);
+    expect(create('c3', { cloneOf: 4242n, creatingSinceMs: 5 })).toThrow(/^spec\.cloneOf: vdisk 4242 does not exist/);
+    expect(create('s4', { snapshotOf: v1.id, creatingSinceMs: 5, sizeBytes: 2 ** 29 })).toThrow(/^spec\.sizeBytes: must be 1073741824 bytes/);
+    expect(create('plain', { creatingSinceMs: 5 })).toThrow(/^spec\.creatingSinceMs: is only for a snapshot or clone/);
+  });
+
+  it('never changes a vDisk\'s lineage, resizes a snapshot, or marks a committed vDisk creating again', () => {
+    const spec = { container: c1.id, sizeBytes: 2 ** 30 };
+    const snap = obj('vdisk', 's1', { ...spec, snapshotOf: v1.id, creatingSinceMs: 5 });
+    const update = (extra: object, existing = snap) => () => checkReferences(view, req({ kind: 'vdisk', name: existing.name, spec: { ...spec, ...extra } }), existing);
+    // The commit removes the mark.
+    expect(update({ snapshotOf: v1.id })).not.toThrow();
+    expect(update({ creatingSinceMs: 5 })).toThrow(/^spec\.snapshotOf: cannot change/);
+    expect(update({ snapshotOf: v1.id, sizeBytes: 2 ** 31 })).toThrow(/^spec\.sizeBytes: a snapshot cannot be resized/);
+    expect(update({ creatingSinceMs: 9 }, v1)).toThrow(/^spec\.creatingSinceMs: is set only when/);
+  });
+
   it('refuses to mark deleting a vDisk a VM still uses (the sweep could not commit)', () => {
     const used = obj('vdisk', 'boot', { container: c1.id, sizeBytes: 2 ** 30 });
     const host = obj('host', 'h1', { node: n1.id, cpuCount: 2, memoryBytes: 2 ** 30 });

@@ -30,6 +30,8 @@ export interface BlockDevice {
    * every other connection (NBD_FLAG_CAN_MULTI_CONN): no per-connection cache.
    */
   readonly multiConn: boolean;
+  /** A read-only export (a snapshot): NBD_FLAG_READ_ONLY, and writes, trims and zeroings are refused EPERM. */
+  readonly readOnly?: boolean;
   /** The vDisk's 64-bit id, when the device is a vDisk: for the spans of its requests. */
   readonly vdisk?: bigint;
   /** Exactly `length` bytes. */

@@ -110,7 +110,8 @@ export class BusCatalog implements ExportCatalog {
       throw err;
     }
     assert(object.kind === 'vdisk', 'config answered a vdisk query with a vdisk');
-    if (object.spec.deletingSinceMs !== undefined) return undefined;
+    // Being deleted, or a snapshot or clone still being made: not an export (yet).
+    if (object.spec.deletingSinceMs !== undefined || object.spec.creatingSinceMs !== undefined) return undefined;
     const stillValid = await this.guard?.admit(object, parsed.claim);
     // This node volunteers to take the vDisk over when its owner fails (and claims it if nobody owns it).
     await this.settings.bus.request(subjects.io(this.settings.node, DirectorOp.attach), { vdisk: object.id }, ioAttachReply, {
@@ -118,7 +119,9 @@ export class BusCatalog implements ExportCatalog {
       retry: true,
       attemptTimeoutMs: this.settings.attemptTimeoutMs,
     });
-    return new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings, stillValid);
+    const device = new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings, stillValid);
+    device.readOnly = object.spec.snapshotOf !== undefined;
+    return device;
   }
 }
 
@@ -134,6 +137,9 @@ export class BusDevice implements BlockDevice {
     /** Checked before every attempt of every piece: the connection may still be served (the power-on lease). */
     private readonly stillValid?: StillValid,
   ) {}
+
+  /** A snapshot: exported read-only (see BlockDevice). */
+  readOnly = false;
 
   hold(): () => void {
     return this.settings.attachments?.add(this.vdisk) ?? (() => undefined);

@@ -207,6 +207,15 @@ describe('request rules', () => {
     expect(transmissionFlags(true)).toBe(0b1_0110_1101);
   });
 
+  test('a read-only export (a snapshot): READ_ONLY advertised; writes, trims and zeroings EPERM (payload still read), reads and flushes run', () => {
+    expect(transmissionFlags(false, true)).toBe(0b0_0110_1111);
+    expect(decideRequest(req(1, 0, 8), size, true)).toMatchObject({ action: 'refuse', errno: NbdErrno.EPERM, payloadBytes: 8 });
+    expect(decideRequest(req(4, 0, 4096), size, true)).toMatchObject({ action: 'refuse', errno: NbdErrno.EPERM });
+    expect(decideRequest(req(6, 0, 4096), size, true)).toMatchObject({ action: 'refuse', errno: NbdErrno.EPERM });
+    expect(decideRequest(req(0, 0, 4096), size, true)).toMatchObject({ action: 'execute', op: 'read' });
+    expect(decideRequest(req(3, 0, 0), size, true)).toMatchObject({ action: 'execute', op: 'flush' });
+  });
+
   test('backend errors map to NBD errnos, never to success', () => {
     expect(errnoFor(new StrataError(ErrorCode.INVALID, 'x'))).toBe(NbdErrno.EINVAL);
     expect(errnoFor(new StrataError(ErrorCode.NO_SPACE, 'x'))).toBe(NbdErrno.ENOSPC);

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { ActorDefinition } from '@strata/actor';
 import { openBucket, WatchCache } from '@strata/kv';
-import { DirectorOp, IoOp, buckets, ioAttachRequest, cfgEntry, ioSchemas, keys, subjects, vdiskOwnership, objectName } from '@strata/proto';
+import { DirectorOp, IoOp, buckets, ioAttachRequest, vdcSnapshotRequest, cfgEntry, ioSchemas, keys, subjects, vdiskOwnership, objectName } from '@strata/proto';
 import { Director } from './director';
 
 export const directorSettings = z
@@ -32,6 +32,7 @@ export function ioDirectorActor(s: DirectorSettings): ActorDefinition {
       const services = await Promise.all([
         ...Object.values(IoOp).map((op) => bus.serve(subjects.io(s.node, op), ioSchemas[op].request, (req, ctx) => director.handle(op, req, ctx), { maxInFlight: s.requestsInFlightMax })),
         bus.serve(subjects.io(s.node, DirectorOp.attach), ioAttachRequest, (req) => director.attach(req.vdisk), { maxInFlight: s.requestsInFlightMax }),
+        bus.serve(subjects.io(s.node, DirectorOp.snapshot), vdcSnapshotRequest, (req, ctx) => director.snapshot(req, ctx), { maxInFlight: s.requestsInFlightMax }),
       ]);
       return async () => {
         await Promise.all(services.map((svc) => svc.stop()));

@@ -24,6 +24,9 @@ import {
   keys,
   subjects,
   vdcRelinquishReply,
+  vdcSnapshotReply,
+  type VdcSnapshotReply,
+  type VdcSnapshotRequest,
   type CfgEntry,
   type IoAttachReply,
   type IoOp,
@@ -72,9 +75,19 @@ export class Director {
     return { owner, epoch, volunteers };
   }
 
+  /**
+   * A snapshot of the vDisk (`strata vdisk snapshot`): sent to its owner's controller,
+   * which takes the cut (a vDisk nobody owns yet is claimed first, as by its first I/O).
+   */
+  async snapshot(req: VdcSnapshotRequest, ctx: RequestContext): Promise<VdcSnapshotReply> {
+    this.vdiskConfig(req.vdisk);
+    const owner = await this.ownerOf(req.vdisk);
+    return this.deps.bus.request(subjects.controller(owner, VdcOp.snapshot), req, vdcSnapshotReply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
+  }
+
   /** The record of a vDisk this node claims because nobody owned it: epoch 1, this node its first volunteer. */
   private claimRecord(): VdiskOwnership {
-    return { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0 };
+    return { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0, generation: 0 };
   }
 
   private vdiskConfig(vdiskId: bigint): Extract<CfgEntry, { kind: 'vdisk' }> {
@@ -83,6 +96,8 @@ export class Director {
     // A vDisk being deleted (strata vdisk rm) is neither attached nor served: the
     // sweep is freeing its space, and a claim or a write now would bring it back.
     if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
+    // A snapshot or clone whose rows are still being copied (the tentative half).
+    if (cfg.spec.creatingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being created`);
     return cfg;
   }
 

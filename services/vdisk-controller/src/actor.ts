@@ -30,6 +30,7 @@ import {
   subjects,
   vdcOpenRequest,
   vdcRelinquishRequest,
+  vdcSnapshotRequest,
   vdiskOwnership,
 } from '@strata/proto';
 import { Controller } from './controller';
@@ -129,9 +130,9 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         bus.serve(
           subjects.controller(s.node, IoOp.zero),
           ioZeroRequest,
-          async (req) => {
+          async (req, ctx) => {
             controller.noteClass(req.vdisk, req.priority);
-            await controller.serve(req.vdisk, (v) => v.zero(req.offset, req.length));
+            await controller.serve(req.vdisk, (v) => v.zero(req.offset, req.length, performance.now() + ctx.remainingMs()));
             return {};
           },
           opts,
@@ -148,6 +149,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         ),
         bus.serve(subjects.controller(s.node, VdcOp.open), vdcOpenRequest, (req) => controller.takeOver(req.vdisk, req.epoch), opts),
         bus.serve(subjects.controller(s.node, VdcOp.relinquish), vdcRelinquishRequest, (req) => controller.relinquish(req.vdisk, req.to), opts),
+        bus.serve(subjects.controller(s.node, VdcOp.snapshot), vdcSnapshotRequest, (req, ctx) => controller.snapshot(req.vdisk, req.snapshot, performance.now() + ctx.remainingMs()), opts),
       ]);
       return async () => {
         await Promise.all(services.map((svc) => svc.stop()));

@@ -35,7 +35,7 @@ import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
 import { SpaceGuard } from './space-guard';
-import { Vdisk, type DrainFailure, type FaultStep, type VdiskSettings } from './vdisk';
+import { Vdisk, type DrainFailure, type FaultStep, type SnapshotResult, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
@@ -315,6 +315,8 @@ export class Controller {
     const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
     if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
     if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
+    // Its rows are still being copied: served only once the snapshot or clone is committed.
+    if (cfg.spec.creatingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being created`);
     const container = await this.deps.config.get({ kind: 'container', id: cfg.spec.container });
     if (container.kind !== 'container') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${container.kind} for container ${cfg.spec.container}`);
 
@@ -351,6 +353,7 @@ export class Controller {
       health: this.deps.health,
       vdisk: vdiskId,
       epoch: () => ref.served!.ownership.epoch,
+      generation: () => ref.served?.vdisk.generation ?? ownership.value.generation,
       createEgroup: (firstExtentBytes) => this.createEgroup(ref.served!, firstExtentBytes),
       egroupSizeBytes: settings.egroupSizeBytes,
       writeBytesMax: settings.drainWriteBytesMax,
@@ -359,13 +362,26 @@ export class Controller {
       pauseAfterWriteMs: (workMs) => this.pacer.pauseAfterMs(vdiskId, workMs),
     });
     const vdisk = new Vdisk(
-      { id: vdiskId, sizeBytes: cfg.spec.sizeBytes, blockSizeBytes: cfg.spec.blockSizeBytes },
+      {
+        id: vdiskId,
+        sizeBytes: cfg.spec.sizeBytes,
+        blockSizeBytes: cfg.spec.blockSizeBytes,
+        readOnly: cfg.spec.snapshotOf !== undefined,
+        generation: ownership.value.generation,
+      },
       appender,
       space,
       {
         getRow: (row) => this.deps.md.get('vdisk', keys.vdiskRow(vdiskId, row)),
         putRow: (row, value, revision) => this.deps.md.put('vdisk', keys.vdiskRow(vdiskId, row), value, revision, { fence }),
         recordDrained: (seq) => this.recordDrained(ref.served!, seq),
+        recordGeneration: (generation) => this.recordGeneration(ref.served!, generation),
+        // Fenced by the source's epoch: a deposed owner copies nothing (its cut would not be the new owner's).
+        putSnapshotRow: async (snapshot, row, value) => {
+          const key = keys.vdiskRow(snapshot, row);
+          const current = await this.deps.md.get('vdisk', key);
+          await this.deps.md.put('vdisk', key, value, current?.revision ?? 0, { fence });
+        },
         purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
         hold: this.faultHold(vdiskId),
@@ -495,7 +511,15 @@ export class Controller {
       throw new StrataError(ErrorCode.NO_SPACE, placement.why);
     }
     const id = await this.deps.ids.allocate();
-    const entry: EgroupEntry = { vdisk: served.vdisk.shape.id, replicas: placement.replicas.map((d) => ({ disk: d.id, node: d.node })), version: 0, sizeBytes: 0, extents: [] };
+    const generation = served.vdisk.generation;
+    const entry: EgroupEntry = {
+      vdisk: served.vdisk.shape.id,
+      replicas: placement.replicas.map((d) => ({ disk: d.id, node: d.node })),
+      version: 0,
+      sizeBytes: 0,
+      ...(generation > 0 ? { gen: generation } : {}),
+      extents: [],
+    };
     const revision = await this.deps.md.put('egroup', keys.egroup(id), entry, 0, { fence: { vdisk: served.vdisk.shape.id, epoch: served.ownership.epoch } });
     return { id, entry, revision };
   }
@@ -526,13 +550,42 @@ export class Controller {
   }
 
   private async recordDrained(served: Served, seq: number): Promise<void> {
+    await this.updateOwnRecord(served, `drained ${seq}`, (current) => ({ ...current, drained: Math.max(current.drained, seq) }));
+  }
+
+  /** A snapshot's generation bump, recorded where the next owner reads it when it opens the vDisk. */
+  private async recordGeneration(served: Served, generation: number): Promise<void> {
+    await this.updateOwnRecord(served, `generation ${generation}`, (current) => ({ ...current, generation: Math.max(current.generation, generation) }));
+  }
+
+  /** Rewrites this owner's ownership record by compare-and-set: FENCED when it names another owner or epoch. */
+  private async updateOwnRecord(served: Served, what: string, change: (current: VdiskOwnership) => VdiskOwnership): Promise<void> {
     const key = keys.vdiskOwnership(served.vdisk.shape.id);
     const current = await this.deps.own.get(key);
     if (current === null || current.value.owner !== this.deps.settings.node || current.value.epoch !== served.ownership.epoch) {
-      throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording drained ${seq}`);
+      throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording ${what}`);
     }
-    const next: VdiskOwnership = { ...current.value, drained: Math.max(current.value.drained, seq) };
-    served.ownership.revision = await this.deps.own.update(key, next, current.revision);
+    served.ownership.revision = await this.deps.own.update(key, change(current.value), current.revision);
+  }
+
+  /**
+   * A snapshot of a served vDisk into `snapshotId`, a tentative snapshot object the
+   * CLI created (snapshotOf names the vDisk, creatingSinceMs is set, same size): see
+   * Vdisk.snapshot. Anything else is INVALID and changes nothing.
+   */
+  async snapshot(vdiskId: bigint, snapshotId: bigint, deadline: number): Promise<SnapshotResult> {
+    const snap = await this.deps.config.get({ kind: 'vdisk', id: snapshotId });
+    if (snap.kind !== 'vdisk' || snap.spec.snapshotOf !== vdiskId || snap.spec.creatingSinceMs === undefined) {
+      throw new StrataError(ErrorCode.INVALID, `vdisk ${snapshotId} is not a snapshot of vdisk ${vdiskId} being created`);
+    }
+    const result = await this.serve(vdiskId, async (vdisk) => {
+      if (snap.spec.sizeBytes !== vdisk.shape.sizeBytes || snap.spec.blockSizeBytes !== vdisk.shape.blockSizeBytes) {
+        throw new StrataError(ErrorCode.INVALID, `snapshot ${snap.name} has another size or block size than vdisk ${vdiskId}`);
+      }
+      return vdisk.snapshot(snapshotId, deadline);
+    });
+    this.deps.log.info({ vdisk: String(vdiskId), snapshot: String(snapshotId), ...result }, 'snapshot cut');
+    return result;
   }
 
   private async purgeBelow(subject: string, seq: number, lastSeq: number): Promise<void> {

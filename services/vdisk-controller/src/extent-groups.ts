@@ -60,8 +60,12 @@ export interface ExtentSpace {
   write(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): Promise<void>;
   /** `length` bytes at `offset` within the extent at `location`, from one replica. */
   read(location: BlockLocation, offset: number, length: number): Promise<Uint8Array>;
-  /** Whether drain may write to `egroup` now: every replica is on a healthy node. */
+  /** Whether drain may write to `egroup` now: it is this vDisk's, and every replica is on a healthy node. */
   writable(egroup: bigint): Promise<boolean>;
+  /** Whether `egroup` is this vDisk's to write (a clone reads its source's extent groups, never writes them). */
+  owns(egroup: bigint): Promise<boolean>;
+  /** A snapshot's cut: no new extent is allocated in the extent groups open now (they stay readable and writable in place). */
+  seal(): void;
 }
 
 export interface ExtentGroupsDeps {
@@ -75,6 +79,8 @@ export interface ExtentGroupsDeps {
   vdisk: bigint;
   /** The ownership epoch every write carries (fencing at the extent stores and the metadata shards). */
   epoch: () => number;
+  /** The vDisk's generation (snapshot.ts): an extent group created at an older one is never opened for allocation. */
+  generation?: () => number;
   /** A new, empty extent group placed on RF disks, recorded in the map; returns its id, entry and revision. */
   createEgroup: (firstExtentBytes: number) => Promise<{ id: bigint; entry: EgroupEntry; revision: number }>;
   egroupSizeBytes: number;
@@ -189,8 +195,18 @@ export class ExtentGroups implements ExtentSpace {
     assert(created.entry.vdisk === this.deps.vdisk, 'a new extent group belongs to its vDisk');
     const state = newState(created.entry, created.revision);
     this.states.set(created.id, state);
-    this.open.set(lane, created.id);
+    // Created before a snapshot sealed the open extent groups (a direct-write lane's
+    // creation still running during the cut): never opened, so it stays sealed.
+    if ((created.entry.gen ?? 0) >= (this.deps.generation?.() ?? 0)) this.open.set(lane, created.id);
     return { egroup: created.id, state };
+  }
+
+  seal(): void {
+    this.open.clear();
+  }
+
+  async owns(egroup: bigint): Promise<boolean> {
+    return (await this.state(egroup)).entry.vdisk === this.deps.vdisk;
   }
 
   /**
@@ -257,6 +273,7 @@ export class ExtentGroups implements ExtentSpace {
       const pauseMs = this.deps.pauseAfterWriteMs?.(performance.now() - startedMs) ?? 0;
       if (pauseMs > 0) await setTimeout(pauseMs);
     }
+    assert(state.entry.vdisk === this.deps.vdisk, `egroup ${egroup} belongs to vdisk ${state.entry.vdisk}: only its writer records its extents`);
     // The version every replica reached (direct writes since the last update included).
     const version = Math.max(state.entry.version, state.reached);
     const next = applyChanges(state.entry, this.deps.vdisk, changes, version, state.allocatedBytes);
@@ -284,6 +301,7 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   private async writeChunkNow(egroup: bigint, state: EgroupState, pieces: EgPiece[], timeoutMs: number): Promise<void> {
+    assert(state.entry.vdisk === this.deps.vdisk, `egroup ${egroup} belongs to vdisk ${state.entry.vdisk}: only its writer writes it`);
     if (this.damaged.has(egroup)) throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has a damaged replica; its blocks move to another extent group`);
     const unusable = state.entry.replicas.filter((r) => !this.deps.health.usable(r.node));
     if (unusable.length > 0) {
@@ -385,7 +403,7 @@ export class ExtentGroups implements ExtentSpace {
    */
   private async refreshReplicas(egroup: bigint, state: EgroupState): Promise<EgroupEntry['replicas'] | undefined> {
     const got = await this.deps.md.get('egroup', keys.egroup(egroup));
-    if (got === null || got.value.vdisk !== this.deps.vdisk) return undefined;
+    if (got === null || got.value.vdisk !== state.entry.vdisk) return undefined;
     const same = got.value.replicas.length === state.entry.replicas.length && got.value.replicas.every((r, i) => r.disk === state.entry.replicas[i]!.disk);
     if (same) return undefined;
     this.deps.log.info({ egroup: String(egroup), was: state.entry.replicas.map((r) => r.node), now: got.value.replicas.map((r) => r.node) }, 'the extent group has new replicas (re-replicated): reading those');
@@ -430,7 +448,7 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   private replicasUsable(state: EgroupState, egroup: bigint): boolean {
-    return !this.damaged.has(egroup) && state.entry.replicas.every((r) => this.deps.health.usable(r.node));
+    return state.entry.vdisk === this.deps.vdisk && !this.damaged.has(egroup) && state.entry.replicas.every((r) => this.deps.health.usable(r.node));
   }
 
   /**
@@ -451,7 +469,8 @@ export class ExtentGroups implements ExtentSpace {
   private async load(egroup: bigint): Promise<EgroupState> {
     const got = await this.deps.md.get('egroup', keys.egroup(egroup));
     if (got === null) throw new StrataError(ErrorCode.NOT_FOUND, `egroup ${egroup} has no metadata`);
-    if (got.value.vdisk !== this.deps.vdisk) throw new StrataError(ErrorCode.CONFLICT, `egroup ${egroup} belongs to vdisk ${got.value.vdisk}, not ${this.deps.vdisk}`);
+    // Another vDisk's extent group (a clone's blocks shared with its snapshot) is
+    // loaded for reads only: owns() and writable() say no, and a write asserts.
     const state = newState(got.value, got.revision);
     this.states.set(egroup, state);
     return state;

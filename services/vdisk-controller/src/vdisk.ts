@@ -22,6 +22,7 @@ import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-ind
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from './oplog';
 import { StagingExtents, type Staged } from './staging';
+import { isShared, planRowCopy, rowCount, stamped } from './snapshot';
 
 /** What a vDisk needs from the world besides its extent groups: the vDisk map, the ownership record, the oplog. */
 export interface VdiskPorts {
@@ -42,6 +43,19 @@ export interface VdiskPorts {
    * the write with when it cannot, undefined when it can. Absent: always room.
    */
   roomFor?(bytes: number, backlogBytes: number): StrataError | undefined;
+  /** Records the vDisk's generation in the ownership record (a snapshot's bump), fenced like recordDrained. */
+  recordGeneration?(generation: number): Promise<void>;
+  /** Writes a row of the snapshot `snapshot` (whatever was there: a retry's partial copy is overwritten). */
+  putSnapshotRow?(snapshot: bigint, row: number, value: VdiskRow): Promise<void>;
+}
+
+/** What a snapshot did: the cut (the last oplog sequence it holds), what it copied, and how long writes waited. */
+export interface SnapshotResult {
+  generation: number;
+  cutSeq: number;
+  rows: number;
+  blocks: number;
+  pauseMs: number;
 }
 
 /** How a drain failure relates to the ones before it, so the controller logs a change of state, not every retry. */
@@ -103,6 +117,9 @@ export interface VdiskSettings {
 
 const DRAIN_RETRY_MAX_MS_DEFAULT = 5_000;
 
+/** How long a zeroing without a deadline of its own waits for a snapshot's hold. */
+const ZERO_HOLD_MS_DEFAULT = 10_000;
+
 /**
  * What a byte a reference covers weighs against the oplog's limits, as a share of a
  * byte held in the index: its data is in the extent groups already, but drain must
@@ -128,6 +145,10 @@ export interface VdiskShape {
   id: bigint;
   sizeBytes: number;
   blockSizeBytes: number;
+  /** A snapshot: writes and zeroing are refused INVALID. */
+  readOnly?: boolean;
+  /** The generation recorded in its ownership record when it was opened (absent: 0); see snapshot.ts. */
+  generation?: number;
 }
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
@@ -164,7 +185,14 @@ export class Vdisk {
    * until `untilMs` passes with no new NO_SPACE, when a write may try again.
    */
   private noSpace: { err: StrataError; untilMs: number } | undefined;
-  private readonly staging: StagingExtents;
+  private staging: StagingExtents;
+  /** The vDisk's generation: blocks whose locations are older are shared with a snapshot (snapshot.ts). */
+  private generationNow: number;
+  /** Set while a snapshot holds new writes: they wait for it (bounded by their deadline). */
+  private hold: Promise<void> | undefined;
+  /** Writes and zeroings past the hold and not yet stored or failed: a snapshot waits for them. */
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(
     readonly shape: VdiskShape,
@@ -178,7 +206,16 @@ export class Vdisk {
   ) {
     this.index = new BlockIndex(shape.blockSizeBytes);
     this.drainedSeq = drainedSeq;
-    this.staging = new StagingExtents((block, length) => space.allocate(block, length, block % settings.directLanes));
+    this.generationNow = shape.generation ?? 0;
+    this.staging = this.newStaging();
+  }
+
+  private newStaging(): StagingExtents {
+    return new StagingExtents((block, length) => this.space.allocate(block, length, block % this.settings.directLanes));
+  }
+
+  get generation(): number {
+    return this.generationNow;
   }
 
   /**
@@ -305,17 +342,45 @@ export class Vdisk {
 
   async write(offset: number, data: Uint8Array, deadline: number): Promise<void> {
     this.describe('write', offset, data.length);
+    this.checkWritable();
     this.checkRange(offset, data.length);
-    this.checkRoom(data.length);
-    if (data.length >= this.settings.directWriteBytesMin && (await this.writeDirect(offset, data, deadline))) return;
-    await this.reserve(data.length, deadline);
+    // No await unless held: a write reaches its oplog append (or staging) in the same
+    // turn as before snapshots existed, which the order of concurrent writes relies on.
+    if (this.hold !== undefined) await this.passHold(deadline);
+    this.inFlight++;
     try {
-      // The request's bytes are a view into its message buffer: keep a copy.
-      await this.appender.append({ op: 'write', offset, data: Uint8Array.prototype.slice.call(data) });
+      this.checkRoom(data.length);
+      if (data.length >= this.settings.directWriteBytesMin && (await this.writeDirect(offset, data, deadline))) return;
+      await this.reserve(data.length, deadline);
+      try {
+        // The request's bytes are a view into its message buffer: keep a copy.
+        await this.appender.append({ op: 'write', offset, data: Uint8Array.prototype.slice.call(data) });
+      } finally {
+        this.released(data.length);
+      }
+      this.afterWrite();
     } finally {
-      this.released(data.length);
+      this.doneWriting();
     }
-    this.afterWrite();
+  }
+
+  private checkWritable(): void {
+    if (this.shape.readOnly === true) throw new StrataError(ErrorCode.INVALID, `vdisk ${this.shape.id} is a snapshot: it is read-only`);
+  }
+
+  /** Waits while a snapshot holds new writes, at most until `deadline` (TIMEOUT: the client retries). */
+  private async passHold(deadline: number): Promise<void> {
+    while (this.hold !== undefined) {
+      const remainingMs = deadline - performance.now();
+      if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: held by a snapshot past the request's deadline`);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.hold, new Promise<void>((resolve) => (timer = setTimeout(resolve, remainingMs)))]);
+      clearTimeout(timer);
+    }
+  }
+
+  private doneWriting(): void {
+    if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   /**
@@ -406,11 +471,91 @@ export class Vdisk {
     );
   }
 
-  async zero(offset: number, length: number): Promise<void> {
+  async zero(offset: number, length: number, deadline = performance.now() + ZERO_HOLD_MS_DEFAULT): Promise<void> {
     this.describe('zero', offset, length);
+    this.checkWritable();
     this.checkRange(offset, length);
-    await this.appender.append({ op: 'zero', offset, length });
-    this.afterWrite();
+    if (this.hold !== undefined) await this.passHold(deadline);
+    this.inFlight++;
+    try {
+      await this.appender.append({ op: 'zero', offset, length });
+      this.afterWrite();
+    } finally {
+      this.doneWriting();
+    }
+  }
+
+  // ---- Snapshot ---------------------------------------------------------------------------
+
+  /**
+   * Cuts a snapshot into the rows of `snapshot`: holds new writes, waits for those in
+   * flight (so every write acknowledged before the hold is stored in the oplog),
+   * drains everything stored, seals what the source allocates in (its open extent
+   * groups and staging extents: no extent made before the cut is ever allocated
+   * again), bumps the generation (from now on every block drained before is shared),
+   * copies the rows, and lets writes go on. Bounded by `deadline`: past it, or on a
+   * failed drain, it fails and the writes go on (the generation may have been bumped:
+   * harmless, a later write of an old block only moves it).
+   */
+  async snapshot(snapshot: bigint, deadline: number): Promise<SnapshotResult> {
+    const { recordGeneration, putSnapshotRow } = this.ports;
+    if (recordGeneration === undefined || putSnapshotRow === undefined) throw new StrataError(ErrorCode.INVALID, `vdisk ${this.shape.id}: snapshots are not supported here`);
+    this.checkWritable();
+    if (this.hold !== undefined) throw new StrataError(ErrorCode.CONFLICT, `vdisk ${this.shape.id}: a snapshot is being taken already`);
+    const startedMs = performance.now();
+    let release!: () => void;
+    this.hold = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await this.waitIdle(deadline);
+      const cutSeq = this.appender.lastSequence;
+      await this.drainAll(deadline);
+      this.allocated.clear();
+      this.staging = this.newStaging();
+      this.space.seal();
+      // Bumped here before it is recorded: an extent group whose creation was under way
+      // during the cut carries the old generation, and is then never opened (see
+      // ExtentGroups.opened); the sweep treats only what is below the recorded one as sealed.
+      const generation = this.generationNow + 1;
+      this.generationNow = generation;
+      await recordGeneration(generation);
+      const rows: Array<{ row: number; value: VdiskRow }> = [];
+      for (let row = 0; row < rowCount(this.shape.sizeBytes, this.shape.blockSizeBytes, this.settings.rowBlocks); row++) {
+        rows.push({ row, value: (await this.row(row)).value });
+      }
+      const plan = planRowCopy(rows);
+      await settleAll(plan.rows.map((r) => putSnapshotRow(snapshot, r.row, r.value)));
+      return { generation, cutSeq, rows: plan.rows.length, blocks: plan.blocks, pauseMs: Math.round(performance.now() - startedMs) };
+    } finally {
+      this.hold = undefined;
+      release();
+    }
+  }
+
+  /** Waits until no write is in flight, within `deadline`. */
+  private async waitIdle(deadline: number): Promise<void> {
+    while (this.inFlight > 0) {
+      const remainingMs = deadline - performance.now();
+      if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: writes in flight did not finish before the snapshot's deadline`);
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, remainingMs);
+        this.idleWaiters.push(resolve);
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Drains until the index is empty (everything stored is in the extent groups and rows), within `deadline`. */
+  private async drainAll(deadline: number): Promise<void> {
+    while (this.index.blockCount > 0) {
+      if (this.fencedBy !== undefined) throw this.fencedBy;
+      if (performance.now() > deadline) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: drain did not finish before the snapshot's deadline`);
+      if (this.draining === undefined) this.kickDrain();
+      const running = this.draining;
+      if (running === undefined) throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${this.shape.id}: drain cannot run now`);
+      await running;
+      if (this.drainFailures > 0) throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${this.shape.id}: drain failed during the snapshot (${this.lastDrainErrorCode ?? 'error'}); try again`);
+    }
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -621,13 +766,16 @@ export class Vdisk {
       const row = this.rowOf(block);
       let changes = rowChanges.get(row);
       if (changes === undefined) rowChanges.set(row, (changes = new Map()));
-      changes.set(block, location);
+      // A new home carries the generation it is made at (snapshot.ts).
+      changes.set(block, location === undefined ? undefined : stamped(location, this.generationNow));
     };
 
     // Extents the vDisk map will no longer name, marked free in the extent-group map
     // only once the rows no longer point at them (step 3b).
     const freed = new Map<bigint, BlockLocation[]>();
-    const free = (location: BlockLocation): void => {
+    const free = async (location: BlockLocation): Promise<void> => {
+      // Another vDisk's extent group (a clone's shared block): its writer keeps its refs.
+      if (!(await this.space.owns(location.egroup))) return;
       const list = freed.get(location.egroup);
       if (list === undefined) freed.set(location.egroup, [location]);
       else list.push(location);
@@ -648,7 +796,7 @@ export class Vdisk {
         g.pieces.push(...adopted.pieces);
         setBlock(block, adopted.location);
         adoptions++;
-        if (location !== undefined) free(location);
+        if (location !== undefined) await free(location);
         this.allocated.delete(block);
         continue;
       }
@@ -661,20 +809,21 @@ export class Vdisk {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
         // some of that drain's bytes, which these zeros supersede.
-        if (location !== undefined) free(location);
+        if (location !== undefined) await free(location);
         if (mapped !== undefined) setBlock(block, undefined);
         this.allocated.delete(block);
         continue;
       }
-      if (location !== undefined && !(await this.space.writable(location.egroup))) {
-        // A replica of its extent group is on a hung or dead node: drain never waits
-        // on it. The block moves whole to a new extent on healthy nodes.
+      if (location !== undefined && ((mapped !== undefined && (await this.shared(mapped))) || !(await this.space.writable(location.egroup)))) {
+        // Shared with a snapshot (redirect-on-write), or a replica of its extent group
+        // is on a hung or dead node (drain never waits on it): the block moves whole
+        // to a new extent, and the old one is never written.
         const moved = await this.moveBlock(block, mapped, segments);
         const g = group(moved.location.egroup);
         g.changes.added.push({ block, location: moved.location });
         g.pieces.push({ offset: moved.location.offset, data: moved.image });
         setBlock(block, moved.location);
-        free(location);
+        await free(location);
         continue;
       }
       if (location === undefined) {
@@ -806,6 +955,11 @@ export class Vdisk {
     const location = await this.space.allocate(block, length);
     this.allocated.set(block, location);
     return { location, image };
+  }
+
+  /** Whether the block at `location` is shared (snapshot.ts): then drain never writes it in place. */
+  private async shared(location: BlockLocation): Promise<boolean> {
+    return isShared(location, this.generationNow, await this.space.owns(location.egroup));
   }
 
   private forgetEntriesUpTo(seq: number): void {

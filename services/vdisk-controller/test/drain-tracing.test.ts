@@ -36,6 +36,13 @@ class RecordingSpace implements ExtentSpace {
     this.next += length;
     return Promise.resolve(location);
   }
+
+  owns(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  seal(): void {}
+
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -189,6 +189,53 @@ describe('extent groups', () => {
     await groups.write(10n, [], { added: [], freed: [{ egroup: 10n, offset: 0, length: 16 }] });
   });
 
+  it("reads another vDisk's extent group (a clone's shared blocks) but never writes it: not owned, not writable, and a write is a broken invariant", async () => {
+    const md = new MemoryMd();
+    const replicas = new Map<string, FakeReplica>([['1', { version: 1, bytes: new Uint8Array(64).fill(4) }]]);
+    const entry: EgroupEntry = { vdisk: 99n, replicas: [{ disk: 1n, node: 'n1' }], version: 1, sizeBytes: 64, extents: [{ id: '99:0', offset: 0, length: 64, refs: 1 }] };
+    await md.put('egroup', keys.egroup(12n), entry, 0);
+    const sent: string[] = [];
+    const groups = testExtentGroups(fakeBus(replicas, sent), md);
+    expect(Array.from(await groups.read({ egroup: 12n, offset: 0, length: 64 }, 0, 3))).toEqual([4, 4, 4]);
+    expect(await groups.owns(12n)).toBe(false);
+    expect(await groups.writable(12n)).toBe(false);
+    await expect(groups.write(12n, [{ offset: 0, data: new Uint8Array([1]) }], { added: [], freed: [] })).rejects.toThrow(/belongs to vdisk 99/);
+    expect(sent).toEqual(['read disk 1']);
+    expect((await md.get('egroup', keys.egroup(12n)))!.value).toEqual(entry);
+  });
+
+  it('a snapshot seals the open extent groups: the next extent goes to a new one, and one created at an older generation is never opened', async () => {
+    const md = new MemoryMd();
+    let generation = 0;
+    let nextId = 20n;
+    const groups = testExtentGroups(fakeBus(new Map(), []), md, {
+      generation: () => generation,
+      createEgroup: async () => {
+        const id = nextId++;
+        const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 0, sizeBytes: 0, ...(generation > 0 ? { gen: generation } : {}), extents: [] };
+        return { id, entry, revision: await md.put('egroup', keys.egroup(id), entry, 0) };
+      },
+    });
+    expect((await groups.allocate(0, 16)).egroup).toBe(20n);
+    expect((await groups.allocate(1, 16)).egroup).toBe(20n);
+    groups.seal();
+    generation = 1;
+    expect((await groups.allocate(2, 16)).egroup).toBe(21n);
+    expect((await groups.allocate(3, 16)).egroup).toBe(21n);
+    // A creation that read generation 1 finishing after a bump to 2: used once, never opened.
+    const stale = testExtentGroups(fakeBus(new Map(), []), md, {
+      generation: () => 2,
+      createEgroup: async () => {
+        const id = nextId++;
+        const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 0, sizeBytes: 0, gen: 1, extents: [] };
+        return { id, entry, revision: await md.put('egroup', keys.egroup(id), entry, 0) };
+      },
+    });
+    const a = await stale.allocate(0, 16);
+    const b = await stale.allocate(1, 16);
+    expect(a.egroup).not.toBe(b.egroup);
+  });
+
   it('fences the extent-group map update with the writer’s epoch: refused once the vDisk has a newer one', async () => {
     const md = new MemoryMd();
     const replicas = new Map<string, FakeReplica>([['1', { version: 2, bytes: new Uint8Array(64) }]]);

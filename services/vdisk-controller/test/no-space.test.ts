@@ -20,6 +20,12 @@ class FullableSpace implements ExtentSpace {
   private readonly bytes = new Map<bigint, Uint8Array>();
   private next = 0;
 
+  owns(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  seal(): void {}
+
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

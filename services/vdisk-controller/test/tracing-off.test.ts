@@ -19,6 +19,13 @@ class NullSpace implements ExtentSpace {
     this.next += length;
     return Promise.resolve(location);
   }
+
+  owns(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  seal(): void {}
+
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -40,8 +40,22 @@ class FakeSpace implements ExtentSpace {
   readonly log: Array<{ egroup: bigint; pieceBytes: number; changes: ExtentChanges }> = [];
   readonly reads: Array<{ offset: number; length: number }> = [];
 
+  /** Extent groups another vDisk writes (a clone's blocks): readable, never written. */
+  readonly foreign = new Set<bigint>();
+  /** Times a snapshot sealed the open extent groups. */
+  seals = 0;
+
+  owns(egroup: bigint): Promise<boolean> {
+    return Promise.resolve(!this.foreign.has(egroup));
+  }
+
+  seal(): void {
+    this.seals++;
+    this.open.clear();
+  }
+
   writable(egroup: bigint): Promise<boolean> {
-    return Promise.resolve(!this.hung.has(egroup));
+    return Promise.resolve(!this.hung.has(egroup) && !this.foreign.has(egroup));
   }
 
   allocate(_block: number, length: number, lane = -1): Promise<BlockLocation> {
@@ -88,6 +102,7 @@ class FakeSpace implements ExtentSpace {
   }
 
   private writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): void {
+    if (this.foreign.has(egroup)) throw new Error(`drain wrote egroup ${egroup}, which another vDisk writes`);
     if (pieces.length > 0 && this.hung.has(egroup)) throw new Error(`drain wrote data to egroup ${egroup}, which has a hung replica`);
     const eg = this.egroups.get(egroup)!;
     const apply = (p: EgPiece): void => {
@@ -140,10 +155,21 @@ class FakeOplog implements Oplog {
 
 const open: Vdisk[] = [];
 
-function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30, drainRoundBytesPaced = 1 << 30, directWriteBytesMin = 1 << 30) {
+function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1 << 30, drainRoundBytesPaced = 1 << 30, directWriteBytesMin = 1 << 30, shape: { readOnly?: boolean } = {}) {
   const rows = new Map<number, { value: VdiskRow; revision: number }>();
   const drained: number[] = [];
+  /** What snapshots wrote: `<snapshot>.<row>` -> row; and every generation recorded. */
+  const snapshotRows = new Map<string, VdiskRow>();
+  const generations: number[] = [];
   const ports: VdiskPorts = {
+    recordGeneration: (generation) => {
+      generations.push(generation);
+      return Promise.resolve();
+    },
+    putSnapshotRow: (snapshot, row, value) => {
+      snapshotRows.set(`${snapshot}.${row}`, structuredClone(value));
+      return Promise.resolve();
+    },
     getRow: (row) => Promise.resolve(rows.get(row) ?? null),
     putRow: (row, value, revision) => {
       const current = rows.get(row)?.revision ?? 0;
@@ -163,7 +189,7 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
   /** A controller serving the vDisk from `drainedSeq`: it replays the oplog after it, as a restart does. */
   const serve = (drainedSeq: number): Vdisk => {
     const vdisk = new Vdisk(
-      { id: 7n, sizeBytes, blockSizeBytes: BLOCK },
+      { id: 7n, sizeBytes, blockSizeBytes: BLOCK, ...shape, generation: generations.at(-1) ?? 0 },
       oplog,
       space,
       ports,
@@ -177,7 +203,7 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
     open.push(vdisk);
     return vdisk;
   };
-  return { vdisk: serve(0), serve, space, rows, drained, errors, ports, oplog };
+  return { vdisk: serve(0), serve, space, rows, drained, errors, ports, oplog, snapshotRows, generations };
 }
 
 const far = () => Number.MAX_SAFE_INTEGER;
@@ -507,5 +533,155 @@ describe('vdisk drain and read path', () => {
     await vdisk.drain();
     const bytes = await vdisk.read(0, BLOCK);
     expect([bytes[0], bytes[BLOCK / 2 - 1], bytes[BLOCK / 2], bytes[BLOCK - 1]]).toEqual([8, 8, 9, 9]);
+  });
+});
+
+describe('snapshots: redirect-on-write and the cut', () => {
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((v) => v.close()));
+  });
+
+  /** The bytes a snapshot's row names for `block`, read from the fake extent groups. */
+  const snapshotBytes = async (t: ReturnType<typeof setup>, block: number): Promise<number[]> => {
+    const location = t.snapshotRows.get(`99.${Math.floor(block / 4)}`)!.blocks[String(block)]!;
+    return Array.from(await t.space.read(location, 0, BLOCK));
+  };
+
+  it("after a snapshot, a write to a shared block goes to a new extent (read-merge-write), never into the snapshot's", async () => {
+    const t = setup(8 * BLOCK);
+    const { vdisk, space, rows } = t;
+    await vdisk.write(0, new Uint8Array(4 * BLOCK).fill(0xa), far());
+    const cut = await vdisk.snapshot(99n, far());
+    expect(cut).toMatchObject({ generation: 1, cutSeq: 1, rows: 1, blocks: 4 });
+    expect(t.generations).toEqual([1]);
+    expect(space.seals).toBe(1);
+    const before = structuredClone(rows.get(0)!.value.blocks);
+    expect(t.snapshotRows.get('99.0')!.blocks).toEqual(before);
+    // Pattern B: the second half of block 1 and all of block 2.
+    await vdisk.write(BLOCK + BLOCK / 2, new Uint8Array(BLOCK / 2 + BLOCK).fill(0xb), far());
+    space.log.length = 0;
+    await vdisk.drain();
+    const after = rows.get(0)!.value.blocks;
+    // Blocks 0 and 3 are untouched and still shared; 1 and 2 have new homes at generation 1.
+    expect([after['0'], after['3']]).toEqual([before['0'], before['3']]);
+    for (const b of ['1', '2']) {
+      expect(after[b]!.gen).toBe(1);
+      expect(after[b]!.egroup === before[b]!.egroup && after[b]!.offset === before[b]!.offset).toBe(false);
+    }
+    expect(space.log.flatMap((l) => l.changes.added.map((a) => a.block)).sort()).toEqual([1, 2]);
+    // The snapshot still reads A everywhere; the vDisk reads B where it was written, A around it.
+    for (let b = 0; b < 4; b++) expect(new Set(await snapshotBytes(t, b))).toEqual(new Set([0xa]));
+    const now = Array.from(await vdisk.read(0, 4 * BLOCK));
+    expect([now[0], now[BLOCK + BLOCK / 2 - 1], now[BLOCK + BLOCK / 2], now[3 * BLOCK - 1], now[3 * BLOCK]]).toEqual([0xa, 0xa, 0xb, 0xb, 0xa]);
+    // A second write to block 1 is at the current generation: in place now.
+    await vdisk.write(BLOCK, new Uint8Array(4).fill(0xc), far());
+    await vdisk.drain();
+    expect(rows.get(0)!.value.blocks['1']).toEqual(after['1']);
+  });
+
+  it('moves a block zeroed in part, and gives up a block zeroed whole, without writing the shared extent', async () => {
+    const t = setup(8 * BLOCK);
+    await t.vdisk.write(0, new Uint8Array(2 * BLOCK).fill(0xa), far());
+    await t.vdisk.snapshot(99n, far());
+    await t.vdisk.zero(4, 4);
+    await t.vdisk.zero(BLOCK, BLOCK);
+    await t.vdisk.drain();
+    expect(t.rows.get(0)!.value.blocks['1']).toBeUndefined();
+    expect(t.rows.get(0)!.value.blocks['0']!.gen).toBe(1);
+    expect(new Set(await snapshotBytes(t, 0))).toEqual(new Set([0xa]));
+    expect(new Set(await snapshotBytes(t, 1))).toEqual(new Set([0xa]));
+    expect(Array.from(await t.vdisk.read(0, 12))).toEqual([0xa, 0xa, 0xa, 0xa, 0, 0, 0, 0, 0xa, 0xa, 0xa, 0xa]);
+  });
+
+  it('holds writes that arrive during the cut until the rows are copied: the snapshot has every earlier write and none of them', async () => {
+    const t = setup(8 * BLOCK);
+    await t.vdisk.write(0, new Uint8Array(BLOCK).fill(1), far());
+    // The cut's drain waits on the gate; meanwhile a write arrives.
+    let release!: () => void;
+    t.space.gate = new Promise((resolve) => (release = resolve));
+    const cut = t.vdisk.snapshot(99n, far());
+    let stored = false;
+    const late = t.vdisk.write(BLOCK, new Uint8Array(BLOCK).fill(2), far()).then(() => (stored = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(stored).toBe(false);
+    expect(t.oplog.lastSequence).toBe(1);
+    release();
+    t.space.gate = undefined;
+    const result = await cut;
+    await late;
+    expect(result.cutSeq).toBe(1);
+    expect(result.pauseMs).toBeGreaterThanOrEqual(15);
+    expect(Object.keys(t.snapshotRows.get('99.0')!.blocks)).toEqual(['0']);
+    await t.vdisk.drain();
+    expect(Array.from(await t.vdisk.read(BLOCK, 2))).toEqual([2, 2]);
+  });
+
+  it('waits for a write already past the hold: it is stored before the cut, and in the snapshot', async () => {
+    const t = setup(8 * BLOCK, 3_600_000, 1 << 30, 1 << 30, BLOCK / 4);
+    // A direct write held at its replica write: in flight when the snapshot starts.
+    let release!: () => void;
+    t.space.putGate = new Promise((resolve) => (release = resolve));
+    const early = t.vdisk.write(0, new Uint8Array(BLOCK).fill(3), far());
+    const cut = t.vdisk.snapshot(99n, far());
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    release();
+    t.space.putGate = undefined;
+    await early;
+    const result = await cut;
+    expect(result.cutSeq).toBe(1);
+    expect(new Set(await snapshotBytes(t, 0))).toEqual(new Set([3]));
+  });
+
+  it('fails within its deadline while writes in flight do not finish, records nothing, and lets writes go on', async () => {
+    const t = setup(8 * BLOCK, 3_600_000, 1 << 30, 1 << 30, BLOCK / 4);
+    let release!: () => void;
+    t.space.putGate = new Promise((resolve) => (release = resolve));
+    const stuck = t.vdisk.write(0, new Uint8Array(BLOCK).fill(3), far());
+    await expect(t.vdisk.snapshot(99n, performance.now() + 30)).rejects.toMatchObject({ code: 'TIMEOUT' });
+    expect(t.generations).toEqual([]);
+    release();
+    t.space.putGate = undefined;
+    await stuck;
+    await t.vdisk.write(BLOCK, new Uint8Array(4).fill(4), far());
+  });
+
+  it('a clone never writes the extent groups it shares with its snapshot: its first write to a block moves it', async () => {
+    const t = setup(8 * BLOCK);
+    // The clone's rows as copied from a snapshot: block 0 in extent group 50, written by another vDisk.
+    t.space.egroups.set(50n, { bytes: new Uint8Array(4 * BLOCK).fill(0xa), size: 4 * BLOCK, extents: new Map() });
+    t.space.foreign.add(50n);
+    t.rows.set(0, { value: { blocks: { '0': { egroup: 50n, offset: 0, length: BLOCK } } }, revision: 1 });
+    await t.vdisk.write(8, new Uint8Array(8).fill(0xc), far());
+    await t.vdisk.drain();
+    const home = t.rows.get(0)!.value.blocks['0']!;
+    expect(home.egroup).not.toBe(50n);
+    // The source's bytes are what they were; the clone reads its write over them.
+    expect(new Set(t.space.egroups.get(50n)!.bytes)).toEqual(new Set([0xa]));
+    expect(Array.from(await t.vdisk.read(4, 8))).toEqual([0xa, 0xa, 0xa, 0xa, 0xc, 0xc, 0xc, 0xc]);
+    // No freed extent was recorded in the other vDisk's extent group.
+    expect(t.space.log.some((l) => l.egroup === 50n)).toBe(false);
+  });
+
+  it('a snapshot is read-only: writes and zeroing are refused INVALID, and it cannot be snapshotted', async () => {
+    const t = setup(8 * BLOCK, 3_600_000, 1 << 30, 1 << 30, 1 << 30, { readOnly: true });
+    await expect(t.vdisk.write(0, new Uint8Array(4), far())).rejects.toMatchObject({ code: 'INVALID', message: expect.stringMatching(/read-only/) });
+    await expect(t.vdisk.zero(0, 4)).rejects.toMatchObject({ code: 'INVALID' });
+    await expect(t.vdisk.snapshot(99n, far())).rejects.toMatchObject({ code: 'INVALID' });
+    expect(t.oplog.appended).toEqual([]);
+  });
+
+  it('a restart serves the vDisk at the recorded generation: blocks drained before the snapshot stay shared', async () => {
+    const t = setup(8 * BLOCK);
+    await t.vdisk.write(0, new Uint8Array(BLOCK).fill(1), far());
+    await t.vdisk.snapshot(99n, far());
+    const old = t.rows.get(0)!.value.blocks['0']!;
+    await t.vdisk.close();
+    const again = t.serve(t.drained.at(-1) ?? 0);
+    expect(again.generation).toBe(1);
+    await again.write(0, new Uint8Array(2).fill(2), far());
+    await again.drain();
+    const now = t.rows.get(0)!.value.blocks['0']!;
+    expect(now.egroup === old.egroup && now.offset === old.offset).toBe(false);
+    expect(new Set(await snapshotBytes(t, 0))).toEqual(new Set([1]));
   });
 });

@@ -270,7 +270,7 @@ export class NbdConnection {
           throw new ConnectionRefused(`export ${JSON.stringify(name.value)} is not available: ${describe(err)}`);
         });
         if (device === undefined) throw new ConnectionRefused(`no export named ${JSON.stringify(name.value)}`);
-        this.send(encodeExportNameReply(device.sizeBytes, transmissionFlags(device.multiConn), flags.noZeroes));
+        this.send(encodeExportNameReply(device.sizeBytes, transmissionFlags(device.multiConn, device.readOnly === true), flags.noZeroes));
         return device;
       }
       case NbdOpt.ABORT:
@@ -303,7 +303,7 @@ export class NbdConnection {
         // not (the spec allows it), so a client never sends more than 32 MiB at once.
         this.send(
           Buffer.concat([
-            encodeOptionReply(option, NbdRep.INFO, encodeInfoExport(device.sizeBytes, transmissionFlags(device.multiConn))),
+            encodeOptionReply(option, NbdRep.INFO, encodeInfoExport(device.sizeBytes, transmissionFlags(device.multiConn, device.readOnly === true))),
             encodeOptionReply(option, NbdRep.INFO, encodeInfoBlockSize(BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, BLOCK_SIZE_MAX_BYTES)),
             encodeOptionReply(option, NbdRep.ACK),
           ]),
@@ -325,7 +325,7 @@ export class NbdConnection {
       const header = parseRequestHeader(await this.reader.read(REQUEST_HEADER_BYTES));
       if (!header.ok) throw new ConnectionRefused(header.reason);
       const { handle } = header.value;
-      const decision = decideRequest(header.value, device.sizeBytes);
+      const decision = decideRequest(header.value, device.sizeBytes, device.readOnly === true);
       switch (decision.action) {
         case 'close':
           throw new ConnectionRefused(decision.reason);

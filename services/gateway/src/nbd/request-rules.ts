@@ -36,7 +36,10 @@ const opOf: ReadonlyMap<number, BlockOp> = new Map([
   [NbdCmd.WRITE_ZEROES, 'zero'],
 ]);
 
-export function decideRequest(header: RequestHeader, exportSizeBytes: number): RequestDecision {
+/** Commands that change the export: refused EPERM on a read-only one (the spec's SHOULD). */
+const changes: ReadonlySet<BlockOp> = new Set(['write', 'trim', 'zero']);
+
+export function decideRequest(header: RequestHeader, exportSizeBytes: number, readOnly = false): RequestDecision {
   const { type, flags, lengthBytes } = header;
   const isWrite = type === NbdCmd.WRITE;
   // A WRITE's data follows its header whatever we think of the request, so it must be
@@ -52,6 +55,7 @@ export function decideRequest(header: RequestHeader, exportSizeBytes: number): R
   const allowed = allowedFlags.get(type);
   if (op === undefined || allowed === undefined) return refuse(NbdErrno.EINVAL, `unsupported command ${type}`);
   if ((flags & ~allowed) !== 0) return refuse(NbdErrno.EINVAL, `command ${op} does not take flags 0x${(flags & ~allowed).toString(16)}`);
+  if (readOnly && changes.has(op)) return refuse(NbdErrno.EPERM, `${op} of a read-only export (a snapshot)`);
   const fua = (flags & NbdCmdFlag.FUA) !== 0;
   // FLUSH's offset and length are reserved; nothing in them changes what a flush does.
   if (op === 'flush') return { action: 'execute', op, offset: 0, lengthBytes: 0, fua, payloadBytes: 0 };
@@ -70,9 +74,10 @@ export function decideRequest(header: RequestHeader, exportSizeBytes: number): R
 
 /**
  * The transmission flags of an export: flush, FUA, trim and write-zeroes always;
- * CAN_MULTI_CONN only when the device says every connection sees the same data.
+ * CAN_MULTI_CONN only when the device says every connection sees the same data;
+ * READ_ONLY for a snapshot.
  */
-export function transmissionFlags(multiConn: boolean): number {
+export function transmissionFlags(multiConn: boolean, readOnly = false): number {
   const always = TransmissionFlag.HAS_FLAGS | TransmissionFlag.SEND_FLUSH | TransmissionFlag.SEND_FUA | TransmissionFlag.SEND_TRIM | TransmissionFlag.SEND_WRITE_ZEROES;
-  return multiConn ? always | TransmissionFlag.CAN_MULTI_CONN : always;
+  return (multiConn ? always | TransmissionFlag.CAN_MULTI_CONN : always) | (readOnly ? TransmissionFlag.READ_ONLY : 0);
 }
