@@ -188,10 +188,12 @@ function config(): VectorFile {
     valid: [
       valid('node-spec', 'no address', {}),
       valid('node-spec', 'with an address', { address: '10.0.0.5' }),
+      valid('node-spec', 'draining (strata node drain)', { drainingSinceMs: T0 }),
       valid('host-spec', 'a host with a storage node', { node: ids.node, cpuCount: 16, memoryBytes: 64 * GiB }),
       valid('host-spec', 'a host without one', { cpuCount: 8, memoryBytes: 32 * GiB }),
       valid('disk-spec', 'a pooled flash disk', { node: ids.node, path: '/var/lib/strata/d1', tier: 'ssd', capacityBytes: TiB, pool: ids.pool }),
       valid('disk-spec', 'a disk not yet pooled', { node: ids.node, path: '/srv/d2', tier: 'hdd', capacityBytes: 4 * TiB }),
+      valid('disk-spec', 'draining (strata disk drain)', { node: ids.node, path: '/srv/d2', tier: 'hdd', capacityBytes: 4 * TiB, drainingSinceMs: T0 }),
       valid('pool-spec', 'no description', {}),
       valid('pool-spec', 'with a description', { description: 'rack 2 flash' }),
       valid('container-spec', 'every member left to its default', {}),

@@ -13,14 +13,16 @@ export interface ConfigObjects {
 
 /** `usedBytes(disk)`: the disk's last usage report, 0 when it has none yet. */
 export function clusterView(cfg: ConfigObjects, usedBytes: (disk: bigint) => number): ClusterView {
-  const nodes = new Map<string, NodeView>(cfg.nodes.map((n) => [n.name, { name: n.name, liveness: n.status.liveness, changedAtMs: n.status.changedAtMs }]));
+  const nodes = new Map<string, NodeView>(cfg.nodes.map((n) => [n.name, { name: n.name, liveness: n.status.liveness, changedAtMs: n.status.changedAtMs, draining: n.spec.drainingSinceMs !== undefined }]));
+  const drainingNodes = new Set(cfg.nodes.filter((n) => n.spec.drainingSinceMs !== undefined).map((n) => n.id));
   const nodeName = new Map(cfg.nodes.map((n) => [n.id, n.name]));
   const disks = new Map<bigint, CandidateDisk>();
   for (const d of cfg.disks) {
     const node = nodeName.get(d.spec.node);
     // A disk whose node is gone holds nothing the cluster can read: its replicas count as lost.
     if (node === undefined) continue;
-    disks.set(d.id, { id: d.id, node, tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: usedBytes(d.id) });
+    const draining = d.spec.drainingSinceMs !== undefined || drainingNodes.has(d.spec.node);
+    disks.set(d.id, { id: d.id, node, tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: usedBytes(d.id), draining });
   }
   const containers = new Map<bigint, Policy>(cfg.containers.map((c) => [c.id, { replicationFactor: c.spec.replicationFactor, tierOrder: c.spec.tierOrder }]));
   const policies = new Map<bigint, Policy>();
