@@ -64,6 +64,7 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     `rebuild progress: ${formatSize(p.bytesCopied)} copied (${p.copiesDone} copies, ${p.copiesFailed} failed), ${formatSize(p.bytesToCopy)} to copy, ${s.copiesInFlight} in flight, ${formatSize(p.bytesPerSec)}/s`,
     `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,
     formatGarbage(p),
+    ...(p.draining ?? []).map((d) => `draining ${d.kind} ${d.name}: ${d.replicas === 0 ? 'drained, it holds no replica' : `${d.replicas} replica${d.replicas === 1 ? '' : 's'} (${formatSize(d.bytes)}) left`}`),
   ];
   return lines.join('\n');
 }

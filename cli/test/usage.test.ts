@@ -72,7 +72,7 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['container create gold --tier-order ssd,ssd', 'strata: container create: --tier-order: "ssd,ssd" must not name a tier twice'],
     ['status --verbose', 'strata: status: unknown option --verbose'],
     ['events --limit 0', 'strata: events: --limit: "0" must be at least 1'],
-    ['events --type owner.stolen', 'strata: events: --type: "owner.stolen" is not one of created, updated, deleted, node.dead, node.alive, node.restarted, leader.elected, owner.changed, ha.master.elected, ha.host.failed, ha.host.isolated, ha.vm.started, ha.vm.stopped, ha.vm.listed, ha.vm.waiting, ha.vm.restarted, ha.vm.restart-failed, ha.vm.gave-up, ha.vm.not-restarted, ha.vm.powered-off, ha.vm.set-for-master, curator.master.elected, curator.scan.done, curator.replica.copied, curator.garbage.deleted, space.warning, space.full, space.ok, vdisk.swept'],
+    ['events --type owner.stolen', 'strata: events: --type: "owner.stolen" is not one of created, updated, deleted, node.dead, node.alive, node.restarted, leader.elected, owner.changed, ha.master.elected, ha.host.failed, ha.host.isolated, ha.vm.started, ha.vm.stopped, ha.vm.listed, ha.vm.waiting, ha.vm.restarted, ha.vm.restart-failed, ha.vm.gave-up, ha.vm.not-restarted, ha.vm.powered-off, ha.vm.set-for-master, curator.master.elected, curator.scan.done, curator.replica.copied, curator.garbage.deleted, curator.drain.done, space.warning, space.full, space.ok, vdisk.swept'],
     ['up --nbd-port x', 'strata: up: --nbd-port: "x" is not a whole number'],
     ['up --separate --colocate', 'strata: up: --separate and --colocate ask for different layouts; pass one'],
     ['vm create', 'strata: vm create: missing NAME'],

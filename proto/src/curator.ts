@@ -46,6 +46,16 @@ export const curatorGarbageSummary = z.strictObject({
 });
 export type CuratorGarbageSummary = z.output<typeof curatorGarbageSummary>;
 
+/** A node or disk being drained, as the last scan found it: the replicas it still holds. */
+export const curatorDrain = z.strictObject({
+  kind: z.enum(['node', 'disk']),
+  name: objectName,
+  /** Replicas still on it (on the node's disks), and their bytes. */
+  replicas: uint,
+  bytes: uint,
+});
+export type CuratorDrain = z.output<typeof curatorDrain>;
+
 /**
  * The master's progress, key `curator.progress` in `own`: rewritten as copies finish,
  * so `strata curator status` can show it and a new master can resume the counts.
@@ -76,6 +86,8 @@ export const curatorProgress = z.strictObject({
   garbageBytes: uint.optional(),
   /** What the last scan's garbage collection did, once there was one. */
   lastGarbage: curatorGarbageSummary.optional(),
+  /** The nodes and disks being drained at the last scan, less the moves done since. */
+  draining: z.array(curatorDrain).max(4096).optional(),
 });
 export type CuratorProgress = z.output<typeof curatorProgress>;
 

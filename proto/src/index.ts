@@ -181,6 +181,8 @@ export {
   curatorScanSummary,
   curatorGarbageSummary,
   type CuratorGarbageSummary,
+  curatorDrain,
+  type CuratorDrain,
   curatorProgress,
   curatorStatusRequest,
   curatorStatusReply,

@@ -24,6 +24,7 @@ import {
   gatewayAttachments,
   curatorScanSummary,
   curatorGarbageSummary,
+  curatorDrain,
   curatorProgress,
   curatorStatusRequest,
   curatorStatusReply,
@@ -217,6 +218,7 @@ export const PAIRS: readonly Pair[] = [
   // curator.cddl
   { rule: 'curator-scan-summary', schema: curatorScanSummary },
   { rule: 'curator-garbage-summary', schema: curatorGarbageSummary },
+  { rule: 'curator-drain', schema: curatorDrain },
   { rule: 'curator-progress', schema: curatorProgress },
   { rule: 'curator-status-request', schema: curatorStatusRequest },
   { rule: 'curator-status-reply', schema: curatorStatusReply },

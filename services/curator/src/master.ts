@@ -3,7 +3,9 @@
 // plans (plan.ts), runs the
 // copies (copier.ts) a bounded number at a time within a byte budget, collects the
 // replica files no entry names (gc.ts, after the copies are queued), and keeps its
-// progress in `curator.progress` (own) and in events. It runs only while its process
+// progress in `curator.progress` (own) and in events. The nodes and disks being
+// drained are the plan's too (moves, drain.ts): their progress is counted here, and
+// each one's end announced once (`curator.drain.done`). It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
 // file does the I/O around it.
 import { performance } from 'node:perf_hooks';
@@ -35,6 +37,7 @@ import {
   type vdiskOwnership,
 } from '@strata/proto';
 import { Copier, pause } from './copier';
+import { afterMove, countDrains, drainKey, type DrainCount } from './drain';
 import { collectGarbage } from './gc';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
@@ -90,6 +93,10 @@ export class CuratorMaster {
   private inFlightBytes = 0;
   /** Extent groups under-replicated at the last scan, less those fixed since. */
   private under = new Set<bigint>();
+  /** The nodes and disks being drained: what each still holds. */
+  private drains: DrainCount[] = [];
+  /** Drains whose end was announced (drainKey), so each is announced once. */
+  private readonly announced = new Set<string>();
   /** What the last scan would copy with rebuild off. */
   private plannedBytes = 0;
   private view: ClusterView | undefined;
@@ -238,6 +245,7 @@ export class CuratorMaster {
       { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason },
       `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
     );
+    await this.drainsCounted(rows, view);
     await this.writeProgress();
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
     if (p.nextLossAtMs !== undefined) this.scheduleScan(Math.max(0, p.nextLossAtMs - Date.now()) + 50);
@@ -246,6 +254,22 @@ export class CuratorMaster {
     // listed), and a replica a copy is making now is skipped (see gc.ts).
     await this.collectGarbage(rows, view);
     return summary;
+  }
+
+  /** The drains as this scan found them; each that holds nothing any more is announced once. */
+  private async drainsCounted(rows: readonly EgroupRow[], view: ClusterView): Promise<void> {
+    this.drains = countDrains(rows, view.leavers ?? []);
+    const current = new Set(this.drains.map(drainKey));
+    // A drain cancelled (or its node removed) is forgotten: started again, it is announced again.
+    for (const key of this.announced) if (!current.has(key)) this.announced.delete(key);
+    for (const d of this.drains) {
+      if (d.replicas > 0 || this.announced.has(drainKey(d))) continue;
+      this.announced.add(drainKey(d));
+      await this.emit(
+        { type: EventType.curatorDrainDone, kind: d.kind, id: d.id, name: d.name, reason: `${d.kind} ${d.name} holds no replica` },
+        `${d.kind} ${d.name} is drained: it holds no replica; "strata ${d.kind} rm ${d.name}" removes it`,
+      );
+    }
   }
 
   /** One scan's garbage collection; a failure is logged and the next scan tries again. */
@@ -373,6 +397,7 @@ export class CuratorMaster {
       this.counts.copiesDone++;
       this.meter.add(done.bytes, performance.now());
       const { action: a } = done;
+      if (a.drop && a.lost !== undefined) this.drains = afterMove(this.drains, a.lost.disk, a.bytes);
       await this.emit(
         { type: EventType.curatorReplicaCopied, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
         `egroup ${a.egroup}: copied ${done.bytes} bytes from disk ${a.source.disk} (${a.source.node}) to disk ${a.target.disk} (${a.target.node}) in ${Math.round(performance.now() - startedMs)} ms; ${a.reason}`,
@@ -410,6 +435,7 @@ export class CuratorMaster {
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
       ...this.garbage,
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
+      ...(this.drains.length === 0 ? {} : { draining: this.drains.map(({ kind, name, replicas, bytes }) => ({ kind, name, replicas, bytes })) }),
     };
   }
 

@@ -6,6 +6,7 @@
 import { assert } from '@strata/errors';
 import { placeReplacement, type CandidateDisk } from '@strata/placement';
 import type { EgroupEntry } from '@strata/proto';
+import type { Leaver } from './drain';
 
 export interface NodeView {
   name: string;
@@ -28,6 +29,8 @@ export interface ClusterView {
   disks: ReadonlyMap<bigint, CandidateDisk>;
   /** The policy of each vDisk of the configuration. */
   policies: ReadonlyMap<bigint, Policy>;
+  /** The nodes and disks marked draining, with the disks each covers (drain.ts). */
+  leavers?: readonly Leaver[];
 }
 
 /** One extent-group entry of md-egroup with the revision that a compare-and-set needs. */

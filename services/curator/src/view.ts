@@ -2,6 +2,7 @@
 // objects and disk usage reports: pure, so the plan's tests build views the same way.
 import type { CandidateDisk } from '@strata/placement';
 import type { ObjectOf } from '@strata/proto';
+import type { Leaver } from './drain';
 import type { ClusterView, NodeView, Policy } from './plan';
 
 export interface ConfigObjects {
@@ -30,5 +31,10 @@ export function clusterView(cfg: ConfigObjects, usedBytes: (disk: bigint) => num
     const policy = containers.get(v.spec.container);
     if (policy !== undefined) policies.set(v.id, policy);
   }
-  return { nodes, disks, policies };
+  const leavers: Leaver[] = [];
+  for (const n of cfg.nodes) {
+    if (n.spec.drainingSinceMs !== undefined) leavers.push({ kind: 'node', name: n.name, id: n.id, disks: new Set(cfg.disks.filter((d) => d.spec.node === n.id).map((d) => d.id)) });
+  }
+  for (const d of cfg.disks) if (d.spec.drainingSinceMs !== undefined) leavers.push({ kind: 'disk', name: d.name, id: d.id, disks: new Set([d.id]) });
+  return { nodes, disks, policies, leavers };
 }
