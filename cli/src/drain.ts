@@ -9,6 +9,7 @@ import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { ObjectOf } from '@strata/proto';
+import { WAIT_ENDED } from './client';
 import { curatorScan, curatorStatus, formatDuration } from './curator';
 import { holdingsOf, readEgroupEntries, type DiskHoldings } from './disk-rm';
 import { formatSize } from './units';
@@ -94,7 +95,7 @@ export async function waitDrained(io: { bus: Bus; nc: NatsConnection; print: (li
       return;
     }
     if (Date.now() >= deadline) {
-      throw new StrataError(ErrorCode.TIMEOUT, `${what} still holds ${held.egroups} extent groups after ${formatDuration(timeoutMs)}; the drain goes on ("strata curator status" shows it)`);
+      throw new StrataError(ErrorCode.TIMEOUT, `${what} still holds ${held.egroups} extent groups after ${formatDuration(timeoutMs)}; the drain goes on ("strata curator status" shows it)`, { hint: WAIT_ENDED });
     }
     if (Date.now() - lastScanMs >= SCAN_EVERY_MS) {
       lastScanMs = Date.now();
