@@ -30,6 +30,9 @@ import {
   curatorStatusReply,
   curatorScanRequest,
   curatorScanReply,
+  curatorScrubSummary,
+  curatorScrubRequest,
+  curatorScrubReply,
   egDeleteReply,
   egDeleteRequest,
   egPiece,
@@ -224,4 +227,7 @@ export const PAIRS: readonly Pair[] = [
   { rule: 'curator-status-reply', schema: curatorStatusReply },
   { rule: 'curator-scan-request', schema: curatorScanRequest },
   { rule: 'curator-scan-reply', schema: curatorScanReply, note: 'the same schema as curator-scan-summary' },
+  { rule: 'curator-scrub-summary', schema: curatorScrubSummary },
+  { rule: 'curator-scrub-request', schema: curatorScrubRequest },
+  { rule: 'curator-scrub-reply', schema: curatorScrubReply, note: 'the same schema as curator-scrub-summary' },
 ];

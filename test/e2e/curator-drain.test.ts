@@ -1,5 +1,13 @@
-// A node drained through the curator (`strata node drain`, PROTOCOL.md section 13), end
-// to end with real processes: a `strata up` cluster of 3 nodes, RF 2. Node 2 owns the
+// Replicas leaving through the curator (PROTOCOL.md section 13), end to end with real
+// processes on one `strata up` cluster of 3 nodes, RF 2.
+//
+// Scrub: a vDisk written through node 1 (so each extent group has a replica there),
+// one byte flipped in one replica's data file on n1's disk, then `strata curator scrub`:
+// the pass reports it damaged (curator.scrub.damaged, with the checksum failure), a
+// copy from the good replica replaces it on the third node, the damaged file is
+// deleted, the new replica has the good one's bytes, and the data reads back right.
+//
+// Drain: `strata node drain`. Node 2 owns the
 // vDisk (its gateway serves the writer), so every extent group has a replica there. While a
 // verifying qemu-io writer writes through node 2, `strata node drain n2 --wait` marks
 // the node draining and waits, printing progress, until the extent-group map names
@@ -11,15 +19,15 @@
 // `strata node rm n2` refused before and accepted after.
 //
 // Its teeth: with STRATA_REBUILD=off (CURATOR_TEST_REBUILD=off runs it so) nothing is
-// moved and `node drain --wait` times out.
+// copied: the damaged replica is never replaced, and `node drain --wait` times out.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventType } from '@strata/proto';
-import { UpClusters, connectClient, readEvents, type UpCluster } from '../harness';
+import { UpClusters, connectClient, readEvents, waitFor, type UpCluster } from '../harness';
 import { egroupsOf, protectionProblem, replicaFile } from '../harness/curator';
 import { HA_TEST_ENV, strata } from '../harness/ha';
-import { AckedWriter, createdId, readBackAcked, readOwnership, waitForDrained } from '../harness/strata';
+import { AckedWriter, createdId, qemuIo, readBackAcked, readOwnership, waitForDrained } from '../harness/strata';
 import { run } from '../harness/processes';
 
 const KiB = 1024;
@@ -43,9 +51,28 @@ const ENV: Record<string, string> = {
   // Copies at 2 MiB/s: the drain takes seconds, long enough to overlap the writes.
   STRATA_CURATOR_COPY_BYTES_PER_SEC: String(2 * MiB),
   STRATA_REBUILD: process.env.CURATOR_TEST_REBUILD ?? 'on',
+  STRATA_SCRUB_BYTES_PER_S: String(16 * MiB),
 };
 
-describe('strata node drain', () => {
+/** Flips the bits of the byte at `offset` of `file`, as a failing disk might. */
+function flipByte(file: string, offset: number): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, offset);
+    b[0] = b[0]! ^ 0xff;
+    writeSync(fd, b, 0, 1, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const sha1Padded = (files: Buffer[]): string[] => {
+  const size = Math.max(...files.map((b) => b.length));
+  return files.map((b) => createHash('sha1').update(Buffer.concat([b, Buffer.alloc(size - b.length)])).digest('hex'));
+};
+
+describe('replicas leaving through the curator', () => {
   let cluster: UpCluster;
   beforeAll(async () => {
     cluster = await clusters.start({ nodes: 3, env: ENV });
@@ -53,6 +80,42 @@ describe('strata node drain', () => {
   afterAll(async () => {
     await clusters.stopAll();
   }, 60_000);
+
+  it('scrub finds a flipped byte in one replica, replaces it from the good one, and reports it', async () => {
+    const uri = `nbd://127.0.0.1:${cluster.nbdPort}/cold`;
+    const id = createdId(await strata(cluster, ['vdisk', 'create', 'cold', '--size', '64M']));
+    await qemuIo(uri, ['write -P 0x5a 0 3M']);
+    await waitForDrained(cluster.natsUrl, id, 30_000);
+    const entries = await egroupsOf(cluster.natsUrl, id);
+    const [egroup, entry] = [...entries].find(([, e]) => e.sizeBytes > 0 && e.replicas.some((r) => r.node === 'n1'))!;
+    const bad = entry.replicas.find((r) => r.node === 'n1')!;
+    const good = entry.replicas.find((r) => r.node !== 'n1')!;
+    const badFile = replicaFile(cluster, 'n1', egroup);
+    flipByte(badFile, 1000);
+    const flippedAt = Date.now();
+
+    const pass = await strata(cluster, ['curator', 'scrub']);
+    expect(pass).toMatch(/^scrub at .*: \d+ replicas \([\d.]+ [KM]iB\) read and verified, 1 damaged, 0 skipped$/m);
+    // Replaced: the entry names a new replica on the third node instead of the damaged one.
+    const repaired = await waitFor(`egroup ${egroup} repaired`, 30_000, async () => {
+      const now = (await egroupsOf(cluster.natsUrl, id)).get(egroup);
+      return now !== undefined && !now.replicas.some((r) => r.disk === bad.disk) && now.replicas.length === 2 ? now : false;
+    }, 200);
+    expect(repaired.replicas.some((r) => r.disk === good.disk)).toBe(true);
+    const fresh = repaired.replicas.find((r) => r.disk !== good.disk)!;
+    expect(fresh.node).not.toBe('n1');
+    const [a, b] = sha1Padded([readFileSync(replicaFile(cluster, good.node, egroup)), readFileSync(replicaFile(cluster, fresh.node, egroup))]);
+    expect(a).toBe(b);
+    await waitFor('the damaged file deleted', 10_000, () => !existsSync(badFile), 200);
+    await qemuIo(uri, ['read -P 0x5a 0 3M']);
+
+    const nc = await connectClient(cluster.natsUrl);
+    const events = (await readEvents(nc).finally(() => nc.close())).filter((ev) => ev.atMs >= flippedAt);
+    expect(events.filter((ev) => ev.type === EventType.curatorScrubDamaged)).toEqual([expect.objectContaining({ kind: 'egroup', id: egroup, fromDisk: bad.disk, reason: expect.stringMatching(/failed its check/) })]);
+    expect(events.some((ev) => ev.type === EventType.curatorScrubDone)).toBe(true);
+    expect(events.filter((ev) => ev.type === EventType.curatorReplicaCopied && ev.id === egroup)).toEqual([expect.objectContaining({ fromDisk: good.disk, toDisk: fresh.disk, reason: expect.stringMatching(/failed its checksum/) })]);
+    expect(await strata(cluster, ['curator', 'status'])).toMatch(/^scrub: not running; last pass: scrub at .* 1 damaged, 0 skipped$/m);
+  }, 90_000);
 
   it('moves every replica off a node during writes, never below RF, and the node can then be removed', async () => {
     const uri = `nbd://127.0.0.1:${cluster.nbdPort + 1}/data`;
@@ -105,10 +168,7 @@ describe('strata node drain', () => {
     // ... and on the disks: each replica's file, the same bytes as the other's (padded with zeros, see curator-rebuild.test.ts).
     for (const [e, entry] of after) {
       if (entry.sizeBytes === 0) continue;
-      const files = entry.replicas.map((r) => readFileSync(replicaFile(cluster, r.node, e)));
-      const size = Math.max(...files.map((b) => b.length));
-      const digests = files.map((b) => createHash('sha1').update(Buffer.concat([b, Buffer.alloc(size - b.length)])).digest('hex'));
-      expect(new Set(digests).size).toBe(1);
+      expect(new Set(sha1Padded(entry.replicas.map((r) => readFileSync(replicaFile(cluster, r.node, e))))).size).toBe(1);
     }
     // n2's disk holds no replica file of the vDisk's extent groups (moved ones deleted, none new).
     const n2Files = readdirSync(join(cluster.dir, 'disks', 'n2-d1', 'egroups')).filter((f) => f.endsWith('.eg'));

@@ -93,19 +93,21 @@ export interface Plan {
   leaving: { replicas: number; bytes: number };
 }
 
-type Judged = { state: 'healthy' } | { state: 'leaving'; why: string } | { state: 'waiting'; lostAtMs?: number } | { state: 'lost'; why: string };
+type Judged = { state: 'healthy' } | { state: 'leaving'; why: string } | { state: 'waiting'; lostAtMs?: number } | { state: 'lost'; why: string; damaged?: true };
 
 /**
  * What one replica is worth now. Lost: its disk is gone from the configuration, a full
- * scan found its file missing, or its node has been dead past the delay. Healthy: on
+ * scan found its file missing, a scrub found it damaged, or its node has been dead past the delay. Healthy: on
  * an alive node (a copy may read it). Leaving: healthy, but on a draining disk or node:
  * it counts as a copy and may be read, and is to move. Waiting: on a node dead for less than the delay,
  * or not judged yet; it still counts as a copy, but is no source.
  */
-export function judgeReplica(r: Replica, egroup: bigint, view: ClusterView, nowMs: number, settings: PlanSettings, missing: ReadonlySet<string>): Judged {
+export function judgeReplica(r: Replica, egroup: bigint, view: ClusterView, nowMs: number, settings: PlanSettings, missing: ReadonlySet<string>, damaged: ReadonlyMap<string, string> = new Map()): Judged {
   const disk = view.disks.get(r.disk);
   if (disk === undefined) return { state: 'lost', why: `disk ${r.disk} (${r.node}) is no longer in the configuration` };
   if (missing.has(missingKey(egroup, r.disk))) return { state: 'lost', why: `disk ${r.disk} (${disk.node}) has no replica file` };
+  const failed = damaged.get(missingKey(egroup, r.disk));
+  if (failed !== undefined) return { state: 'lost', damaged: true, why: `disk ${r.disk} (${disk.node}): the replica failed its checksum (scrub: ${failed})` };
   const node = view.nodes.get(disk.node);
   if (node === undefined) return { state: 'lost', why: `node ${disk.node} of disk ${r.disk} is no longer in the configuration` };
   if (node.liveness === 'alive') {
@@ -125,7 +127,7 @@ export function judgeReplica(r: Replica, egroup: bigint, view: ClusterView, nowM
   return { state: 'waiting' };
 }
 
-/** The key of a replica found missing by a full scan. */
+/** The key of a replica found missing by a full scan, or damaged by a scrub. */
 export function missingKey(egroup: bigint, disk: bigint): string {
   return `${egroup}/${disk}`;
 }
@@ -137,9 +139,12 @@ interface Need {
   lost?: { replica: Replica; why: string };
   left: number;
   drop: boolean;
+  /** The replaced replica is leaving (a drain): its node may take the copy. */
+  leaving: boolean;
 }
 
-export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: number, settings: PlanSettings, missing: ReadonlySet<string> = new Set()): Plan {
+/** `damaged`: the replicas a scrub found failing their checksum (missingKey), with the failure. */
+export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: number, settings: PlanSettings, missing: ReadonlySet<string> = new Set(), damaged: ReadonlyMap<string, string> = new Map()): Plan {
   const needs: Need[] = [];
   const underReplicated: bigint[] = [];
   const unfixable: Unfixable[] = [];
@@ -150,7 +155,7 @@ export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: numbe
     const policy = view.policies.get(row.entry.vdisk);
     // A vDisk gone from the configuration: its extent groups are garbage, not something to protect.
     if (policy === undefined) continue;
-    const judged = row.entry.replicas.map((r) => ({ replica: r, judged: judgeReplica(r, row.egroup, view, nowMs, settings, missing) }));
+    const judged = row.entry.replicas.map((r) => ({ replica: r, judged: judgeReplica(r, row.egroup, view, nowMs, settings, missing, damaged) }));
     const lost = judged.filter((j) => j.judged.state === 'lost');
     lostReplicas += lost.length;
     for (const j of judged) if (j.judged.state === 'waiting' && j.judged.lostAtMs !== undefined) nextLossAtMs = Math.min(nextLossAtMs ?? Infinity, j.judged.lostAtMs);
@@ -168,8 +173,9 @@ export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: numbe
       unfixable.push({ egroup: row.egroup, why: `egroup ${row.egroup}: no replica on a live node to copy from (replicas on ${row.entry.replicas.map((r) => r.node).join(', ')})` });
       continue;
     }
-    const drop = replaced !== undefined && replaced.judged.state === 'leaving';
-    needs.push({ row, policy, source, left, drop, ...(replaced === undefined ? {} : { lost: { replica: replaced.replica, why: (replaced.judged as { why: string }).why } }) });
+    // A leaving replica, or a damaged one (its node is up): deleted once the entry no longer names it.
+    const drop = replaced !== undefined && (replaced.judged.state === 'leaving' || (replaced.judged.state === 'lost' && replaced.judged.damaged === true));
+    needs.push({ row, policy, source, left, drop, leaving: replaced?.judged.state === 'leaving', ...(replaced === undefined ? {} : { lost: { replica: replaced.replica, why: (replaced.judged as { why: string }).why } }) });
   }
   needs.sort((a, b) => a.left - b.left || b.row.entry.sizeBytes - a.row.entry.sizeBytes || (a.row.egroup < b.row.egroup ? -1 : a.row.egroup > b.row.egroup ? 1 : 0));
 
@@ -185,7 +191,7 @@ export function plan(rows: readonly EgroupRow[], view: ClusterView, nowMs: numbe
     // node could). Any other lost replica keeps its node occupied: its disk may still be
     // written by the vDisk's owner, so the copy goes elsewhere. A leaving replica frees
     // its node too: a disk drain may move a replica to another disk of the same node.
-    const removed = need.lost !== undefined && (need.drop || !view.disks.has(need.lost.replica.disk)) ? need.lost.replica.disk : undefined;
+    const removed = need.lost !== undefined && (need.leaving || !view.disks.has(need.lost.replica.disk)) ? need.lost.replica.disk : undefined;
     const kept = row.entry.replicas.filter((r) => r.disk !== removed);
     const occupiedNodes = new Set(kept.map((r) => view.disks.get(r.disk)?.node ?? r.node));
     const placed = placeReplacement({ disks: disks(), liveNodes, occupiedNodes, tierOrder: need.policy.tierOrder, needBytes: Math.max(row.entry.sizeBytes, 1) });
