@@ -89,10 +89,10 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['vm reboot web', 'strata: vm: unknown command "reboot" (commands: create, ls, start, stop, rm, why)'],
     ['ha', 'strata: ha: missing command (status); "strata ha --help" says more'],
     ['host rm n1', 'strata: host: unknown command "rm" (commands: ls)'],
-    ['curator', 'strata: curator: missing command (status, scan); "strata curator --help" says more'],
+    ['curator', 'strata: curator: missing command (status, scan, scrub); "strata curator --help" says more'],
     ['curator scan --fast', 'strata: curator scan: unknown option --fast'],
     ['curator scan full', 'strata: curator scan: unexpected argument "full" (it takes none)'],
-    ['curator rebuild', 'strata: curator: unknown command "rebuild" (commands: status, scan)'],
+    ['curator rebuild', 'strata: curator: unknown command "rebuild" (commands: status, scan, scrub)'],
     ['up --host-cpus 0', 'strata: up: --host-cpus: "0" must be at least 1'],
   ])('strata %s', async (line, message) => {
     expect(await strata(line === '' ? [] : line.split(' '))).toEqual({ code: 2, stdout: '', stderr: `${message}\n` });
