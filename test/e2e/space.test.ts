@@ -94,55 +94,81 @@ describe('space', () => {
   const clusters = new UpClusters('space');
   afterAll(() => clusters.stopAll());
 
-  it('refuses rm of an open vDisk unless forced; rm and one curator scan give the space of ten vDisks back and leave nothing of them', async () => {
-    const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2'] });
-    // Data that stays, so "where it started" is not zero.
-    await qemuIo(cluster.nbdUri, ['write -P 0x5a 0 8M']);
-    const names = Array.from({ length: VDISKS }, (_, i) => `v${i}`);
-    for (const name of names) await strata(cluster, ['vdisk', 'create', name, '--size', `${VDISK_MIB + 16}M`]);
-    const ids = new Map<string, bigint>();
-    for (const name of names) ids.set(name, await vdiskId(cluster, name));
-    const before = await settledUsedBytes(cluster.natsUrl, 20_000);
 
-    for (const [i, name] of names.entries()) await qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/${name}`, [`write -P ${i + 1} 0 ${VDISK_MIB}M`], 60_000);
-    const written = await waitFor('the written data to show in the usage reports', 30_000, async () => {
-      const used = await usedBytes(cluster.natsUrl);
-      // RF 2: every byte twice.
-      return used - before >= 2 * VDISKS * VDISK_MIB * MiB * 0.95 ? used : false;
-    });
+  describe('on two nodes with the default disks (one cluster for both cases)', () => {
+    let cluster: UpCluster;
+    beforeAll(async () => {
+      cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2'] });
+    }, 120_000);
 
-    // Open: refused, naming the node; then forced works (checked on v0 below).
-    const session = new QemuIoSession(`nbd://127.0.0.1:${cluster.nbdPort}/v0`);
-    try {
-      await waitFor('v0 to show open in a gateway report', 10_000, async () => (await openOnNodes(cluster.natsUrl, ids.get('v0')!)).length > 0);
-      const refused = await strataFails(cluster, ['vdisk', 'rm', 'v0']);
-      expect(refused).toEqual({ code: 1, stderr: expect.stringMatching(/^strata: CONFLICT: vdisk v0 is open on n1 \(1 connection\); disconnect its clients first, or use --force/) });
-      expect(await strata(cluster, ['vdisk', 'rm', 'v0', '--force'])).toMatch(/^vdisk v0 is being deleted \(forced: it was open on n1\)/);
-    } finally {
-      await session.close();
-    }
-    for (const name of names.slice(1)) expect(await strata(cluster, ['vdisk', 'rm', name])).toMatch(new RegExp(`^vdisk ${name} is being deleted;`));
-    // A vDisk being deleted is no longer an export, and its config is frozen.
-    await expect(qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/v1`, ['read 0 4k'])).rejects.toThrow(/v1/);
-    expect((await strataFails(cluster, ['vdisk', 'qos', 'v1', '--priority', 'high'])).stderr).toMatch(/vdisk v1 is being deleted/);
+    it('refuses rm of an open vDisk unless forced; rm and one curator scan give the space of ten vDisks back and leave nothing of them', async () => {
+      // Data that stays, so "where it started" is not zero.
+      await qemuIo(cluster.nbdUri, ['write -P 0x5a 0 8M']);
+      const names = Array.from({ length: VDISKS }, (_, i) => `v${i}`);
+      for (const name of names) await strata(cluster, ['vdisk', 'create', name, '--size', `${VDISK_MIB + 16}M`]);
+      const ids = new Map<string, bigint>();
+      for (const name of names) ids.set(name, await vdiskId(cluster, name));
+      const before = await settledUsedBytes(cluster.natsUrl, 20_000);
 
-    // One scan of the curator master sweeps them all.
-    const scan = await strata(cluster, ['curator', 'scan']);
-    expect(scan).toMatch(/^scan \d+ at /m);
-    expect(await strata(cluster, ['events', '--type', 'vdisk.swept'])).toMatch(/vdisk v0 swept: \d+ extent groups? \(\d+ replicas?, [\d.]+ MiB freed\)/);
-    for (const name of names) expect(await leftOf(cluster.natsUrl, ids.get(name)!)).toEqual([]);
-    expect(JSON.parse(await strata(cluster, ['--json', 'vdisk', 'ls'])).map((v: { name: string }) => v.name)).toEqual(['demo']);
+      for (const [i, name] of names.entries()) await qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/${name}`, [`write -P ${i + 1} 0 ${VDISK_MIB}M`], 60_000);
+      const written = await waitFor('the written data to show in the usage reports', 30_000, async () => {
+        const used = await usedBytes(cluster.natsUrl);
+        // RF 2: every byte twice.
+        return used - before >= 2 * VDISKS * VDISK_MIB * MiB * 0.95 ? used : false;
+      });
 
-    const after = await settledUsedBytes(cluster.natsUrl, 20_000);
-    // Back within 5% of where it started (and nearly all of what was written freed).
-    expect(Math.abs(after - before)).toBeLessThanOrEqual(0.05 * before);
-    expect(written - after).toBeGreaterThanOrEqual(0.95 * (written - before));
-    const events = await withNats(cluster.natsUrl, (nc) => readEvents(nc));
-    expect(events.filter((e) => e.type === 'vdisk.swept').map((e) => e.name).sort()).toEqual([...names].sort());
-    // Data that stayed still reads back.
-    await qemuIo(cluster.nbdUri, ['read -P 0x5a 0 8M']);
-    cluster.passed = true;
-  }, 120_000);
+      // Open: refused, naming the node; then forced works (checked on v0 below).
+      const session = new QemuIoSession(`nbd://127.0.0.1:${cluster.nbdPort}/v0`);
+      try {
+        await waitFor('v0 to show open in a gateway report', 10_000, async () => (await openOnNodes(cluster.natsUrl, ids.get('v0')!)).length > 0);
+        const refused = await strataFails(cluster, ['vdisk', 'rm', 'v0']);
+        expect(refused).toEqual({ code: 1, stderr: expect.stringMatching(/^strata: CONFLICT: vdisk v0 is open on n1 \(1 connection\); disconnect its clients first, or use --force/) });
+        expect(await strata(cluster, ['vdisk', 'rm', 'v0', '--force'])).toMatch(/^vdisk v0 is being deleted \(forced: it was open on n1\)/);
+      } finally {
+        await session.close();
+      }
+      for (const name of names.slice(1)) expect(await strata(cluster, ['vdisk', 'rm', name])).toMatch(new RegExp(`^vdisk ${name} is being deleted;`));
+      // A vDisk being deleted is no longer an export, and its config is frozen.
+      await expect(qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/v1`, ['read 0 4k'])).rejects.toThrow(/v1/);
+      expect((await strataFails(cluster, ['vdisk', 'qos', 'v1', '--priority', 'high'])).stderr).toMatch(/vdisk v1 is being deleted/);
+
+      // One scan of the curator master sweeps them all.
+      const scan = await strata(cluster, ['curator', 'scan']);
+      expect(scan).toMatch(/^scan \d+ at /m);
+      expect(await strata(cluster, ['events', '--type', 'vdisk.swept'])).toMatch(/vdisk v0 swept: \d+ extent groups? \(\d+ replicas?, [\d.]+ MiB freed\)/);
+      for (const name of names) expect(await leftOf(cluster.natsUrl, ids.get(name)!)).toEqual([]);
+      expect(JSON.parse(await strata(cluster, ['--json', 'vdisk', 'ls'])).map((v: { name: string }) => v.name)).toEqual(['demo']);
+
+      const after = await settledUsedBytes(cluster.natsUrl, 20_000);
+      // Back within 5% of where it started (and nearly all of what was written freed).
+      expect(Math.abs(after - before)).toBeLessThanOrEqual(0.05 * before);
+      expect(written - after).toBeGreaterThanOrEqual(0.95 * (written - before));
+      const events = await withNats(cluster.natsUrl, (nc) => readEvents(nc));
+      expect(events.filter((e) => e.type === 'vdisk.swept').map((e) => e.name).sort()).toEqual([...names].sort());
+      // Data that stayed still reads back.
+      await qemuIo(cluster.nbdUri, ['read -P 0x5a 0 8M']);
+    }, 120_000);
+
+    it('refuses disk rm of a disk that holds replicas unless forced; forced, the curator copies them to a disk that stays', async () => {
+      await qemuIo(cluster.nbdUri, ['write -P 0x6b 0 12M']);
+      const id = await vdiskId(cluster, 'demo');
+      await waitForDrained(cluster.natsUrl, id, 30_000);
+      const d1 = JSON.parse(await strata(cluster, ['--json', 'disk', 'ls'])).find((d: { name: string }) => d.name === 'n1-d1') as { id: string };
+      await strata(cluster, ['disk', 'add', 'n1-d2', '--node', 'n1', '--path', join(cluster.dir, 'disks', 'n1-d2'), '--capacity', '1G']);
+
+      const refused = await strataFails(cluster, ['disk', 'rm', 'n1-d1']);
+      expect(refused.stderr).toMatch(/^strata: CONFLICT: disk n1-d1 holds replicas of \d+ extent groups? \([\d.]+ MiB\): removing it leaves each of them a replica short .* use --force/);
+      expect(await strata(cluster, ['disk', 'rm', 'n1-d1', '--force'])).toMatch(/^disk n1-d1 removed \(forced: the curator copies its replicas of \d+ extent groups? from the others\)/);
+      // A replica on a disk gone from the configuration is lost at once: the next scan copies it.
+      await strata(cluster, ['curator', 'scan']);
+      await waitFor('no extent group with a replica on n1-d1, each with 2 replicas on distinct nodes', 30_000, async () => {
+        const entries = [...(await egroupsOf(cluster.natsUrl, id)).values()];
+        return entries.length > 0 && entries.every((e) => e.replicas.length === 2 && !e.replicas.some((r) => String(r.disk) === String(d1.id)) && new Set(e.replicas.map((r) => r.node)).size === 2);
+      });
+      await qemuIo(cluster.nbdUri, ['read -P 0x6b 0 12M']);
+      cluster.passed = true;
+    }, 120_000);
+  });
 
   it('fills two 96 MiB disks until ENOSPC (not EIO), names the full disks, and writes again once another vDisk is removed and a curator scan swept it', async () => {
     const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2', '--disk-capacity', '96M'] });
@@ -194,26 +220,6 @@ describe('space', () => {
     cluster.passed = true;
   }, 120_000);
 
-  it('refuses disk rm of a disk that holds replicas unless forced; forced, the curator copies them to a disk that stays', async () => {
-    const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2'] });
-    await qemuIo(cluster.nbdUri, ['write -P 0x6b 0 12M']);
-    const id = await vdiskId(cluster, 'demo');
-    await waitForDrained(cluster.natsUrl, id, 30_000);
-    const d1 = JSON.parse(await strata(cluster, ['--json', 'disk', 'ls'])).find((d: { name: string }) => d.name === 'n1-d1') as { id: string };
-    await strata(cluster, ['disk', 'add', 'n1-d2', '--node', 'n1', '--path', join(cluster.dir, 'disks', 'n1-d2'), '--capacity', '1G']);
-
-    const refused = await strataFails(cluster, ['disk', 'rm', 'n1-d1']);
-    expect(refused.stderr).toMatch(/^strata: CONFLICT: disk n1-d1 holds replicas of \d+ extent groups? \([\d.]+ MiB\): removing it leaves each of them a replica short .* use --force/);
-    expect(await strata(cluster, ['disk', 'rm', 'n1-d1', '--force'])).toMatch(/^disk n1-d1 removed \(forced: the curator copies its replicas of \d+ extent groups? from the others\)/);
-    // A replica on a disk gone from the configuration is lost at once: the next scan copies it.
-    await strata(cluster, ['curator', 'scan']);
-    await waitFor('no extent group with a replica on n1-d1, each with 2 replicas on distinct nodes', 30_000, async () => {
-      const entries = [...(await egroupsOf(cluster.natsUrl, id)).values()];
-      return entries.length > 0 && entries.every((e) => e.replicas.length === 2 && !e.replicas.some((r) => String(r.disk) === String(d1.id)) && new Set(e.replicas.map((r) => r.node)).size === 2);
-    });
-    await qemuIo(cluster.nbdUri, ['read -P 0x6b 0 12M']);
-    cluster.passed = true;
-  }, 120_000);
 
   it('fills the disks until ENOSPC, and a disk added on each node lets the same writes succeed without a restart', async () => {
     const cluster = await clusters.start({ env: SPACE_ENV, upArgs: ['--nodes', '2', '--disk-capacity', '64M'] });

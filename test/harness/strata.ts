@@ -101,6 +101,8 @@ export interface WrittenBlock {
 export interface AckedBlock extends WrittenBlock {
   /** Date.now() when qemu-io reported the write done. */
   ackedAtMs: number;
+  /** Date.now() when the qemu-io round that wrote it started: a write acknowledged after a fault may have been done before it. */
+  issuedAtMs: number;
 }
 
 export interface AckedWriterOptions {
@@ -180,9 +182,10 @@ export class AckedWriter {
   }
 
   /** Waits until `count` writes were acknowledged after `sinceMs` (Date.now() time); returns them. */
+  /** Waits for `count` writes issued (and so also acknowledged) after `sinceMs`. */
   async waitForAckedSince(sinceMs: number, count: number, timeoutMs: number): Promise<AckedBlock[]> {
-    return this.waitFor(`${count} writes acknowledged after ${new Date(sinceMs).toISOString()}`, timeoutMs, () => {
-      const after = this.acked.filter((b) => b.ackedAtMs > sinceMs);
+    return this.waitFor(`${count} writes issued and acknowledged after ${new Date(sinceMs).toISOString()}`, timeoutMs, () => {
+      const after = this.acked.filter((b) => b.issuedAtMs > sinceMs);
       return after.length >= count ? after : false;
     });
   }
@@ -208,6 +211,7 @@ export class AckedWriter {
     while (pending.length > 0 && !this.stopRequested) {
       if (Date.now() > deadline) throw new Error(`the writer gave up after ${o.deadlineMs} ms: ${this.acked.length} of ${o.blocks} writes acknowledged; failures: ${JSON.stringify(this.failures.slice(-5))}`);
       const round = this.rounds++;
+      const issuedAtMs = Date.now();
       const batch = pending.slice(0, o.perRound);
       const commands = batch.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`);
       if (o.verifyPrevious === true) commands.push(...previous.map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`));
@@ -225,7 +229,7 @@ export class AckedWriter {
       const ackedNow: WrittenBlock[] = [];
       for (const b of batch) {
         if (!done.has(b.offset)) continue;
-        this.acked.push({ ...b, ackedAtMs: now });
+        this.acked.push({ ...b, ackedAtMs: now, issuedAtMs });
         ackedNow.push(b);
         pending.splice(pending.indexOf(b), 1);
       }

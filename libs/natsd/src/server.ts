@@ -8,15 +8,25 @@ import { NATS_SERVER_MIN_VERSION, natsServerBinary, natsServerVersion, versionAt
 
 export interface NatsServerSpec {
   name: string;
-  /** Client port on 127.0.0.1. */
+  /** The address it listens on for clients, routes and monitoring: 127.0.0.1 unless given. */
+  host?: string;
+  /** Client port on `host`. */
   port: number;
   /** Directory for the config file and the JetStream store. */
   dir: string;
-  /** Cluster port and the cluster ports of the other members, for a cluster. */
+  /**
+   * Cluster port and the routes to the other members, for a cluster: a port (on
+   * 127.0.0.1) or `host:port`.
+   */
   clusterPort?: number;
-  routes?: number[];
-  /** Port of the monitoring endpoint on 127.0.0.1 (`/jsz` tells whether it fsyncs), when wanted. */
+  routes?: Array<number | string>;
+  /** Port of the monitoring endpoint on `host` (`/jsz` tells whether it fsyncs), when wanted. */
   monitorPort?: number;
+  /**
+   * A command the server runs under, e.g. `['ip', 'netns', 'exec', 'h1']` for a test
+   * host in a network namespace. It must exec the server (keep its PID).
+   */
+  launcher?: string[];
   /** JetStream file store limit (default 4GB). */
   maxFileStore?: string;
   /**
@@ -96,10 +106,19 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+function hostOf(spec: NatsServerSpec): string {
+  return spec.host ?? '127.0.0.1';
+}
+
+function routeUrl(route: number | string): string {
+  return `nats-route://${typeof route === 'number' ? `127.0.0.1:${route}` : route}`;
+}
+
 function configText(spec: NatsServerSpec): string {
+  const host = hostOf(spec);
   const lines = [
     `server_name: ${spec.name}`,
-    `listen: 127.0.0.1:${spec.port}`,
+    `listen: ${host}:${spec.port}`,
     // 1 MiB of data plus headers and envelope fit comfortably.
     `max_payload: 8MB`,
     // A hung client (a paused process) keeps its subscriptions, queue groups
@@ -108,7 +127,7 @@ function configText(spec: NatsServerSpec): string {
     // pings drops it within about 6 s instead of the default 4 minutes.
     `ping_interval: "2s"`,
     `ping_max: 2`,
-    ...(spec.monitorPort === undefined ? [] : [`http: 127.0.0.1:${spec.monitorPort}`]),
+    ...(spec.monitorPort === undefined ? [] : [`http: ${host}:${spec.monitorPort}`]),
     `jetstream {`,
     `  store_dir: "${join(spec.dir, 'js')}"`,
     `  max_memory_store: 256MB`,
@@ -121,8 +140,8 @@ function configText(spec: NatsServerSpec): string {
     lines.push(
       `cluster {`,
       `  name: strata`,
-      `  listen: 127.0.0.1:${spec.clusterPort}`,
-      `  routes: [${(spec.routes ?? []).map((p) => `nats-route://127.0.0.1:${p}`).join(', ')}]`,
+      `  listen: ${host}:${spec.clusterPort}`,
+      `  routes: [${(spec.routes ?? []).map(routeUrl).join(', ')}]`,
       `}`,
     );
   }
@@ -137,7 +156,7 @@ export class NatsServerProcess {
   private readonly configFile: string;
 
   constructor(readonly spec: NatsServerSpec) {
-    this.url = `nats://127.0.0.1:${spec.port}`;
+    this.url = `nats://${hostOf(spec)}:${spec.port}`;
     mkdirSync(spec.dir, { recursive: true });
     this.configFile = join(spec.dir, 'nats.conf');
     writeFileSync(this.configFile, configText(spec));
@@ -145,7 +164,7 @@ export class NatsServerProcess {
 
   /** The monitoring endpoint, when the spec asked for one. */
   get monitorUrl(): string | undefined {
-    return this.spec.monitorPort === undefined ? undefined : `http://127.0.0.1:${this.spec.monitorPort}`;
+    return this.spec.monitorPort === undefined ? undefined : `http://${hostOf(this.spec)}:${this.spec.monitorPort}`;
   }
 
   get name(): string {
@@ -182,7 +201,8 @@ export class NatsServerProcess {
   async start(timeoutMs = 15_000): Promise<void> {
     if (this.isRunning()) throw new Error(`nats-server ${this.name} is already running`);
     if (this.spec.binary === undefined) checkServerVersion();
-    const child = spawn(this.spec.binary ?? natsServerBinary(), ['-c', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, ...args] = [...(this.spec.launcher ?? []), this.spec.binary ?? natsServerBinary(), '-c', this.configFile];
+    const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const keep = (chunk: Buffer): void => {
       this.recent.push(chunk.toString());

@@ -1,24 +1,6 @@
 // Starts the OpenTelemetry SDK once per process: the AsyncLocalStorage context manager,
 // a tracer provider, and exporters chosen from the environment (OTLP, console, span file).
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import {
-  BatchSpanProcessor,
-  ConsoleSpanExporter,
-  NoopSpanProcessor,
-  SimpleSpanProcessor,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import {
-  defaultResource,
-  detectResources,
-  envDetector,
-  hostDetector,
-  processDetector,
-  resourceFromAttributes,
-  type Resource,
-} from '@opentelemetry/resources';
-import { FileSpanExporter } from './file-exporter';
+import type { TracingSdk, startSdk as StartSdk } from './sdk-start';
 
 export interface TracingOptions {
   /** The resource's service.name, e.g. "vdisk-controller". Wins over OTEL_SERVICE_NAME. */
@@ -115,21 +97,6 @@ export function traceExportConfigFromEnv(env: Env): TraceExportConfig {
   return { sdkDisabled, otlp, console, filePath, idsOnly };
 }
 
-// Detection runs here rather than inside the NodeSDK so that the host id (read
-// asynchronously from /etc/machine-id) has settled before the first span ends; the
-// span file is then written synchronously from the very first span.
-async function buildResource(options: TracingOptions): Promise<Resource> {
-  const own = resourceFromAttributes({
-    ...options.attributes,
-    ...(options.serviceInstanceId === undefined ? {} : { 'service.instance.id': options.serviceInstanceId }),
-  });
-  // envDetector last among the detectors, so OTEL_RESOURCE_ATTRIBUTES overrides ours.
-  const detected = detectResources({ detectors: [hostDetector, processDetector, envDetector] });
-  const resource = defaultResource().merge(own).merge(detected).merge(resourceFromAttributes({ 'service.name': options.serviceName }));
-  await resource.waitForAsyncAttributes?.();
-  return resource;
-}
-
 async function start(options: TracingOptions): Promise<TracingHandle> {
   if (options.serviceName.trim() === '') throw new Error('startTracing: serviceName must not be empty');
   const config = traceExportConfigFromEnv(process.env);
@@ -137,76 +104,25 @@ async function start(options: TracingOptions): Promise<TracingHandle> {
   // opening the span file or building exporters.
   if (config.sdkDisabled) return { exporters: [], shutdown: () => Promise.resolve() };
 
-  const processors: SpanProcessor[] = [];
-  const exporters: TraceExporterName[] = [];
-  // First, because opening the file is what most likely fails.
-  if (config.filePath !== undefined) {
-    // Simple, not batched: each span is written as it ends, so spans of a process that
-    // is killed (the fault tests do that) are still in the file.
-    processors.push(new SimpleSpanProcessor(new FileSpanExporter(config.filePath)));
-    exporters.push('file');
-  }
-  if (config.otlp) {
-    // Endpoint, headers, timeout and compression come from OTEL_EXPORTER_OTLP_*; batch
-    // sizes and delay from OTEL_BSP_*.
-    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
-    exporters.push('otlp');
-  }
-  if (config.console) {
-    processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
-    exporters.push('console');
-  }
-  if (processors.length === 0) {
+  const nothingToExport = config.filePath === undefined && !config.otlp && !config.console;
+  if (nothingToExport && !config.idsOnly) {
     // Nothing to export to. Tracing costs real CPU on the I/O path (a span per hop and
     // the async context that carries it: about 40% of a colocated node's CPU under
     // 4 KiB random reads, measured with STRATA_CPU_PROFILE_DIR), so by default it is
     // then off: spans are no-ops and logs carry no trace ids. STRATA_TRACE_IDS=true
-    // keeps real ids in logs and message headers while exporting nothing.
-    if (!config.idsOnly) return { exporters: [], shutdown: () => Promise.resolve() };
-    processors.push(new NoopSpanProcessor());
+    // keeps real ids in logs and message headers while exporting nothing. The SDK is
+    // not even loaded then: it is a fifth of an actor's start-up time.
+    return { exporters: [], shutdown: () => Promise.resolve() };
   }
-
-  const sdk = new NodeSDK({
-    serviceName: options.serviceName,
-    resource: await buildResource(options),
-    autoDetectResources: false,
-    instrumentations: [],
-    spanProcessors: processors,
-    // Empty lists, not absent ones: absent, the NodeSDK reads OTEL_METRICS_EXPORTER and
-    // OTEL_LOGS_EXPORTER, and when those are unset it defaults both to OTLP on
-    // localhost:4318. Strata's metrics are prom-client (@strata/metrics) and its logs
-    // are pino on stderr (@strata/log); nothing writes to the OTel metrics or logs API.
-    metricReaders: [],
-    logRecordProcessors: [],
-  });
-  sdk.start();
-
+  // A plain require, loaded here and only here (the workspace compiles to CommonJS).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { startSdk } = require('./sdk-start') as { startSdk: typeof StartSdk };
+  const sdk: TracingSdk = await startSdk(options, config);
   let stopping: Promise<void> | undefined;
-  const stop = async (): Promise<void> => {
-    // SimpleSpanProcessor.shutdown() does not wait for exports in flight, and the
-    // NodeSDK's shutdown does not flush first; flush explicitly so nothing is dropped.
-    const flushed = await Promise.allSettled(processors.map((p) => p.forceFlush()));
-    await sdk.shutdown();
-    // A failed export otherwise only reaches the OTel diag logger, which is silent
-    // unless OTEL_LOG_LEVEL is set; the caller should be able to log it.
-    const failures = flushed.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-    if (failures.length > 0) {
-      throw new Error(`tracing shutdown: ${failures.length} span exporter(s) failed to flush: ${failures.map(reasonText).join('; ')}`, {
-        cause: failures[0],
-      });
-    }
-  };
   return {
-    exporters,
-    shutdown: () => (stopping ??= withTimeout(stop(), SHUTDOWN_TIMEOUT_MS, 'tracing shutdown')),
+    exporters: sdk.exporters,
+    shutdown: () => (stopping ??= withTimeout(sdk.stop(), SHUTDOWN_TIMEOUT_MS, 'tracing shutdown')),
   };
-}
-
-function reasonText(reason: unknown): string {
-  // BatchSpanProcessor rejects with the export result's error; be lenient about its shape.
-  if (reason instanceof Error) return reason.message;
-  if (Array.isArray(reason)) return reason.map(reasonText).join(', ');
-  return String(reason);
 }
 
 function withTimeout(work: Promise<void>, timeoutMs: number, what: string): Promise<void> {
