@@ -1,7 +1,8 @@
-// `strata disk rm`: a disk that still holds replicas is removed only when forced. Each
-// replica on it is one of its extent group's RF copies, so removing the disk leaves
-// those extent groups a replica short until the curator copies them again (it counts
-// a replica on a disk gone from the configuration as lost).
+// `strata disk rm`: a disk that still holds replicas is removed only after a drain
+// (`--wait`: drain.ts, the curator moves them first) or when forced. Each replica on it
+// is one of its extent group's RF copies, so removing it by force leaves those extent
+// groups a replica short until the curator copies them again (it counts a replica on
+// a disk gone from the configuration as lost).
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket } from '@strata/kv';
