@@ -18,6 +18,10 @@
 // file; the end was announced (curator.drain.done) and shown (`strata curator status`);
 // `strata node rm n2` refused before and accepted after.
 //
+// Disk: on the two nodes left, a second disk added to n1, then `strata disk rm n1-d1
+// --wait`: its replicas move to n1-d2 (the same node: no other node is free with RF
+// 2), the disk is removed, and the data reads back.
+//
 // Its teeth: with STRATA_REBUILD=off (CURATOR_TEST_REBUILD=off runs it so) nothing is
 // copied: the damaged replica is never replaced, and `node drain --wait` times out.
 import { createHash } from 'node:crypto';
@@ -74,6 +78,8 @@ const sha1Padded = (files: Buffer[]): string[] => {
 
 describe('replicas leaving through the curator', () => {
   let cluster: UpCluster;
+  /** The vDisk the scrub case writes, read again after its disk is drained. */
+  let coldId: bigint;
   beforeAll(async () => {
     cluster = await clusters.start({ nodes: 3, env: ENV });
   }, 120_000);
@@ -84,6 +90,7 @@ describe('replicas leaving through the curator', () => {
   it('scrub finds a flipped byte in one replica, replaces it from the good one, and reports it', async () => {
     const uri = `nbd://127.0.0.1:${cluster.nbdPort}/cold`;
     const id = createdId(await strata(cluster, ['vdisk', 'create', 'cold', '--size', '64M']));
+    coldId = id;
     await qemuIo(uri, ['write -P 0x5a 0 3M']);
     await waitForDrained(cluster.natsUrl, id, 30_000);
     const entries = await egroupsOf(cluster.natsUrl, id);
@@ -187,6 +194,28 @@ describe('replicas leaving through the curator', () => {
 
     // Drained: removed, with its disk.
     expect(await strata(cluster, ['node', 'rm', 'n2'])).toMatch(/^node n2 removed with its disk n2-d1; host n2 no longer has a storage node$/m);
-    cluster.passed = true;
   }, 150_000);
+
+  it('disk rm --wait drains a disk through the curator (to another disk of the same node) and then removes it', async () => {
+    const listDisks = async (): Promise<Array<{ name: string; id: string }>> => JSON.parse(await strata(cluster, ['--json', 'disk', 'ls'])) as Array<{ name: string; id: string }>;
+    const d1 = BigInt((await listDisks()).find((d) => d.name === 'n1-d1')!.id);
+    await strata(cluster, ['disk', 'add', 'n1-d2', '--node', 'n1', '--path', join(cluster.dir, 'disks', 'n1-d2'), '--capacity', '1G']);
+    const d2 = BigInt((await listDisks()).find((d) => d.name === 'n1-d2')!.id);
+    const held = [...(await egroupsOf(cluster.natsUrl, coldId)).values()].filter((e) => e.replicas.some((r) => r.disk === d1)).length;
+    expect(held).toBeGreaterThan(0);
+
+    const out = await strata(cluster, ['disk', 'rm', 'n1-d1', '--wait', '--timeout', '40'], 60_000);
+    expect(out).toMatch(/^disk n1-d1 is draining: the curator moves its replicas to other disks$/m);
+    expect(out).toMatch(/^disk n1-d1: drained, it holds no replica$/m);
+    expect(out).toMatch(/^disk n1-d1 removed$/m);
+    const entries = [...(await egroupsOf(cluster.natsUrl, coldId)).values()];
+    expect(entries.filter((e) => e.replicas.some((r) => r.disk === d1))).toEqual([]);
+    expect(entries.filter((e) => e.replicas.some((r) => r.disk === d2)).length).toBe(held);
+    for (const e of entries) expect(new Set(e.replicas.map((r) => r.node)).size).toBe(2);
+    await qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/cold`, ['read -P 0x5a 0 3M']);
+    const nc = await connectClient(cluster.natsUrl);
+    const events = await readEvents(nc).finally(() => nc.close());
+    expect(events.filter((ev) => ev.type === EventType.curatorDrainDone && ev.kind === 'disk')).toEqual([expect.objectContaining({ name: 'n1-d1', id: d1 })]);
+    cluster.passed = true;
+  }, 90_000);
 });
