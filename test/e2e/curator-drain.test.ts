@@ -201,8 +201,14 @@ describe('replicas leaving through the curator', () => {
     const d1 = BigInt((await listDisks()).find((d) => d.name === 'n1-d1')!.id);
     await strata(cluster, ['disk', 'add', 'n1-d2', '--node', 'n1', '--path', join(cluster.dir, 'disks', 'n1-d2'), '--capacity', '1G']);
     const d2 = BigInt((await listDisks()).find((d) => d.name === 'n1-d2')!.id);
-    const held = [...(await egroupsOf(cluster.natsUrl, coldId)).values()].filter((e) => e.replicas.some((r) => r.disk === d1)).length;
-    expect(held).toBeGreaterThan(0);
+    // A drain started and cancelled: the mark goes, and the disk is placed on again.
+    expect(await strata(cluster, ['disk', 'drain', 'n1-d1'])).toMatch(/^disk n1-d1 is draining: the curator moves its replicas to other disks$/m);
+    expect(await strata(cluster, ['disk', 'drain', 'n1-d1', '--cancel'])).toMatch(/^disk n1-d1 is no longer draining$/m);
+    expect(await strata(cluster, ['disk', 'drain', 'n1-d1', '--cancel'])).toMatch(/^disk n1-d1 was not draining$/m);
+    expect(JSON.parse(await strata(cluster, ['--json', 'disk', 'ls'])).find((d: { name: string }) => d.name === 'n1-d1').spec.drainingSinceMs).toBeUndefined();
+    // Moves the short drain made went to n1-d2: count the replicas on either disk of n1.
+    const onN1 = [...(await egroupsOf(cluster.natsUrl, coldId)).values()].filter((e) => e.replicas.some((r) => r.disk === d1 || r.disk === d2)).length;
+    expect(onN1).toBeGreaterThan(0);
 
     const out = await strata(cluster, ['disk', 'rm', 'n1-d1', '--wait', '--timeout', '40'], 60_000);
     expect(out).toMatch(/^disk n1-d1 is draining: the curator moves its replicas to other disks$/m);
@@ -210,7 +216,7 @@ describe('replicas leaving through the curator', () => {
     expect(out).toMatch(/^disk n1-d1 removed$/m);
     const entries = [...(await egroupsOf(cluster.natsUrl, coldId)).values()];
     expect(entries.filter((e) => e.replicas.some((r) => r.disk === d1))).toEqual([]);
-    expect(entries.filter((e) => e.replicas.some((r) => r.disk === d2)).length).toBe(held);
+    expect(entries.filter((e) => e.replicas.some((r) => r.disk === d2)).length).toBe(onN1);
     for (const e of entries) expect(new Set(e.replicas.map((r) => r.node)).size).toBe(2);
     await qemuIo(`nbd://127.0.0.1:${cluster.nbdPort}/cold`, ['read -P 0x5a 0 3M']);
     const nc = await connectClient(cluster.natsUrl);
