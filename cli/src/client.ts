@@ -157,6 +157,8 @@ export async function checkStrataCluster(nc: NatsConnection, url: string, timeou
 
 /** The hint @strata/bus puts on UNAVAILABLE when a request reached no subscriber. */
 const NO_RESPONDERS = 'no-responders';
+/** The hint of a TIMEOUT that is a command's own wait running out (`--wait --timeout`), not a request's. */
+export const WAIT_ENDED = 'wait-ended';
 
 /**
  * A failure of the config service to answer, with the URL: connected, but no config
@@ -168,7 +170,7 @@ export function withUrl(err: unknown, url: string): unknown {
   if (err.code === ErrorCode.UNAVAILABLE && err.hint === NO_RESPONDERS) {
     return new StrataError(ErrorCode.UNAVAILABLE, `connected to the cluster at ${url}, but no config replica answers (${err.message}): are its config replicas running? see the logs in its data directory`, { cause: err });
   }
-  if (err.code === ErrorCode.TIMEOUT) {
+  if (err.code === ErrorCode.TIMEOUT && err.hint !== WAIT_ENDED) {
     return new StrataError(ErrorCode.TIMEOUT, `${err.message} (cluster at ${url}): the config service did not answer in time`, { cause: err });
   }
   return err;

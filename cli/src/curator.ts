@@ -1,13 +1,16 @@
 // What the curator commands ask and print: the curator master's status (`strata
-// curator status`) and a scan on demand (`strata curator scan [--full]`).
+// curator status`), a scan on demand (`strata curator scan [--full]`) and a scrub pass
+// (`strata curator scrub`).
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { CuratorOp, curatorScanReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorStatusReply } from '@strata/proto';
+import { CuratorOp, curatorScanReply, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorStatusReply } from '@strata/proto';
 import { formatSize } from './units';
 
 const STATUS_TIMEOUT_MS = 10_000;
 /** A scan reads every extent-group entry: on a large map that takes a while. */
 const SCAN_TIMEOUT_MS = 120_000;
+/** A scrub pass reads every replica at STRATA_SCRUB_BYTES_PER_S: on a large cluster that is hours; the command waits an hour at most. */
+const SCRUB_TIMEOUT_MS = 3_600_000;
 
 /** Any request to the master; no responders becomes a message that says what is missing. */
 async function askMaster<T>(run: () => Promise<T>): Promise<T> {
@@ -29,7 +32,15 @@ export function curatorScan(bus: Bus, full: boolean): Promise<CuratorScanSummary
   return askMaster(() => bus.request(subjects.curator(CuratorOp.scan), { full }, curatorScanReply, { timeoutMs: SCAN_TIMEOUT_MS }));
 }
 
+export function curatorScrub(bus: Bus): Promise<CuratorScrubSummary> {
+  return askMaster(() => bus.request(subjects.curator(CuratorOp.scrub), {}, curatorScrubReply, { timeoutMs: SCRUB_TIMEOUT_MS }));
+}
+
 const when = (ms: number): string => new Date(ms).toISOString();
+
+export function formatScrub(s: CuratorScrubSummary): string {
+  return `scrub at ${when(s.startedAtMs)}, ${formatDuration(s.durationMs)}: ${s.replicas} replicas (${formatSize(s.bytes)}) read and verified, ${s.damaged} damaged, ${s.skipped} skipped`;
+}
 
 /** `3 s`, `2 min 5 s`, `1 h 4 min`: a duration for people. */
 export function formatDuration(ms: number): string {
@@ -64,6 +75,8 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     `rebuild progress: ${formatSize(p.bytesCopied)} copied (${p.copiesDone} copies, ${p.copiesFailed} failed), ${formatSize(p.bytesToCopy)} to copy, ${s.copiesInFlight} in flight, ${formatSize(p.bytesPerSec)}/s`,
     `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,
     formatGarbage(p),
+    `scrub: ${p.scrubbing === undefined ? 'not running' : `running since ${when(p.scrubbing.startedAtMs)}, ${p.scrubbing.replicasDone} of ${p.scrubbing.replicasTotal} replicas read`}; last pass: ${p.lastScrub === undefined ? 'none yet' : formatScrub(p.lastScrub)}`,
+    ...(p.draining ?? []).map((d) => `draining ${d.kind} ${d.name}: ${d.replicas === 0 ? 'drained, it holds no replica' : `${d.replicas} replica${d.replicas === 1 ? '' : 's'} (${formatSize(d.bytes)}) left`}`),
   ];
   return lines.join('\n');
 }

@@ -1,7 +1,8 @@
-// `strata disk rm`: a disk that still holds replicas is removed only when forced. Each
-// replica on it is one of its extent group's RF copies, so removing the disk leaves
-// those extent groups a replica short until the curator copies them again (it counts
-// a replica on a disk gone from the configuration as lost).
+// `strata disk rm`: a disk that still holds replicas is removed only after a drain
+// (`--wait`: drain.ts, the curator moves them first) or when forced. Each replica on it
+// is one of its extent group's RF copies, so removing it by force leaves those extent
+// groups a replica short until the curator copies them again (it counts a replica on
+// a disk gone from the configuration as lost).
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket } from '@strata/kv';
@@ -14,11 +15,12 @@ export interface DiskHoldings {
   bytes: number;
 }
 
-/** The extent groups among `entries` with a replica on `disk`. */
-export function holdingsOf(entries: Iterable<Pick<EgroupEntry, 'replicas' | 'sizeBytes'>>, disk: bigint): DiskHoldings {
+/** The extent groups among `entries` with a replica on `disk` (or on any of `disk`). */
+export function holdingsOf(entries: Iterable<Pick<EgroupEntry, 'replicas' | 'sizeBytes'>>, disk: bigint | ReadonlySet<bigint>): DiskHoldings {
+  const on = (d: bigint): boolean => (typeof disk === 'bigint' ? d === disk : disk.has(d));
   const out: DiskHoldings = { egroups: 0, bytes: 0 };
   for (const e of entries) {
-    if (!e.replicas.some((r) => r.disk === disk)) continue;
+    if (!e.replicas.some((r) => on(r.disk))) continue;
     out.egroups++;
     out.bytes += e.sizeBytes;
   }
@@ -31,7 +33,7 @@ export function diskRmRefusal(name: string, held: DiskHoldings): StrataError | u
   const what = `${held.egroups} extent group${held.egroups === 1 ? '' : 's'} (${formatSize(held.bytes)})`;
   return new StrataError(
     ErrorCode.CONFLICT,
-    `disk ${name} holds replicas of ${what}: removing it leaves each of them a replica short until the curator copies it again; use --force to remove it anyway`,
+    `disk ${name} holds replicas of ${what}: removing it leaves each of them a replica short until the curator copies it again; "strata disk rm ${name} --wait" moves them off first, or use --force to remove it anyway`,
   );
 }
 

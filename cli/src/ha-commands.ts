@@ -8,7 +8,7 @@ import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { RestartPriority, VmDriver, objectName, vmSpec, type HaStatusReply, type ObjectOf } from '@strata/proto';
-import { curatorScan, curatorStatus, formatCuratorStatus, formatScan } from './curator';
+import { curatorScan, curatorScrub, curatorStatus, formatCuratorStatus, formatScan, formatScrub } from './curator';
 import { formatHaStatus, formatHosts, formatVms, formatWhy, haStart, haStatus, haStop } from './ha';
 import { readEvents } from './ownership';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize } from './units';
@@ -161,7 +161,7 @@ export function registerHaCommands(program: Command, ctx: HaCommandContext): voi
       }),
     );
 
-  const curator = program.command('curator').description('the curator: scans of the metadata and re-replication of extent groups that lost replicas');
+  const curator = program.command('curator').description('the curator: scans of the metadata, re-replication of extent groups that lost replicas, drains and scrub');
   curator
     .command('status')
     .description('show the curator master, the last and the running scan, the under-replicated extent groups, the rebuild progress and its estimated time to finish')
@@ -181,6 +181,16 @@ export function registerHaCommands(program: Command, ctx: HaCommandContext): voi
         const scan = await curatorScan(bus, o.full ?? false);
         if (ctx.json()) return ctx.printJson(scan);
         print(formatScan(scan));
+      }),
+    );
+  curator
+    .command('scrub')
+    .description('read every replica on a live node now and verify its checksums (or wait for the pass running); prints the pass once it is done (the repairs of damaged replicas run on)')
+    .action(() =>
+      withCluster(async (_client, _nc, bus) => {
+        const pass = await curatorScrub(bus);
+        if (ctx.json()) return ctx.printJson(pass);
+        print(formatScrub(pass));
       }),
     );
 }

@@ -17,6 +17,7 @@ import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, h
 import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
+import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
 import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { registerRunCommands } from './run-commands';
@@ -380,9 +381,55 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
       });
     });
   node
+    .command('drain <name>')
+    .description('move every replica off a node (the curator copies each to another node, then drops it); new extent groups go elsewhere')
+    .option('--wait', 'wait until it holds no replica, printing progress')
+    .option('--timeout <seconds>', 'with --wait: give up waiting after this long (the drain goes on)', '3600')
+    .option('--cancel', 'stop draining it (replicas already moved stay where they are)')
+    .action((name: string, o: { wait?: boolean; timeout: string; cancel?: boolean }) => {
+      const timeoutMs = parseCount(o.timeout, '--timeout', 1) * 1000;
+      return withCluster(async (client, nc, bus) => {
+        const target = await client.get({ kind: 'node', name });
+        if (o.cancel === true) {
+          const changed = await markDraining(client, 'node', name, false, Date.now());
+          return print(changed ? `node ${name} is no longer draining` : `node ${name} was not draining`);
+        }
+        const [nodes, disks, containers] = await Promise.all([client.list('node'), client.list('disk'), client.list('container')]);
+        const mine = disksOfNode(disks, target.id);
+        const refusal = drainRefusal(`node ${name}`, mine, disks, nodes, containers);
+        if (refusal !== undefined) throw refusal;
+        const changed = await markDraining(client, 'node', name, true, Date.now());
+        print(changed ? `node ${name} is draining: the curator moves its replicas to other nodes` : `node ${name} is draining already`);
+        if (o.wait === true) await waitDrained({ bus, nc, print }, `node ${name}`, mine, timeoutMs);
+      });
+    });
+  node
     .command('rm <name>')
-    .description('remove a node (it must have no disks)')
-    .action((name: string) => withClient(async (client) => print(`node ${(await client.delete('node', name)).name} removed`)));
+    .description('remove a node and its disks (a host on the same machine keeps running, without a storage node); refused while its disks hold replicas (drain it first), unless --force, and while VMs are defined on its host')
+    .option('--force', 'remove it even though its disks hold replicas')
+    .action((name: string, o: { force?: boolean }) =>
+      withCluster(async (client, nc) => {
+        const target = await client.get({ kind: 'node', name });
+        const [allDisks, hosts, vms] = await Promise.all([client.list('disk'), client.list('host'), client.list('vm')]);
+        const disks = allDisks.filter((d) => d.spec.node === target.id);
+        const served = hosts.filter((h) => h.spec.node === target.id);
+        // Every check before any change: a refusal leaves everything as it was.
+        const hostRefusal = nodeHostRefusal(name, served, vms);
+        if (hostRefusal !== undefined) throw hostRefusal;
+        const held = holdingsOf(await readEgroupEntries(nc), new Set(disks.map((d) => d.id)));
+        const refusal = nodeRmRefusal(name, held);
+        if (refusal !== undefined && o.force !== true) throw refusal;
+        for (const h of served) {
+          const { node: _node, ...spec } = h.spec;
+          await client.update({ kind: 'host', name: h.name, spec, revision: h.revision });
+        }
+        for (const d of disks) await client.delete('disk', d.name);
+        await client.delete('node', name);
+        const with_ = disks.length === 0 ? '' : ` with its disk${disks.length === 1 ? '' : 's'} ${disks.map((d) => d.name).join(', ')}`;
+        const hostsNote = served.length === 0 ? '' : `; host ${served.map((h) => h.name).join(', ')} no longer has a storage node`;
+        print(`node ${name} removed${with_}${hostsNote}${refusal === undefined ? '' : ` (forced: the curator copies its replicas of ${held.egroups} extent groups from the others)`}`);
+      }),
+    );
 
   const disk = program.command('disk').description('disks of the nodes');
   disk
@@ -422,19 +469,52 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
       ),
     );
   disk
-    .command('rm <name>')
-    .description('remove a disk; refused while it holds replicas, unless --force (the curator then copies them from the others)')
-    .option('--force', 'remove it even though it holds replicas')
-    .action((name: string, o: { force?: boolean }) =>
-      withCluster(async (client, nc) => {
+    .command('drain <name>')
+    .description('move every replica off a disk (the curator copies each to another disk, then drops it); new extent groups go elsewhere')
+    .option('--wait', 'wait until it holds no replica, printing progress')
+    .option('--timeout <seconds>', 'with --wait: give up waiting after this long (the drain goes on)', '3600')
+    .option('--cancel', 'stop draining it (replicas already moved stay where they are)')
+    .action((name: string, o: { wait?: boolean; timeout: string; cancel?: boolean }) => {
+      const timeoutMs = parseCount(o.timeout, '--timeout', 1) * 1000;
+      return withCluster(async (client, nc, bus) => {
         const target = await client.get({ kind: 'disk', name });
-        const held = holdingsOf(await readEgroupEntries(nc), target.id);
+        if (o.cancel === true) {
+          const changed = await markDraining(client, 'disk', name, false, Date.now());
+          return print(changed ? `disk ${name} is no longer draining` : `disk ${name} was not draining`);
+        }
+        await startDiskDrain(client, name, target.id);
+        if (o.wait === true) await waitDrained({ bus, nc, print }, `disk ${name}`, new Set([target.id]), timeoutMs);
+      });
+    });
+  const startDiskDrain = async (client: ConfigClient, name: string, id: bigint): Promise<void> => {
+    const [nodes, disks, containers] = await Promise.all([client.list('node'), client.list('disk'), client.list('container')]);
+    const refusal = drainRefusal(`disk ${name}`, new Set([id]), disks, nodes, containers);
+    if (refusal !== undefined) throw refusal;
+    const changed = await markDraining(client, 'disk', name, true, Date.now());
+    print(changed ? `disk ${name} is draining: the curator moves its replicas to other disks` : `disk ${name} is draining already`);
+  };
+  disk
+    .command('rm <name>')
+    .description('remove a disk; while it holds replicas, refused unless --wait (drain it through the curator, then remove it) or --force (remove it now: the curator then copies them from the others)')
+    .option('--wait', 'drain it first: the curator moves its replicas to other disks, progress is printed, then it is removed')
+    .option('--timeout <seconds>', 'with --wait: give up waiting after this long (the drain goes on)', '3600')
+    .option('--force', 'remove it even though it holds replicas')
+    .action((name: string, o: { force?: boolean; wait?: boolean; timeout: string }) => {
+      const timeoutMs = parseCount(o.timeout, '--timeout', 1) * 1000;
+      return withCluster(async (client, nc, bus) => {
+        const target = await client.get({ kind: 'disk', name });
+        let held = holdingsOf(await readEgroupEntries(nc), target.id);
+        if (held.egroups > 0 && o.wait === true && o.force !== true) {
+          await startDiskDrain(client, name, target.id);
+          await waitDrained({ bus, nc, print }, `disk ${name}`, new Set([target.id]), timeoutMs);
+          held = holdingsOf(await readEgroupEntries(nc), target.id);
+        }
         const refusal = diskRmRefusal(name, held);
         if (refusal !== undefined && o.force !== true) throw refusal;
         await client.delete('disk', name);
         print(`disk ${name} removed${refusal === undefined ? '' : ` (forced: the curator copies its replicas of ${held.egroups} extent groups from the others)`}`);
-      }),
-    );
+      });
+    });
 
   // ---- containers --------------------------------------------------------------------------
 

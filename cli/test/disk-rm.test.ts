@@ -15,7 +15,7 @@ describe('disk rm', () => {
   it('refuses a disk that holds replicas (CONFLICT, naming what it holds and --force), and not an empty one', () => {
     const refusal = diskRmRefusal('n1-d1', holdingsOf(entries, 1n));
     expect(refusal).toMatchObject({ code: ErrorCode.CONFLICT });
-    expect(refusal?.message).toBe('disk n1-d1 holds replicas of 2 extent groups (5 MiB): removing it leaves each of them a replica short until the curator copies it again; use --force to remove it anyway');
+    expect(refusal?.message).toBe('disk n1-d1 holds replicas of 2 extent groups (5 MiB): removing it leaves each of them a replica short until the curator copies it again; "strata disk rm n1-d1 --wait" moves them off first, or use --force to remove it anyway');
     expect(diskRmRefusal('n4-d1', holdingsOf(entries, 4n))).toBeUndefined();
   });
 });

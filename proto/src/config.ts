@@ -54,6 +54,12 @@ const powerOfTwo = (v: number): boolean => v > 0 && (v & (v - 1)) === 0;
 export const nodeSpec = z.strictObject({
   /** Where the node's actors run, for people: `10.0.0.5` or `rack2-host7`. */
   address: z.string().max(255).optional(),
+  /**
+   * Set by `strata node drain` (unix-ms): the node is leaving. The curator moves every
+   * replica on its disks to other nodes (copy first, then drop), and new extent groups
+   * are placed elsewhere. Cleared by `strata node drain --cancel`.
+   */
+  drainingSinceMs: uint.optional(),
 });
 
 export const hostSpec = z.strictObject({
@@ -75,6 +81,12 @@ export const diskSpec = z.strictObject({
   capacityBytes: positive,
   /** Storage pool the disk belongs to (none: not yet pooled). */
   pool: u64.optional(),
+  /**
+   * Set by `strata disk drain` or `strata disk rm` (unix-ms): the disk is leaving. The
+   * curator moves every replica on it to other disks, and new extent groups are
+   * placed elsewhere. Cleared by `strata disk drain --cancel`.
+   */
+  drainingSinceMs: uint.optional(),
 });
 
 export const poolSpec = z.strictObject({

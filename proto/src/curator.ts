@@ -5,8 +5,8 @@ import { z } from 'zod';
 import { uint } from '@strata/codec';
 import { objectName } from './config';
 
-/** Requests to the curator master: `strata.curator.status`, `strata.curator.scan`. */
-export const CuratorOp = { status: 'status', scan: 'scan' } as const;
+/** Requests to the curator master: `strata.curator.status`, `strata.curator.scan`, `strata.curator.scrub`. */
+export const CuratorOp = { status: 'status', scan: 'scan', scrub: 'scrub' } as const;
 export type CuratorOp = (typeof CuratorOp)[keyof typeof CuratorOp];
 
 /** What one scan found: every extent group read, those under-replicated, what it queued. */
@@ -46,6 +46,30 @@ export const curatorGarbageSummary = z.strictObject({
 });
 export type CuratorGarbageSummary = z.output<typeof curatorGarbageSummary>;
 
+/** A node or disk being drained, as the last scan found it: the replicas it still holds. */
+export const curatorDrain = z.strictObject({
+  kind: z.enum(['node', 'disk']),
+  name: objectName,
+  /** Replicas still on it (on the node's disks), and their bytes. */
+  replicas: uint,
+  bytes: uint,
+});
+export type CuratorDrain = z.output<typeof curatorDrain>;
+
+/** One scrub pass (scrub.ts in services/curator): every replica on a live node read and its checksums verified. */
+export const curatorScrubSummary = z.strictObject({
+  startedAtMs: uint,
+  durationMs: uint,
+  /** Replicas read whole, and their bytes. */
+  replicas: uint,
+  bytes: uint,
+  /** Replicas that failed their checksum: each is repaired by a copy from a good one. */
+  damaged: uint,
+  /** Replicas not read (extent store did not answer, entry changed under the read): the next pass reads them. */
+  skipped: uint,
+});
+export type CuratorScrubSummary = z.output<typeof curatorScrubSummary>;
+
 /**
  * The master's progress, key `curator.progress` in `own`: rewritten as copies finish,
  * so `strata curator status` can show it and a new master can resume the counts.
@@ -76,6 +100,11 @@ export const curatorProgress = z.strictObject({
   garbageBytes: uint.optional(),
   /** What the last scan's garbage collection did, once there was one. */
   lastGarbage: curatorGarbageSummary.optional(),
+  /** The nodes and disks being drained at the last scan, less the moves done since. */
+  draining: z.array(curatorDrain).max(4096).optional(),
+  /** The last scrub pass that ended, and the one running (replicas read so far of how many). */
+  lastScrub: curatorScrubSummary.optional(),
+  scrubbing: z.strictObject({ startedAtMs: uint, replicasDone: uint, replicasTotal: uint }).optional(),
 });
 export type CuratorProgress = z.output<typeof curatorProgress>;
 
@@ -96,3 +125,7 @@ export type CuratorStatusReply = z.output<typeof curatorStatusReply>;
 /** `strata.curator.scan`: a scan now; its reply comes once the scan (not its copies) is done. */
 export const curatorScanRequest = z.strictObject({ full: z.boolean() });
 export const curatorScanReply = curatorScanSummary;
+
+/** `strata.curator.scrub`: a scrub pass now (or the one running); its reply comes once the pass is done (its repairs may still run). */
+export const curatorScrubRequest = z.strictObject({});
+export const curatorScrubReply = curatorScrubSummary;

@@ -46,6 +46,12 @@ export const EventType = {
   curatorReplicaCopied: 'curator.replica.copied',
   /** A scan's garbage collection deleted replicas no md-egroup entry names (counts in message, bytes in freedBytes). */
   curatorGarbageDeleted: 'curator.garbage.deleted',
+  /** A node or disk being drained holds no replica any more: it can be removed (`kind` node or disk, `name`). */
+  curatorDrainDone: 'curator.drain.done',
+  /** A scrub found a replica that fails its checksum (`kind` egroup, `id`, `fromDisk` its disk, the failure in `reason`); a copy from a good replica replaces it. */
+  curatorScrubDamaged: 'curator.scrub.damaged',
+  /** A scrub pass ended (counts in message, `durationMs`). */
+  curatorScrubDone: 'curator.scrub.done',
   /** A disk or container passed its warning threshold (used share of capacity). */
   spaceWarning: 'space.warning',
   /** A disk or container has no room for new data: writes to it get NO_SPACE. */

@@ -188,10 +188,12 @@ function config(): VectorFile {
     valid: [
       valid('node-spec', 'no address', {}),
       valid('node-spec', 'with an address', { address: '10.0.0.5' }),
+      valid('node-spec', 'draining (strata node drain)', { drainingSinceMs: T0 }),
       valid('host-spec', 'a host with a storage node', { node: ids.node, cpuCount: 16, memoryBytes: 64 * GiB }),
       valid('host-spec', 'a host without one', { cpuCount: 8, memoryBytes: 32 * GiB }),
       valid('disk-spec', 'a pooled flash disk', { node: ids.node, path: '/var/lib/strata/d1', tier: 'ssd', capacityBytes: TiB, pool: ids.pool }),
       valid('disk-spec', 'a disk not yet pooled', { node: ids.node, path: '/srv/d2', tier: 'hdd', capacityBytes: 4 * TiB }),
+      valid('disk-spec', 'draining (strata disk drain)', { node: ids.node, path: '/srv/d2', tier: 'hdd', capacityBytes: 4 * TiB, drainingSinceMs: T0 }),
       valid('pool-spec', 'no description', {}),
       valid('pool-spec', 'with a description', { description: 'rack 2 flash' }),
       valid('container-spec', 'every member left to its default', {}),
@@ -290,6 +292,8 @@ function events(): VectorFile {
       valid('cluster-event', 'a vDisk moved by failover (strata.events.owner)', { type: 'owner.changed', atMs: T0, epoch: 7, kind: 'vdisk', id: ids.vdisk, name: 'demo', owner: 'n1', previousOwner: 'n2', ownerEpoch: 4, cause: 'failover', message: 'vdisk demo: n2 -> n1 at epoch 4 (node n2 declared dead)' }),
       valid('cluster-event', 'a VM restarted by HA (strata.events.ha)', { type: 'ha.vm.restarted', atMs: T0, epoch: 0, kind: 'vm', id: ha.vm, name: 'web', host: 'n2', haEpoch: 5, powerOnEpoch: 4, cause: 'ha-master', message: 'vm web restarted on n2 (power-on lease epoch 4): host n1 failed' }),
       valid('cluster-event', 'a replica copied by the curator (strata.events.curator)', { type: 'curator.replica.copied', atMs: T0, epoch: 0, kind: 'egroup', id: 67890n, curatorEpoch: 4, fromDisk: 12351n, toDisk: 12352n, bytes: 4 * MiB, reason: 'replica on disk 12350 lost: node n2 dead for 61 s', cause: 'curator', message: 'egroup 67890: copied 4194304 bytes from disk 12351 (n1) to disk 12352 (n3)' }),
+      valid('cluster-event', 'a damaged replica found by a scrub (strata.events.curator)', { type: 'curator.scrub.damaged', atMs: T0, epoch: 0, curatorEpoch: 4, kind: 'egroup', id: 12360n, fromDisk: 12350n, reason: 'CHECKSUM: egroup 12360: slice 0 (bytes 0 to 65535) failed its check', cause: 'curator', message: 'scrub: egroup 12360 on disk 12350 (n1) fails its checksum; a copy from a good replica replaces it' }),
+      valid('cluster-event', 'a drained node (strata.events.curator)', { type: 'curator.drain.done', atMs: T0, epoch: 0, curatorEpoch: 4, kind: 'node', id: ids.node, name: 'n2', cause: 'curator', message: 'node n2 is drained: it holds no replica; "strata node rm n2" removes it' }),
       valid('cluster-event', 'garbage deleted by a curator scan (strata.events.curator)', { type: 'curator.garbage.deleted', atMs: T0, epoch: 0, curatorEpoch: 4, freedBytes: 8 * MiB, cause: 'curator', message: 'garbage collection: 2 replicas no entry names deleted, 8388608 bytes reclaimed (40 listed, 1 younger than the grace period, 0 disks skipped)' }),
       valid('cluster-event', 'a curator scan done (strata.events.curator)', { type: 'curator.scan.done', atMs: T0, epoch: 0, curatorEpoch: 4, durationMs: 42, reason: 'scheduled', cause: 'curator', message: 'scan 3: 120 extent groups, 7 under-replicated, 7 copies queued' }),
       valid('cluster-event', 'a disk full (strata.events.space)', { type: 'space.full', atMs: T0, epoch: 7, kind: 'disk', id: 12351n, name: 'n1-d1', usedBytes: 63 * MiB, capacityBytes: 64 * MiB, cause: 'space-monitor', message: 'disk n1-d1 is full: 1 MiB free of 64 MiB, below 16 MiB' }),
@@ -594,6 +598,7 @@ function haFile(): VectorFile {
 
 const scanSummary = { scan: 3, full: false, startedAtMs: T0, durationMs: 42, egroups: 120, underReplicated: 7, lostReplicas: 7, copiesQueued: 7, unfixable: 0 };
 const garbageSummary = { atMs: T0, listed: 40, deleted: 2, bytes: 8 * MiB, young: 1, skippedDisks: 0, enabled: true };
+const scrubSummary = { startedAtMs: T0, durationMs: 5000, replicas: 120, bytes: 240 * MiB, damaged: 1, skipped: 0 };
 const progress = { master: 'n1', curatorEpoch: 4, updatedAtMs: T0, rebuild: true, underReplicated: 3, bytesToCopy: 12 * MiB, bytesCopied: 16 * MiB, copiesDone: 4, copiesFailed: 0, bytesPerSec: 20 * MiB, etaMs: 600, lastScan: scanSummary };
 
 function curatorFile(): VectorFile {
@@ -604,12 +609,18 @@ function curatorFile(): VectorFile {
       valid('curator-scan-summary', 'a scan that found 7 extent groups under-replicated', scanSummary),
       valid('curator-progress', 'copying, with an estimate', progress),
       valid('curator-garbage-summary', 'two replicas deleted, one too young', garbageSummary),
+      valid('curator-drain', 'a node with 12 replicas left', { kind: 'node', name: 'n2', replicas: 12, bytes: 48 * MiB }),
+      valid('curator-progress', 'draining a node and a disk', { ...progress, draining: [{ kind: 'node', name: 'n2', replicas: 12, bytes: 48 * MiB }, { kind: 'disk', name: 'n3-d2', replicas: 0, bytes: 0 }] }),
       valid('curator-progress', 'after a scan that collected garbage', { ...progress, garbageDeleted: 12, garbageBytes: 48 * MiB, lastGarbage: garbageSummary }),
       valid('curator-progress', 'a new master before its first scan, rebuild off', (({ etaMs: _e, lastScan: _l, ...rest }) => ({ ...rest, rebuild: false, underReplicated: 0, bytesToCopy: 0, bytesPerSec: 0 }))(progress)),
       valid('curator-status-request', 'the only request', {}),
       valid('curator-status-reply', 'a full scan running', { master: 'n1', curatorEpoch: 4, running: { startedAtMs: T0, full: true }, copiesInFlight: 2, progress }),
       valid('curator-scan-request', 'a full scan', { full: true }),
       valid('curator-scan-reply', 'the scan\'s summary', { ...scanSummary, full: true }),
+      valid('curator-scrub-summary', 'a pass that found one damaged replica', scrubSummary),
+      valid('curator-scrub-request', 'the only request', {}),
+      valid('curator-scrub-reply', 'the pass\'s summary', scrubSummary),
+      valid('curator-progress', 'a scrub running after one that ended', { ...progress, lastScrub: scrubSummary, scrubbing: { startedAtMs: T0, replicasDone: 40, replicasTotal: 120 } }),
     ],
     invalid: [
       invalid('curator-scan-request', 'no full flag', 'full is required', {}, { path: '$' }),

@@ -1,6 +1,6 @@
 // Where the replicas of an extent group go: RF disks on RF distinct live nodes, the
 // local node first (reads stay local), then by the container's tier order and by free
-// space. A replacement for a lost replica follows the same rules, away from every node
+// space; never a draining disk (its node or itself is leaving: `strata node drain`). A replacement for a lost replica follows the same rules, away from every node
 // that holds a replica already. Pure: the caller passes the disks, the live nodes and
 // the usage.
 
@@ -10,6 +10,8 @@ export interface CandidateDisk {
   tier: string;
   capacityBytes: number;
   usedBytes: number;
+  /** The disk, or its node, is being drained: it takes no new replica. */
+  draining?: boolean;
 }
 
 export interface PlacementInput {
@@ -31,7 +33,7 @@ export function place(input: PlacementInput): Placement {
     return [tier === -1 ? tierOrder.length : tier, -(d.capacityBytes - d.usedBytes)];
   };
   const usable = input.disks
-    .filter((d) => input.liveNodes.has(d.node) && d.capacityBytes - d.usedBytes >= needBytes && tierOrder.includes(d.tier))
+    .filter((d) => d.draining !== true && input.liveNodes.has(d.node) && d.capacityBytes - d.usedBytes >= needBytes && tierOrder.includes(d.tier))
     .sort((a, b) => {
       const [ta, fa] = rank(a);
       const [tb, fb] = rank(b);

@@ -36,4 +36,13 @@ describe('placement', () => {
     const full = placeReplacement({ disks, liveNodes: new Set(['n1', 'n3']), occupiedNodes: new Set(['n1']), tierOrder: ['ssd'], needBytes: 5 * GiB });
     expect(full).toEqual({ ok: false, why: expect.stringContaining('held on: n1') });
   });
+
+  it('never puts a replica on a draining disk, new or replacement, and says so when that leaves too few nodes', () => {
+    const leaving = disks.map((d) => (d.node === 'n1' ? { ...d, draining: true } : d));
+    expect(ids(place({ disks: leaving, liveNodes: live, localNode: 'n1', replicationFactor: 2, tierOrder: ['ssd', 'hdd'], needBytes: GiB }))).toEqual([4, 6]);
+    expect(place({ disks: leaving, liveNodes: live, localNode: 'n1', replicationFactor: 3, tierOrder: ['ssd', 'hdd'], needBytes: GiB }).ok).toBe(false);
+    const oneDisk = disks.map((d) => (d.id === 4n ? { ...d, draining: true } : d));
+    const r = placeReplacement({ disks: oneDisk, liveNodes: live, occupiedNodes: new Set(['n1']), tierOrder: ['ssd', 'hdd'], needBytes: GiB });
+    expect(r.ok && Number(r.disk.id)).toBe(3);
+  });
 });

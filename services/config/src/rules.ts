@@ -71,6 +71,8 @@ export type KindSpec = z.output<typeof createRequest> | z.output<typeof updateRe
 export function checkReferences(view: ConfigView, request: KindSpec, existing?: CfgObjectWithRevision): void {
   switch (request.kind) {
     case 'node':
+      if (existing === undefined && request.spec.drainingSinceMs !== undefined) throw invalid('spec.drainingSinceMs', 'is set by a drain (strata node drain), not at create');
+      return;
     case 'pool':
       return;
     case 'host':
@@ -80,6 +82,7 @@ export function checkReferences(view: ConfigView, request: KindSpec, existing?: 
       const s = request.spec;
       requireRef(view, 'spec.node', 'node', s.node);
       requireRef(view, 'spec.pool', 'pool', s.pool);
+      if (existing === undefined && s.drainingSinceMs !== undefined) throw invalid('spec.drainingSinceMs', 'is set by a drain (strata disk drain), not at create');
       const clash = view.list('disk').find((d) => d.id !== existing?.id && d.spec.node === s.node && d.spec.path === s.path);
       if (clash !== undefined) throw new StrataError(ErrorCode.CONFLICT, `spec.path: disk ${clash.name} already uses ${s.path} on that node`);
       return;

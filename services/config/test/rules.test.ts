@@ -109,6 +109,15 @@ describe('config rules', () => {
     expect(update({ creatingSinceMs: 9 }, v1)).toThrow(/^spec\.creatingSinceMs: is set only when/);
   });
 
+  it('marks a node or disk draining by an update (and clears it), and refuses it at create', () => {
+    expect(() => checkReferences(view, req({ kind: 'node', name: 'n2', spec: { drainingSinceMs: 5 } }), n2)).not.toThrow();
+    expect(() => checkReferences(view, req({ kind: 'node', name: 'n9', spec: { drainingSinceMs: 5 } }))).toThrow(/^spec\.drainingSinceMs: is set by a drain \(strata node drain\)/);
+    const disk = { node: n2.id, path: '/a', tier: 'hdd', capacityBytes: 1 };
+    expect(() => checkReferences(view, req({ kind: 'disk', name: 'd2', spec: { ...disk, drainingSinceMs: 5 } }), d2)).not.toThrow();
+    expect(() => checkReferences(view, req({ kind: 'disk', name: 'd2', spec: disk }), { ...d2, spec: { ...disk, drainingSinceMs: 5 } } as CfgObjectWithRevision)).not.toThrow();
+    expect(() => checkReferences(view, req({ kind: 'disk', name: 'd9', spec: { ...disk, path: '/z', drainingSinceMs: 5 } }))).toThrow(/^spec\.drainingSinceMs: is set by a drain \(strata disk drain\)/);
+  });
+
   it('refuses to mark deleting a vDisk a VM still uses (the sweep could not commit)', () => {
     const used = obj('vdisk', 'boot', { container: c1.id, sizeBytes: 2 ** 30 });
     const host = obj('host', 'h1', { node: n1.id, cpuCount: 2, memoryBytes: 2 ** 30 });

@@ -3,6 +3,14 @@
 // meanwhile, then record the new replica in the extent-group map by compare-and-set.
 // After a CONFLICT the entry is read again and the extent group planned again (the
 // caller's `replan`), so a replica is never recorded on a wrong or duplicate disk.
+//
+// The race between the last check and the record: a vDisk's owner writes every
+// replica its entry names, so a write that reaches the source after the copy's last
+// stat and before the compare-and-set is on the source and not on the new replica.
+// The source is asked once more after the record; if it moved on, the record is
+// rolled back (the entry as it was, by compare-and-set, and the new file deleted) and
+// the next scan copies again. Only once that check passes does a move (`drop`) delete
+// the replica it replaced.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
 import type { Bus } from '@strata/bus';
@@ -11,7 +19,13 @@ import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
 import { EstoreOp, egDeleteReply, egReadReply, egStatReply, egWriteReply, keys, subjects, type vdiskOwnership } from '@strata/proto';
-import { withCopy, type CopyAction, type EgroupRow } from './plan';
+import { withCopy, withoutCopy, type CopyAction, type EgroupRow } from './plan';
+
+/** A replica's version and size, as a stat answers them. */
+interface Stat {
+  version: number;
+  sizeBytes: number;
+}
 
 /** Compare-and-sets of one extent group's entry (each after a fresh read and plan) before the copy is given up until the next scan. */
 const RECORD_ATTEMPTS = 3;
@@ -49,18 +63,17 @@ export class Copier {
   async run(first: CopyAction): Promise<CopyDone | undefined> {
     let action: CopyAction | undefined = first;
     for (let attempt = 1; action !== undefined; attempt++) {
-      const bytes = await this.copyBytes(action);
+      const copied = await this.copyBytes(action);
       if (!this.d.leading()) throw new StrataError(ErrorCode.FENCED, `egroup ${action.egroup}: this curator is no longer the master; the copy is not recorded`);
       const current = await this.d.md.get('egroup', keys.egroup(action.egroup));
       if (current === null) return undefined;
       const next = withCopy(current.value, action);
       if (next.ok && current.revision === action.revision) {
-        try {
-          const revision = await this.d.md.put('egroup', keys.egroup(action.egroup), next.entry, action.revision);
-          return { action, bytes, row: { egroup: action.egroup, revision, entry: next.entry } };
-        } catch (err) {
-          if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-        }
+        const revision = await this.d.md.put('egroup', keys.egroup(action.egroup), next.entry, action.revision).catch((err: unknown) => {
+          if (isStrataError(err, ErrorCode.CONFLICT)) return undefined;
+          throw err;
+        });
+        if (revision !== undefined) return this.settle(action, copied, { egroup: action.egroup, revision, entry: next.entry });
       }
       // The entry changed since the plan read it: plan this extent group again from what it is now.
       if (attempt >= RECORD_ATTEMPTS) throw new StrataError(ErrorCode.CONFLICT, `egroup ${action.egroup}: the entry kept changing over ${RECORD_ATTEMPTS} copies; the next scan plans it again`);
@@ -73,18 +86,55 @@ export class Copier {
   }
 
   /**
+   * After the record: the source asked again (see the top). Unchanged: the copy is
+   * whole, and a move deletes the replica it replaced. Changed: the record is rolled
+   * back and the copy fails with CONFLICT.
+   */
+  private async settle(action: CopyAction, copied: { bytes: number; at: Stat | undefined }, row: EgroupRow): Promise<CopyDone> {
+    const { egroup, source } = action;
+    const now = await this.stat(source.node, source.disk, egroup);
+    if (!sameStat(copied.at, now)) {
+      await this.rollBack(action, row);
+      throw new StrataError(ErrorCode.CONFLICT, `egroup ${egroup}: the replica on disk ${source.disk} was written after the copy's last check (version ${copied.at?.version ?? 0} -> ${now?.version ?? 'gone'}); the copy is rolled back and the next scan copies it again`);
+    }
+    if (action.drop && action.lost !== undefined) {
+      // The entry no longer names it: a failure here leaves a file the garbage collection deletes.
+      await this.request(action.lost.node, EstoreOp.delete, { disk: action.lost.disk, egroup }, egDeleteReply).catch((err: unknown) =>
+        this.d.log.warn({ err, egroup: String(egroup), disk: String(action.lost!.disk) }, 'could not delete the replica a move replaced; the garbage collection will'),
+      );
+    }
+    return { action, bytes: copied.bytes, row };
+  }
+
+  /** The entry without the copy's replica (compare-and-set, read again on CONFLICT), then the copy's file deleted. */
+  private async rollBack(action: CopyAction, recorded: EgroupRow): Promise<void> {
+    let row: EgroupRow | undefined = recorded;
+    for (let attempt = 1; row !== undefined && row.entry.replicas.some((r) => r.disk === action.target.disk); attempt++) {
+      try {
+        await this.d.md.put('egroup', keys.egroup(action.egroup), withoutCopy(row.entry, action), row.revision);
+        break;
+      } catch (err) {
+        if (!isStrataError(err, ErrorCode.CONFLICT) || attempt >= RECORD_ATTEMPTS) throw err;
+      }
+      const fresh = await this.d.md.get('egroup', keys.egroup(action.egroup));
+      row = fresh === null ? undefined : { egroup: action.egroup, revision: fresh.revision, entry: fresh.value };
+    }
+    await this.request(action.target.node, EstoreOp.delete, { disk: action.target.disk, egroup: action.egroup }, egDeleteReply);
+  }
+
+  /**
    * The source replica's bytes on the target disk, at the source's version: the target
    * is cleared first (an interrupted copy may have left part of one), the pieces are
    * written with versions rising to the source's, and the source is asked again at
    * the end: if it changed meanwhile, the copy may miss a write, and is refused.
    */
-  private async copyBytes(action: CopyAction): Promise<number> {
+  private async copyBytes(action: CopyAction): Promise<{ bytes: number; at: Stat | undefined }> {
     const { source, target, egroup } = action;
     const before = await this.stat(source.node, source.disk, egroup);
     await this.request(target.node, EstoreOp.delete, { disk: target.disk, egroup }, egDeleteReply);
     if (before === undefined || before.sizeBytes === 0) {
       if (action.bytes > 0) throw new StrataError(ErrorCode.NOT_FOUND, `egroup ${egroup}: no replica on disk ${source.disk} (${source.node}) to copy from`);
-      return 0;
+      return { bytes: 0, at: before };
     }
     const epoch = (await this.d.own.get(keys.vdiskOwnership(action.vdisk)))?.value.epoch ?? 0;
     const pieces = Math.ceil(before.sizeBytes / this.d.chunkBytes);
@@ -101,13 +151,13 @@ export class Copier {
       await this.request(target.node, EstoreOp.write, { disk: target.disk, egroup, vdisk: action.vdisk, epoch, version, sizeBytes: before.sizeBytes, pieces: [{ offset, data }] }, egWriteReply);
     }
     const after = await this.stat(source.node, source.disk, egroup);
-    if (after === undefined || after.version !== before.version || after.sizeBytes !== before.sizeBytes) {
+    if (!sameStat(before, after)) {
       throw new StrataError(ErrorCode.CONFLICT, `egroup ${egroup}: the replica on disk ${source.disk} changed during the copy (version ${before.version} -> ${after?.version ?? 'gone'}); the next scan copies it again`);
     }
-    return before.sizeBytes;
+    return { bytes: before.sizeBytes, at: before };
   }
 
-  private async stat(node: string, disk: bigint, egroup: bigint): Promise<{ version: number; sizeBytes: number } | undefined> {
+  private async stat(node: string, disk: bigint, egroup: bigint): Promise<Stat | undefined> {
     try {
       return await this.request(node, EstoreOp.stat, { disk, egroup }, egStatReply);
     } catch (err) {
@@ -119,6 +169,11 @@ export class Copier {
   private request<S extends z.ZodType>(node: string, op: EstoreOp, body: unknown, schema: S): Promise<z.output<S>> {
     return this.d.bus.request(subjects.estore(node, op), body, schema, { timeoutMs: this.d.timeoutMs });
   }
+}
+
+/** Whether two stats of one replica show the same version and size (both absent: the same too). */
+export function sameStat(a: Stat | undefined, b: Stat | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.version === b.version && a.sizeBytes === b.sizeBytes;
 }
 
 /** Waits `ms` (0: not at all). */

@@ -3,7 +3,11 @@
 // plans (plan.ts), runs the
 // copies (copier.ts) a bounded number at a time within a byte budget, collects the
 // replica files no entry names (gc.ts, after the copies are queued), and keeps its
-// progress in `curator.progress` (own) and in events. It runs only while its process
+// progress in `curator.progress` (own) and in events. The nodes and disks being
+// drained are the plan's too (moves, drain.ts): their progress is counted here, and
+// each one's end announced once (`curator.drain.done`). Scrub passes (scrub.ts) run on
+// their own schedule and on request, at their own byte budget; the replicas they find
+// damaged go to the plan, which replaces them like lost ones. It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
 // file does the I/O around it.
 import { performance } from 'node:perf_hooks';
@@ -20,6 +24,7 @@ import {
   EstoreOp,
   EventType,
   curatorScanRequest,
+  curatorScrubRequest,
   curatorStatusRequest,
   egStatReply,
   keys,
@@ -28,6 +33,7 @@ import {
   type CuratorGarbageSummary,
   type CuratorProgress,
   type CuratorScanSummary,
+  type CuratorScrubSummary,
   type CuratorStatusReply,
   type curatorProgress,
   type diskUsage,
@@ -35,7 +41,9 @@ import {
   type vdiskOwnership,
 } from '@strata/proto';
 import { Copier, pause } from './copier';
+import { afterMove, countDrains, drainKey, type DrainCount } from './drain';
 import { collectGarbage } from './gc';
+import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
 import type { CuratorSettings } from './settings';
@@ -90,6 +98,16 @@ export class CuratorMaster {
   private inFlightBytes = 0;
   /** Extent groups under-replicated at the last scan, less those fixed since. */
   private under = new Set<bigint>();
+  /** The nodes and disks being drained: what each still holds. */
+  private drains: DrainCount[] = [];
+  /** Drains whose end was announced (drainKey), so each is announced once. */
+  private readonly announced = new Set<string>();
+  /** Replicas the scrub found failing their checksum (missingKey), with the failure, until the entry no longer names them. */
+  private damaged = new Map<string, string>();
+  private readonly scrubBudget: ByteBudget;
+  private scrubbing: { startedAtMs: number; done: number; total: number; result: Promise<CuratorScrubSummary> } | undefined;
+  private lastScrub: CuratorScrubSummary | undefined;
+  private scrubTimer: NodeJS.Timeout | undefined;
   /** What the last scan would copy with rebuild off. */
   private plannedBytes = 0;
   private view: ClusterView | undefined;
@@ -111,6 +129,7 @@ export class CuratorMaster {
 
   constructor(private readonly d: MasterDeps) {
     this.budget = new ByteBudget(d.settings.curatorCopyBytesPerSec);
+    this.scrubBudget = new ByteBudget(d.settings.scrubBytesPerS);
     this.copier = new Copier({
       bus: d.bus,
       md: d.md,
@@ -131,6 +150,7 @@ export class CuratorMaster {
     const { bus } = this.d;
     this.services.push(await bus.serve(subjects.curator(CuratorOp.status), curatorStatusRequest, () => this.status()));
     this.services.push(await bus.serve(subjects.curator(CuratorOp.scan), curatorScanRequest, (r) => this.scan(r.full, 'operator')));
+    this.services.push(await bus.serve(subjects.curator(CuratorOp.scrub), curatorScrubRequest, () => this.scrub('operator')));
     const why =
       previous === undefined
         ? 'no curator master before it'
@@ -139,16 +159,81 @@ export class CuratorMaster {
           : `the lease of ${previous.master} (epoch ${previous.curatorEpoch}) lapsed or was released`;
     await this.emit({ type: EventType.curatorMasterElected, name: this.d.me, reason: why }, `${this.d.me} is the curator master at epoch ${this.d.epoch}: ${why}`);
     this.scheduleScan(0);
+    this.scheduleScrub();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.scanTimer);
     clearTimeout(this.progressTimer);
+    clearTimeout(this.scrubTimer);
     await Promise.all(this.services.map((s) => s.stop()));
     const copies = Promise.allSettled([...this.inFlight.values()]);
     await Promise.race([copies, pause(STOP_WAIT_MS)]);
     await this.running?.done.catch(() => undefined);
+    await this.scrubbing?.result.catch(() => undefined);
+  }
+
+  /**
+   * A scrub pass: now, or the one running. Its reply comes once every replica was read;
+   * damaged ones found are handed to a scan, which queues their repairs.
+   */
+  scrub(reason: string): Promise<CuratorScrubSummary> {
+    if (this.scrubbing !== undefined) return this.scrubbing.result;
+    const startedAtMs = Date.now();
+    const scrubbing = { startedAtMs, done: 0, total: 0 } as NonNullable<CuratorMaster['scrubbing']>;
+    scrubbing.result = this.scrubNow(scrubbing, reason).finally(() => {
+      this.scrubbing = undefined;
+      this.scheduleScrub();
+    });
+    this.scrubbing = scrubbing;
+    return scrubbing.result;
+  }
+
+  private scheduleScrub(): void {
+    if (this.stopped) return;
+    clearTimeout(this.scrubTimer);
+    this.scrubTimer = setTimeout(() => {
+      this.scrub('scheduled').catch((err: unknown) => this.d.log.warn({ err }, 'scrub failed; the next pass tries again'));
+    }, this.d.settings.scrubIntervalMs);
+  }
+
+  private async scrubNow(scrubbing: NonNullable<CuratorMaster['scrubbing']>, reason: string): Promise<CuratorScrubSummary> {
+    const view = await this.readView();
+    const targets = scrubTargets(await this.readRows(), view);
+    scrubbing.total = targets.length;
+    const { summary, damaged } = await scrubReplicas(
+      {
+        bus: this.d.bus,
+        log: this.d.log,
+        timeoutMs: this.d.settings.curatorRequestTimeoutMs,
+        chunkBytes: this.d.settings.curatorCopyChunkBytes,
+        pace: (bytes) => pause(this.scrubBudget.take(bytes, performance.now())),
+        going: () => this.d.leading() && !this.stopped,
+        progress: (done) => {
+          scrubbing.done = done;
+          this.progressSoon();
+        },
+      },
+      targets,
+      scrubbing.startedAtMs,
+      () => Date.now(),
+    );
+    for (const { target: t, why } of damaged) {
+      this.damaged.set(missingKey(t.egroup, t.disk), why);
+      await this.emit(
+        { type: EventType.curatorScrubDamaged, kind: 'egroup', id: t.egroup, fromDisk: t.disk, reason: why },
+        `scrub: egroup ${t.egroup} on disk ${t.disk} (${t.node}) fails its checksum; a copy from a good replica replaces it`,
+      );
+    }
+    this.lastScrub = summary;
+    await this.emit(
+      { type: EventType.curatorScrubDone, durationMs: summary.durationMs, reason },
+      `scrub: ${summary.replicas} replicas (${summary.bytes} bytes) read and verified, ${summary.damaged} damaged, ${summary.skipped} skipped, in ${summary.durationMs} ms`,
+    );
+    await this.writeProgress();
+    if (damaged.length > 0) await this.scan(false, 'scrub found damaged replicas');
+    return summary;
   }
 
   /**
@@ -205,7 +290,8 @@ export class CuratorMaster {
     const view = await this.readView();
     const rows = await this.readRows();
     const missing = full ? await this.missingReplicas(rows, view) : new Set<string>();
-    const p = plan(rows, view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, missing);
+    this.damaged = damagedForPlan(this.damaged, rows);
+    const p = plan(rows, view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, missing, this.damaged);
     this.view = view;
     this.under = new Set(p.underReplicated);
     this.plannedBytes = p.actions.reduce((n, a) => n + a.bytes, 0);
@@ -238,6 +324,7 @@ export class CuratorMaster {
       { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason },
       `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
     );
+    await this.drainsCounted(rows, view);
     await this.writeProgress();
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
     if (p.nextLossAtMs !== undefined) this.scheduleScan(Math.max(0, p.nextLossAtMs - Date.now()) + 50);
@@ -246,6 +333,22 @@ export class CuratorMaster {
     // listed), and a replica a copy is making now is skipped (see gc.ts).
     await this.collectGarbage(rows, view);
     return summary;
+  }
+
+  /** The drains as this scan found them; each that holds nothing any more is announced once. */
+  private async drainsCounted(rows: readonly EgroupRow[], view: ClusterView): Promise<void> {
+    this.drains = countDrains(rows, view.leavers ?? []);
+    const current = new Set(this.drains.map(drainKey));
+    // A drain cancelled (or its node removed) is forgotten: started again, it is announced again.
+    for (const key of this.announced) if (!current.has(key)) this.announced.delete(key);
+    for (const d of this.drains) {
+      if (d.replicas > 0 || this.announced.has(drainKey(d))) continue;
+      this.announced.add(drainKey(d));
+      await this.emit(
+        { type: EventType.curatorDrainDone, kind: d.kind, id: d.id, name: d.name, reason: `${d.kind} ${d.name} holds no replica` },
+        `${d.kind} ${d.name} is drained: it holds no replica; "strata ${d.kind} rm ${d.name}" removes it`,
+      );
+    }
   }
 
   /** One scan's garbage collection; a failure is logged and the next scan tries again. */
@@ -342,7 +445,7 @@ export class CuratorMaster {
   /** The copy a fresh entry of one extent group needs now, judged on the last scan's view. */
   private replan(row: EgroupRow): CopyAction | undefined {
     if (this.view === undefined || this.stopped) return undefined;
-    return plan([row], this.view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }).actions[0];
+    return plan([row], this.view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, new Set(), this.damaged).actions[0];
   }
 
   /** Starts queued copies while there is room in flight. */
@@ -373,6 +476,7 @@ export class CuratorMaster {
       this.counts.copiesDone++;
       this.meter.add(done.bytes, performance.now());
       const { action: a } = done;
+      if (a.drop && a.lost !== undefined) this.drains = afterMove(this.drains, a.lost.disk, a.bytes);
       await this.emit(
         { type: EventType.curatorReplicaCopied, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
         `egroup ${a.egroup}: copied ${done.bytes} bytes from disk ${a.source.disk} (${a.source.node}) to disk ${a.target.disk} (${a.target.node}) in ${Math.round(performance.now() - startedMs)} ms; ${a.reason}`,
@@ -410,6 +514,9 @@ export class CuratorMaster {
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
       ...this.garbage,
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
+      ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
+      ...(this.scrubbing === undefined ? {} : { scrubbing: { startedAtMs: this.scrubbing.startedAtMs, replicasDone: this.scrubbing.done, replicasTotal: this.scrubbing.total } }),
+      ...(this.drains.length === 0 ? {} : { draining: this.drains.map(({ kind, name, replicas, bytes }) => ({ kind, name, replicas, bytes })) }),
     };
   }
 

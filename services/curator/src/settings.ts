@@ -37,6 +37,14 @@ export const curatorSettings = z
     gcGraceMs: millis(600_000),
     /** Deletes of the garbage collection per second at most: the disks serve the VMs' I/O meanwhile. */
     gcDeletesPerSec: z.coerce.number().int().min(1).max(10_000).default(50),
+    /**
+     * Scrub: every replica on a live node read whole and its checksums verified, at most
+     * this many bytes a second (STRATA_SCRUB_BYTES_PER_S): a slow, steady read the disks
+     * serve beside the VMs' I/O. 4 MiB/s reads 1 TiB in about three days.
+     */
+    scrubBytesPerS: z.coerce.number().int().min(64 * 1024).default(4 * MiB),
+    /** A scrub pass starts this long after the last one ended (and on `strata curator scrub`). */
+    scrubIntervalMs: millis(24 * 3_600_000),
     /** Budget of each request to an extent store, a metadata shard or the config service. */
     curatorRequestTimeoutMs: millis(10_000),
   })

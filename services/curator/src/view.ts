@@ -2,6 +2,7 @@
 // objects and disk usage reports: pure, so the plan's tests build views the same way.
 import type { CandidateDisk } from '@strata/placement';
 import type { ObjectOf } from '@strata/proto';
+import type { Leaver } from './drain';
 import type { ClusterView, NodeView, Policy } from './plan';
 
 export interface ConfigObjects {
@@ -13,14 +14,16 @@ export interface ConfigObjects {
 
 /** `usedBytes(disk)`: the disk's last usage report, 0 when it has none yet. */
 export function clusterView(cfg: ConfigObjects, usedBytes: (disk: bigint) => number): ClusterView {
-  const nodes = new Map<string, NodeView>(cfg.nodes.map((n) => [n.name, { name: n.name, liveness: n.status.liveness, changedAtMs: n.status.changedAtMs }]));
+  const nodes = new Map<string, NodeView>(cfg.nodes.map((n) => [n.name, { name: n.name, liveness: n.status.liveness, changedAtMs: n.status.changedAtMs, draining: n.spec.drainingSinceMs !== undefined }]));
+  const drainingNodes = new Set(cfg.nodes.filter((n) => n.spec.drainingSinceMs !== undefined).map((n) => n.id));
   const nodeName = new Map(cfg.nodes.map((n) => [n.id, n.name]));
   const disks = new Map<bigint, CandidateDisk>();
   for (const d of cfg.disks) {
     const node = nodeName.get(d.spec.node);
     // A disk whose node is gone holds nothing the cluster can read: its replicas count as lost.
     if (node === undefined) continue;
-    disks.set(d.id, { id: d.id, node, tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: usedBytes(d.id) });
+    const draining = d.spec.drainingSinceMs !== undefined || drainingNodes.has(d.spec.node);
+    disks.set(d.id, { id: d.id, node, tier: d.spec.tier, capacityBytes: d.spec.capacityBytes, usedBytes: usedBytes(d.id), draining });
   }
   const containers = new Map<bigint, Policy>(cfg.containers.map((c) => [c.id, { replicationFactor: c.spec.replicationFactor, tierOrder: c.spec.tierOrder }]));
   const policies = new Map<bigint, Policy>();
@@ -28,5 +31,10 @@ export function clusterView(cfg: ConfigObjects, usedBytes: (disk: bigint) => num
     const policy = containers.get(v.spec.container);
     if (policy !== undefined) policies.set(v.id, policy);
   }
-  return { nodes, disks, policies };
+  const leavers: Leaver[] = [];
+  for (const n of cfg.nodes) {
+    if (n.spec.drainingSinceMs !== undefined) leavers.push({ kind: 'node', name: n.name, id: n.id, disks: new Set(cfg.disks.filter((d) => d.spec.node === n.id).map((d) => d.id)) });
+  }
+  for (const d of cfg.disks) if (d.spec.drainingSinceMs !== undefined) leavers.push({ kind: 'disk', name: d.name, id: d.id, disks: new Set([d.id]) });
+  return { nodes, disks, policies, leavers };
 }

@@ -1,8 +1,9 @@
 // One copy against fake extent stores (the store's version rule: a write applies only
 // above the replica's version) and the in-memory metadata maps: the bytes arrive whole
 // at the source's version, the entry records the new replica in the lost one's place,
-// a changed entry is planned again instead of overwritten, and a source written during
-// the copy fails it.
+// a changed entry is planned again instead of overwritten, a source written during
+// the copy fails it, one written between the copy's last check and the record rolls the
+// record back, and a move deletes the replica it replaced only once the record stands.
 import type { Bus } from '@strata/bus';
 import { createLogger } from '@strata/log';
 import { ErrorCode, StrataError } from '@strata/errors';
@@ -54,7 +55,7 @@ const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 101n, node: 'n1' }, {
 const source = (): FakeReplica => ({ version: 7, sizeBytes: 10_000, bytes: Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251) });
 
 function action(revision: number): CopyAction {
-  return { egroup: 9n, revision, vdisk: 7n, source: { disk: 102n, node: 'n2' }, lost: { disk: 101n, node: 'n1' }, target: { disk: 103n, node: 'n3' }, bytes: 10_000, left: 1, replicationFactor: 2, reason: 'node n1 dead' };
+  return { egroup: 9n, revision, vdisk: 7n, source: { disk: 102n, node: 'n2' }, lost: { disk: 101n, node: 'n1' }, target: { disk: 103n, node: 'n3' }, bytes: 10_000, left: 1, drop: false, replicationFactor: 2, reason: 'node n1 dead' };
 }
 
 function copier(bus: Bus, md: MemoryMd, replan: (row: EgroupRow) => Promise<CopyAction | undefined> = () => Promise.resolve(undefined)): Copier {
@@ -69,7 +70,7 @@ describe('a copy', () => {
     const sent: string[] = [];
     const done = await copier(fakeStores(replicas, sent), md).run(action(revision));
     // A leftover of an earlier, interrupted copy on the target is removed first.
-    expect(sent).toEqual(['stat 102', 'delete 103', 'read 102', 'write 103 v5', 'read 102', 'write 103 v6', 'read 102', 'write 103 v7', 'stat 102']);
+    expect(sent).toEqual(['stat 102', 'delete 103', 'read 102', 'write 103 v5', 'read 102', 'write 103 v6', 'read 102', 'write 103 v7', 'stat 102', 'stat 102']);
     expect(replicas.get(103n)).toMatchObject({ version: 7, sizeBytes: 10_000, epoch: 5 });
     expect(replicas.get(103n)!.bytes).toEqual(replicas.get(102n)!.bytes);
     expect(done?.bytes).toBe(10_000);
@@ -113,5 +114,36 @@ describe('a copy', () => {
     });
     await expect(copier(bus, md).run(action(revision))).rejects.toMatchObject({ code: ErrorCode.CONFLICT, message: expect.stringContaining('changed during the copy') });
     expect((await md.get('egroup', keys.egroup(9n)))!.value).toEqual(entry);
+  });
+
+  it('rolls the record back when a write reaches the source after the last check and before the compare-and-set', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    const sent: string[] = [];
+    // The owner's write lands on every replica its entry names (the source, not the new
+    // one) right when the copy records: after its last stat, before its compare-and-set.
+    const put = md.put.bind(md);
+    md.put = ((...args: Parameters<MemoryMd['put']>) => {
+      if (args[0] === 'egroup' && (args[2] as EgroupEntry).replicas.some((r) => r.disk === 103n)) replicas.get(102n)!.version = 8;
+      return put(...args);
+    }) as MemoryMd['put'];
+    await expect(copier(fakeStores(replicas, sent), md).run(action(revision))).rejects.toMatchObject({ code: ErrorCode.CONFLICT, message: expect.stringContaining('rolled back') });
+    expect((await md.get('egroup', keys.egroup(9n)))!.value).toEqual(entry);
+    expect(replicas.has(103n)).toBe(false);
+    expect(sent.slice(-2)).toEqual(['stat 102', 'delete 103']);
+  });
+
+  it('moves a replica off a draining disk: the new one recorded in its place, then its file deleted', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[101n, source()], [102n, source()]]);
+    const sent: string[] = [];
+    const move: CopyAction = { ...action(revision), lost: { disk: 101n, node: 'n1' }, left: 2, drop: true, reason: 'disk 101: node n1 is draining' };
+    const done = await copier(fakeStores(replicas, sent), md).run(move);
+    expect(done?.row.entry.replicas).toEqual([{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }]);
+    expect(sent.slice(-2)).toEqual(['stat 102', 'delete 101']);
+    expect(replicas.has(101n)).toBe(false);
+    expect(replicas.get(103n)!.bytes).toEqual(replicas.get(102n)!.bytes);
   });
 });

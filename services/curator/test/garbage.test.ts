@@ -15,7 +15,7 @@ const OLD = NOW - GRACE;
 
 /** Nodes n1..nN, one disk each (id 100 + k). */
 function view(liveness: Array<'alive' | 'dead' | 'unknown'>): ClusterView {
-  const nodes = liveness.map((l, i) => ({ kind: 'node', id: BigInt(i + 1), name: `n${i + 1}`, status: { liveness: l, incarnation: 1, changedAtMs: NOW } })) as unknown as ObjectOf<'node'>[];
+  const nodes = liveness.map((l, i) => ({ kind: 'node', id: BigInt(i + 1), name: `n${i + 1}`, spec: {}, status: { liveness: l, incarnation: 1, changedAtMs: NOW } })) as unknown as ObjectOf<'node'>[];
   const disks = liveness.map((_, i) => ({ kind: 'disk', id: BigInt(101 + i), name: `n${i + 1}-d1`, spec: { node: BigInt(i + 1), path: '/d', tier: 'ssd', capacityBytes: 2 ** 30 } })) as unknown as ObjectOf<'disk'>[];
   return clusterView({ nodes, disks, containers: [], vdisks: [] }, () => 0);
 }

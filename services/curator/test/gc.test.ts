@@ -13,7 +13,7 @@ const OLD = Date.now() - 3_600_000;
 
 /** n1 (disk 101) and n2 (disk 102), both alive. */
 function view(): ReturnType<typeof clusterView> {
-  const nodes = [1, 2].map((i) => ({ kind: 'node', id: BigInt(i), name: `n${i}`, status: { liveness: 'alive', incarnation: 1, changedAtMs: 0 } })) as unknown as ObjectOf<'node'>[];
+  const nodes = [1, 2].map((i) => ({ kind: 'node', id: BigInt(i), name: `n${i}`, spec: {}, status: { liveness: 'alive', incarnation: 1, changedAtMs: 0 } })) as unknown as ObjectOf<'node'>[];
   const disks = [1, 2].map((i) => ({ kind: 'disk', id: BigInt(100 + i), name: `n${i}-d1`, spec: { node: BigInt(i), path: '/d', tier: 'ssd', capacityBytes: 2 ** 30 } })) as unknown as ObjectOf<'disk'>[];
   return clusterView({ nodes, disks, containers: [], vdisks: [] }, () => 0);
 }

@@ -1,7 +1,8 @@
 // The curator's plan: which replicas are lost (dead past the re-protection delay, disk
 // gone, file missing), which extent groups are under-replicated, where each copy goes
 // (a live node without a replica, room on a disk of the container's tiers), in what
-// order (fewest replicas left, then most bytes), and the entry a copy records. Random
+// order (fewest replicas left, then most bytes), the moves off draining nodes and disks
+// (copy first, then drop: never below RF), and the entry a copy records. Random
 // clusters (fast-check) check the rules that must always hold.
 import fc from 'fast-check';
 import type { EgroupEntry, ObjectOf } from '@strata/proto';
@@ -14,8 +15,8 @@ const NOW = 1_735_689_600_000;
 const settings = { reprotectDelayMs: DELAY };
 
 /** A view of nodes n1..nN, one ssd disk each (id 100 + k), every vDisk in one container of the given RF. */
-function view(nodes: Array<{ liveness: 'alive' | 'dead' | 'unknown'; deadForMs?: number }>, rf: number, freeBytes = 1024 * MiB): ClusterView {
-  const nodeObjects = nodes.map((n, i) => ({ kind: 'node', id: BigInt(i + 1), name: `n${i + 1}`, status: { liveness: n.liveness, incarnation: 1, changedAtMs: NOW - (n.deadForMs ?? 0) } })) as unknown as ObjectOf<'node'>[];
+function view(nodes: Array<{ liveness: 'alive' | 'dead' | 'unknown'; deadForMs?: number; draining?: boolean }>, rf: number, freeBytes = 1024 * MiB): ClusterView {
+  const nodeObjects = nodes.map((n, i) => ({ kind: 'node', id: BigInt(i + 1), name: `n${i + 1}`, spec: n.draining === true ? { drainingSinceMs: NOW } : {}, status: { liveness: n.liveness, incarnation: 1, changedAtMs: NOW - (n.deadForMs ?? 0) } })) as unknown as ObjectOf<'node'>[];
   const disks = nodes.map((_, i) => ({ kind: 'disk', id: BigInt(101 + i), name: `n${i + 1}-d1`, spec: { node: BigInt(i + 1), path: '/d', tier: 'ssd', capacityBytes: freeBytes } })) as unknown as ObjectOf<'disk'>[];
   const containers = [{ kind: 'container', id: 50n, name: 'c', spec: { replicationFactor: rf, tierOrder: ['ssd', 'hdd'] } }] as unknown as ObjectOf<'container'>[];
   const vdisks = [{ kind: 'vdisk', id: 7n, name: 'v', spec: { container: 50n } }] as unknown as ObjectOf<'vdisk'>[];
@@ -89,6 +90,71 @@ describe('plan', () => {
     expect(withCopy(replaced, action!)).toEqual({ ok: false, why: expect.stringContaining('holds a replica') });
     const moved = { ...r.entry, replicas: [{ disk: 101n, node: 'n1' }, { disk: 104n, node: 'n4' }] };
     expect(withCopy(moved, action!)).toEqual({ ok: false, why: expect.stringContaining('no longer in egroup 1') });
+  });
+
+  it('moves each replica off a draining node to a node without one, keeping it counted until the entry drops it', () => {
+    const v = view([{ liveness: 'alive' }, { liveness: 'alive', draining: true }, { liveness: 'alive' }], 2);
+    const p = plan([row(1, [1, 2]), row(2, [1, 3])], v, NOW, settings);
+    expect(p).toMatchObject({ underReplicated: [], lostReplicas: 0, unfixable: [], leaving: { replicas: 1, bytes: 4 * MiB } });
+    expect(p.actions).toEqual([expect.objectContaining({ egroup: 1n, source: { disk: 101n, node: 'n1' }, lost: { disk: 102n, node: 'n2' }, target: { disk: 103n, node: 'n3' }, left: 2, drop: true })]);
+    expect(p.actions[0]!.reason).toMatch(/node n2 is draining/);
+    // One compare-and-set swaps the new replica in for the leaving one: RF copies before and after.
+    expect(withCopy(row(1, [1, 2]).entry, p.actions[0]!)).toEqual({ ok: true, entry: { ...row(1, [1, 2]).entry, replicas: [{ disk: 101n, node: 'n1' }, { disk: 103n, node: 'n3' }] } });
+    // RF 1: the leaving replica is the only copy, and the source.
+    const single = plan([row(3, [2])], view([{ liveness: 'alive' }, { liveness: 'alive', draining: true }], 1), NOW, settings);
+    expect(single.actions[0]).toMatchObject({ source: { disk: 102n }, lost: { disk: 102n }, target: { disk: 101n }, drop: true });
+  });
+
+  it('repairs under-replicated extent groups before it moves replicas off a draining node, and never onto a draining disk', () => {
+    const v = view([{ liveness: 'alive' }, { liveness: 'alive', draining: true }, { liveness: 'dead', deadForMs: DELAY }, { liveness: 'alive' }], 2);
+    const p = plan([row(1, [1, 2], 64 * MiB), row(2, [1, 3], MiB)], v, NOW, settings);
+    expect(p.actions.map((a) => [a.egroup, a.drop, a.target.node])).toEqual([
+      [2n, false, 'n4'],
+      [1n, true, 'n4'],
+    ]);
+    // Nowhere to go but the draining node: unfixable, with a reason, and the replica stays.
+    const stuck = plan([row(1, [1, 2])], view([{ liveness: 'alive' }, { liveness: 'alive', draining: true }], 2), NOW, settings);
+    expect(stuck).toMatchObject({ actions: [], unfixable: [{ egroup: 1n, why: expect.stringContaining('no live node without a replica') }], leaving: { replicas: 1 } });
+  });
+
+  it('moves a replica off a draining disk to another disk of the same node when no other node is free', () => {
+    const v = view([{ liveness: 'alive' }, { liveness: 'alive' }], 2);
+    const disks = new Map(v.disks);
+    disks.set(101n, { ...disks.get(101n)!, draining: true });
+    disks.set(103n, { ...disks.get(101n)!, id: 103n, draining: false });
+    const p = plan([row(1, [1, 2])], { ...v, disks }, NOW, settings);
+    expect(p.actions[0]).toMatchObject({ source: { disk: 102n }, lost: { disk: 101n }, target: { disk: 103n, node: 'n1' }, drop: true });
+    expect(p.actions[0]!.reason).toMatch(/disk 101 \(n1\) is draining/);
+  });
+
+  it('for any cluster with draining nodes: no copy goes to a draining or dead node, and no recorded entry has fewer copies that count than before', () => {
+    const nodeState = fc.record({ liveness: fc.constantFrom('alive' as const, 'dead' as const), deadForMs: fc.integer({ min: 0, max: 2 * DELAY }), draining: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(nodeState, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 3 }), fc.array(fc.uniqueArray(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 }), { maxLength: 20 }), (nodes, rf, groups) => {
+        const v = view(nodes, rf, 256 * MiB);
+        const rows = groups.map((g, i) => row(i + 1, g.filter((k) => k <= nodes.length).length > 0 ? g.filter((k) => k <= nodes.length) : [1], MiB));
+        const p = plan(rows, v, NOW, settings);
+        const counted = (replicas: readonly { disk: bigint; node: string }[]): number => replicas.filter((x) => v.nodes.get(x.node)!.liveness === 'alive' || v.nodes.get(x.node)!.changedAtMs > NOW - DELAY).length;
+        for (const a of p.actions) {
+          const target = v.nodes.get(a.target.node)!;
+          expect(target.liveness === 'alive' && !target.draining && v.disks.get(a.target.disk)!.draining !== true).toBe(true);
+          const r = rows.find((x) => x.egroup === a.egroup)!;
+          const next = withCopy(r.entry, a);
+          expect(next.ok).toBe(true);
+          if (next.ok) expect(counted(next.entry.replicas)).toBeGreaterThanOrEqual(counted(r.entry.replicas));
+          // A move drops only a replica that a new one replaces; it never leaves the extent group short.
+          if (a.drop) expect(a.left).toBeGreaterThanOrEqual(rf);
+        }
+        // Every extent group at RF with a replica on a draining live node gets a move or a reason.
+        for (const r of rows) {
+          const leaving = r.entry.replicas.some((x) => v.nodes.get(x.node)!.liveness === 'alive' && v.nodes.get(x.node)!.draining);
+          if (leaving && counted(r.entry.replicas) === r.entry.replicas.length && r.entry.replicas.length >= rf) {
+            expect(p.actions.some((a) => a.egroup === r.egroup && a.drop) || p.unfixable.some((u) => u.egroup === r.egroup)).toBe(true);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('for any cluster: copies read from a live replica, go to a live node without one, never two per extent group, and each recorded entry has distinct nodes', () => {

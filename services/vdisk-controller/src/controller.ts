@@ -484,6 +484,7 @@ export class Controller {
     const disks = this.cfgObjects(this.deps.disks, 'disk');
     const nodes = this.cfgObjects(this.deps.nodes, 'node');
     const nodeName = new Map(nodes.map((n) => [n.id, n.name]));
+    const drainingNodes = new Set(nodes.filter((n) => n.spec.drainingSinceMs !== undefined).map((n) => n.id));
     // Not on a node declared dead, nor on one this controller finds hung (drain would wait on it).
     const live = new Set(nodes.filter((n) => n.status.liveness !== 'dead' && this.deps.health.usable(n.name)).map((n) => n.name));
     const candidates: CandidateDisk[] = disks.map((d) => ({
@@ -492,6 +493,8 @@ export class Controller {
       tier: d.spec.tier,
       capacityBytes: d.spec.capacityBytes,
       usedBytes: this.deps.usage.get(keys.diskUsage(d.id))?.value.usedBytes ?? 0,
+      // Leaving (strata node drain, disk drain): the curator is moving its replicas away.
+      draining: d.spec.drainingSinceMs !== undefined || drainingNodes.has(d.spec.node),
     }));
     const input = {
       disks: candidates,

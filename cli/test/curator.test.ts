@@ -1,0 +1,32 @@
+// `strata curator status` and `strata curator scrub` as printed: the drains with what
+// each has left, the scrub running and the last pass.
+import type { CuratorStatusReply } from '@strata/proto';
+import { formatCuratorStatus, formatScrub } from '../src/curator';
+
+const MiB = 2 ** 20;
+const T0 = 1_735_689_600_000;
+const pass = { startedAtMs: T0, durationMs: 5_000, replicas: 120, bytes: 240 * MiB, damaged: 1, skipped: 0 };
+const status: CuratorStatusReply = {
+  master: 'n1',
+  curatorEpoch: 4,
+  copiesInFlight: 1,
+  progress: { master: 'n1', curatorEpoch: 4, updatedAtMs: T0, rebuild: true, underReplicated: 0, bytesToCopy: 8 * MiB, bytesCopied: 0, copiesDone: 0, copiesFailed: 0, bytesPerSec: 0 },
+};
+
+describe('curator status', () => {
+  it('prints a scrub pass', () => {
+    expect(formatScrub(pass)).toBe('scrub at 2025-01-01T00:00:00.000Z, 5 s: 120 replicas (240 MiB) read and verified, 1 damaged, 0 skipped');
+  });
+
+  it('shows the drains with what each has left, and the scrub running and the last pass', () => {
+    const text = formatCuratorStatus({
+      ...status,
+      progress: { ...status.progress, lastScrub: pass, scrubbing: { startedAtMs: T0 + 60_000, replicasDone: 40, replicasTotal: 120 }, draining: [{ kind: 'node', name: 'n2', replicas: 12, bytes: 48 * MiB }, { kind: 'disk', name: 'n3-d2', replicas: 0, bytes: 0 }] },
+    });
+    expect(text).toMatch(/^scrub: running since 2025-01-01T00:01:00.000Z, 40 of 120 replicas read; last pass: scrub at .* 1 damaged, 0 skipped$/m);
+    expect(text).toMatch(/^draining node n2: 12 replicas \(48 MiB\) left$/m);
+    expect(text).toMatch(/^draining disk n3-d2: drained, it holds no replica$/m);
+    expect(formatCuratorStatus(status)).toMatch(/^scrub: not running; last pass: none yet$/m);
+    expect(formatCuratorStatus(status)).not.toMatch(/draining/);
+  });
+});
