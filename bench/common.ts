@@ -97,11 +97,11 @@ export interface LocalCluster {
 }
 
 /**
- * `strata up` with 3 nodes on free ports in a fresh directory, in its default layout
- * (one node-host process per node) unless `upArgs` has `--separate`; resolves once
- * it printed `ready`.
+ * `strata up` with `nodes` nodes (3 unless given) on free ports in a fresh directory,
+ * in its default layout (one node-host process per node) unless `upArgs` has
+ * `--separate`; resolves once it printed `ready`.
  */
-export async function startCluster(name: string, upArgs: string[], env: Record<string, string> = {}): Promise<LocalCluster> {
+export async function startCluster(name: string, upArgs: string[], env: Record<string, string> = {}, nodes = 3): Promise<LocalCluster> {
   const dir = mkdtempSync(join(tmpdir(), `strata-bench-${name}-`));
   const nbdPort = await freePort();
   const natsPort = await freePort();
@@ -112,7 +112,7 @@ export async function startCluster(name: string, upArgs: string[], env: Record<s
     else rmSync(dir, { recursive: true, force: true });
   };
   try {
-    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', '3', '--nats-port', String(natsPort), '--nbd-port', String(nbdPort), ...upArgs], {
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', String(nodes), '--nats-port', String(natsPort), '--nbd-port', String(nbdPort), ...upArgs], {
       name: `strata up (${name})`,
       env: { NATS_URL: '', ...env },
     });
