@@ -288,7 +288,8 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .option('--disk-capacity <size>', "capacity of each node's disk", '64G')
     .option('--host-cpus <n>', 'CPUs each node offers to VMs as a host', '4')
     .option('--host-memory <size>', 'memory each node offers to VMs as a host', '4G')
-    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string }) => {
+    .option('--metrics-port <port>', 'the first metrics port: every process gets the next one, in start order (default: the first free run from 9464); the targets are written to metrics-targets.json in the data directory')
+    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string; metricsPort?: string }) => {
       const options = {
         dir: globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR,
         nodes: parseCount(o.nodes, '--nodes'),
@@ -300,6 +301,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         diskCapacityBytes: checkValue(diskSpec.shape.capacityBytes, parseSize(o.diskCapacity, '--disk-capacity'), '--disk-capacity', o.diskCapacity),
         hostCpuCount: checkValue(hostSpec.shape.cpuCount, parseCount(o.hostCpus, '--host-cpus', 1), '--host-cpus', o.hostCpus),
         hostMemoryBytes: checkValue(hostSpec.shape.memoryBytes, parseSize(o.hostMemory, '--host-memory'), '--host-memory', o.hostMemory),
+        ...(o.metricsPort === undefined ? {} : { metricsPort: parseCount(o.metricsPort, '--metrics-port', 1) }),
       };
       await up(options, print);
     });

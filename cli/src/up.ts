@@ -17,9 +17,10 @@ import { ConfigClient } from '@strata/config-client';
 import { Tier } from '@strata/proto';
 import { NATS_URL_FILE, UP_PID_FILE } from './client';
 import { planRegistration, readRegistered, register } from './node-register';
-import { Layout, configChild, nodeChildren, preferServer, type NodeProcesses } from './roles';
+import { METRICS_TARGETS_FILE, metricsPortRun, writeMetricsTargets } from './metrics-ports';
+import { Layout, configChild, nodeChildren, preferServer, withMetricsPorts, type NodeProcesses } from './roles';
 import { portOpen, takePidLock, waitForPort } from './serve';
-import { Supervisor } from './supervisor';
+import { Supervisor, type ChildSpec } from './supervisor';
 import { UsageError } from './units';
 
 export interface UpOptions {
@@ -39,6 +40,8 @@ export interface UpOptions {
   /** Every node is also a host with this capacity for VMs. */
   hostCpuCount: number;
   hostMemoryBytes: number;
+  /** The first metrics port (--metrics-port); undefined: the first free run from 9464. */
+  metricsPort?: number;
 }
 
 export { Layout } from './roles';
@@ -159,9 +162,20 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   }
   writeFileSync(join(dir, NATS_URL_FILE), `${url}\n`);
 
-  for (let i = 1; i <= options.configReplicas; i++) {
-    supervisor.add(configChild(`config-${i}`, preferServer(url, i - 1)));
+  // Every process gets a metrics port of its own, in start order, and the targets file says where.
+  const configs = Array.from({ length: options.configReplicas }, (_, i) => configChild(`config-${i + 1}`, preferServer(url, i)));
+  const perNode = Array.from({ length: options.nodes }, (_, i) => nodeChildren(upNode(i + 1, options, url)).length);
+  let firstMetricsPort: number;
+  try {
+    firstMetricsPort = await metricsPortRun(configs.length + perNode.reduce((a, b) => a + b, 0), options.metricsPort);
+  } catch (err) {
+    await supervisor.stop();
+    releaseLock();
+    throw err;
   }
+  const started: ChildSpec[] = withMetricsPorts(configs, firstMetricsPort);
+  for (const child of started) supervisor.add(child);
+  const nodeMetricsPort = (k: number): number => firstMetricsPort + configs.length + perNode.slice(0, k - 1).reduce((a, b) => a + b, 0);
 
   let stopping: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
@@ -185,7 +199,10 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       await registerNodes(client, dir, options);
       if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
       for (let k = 1; k <= options.nodes; k++) {
-        for (const child of nodeChildren(upNode(k, options, url))) supervisor.add(child);
+        for (const child of nodeChildren({ ...upNode(k, options, url), metricsPort: nodeMetricsPort(k) })) {
+          supervisor.add(child);
+          started.push(child);
+        }
       }
       if (options.nodes > 0) {
         await ensureDemo(client, options);
@@ -200,11 +217,13 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
     await stop('start-up failed');
     throw err;
   }
+  const targets = writeMetricsTargets(join(dir, METRICS_TARGETS_FILE), started);
   say('ready');
   for (const line of exportsLine) say(line);
   if (exportsLine.length > 0) say(`try: qemu-io -f raw ${exportsLine[0]} -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k'`);
   say(`NATS_URL=${url}`);
   say(`data and logs: ${dir}`);
+  say(`metrics: ${targets} processes on 127.0.0.1:${firstMetricsPort}-${firstMetricsPort + targets - 1} (Prometheus file_sd targets: ${join(dir, METRICS_TARGETS_FILE)})`);
   say('try: ./strata status; ./strata node ls; ./strata vdisk ls; ./strata host ls   (Ctrl-C stops the cluster)');
   // Keep running until a signal arrives.
   await new Promise<never>(() => undefined);

@@ -22,6 +22,18 @@ export interface Metrics {
   gauge<L extends string = never>(name: string, help: string, labelNames?: readonly L[]): Gauge<L>;
   /** `buckets` are upper bounds in the metric's unit; default: prom-client's (5 ms to 10 s, in seconds). */
   histogram<L extends string = never>(name: string, help: string, labelNames?: readonly L[], buckets?: readonly number[]): Histogram<L>;
+  /**
+   * A gauge, or a counter kept by its owner, whose series `read` returns at scrape
+   * time (a backlog, a list's length, a total some object keeps). Registering a name
+   * twice is a programming error and throws.
+   */
+  sampled<L extends string = never>(kind: 'gauge' | 'counter', name: string, help: string, labelNames: readonly L[], read: () => Iterable<Sample<L>>): void;
+}
+
+/** One series of a sampled metric: its labels and its value now. */
+export interface Sample<L extends string> {
+  labels?: Partial<Record<L, string>>;
+  value: number;
 }
 
 interface Entry {
@@ -68,8 +80,37 @@ export function createMetrics(options: MetricsOptions): Metrics {
     return metric;
   }
 
+  function sampled<L extends string>(kind: 'gauge' | 'counter', name: string, help: string, labelNames: readonly L[], read: () => Iterable<Sample<L>>): void {
+    if (entries.has(name)) throw new Error(`metric ${name} is already registered; a sampled metric is registered once`);
+    const labels = [...labelNames];
+    const metric =
+      kind === 'gauge'
+        ? new Gauge<L>({
+            name,
+            help,
+            labelNames: labels,
+            registers: [registry],
+            collect() {
+              this.reset();
+              for (const sample of read()) this.set(sample.labels ?? {}, sample.value);
+            },
+          })
+        : new Counter<L>({
+            name,
+            help,
+            labelNames: labels,
+            registers: [registry],
+            collect() {
+              this.reset();
+              for (const sample of read()) this.inc(sample.labels ?? {}, sample.value);
+            },
+          });
+    entries.set(name, { kind, labelNames: labels, buckets: undefined, metric });
+  }
+
   return {
     registry,
+    sampled,
     counter: <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []) =>
       getOrCreate('counter', name, labelNames, undefined, () => new Counter({ name, help, labelNames, registers: [registry] })) as Counter<L>,
     gauge: <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []) =>

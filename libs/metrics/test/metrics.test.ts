@@ -67,3 +67,21 @@ test('metricValue tells an unobserved series from zero', async () => {
 test('an empty service is refused', () => {
   expect(() => createMetrics({ service: ' ' })).toThrow(/service must not be empty/);
 });
+
+test('a sampled metric reads its series at every scrape, and drops the ones gone', async () => {
+  const metrics = createMetrics({ service: 's' });
+  let backlog = new Map([['a', 10], ['b', 20]]);
+  metrics.sampled('gauge', 'strata_test_backlog_bytes', 'Backlog.', ['vdisk'], () => [...backlog].map(([vdisk, value]) => ({ labels: { vdisk }, value })));
+  let total = 5;
+  metrics.sampled('counter', 'strata_test_done_total', 'Done.', [], () => [{ value: total }]);
+  expect(await metricValue(metrics, 'strata_test_backlog_bytes', { vdisk: 'a' })).toBe(10);
+  expect(await metricValue(metrics, 'strata_test_done_total')).toBe(5);
+  backlog = new Map([['b', 7]]);
+  total = 9;
+  const text = await metrics.registry.metrics();
+  expect(text).toContain('strata_test_backlog_bytes{vdisk="b",service="s"} 7');
+  expect(text).not.toContain('vdisk="a"');
+  expect(text).toMatch(/^# TYPE strata_test_done_total counter$/m);
+  expect(text).toContain('strata_test_done_total{service="s"} 9');
+  expect(() => metrics.sampled('gauge', 'strata_test_backlog_bytes', 'Again.', [], () => [])).toThrow(/already registered/);
+});

@@ -53,6 +53,8 @@ export interface FailoverDeps {
   log: Logger;
   /** Bound of one step's request (the new owner's replay included). */
   stepTimeoutMs: number;
+  /** Told of every takeover that ended with the new owner serving, and how long it took from its start (metrics). */
+  onTakeoverDone?: (ms: number) => void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -260,6 +262,7 @@ export class FailoverCoordinator {
   private async serve(t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
     const name = this.deps.vdiskName(t.vdisk) ?? String(t.vdisk);
     const tookMs = Date.now() - t.startedAtMs;
+    this.deps.onTakeoverDone?.(tookMs);
     await this.deps.emit({
       type: EventType.ownerChanged,
       kind: 'vdisk',

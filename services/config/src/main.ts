@@ -7,6 +7,7 @@ import { WatchCache, openBucket } from '@strata/kv';
 import { leaseRecord } from '@strata/lease';
 import { buckets, cfgEntry, diskUsage, heartbeat, keys, takeoverRecord, vdiskOwnership } from '@strata/proto';
 import { EventLog, ensureEventStream } from '@strata/events';
+import { registerConfigMetrics } from './metrics';
 import { ConfigReplica } from './replica';
 import { SpaceMonitor } from './space-monitor';
 import { configSettings } from './settings';
@@ -16,7 +17,7 @@ function main(): void {
   void runActor({
     actor: 'config',
     instance: settings.replica,
-    start: async ({ bus, log }) => {
+    start: async ({ bus, log, metrics }) => {
       const nc = bus.nc;
       const [cfg, hb, own, owners, takeovers, ids] = await Promise.all([
         // History 8: the last few versions of each object, for operators and audits.
@@ -28,7 +29,10 @@ function main(): void {
         IdAllocator.open(nc),
         ensureEventStream(nc),
       ]);
-      const replica = new ConfigReplica({ bus, cfg, hb, own, owners, takeovers, ids, events: new EventLog(nc), log, settings });
+      const ref: { replica?: ConfigReplica } = {};
+      const meters = registerConfigMetrics(metrics, () => ref.replica);
+      const replica = new ConfigReplica({ bus, cfg, hb, own, owners, takeovers, ids, events: new EventLog(nc), log, settings, onTakeoverDone: meters.takeoverDone });
+      ref.replica = replica;
       await replica.start();
       const usageBucket = await openBucket(nc, buckets.hb, diskUsage);
       const [disks, nodes, containers, usage] = await Promise.all([

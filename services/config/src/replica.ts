@@ -63,6 +63,8 @@ export interface ReplicaDeps {
   events: EventLog;
   log: Logger;
   settings: ConfigSettings;
+  /** Told of every takeover this replica ran, as leader, to its end: how long it took (metrics). */
+  onTakeoverDone?: (ms: number) => void;
 }
 
 function isObject(entry: CfgEntry): entry is CfgObject {
@@ -150,6 +152,18 @@ export class ConfigReplica {
     return this.leadership !== undefined && this.lease.isHeld();
   }
 
+  /** Takeovers this replica runs now (none unless it leads). */
+  get takeoversInProgress(): number {
+    return this.leadership?.failover.inProgress ?? 0;
+  }
+
+  /** The nodes by their recorded liveness, as this replica's copy of the config has them. */
+  nodeLiveness(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const n of this.view.list('node')) counts.set(n.status.liveness, (counts.get(n.status.liveness) ?? 0) + 1);
+    return counts;
+  }
+
   get epoch(): number | undefined {
     return this.leadership?.epoch;
   }
@@ -213,6 +227,7 @@ export class ConfigReplica {
         leading: () => this.leadership === leadership && this.lease.isHeld(),
         log,
         stepTimeoutMs: settings.takeoverStepTimeoutMs,
+        ...(this.deps.onTakeoverDone === undefined ? {} : { onTakeoverDone: this.deps.onTakeoverDone }),
       }),
       sweepTimer: undefined,
     };

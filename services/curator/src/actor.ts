@@ -2,6 +2,7 @@
 // the lease `curator.master`, which runs the master (master.ts) while held. The
 // curators that do not hold it stand by and take over when it lapses.
 import type { ActorContext, ActorDefinition } from '@strata/actor';
+import { registerCuratorMetrics } from './metrics';
 import { ConfigClient } from '@strata/config-client';
 import { EventLog, ensureEventStream } from '@strata/events';
 import { openBucket } from '@strata/kv';
@@ -20,7 +21,7 @@ export function curatorActor(s: CuratorSettings): ActorDefinition {
   };
 }
 
-async function startCurator(s: CuratorSettings, { bus, log }: ActorContext): Promise<() => Promise<void>> {
+async function startCurator(s: CuratorSettings, { bus, log, metrics }: ActorContext): Promise<() => Promise<void>> {
   const nc = bus.nc;
   await ensureEventStream(nc);
   const [leases, own, progress, egroups, usage] = await Promise.all([
@@ -36,6 +37,9 @@ async function startCurator(s: CuratorSettings, { bus, log }: ActorContext): Pro
   const events = new EventLog(nc);
 
   let master: { epoch: number; run: Promise<CuratorMaster | undefined> } | undefined;
+  /** The master this curator runs, once it started (for the metrics). */
+  let serving: CuratorMaster | undefined;
+  registerCuratorMetrics(metrics, () => serving?.status());
   const lease = new Lease(leases, {
     key: keys.curatorMasterLease,
     holder: s.node,
@@ -46,7 +50,10 @@ async function startCurator(s: CuratorSettings, { bus, log }: ActorContext): Pro
       master = {
         epoch,
         run: m.start().then(
-          () => m,
+          () => {
+            if (master?.epoch === epoch) serving = m;
+            return m;
+          },
           async (err: unknown) => {
             // Holding the lease without acting would leave the cluster without a curator: give it up.
             log.error({ err }, 'could not start the curator master; releasing curator.master');
@@ -60,6 +67,7 @@ async function startCurator(s: CuratorSettings, { bus, log }: ActorContext): Pro
     onLost: (epoch) => {
       const lost = master;
       master = undefined;
+      serving = undefined;
       if (lost?.epoch === epoch) void lost.run.then(async (m) => m?.stop());
     },
   });

@@ -520,7 +520,8 @@ export class CuratorMaster {
     };
   }
 
-  private status(): CuratorStatusReply {
+  /** What `strata curator status` shows (also read by the metrics). */
+  status(): CuratorStatusReply {
     return {
       master: this.d.me,
       curatorEpoch: this.d.epoch,

@@ -17,6 +17,7 @@ import { QemuDriver } from './drivers/qemu';
 import type { VmDriver } from './drivers/driver';
 import { HaEvents } from './events';
 import { HaLink } from './ha-link';
+import { registerHaMetrics } from './metrics';
 import { HostAgent } from './host-agent';
 import { Master } from './master';
 import { MasterState, type StateBuckets } from './master-state';
@@ -35,7 +36,7 @@ export function haAgentActor(s: AgentSettings): ActorDefinition {
   };
 }
 
-async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise<() => Promise<void>> {
+async function startAgent(s: AgentSettings, { bus, log, metrics }: ActorContext): Promise<() => Promise<void>> {
   const nc = bus.nc;
   await ensureEventStream(nc);
   const [own, leases, records, protections, restarts, cfg, rows, egroups] = await Promise.all([
@@ -65,6 +66,8 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
   const reach: StateBuckets = { cfg, protections: link.guardStorage(protections), leases: link.guardStorage(leases), records: link.guardStorage(records), restarts: link.guardStorage(restarts) };
 
   let master: { epoch: number; run: Promise<Master | undefined> } | undefined;
+  /** The master this agent runs, once it started (for the metrics). */
+  let serving: Master | undefined;
   const lease = new Lease(own, {
     key: keys.haMasterLease,
     holder: s.host,
@@ -74,6 +77,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
       const run = MasterState.load(state, sightings, log, 30_000).then(async (loaded) => {
         const m = new Master({ bus, log, settings: s, me: s.host, epoch, leading: () => lease.epoch === epoch, state: loaded, buckets: reach, board, events, access: new AccessChecker(rows, egroups), link });
         await m.start();
+        if (master?.epoch === epoch) serving = m;
         return m;
       });
       master = {
@@ -89,6 +93,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     onLost: (epoch) => {
       const lost = master;
       master = undefined;
+      serving = undefined;
       if (lost?.epoch === epoch) void lost.run.then(async (m) => m?.stop());
     },
   });
@@ -111,6 +116,7 @@ async function startAgent(s: AgentSettings, { bus, log }: ActorContext): Promise
     masterEpoch: () => (master !== undefined && lease.epoch === master.epoch ? master.epoch : undefined),
     otherHosts: () => cfgCache.values().filter((e) => 'kind' in e.value && e.value.kind === 'host' && e.value.name !== s.host).length,
   });
+  registerHaMetrics(metrics, () => serving, () => agent.vms().length);
   await agent.start();
   lease.start();
   log.info({ host: s.host, incarnation, nbd: `${s.nbdHost}:${s.nbdPort}`, runDir: s.runDir }, 'HA agent started');

@@ -14,6 +14,7 @@ import {
   HaMasterOp,
   HaService,
   HostState,
+  RestartStep,
   VmPower,
   haPowerOffReply,
   haPowerOnReply,
@@ -72,6 +73,8 @@ export class Master {
   private readonly protection: ProtectionStore;
   /** This master's copy of the restart records: the snapshot and its stored revision. */
   private readonly restarts = new Map<bigint, { snapshot: RestartSnapshot; revision: number }>();
+  /** VMs this master restarted. */
+  private restartedCount = 0;
   /** Power-ons under way: VM -> host. */
   private readonly inFlight = new Map<bigint, string>();
   private readonly hostStates = new Map<string, HostState>();
@@ -329,7 +332,20 @@ export class Master {
     if (step !== 'wait-access' && step !== 'wait-capacity') this.told.delete(v.id);
   }
 
+  /** The VMs on the restart list and on the wait list now, and the restarts this master made (metrics). */
+  lists(): { restart: number; wait: number; restarted: number } {
+    let restart = 0;
+    let wait = 0;
+    for (const { snapshot } of this.restarts.values()) {
+      if (outcomeOf(snapshot) !== undefined) continue;
+      if (snapshot.value === RestartStep.waitCapacity || snapshot.value === RestartStep.waitAccess) wait++;
+      else restart++;
+    }
+    return { restart, wait, restarted: this.restartedCount };
+  }
+
   private async restarted(v: VmView, host: string, cause: string, powerOnEpoch?: number): Promise<void> {
+    this.restartedCount++;
     const protection = this.protection.get(v.id)?.value;
     if (protection?.power === VmPower.on) await this.setProtection(v.id, { power: VmPower.on, protected: protection.protected, host, reason: `restarted on ${host}` });
     const epoch = powerOnEpoch ?? this.lease(v.id).epoch;

@@ -34,6 +34,7 @@ import {
   vdiskOwnership,
 } from '@strata/proto';
 import { Controller } from './controller';
+import { registerControllerMetrics } from './metrics';
 import { watchNodes } from './node-watch';
 import { ReplicaHealth } from './replica-health';
 import type { controllerSettings } from './settings';
@@ -66,7 +67,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
     actor: 'vdisk-controller',
     instance: s.node,
     node: s.node,
-    start: async ({ bus, log }) => {
+    start: async ({ bus, log, metrics }) => {
       const nc = bus.nc;
       await Promise.all([ensureOplogStream(nc), ensureEventStream(nc)]);
       const [own, hb, heartbeats, cfg, ids] = await Promise.all([
@@ -103,7 +104,8 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         () => performance.now(),
       );
       const stopNodeWatch = await watchNodes(cfg, heartbeats, health);
-      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, disks, nodes, log, settings: s, liveness: heartbeater, events: new EventLog(nc), health });
+      const meters = registerControllerMetrics(metrics, () => ref.controller);
+      const controller = new Controller({ bus, config, own, md: new MdClient(bus), ids, usage, disks, nodes, log, settings: s, liveness: heartbeater, events: new EventLog(nc), health, onOpened: meters.opened });
       ref.controller = controller;
       await controller.start();
       const opts = { maxInFlight: s.requestsInFlightMax };

@@ -35,7 +35,7 @@ import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
 import { SpaceGuard } from './space-guard';
-import { Vdisk, type DrainFailure, type FaultStep, type SnapshotResult, type VdiskSettings } from './vdisk';
+import { Vdisk, type DrainFailure, type FaultStep, type SnapshotResult, type VdiskBacklog, type VdiskSettings } from './vdisk';
 
 export interface ControllerSettings extends VdiskSettings {
   node: string;
@@ -82,6 +82,8 @@ export interface ControllerDeps {
   events?: { append(event: ClusterEvent): Promise<void> };
   /** What the controller believes about the nodes of its replicas (see replica-health.ts). */
   health: ReplicaHealth;
+  /** Told of every vDisk opened (a first I/O or a takeover): how long the open took and the entries it replayed (metrics). */
+  onOpened?: (opened: { ms: number; replayed: number }) => void;
 }
 
 /** A served vDisk and what only its controller keeps. */
@@ -154,6 +156,12 @@ export class Controller {
     } finally {
       if (--served.active === 0) for (const wake of served.idleWaiters.splice(0)) wake();
     }
+  }
+
+  /** Each served vDisk's oplog backlog (read by the metrics at scrape time). */
+  backlogs(): Array<{ vdisk: string } & VdiskBacklog> {
+    const now = performance.now();
+    return [...this.served.values()].map((s) => ({ vdisk: s.name, ...s.vdisk.backlog(now) }));
   }
 
   /** The served vDisk, opened on first use. Throws NOT_OWNER when this node does not own it. */
@@ -301,9 +309,11 @@ export class Controller {
   private async openTraced(vdiskId: bigint): Promise<Served> {
     const span = tracer.startSpan('vdisk open');
     span.setAttribute(SpanAttr.vdisk, String(vdiskId));
+    const startedMs = performance.now();
     return inSpan(span, async () => {
       const served = await this.open(vdiskId);
       span.setAttribute(SpanAttr.epoch, served.ownership.epoch);
+      this.deps.onOpened?.({ ms: performance.now() - startedMs, replayed: served.replayed });
       return served;
     });
   }

@@ -156,6 +156,16 @@ const tracer = trace.getTracer('@strata/vdisk-controller');
 /** A drain is its own trace: it runs in the background, after its writes were acknowledged. */
 const drainSpanOptions = { root: true } as const;
 
+/** See Vdisk.backlog. */
+export interface VdiskBacklog {
+  bytes: number;
+  entries: number;
+  oldestAgeMs: number;
+  drainedBytes: number;
+  drainedSeq: number;
+  lastSeq: number;
+}
+
 export class Vdisk {
   readonly index: BlockIndex;
   /** The traced writes the index holds, for the next drain span's links. */
@@ -165,7 +175,9 @@ export class Vdisk {
   private readonly allocated = new Map<number, BlockLocation>();
   private drainedSeq: number;
   /** The undrained oplog entries that carry data, oldest first, with their data bytes (for bounded drains). */
-  private readonly entryBytes: Array<{ seq: number; bytes: number }> = [];
+  private readonly entryBytes: Array<{ seq: number; bytes: number; atMs: number }> = [];
+  /** Data bytes of the entries drained since the vDisk was opened (for the drain-rate metric). */
+  private drainedBytesTotal = 0;
   private draining: Promise<void> | undefined;
   /** A kick arrived while a drain was running. */
   private drainAgain = false;
@@ -233,7 +245,7 @@ export class Vdisk {
         bytes += refWeight(op.length);
       } else this.index.insert(op.offset, op.length, seq, undefined);
     }
-    if (bytes > 0) this.entryBytes.push({ seq, bytes });
+    if (bytes > 0) this.entryBytes.push({ seq, bytes, atMs: performance.now() });
     if (writes !== undefined) this.writeLinks.record(seq, writes);
   }
 
@@ -965,7 +977,7 @@ export class Vdisk {
   private forgetEntriesUpTo(seq: number): void {
     let n = 0;
     while (n < this.entryBytes.length && this.entryBytes[n]!.seq <= seq) n++;
-    this.entryBytes.splice(0, n);
+    for (const entry of this.entryBytes.splice(0, n)) this.drainedBytesTotal += entry.bytes;
   }
 
   private async updateRow(rowIndex: number, changes: ReadonlyMap<number, BlockLocation | undefined>): Promise<void> {
@@ -990,6 +1002,24 @@ export class Vdisk {
 
   get drained(): number {
     return this.drainedSeq;
+  }
+
+  /**
+   * What the oplog holds that drain has not stored yet, for the metrics: the bytes
+   * counted against the oplog's limit, the entries that carry data, how long the
+   * oldest of them has waited (the replication lag: data that is only in the oplog),
+   * and the bytes drained since the vDisk was opened.
+   */
+  backlog(nowMs = performance.now()): VdiskBacklog {
+    const oldest = this.entryBytes[0];
+    return {
+      bytes: this.undrainedBytes(),
+      entries: this.entryBytes.length,
+      oldestAgeMs: oldest === undefined ? 0 : nowMs - oldest.atMs,
+      drainedBytes: this.drainedBytesTotal,
+      drainedSeq: this.drainedSeq,
+      lastSeq: this.appender.lastSequence,
+    };
   }
 
   /** Waits for a running drain; then stops draining. */
