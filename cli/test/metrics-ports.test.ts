@@ -2,6 +2,7 @@
 // with a usage error when the operator chose the first), and the targets file entries.
 import { createServer, type Server } from 'node:net';
 import { metricsPortRun, metricsTargets } from '../src/metrics-ports';
+import type { ChildSpec } from '../src/supervisor';
 
 function listen(): Promise<{ server: Server; port: number }> {
   return new Promise((resolve) => {
@@ -23,7 +24,7 @@ test('a chosen first port is used as it is, and a taken port in its run is a usa
 });
 
 test('the targets are the processes that have a metrics port, labelled with their names', () => {
-  const children = [
+  const children: ChildSpec[] = [
     { name: 'config-1', command: 'node', args: [], env: { STRATA_METRICS_PORT: '9464' } },
     { name: 'nats-1', command: 'nats-server', args: [] },
     { name: 'n1-node-host', command: 'node', args: [], env: { NATS_URL: 'x', STRATA_METRICS_PORT: '9465' } },

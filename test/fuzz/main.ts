@@ -4,7 +4,7 @@
 // several), in a worker thread: a batch that does not finish within H seconds is a
 // hang. Prints the inputs run and the failures per target. A failure prints its seed,
 // path and shrunk counterexample (a hang: its seed) and is written under
-// .fuzz/failures/ (git ignores it); `--seed S --runs-per-seed R --target T` replays
+// .fuzz/failures/ (git ignores it); `--seed=S --runs-per-seed R --target T` replays
 // that batch. Every seed run is appended to .fuzz/seeds/<target>.txt. Exits 1 if
 // anything failed.
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -92,7 +92,7 @@ function report(job: BatchJob, result: BatchResult | 'hang', hangMs: number): vo
     result === 'hang'
       ? ['what: a hang: the batch did not finish in ' + `${hangMs / 1000} s`]
       : [`path: ${result.failure!.path}`, `counterexample: ${result.failure!.counterexample}`, `error: ${result.failure!.error}`];
-  const text = [`target: ${job.target}`, `seed: ${job.seed}`, `replay: npm run fuzz -- --target ${job.target} --seed ${job.seed} --runs-per-seed ${job.runsPerSeed}`, ...found, ''].join('\n');
+  const text = [`target: ${job.target}`, `seed: ${job.seed}`, `replay: npm run fuzz -- --target ${job.target} --seed=${job.seed} --runs-per-seed ${job.runsPerSeed}`, ...found, ''].join('\n');
   process.stdout.write(`\nFAILURE\n${text}\n`);
   mkdirSync(failuresDir, { recursive: true });
   const file = join(failuresDir, `${job.target}-${job.seed}.txt`);
