@@ -24,6 +24,7 @@ import { registerRunCommands } from './run-commands';
 import { formatSpace, readSpace, spaceThresholdsFrom } from './space';
 import { makeClone, takeSnapshot } from './snapshot';
 import { snapshotPortsFor } from './snapshot-bus';
+import { tracingUrlOf } from './tracing';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
 
@@ -288,8 +289,9 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .option('--disk-capacity <size>', "capacity of each node's disk", '64G')
     .option('--host-cpus <n>', 'CPUs each node offers to VMs as a host', '4')
     .option('--host-memory <size>', 'memory each node offers to VMs as a host', '4G')
+    .option('--tracing [url]', 'send every process\'s spans to a Zipkin server (default http://127.0.0.1:9411, the one npm run tracing starts)')
     .option('--metrics-port <port>', 'the first metrics port: every process gets the next one, in start order (default: the first free run from 9464); the targets are written to metrics-targets.json in the data directory')
-    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string; metricsPort?: string }) => {
+    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string; metricsPort?: string; tracing?: string | boolean }) => {
       const options = {
         dir: globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR,
         nodes: parseCount(o.nodes, '--nodes'),
@@ -302,6 +304,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         hostCpuCount: checkValue(hostSpec.shape.cpuCount, parseCount(o.hostCpus, '--host-cpus', 1), '--host-cpus', o.hostCpus),
         hostMemoryBytes: checkValue(hostSpec.shape.memoryBytes, parseSize(o.hostMemory, '--host-memory'), '--host-memory', o.hostMemory),
         ...(o.metricsPort === undefined ? {} : { metricsPort: parseCount(o.metricsPort, '--metrics-port', 1) }),
+        ...(o.tracing === undefined ? {} : { tracingUrl: tracingUrlOf(o.tracing) }),
       };
       await up(options, print);
     });

@@ -18,6 +18,7 @@ import { Tier } from '@strata/proto';
 import { NATS_URL_FILE, UP_PID_FILE } from './client';
 import { planRegistration, readRegistered, register } from './node-register';
 import { METRICS_TARGETS_FILE, metricsPortRun, writeMetricsTargets } from './metrics-ports';
+import { tracingEnv, tracingLine, withEnv } from './tracing';
 import { Layout, configChild, nodeChildren, preferServer, withMetricsPorts, type NodeProcesses } from './roles';
 import { portOpen, takePidLock, waitForPort } from './serve';
 import { Supervisor, type ChildSpec } from './supervisor';
@@ -42,6 +43,8 @@ export interface UpOptions {
   hostMemoryBytes: number;
   /** The first metrics port (--metrics-port); undefined: the first free run from 9464. */
   metricsPort?: number;
+  /** A Zipkin server every process sends its spans to (--tracing), e.g. http://127.0.0.1:9411. */
+  tracingUrl?: string;
 }
 
 export { Layout } from './roles';
@@ -173,7 +176,8 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
     releaseLock();
     throw err;
   }
-  const started: ChildSpec[] = withMetricsPorts(configs, firstMetricsPort);
+  const traced = tracingEnv(options.tracingUrl);
+  const started: ChildSpec[] = withEnv(withMetricsPorts(configs, firstMetricsPort), traced);
   for (const child of started) supervisor.add(child);
   const nodeMetricsPort = (k: number): number => firstMetricsPort + configs.length + perNode.slice(0, k - 1).reduce((a, b) => a + b, 0);
 
@@ -199,7 +203,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       await registerNodes(client, dir, options);
       if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
       for (let k = 1; k <= options.nodes; k++) {
-        for (const child of nodeChildren({ ...upNode(k, options, url), metricsPort: nodeMetricsPort(k) })) {
+        for (const child of withEnv(nodeChildren({ ...upNode(k, options, url), metricsPort: nodeMetricsPort(k) }), traced)) {
           supervisor.add(child);
           started.push(child);
         }
@@ -223,6 +227,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   if (exportsLine.length > 0) say(`try: qemu-io -f raw ${exportsLine[0]} -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k'`);
   say(`NATS_URL=${url}`);
   say(`data and logs: ${dir}`);
+  if (options.tracingUrl !== undefined) say(await tracingLine(options.tracingUrl));
   say(`metrics: ${targets} processes on 127.0.0.1:${firstMetricsPort}-${firstMetricsPort + targets - 1} (Prometheus file_sd targets: ${join(dir, METRICS_TARGETS_FILE)})`);
   say('try: ./strata status; ./strata node ls; ./strata vdisk ls; ./strata host ls   (Ctrl-C stops the cluster)');
   // Keep running until a signal arrives.

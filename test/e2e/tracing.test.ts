@@ -15,13 +15,20 @@
 //    include the extent stores' handler spans for both replicas (disk and extent group
 //    attributes) and the metadata shards' handler spans for the puts of the
 //    extent-group map and the vDisk map; none of those are in the write's trace.
-// Every wait is bounded; afterAll stops `strata up` and kills by PID whatever it left.
+// The same processes also export to a real Zipkin server (`strata up --tracing`, the
+// jar `npm run tracing` runs): before the cluster stops, the test finds the write's
+// trace in Zipkin's API with the same chain of spans from the gateway, io-director,
+// admission and vdisk-controller processes, and the drain's trace, which names the
+// write's append in a `link.0` tag (Zipkin has no links) and holds the extent stores'
+// and metadata shards' spans: six services at least. Headless Chromium takes a
+// screenshot of the write's trace in Zipkin's UI (test/artifacts/zipkin-write-trace.png).
+// Every wait is bounded; afterAll stops `strata up` and Zipkin and kills by PID whatever they left.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpanStatusCode } from '@strata/tracing';
 import { readSpanFile, spanForest, type OtlpSpanRecord, type SpanForest } from '@strata/tracing/testing';
-import { children, freePort, killIfUnchanged, qemuIo, startNode, waitFor, type ActorProcess } from '../harness';
+import { children, freePort, killIfUnchanged, qemuIo, repoRoot, screenshot, startNode, startZipkin, waitFor, zipkinTrace, type ActorProcess, type ZipkinServer, type ZipkinSpan } from '../harness';
 import { isLineBeingWritten } from '../harness/verify';
 
 /** The one child of `parent` named `name`; fails, showing the tree, unless there is exactly one. */
@@ -70,23 +77,72 @@ function drainsLinkedTo(spans: OtlpSpanRecord[], span: OtlpSpanRecord): OtlpSpan
   return spans.filter((s) => s.name === 'drain' && s.status.code !== SpanStatusCode.ERROR && (s.links ?? []).some((l) => l.traceId === span.traceId && l.spanId === span.spanId));
 }
 
+/** The services of a Zipkin trace's spans. */
+const servicesOf = (trace: ZipkinSpan[]): Set<string> => new Set(trace.map((s) => s.localEndpoint?.serviceName ?? '?'));
+
+/** Waits for Zipkin to hold the spans `expected` of trace `traceId` (batches arrive within a second or so); returns the trace. */
+async function zipkinHolds(zipkin: ZipkinServer, traceId: string, what: string, expected: (trace: ZipkinSpan[]) => boolean): Promise<ZipkinSpan[]> {
+  let last: ZipkinSpan[] = [];
+  try {
+    return await waitFor(what, 30_000, async () => {
+      last = await zipkinTrace(zipkin, traceId);
+      return expected(last) ? last : false;
+    }, 250);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; Zipkin holds ${JSON.stringify(last.map((s) => `${s.localEndpoint?.serviceName}: ${s.name}`))}`);
+  }
+}
+
+/**
+ * The write and its drain as Zipkin shows them: the same span ids as the span file's,
+ * the write's chain across four processes, the drain naming the append in its
+ * `link.0` tag with extent-store and metadata-shard spans below it; a screenshot.
+ */
+async function checkZipkin(zipkin: ZipkinServer, spans: OtlpSpanRecord[]): Promise<void> {
+  const append = appendOf(spans)!;
+  const drain = drainsLinkedTo(spans, append)[0]!;
+  const chain = ['nbd write', 'handle strata.io.n1.write', 'handle strata.adm.n1.write', 'admission queue wait', 'handle strata.vdc.n1.write', 'oplog append'];
+  const write = await zipkinHolds(zipkin, append.traceId, 'the write trace in Zipkin', (t) => chain.every((name) => t.some((s) => s.name === name)));
+  // (The vDisk's first I/O also claims it: the config service's spans may be there too.)
+  expect([...servicesOf(write)]).toEqual(expect.arrayContaining(['admission', 'gateway', 'io-director', 'vdisk-controller']));
+  const zAppend = write.find((s) => s.name === 'oplog append')!;
+  expect(zAppend.id).toBe(append.spanId);
+  expect(zAppend.tags).toMatchObject({ 'strata.io.op': 'write', 'strata.io.length': '4096' });
+
+  const drained = await zipkinHolds(zipkin, drain.traceId, 'the drain trace in Zipkin', (t) => {
+    const names = t.map((s) => s.name);
+    return names.includes('drain') && names.some((n) => /^handle strata\.estore\./.test(n)) && names.some((n) => /^handle strata\.md\./.test(n));
+  });
+  const zDrain = drained.find((s) => s.name === 'drain')!;
+  expect(zDrain.tags?.['link.0']).toBe(`${append.traceId}/${append.spanId}`);
+  expect(servicesOf(drained)).toEqual(new Set(['vdisk-controller', 'extent-store', 'metadata-shard']));
+  expect(new Set([...servicesOf(write), ...servicesOf(drained)]).size).toBeGreaterThanOrEqual(6);
+
+  await screenshot(`${zipkin.url}/zipkin/traces/${append.traceId}`, join(repoRoot, 'test', 'artifacts', 'zipkin-write-trace.png'), 'text=oplog append');
+}
+
 describe('tracing: one NBD write is one trace across the actor processes, and its drain a linked trace', () => {
   let dir: string;
   let spanFile: string;
   let nbdPort: number;
   let up: ActorProcess | undefined;
+  let zipkin: ZipkinServer | undefined;
   let started = new Map<number, string>();
 
   beforeAll(async () => {
+    // Zipkin's JVM starts while the cluster does; the write comes once both are up.
+    const zipkinPort = await freePort();
+    const zipkinStarting = startZipkin(zipkinPort).then((z) => (zipkin = z));
     dir = mkdtempSync(join(tmpdir(), 'strata-e2e-tracing-'));
     spanFile = join(dir, 'spans.jsonl');
     nbdPort = await freePort();
     const natsPort = await freePort();
     // One process per actor: each hop's spans must come from its own process, over NATS.
-    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
+    const tracing = ['--tracing', `http://127.0.0.1:${zipkinPort}`];
+    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1', ...tracing], {
       name: 'strata up',
       // Tracing is off unless something exports: the span file turns it on in every process.
-      env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100' },
+      env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100', OTEL_BSP_SCHEDULE_DELAY: '200' },
     });
     try {
       await up.waitForOutput(/^ready$/m, 90_000);
@@ -94,11 +150,13 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
       // Whatever started, even if not ready: afterAll kills these by PID.
       started = new Map((await children(up.pid())).map((c) => [c.pid, c.args]));
     }
-  });
+    await zipkinStarting;
+  }, 150_000);
 
   afterAll(async () => {
     await up?.stop(20_000);
     killIfUnchanged(started);
+    await zipkin?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -115,6 +173,7 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
       },
       { intervalMs: 200, retryIf: isLineBeingWritten },
     );
+    await checkZipkin(zipkin!, await readSpanFile(spanFile));
     // A clean stop: every process ends and flushes its spans before it exits.
     const stopping = up!.exited();
     await up!.stop(20_000);

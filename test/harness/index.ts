@@ -37,3 +37,4 @@ export {
   type WrittenBlock,
 } from './strata';
 export { UpClusters, type UpCluster, type UpClusterOptions } from './up-cluster';
+export { startZipkin, zipkinTrace, screenshot, type ZipkinServer, type ZipkinSpan } from './zipkin';

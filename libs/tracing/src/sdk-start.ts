@@ -19,6 +19,7 @@ import {
   type Resource,
 } from '@opentelemetry/resources';
 import { FileSpanExporter } from './file-exporter';
+import { ZipkinLinksExporter } from './zipkin-exporter';
 import type { TraceExportConfig, TraceExporterName, TracingOptions } from './sdk';
 
 export interface TracingSdk {
@@ -42,6 +43,11 @@ function processorsFor(config: TraceExportConfig): { processors: SpanProcessor[]
     // sizes and delay from OTEL_BSP_*.
     processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
     exporters.push('otlp');
+  }
+  if (config.zipkin) {
+    // The endpoint comes from OTEL_EXPORTER_ZIPKIN_ENDPOINT; batch sizes and delay from OTEL_BSP_*.
+    processors.push(new BatchSpanProcessor(new ZipkinLinksExporter()));
+    exporters.push('zipkin');
   }
   if (config.console) {
     processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));

@@ -11,7 +11,7 @@ export interface TracingOptions {
   attributes?: Record<string, string>;
 }
 
-export type TraceExporterName = 'otlp' | 'console' | 'file';
+export type TraceExporterName = 'otlp' | 'zipkin' | 'console' | 'file';
 
 export interface TracingHandle {
   /** Where spans go, for the start-up log line; empty means ids only, nothing exported. */
@@ -29,6 +29,8 @@ export interface TraceExportConfig {
   /** OTEL_SDK_DISABLED=true: register nothing; every span is a no-op. */
   sdkDisabled: boolean;
   otlp: boolean;
+  /** Spans to a Zipkin server (OTEL_EXPORTER_ZIPKIN_ENDPOINT, http://localhost:9411/api/v2/spans by default). */
+  zipkin: boolean;
   console: boolean;
   /** STRATA_TRACE_FILE: append OTLP/JSON lines to this file. */
   filePath: string | undefined;
@@ -38,8 +40,8 @@ export interface TraceExportConfig {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Exporters Strata ships. The NodeSDK also knows "zipkin"; its exporter is not a dependency here. */
-const knownExporters = ['otlp', 'console', 'none'] as const;
+/** Exporters Strata ships. */
+const knownExporters = ['otlp', 'zipkin', 'console', 'none'] as const;
 
 /** Long enough for a batch to reach a live collector, short enough not to stall an exit. */
 const SHUTDOWN_TIMEOUT_MS = 5000;
@@ -53,10 +55,11 @@ function nonBlank(value: string | undefined): string | undefined {
  * Reads the exporter choice from `env` and validates it, so a typo stops the process
  * at start-up instead of silently exporting nothing. The rules:
  *
- * - OTEL_TRACES_EXPORTER, when set, decides alone: a comma list of otlp and console,
- *   or "none".
+ * - OTEL_TRACES_EXPORTER, when set, decides alone: a comma list of otlp, zipkin and
+ *   console, or "none".
  * - Otherwise OTLP is on exactly when OTEL_EXPORTER_OTLP_ENDPOINT or
- *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. (The NodeSDK's own default would be OTLP
+ *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, and Zipkin exactly when
+ *   OTEL_EXPORTER_ZIPKIN_ENDPOINT is. (The NodeSDK's own default would be OTLP
  *   to localhost:4318 always, which fails on every batch where no collector runs.)
  * - OTLP goes out as http/protobuf; another OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL is an error.
  * - STRATA_TRACE_FILE adds the file exporter, whatever the rest says.
@@ -66,6 +69,7 @@ export function traceExportConfigFromEnv(env: Env): TraceExportConfig {
   const filePath = nonBlank(env.STRATA_TRACE_FILE);
   const listRaw = nonBlank(env.OTEL_TRACES_EXPORTER);
   let otlp: boolean;
+  let zipkin: boolean;
   let console = false;
   if (listRaw !== undefined) {
     const names = listRaw
@@ -74,15 +78,17 @@ export function traceExportConfigFromEnv(env: Env): TraceExportConfig {
       .filter((s) => s !== '');
     const unknown = names.filter((n) => !(knownExporters as readonly string[]).includes(n));
     if (unknown.length > 0) {
-      throw new Error(`OTEL_TRACES_EXPORTER="${listRaw}": ${unknown.join(', ')} is not an exporter Strata ships; use otlp, console or none`);
+      throw new Error(`OTEL_TRACES_EXPORTER="${listRaw}": ${unknown.join(', ')} is not an exporter Strata ships; use otlp, zipkin, console or none`);
     }
     if (names.includes('none') && names.length > 1) {
       throw new Error(`OTEL_TRACES_EXPORTER="${listRaw}": "none" cannot be combined with other exporters`);
     }
     otlp = names.includes('otlp');
+    zipkin = names.includes('zipkin');
     console = names.includes('console');
   } else {
     otlp = nonBlank(env.OTEL_EXPORTER_OTLP_ENDPOINT) !== undefined || nonBlank(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) !== undefined;
+    zipkin = nonBlank(env.OTEL_EXPORTER_ZIPKIN_ENDPOINT) !== undefined;
   }
   if (otlp) {
     const protocol = nonBlank(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ?? nonBlank(env.OTEL_EXPORTER_OTLP_PROTOCOL);
@@ -94,7 +100,7 @@ export function traceExportConfigFromEnv(env: Env): TraceExportConfig {
     }
   }
   const idsOnly = nonBlank(env.STRATA_TRACE_IDS)?.toLowerCase() === 'true';
-  return { sdkDisabled, otlp, console, filePath, idsOnly };
+  return { sdkDisabled, otlp, zipkin, console, filePath, idsOnly };
 }
 
 async function start(options: TracingOptions): Promise<TracingHandle> {
@@ -104,7 +110,7 @@ async function start(options: TracingOptions): Promise<TracingHandle> {
   // opening the span file or building exporters.
   if (config.sdkDisabled) return { exporters: [], shutdown: () => Promise.resolve() };
 
-  const nothingToExport = config.filePath === undefined && !config.otlp && !config.console;
+  const nothingToExport = config.filePath === undefined && !config.otlp && !config.zipkin && !config.console;
   if (nothingToExport && !config.idsOnly) {
     // Nothing to export to. Tracing costs real CPU on the I/O path (a span per hop and
     // the async context that carries it: about 40% of a colocated node's CPU under

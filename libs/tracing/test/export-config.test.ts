@@ -3,7 +3,7 @@
 import { traceExportConfigFromEnv } from '@strata/tracing';
 
 test('nothing set: no exporter, tracing off', () => {
-  expect(traceExportConfigFromEnv({})).toEqual({ sdkDisabled: false, otlp: false, console: false, filePath: undefined, idsOnly: false });
+  expect(traceExportConfigFromEnv({})).toEqual({ sdkDisabled: false, otlp: false, zipkin: false, console: false, filePath: undefined, idsOnly: false });
 });
 
 test('STRATA_TRACE_IDS=true keeps ids without an exporter', () => {
@@ -21,6 +21,15 @@ test.each([
   expect(traceExportConfigFromEnv(env).otlp).toBe(otlp);
 });
 
+test.each([
+  [{ OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://127.0.0.1:9411/api/v2/spans' }, true],
+  [{ OTEL_TRACES_EXPORTER: 'zipkin' }, true],
+  [{ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_ZIPKIN_ENDPOINT: 'http://127.0.0.1:9411/api/v2/spans' }, false],
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, false],
+])('Zipkin on for %j: %s', (env, zipkin) => {
+  expect(traceExportConfigFromEnv(env).zipkin).toBe(zipkin);
+});
+
 test('an exporter list may combine otlp and console', () => {
   expect(traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'OTLP, console' })).toMatchObject({ otlp: true, console: true });
 });
@@ -29,6 +38,7 @@ test('STRATA_TRACE_FILE adds the file whatever OTEL_TRACES_EXPORTER says', () =>
   expect(traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'none', STRATA_TRACE_FILE: '/tmp/s.jsonl' })).toEqual({
     sdkDisabled: false,
     otlp: false,
+    zipkin: false,
     console: false,
     filePath: '/tmp/s.jsonl',
     idsOnly: false,
@@ -41,7 +51,7 @@ test('OTEL_SDK_DISABLED is read', () => {
 });
 
 test('an exporter Strata does not ship is an error that names it', () => {
-  expect(() => traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'otlp,zipkin' })).toThrow(/zipkin is not an exporter Strata ships/);
+  expect(() => traceExportConfigFromEnv({ OTEL_TRACES_EXPORTER: 'otlp,jaeger' })).toThrow(/jaeger is not an exporter Strata ships/);
 });
 
 test('"none" with another exporter is an error', () => {
