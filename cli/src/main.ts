@@ -15,6 +15,7 @@ import type { Bus } from '@strata/bus';
 import { openBucket } from '@strata/kv';
 import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
 import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
+import { registerConsoleCommand } from './console/command';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
@@ -727,6 +728,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
   // `node run`, `config run`, `shard run`: one role of this machine against an existing cluster.
   const dataDir = (): string => resolve(ctx.cwd, globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR);
   registerRunCommands(program, node, { dir: dataDir, env: ctx.env, cwd: ctx.cwd, print });
+  registerConsoleCommand(program, { withCluster, dir: dataDir, print });
 
   // Which command a usage error from an action is about.
   let running: Command = program;
