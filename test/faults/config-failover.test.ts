@@ -5,6 +5,9 @@
 //  - the leader paused with SIGSTOP until its lease is lost, then resumed: nothing
 //    it could send is committed (every cfg entry after the new leader's takeover
 //    marker carries the new epoch) and it steps down;
+//  - a successor that takes the lease while cfg refuses writes (its takeover marker
+//    cannot be written) lets the lease go and tries again, so it leads once cfg
+//    takes writes; it does not sit on a lease it does not use;
 //  - one of three nats-servers killed -9 (the one leading the cfg stream): config
 //    reads and writes still succeed.
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -123,6 +126,29 @@ describe('config leader failover', () => {
     expect(later.length).toBeGreaterThan(0);
     for (const e of later) expect(e.value.epoch).toBe(now.epoch);
     expect(paused.child.exitCode).toBeNull();
+  });
+
+  it('a replica that takes the lease but cannot write its takeover marker lets the lease go, and leads once it can', async () => {
+    env = await setup('single', 2);
+    const { client, replicas, bus } = env;
+    const before = await waitForLeader(client);
+    const [successorName, successor] = [...replicas].find(([name]) => name !== before.leader)!;
+    // cfg refuses every write (as JetStream does while it elects leaders after a
+    // partition heals): a stream at its message limit that discards new messages.
+    const jsm = await jetstreamManager(bus.nc);
+    const info = await jsm.streams.info('KV_cfg');
+    await jsm.streams.update('KV_cfg', { ...info.config, max_msgs: info.state.messages });
+    try {
+      replicas.get(before.leader)!.signal('SIGKILL');
+      await successor.waitForOutput(/leadership abandoned before it began/, 20_000);
+      // It keeps trying: the lease is let go and taken again, more than once.
+      await waitFor('a second abandoned attempt', 10_000, () => (successor.output().match(/leadership abandoned before it began/g) ?? []).length >= 2);
+    } finally {
+      await jsm.streams.update('KV_cfg', { ...info.config, max_msgs: -1 });
+    }
+    const after = await waitForLeader(client, 20_000, before.leader);
+    expect({ leader: after.leader, newer: after.epoch > before.epoch }).toEqual({ leader: successorName, newer: true });
+    await expect(client.create({ kind: 'pool', name: 'after-marker', spec: {} })).resolves.toMatchObject({ epoch: after.epoch });
   });
 
   it('keeps serving reads and writes with one of three nats-servers killed -9', async () => {

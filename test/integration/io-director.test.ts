@@ -1,8 +1,9 @@
 // The io-director against real nats-servers (one, and a three-server cluster), when its watched copy of `own` is
 // behind the record: a shared vDisk's I/O goes to the owner the copy names, that node
 // answers NOT_OWNER, and the director learns the owner from the record itself, so
-// the gateway's retry reaches the new owner. The stale copy is made for certain by
-// stopping the watch (as happens for good when its consumer's nats-server dies).
+// the gateway's retry reaches the new owner; the same when the owner the copy names
+// cannot be reached at all (no service answers, as with its host cut off). The stale
+// copy is made for certain by stopping the watch (as happens for good when its consumer's nats-server dies).
 // The two owners' admission services are plain responders on the real bus, standing
 // in for nodes n2 and n3.
 // And an unshared vDisk's I/O arriving at a node the config leader does not hold
@@ -95,6 +96,50 @@ describe.each(topologies)('io-director with a stale watched copy of own, %s nats
       expect(ownership.get(keys.vdiskOwnership(VDISK))?.value.owner).toBe('n2');
     } finally {
       await Promise.all(services.map((s) => s.stop()));
+      config.stop();
+      nodes.stop();
+    }
+  });
+
+  it('learns the owner from the record when the owner named by the copy cannot be reached, and the retry reaches the new owner', async () => {
+    // As when the owner's host is cut off: its subjects have no responders here, the
+    // config leader moved the vDisk, and the watch (its consumer on the cut server) stalled.
+    const vdiskId = VDISK + 2n;
+    const own = await openBucket(bus.nc, buckets.own, vdiskOwnership);
+    const cfg = await openBucket(bus.nc, buckets.cfg, cfgEntry, { history: 8 });
+    await cfg.put(keys.object('vdisk', vdiskId), {
+      kind: 'vdisk',
+      id: vdiskId,
+      name: 'cut',
+      createdAtMs: 1,
+      updatedAtMs: 1,
+      epoch: 1,
+      spec: { container: 1n, sizeBytes: 1 << 20, blockSizeBytes: 1 << 20, shared: true, qos: { priority: 'normal', weight: 1 } },
+    });
+    const record: VdiskOwnership = { owner: 'n5', epoch: 1, volunteers: ['n5', 'n1'], drained: 0, generation: 0 };
+    const revision = await own.create(keys.vdiskOwnership(vdiskId), record);
+    const [ownership, config, nodes] = await Promise.all([
+      WatchCache.start(own, { key: keys.vdiskOwnershipAll }),
+      WatchCache.start(cfg, { key: 'vdisk.>' }),
+      WatchCache.start(cfg, { key: 'node.>' }),
+    ]);
+    await Promise.all([ownership.ready, config.ready, nodes.ready]);
+    const director = new Director({ node: 'n1', bus, own, ownership, config, nodes });
+    // Nothing serves n5 (cut off); n6 took the vDisk over.
+    const service = await bus.serve(subjects.admission('n6', IoOp.read), ioReadRequest, (req) => ({ data: new Uint8Array(req.length).fill(6) }));
+    try {
+      expect(ownership.get(keys.vdiskOwnership(vdiskId))?.value.owner).toBe('n5');
+      ownership.stop();
+      await own.update(keys.vdiskOwnership(vdiskId), { ...record, owner: 'n6', epoch: 2, volunteers: ['n5', 'n1', 'n6'] }, revision);
+
+      const ctx = { remainingMs: () => 1_000 } as unknown as RequestContext;
+      const read = { vdisk: vdiskId, offset: 0, length: 4096 };
+      await expect(director.handle(IoOp.read, read, ctx)).rejects.toMatchObject({ code: expect.stringMatching(/^(UNAVAILABLE|TIMEOUT)$/) as unknown, retryable: true });
+      const reply = (await director.handle(IoOp.read, read, ctx)) as { data: Uint8Array };
+      expect(reply.data).toEqual(new Uint8Array(4096).fill(6));
+      expect(ownership.get(keys.vdiskOwnership(vdiskId))?.value.owner).toBe('n5');
+    } finally {
+      await service.stop();
       config.stop();
       nodes.stop();
     }

@@ -111,7 +111,8 @@ describe('test hosts in network namespaces', () => {
     // The stream's other two replicas still make a quorum: once they have a leader
     // (h3 may have led it), writes through h1 are acknowledged.
     const only1 = await connect({ servers: servers[0]!.url, timeout: 3_000 });
-    const jsm1 = await jetstreamManager(only1);
+    // No account check up front: it times out while JetStream elects a meta leader (h3 may have led).
+    const jsm1 = await jetstreamManager(only1, { checkAPI: false });
     const leader = await waitFor('the stream to have a leader on h1 or h2', 20_000, async () => {
       const info = await jsm1.streams.info('NETNS').catch(() => undefined);
       const name = info?.cluster?.leader;
@@ -125,7 +126,9 @@ describe('test hosts in network namespaces', () => {
     await waitFor('h1 to route to h3 again', 20_000, async () => (await routesOf(hosts, 'h1')).includes(addr('h3')));
     const only3 = await connect({ servers: servers[2]!.url, timeout: 3_000 });
     try {
-      const again = await jetstream(only3).publish('netns.c', 'three', { timeout: 10_000 });
+      // Routed again, h3 may not know the stream's interest for a moment: a publish
+      // then reaches nobody ("no responders", nothing stored), and only that is retried.
+      const again = await waitFor('a publish through h3 to be acknowledged', 20_000, () => jetstream(only3).publish('netns.c', 'three', { timeout: 10_000 }), { intervalMs: 250, retryIf: reachedNobody });
       expect(again.seq).toBe(ack.seq + 1);
     } finally {
       await only3.close();
@@ -140,4 +143,10 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A publish that reached no server holding the stream: "no responders" (nats.js says JetStream is not enabled). */
+function reachedNobody(err: unknown): boolean {
+  const e = err as { message?: string; cause?: { message?: string } };
+  return /no responders/i.test(`${e.message ?? ''} ${e.cause?.message ?? ''}`);
 }

@@ -180,6 +180,12 @@ export class ConfigReplica {
 
   // ---- Leadership ---------------------------------------------------------------
 
+  /** Releases the leader lease without leading, and contends for it again (unless stopping). */
+  private async abdicate(): Promise<void> {
+    await this.lease.stop({ release: true });
+    if (!this.stopped) this.lease.start();
+  }
+
   private async lead(epoch: number): Promise<void> {
     const { log, cfg, bus, settings } = this.deps;
     let fence: StreamFence<typeof cfgEntry> | undefined;
@@ -198,12 +204,15 @@ export class ConfigReplica {
     }
     if (fence === undefined || this.lease.epoch !== epoch || this.stopped) {
       log.warn({ epoch }, 'leadership abandoned before it began');
+      // Still holding the lease (the marker could not be written: JetStream electing
+      // leaders as a partition heals), it must let it go, or no replica would lead
+      // while it kept renewing a lease it does not use.
+      if (fence === undefined && this.lease.epoch === epoch) await this.abdicate();
       return;
     }
     if (!(await this.catchUp(fence.sequence, settings.leaseTtlMs))) {
       log.error({ epoch, sequence: fence.sequence }, 'cache did not catch up with the takeover marker; abdicating');
-      await this.lease.stop({ release: true });
-      if (!this.stopped) this.lease.start();
+      await this.abdicate();
       return;
     }
     const startedAtMs = performance.now();

@@ -36,6 +36,17 @@ import {
 } from '@strata/proto';
 import { SpanAttr, recordingSpan } from '@strata/tracing';
 
+/**
+ * Whether a failed request to the owner's node says the vDisk may have another owner
+ * now: NOT_OWNER, or, for an owner elsewhere, the owner not reached (no service
+ * answers its subject, or no reply in time), as when its node failed or its host is
+ * cut off.
+ */
+function ownerMayHaveMoved(err: unknown, ownerIsHere: boolean): boolean {
+  if (isStrataError(err, ErrorCode.NOT_OWNER)) return true;
+  return !ownerIsHere && (isStrataError(err, ErrorCode.UNAVAILABLE) || isStrataError(err, ErrorCode.TIMEOUT));
+}
+
 export interface DirectorDeps {
   node: string;
   bus: Bus;
@@ -55,6 +66,8 @@ export class Director {
   private readonly relinquishing = new Map<bigint, Promise<string>>();
   /** Owners learnt from a relinquish before the watched copy shows them. */
   private readonly learnt = new Map<bigint, { owner: string; epoch: number }>();
+  /** Reads of ownership records in progress (learnOwner), one per vDisk. */
+  private readonly learning = new Map<bigint, Promise<void>>();
 
   constructor(private readonly deps: DirectorDeps) {}
 
@@ -125,11 +138,13 @@ export class Director {
     try {
       return await this.deps.bus.request(subjects.admission(owner, op), request, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
     } catch (err) {
-      // The node asked no longer owns the vDisk, so the watched copy of `own` is
-      // behind: by a moment, or for good when its consumer died with its nats-server
-      // (seen under a server kill: every retry went back to the old owner). Learn the
-      // owner from the record itself, so the gateway's retry goes to the right node.
-      if (isStrataError(err, ErrorCode.NOT_OWNER)) await this.learnOwner(vdiskId).catch(() => undefined);
+      // The node asked no longer owns the vDisk, or cannot be reached (it may have
+      // failed, and the vDisk moved on), so the watched copy of `own` may be behind:
+      // by a moment, or for good when its consumer died with its nats-server (seen
+      // under a server kill, and with the owner's host cut off: the consumer lived on
+      // the cut server, and every retry went back to the old owner). Learn the owner
+      // from the record itself, so the gateway's retry goes to the right node.
+      if (ownerMayHaveMoved(err, owner === this.deps.node)) await this.learnOwner(vdiskId).catch(() => undefined);
       throw err;
     }
   }
@@ -139,8 +154,21 @@ export class Director {
     return this.deps.nodes.values().some(({ value }) => 'kind' in value && value.kind === 'node' && value.name === this.deps.node && value.status.liveness === Liveness.alive);
   }
 
-  /** Reads the vDisk's ownership record and, when it is newer than the watched copy, serves by it until the copy catches up. */
-  private async learnOwner(vdiskId: bigint): Promise<void> {
+  /**
+   * Reads the vDisk's ownership record and, when it is newer than the watched copy,
+   * serves by it until the copy catches up. One read per vDisk at a time, however
+   * many requests failed meanwhile.
+   */
+  private learnOwner(vdiskId: bigint): Promise<void> {
+    let pending = this.learning.get(vdiskId);
+    if (pending === undefined) {
+      pending = this.readOwner(vdiskId).finally(() => this.learning.delete(vdiskId));
+      this.learning.set(vdiskId, pending);
+    }
+    return pending;
+  }
+
+  private async readOwner(vdiskId: bigint): Promise<void> {
     const current = await this.deps.own.get(keys.vdiskOwnership(vdiskId));
     if (current === null) return;
     const watched = this.deps.ownership.get(keys.vdiskOwnership(vdiskId))?.value;
