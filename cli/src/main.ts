@@ -14,7 +14,7 @@ import { ConfigClient } from '@strata/config-client';
 import type { Bus } from '@strata/bus';
 import { openBucket } from '@strata/kv';
 import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
-import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
+import { CREATING_TIMEOUT_MS_DEFAULT, describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
@@ -708,7 +708,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .description("free the space of the vDisks being deleted and remove them (what the curator's scan runs): their extent groups, metadata, ownership and oplog, then their config objects")
     .action(() =>
       withCluster(async (client, _nc, bus) => {
-        const result = await sweepDeleted(await sweepPortsFor({ bus, config: client }));
+        const result = await sweepDeleted(await sweepPortsFor({ bus, config: client }), undefined, creatingTimeoutFrom(ctx.env));
         if (globals().json) return printJson(result);
         for (const s of result.swept) print(describeSwept(s));
         for (const r of result.reclaimed ?? []) print(`egroup ${r.egroup} deleted (${(r.freedBytes / 2 ** 20).toFixed(1)} MiB freed): ${r.why}`);
@@ -776,3 +776,12 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) void main();
+
+/** STRATA_CREATING_TIMEOUT_MS, as the curator reads it: when a snapshot or clone still being made counts as interrupted. */
+function creatingTimeoutFrom(env: Record<string, string | undefined>): number {
+  const text = env.STRATA_CREATING_TIMEOUT_MS;
+  if (text === undefined || text === '') return CREATING_TIMEOUT_MS_DEFAULT;
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < 1) throw new UsageError(`STRATA_CREATING_TIMEOUT_MS: "${text}" is not a positive whole number of milliseconds`);
+  return ms;
+}
