@@ -14,18 +14,20 @@
 //    whole; a copied extent group at RF with its files).
 // The seed is printed; STRATA_CRASH_SEED=<n> replays one, STRATA_CRASH_SEEDS=<k> runs k
 // seeds on the same cluster (`npm run crash -- --seeds k`).
-import { rmSync } from 'node:fs';
 import { connectBus, type Bus } from '@strata/bus';
-import { CuratorOp, curatorScanReply, curatorStatusReply, subjects } from '@strata/proto';
+import { CuratorOp, EstoreOp, curatorScanReply, curatorStatusReply, egDeleteReply, egWriteReply, subjects } from '@strata/proto';
 import { describeFindings } from '@strata/sweep';
 import { ConfigClient, UpClusters, childMatching, sleep, waitFor, type UpCluster } from '../harness';
 import { checkLiveCluster } from '../harness/checker';
-import { egroupsOf, protectionProblem, replicaFile } from '../harness/curator';
+import { egroupsOf, protectionProblem } from '../harness/curator';
 import { HA_TEST_ENV, strata } from '../harness/ha';
 import { seededRandom } from '../harness/random';
-import { qemuIo } from '../harness/strata';
+import { qemuIo, qemuIoReadOnly } from '../harness/strata';
 
-const MiB = 2 ** 20;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Extent-group ids of the planted stray replicas (no vDisk reaches them): this plus the seed. */
+const STRAY_BASE = 9_000_000_000_000n;
 /** How old a snapshot or clone left creating must be to be swept, and a replica no entry names to be deleted. */
 const CREATING_TIMEOUT_MS = 2_000;
 const GC_GRACE_MS = 1_000;
@@ -39,6 +41,8 @@ const ENV: Record<string, string> = {
   // Copies at 4 MiB/s: a copy of a 2 MiB extent group takes long enough to be cut.
   STRATA_CURATOR_COPY_BYTES_PER_SEC: String(4 * MiB),
   STRATA_RESTART_DELAY_MS: '300',
+  // CRASH_TEST_GC=off: the garbage collection deletes nothing, and the checker must find the planted stray replica.
+  STRATA_GC: process.env.CRASH_TEST_GC ?? 'on',
 };
 
 const VICTIMS = ['curator', 'vdisk-controller', 'metadata-shard', 'extent-store'] as const;
@@ -69,10 +73,12 @@ function victimPattern(victim: Victim, node: string): RegExp {
 describe('crash injection: after one scan the cluster holds no garbage and no dangling reference', () => {
   let cluster: UpCluster;
   let bus: Bus;
+  let config: ConfigClient;
   const seeds = seedsToRun();
   beforeAll(async () => {
     cluster = await clusters.start({ nodes: 3, layout: 'separate', env: ENV });
     bus = await connectBus({ name: 'crash-test', servers: cluster.natsUrl });
+    config = new ConfigClient(bus, 10_000);
   }, 120_000);
   afterAll(async () => {
     await bus?.close();
@@ -82,11 +88,14 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
   /** SIGKILL of the victim `delayMs` after the call; resolves once its supervisor has started it again. */
   async function crash(c: Crash, log: string[]): Promise<void> {
     await sleep(c.delayMs);
-    const pattern = victimPattern(c.victim, c.node);
+    // The curator that matters is the master (a standby does nothing to cut): the seed's node is for the others.
+    const master = c.victim === 'curator' ? (await bus.request(subjects.curator(CuratorOp.status), {}, curatorStatusReply, { timeoutMs: 5_000 }).catch(() => undefined))?.master : undefined;
+    const node = master ?? c.node;
+    const pattern = victimPattern(c.victim, node);
     const pid = await childMatching(cluster.up.pid(), pattern);
     process.kill(pid, 'SIGKILL');
-    log.push(`killed ${c.victim} on ${c.node} (pid ${pid}) ${c.delayMs} ms in`);
-    await waitFor(`${c.victim} on ${c.node} to be restarted`, 15_000, async () => {
+    log.push(`killed ${c.victim}${master === undefined ? '' : ' (the master)'} on ${node} (pid ${pid}) ${c.delayMs} ms in`);
+    await waitFor(`${c.victim} on ${node} to be restarted`, 15_000, async () => {
       const next = await childMatching(cluster.up.pid(), pattern).catch(() => undefined);
       return next !== undefined && next !== pid;
     });
@@ -127,26 +136,17 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
     await scanOnce();
     const findings = await checkLiveCluster(cluster.natsUrl, CREATING_TIMEOUT_MS);
     if (findings.length > 0) throw new Error(`after ${what} (${log.join('; ')}), the checker found:\n${describeFindings(findings)}`);
+    console.log(`${what}: ${log.join('; ')}; clean after one scan`);
   }
 
   async function vdiskId(name: string): Promise<bigint> {
-    const client = await ConfigClient.connect(cluster.natsUrl);
-    try {
-      return (await client.get({ kind: 'vdisk', name })).id;
-    } finally {
-      await client.close();
-    }
+    return (await config.get({ kind: 'vdisk', name })).id;
   }
 
   async function vdiskState(name: string): Promise<'absent' | 'creating' | 'deleting' | 'live'> {
-    const client = await ConfigClient.connect(cluster.natsUrl);
-    try {
-      const v = (await client.list('vdisk')).find((x) => x.name === name);
-      if (v === undefined) return 'absent';
-      return v.spec.deletingSinceMs !== undefined ? 'deleting' : v.spec.creatingSinceMs !== undefined ? 'creating' : 'live';
-    } finally {
-      await client.close();
-    }
+    const v = (await config.list('vdisk')).find((x) => x.name === name);
+    if (v === undefined) return 'absent';
+    return v.spec.deletingSinceMs !== undefined ? 'deleting' : v.spec.creatingSinceMs !== undefined ? 'creating' : 'live';
   }
 
   const uri = (name: string, node = 1): string => `nbd://127.0.0.1:${cluster.nbdPort + node - 1}/${name}`;
@@ -158,6 +158,14 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
     console.log(`crash test seed ${seed} (STRATA_CRASH_SEED=${seed} replays it)`);
     const tag = `s${seed}`;
     const [src, snap, clone] = [`c-${tag}`, `snap-${tag}`, `clone-${tag}`];
+
+    // What a crash between an extent group's placement and its entry leaves: a replica
+    // file no entry names (planted, so every seed has garbage the scan must collect).
+    const stray = STRAY_BASE + BigInt(seed);
+    const disk = (await config.list('disk')).find((d) => d.name === 'n2-d1')!;
+    await bus.request(subjects.estore('n2', EstoreOp.write), { disk: disk.id, egroup: stray, vdisk: 1n, epoch: 1, version: 1, sizeBytes: 64 * KiB, pieces: [{ offset: 0, data: new Uint8Array(64 * KiB).fill(9) }] }, egWriteReply, {
+      timeoutMs: 10_000,
+    });
 
     // create: a vDisk made and written through node 1 (8 MiB: four extent groups).
     let log = [`create ${src}`];
@@ -178,7 +186,7 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
     const snapState = await vdiskState(snap);
     expect(snapped.ok ? ['live'] : ['live', 'absent']).toContain(snapState);
     if (snapState === 'absent') await strata(cluster, ['vdisk', 'snapshot', src, snap]);
-    await qemuIo(uri(snap, 2), ['read -P 0x11 0 8M']);
+    await qemuIoReadOnly(uri(snap, 2), ['read -P 0x11 0 8M']);
     // The source moves on: its first 2 MiB rewritten (the snapshot keeps the old extent group).
     await qemuIo(uri(src), ['write -P 0x22 0 2M']);
 
@@ -199,17 +207,17 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
     await withCrash(next(1500), log, () => scanOnce());
     await scanAndCheck('delete', log);
     expect(await vdiskState(src)).toBe('absent');
-    await qemuIo(uri(snap, 2), ['read -P 0x11 0 8M']);
+    await qemuIoReadOnly(uri(snap, 2), ['read -P 0x11 0 8M']);
     await qemuIo(uri(clone, 3), ['read -P 0x11 0 8M']);
 
-    // re-replication: one replica file of an extent group only the snapshot and clone
-    // name (its writer, the source, is gone) removed from its disk; a full scan copies it back, cut.
+    // re-replication: one replica of an extent group only the snapshot and clone
+    // name (its writer, the source, is gone) lost; a full scan copies it back, cut.
     const kept = await egroupsOf(cluster.natsUrl, srcId);
     const [egroup, entry] = [...kept].find(([, e]) => e.version > 0)!;
     const lost = entry.replicas[0]!;
-    rmSync(replicaFile(cluster, lost.node, egroup), { force: true });
-    rmSync(replicaFile(cluster, lost.node, egroup).replace(/\.eg$/, '.meta'), { force: true });
-    log = [`re-replication of egroup ${egroup} (file removed on ${lost.node})`];
+    // Lost as a failed disk loses it: deleted through its extent store (which then answers NOT_FOUND).
+    await bus.request(subjects.estore(lost.node, EstoreOp.delete), { disk: lost.disk, egroup }, egDeleteReply, { timeoutMs: 10_000 });
+    log = [`re-replication of egroup ${egroup} (its replica on ${lost.node} deleted)`];
     await withCrash(next(1500), log, () => scanOnce());
     await scanAndCheck('re-replication', log);
     const after = (await egroupsOf(cluster.natsUrl, srcId)).get(egroup);
@@ -223,7 +231,7 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
     await scanAndCheck('drain', log);
     await strata(cluster, ['node', 'drain', drained, '--wait', '--timeout', '60']);
     await strata(cluster, ['node', 'drain', drained, '--cancel']);
-    await qemuIo(uri(snap, 2), ['read -P 0x11 0 8M']);
+    await qemuIoReadOnly(uri(snap, 2), ['read -P 0x11 0 8M']);
     await qemuIo(uri(clone, 3), ['read -P 0x11 0 8M']);
 
     // The seed's vDisks removed; one scan leaves nothing of them.
