@@ -1,8 +1,9 @@
 // Crash injection at seeded random points (issue 17): one `strata up` cluster of three
 // nodes, RF 2, one process per actor. For each operation (create, snapshot, clone,
 // delete, re-replication, drain) the seed picks a victim (the curator, a
-// vdisk-controller, a metadata shard or an extent store, on a node it picks) and a
-// delay into the operation; the victim gets SIGKILL and its supervisor restarts it.
+// vdisk-controller, a metadata shard or an extent store, on a node it picks; for
+// snapshot and clone also the CLI that makes them) and a delay into the operation; the
+// victim gets SIGKILL and its supervisor restarts it (the CLI is not run again).
 // Then one full curator scan runs (after the creating timeout and the garbage grace,
 // shortened here), the copies it queued finish, and:
 //  - the checker (test/harness/checker.ts over @strata/sweep checkCluster) walks every
@@ -21,6 +22,7 @@ import { ConfigClient, UpClusters, childMatching, sleep, waitFor, type UpCluster
 import { checkLiveCluster } from '../harness/checker';
 import { egroupsOf, protectionProblem } from '../harness/curator';
 import { HA_TEST_ENV, strata } from '../harness/ha';
+import { run } from '../harness/processes';
 import { seededRandom } from '../harness/random';
 import { qemuIo, qemuIoReadOnly } from '../harness/strata';
 
@@ -46,7 +48,9 @@ const ENV: Record<string, string> = {
 };
 
 const VICTIMS = ['curator', 'vdisk-controller', 'metadata-shard', 'extent-store'] as const;
-type Victim = (typeof VICTIMS)[number];
+/** Snapshot and clone are driven by the CLI (tentative record, cut or row copy, commit): it is a victim there too. */
+const MAKERS = [...VICTIMS, 'cli'] as const;
+type Victim = (typeof MAKERS)[number];
 const NODES = ['n1', 'n2', 'n3'] as const;
 
 const clusters = new UpClusters('crash');
@@ -65,7 +69,7 @@ interface Crash {
 }
 
 /** The process of `victim` on `node` (the shard of node k is `md-k`). */
-function victimPattern(victim: Victim, node: string): RegExp {
+function victimPattern(victim: Exclude<Victim, 'cli'>, node: string): RegExp {
   if (victim === 'metadata-shard') return new RegExp(`metadata-shard/dist/main\\.js --shard md-${node.slice(1)}( |$)`);
   return new RegExp(`${victim}/dist/main\\.js --node ${node}( |$)`);
 }
@@ -88,6 +92,20 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
   /** SIGKILL of the victim `delayMs` after the call; resolves once its supervisor has started it again. */
   async function crash(c: Crash, log: string[]): Promise<void> {
     await sleep(c.delayMs);
+    if (c.victim === 'cli') {
+      // The command's own process: not restarted; what it left is the curator's to clean.
+      if (cliPid === undefined) return void log.push(`the CLI had not started ${c.delayMs} ms in`);
+      const killed = (() => {
+        try {
+          process.kill(cliPid, 'SIGKILL');
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      log.push(killed ? `killed the CLI (pid ${cliPid}) ${c.delayMs} ms in` : `the CLI had exited ${c.delayMs} ms in`);
+      return;
+    }
     // The curator that matters is the master (a standby does nothing to cut): the seed's node is for the others.
     const master = c.victim === 'curator' ? (await bus.request(subjects.curator(CuratorOp.status), {}, curatorStatusReply, { timeoutMs: 5_000 }).catch(() => undefined))?.master : undefined;
     const node = master ?? c.node;
@@ -99,6 +117,16 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
       const next = await childMatching(cluster.up.pid(), pattern).catch(() => undefined);
       return next !== undefined && next !== pid;
     });
+  }
+
+  /** The PID of the `strata` command `maker` runs (the victim `cli`). */
+  let cliPid: number | undefined;
+
+  /** `strata ...args` as a victim may kill it: fails unless it exits 0. */
+  async function maker(args: string[]): Promise<void> {
+    cliPid = undefined;
+    const { code, stderr } = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, ...args], { timeoutMs: 120_000, onStart: (pid) => (cliPid = pid) });
+    if (code !== 0) throw new Error(`strata ${args.join(' ')} exited ${code}: ${stderr.trim()}`);
   }
 
   /** Runs `op` with `c` injected into it; the operation may fail (the crash is why), and says whether it did. */
@@ -154,7 +182,7 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
   it.each(seeds)('seed %i: create, snapshot, clone, delete, re-replication and drain, each cut by a kill -9', async (seed) => {
     const random = seededRandom(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
-    const next = (maxDelayMs: number): Crash => ({ victim: pick(VICTIMS), node: pick(NODES), delayMs: Math.floor(random() * maxDelayMs) });
+    const next = (maxDelayMs: number, victims: readonly Victim[] = VICTIMS): Crash => ({ victim: pick(victims), node: pick(NODES), delayMs: Math.floor(random() * maxDelayMs) });
     console.log(`crash test seed ${seed} (STRATA_CRASH_SEED=${seed} replays it)`);
     const tag = `s${seed}`;
     const [src, snap, clone] = [`c-${tag}`, `snap-${tag}`, `clone-${tag}`];
@@ -181,7 +209,7 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
 
     // snapshot: absent or complete, never half; complete, it holds the source's data.
     log = [`snapshot ${src} ${snap}`];
-    const snapped = await withCrash(next(800), log, () => strata(cluster, ['vdisk', 'snapshot', src, snap]));
+    const snapped = await withCrash(next(1200, MAKERS), log, () => maker(['vdisk', 'snapshot', src, snap]));
     await scanAndCheck('snapshot', log);
     const snapState = await vdiskState(snap);
     expect(snapped.ok ? ['live'] : ['live', 'absent']).toContain(snapState);
@@ -192,7 +220,7 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
 
     // clone: the same.
     log = [`clone ${snap} ${clone}`];
-    const cloned = await withCrash(next(800), log, () => strata(cluster, ['vdisk', 'clone', snap, clone]));
+    const cloned = await withCrash(next(1200, MAKERS), log, () => maker(['vdisk', 'clone', snap, clone]));
     await scanAndCheck('clone', log);
     const cloneState = await vdiskState(clone);
     expect(cloned.ok ? ['live'] : ['live', 'absent']).toContain(cloneState);
