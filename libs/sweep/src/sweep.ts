@@ -16,7 +16,7 @@
 // The work is bounded: at most `vdisksMax` vDisks per sweep, `inFlightMax` requests at
 // once, and at most `requestsPerSecondMax` started a second.
 import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf, type VdiskRow } from '@strata/proto';
-import { CREATING_TIMEOUT_MS_DEFAULT, ownersToCheck, planReclaim, planSweep, referencesOf, removedVdisks, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
+import { CREATING_TIMEOUT_MS_DEFAULT, ownersToCheck, planReclaim, planSweep, referencesOf, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
 
 /** What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests pass fakes. */
 export interface SweepPorts {
@@ -87,7 +87,9 @@ export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEE
   if (!Number.isInteger(creatingTimeoutMs) || creatingTimeoutMs < 1) throw new RangeError(`creatingTimeoutMs must be a positive integer, not ${creatingTimeoutMs}`);
   const vdisks = await ports.listVdisks();
   const nowMs = Date.now();
-  if (removedVdisks({ vdisks, nowMs, creatingTimeoutMs }).size === 0) return { swept: [], failed: [] };
+  // No early return when nothing is being removed: a snapshot seals extent groups its
+  // source's rows no longer name (never written ones too), and they are reclaimed below
+  // whether or not a vDisk is being removed (the crash test found them left otherwise).
   const [rows, egroups, ownKeys] = await Promise.all([ports.rows(), ports.egroups(), ports.ownKeys()]);
   const references = referencesOf(rows);
   const plans = planSweep({ vdisks, rowKeys: rows.map((r) => r.key), references, egroups, ownKeys, vdisksMax: limits.vdisksMax, nowMs, creatingTimeoutMs });

@@ -177,6 +177,22 @@ describe('sweepDeleted with snapshots and clones', () => {
     expect(c.egroups.size).toBe(0);
   });
 
+  it('reclaims a sealed extent group no live vDisk names even when no vDisk is being removed (regression: found by the crash test)', async () => {
+    const c = cluster();
+    c.vdisks.set(7n, vdisk(7n));
+    c.vdisks.set(8n, vdisk(8n, { snapshotOf: 7n }));
+    // 503 was allocated by 7 and never named by a row; 8's snapshot of 7 sealed it (generation 1).
+    c.generations.set(7n, 1);
+    c.rows.set('7.0', row(7n, 0, [500n]).value);
+    c.rows.set('8.0', row(8n, 0, [500n]).value);
+    c.egroups.set(500n, egroup(7n));
+    c.egroups.set(503n, egroup(7n));
+    const result = await sweepDeleted(c.ports);
+    expect(result.swept).toEqual([]);
+    expect(result.reclaimed?.map((r) => r.egroup)).toEqual([503n]);
+    expect([...c.egroups.keys()]).toEqual([500n]);
+  });
+
   it('sweeps an interrupted clone once its creatingSinceMs is older than the timeout it is given, not before', async () => {
     const c = cluster();
     c.vdisks.set(7n, vdisk(7n));
