@@ -14,7 +14,7 @@ import { ConfigClient } from '@strata/config-client';
 import type { Bus } from '@strata/bus';
 import { openBucket } from '@strata/kv';
 import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
-import { CREATING_TIMEOUT_MS_DEFAULT, describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
+import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
@@ -26,6 +26,7 @@ import { makeClone, takeSnapshot } from './snapshot';
 import { snapshotPortsFor } from './snapshot-bus';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
+import { creatingTimeoutFrom } from './sweep-env';
 
 /** Where a run writes, and what it sees of its environment (a test passes its own). */
 export interface RunContext {
@@ -777,11 +778,3 @@ async function main(): Promise<void> {
 
 if (require.main === module) void main();
 
-/** STRATA_CREATING_TIMEOUT_MS, as the curator reads it: when a snapshot or clone still being made counts as interrupted. */
-function creatingTimeoutFrom(env: Record<string, string | undefined>): number {
-  const text = env.STRATA_CREATING_TIMEOUT_MS;
-  if (text === undefined || text === '') return CREATING_TIMEOUT_MS_DEFAULT;
-  const ms = Number(text);
-  if (!Number.isInteger(ms) || ms < 1) throw new UsageError(`STRATA_CREATING_TIMEOUT_MS: "${text}" is not a positive whole number of milliseconds`);
-  return ms;
-}
