@@ -159,6 +159,8 @@ export async function checkStrataCluster(nc: NatsConnection, url: string, timeou
 const NO_RESPONDERS = 'no-responders';
 /** The hint of a TIMEOUT that is a command's own wait running out (`--wait --timeout`), not a request's. */
 export const WAIT_ENDED = 'wait-ended';
+/** The hint of a TIMEOUT whose message names who did not answer (not the config service). */
+export const NAMED_TIMEOUT = 'named-timeout';
 
 /**
  * A failure of the config service to answer, with the URL: connected, but no config
@@ -170,7 +172,7 @@ export function withUrl(err: unknown, url: string): unknown {
   if (err.code === ErrorCode.UNAVAILABLE && err.hint === NO_RESPONDERS) {
     return new StrataError(ErrorCode.UNAVAILABLE, `connected to the cluster at ${url}, but no config replica answers (${err.message}): are its config replicas running? see the logs in its data directory`, { cause: err });
   }
-  if (err.code === ErrorCode.TIMEOUT && err.hint !== WAIT_ENDED) {
+  if (err.code === ErrorCode.TIMEOUT && err.hint !== WAIT_ENDED && err.hint !== NAMED_TIMEOUT) {
     return new StrataError(ErrorCode.TIMEOUT, `${err.message} (cluster at ${url}): the config service did not answer in time`, { cause: err });
   }
   return err;

@@ -28,6 +28,7 @@ import { snapshotPortsFor } from './snapshot-bus';
 import { tracingUrlOf } from './tracing';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
+import { creatingTimeoutFrom } from './sweep-env';
 
 /** Where a run writes, and what it sees of its environment (a test passes its own). */
 export interface RunContext {
@@ -714,7 +715,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .description("free the space of the vDisks being deleted and remove them (what the curator's scan runs): their extent groups, metadata, ownership and oplog, then their config objects")
     .action(() =>
       withCluster(async (client, _nc, bus) => {
-        const result = await sweepDeleted(await sweepPortsFor({ bus, config: client }));
+        const result = await sweepDeleted(await sweepPortsFor({ bus, config: client }), undefined, creatingTimeoutFrom(ctx.env));
         if (globals().json) return printJson(result);
         for (const s of result.swept) print(describeSwept(s));
         for (const r of result.reclaimed ?? []) print(`egroup ${r.egroup} deleted (${(r.freedBytes / 2 ** 20).toFixed(1)} MiB freed): ${r.why}`);
@@ -783,3 +784,4 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) void main();
+

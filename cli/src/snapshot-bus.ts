@@ -4,11 +4,12 @@
 // EVENTS stream.
 import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
-import { ErrorCode, StrataError } from '@strata/errors';
+import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { EventLog } from '@strata/events';
 import { openBucket } from '@strata/kv';
 import { MdClient } from '@strata/md-client';
 import { DirectorOp, buckets, keys, subjects, vdcSnapshotReply, vdiskOwnership, vdiskRow, type ObjectOf } from '@strata/proto';
+import { NAMED_TIMEOUT } from './client';
 import type { SnapshotPorts } from './snapshot';
 
 /** A snapshot's whole budget: the owner holds writes, drains and copies the rows within it. */
@@ -35,8 +36,16 @@ export async function snapshotPortsFor(bus: Bus, config: ConfigClient): Promise<
     get: async (name) => asVdisk(await config.get({ kind: 'vdisk', name })),
     create: async (name, spec) => asVdisk(await config.create({ kind: 'vdisk', name, spec })),
     update: async (name, spec, revision) => asVdisk(await config.update({ kind: 'vdisk', name, spec, revision })),
-    cut: async (vdisk, snapshot) =>
-      bus.request(subjects.io(await directorFor(vdisk), DirectorOp.snapshot), { vdisk, snapshot }, vdcSnapshotReply, { timeoutMs: CUT_TIMEOUT_MS }),
+    cut: async (vdisk, snapshot) => {
+      const node = await directorFor(vdisk);
+      try {
+        return await bus.request(subjects.io(node, DirectorOp.snapshot), { vdisk, snapshot }, vdcSnapshotReply, { timeoutMs: CUT_TIMEOUT_MS });
+      } catch (err) {
+        // Not the config service: the owner's controller (killed or restarted mid-cut, found by the crash test).
+        if (!isStrataError(err, ErrorCode.TIMEOUT)) throw err;
+        throw new StrataError(ErrorCode.TIMEOUT, `node ${node} did not finish the cut of vdisk ${vdisk} (${err.message}); its vdisk-controller may have restarted: take the snapshot again`, { cause: err, hint: NAMED_TIMEOUT });
+      }
+    },
     copyRows: async (from, to) => {
       let copied = 0;
       let blocks = 0;

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, StrataError } from '@strata/errors';
-import { ClusterNotFound, findCluster, unreachable, upState, withUrl } from '../src/client';
+import { ClusterNotFound, NAMED_TIMEOUT, findCluster, unreachable, upState, withUrl } from '../src/client';
 
 let root: string;
 
@@ -129,5 +129,8 @@ describe('messages for a cluster that does not answer', () => {
     expect(String(withUrl(timeout, 'nats://h:1'))).toBe('TIMEOUT: no reply on strata.cfg.get within 10000 ms (cluster at nats://h:1): the config service did not answer in time');
     const notFound = new StrataError(ErrorCode.NOT_FOUND, 'vdisk "x" does not exist');
     expect(withUrl(notFound, 'nats://h:1')).toBe(notFound);
+    // A snapshot's cut that the owner's controller never answered (it was killed): not blamed on the config service.
+    const cut = new StrataError(ErrorCode.TIMEOUT, 'node n1 did not finish the cut of vdisk 7 (no reply on strata.io.n1.snapshot within 60000 ms)', { hint: NAMED_TIMEOUT });
+    expect(withUrl(cut, 'nats://h:1')).toBe(cut);
   });
 });

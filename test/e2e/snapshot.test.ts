@@ -20,10 +20,10 @@
 import { existsSync } from 'node:fs';
 import { buckets, mdValue, type EgroupEntry, type VdiskRow } from '@strata/proto';
 import { openBucket } from '@strata/kv';
-import { UpClusters, connectClient, run, type UpCluster } from '../harness';
+import { UpClusters, connectClient, type UpCluster } from '../harness';
 import { replicaFile } from '../harness/curator';
 import { strata } from '../harness/ha';
-import { AckedWriter, createdId, qemuIo, readBackAcked, waitForDrained } from '../harness/strata';
+import { AckedWriter, createdId, qemuIo, qemuIoReadOnly, readBackAcked, waitForDrained } from '../harness/strata';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -44,14 +44,6 @@ const ENV: Record<string, string> = {
   STRATA_CURATOR_SCAN_INTERVAL_MS: '1000',
   STRATA_GC_GRACE_MS: '1000',
 };
-
-/** qemu-io on a read-only export (a snapshot): opened with -r. Fails on a wrong pattern or an error. */
-async function qemuIoReadOnly(uri: string, commands: string[], timeoutMs = 30_000): Promise<string> {
-  const { code, stdout, stderr } = await run('qemu-io', ['-r', '-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])], { timeoutMs });
-  const out = stdout + stderr;
-  if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io -r ${commands.join(' ; ')} failed (${code}): ${out.slice(-1500)}`);
-  return out;
-}
 
 /** Every md-vdisk row and md-egroup entry of the cluster. */
 async function metadata(cluster: UpCluster): Promise<{ rows: Array<{ key: string; value: VdiskRow }>; egroups: Map<bigint, EgroupEntry> }> {

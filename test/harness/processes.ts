@@ -83,9 +83,11 @@ export function startProgram(command: string, args: string[], options: StartOpti
 }
 
 /** Runs a program to completion and returns its exit code and output. */
-export async function run(command: string, args: string[], options: StartOptions & { timeoutMs?: number } = {}): Promise<{ code: number | string; stdout: string; stderr: string }> {
+/** `onStart`: told the child's PID once it is spawned (a fault test that kills a command midway). */
+export async function run(command: string, args: string[], options: StartOptions & { timeoutMs?: number; onStart?: (pid: number) => void } = {}): Promise<{ code: number | string; stdout: string; stderr: string }> {
   const child = spawn(command, args, { cwd: options.cwd ?? repoRoot, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
+  if (child.pid !== undefined) options.onStart?.(child.pid);
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));

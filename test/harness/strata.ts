@@ -81,8 +81,8 @@ export function killIfUnchanged(snapshot: ReadonlyMap<number, string>): number[]
 }
 
 /** Runs qemu-io with `-c` commands; fails on a non-zero exit, a failed command or a pattern mismatch. */
-export async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000): Promise<string> {
-  const args = ['-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
+export async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000, readOnly = false): Promise<string> {
+  const args = [...(readOnly ? ['-r'] : []), '-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
   const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
   const out = stdout + stderr;
   if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.slice(0, 4).join(' ; ')}${commands.length > 4 ? ` … (${commands.length} commands)` : ''} failed (${code}): ${out.slice(-2000)}`);
@@ -250,6 +250,11 @@ export class AckedWriter {
 
 /** A vDisk's drain state: the `drained` of its `own` record, and its oplog's last message. */
 /** Reads back every block with qemu-io's pattern check, in runs of 200 commands; a wrong pattern fails. */
+/** qemu-io on a read-only export (a snapshot): opened with -r. Fails on a wrong pattern or an error. */
+export function qemuIoReadOnly(uri: string, commands: string[], timeoutMs = 30_000): Promise<string> {
+  return qemuIo(uri, commands, timeoutMs, true);
+}
+
 export async function readBackAcked(uri: string, blocks: readonly WrittenBlock[]): Promise<void> {
   const sorted = [...blocks].sort((a, b) => a.offset - b.offset);
   for (let i = 0; i < sorted.length; i += 200) {

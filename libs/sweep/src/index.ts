@@ -6,3 +6,4 @@ export { planSweep, planReclaim, ownersToCheck, referencesOf, removedVdisks, vdi
 export { sweepDeleted, describeSwept, SWEEP_LIMITS_DEFAULT, type SweepPorts, type SweepLimits, type SweepResult, type SweptVdisk } from './sweep';
 export { sweepPortsFor, type BusSweepOptions } from './bus-deps';
 export { markDeleting, openOn, type RemovePorts, type RemoveOutcome } from './remove';
+export { checkCluster, describeFindings, type CheckInput, type DiskContents, type Finding } from './check';

@@ -77,14 +77,17 @@ export const CREATING_TIMEOUT_MS_DEFAULT = 10 * 60_000;
 type VdiskLike = Pick<ObjectOf<'vdisk'>, 'id' | 'name' | 'spec' | 'revision'>;
 
 /** Since when `v` is being removed: marked deleting, or a making interrupted; undefined for a vDisk that stays. */
-function removedSinceMs(v: VdiskLike, nowMs: number, creatingTimeoutMs: number): number | undefined {
+function removedSinceMs(v: Pick<VdiskLike, 'spec'>, nowMs: number, creatingTimeoutMs: number): number | undefined {
   if (v.spec.deletingSinceMs !== undefined) return v.spec.deletingSinceMs;
   const creating = v.spec.creatingSinceMs;
   return creating !== undefined && nowMs - creating > creatingTimeoutMs ? creating : undefined;
 }
 
+/** What judging which vDisks are being removed needs: their ids and specs, and the clock. */
+type RemovedInput = Pick<SweepInput, 'nowMs' | 'creatingTimeoutMs'> & { vdisks: ReadonlyArray<Pick<VdiskLike, 'id' | 'spec'>> };
+
 /** Whether a snapshot or clone is being made now (not interrupted): its rows may be half copied. */
-function makingAny(input: Pick<SweepInput, 'vdisks' | 'nowMs' | 'creatingTimeoutMs'>): boolean {
+function makingAny(input: RemovedInput): boolean {
   const { nowMs, timeoutMs } = clock(input);
   return input.vdisks.some((v) => v.spec.deletingSinceMs === undefined && v.spec.creatingSinceMs !== undefined && removedSinceMs(v, nowMs, timeoutMs) === undefined);
 }
@@ -94,7 +97,7 @@ function clock(input: Pick<SweepInput, 'nowMs' | 'creatingTimeoutMs'>): { nowMs:
 }
 
 /** The vDisks being removed: marked deleting, or an interrupted making. */
-export function removedVdisks(input: Pick<SweepInput, 'vdisks' | 'nowMs' | 'creatingTimeoutMs'>): Set<bigint> {
+export function removedVdisks(input: RemovedInput): Set<bigint> {
   const { nowMs, timeoutMs } = clock(input);
   return new Set(input.vdisks.filter((v) => removedSinceMs(v, nowMs, timeoutMs) !== undefined).map((v) => v.id));
 }

@@ -16,7 +16,7 @@
 // The work is bounded: at most `vdisksMax` vDisks per sweep, `inFlightMax` requests at
 // once, and at most `requestsPerSecondMax` started a second.
 import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf, type VdiskRow } from '@strata/proto';
-import { ownersToCheck, planReclaim, planSweep, referencesOf, removedVdisks, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
+import { CREATING_TIMEOUT_MS_DEFAULT, ownersToCheck, planReclaim, planSweep, referencesOf, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
 
 /** What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests pass fakes. */
 export interface SweepPorts {
@@ -77,14 +77,22 @@ export interface SweepResult {
   failed: Array<{ vdisk: bigint; name: string; error: string }>;
 }
 
-export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEEP_LIMITS_DEFAULT): Promise<SweepResult> {
+/**
+ * `creatingTimeoutMs`: how old a snapshot's or clone's `creatingSinceMs` must be for its
+ * making to count as interrupted (and be swept); CREATING_TIMEOUT_MS_DEFAULT unless set
+ * (STRATA_CREATING_TIMEOUT_MS of the curator and of `strata vdisk sweep`).
+ */
+export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEEP_LIMITS_DEFAULT, creatingTimeoutMs = CREATING_TIMEOUT_MS_DEFAULT): Promise<SweepResult> {
   checkLimits(limits);
+  if (!Number.isInteger(creatingTimeoutMs) || creatingTimeoutMs < 1) throw new RangeError(`creatingTimeoutMs must be a positive integer, not ${creatingTimeoutMs}`);
   const vdisks = await ports.listVdisks();
   const nowMs = Date.now();
-  if (removedVdisks({ vdisks, nowMs }).size === 0) return { swept: [], failed: [] };
+  // No early return when nothing is being removed: a snapshot seals extent groups its
+  // source's rows no longer name (never written ones too), and they are reclaimed below
+  // whether or not a vDisk is being removed (the crash test found them left otherwise).
   const [rows, egroups, ownKeys] = await Promise.all([ports.rows(), ports.egroups(), ports.ownKeys()]);
   const references = referencesOf(rows);
-  const plans = planSweep({ vdisks, rowKeys: rows.map((r) => r.key), references, egroups, ownKeys, vdisksMax: limits.vdisksMax, nowMs });
+  const plans = planSweep({ vdisks, rowKeys: rows.map((r) => r.key), references, egroups, ownKeys, vdisksMax: limits.vdisksMax, nowMs, creatingTimeoutMs });
   const pace = pacer(limits.requestsPerSecondMax, ports.sleep ?? sleep, ports.nowMs ?? (() => performance.now()));
   const result: SweepResult = { swept: [], failed: [] };
   for (const plan of plans) {
@@ -96,8 +104,8 @@ export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEE
   }
   // Judged on the rows read before the plans ran: what they deleted only removed references.
   const generations = new Map<bigint, number>();
-  for (const owner of ownersToCheck({ vdisks, egroups, references, nowMs })) generations.set(owner, await ports.generation(owner));
-  const reclaim = planReclaim({ vdisks, egroups, references, generations, nowMs });
+  for (const owner of ownersToCheck({ vdisks, egroups, references, nowMs, creatingTimeoutMs })) generations.set(owner, await ports.generation(owner));
+  const reclaim = planReclaim({ vdisks, egroups, references, generations, nowMs, creatingTimeoutMs });
   if (reclaim.length > 0) result.reclaimed = [];
   for (const g of reclaim) {
     try {

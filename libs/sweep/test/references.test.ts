@@ -177,6 +177,38 @@ describe('sweepDeleted with snapshots and clones', () => {
     expect(c.egroups.size).toBe(0);
   });
 
+  it('reclaims a sealed extent group no live vDisk names even when no vDisk is being removed (regression: found by the crash test)', async () => {
+    const c = cluster();
+    c.vdisks.set(7n, vdisk(7n));
+    c.vdisks.set(8n, vdisk(8n, { snapshotOf: 7n }));
+    // 503 was allocated by 7 and never named by a row; 8's snapshot of 7 sealed it (generation 1).
+    c.generations.set(7n, 1);
+    c.rows.set('7.0', row(7n, 0, [500n]).value);
+    c.rows.set('8.0', row(8n, 0, [500n]).value);
+    c.egroups.set(500n, egroup(7n));
+    c.egroups.set(503n, egroup(7n));
+    const result = await sweepDeleted(c.ports);
+    expect(result.swept).toEqual([]);
+    expect(result.reclaimed?.map((r) => r.egroup)).toEqual([503n]);
+    expect([...c.egroups.keys()]).toEqual([500n]);
+  });
+
+  it('sweeps an interrupted clone once its creatingSinceMs is older than the timeout it is given, not before', async () => {
+    const c = cluster();
+    c.vdisks.set(7n, vdisk(7n));
+    c.vdisks.set(8n, vdisk(8n, { snapshotOf: 7n }));
+    c.vdisks.set(9n, vdisk(9n, { cloneOf: 8n, creatingSinceMs: Date.now() - 5_000 }));
+    c.rows.set('9.0', row(9n, 0, [500n]).value);
+    c.egroups.set(500n, egroup(7n));
+    // The default (10 minutes): a clone begun 5 s ago is still being made.
+    expect((await sweepDeleted(c.ports)).swept).toEqual([]);
+    expect(c.vdisks.has(9n)).toBe(true);
+    const result = await sweepDeleted(c.ports, undefined, 1_000);
+    expect(result.swept).toEqual([expect.objectContaining({ vdisk: 9n, rows: 1 })]);
+    expect(c.vdisks.has(9n)).toBe(false);
+    await expect(sweepDeleted(c.ports, undefined, 0)).rejects.toThrow(/creatingTimeoutMs must be a positive integer/);
+  });
+
   it('removing a snapshot frees the sealed extent groups only it named, and nothing the source or a clone still names', async () => {
     const c = cluster();
     c.vdisks.set(7n, vdisk(7n));

@@ -24,12 +24,13 @@ export function curatorActor(s: CuratorSettings): ActorDefinition {
 async function startCurator(s: CuratorSettings, { bus, log, metrics }: ActorContext): Promise<() => Promise<void>> {
   const nc = bus.nc;
   await ensureEventStream(nc);
-  const [leases, own, progress, egroups, usage] = await Promise.all([
+  const [leases, own, progress, egroups, vdiskRows, usage] = await Promise.all([
     openBucket(nc, buckets.own, leaseRecord),
     openBucket(nc, buckets.own, vdiskOwnership),
     openBucket(nc, buckets.own, curatorProgress),
     // The same settings as the metadata shards create it with.
     openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 }),
+    openBucket(nc, buckets.mdVdisk, mdValue.vdisk, { history: 1 }),
     openBucket(nc, buckets.hb, diskUsage),
   ]);
   const config = new ConfigClient(bus);
@@ -46,7 +47,7 @@ async function startCurator(s: CuratorSettings, { bus, log, metrics }: ActorCont
     ttlMs: s.curatorLeaseTtlMs,
     log,
     onAcquired: (epoch) => {
-      const m = new CuratorMaster({ bus, log, settings: s, me: s.node, epoch, leading: () => lease.epoch === epoch, config, md, egroups, usage, own, progress, events });
+      const m = new CuratorMaster({ bus, log, settings: s, me: s.node, epoch, leading: () => lease.epoch === epoch, config, md, egroups, vdiskRows, usage, own, progress, events });
       master = {
         epoch,
         run: m.start().then(

@@ -18,7 +18,7 @@ import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
-import { describeSwept, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
+import { describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
 import {
   CuratorOp,
   EstoreOp,
@@ -39,6 +39,7 @@ import {
   type diskUsage,
   type egroupEntry,
   type vdiskOwnership,
+  type vdiskRow,
 } from '@strata/proto';
 import { Copier, pause } from './copier';
 import { afterMove, countDrains, drainKey, type DrainCount } from './drain';
@@ -47,7 +48,7 @@ import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
 import type { CuratorSettings } from './settings';
-import { clusterView } from './view';
+import { clusterView, withKeptWriters, writersGone } from './view';
 
 /** Reads of md-egroup entries (and replica stats of a full scan) in flight at once. */
 const SCAN_READS_IN_FLIGHT = 16;
@@ -68,6 +69,8 @@ export interface MasterDeps {
   config: ConfigClient;
   md: MdMaps;
   egroups: TypedBucket<typeof egroupEntry>;
+  /** md-vdisk, read (only) for the references of extent groups whose writer is gone. */
+  vdiskRows: TypedBucket<typeof vdiskRow>;
   usage: TypedBucket<typeof diskUsage>;
   own: TypedBucket<typeof vdiskOwnership>;
   progress: TypedBucket<typeof curatorProgress>;
@@ -199,8 +202,8 @@ export class CuratorMaster {
   }
 
   private async scrubNow(scrubbing: NonNullable<CuratorMaster['scrubbing']>, reason: string): Promise<CuratorScrubSummary> {
-    const view = await this.readView();
-    const targets = scrubTargets(await this.readRows(), view);
+    const rows = await this.readRows();
+    const targets = scrubTargets(rows, await this.keptWriters(await this.readView(), rows));
     scrubbing.total = targets.length;
     const { summary, damaged } = await scrubReplicas(
       {
@@ -287,8 +290,8 @@ export class CuratorMaster {
     const t0 = performance.now();
     // Deleted vDisks first: their extent groups are freed, not re-replicated.
     const swept = await this.sweep();
-    const view = await this.readView();
     const rows = await this.readRows();
+    const view = await this.keptWriters(await this.readView(), rows);
     const missing = full ? await this.missingReplicas(rows, view) : new Set<string>();
     this.damaged = damagedForPlan(this.damaged, rows);
     const p = plan(rows, view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, missing, this.damaged);
@@ -395,7 +398,7 @@ export class CuratorMaster {
       this.sweepPorts = undefined; // made again at the next scan
       throw err;
     });
-    const result = await sweepDeleted(await this.sweepPorts);
+    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs);
     for (const s of result.swept) this.d.log.info({ vdisk: String(s.vdisk) }, describeSwept(s));
     for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `vdisk ${f.name} not swept yet; the next scan goes on with it`);
     if (result.swept.length === 0 && result.failed.length === 0) return '';
@@ -411,6 +414,16 @@ export class CuratorMaster {
       if (report !== null) used.set(disk.id, report.value.usedBytes);
     });
     return clusterView({ nodes, disks, containers, vdisks }, (disk) => used.get(disk) ?? 0);
+  }
+
+  /**
+   * The view with a policy for the writers that are gone but whose extent groups a
+   * snapshot or clone still names, so those are protected too (view.ts). The rows of
+   * md-vdisk are read only when there is such a writer.
+   */
+  private async keptWriters(view: ClusterView, rows: readonly EgroupRow[]): Promise<ClusterView> {
+    if (!writersGone(view, rows)) return view;
+    return withKeptWriters(view, rows, referencesOf(await this.d.vdiskRows.entries()));
   }
 
   /** Every entry of md-egroup, read directly from the bucket (reads only: the shards alone write it). */

@@ -35,6 +35,12 @@ export const curatorSettings = z
      * (a new extent group) or after (a copy) the replica's bytes.
      */
     gcGraceMs: millis(600_000),
+    /**
+     * A snapshot or clone still marked `creatingSinceMs` this long after it began was
+     * interrupted (its CLI died): the sweep removes it. Longer than any snapshot's
+     * making (a row copy of the vDisk map, seconds for a large vDisk).
+     */
+    creatingTimeoutMs: millis(600_000),
     /** Deletes of the garbage collection per second at most: the disks serve the VMs' I/O meanwhile. */
     gcDeletesPerSec: z.coerce.number().int().min(1).max(10_000).default(50),
     /**

@@ -3,7 +3,7 @@
 import type { CandidateDisk } from '@strata/placement';
 import type { ObjectOf } from '@strata/proto';
 import type { Leaver } from './drain';
-import type { ClusterView, NodeView, Policy } from './plan';
+import type { ClusterView, EgroupRow, NodeView, Policy } from './plan';
 
 export interface ConfigObjects {
   nodes: readonly ObjectOf<'node'>[];
@@ -37,4 +37,27 @@ export function clusterView(cfg: ConfigObjects, usedBytes: (disk: bigint) => num
   }
   for (const d of cfg.disks) if (d.spec.drainingSinceMs !== undefined) leavers.push({ kind: 'disk', name: d.name, id: d.id, disks: new Set([d.id]) });
   return { nodes, disks, policies, leavers };
+}
+
+/**
+ * The view with a policy for each writer that is gone but whose extent groups a
+ * snapshot or clone still names (`strata vdisk rm` of a source with snapshots): those
+ * extent groups are still data, and must be re-replicated and drained like any other.
+ * Each takes the policy of a vDisk that names it (the lowest id, so scans agree).
+ * `references`: which vDisks' rows name each extent group (@strata/sweep referencesOf).
+ */
+export function withKeptWriters(view: ClusterView, rows: readonly EgroupRow[], references: ReadonlyMap<bigint, ReadonlySet<bigint>>): ClusterView {
+  const policies = new Map(view.policies);
+  for (const row of rows) {
+    if (policies.has(row.entry.vdisk)) continue;
+    const namers = [...(references.get(row.egroup) ?? [])].filter((v) => view.policies.has(v)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const policy = namers.length === 0 ? undefined : view.policies.get(namers[0]!);
+    if (policy !== undefined) policies.set(row.entry.vdisk, policy);
+  }
+  return policies.size === view.policies.size ? view : { ...view, policies };
+}
+
+/** Whether some extent group's writer has no policy (it is gone): only then are the rows read for withKeptWriters. */
+export function writersGone(view: ClusterView, rows: readonly EgroupRow[]): boolean {
+  return rows.some((row) => !view.policies.has(row.entry.vdisk));
 }

@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import type { EgroupEntry, ObjectOf } from '@strata/proto';
 import { plan, withCopy, type ClusterView, type EgroupRow } from '../src/plan';
-import { clusterView } from '../src/view';
+import { clusterView, withKeptWriters, writersGone } from '../src/view';
 
 const MiB = 2 ** 20;
 const DELAY = 60_000;
@@ -29,6 +29,22 @@ function row(egroup: number, nodes: number[], sizeBytes = 4 * MiB, revision = 10
 }
 
 describe('plan', () => {
+  it('re-replicates an extent group whose writer is gone but a snapshot still names (regression: it was skipped as garbage)', () => {
+    const v = view([{ liveness: 'alive' }, { liveness: 'dead', deadForMs: DELAY }, { liveness: 'alive' }], 2);
+    // Writer 42 was removed; snapshot 7 (the view's one vDisk) still names egroup 1.
+    const kept: EgroupRow = { ...row(1, [1, 2]), entry: { ...row(1, [1, 2]).entry, vdisk: 42n } };
+    const orphan: EgroupRow = { ...row(2, [1, 2]), entry: { ...row(2, [1, 2]).entry, vdisk: 42n } };
+    expect(writersGone(v, [kept])).toBe(true);
+    expect(plan([kept], v, NOW, settings).actions).toEqual([]);
+    const references = new Map([[1n, new Set([7n, 99n])]]);
+    const fixed = withKeptWriters(v, [kept, orphan], references);
+    expect(fixed.policies.get(42n)).toEqual(v.policies.get(7n));
+    expect(plan([kept], fixed, NOW, settings).actions).toEqual([expect.objectContaining({ egroup: 1n, vdisk: 42n, lost: { disk: 102n, node: 'n2' }, target: { disk: 103n, node: 'n3' } })]);
+    // Nothing names egroup 2 alone: with no namer of its own, it gets no policy from 1's (it is garbage for the sweep).
+    expect(withKeptWriters(v, [orphan], references)).toBe(v);
+    expect(writersGone(v, [row(3, [1, 2])])).toBe(false);
+  });
+
   it('waits out the re-protection delay before a replica on a dead node counts as lost, and says when it will', () => {
     const early = plan([row(1, [1, 2])], view([{ liveness: 'alive' }, { liveness: 'dead', deadForMs: DELAY - 1_000 }, { liveness: 'alive' }], 2), NOW, settings);
     expect(early).toMatchObject({ actions: [], underReplicated: [], lostReplicas: 0, nextLossAtMs: NOW + 1_000 });
