@@ -15,7 +15,7 @@ import type { Bus } from '@strata/bus';
 import { openBucket } from '@strata/kv';
 import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
 import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
-import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
+import { DEFAULT_DIR, checkStrataCluster, checkoutDir, cliSecurity, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
 import { registerHaCommands } from './ha-commands';
@@ -241,7 +241,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
   const withCluster = async <T>(fn: (client: ConfigClient, nc: NatsConnection, bus: Bus) => Promise<T>): Promise<T> => {
     const stratDir = ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR;
     const where = findCluster({ natsUrl: ctx.env.NATS_URL, dir: globals().dir ?? stratDir, cwd: ctx.cwd, checkout: ctx.checkout });
-    const bus = await connectBus({ name: 'strata-cli', servers: where.url }).catch((err: unknown) => {
+    const bus = await connectBus({ name: 'strata-cli', servers: where.url, ...cliSecurity(where, ctx.env) }).catch((err: unknown) => {
       throw unreachable(where, err);
     });
     const client = new ConfigClient(bus, undefined, true);
@@ -288,7 +288,8 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .option('--disk-capacity <size>', "capacity of each node's disk", '64G')
     .option('--host-cpus <n>', 'CPUs each node offers to VMs as a host', '4')
     .option('--host-memory <size>', 'memory each node offers to VMs as a host', '4G')
-    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string }) => {
+    .option('--insecure', 'plain, anonymous NATS connections on the embedded servers (default: TLS, and a user per process with its role\'s permissions)')
+    .action(async (o: { insecure?: boolean; nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string }) => {
       const options = {
         dir: globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR,
         nodes: parseCount(o.nodes, '--nodes'),
@@ -300,6 +301,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         diskCapacityBytes: checkValue(diskSpec.shape.capacityBytes, parseSize(o.diskCapacity, '--disk-capacity'), '--disk-capacity', o.diskCapacity),
         hostCpuCount: checkValue(hostSpec.shape.cpuCount, parseCount(o.hostCpus, '--host-cpus', 1), '--host-cpus', o.hostCpus),
         hostMemoryBytes: checkValue(hostSpec.shape.memoryBytes, parseSize(o.hostMemory, '--host-memory'), '--host-memory', o.hostMemory),
+        insecure: o.insecure === true,
       };
       await up(options, print);
     });

@@ -12,12 +12,14 @@
 // the same processes.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { planNatsServers, requireFsync, waitForJetStream } from '@strata/natsd';
+import { planNatsServers, requireFsync, securityEnv, waitForJetStream, type ClientSecurity, type Grant, type NatsServerProcess, type NodeScope } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
 import { Tier } from '@strata/proto';
 import { NATS_URL_FILE, UP_PID_FILE } from './client';
 import { planRegistration, readRegistered, register } from './node-register';
-import { Layout, configChild, nodeChildren, preferServer, type NodeProcesses } from './roles';
+import { ADMIN_USER, ensureLocalAuth, localAuthorization, securityOf, type LocalAuth } from './local-auth';
+import { Layout, configChild, configGrants, nodeChildren, nodeGrants, preferServer, type NodeProcesses } from './roles';
+import type { ChildSpec } from './supervisor';
 import { portOpen, takePidLock, waitForPort } from './serve';
 import { Supervisor } from './supervisor';
 import { UsageError } from './units';
@@ -39,6 +41,11 @@ export interface UpOptions {
   /** Every node is also a host with this capacity for VMs. */
   hostCpuCount: number;
   hostMemoryBytes: number;
+  /**
+   * Plain, anonymous NATS connections (--insecure) instead of the default on its own
+   * servers: a user per process with its role's permissions, TLS on every connection.
+   */
+  insecure?: boolean;
 }
 
 export { Layout } from './roles';
@@ -110,16 +117,67 @@ function isNatsServer(childName: string): boolean {
  * under the supervisor, so one that dies comes back on the same ports and store;
  * returns their URLs as NATS_URL takes them.
  */
-async function superviseNatsServers(supervisor: Supervisor, dir: string, options: UpOptions, say: (line: string) => void): Promise<string> {
+async function superviseNatsServers(supervisor: Supervisor, dir: string, options: UpOptions, secure: Secure | undefined, say: (line: string) => void): Promise<NatsServerProcess[]> {
   if (![1, 3].includes(options.natsServers)) throw new UsageError('--nats must be 1 or 3');
   const ports = Array.from({ length: options.natsServers }, (_, i) => options.natsPort + i);
   for (const port of ports) {
     if (await portOpen('127.0.0.1', port)) throw new UsageError(`port ${port} on 127.0.0.1 is in use; pick free ones with --nats-port`);
   }
-  const servers = await planNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `${NATS_CHILD_PREFIX}${i + 1}`) });
+  const security = secure === undefined ? {} : { tls: secure.auth.tls, authorization: localAuthorization(secure.auth, secure.grants(new Map())), probe: secure.admin };
+  const servers = await planNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `${NATS_CHILD_PREFIX}${i + 1}`), ...security });
   say(`starting ${servers.length} nats-server${servers.length > 1 ? 's' : ''} on 127.0.0.1:${ports.join(',')} (data in ${join(dir, 'nats')})`);
+  if (secure !== undefined) say(`NATS: TLS on every connection (CA ${secure.auth.tls.caFile}); each process connects as its own user with its role's permissions, the CLI as ${ADMIN_USER} (${join(dir, 'auth')})`);
   for (const server of servers) supervisor.add({ name: server.name, ...server.command() });
-  return servers.map((n) => n.url).join(',');
+  return servers;
+}
+
+/** A local cluster's users and certificates, and the grant of each user given the registered nodes. */
+interface Secure {
+  auth: LocalAuth;
+  admin: ClientSecurity;
+  /** Every process's grant, by user; node-scoped keys exact for the nodes in `registered`. */
+  grants(registered: Map<string, NodeScope>): Record<string, Grant>;
+}
+
+function secureCluster(dir: string, options: UpOptions, url: string): Secure {
+  const grants = (registered: Map<string, NodeScope>): Record<string, Grant> => {
+    let all: Record<string, Grant> = {};
+    for (let i = 1; i <= options.configReplicas; i++) all = { ...all, ...configGrants(`config-${i}`) };
+    for (let k = 1; k <= options.nodes; k++) {
+      const p = upNode(k, options, url);
+      all = { ...all, ...nodeGrants(p, registered.get(p.node) ?? { node: p.node }) };
+    }
+    return all;
+  };
+  const auth = ensureLocalAuth(dir, Object.keys(grants(new Map())));
+  return { auth, admin: securityOf(auth, ADMIN_USER), grants };
+}
+
+/** Each node's id and disk ids, as registered: what its node-scoped permissions name. */
+async function nodeScopes(client: ConfigClient): Promise<Map<string, NodeScope>> {
+  const { nodes, disks } = await readRegistered(client);
+  return new Map(nodes.map((n) => [n.name, { node: n.name, nodeId: n.id, diskIds: disks.filter((d) => d.spec.node === n.id).map((d) => d.id) }]));
+}
+
+/**
+ * Narrows the servers' permissions to the registered nodes' ids (a heartbeat only
+ * for one's own node, disk usage only for one's own disks): rewrites their configs
+ * and has each running server reload it (SIGHUP). One that restarts later reads it.
+ */
+function narrowToRegistered(servers: readonly NatsServerProcess[], supervisor: Supervisor, secure: Secure, registered: Map<string, NodeScope>): void {
+  const authorization = localAuthorization(secure.auth, secure.grants(registered));
+  const pids = supervisor.pids();
+  for (const server of servers) {
+    server.setAuthorization(authorization);
+    const pid = pids[server.name];
+    if (pid !== undefined) process.kill(pid, 'SIGHUP');
+  }
+}
+
+/** `child` connecting as its own user, when the cluster is secure. */
+function withCredentials(child: ChildSpec, secure: Secure | undefined): ChildSpec {
+  if (secure === undefined) return child;
+  return { ...child, env: { ...child.env, ...securityEnv(securityOf(secure.auth, child.name)) } };
 }
 
 /** One `strata up` per data directory: a second would share the NATS store. */
@@ -136,6 +194,8 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   const supervisor = new Supervisor(join(dir, 'logs'), say);
   const existing = process.env.NATS_URL;
   let url: string;
+  let secure: Secure | undefined;
+  let servers: NatsServerProcess[] = [];
   if (existing !== undefined && existing !== '') {
     url = existing;
     say(`using the NATS cluster at ${url} (NATS_URL)`);
@@ -148,10 +208,18 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       throw err;
     }
   } else {
-    url = await superviseNatsServers(supervisor, dir, options, say);
+    const ports = Array.from({ length: options.natsServers }, (_, i) => `nats://127.0.0.1:${options.natsPort + i}`);
+    try {
+      secure = options.insecure === true ? undefined : secureCluster(dir, options, ports.join(','));
+    } catch (err) {
+      releaseLock();
+      throw err;
+    }
+    servers = await superviseNatsServers(supervisor, dir, options, secure, say);
+    url = servers.map((n) => n.url).join(',');
   }
   try {
-    await waitForJetStream(url);
+    await waitForJetStream(url, 30_000, secure?.admin);
   } catch (err) {
     await supervisor.stop();
     releaseLock();
@@ -160,7 +228,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   writeFileSync(join(dir, NATS_URL_FILE), `${url}\n`);
 
   for (let i = 1; i <= options.configReplicas; i++) {
-    supervisor.add(configChild(`config-${i}`, preferServer(url, i - 1)));
+    supervisor.add(withCredentials(configChild(`config-${i}`, preferServer(url, i - 1)), secure));
   }
 
   let stopping: Promise<void> | undefined;
@@ -178,14 +246,15 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
 
   let exportsLine: string[] = [];
   try {
-    const client = await ConfigClient.connect(url, 30_000);
+    const client = await ConfigClient.connect(url, 30_000, secure?.admin);
     try {
       const status = await client.status();
       say(`config leader: ${status.leader} (epoch ${status.epoch})`);
       await registerNodes(client, dir, options);
+      if (secure !== undefined) narrowToRegistered(servers, supervisor, secure, await nodeScopes(client));
       if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
       for (let k = 1; k <= options.nodes; k++) {
-        for (const child of nodeChildren(upNode(k, options, url))) supervisor.add(child);
+        for (const child of nodeChildren(upNode(k, options, url))) supervisor.add(withCredentials(child, secure));
       }
       if (options.nodes > 0) {
         await ensureDemo(client, options);
