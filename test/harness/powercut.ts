@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSy
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigClient } from '@strata/config-client';
+import { adminSecurity } from '../../cli/src/local-auth';
 import { NatsServerProcess, waitForJetStream } from '@strata/natsd';
 import { repoRoot, run, startNode, startProgram, type ActorProcess } from './processes';
 import { childPids, freePortRun, type WrittenBlock } from './strata';
@@ -324,7 +325,8 @@ export class PowerCutRig {
     this.roots.add(up.pid());
     await up.waitForOutput(/^ready$/m, 90_000);
     const natsUrl = readFileSync(join(options.dir, 'nats.url'), 'utf8').trim();
-    const client = await ConfigClient.connect(natsUrl);
+    // `strata up`'s own servers take its admin (TLS, a user per process); an existing cluster's, the environment's.
+    const client = await ConfigClient.connect(natsUrl, undefined, adminSecurity(options.dir));
     try {
       const demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
       return { up, dir: options.dir, nbdPort, natsUrl, demoId };

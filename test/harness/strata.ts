@@ -369,8 +369,8 @@ export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs
 }
 
 /** The ownership record of a vDisk (`own`, `vdisk.<id>`), or undefined before its first I/O. */
-export async function readOwnership(natsUrl: string, vdiskId: bigint): Promise<VdiskOwnership | undefined> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+export async function readOwnership(natsUrl: string, vdiskId: bigint, security: ClientSecurity = {}): Promise<VdiskOwnership | undefined> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...securityOptions(security) });
   try {
     const own = await openBucket(nc, buckets.own, vdiskOwnership);
     return (await own.get(keys.vdiskOwnership(vdiskId)))?.value;
