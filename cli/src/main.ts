@@ -18,6 +18,7 @@ import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strat
 import { DEFAULT_DIR, checkStrataCluster, checkoutDir, cliSecurity, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
+import { authInit } from './auth-init';
 import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { registerRunCommands } from './run-commands';
@@ -304,6 +305,21 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         insecure: o.insecure === true,
       };
       await up(options, print);
+    });
+
+  const names = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  program
+    .command('auth')
+    .description('credentials for a cluster run host by host')
+    .command('init')
+    .description('write a CA and server certificate, a password per NATS user, the servers\' users block (users.conf) and an env file per user, into --out (existing ones are kept)')
+    .requiredOption('--out <dir>', 'the directory to write (e.g. /etc/strata/auth)')
+    .option('--nodes <names>', 'the storage nodes, comma-separated, each as NODE or NODE:SHARD when it runs a metadata shard (n1:md-1,n2:md-2)', '')
+    .option('--config <names>', 'the config replicas, comma-separated (config-1,config-2,config-3)', '')
+    .option('--shards <names>', 'metadata shards run on their own (strata shard run), comma-separated', '')
+    .option('--server-names <names>', "names and addresses of the NATS servers, for their certificate (strata-1,strata-2,10.0.0.1)", '')
+    .action((o: { out: string; nodes: string; config: string; shards: string; serverNames: string }) => {
+      for (const line of authInit({ out: resolve(ctx.cwd, o.out), nodes: names(o.nodes), configReplicas: names(o.config), shards: names(o.shards), serverNames: names(o.serverNames) })) print(line);
     });
 
   program
