@@ -106,18 +106,25 @@ function events(...categories: EventCategory[]): string[] {
   return [...streamRead(streams.events).filter((s) => s.startsWith('$JS.API.STREAM.')), ...categories.map((c) => subjects.events(c))];
 }
 
+const ANY = '*';
+
+/** A built subject or key with its last token any value: `node.12` becomes `node.*`. */
+function anyLast(example: string): string {
+  return example.replace(/[^.]+$/, ANY);
+}
+
 /** Keys of a node's own heartbeat and disks in `hb`: exact once registered, any node's before. */
 function nodeHeartbeatKey(scope: NodeScope): string {
-  return scope.nodeId === undefined ? keys.nodeHeartbeat(0n).replace(/0$/, '*') : keys.nodeHeartbeat(scope.nodeId);
+  return scope.nodeId === undefined ? anyLast(keys.nodeHeartbeat(0n)) : keys.nodeHeartbeat(scope.nodeId);
 }
 
 function diskUsageKeys(scope: NodeScope): string[] {
   return scope.diskIds === undefined ? [keys.diskUsageAll] : scope.diskIds.map((d) => keys.diskUsage(d));
 }
 
-const ANY = '*';
-const oplogAll = subjects.oplog(0n).replace(/0$/, ANY);
-const mdAll = `${subjects.md(0, ANY).replace('.0.', `.${ANY}.`)}`;
+const oplogAll = anyLast(subjects.oplog(0n));
+/** Every partition's metadata requests: `strata.md.*.*`. */
+const mdAll = subjects.md(0, ANY).replace('.0.', `.${ANY}.`);
 
 /** The config replicas: they lead the configuration, detect failures and run failovers. */
 export function configGrant(replica: string): Grant {
@@ -196,7 +203,7 @@ export function metadataShardGrant(shard: string): Grant {
       ...kv(buckets.mdVdisk, ['>']),
       ...kv(buckets.mdExtent, ['>']),
       ...kv(buckets.mdEgroup, ['>']),
-      ...kv(buckets.own, [keys.mdPartition(0).replace(/0$/, ANY)]),
+      ...kv(buckets.own, [anyLast(keys.mdPartition(0))]),
       ...kv(buckets.hb, [keys.shardHeartbeat(shard)]),
     ],
     subscribe: [mdAll],
@@ -315,7 +322,7 @@ const DOC_NODE_ID = 990_000_001n;
 const DOC_DISK_ID = 990_000_002n;
 
 /** A grant in a table cell: streams read as `read S`, the rest as subjects. */
-function describe(subjectsOf: readonly string[]): string {
+function tableCell(subjectsOf: readonly string[]): string {
   const left = new Set(subjectsOf);
   const reads: string[] = [];
   const streamsSeen = new Set([...left].map((s) => /^\$JS\.API\.STREAM\.INFO\.(.+)$/.exec(s)?.[1]).filter((s): s is string => s !== undefined));
@@ -351,6 +358,6 @@ export function permissionTable(): string[] {
   return [
     '| role | user | may publish | may subscribe | answers requests |',
     '|---|---|---|---|---|',
-    ...rows.map(([role, user, g]) => `| ${role} | \`${user}\` | ${describe(g.publish)} | ${describe(g.subscribe)} | ${g.respond ? 'yes' : 'no'} |`),
+    ...rows.map(([role, user, g]) => `| ${role} | \`${user}\` | ${tableCell(g.publish)} | ${tableCell(g.subscribe)} | ${g.respond ? 'yes' : 'no'} |`),
   ];
 }

@@ -1,10 +1,11 @@
 // The grants of each role (permissions.ts), checked as the server applies an allow
 // list: what a role needs is allowed, the neighbouring subjects of another role or
 // node are not, and the users block the servers read is well formed and refuses
-// what it cannot write safely.
-import { readFileSync } from 'node:fs';
+// what it cannot write safely; passwords are kept across runs.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { admissionGrant, authorizationBlock, configGrant, curatorGrant, extentStoreGrant, gatewayGrant, grantAllows, haAgentGrant, ioDirectorGrant, metadataShardGrant, nodeHostGrant, permissionTable, subjectMatches, vdiskControllerGrant, type Grant } from '../src';
+import { admissionGrant, authorizationBlock, configGrant, curatorGrant, ensurePasswords, extentStoreGrant, gatewayGrant, grantAllows, haAgentGrant, ioDirectorGrant, metadataShardGrant, nodeHostGrant, permissionTable, subjectMatches, vdiskControllerGrant, type Grant } from '../src';
 
 const n1 = { node: 'n1', nodeId: 11n, diskIds: [12n] };
 const pub = (g: Grant, s: string): boolean => grantAllows(g, 'publish', s);
@@ -141,5 +142,23 @@ describe('PROTOCOL.md section 14', () => {
     const doc = readFileSync(join(__dirname, '..', '..', '..', 'proto', 'PROTOCOL.md'), 'utf8').split('\n');
     const missing = permissionTable().filter((row) => !doc.includes(row));
     expect(missing).toEqual([]);
+  });
+});
+
+describe('ensurePasswords', () => {
+  it('keeps the passwords it has, adds random ones, and writes the file for its owner only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-passwords-'));
+    try {
+      const file = join(dir, 'passwords.json');
+      const first = ensurePasswords(file, ['a', 'b']);
+      const second = ensurePasswords(file, ['a', 'b', 'c']);
+      expect(second.a).toBe(first.a);
+      expect(second.b).toBe(first.b);
+      expect(new Set([second.a, second.b, second.c]).size).toBe(3);
+      expect(second.c).toMatch(/^[\w-]{32}$/);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
