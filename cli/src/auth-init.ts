@@ -11,6 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { authorizationBlock, configGrant, curatorGrant, ensurePasswords, ensureTlsFiles, haAgentGrant, metadataShardGrant, nodeHostGrant, securityEnv, type Grant, type NatsUser } from '@strata/natsd';
+import { CfgOp, subjects } from '@strata/proto';
 import { ADMIN_USER } from './local-auth';
 import { NODE_ACTORS } from './roles';
 import { UsageError } from './units';
@@ -35,13 +36,17 @@ function checkName(name: string, flag: string): string {
 
 /**
  * What `strata node run` starts, in one environment and so as one user: the node's
- * actors (one node-host), its HA agent, its curator, and its shard when it runs one.
- * Node ids are not known before registration: its heartbeat keys are any node's.
+ * actors (one node-host), its HA agent, its curator, and its shard when it runs one;
+ * and `node run` itself, which registers the node, its disks and its host at its
+ * first start (config create and update requests: the config service checks what
+ * they ask, not who asks). Node ids are not known before registration: its
+ * heartbeat keys are any node's.
  */
 export function nodeRunGrant(node: string, shard: string | undefined): Grant {
   const scope = { node };
   const io = NODE_ACTORS.filter((a) => a !== 'metadata-shard');
-  const parts = [nodeHostGrant(scope, io, shard), haAgentGrant(scope), curatorGrant(scope)];
+  const registration: Grant = { publish: [subjects.cfg(CfgOp.create), subjects.cfg(CfgOp.update)], subscribe: [], respond: false };
+  const parts = [nodeHostGrant(scope, io, shard), haAgentGrant(scope), curatorGrant(scope), registration];
   return { publish: [...new Set(parts.flatMap((g) => g.publish))].sort(), subscribe: [...new Set(parts.flatMap((g) => g.subscribe))].sort(), respond: true };
 }
 
