@@ -4,6 +4,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ClientSecurity } from '@strata/natsd';
+import { adminSecurity } from '../cli/src/local-auth';
 import { freePort, repoRoot, run, startNode, startProgram, waitFor, type ActorProcess } from '../test/harness';
 
 export { createdId } from '../test/harness';
@@ -90,6 +92,8 @@ export interface LocalCluster {
   /** Node 1's NBD port (node k listens on nbdPort + k - 1). */
   nbdPort: number;
   natsUrl: string;
+  /** How the bench's own clients connect: `strata up`'s admin (TLS, a user per process by default). */
+  security: ClientSecurity;
   /** The `strata up` process (its children are the actors). */
   up: ActorProcess;
   /** Stops the cluster; removes its directory unless `keep` (then says where it is). */
@@ -117,7 +121,7 @@ export async function startCluster(name: string, upArgs: string[], env: Record<s
       env: { NATS_URL: '', ...env },
     });
     await up.waitForOutput(/^ready$/m, 120_000);
-    return { dir, nbdPort, natsUrl: readFileSync(join(dir, 'nats.url'), 'utf8').trim(), up, stop };
+    return { dir, nbdPort, natsUrl: readFileSync(join(dir, 'nats.url'), 'utf8').trim(), security: adminSecurity(dir) ?? {}, up, stop };
   } catch (err) {
     await stop(true);
     throw err;

@@ -55,14 +55,14 @@ function options(): { runs: number; out: string } {
 }
 
 async function ownerOf(cluster: LocalCluster, vdisk: bigint): Promise<string> {
-  const owner = (await readOwnership(cluster.natsUrl, vdisk))?.owner;
+  const owner = (await readOwnership(cluster.natsUrl, vdisk, cluster.security))?.owner;
   if (owner === undefined) throw new Error(`vdisk ${vdisk} has no owner`);
   return owner;
 }
 
 /** Waits until every node is alive in the config service (a killed node is back). */
 async function allAlive(cluster: LocalCluster): Promise<void> {
-  const client = await ConfigClient.connect(cluster.natsUrl);
+  const client = await ConfigClient.connect(cluster.natsUrl, undefined, cluster.security);
   try {
     // The config leader may still be being elected: UNAVAILABLE means not yet.
     await waitFor('every node to be alive', 60_000, async () => (await client.list('node')).every((n) => n.status.liveness === 'alive'), { intervalMs: 500, retryIf: isUnavailable });

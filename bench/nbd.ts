@@ -146,7 +146,7 @@ async function measureStrata(layout: Layout, o: Options, scratch: string): Promi
     for (const w of workloads) {
       // Reads measure the drained steady state, not the oplog index.
       const settle = async (): Promise<void> => {
-        if (w.rw === 'write' || w.rw === 'randwrite') await waitForDrained(cluster.natsUrl, id, 120_000);
+        if (w.rw === 'write' || w.rw === 'randwrite') await waitForDrained(cluster.natsUrl, id, 120_000, cluster.security);
       };
       out[w.name] = await measureWorkload(uri, job(w, o), scratch, processes, settle);
       process.stderr.write(`  ${layout.padEnd(9)} ${w.name.padEnd(19)} ${String(out[w.name]!.iops).padStart(7)} IOPS\n`);

@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   let cluster: LocalCluster | undefined;
   try {
     cluster = await startCluster('qos', []);
-    const { dir, nbdPort, natsUrl } = cluster;
+    const { dir, nbdPort, natsUrl, security } = cluster;
     const uri = (v: string): string => `nbd://127.0.0.1:${nbdPort}/${v}`;
     const job = (name: string, rw: FioJob['rw'], bs: string, iodepth: number, rampS = 2): FioJob => ({ name, rw, bs, iodepth, size: o.size, runtimeS: o.runtimeS, rampS });
     const ids: Record<string, bigint> = {};
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     // let the drains finish, so every phase reads drained data.
     say(`writing ${o.size} into each vDisk`);
     for (const name of Object.keys(vdisks)) await fio(uri(name), { ...job(`fill ${name}`, 'write', '1M', 8, 0), runtimeS: 300, timeBased: false }, scratch);
-    for (const id of Object.values(ids)) await waitForDrained(natsUrl, id, 180_000);
+    for (const id of Object.values(ids)) await waitForDrained(natsUrl, id, 180_000, security);
 
     say('phase 1: A alone');
     const aAlone = await fio(uri('a'), job('a alone', 'randread', '4k', 1), scratch);
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       fio(uri('b'), job('b random', 'randwrite', '4k', 32, 1), scratch),
       fio(uri('b'), job('b seq', 'write', '1M', 8, 1), scratch),
     ]);
-    await waitForDrained(natsUrl, ids.b!, 180_000);
+    await waitForDrained(natsUrl, ids.b!, 180_000, security);
     say('phase 3: C and D saturating');
     const [c, d] = await Promise.all([fio(uri('c'), job('c', 'randread', '4k', 32), scratch), fio(uri('d'), job('d', 'randread', '4k', 32), scratch)]);
     say('phase 4: E capped');

@@ -147,7 +147,8 @@ async function main(): Promise<void> {
     STRATA_CURATOR_SCAN_INTERVAL_MS: '2000',
     STRATA_CURATOR_COPY_BYTES_PER_SEC: String(o.copyMibps * MiB),
   };
-  const cluster = await startCluster('rebuild', [], env, NODES);
+  // Plain NATS: the bench reads md-egroup, the events and the bus directly, as anyone.
+  const cluster = await startCluster('rebuild', ['--insecure'], env, NODES);
   let ok = false;
   try {
     const diskMbps = diskWriteMbps(cluster.dir, 256 * MiB);

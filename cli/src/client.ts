@@ -12,7 +12,9 @@ import { dirname, join, resolve } from 'node:path';
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ErrorCode, StrataError } from '@strata/errors';
+import { clientSecurityFromEnv, type ClientSecurity } from '@strata/natsd';
 import { buckets } from '@strata/proto';
+import { adminSecurity } from './local-auth';
 
 export const DEFAULT_DIR = '.strata';
 export const NATS_URL_FILE = 'nats.url';
@@ -176,4 +178,15 @@ export function withUrl(err: unknown, url: string): unknown {
     return new StrataError(ErrorCode.TIMEOUT, `${err.message} (cluster at ${url}): the config service did not answer in time`, { cause: err });
   }
   return err;
+}
+
+/**
+ * How the CLI connects to the cluster at `where`: as the user the environment names
+ * (STRATA_NATS_USER, an operator's cluster), else as the admin of the `strata up`
+ * whose data directory the URL came from, else anonymously.
+ */
+export function cliSecurity(where: ClusterLocation, env: Record<string, string | undefined>): { security: ClientSecurity } {
+  const fromEnv = clientSecurityFromEnv(env);
+  if (fromEnv.user !== undefined || where.dir === undefined) return { security: fromEnv };
+  return { security: adminSecurity(where.dir) ?? fromEnv };
 }

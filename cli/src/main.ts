@@ -16,9 +16,10 @@ import { openBucket } from '@strata/kv';
 import { Priority, Tier, buckets, containerSpec, diskSpec, gatewayAttachments, hostSpec, keys, objectName, qosSpec, vdiskSpec, type CfgObjectWithRevision, type EventType, type Kind, type ObjectOf, type QosSpec } from '@strata/proto';
 import { describeSwept, markDeleting, sweepDeleted, sweepPortsFor } from '@strata/sweep';
 import { registerConsoleCommand } from './console/command';
-import { DEFAULT_DIR, checkStrataCluster, checkoutDir, findCluster, unreachable, withUrl } from './client';
+import { DEFAULT_DIR, checkStrataCluster, checkoutDir, cliSecurity, findCluster, unreachable, withUrl } from './client';
 import { diskRmRefusal, holdingsOf, readEgroupEntries } from './disk-rm';
 import { disksOfNode, drainRefusal, markDraining, nodeHostRefusal, nodeRmRefusal, waitDrained } from './drain';
+import { authInit } from './auth-init';
 import { registerHaCommands } from './ha-commands';
 import { eventTypes, formatEvent, formatOwner, ownerJson, readEvents, readOwner } from './ownership';
 import { registerRunCommands } from './run-commands';
@@ -244,7 +245,7 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
   const withCluster = async <T>(fn: (client: ConfigClient, nc: NatsConnection, bus: Bus) => Promise<T>): Promise<T> => {
     const stratDir = ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR;
     const where = findCluster({ natsUrl: ctx.env.NATS_URL, dir: globals().dir ?? stratDir, cwd: ctx.cwd, checkout: ctx.checkout });
-    const bus = await connectBus({ name: 'strata-cli', servers: where.url }).catch((err: unknown) => {
+    const bus = await connectBus({ name: 'strata-cli', servers: where.url, ...cliSecurity(where, ctx.env) }).catch((err: unknown) => {
       throw unreachable(where, err);
     });
     const client = new ConfigClient(bus, undefined, true);
@@ -293,7 +294,8 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .option('--host-memory <size>', 'memory each node offers to VMs as a host', '4G')
     .option('--tracing [url]', 'send every process\'s spans to a Zipkin server (default http://127.0.0.1:9411, the one npm run tracing starts)')
     .option('--metrics-port <port>', 'the first metrics port: every process gets the next one, in start order (default: the first free run from 9464); the targets are written to metrics-targets.json in the data directory')
-    .action(async (o: { nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string; metricsPort?: string; tracing?: string | boolean }) => {
+    .option('--insecure', 'plain, anonymous NATS connections on the embedded servers (default: TLS, and a user per process with its role\'s permissions)')
+    .action(async (o: { insecure?: boolean; nodes: string; separate?: boolean; colocate?: boolean; nbdPort: string; nats: string; natsPort: string; configReplicas: string; diskCapacity: string; hostCpus: string; hostMemory: string; metricsPort?: string; tracing?: string | boolean }) => {
       const options = {
         dir: globals().dir ?? (ctx.env.STRATA_DIR === '' ? undefined : ctx.env.STRATA_DIR) ?? DEFAULT_DIR,
         nodes: parseCount(o.nodes, '--nodes'),
@@ -307,8 +309,24 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         hostMemoryBytes: checkValue(hostSpec.shape.memoryBytes, parseSize(o.hostMemory, '--host-memory'), '--host-memory', o.hostMemory),
         ...(o.metricsPort === undefined ? {} : { metricsPort: parseCount(o.metricsPort, '--metrics-port', 1) }),
         ...(o.tracing === undefined ? {} : { tracingUrl: tracingUrlOf(o.tracing) }),
+        insecure: o.insecure === true,
       };
       await up(options, print);
+    });
+
+  const names = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  program
+    .command('auth')
+    .description('credentials for a cluster run host by host')
+    .command('init')
+    .description('write a CA and server certificate, a password per NATS user, the servers\' users block (users.conf) and an env file per user, into --out (existing ones are kept)')
+    .requiredOption('--out <dir>', 'the directory to write (e.g. /etc/strata/auth)')
+    .option('--nodes <names>', 'the storage nodes, comma-separated, each as NODE or NODE:SHARD when it runs a metadata shard (n1:md-1,n2:md-2)', '')
+    .option('--config <names>', 'the config replicas, comma-separated (config-1,config-2,config-3)', '')
+    .option('--shards <names>', 'metadata shards run on their own (strata shard run), comma-separated', '')
+    .option('--server-names <names>', "names and addresses of the NATS servers, for their certificate (strata-1,strata-2,10.0.0.1)", '')
+    .action((o: { out: string; nodes: string; config: string; shards: string; serverNames: string }) => {
+      for (const line of authInit({ out: resolve(ctx.cwd, o.out), nodes: names(o.nodes), configReplicas: names(o.config), shards: names(o.shards), serverNames: names(o.serverNames) })) print(line);
     });
 
   program

@@ -4,6 +4,7 @@
 // machine, so a cluster started by `up` and one started host by host run the same
 // processes with the same flags.
 import { resolve } from 'node:path';
+import { configGrant, curatorGrant, haAgentGrant, metadataShardGrant, NODE_ACTOR_GRANTS, nodeHostGrant, type Grant, type NodeActorRole, type NodeScope } from '@strata/natsd';
 import type { ChildSpec } from './supervisor';
 
 /** The actors every node runs, in start order (node-host's own list, services/node-host/src/host.ts). */
@@ -119,4 +120,27 @@ function actorFlags(actor: NodeActor, p: NodeProcesses): string[] {
 export function withMetricsPorts(children: ChildSpec[], first: number | undefined): ChildSpec[] {
   if (first === undefined) return children;
   return children.map((c, i) => ({ ...c, env: { ...c.env, STRATA_METRICS_PORT: String(first + i) } }));
+}
+
+/** The NATS grant of a config replica's process (its user has the child's name, `config-1`). */
+export function configGrants(replica: string): Record<string, Grant> {
+  return { [replica]: configGrant(replica) };
+}
+
+/**
+ * The NATS grant of each of nodeChildren(p)'s processes, by child name (each connects
+ * as the user of that name): the node-host gets the union of the actors it hosts.
+ * `scope` carries the node's id and disk ids once registered (permissions.ts).
+ */
+export function nodeGrants(p: NodeProcesses, scope: NodeScope): Record<string, Grant> {
+  const { node } = p;
+  const ioActors = NODE_ACTORS.filter((a): a is NodeActorRole => a !== 'metadata-shard');
+  const grants: Record<string, Grant> = { [`${node}-ha-agent`]: haAgentGrant(scope), [`${node}-curator`]: curatorGrant(scope) };
+  if (p.layout === Layout.colocated) {
+    grants[`${node}-node-host`] = nodeHostGrant(scope, ioActors, p.shard);
+  } else {
+    for (const actor of ioActors) grants[`${node}-${actor}`] = NODE_ACTOR_GRANTS[actor](scope);
+    if (p.shard !== undefined) grants[`${node}-metadata-shard`] = metadataShardGrant(p.shard);
+  }
+  return grants;
 }

@@ -12,14 +12,15 @@
 // the same processes.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { planNatsServers, requireFsync, waitForJetStream } from '@strata/natsd';
+import { planNatsServers, requireFsync, securityEnv, waitForJetStream, type ClientSecurity, type Grant, type NatsServerProcess, type NodeScope } from '@strata/natsd';
 import { ConfigClient } from '@strata/config-client';
 import { Tier } from '@strata/proto';
 import { NATS_URL_FILE, UP_PID_FILE } from './client';
 import { planRegistration, readRegistered, register } from './node-register';
+import { ADMIN_USER, ensureLocalAuth, localAuthorization, securityOf, type LocalAuth } from './local-auth';
 import { METRICS_TARGETS_FILE, metricsPortRun, writeMetricsTargets } from './metrics-ports';
 import { tracingEnv, tracingLine, withEnv } from './tracing';
-import { Layout, configChild, nodeChildren, preferServer, withMetricsPorts, type NodeProcesses } from './roles';
+import { Layout, configChild, configGrants, nodeChildren, nodeGrants, preferServer, withMetricsPorts, type NodeProcesses } from './roles';
 import { portOpen, takePidLock, waitForPort } from './serve';
 import { Supervisor, type ChildSpec } from './supervisor';
 import { UsageError } from './units';
@@ -45,6 +46,11 @@ export interface UpOptions {
   metricsPort?: number;
   /** A Zipkin server every process sends its spans to (--tracing), e.g. http://127.0.0.1:9411. */
   tracingUrl?: string;
+  /**
+   * Plain, anonymous NATS connections (--insecure) instead of the default on its own
+   * servers: a user per process with its role's permissions, TLS on every connection.
+   */
+  insecure?: boolean;
 }
 
 export { Layout } from './roles';
@@ -116,16 +122,67 @@ function isNatsServer(childName: string): boolean {
  * under the supervisor, so one that dies comes back on the same ports and store;
  * returns their URLs as NATS_URL takes them.
  */
-async function superviseNatsServers(supervisor: Supervisor, dir: string, options: UpOptions, say: (line: string) => void): Promise<string> {
+async function superviseNatsServers(supervisor: Supervisor, dir: string, options: UpOptions, secure: Secure | undefined, say: (line: string) => void): Promise<NatsServerProcess[]> {
   if (![1, 3].includes(options.natsServers)) throw new UsageError('--nats must be 1 or 3');
   const ports = Array.from({ length: options.natsServers }, (_, i) => options.natsPort + i);
   for (const port of ports) {
     if (await portOpen('127.0.0.1', port)) throw new UsageError(`port ${port} on 127.0.0.1 is in use; pick free ones with --nats-port`);
   }
-  const servers = await planNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `${NATS_CHILD_PREFIX}${i + 1}`) });
+  const security = secure === undefined ? {} : { tls: secure.auth.tls, authorization: localAuthorization(secure.auth, secure.grants(new Map())), probe: secure.admin };
+  const servers = await planNatsServers({ baseDir: join(dir, 'nats'), count: options.natsServers, ports, names: ports.map((_, i) => `${NATS_CHILD_PREFIX}${i + 1}`), ...security });
   say(`starting ${servers.length} nats-server${servers.length > 1 ? 's' : ''} on 127.0.0.1:${ports.join(',')} (data in ${join(dir, 'nats')})`);
+  if (secure !== undefined) say(`NATS: TLS on every connection (CA ${secure.auth.tls.caFile}); each process connects as its own user with its role's permissions, the CLI as ${ADMIN_USER} (${join(dir, 'auth')})`);
   for (const server of servers) supervisor.add({ name: server.name, ...server.command() });
-  return servers.map((n) => n.url).join(',');
+  return servers;
+}
+
+/** A local cluster's users and certificates, and the grant of each user given the registered nodes. */
+interface Secure {
+  auth: LocalAuth;
+  admin: ClientSecurity;
+  /** Every process's grant, by user; node-scoped keys exact for the nodes in `registered`. */
+  grants(registered: Map<string, NodeScope>): Record<string, Grant>;
+}
+
+function secureCluster(dir: string, options: UpOptions, url: string): Secure {
+  const grants = (registered: Map<string, NodeScope>): Record<string, Grant> => {
+    let all: Record<string, Grant> = {};
+    for (let i = 1; i <= options.configReplicas; i++) all = { ...all, ...configGrants(`config-${i}`) };
+    for (let k = 1; k <= options.nodes; k++) {
+      const p = upNode(k, options, url);
+      all = { ...all, ...nodeGrants(p, registered.get(p.node) ?? { node: p.node }) };
+    }
+    return all;
+  };
+  const auth = ensureLocalAuth(dir, Object.keys(grants(new Map())));
+  return { auth, admin: securityOf(auth, ADMIN_USER), grants };
+}
+
+/** Each node's id and disk ids, as registered: what its node-scoped permissions name. */
+async function nodeScopes(client: ConfigClient): Promise<Map<string, NodeScope>> {
+  const { nodes, disks } = await readRegistered(client);
+  return new Map(nodes.map((n) => [n.name, { node: n.name, nodeId: n.id, diskIds: disks.filter((d) => d.spec.node === n.id).map((d) => d.id) }]));
+}
+
+/**
+ * Narrows the servers' permissions to the registered nodes' ids (a heartbeat only
+ * for one's own node, disk usage only for one's own disks): rewrites their configs
+ * and has each running server reload it (SIGHUP). One that restarts later reads it.
+ */
+function narrowToRegistered(servers: readonly NatsServerProcess[], supervisor: Supervisor, secure: Secure, registered: Map<string, NodeScope>): void {
+  const authorization = localAuthorization(secure.auth, secure.grants(registered));
+  const pids = supervisor.pids();
+  for (const server of servers) {
+    server.setAuthorization(authorization);
+    const pid = pids[server.name];
+    if (pid !== undefined) process.kill(pid, 'SIGHUP');
+  }
+}
+
+/** `child` connecting as its own user, when the cluster is secure. */
+function withCredentials(child: ChildSpec, secure: Secure | undefined): ChildSpec {
+  if (secure === undefined) return child;
+  return { ...child, env: { ...child.env, ...securityEnv(securityOf(secure.auth, child.name)) } };
 }
 
 /** One `strata up` per data directory: a second would share the NATS store. */
@@ -142,6 +199,8 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   const supervisor = new Supervisor(join(dir, 'logs'), say);
   const existing = process.env.NATS_URL;
   let url: string;
+  let secure: Secure | undefined;
+  let servers: NatsServerProcess[] = [];
   if (existing !== undefined && existing !== '') {
     url = existing;
     say(`using the NATS cluster at ${url} (NATS_URL)`);
@@ -154,10 +213,18 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       throw err;
     }
   } else {
-    url = await superviseNatsServers(supervisor, dir, options, say);
+    const ports = Array.from({ length: options.natsServers }, (_, i) => `nats://127.0.0.1:${options.natsPort + i}`);
+    try {
+      secure = options.insecure === true ? undefined : secureCluster(dir, options, ports.join(','));
+    } catch (err) {
+      releaseLock();
+      throw err;
+    }
+    servers = await superviseNatsServers(supervisor, dir, options, secure, say);
+    url = servers.map((n) => n.url).join(',');
   }
   try {
-    await waitForJetStream(url);
+    await waitForJetStream(url, 30_000, secure?.admin);
   } catch (err) {
     await supervisor.stop();
     releaseLock();
@@ -177,7 +244,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
     throw err;
   }
   const traced = tracingEnv(options.tracingUrl);
-  const started: ChildSpec[] = withEnv(withMetricsPorts(configs, firstMetricsPort), traced);
+  const started: ChildSpec[] = withEnv(withMetricsPorts(configs, firstMetricsPort), traced).map((c) => withCredentials(c, secure));
   for (const child of started) supervisor.add(child);
   const nodeMetricsPort = (k: number): number => firstMetricsPort + configs.length + perNode.slice(0, k - 1).reduce((a, b) => a + b, 0);
 
@@ -196,16 +263,18 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
 
   let exportsLine: string[] = [];
   try {
-    const client = await ConfigClient.connect(url, 30_000);
+    const client = await ConfigClient.connect(url, 30_000, secure?.admin);
     try {
       const status = await client.status();
       say(`config leader: ${status.leader} (epoch ${status.epoch})`);
       await registerNodes(client, dir, options);
+      if (secure !== undefined) narrowToRegistered(servers, supervisor, secure, await nodeScopes(client));
       if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
       for (let k = 1; k <= options.nodes; k++) {
         for (const child of withEnv(nodeChildren({ ...upNode(k, options, url), metricsPort: nodeMetricsPort(k) }), traced)) {
-          supervisor.add(child);
-          started.push(child);
+          const secured = withCredentials(child, secure);
+          supervisor.add(secured);
+          started.push(secured);
         }
       }
       if (options.nodes > 0) {

@@ -61,7 +61,7 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['vdisk clone s', 'strata: vdisk clone: missing NAME'],
     ['vdisk crate x', 'strata: vdisk: unknown command "crate" (commands: create, ls, snapshot, clone, snapshots, qos, owner, rm, sweep)'],
     ['vdisk', 'strata: vdisk: missing command (create, ls, snapshot, clone, snapshots, qos, owner, rm, sweep); "strata vdisk --help" says more'],
-    ['', 'strata: missing command (up, status, events, node, disk, container, vdisk, host, vm, ha, curator, config, shard); "strata --help" says more'],
+    ['', 'strata: missing command (up, auth, status, events, node, disk, container, vdisk, host, vm, ha, curator, config, shard); "strata --help" says more'],
     ['node add', 'strata: node add: missing NAME'],
     ['disk add d1', 'strata: disk add: missing --node'],
     ['disk add d1 --node n1 --path /srv/d1', 'strata: disk add: missing --capacity'],
@@ -110,6 +110,7 @@ describe('usage errors: one line naming the command and the argument or flag, ex
     ['config', 'strata: config: missing command (run); "strata config --help" says more'],
     ['shard run', 'strata: shard run: missing --shard (e.g. --shard md-4)'],
     ['shard run --shard md-4 --metrics-port x', 'strata: shard run: --metrics-port: "x" is not a whole number'],
+    ['auth init --out /nonexistent/x --nodes n1,n1', 'strata: auth init: the name n1 is given twice'],
   ])('strata %s', async (line, message) => {
     expect(await strata(line === '' ? [] : line.split(' '))).toEqual({ code: 2, stdout: '', stderr: `${message}\n` });
   });

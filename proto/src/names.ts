@@ -16,11 +16,11 @@ export type CfgOp = (typeof CfgOp)[keyof typeof CfgOp];
 
 export const subjects = {
   /** Requests to the config leader: `strata.cfg.create`. */
-  cfg: (op: CfgOp): string => `strata.cfg.${op}`,
+  cfg: (op: CfgOp | '*'): string => `strata.cfg.${op}`,
   /** Every config request, for the leader's subscription. */
   cfgAll: 'strata.cfg.*',
   /** Events of one category: `strata.events.node`. */
-  events: (category: EventCategory): string => `strata.events.${category}`,
+  events: (category: EventCategory | '*'): string => `strata.events.${category}`,
   /** Every event (the EVENTS stream's subjects). */
   eventsAll: 'strata.events.>',
   /** vDisk I/O to a node's io-director: `strata.io.n1.write`. */
@@ -40,11 +40,13 @@ export const subjects = {
   /** Every HA agent's heartbeat, for the agents' subscriptions. */
   haHeartbeatAll: 'strata.ha.hb.*',
   /** Requests to a host's HA agent: `strata.ha.agent.n1.power-on`. */
-  haAgent: (host: string, op: HaAgentOp): string => `strata.ha.agent.${host}.${op}`,
+  haAgent: (host: string, op: HaAgentOp | '*'): string => `strata.ha.agent.${host}.${op}`,
   /** Requests to the HA master: `strata.ha.master.status`. */
-  haMaster: (op: HaMasterOp): string => `strata.ha.master.${op}`,
+  haMaster: (op: HaMasterOp | '*'): string => `strata.ha.master.${op}`,
   /** Requests to the curator master: `strata.curator.status`. */
-  curator: (op: CuratorOp): string => `strata.curator.${op}`,
+  curator: (op: CuratorOp | '*'): string => `strata.curator.${op}`,
+  /** An actor instance's health check: `strata.health.config.config-1`. */
+  health: (actor: string, instance: string): string => `strata.health.${actor}.${instance}`,
 } as const;
 
 /** Categories of cluster events. */

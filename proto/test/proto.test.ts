@@ -374,6 +374,7 @@ const SUBJECT_FORMS: Record<keyof typeof subjects, string> = {
   haAgent: build(subjects.haAgent, '<host>', '<op>'),
   haMaster: build(subjects.haMaster, '<op>'),
   curator: build(subjects.curator, '<op>'),
+  health: subjects.health('<actor>', '<instance>'),
 };
 
 /** The subjects of each stream, as the stream table of section 1 gives them. */

@@ -1,7 +1,9 @@
 // The I/O path end to end, with real NBD clients against a real local cluster
 // started by `strata up` in its default layout (an embedded nats-server, a config
 // replica, and per node one node-host process running a metadata shard, an extent
-// store, a vdisk-controller, admission, an io-director and a gateway). It proves that:
+// store, a vdisk-controller, admission, an io-director and a gateway) and its default
+// security (TLS on every NATS connection, a NATS user per process with its role's
+// permissions, the CLI as admin). It proves that:
 //  - qemu-io's patterns written at scattered offsets (unaligned, across block and row
 //    boundaries, the last byte) read back, and never-written ranges read as zeros;
 //  - one replica corrupted on disk: reads still return the right data, and the
@@ -15,6 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { adminSecurity } from '../../cli/src/local-auth';
 import { ConfigClient, childPids, freePort, qemuIo, run, startNode, waitFor, waitForDrained, type ActorProcess } from '../harness';
 
 const MiB = 2 ** 20;
@@ -84,14 +87,17 @@ describe('the I/O path with real NBD clients', () => {
     // the drain to finish: until it has written the vDisk map, reads are served from
     // the oplog index and never touch a replica.
     const natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
-    const client = await ConfigClient.connect(natsUrl);
+    // `strata up` runs with TLS and a user per process by default: look as its admin.
+    const admin = adminSecurity(dir);
+    expect(admin).toBeDefined();
+    const client = await ConfigClient.connect(natsUrl, undefined, admin);
     let demoId: bigint;
     try {
       demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
     } finally {
       await client.close();
     }
-    await waitForDrained(natsUrl, demoId, 30_000);
+    await waitForDrained(natsUrl, demoId, 30_000, admin);
     const egroupsDir = join(dir, 'disks', 'n1-d1', 'egroups');
     const files = readdirSync(egroupsDir).filter((f) => f.endsWith('.eg'));
     expect(files.length).toBeGreaterThan(0);

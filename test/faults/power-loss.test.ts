@@ -111,7 +111,7 @@ async function writeThenCut(cluster: StrataUp, fs: LazyFs, extraRoots: number[] 
   try {
     await Promise.all(writers.map((w) => w.waitForAcked(1, 30_000)));
     await sleep(WRITE_MS);
-    drain = await readDrainState(cluster.natsUrl, cluster.demoId);
+    drain = await readDrainState(cluster.natsUrl, cluster.demoId, cluster.security);
     await cutPower([cluster.up.pid(), ...extraRoots], fs);
   } finally {
     // Their qemu-io runs fail once the gateways are gone; what they recorded is final.
@@ -195,7 +195,7 @@ describeWithFuse('power loss of the whole cluster', () => {
     await waitUntilServing(node2, acked[0]!);
     const viaNode2 = await readBack(node2, acked);
     expect(describeReadBack(viaNode2)).toBe(`${acked.length} intact, 0 lost, 0 unreadable`);
-    const drained = await waitForDrained(second.natsUrl, second.demoId, 60_000);
+    const drained = await waitForDrained(second.natsUrl, second.demoId, 60_000, second.security);
     const viaNode1 = await readBack(`nbd://127.0.0.1:${second.nbdPort}/demo`, acked);
     expect(describeReadBack(viaNode1)).toBe(`${acked.length} intact, 0 lost, 0 unreadable`);
 

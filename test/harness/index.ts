@@ -1,5 +1,5 @@
 // The integration test harness: real nats-servers and real child processes.
-export { startTopology, connectClient, type NatsTopology } from './nats';
+export { startTopology, connectClient, type NatsTopology, type SecureServers } from './nats';
 export { startNode, startProgram, run, repoRoot, type ActorProcess, type StartOptions } from './processes';
 export { sleep, waitFor } from './util';
 export { startConfigReplica, waitForLeader, testTimings, ConfigClient } from './config';

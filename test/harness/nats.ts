@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { startNatsServers, type NatsServerProcess } from '@strata/natsd';
+import { securityOptions, startNatsServers, type ClientSecurity, type NatsServerProcess, type TlsFiles } from '@strata/natsd';
 import { track, untrack } from './util';
 
 export interface NatsTopology {
@@ -28,10 +28,17 @@ function trackServer(server: NatsServerProcess): void {
   child.once('exit', () => untrack(child));
 }
 
-/** The topology a test asks for: `single` (one server) or `cluster` (three). */
-export async function startTopology(kind: 'single' | 'cluster'): Promise<NatsTopology> {
+/** Servers that take TLS and named users only (permissions.ts), and who the harness connects as to see them up. */
+export interface SecureServers {
+  tls: TlsFiles;
+  authorization: string;
+  probe: ClientSecurity;
+}
+
+/** The topology a test asks for: `single` (one server) or `cluster` (three); TLS and users with `secure`. */
+export async function startTopology(kind: 'single' | 'cluster', secure?: SecureServers): Promise<NatsTopology> {
   const baseDir = mkdtempSync(join(tmpdir(), `strata-nats-${kind}-`));
-  const servers = await startNatsServers({ baseDir, count: kind === 'single' ? 1 : 3, monitor: true });
+  const servers = await startNatsServers({ baseDir, count: kind === 'single' ? 1 : 3, monitor: true, ...secure });
   servers.forEach(trackServer);
   return {
     kind,
@@ -49,7 +56,7 @@ export async function startTopology(kind: 'single' | 'cluster'): Promise<NatsTop
   };
 }
 
-/** Connects a plain NATS client (for tests that poke the bus directly). */
-export async function connectClient(url: string): Promise<NatsConnection> {
-  return connect({ servers: url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+/** Connects a plain NATS client (for tests that poke the bus directly), as `security` when given. */
+export async function connectClient(url: string, security: ClientSecurity = {}): Promise<NatsConnection> {
+  return connect({ servers: url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 200, ...securityOptions(security) });
 }

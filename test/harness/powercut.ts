@@ -11,6 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSy
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigClient } from '@strata/config-client';
+import type { ClientSecurity } from '@strata/natsd';
+import { adminSecurity } from '../../cli/src/local-auth';
 import { NatsServerProcess, waitForJetStream } from '@strata/natsd';
 import { repoRoot, run, startNode, startProgram, type ActorProcess } from './processes';
 import { childPids, freePortRun, type WrittenBlock } from './strata';
@@ -200,6 +202,8 @@ export interface StrataUp {
   /** Node k's gateway listens on nbdPort + k - 1; every gateway exports `demo`. */
   nbdPort: number;
   natsUrl: string;
+  /** How the test's own clients connect: `strata up`'s admin on its own servers, anonymous on the test's. */
+  security: ClientSecurity;
   demoId: bigint;
 }
 
@@ -324,10 +328,12 @@ export class PowerCutRig {
     this.roots.add(up.pid());
     await up.waitForOutput(/^ready$/m, 90_000);
     const natsUrl = readFileSync(join(options.dir, 'nats.url'), 'utf8').trim();
-    const client = await ConfigClient.connect(natsUrl);
+    // `strata up`'s own servers take its admin (TLS, a user per process); an existing cluster's, the environment's.
+    const security = adminSecurity(options.dir) ?? {};
+    const client = await ConfigClient.connect(natsUrl, undefined, security);
     try {
       const demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
-      return { up, dir: options.dir, nbdPort, natsUrl, demoId };
+      return { up, dir: options.dir, nbdPort, natsUrl, security, demoId };
     } finally {
       await client.close();
     }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { decode } from '@strata/codec';
-import { freePort, portIsFree } from '@strata/natsd';
+import { freePort, portIsFree, securityOptions, type ClientSecurity } from '@strata/natsd';
 import { openBucket } from '@strata/kv';
 import { buckets, keys, oplogEntry, streams, subjects, vdiskOwnership, type VdiskOwnership } from '@strata/proto';
 import { run } from './processes';
@@ -303,8 +303,8 @@ async function drainStateOver(jsm: Jsm, own: OwnBucket, vdiskId: bigint): Promis
   };
 }
 
-export async function readDrainState(natsUrl: string, vdiskId: bigint): Promise<DrainState> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+export async function readDrainState(natsUrl: string, vdiskId: bigint, security: ClientSecurity = {}): Promise<DrainState> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...securityOptions(security) });
   try {
     // No account check up front: it fails outright while JetStream re-elects after a fault.
     const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false });
@@ -351,16 +351,17 @@ export async function sampleDrain(natsUrl: string, vdiskId: bigint, intervalMs =
 /**
  * Waits until everything written to the vDisk is drained: `drained` reaches the
  * oplog's last sequence, or the one before it when the last message is a takeover
- * marker (drain never needs to cover a marker). Returns the state it saw.
+ * marker (drain never needs to cover a marker). Returns the state it saw. It
+ * connects as `security` (a secure cluster's admin; anonymous by default).
  */
-export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs: number): Promise<DrainState> {
+export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs: number, security: ClientSecurity = {}): Promise<DrainState> {
   let seen: DrainState | undefined;
   try {
     return await waitFor(
       `vdisk ${vdiskId} to drain its oplog`,
       timeoutMs,
       async () => {
-        seen = await readDrainState(natsUrl, vdiskId);
+        seen = await readDrainState(natsUrl, vdiskId, security);
         const needed = seen.lastKind === 'marker' ? seen.lastSeq - 1 : seen.lastSeq;
         return seen.lastSeq > 0 && seen.drained >= needed ? seen : false;
       },
@@ -373,8 +374,8 @@ export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs
 }
 
 /** The ownership record of a vDisk (`own`, `vdisk.<id>`), or undefined before its first I/O. */
-export async function readOwnership(natsUrl: string, vdiskId: bigint): Promise<VdiskOwnership | undefined> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+export async function readOwnership(natsUrl: string, vdiskId: bigint, security: ClientSecurity = {}): Promise<VdiskOwnership | undefined> {
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...securityOptions(security) });
   try {
     const own = await openBucket(nc, buckets.own, vdiskOwnership);
     return (await own.get(keys.vdiskOwnership(vdiskId)))?.value;

@@ -7,6 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigClient } from '@strata/config-client';
+import type { ClientSecurity } from '@strata/natsd';
+import { adminSecurity } from '../../cli/src/local-auth';
 import type { NatsTopology } from './nats';
 import { startNode, type ActorProcess } from './processes';
 import { childPids, commandLine, freePortRun, killIfUnchanged, type AckedWriter, type DrainSampler } from './strata';
@@ -19,6 +21,8 @@ export interface UpCluster {
   /** Node k's gateway listens on nbdPort + k - 1. */
   nbdPort: number;
   natsUrl: string;
+  /** How the test's own clients connect: the admin's credentials and the CA (none when insecure). */
+  security: ClientSecurity;
   demoId: bigint;
   writer?: AckedWriter;
   sampler?: DrainSampler;
@@ -45,6 +49,13 @@ export interface UpClusterOptions {
   upArgs?: string[];
   /** Storage nodes (`--nodes`), each with its own NBD port: 3 (default) or 4. */
   nodes?: 3 | 4;
+  /**
+   * `strata up`'s default: TLS and a NATS user per process with its role's
+   * permissions; the test's own clients then connect with `cluster.security` (the
+   * admin's). Without it the cluster runs `--insecure`, since the tests' clients
+   * connect to `natsUrl` anonymously.
+   */
+  secure?: boolean;
 }
 
 /** The clusters one test file started, stopped together. */
@@ -72,15 +83,16 @@ export class UpClusters {
       'cli/dist/main.js',
       [
         ...['--dir', dir, 'up', '--nodes', String(nodes), '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1)],
-        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : []), ...(options.upArgs ?? [])],
+        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : []), ...(options.secure === true ? [] : ['--insecure']), ...(options.upArgs ?? [])],
       ],
       { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );
-    const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', demoId: 0n, passed: false };
+    const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', security: {}, demoId: 0n, passed: false };
     this.clusters.push(cluster);
     await up.waitForOutput(/^ready$/m, 90_000);
     cluster.natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
-    const client = await ConfigClient.connect(cluster.natsUrl);
+    if (options.secure === true) cluster.security = adminSecurity(dir) ?? {};
+    const client = await ConfigClient.connect(cluster.natsUrl, undefined, cluster.security);
     try {
       cluster.demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
     } finally {

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { connectBus, type Bus, type Service } from '@strata/bus';
 import { createLogger, type Logger } from '@strata/log';
+import { subjects } from '@strata/proto';
 import { createMetrics, startMetricsServer, type Metrics, type MetricsServer } from '@strata/metrics';
 import { startTracing } from '@strata/tracing';
 import { startCpuProfile } from './profile';
@@ -42,7 +43,7 @@ export interface HostOptions {
 
 /** Subject of an actor instance's health check: `strata.health.config.config-1`. */
 export function healthSubject(actor: string, instance: string): string {
-  return `strata.health.${actor}.${instance}`;
+  return subjects.health(actor, instance);
 }
 
 export const healthReply = z.strictObject({ actor: z.string(), instance: z.string(), uptimeMs: z.number(), pid: z.number() });

@@ -10,10 +10,11 @@
 // encoding are gone: the request and reply objects are handed over as they are, so
 // neither side may change an object after handing it over.
 import { performance } from 'node:perf_hooks';
-import { connect, headers as natsHeaders, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { connect, headers as natsHeaders, type ConnectionOptions, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { decode, decodeUntyped, encode, validate } from '@strata/codec';
 import { ErrorCode, StrataError, isErrorCode } from '@strata/errors';
+import { clientSecurityFromEnv, securityOptions, type ClientSecurity } from '@strata/natsd';
 import { SpanKind, SpanStatusCode, context, extractTraceContext, injectTraceContext, trace, withSpan, type Context, type Span } from '@strata/tracing';
 import { replyEnvelope } from './envelope';
 
@@ -40,6 +41,8 @@ export interface BusOptions {
    * (default true). Off, every request goes through the server, as between processes.
    */
   localDispatch?: boolean;
+  /** Credentials and the servers' CA; default: from the environment (STRATA_NATS_USER, STRATA_NATS_PASSWORD, STRATA_NATS_CA). */
+  security?: ClientSecurity;
 }
 
 export interface RequestOptions {
@@ -104,10 +107,21 @@ function parseServers(servers: string | string[] | undefined): string[] {
     .filter((s) => s.length > 0);
 }
 
+/**
+ * The credentials and TLS settings of this process's environment as nats.js options,
+ * for a connection made beside the bus's own (the oplog link to a stream leader).
+ */
+export function envSecurityOptions(): Partial<ConnectionOptions> {
+  return securityOptions(clientSecurityFromEnv(process.env));
+}
+
+export type { ClientSecurity };
+
 export async function connectBus(options: BusOptions): Promise<Bus> {
   const nc = await connect({
     servers: parseServers(options.servers),
     name: options.name,
+    ...securityOptions(options.security ?? clientSecurityFromEnv(process.env)),
     // A storage controller never gives up on its bus: it reconnects forever, and
     // the lease logic decides when it must stop acting.
     maxReconnectAttempts: -1,

@@ -2,7 +2,7 @@
 // actors: each call is a request to `strata.cfg.<op>` with a deadline; reads are
 // retried on retryable errors, writes are not (a timed-out write may have applied).
 import type { z } from 'zod';
-import { connectBus, type Bus } from '@strata/bus';
+import { connectBus, type Bus, type ClientSecurity } from '@strata/bus';
 import {
   CfgOp,
   cfgObjectWithRevision,
@@ -24,9 +24,10 @@ export class ConfigClient {
     private readonly ownsBus = false,
   ) {}
 
-  static async connect(url: string, timeoutMs = 10_000): Promise<ConfigClient> {
+  /** Connects to `url` as `security` (default: the credentials in the environment). */
+  static async connect(url: string, timeoutMs = 10_000, security?: ClientSecurity): Promise<ConfigClient> {
     try {
-      return new ConfigClient(await connectBus({ name: 'strata-config-client', servers: url }), timeoutMs, true);
+      return new ConfigClient(await connectBus({ name: 'strata-config-client', servers: url, ...(security === undefined ? {} : { security }) }), timeoutMs, true);
     } catch (err) {
       throw new Error(`cannot reach NATS at ${url} (${(err as Error).message}); is a cluster running? Start one with "strata up" or set NATS_URL`);
     }

@@ -1,9 +1,11 @@
 // One nats-server child process with a generated config file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { clientSecurityFromEnv, securityOptions, type ClientSecurity } from './client-security';
+import type { TlsFiles } from './credentials';
 import { NATS_SERVER_MIN_VERSION, natsServerBinary, natsServerVersion, versionAtLeast } from './version';
 
 export interface NatsServerSpec {
@@ -40,6 +42,15 @@ export interface NatsServerSpec {
    * power-loss test that shows what is lost without it.
    */
   syncAlways?: boolean;
+  /**
+   * TLS on client connections and routes with these files; clients then verify the
+   * server against the CA (and routes each other).
+   */
+  tls?: TlsFiles;
+  /** An `authorization { users: [...] }` block (permissions.ts): no anonymous clients. */
+  authorization?: string;
+  /** Who start() connects as to see the server accept clients, when it needs credentials. */
+  probe?: ClientSecurity;
 }
 
 
@@ -114,6 +125,10 @@ function routeUrl(route: number | string): string {
   return `nats-route://${typeof route === 'number' ? `127.0.0.1:${route}` : route}`;
 }
 
+function tlsLines(tls: TlsFiles): string[] {
+  return [`  cert_file: "${tls.certFile}"`, `  key_file: "${tls.keyFile}"`, `  ca_file: "${tls.caFile}"`];
+}
+
 function configText(spec: NatsServerSpec): string {
   const host = hostOf(spec);
   const lines = [
@@ -128,6 +143,7 @@ function configText(spec: NatsServerSpec): string {
     `ping_interval: "2s"`,
     `ping_max: 2`,
     ...(spec.monitorPort === undefined ? [] : [`http: ${host}:${spec.monitorPort}`]),
+    ...(spec.tls === undefined ? [] : [`tls {`, ...tlsLines(spec.tls), `  timeout: 2`, `}`]),
     `jetstream {`,
     `  store_dir: "${join(spec.dir, 'js')}"`,
     `  max_memory_store: 256MB`,
@@ -142,9 +158,11 @@ function configText(spec: NatsServerSpec): string {
       `  name: strata`,
       `  listen: ${host}:${spec.clusterPort}`,
       `  routes: [${(spec.routes ?? []).map(routeUrl).join(', ')}]`,
+      ...(spec.tls === undefined ? [] : [`  tls {`, ...tlsLines(spec.tls).map((l) => `  ${l}`), `    timeout: 2`, `  }`]),
       `}`,
     );
   }
+  if (spec.authorization !== undefined) lines.push(spec.authorization.trimEnd());
   return lines.join('\n') + '\n';
 }
 
@@ -155,11 +173,30 @@ export class NatsServerProcess {
   private readonly recent: string[] = [];
   private readonly configFile: string;
 
-  constructor(readonly spec: NatsServerSpec) {
-    this.url = `nats://${hostOf(spec)}:${spec.port}`;
-    mkdirSync(spec.dir, { recursive: true });
-    this.configFile = join(spec.dir, 'nats.conf');
-    writeFileSync(this.configFile, configText(spec));
+  constructor(private spec_: NatsServerSpec) {
+    this.url = `nats://${hostOf(spec_)}:${spec_.port}`;
+    mkdirSync(spec_.dir, { recursive: true });
+    this.configFile = join(spec_.dir, 'nats.conf');
+    this.writeConfig();
+  }
+
+  get spec(): NatsServerSpec {
+    return this.spec_;
+  }
+
+  /** The config holds passwords: readable by its owner alone. */
+  private writeConfig(): void {
+    writeFileSync(this.configFile, configText(this.spec_), { mode: 0o600 });
+    chmodSync(this.configFile, 0o600);
+  }
+
+  /**
+   * Rewrites the config with another users block; a running server applies it on
+   * SIGHUP (a reload), one started later reads it at start.
+   */
+  setAuthorization(authorization: string): void {
+    this.spec_ = { ...this.spec_, authorization };
+    this.writeConfig();
   }
 
   /** The monitoring endpoint, when the spec asked for one. */
@@ -221,7 +258,7 @@ export class NatsServerProcess {
       }
       if (!this.isRunning() && child.exitCode !== null) throw new Error(`nats-server ${this.name} exited at start: ${this.output().slice(-2000)}`);
       try {
-        const nc = await connect({ servers: this.url, reconnect: false, timeout: 500 });
+        const nc = await connect({ servers: this.url, reconnect: false, timeout: 500, ...securityOptions(this.spec.probe ?? {}) });
         await nc.close();
         return;
       } catch {
@@ -260,14 +297,15 @@ export class NatsServerProcess {
 
 /**
  * Waits until JetStream answers account info (the meta group has a leader), also
- * while the servers are still starting and refuse connections.
+ * while the servers are still starting and refuse connections. It connects as
+ * `security`: by default the credentials of this process's environment.
  */
-export async function waitForJetStream(url: string, timeoutMs = 30_000): Promise<void> {
+export async function waitForJetStream(url: string, timeoutMs = 30_000, security: ClientSecurity = clientSecurityFromEnv(process.env)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
-      const nc = await connect({ servers: url.split(','), timeout: 2_000, reconnect: false });
+      const nc = await connect({ servers: url.split(','), timeout: 2_000, reconnect: false, ...securityOptions(security) });
       try {
         const reply = await nc.request('$JS.API.INFO', undefined, { timeout: 1_000 });
         const info = JSON.parse(new TextDecoder().decode(reply.data)) as { error?: { description?: string } };
@@ -296,6 +334,10 @@ export interface NatsServersOptions {
   monitor?: boolean;
   /** See NatsServerSpec.binary. */
   binary?: string;
+  /** See NatsServerSpec: TLS, users and who start() connects as. */
+  tls?: TlsFiles;
+  authorization?: string;
+  probe?: ClientSecurity;
 }
 
 /**
@@ -317,6 +359,9 @@ export async function planNatsServers(options: NatsServersOptions): Promise<Nats
       ...(options.syncAlways === undefined ? {} : { syncAlways: options.syncAlways }),
       ...(options.monitor === true ? { monitorPort: monitorPorts[i] } : {}),
       ...(options.binary === undefined ? {} : { binary: options.binary }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.authorization === undefined ? {} : { authorization: options.authorization }),
+      ...(options.probe === undefined ? {} : { probe: options.probe }),
       ...(count > 1 ? { clusterPort: clusterPorts[i], routes: clusterPorts.filter((_, j) => j !== i) } : {}),
     });
   });
@@ -327,7 +372,7 @@ export async function startNatsServers(options: NatsServersOptions): Promise<Nat
   const servers = await planNatsServers(options);
   try {
     await Promise.all(servers.map((s) => s.start()));
-    await waitForJetStream(servers.map((s) => s.url).join(','));
+    await waitForJetStream(servers.map((s) => s.url).join(','), 30_000, options.probe);
   } catch (err) {
     await Promise.all(servers.map((s) => s.stop()));
     throw err;

@@ -12,6 +12,7 @@
 // actor's own connection. Correctness never depends on which one is used.
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { envSecurityOptions } from '@strata/bus';
 import type { Logger } from '@strata/log';
 
 /** JetStream announces a stream's new leader here (nats-server's JSAdvisoryStreamLeaderElectedPre). */
@@ -84,7 +85,7 @@ export class OplogLink {
     for (const url of this.candidates()) {
       if (this.stopped) return;
       // noAsyncTraces: appends go over this connection (see connectBus in @strata/bus).
-      const candidate = await connect({ servers: [url], name: `${nc.info?.server_name ?? 'oplog'}-oplog-link`, maxReconnectAttempts: 0, timeout: 2000, noAsyncTraces: true }).catch(() => undefined);
+      const candidate = await connect({ servers: [url], name: `${nc.info?.server_name ?? 'oplog'}-oplog-link`, maxReconnectAttempts: 0, timeout: 2000, noAsyncTraces: true, ...envSecurityOptions() }).catch(() => undefined);
       if (candidate === undefined) continue;
       if (candidate.info?.server_name === leader) {
         log.info({ leader, url, why }, 'oplog link: appends go straight to the stream leader');
