@@ -1,6 +1,6 @@
 // `npm run bench:rebuild`: how long the curator takes to restore RF after a node is
 // lost for good, against what the disks and the bus can move, and what the rebuild
-// costs a QD1 reader. A local `strata up` cluster of four nodes (one process per
+// costs a QD1 reader. A local `strata up --insecure` cluster of four nodes (one process per
 // node), a container of RF 2 and one vDisk owned by n2, written sequentially (fio,
 // 1 MiB at QD8) with --gib GiB through n2's gateway and drained to the extent
 // groups. Then:
