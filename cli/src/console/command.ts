@@ -8,7 +8,7 @@ import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { METRICS_TARGETS_FILE } from '../metrics-ports';
 import { tracingUrlOf } from '../tracing';
-import { parseCount } from '../units';
+import { UsageError, parseCount } from '../units';
 import { ConsoleServer } from './server';
 import { StateGatherer, type Target } from './state';
 
@@ -40,10 +40,12 @@ export function registerConsoleCommand(program: Command, ctx: ConsoleCommandCont
     .option('--host <address>', 'address to listen on (loopback: only this machine can open it)', '127.0.0.1')
     .option('--tracing [url]', 'link vDisks to their traces in this Zipkin (default http://127.0.0.1:9411)')
     .option('--targets <file>', "the processes' metrics (a Prometheus file_sd file; default: metrics-targets.json in the data directory)")
-    .action((o: { port: string; host: string; tracing?: string | boolean; targets?: string }) =>
-      ctx.withCluster(async (client, nc, bus) => {
-        const port = parseCount(o.port, '--port', 0);
-        const tracingUrl = tracingUrlOf(o.tracing);
+    .action((o: { port: string; host: string; tracing?: string | boolean; targets?: string }) => {
+      // Bad flags are usage errors before any connection is tried.
+      const port = parseCount(o.port, '--port', 0);
+      if (port > 65_535) throw new UsageError(`--port: ${port} is not a port`);
+      const tracingUrl = tracingUrlOf(o.tracing);
+      return ctx.withCluster(async (client, nc, bus) => {
         const targetsFile = o.targets ?? join(ctx.dir(), METRICS_TARGETS_FILE);
         const server = new ConsoleServer(new StateGatherer(client, nc, bus, () => readTargets(targetsFile)), { host: o.host, port, intervalMs: 1_000, ...(tracingUrl === undefined ? {} : { tracingUrl }) });
         const listening = await server.listen();
@@ -53,6 +55,6 @@ export function registerConsoleCommand(program: Command, ctx: ConsoleCommandCont
           process.once('SIGTERM', resolve);
         });
         await server.close();
-      }),
-    );
+      });
+    });
 }
