@@ -22,8 +22,10 @@
 // write's append in a `link.0` tag (Zipkin has no links) and holds the extent stores'
 // and metadata shards' spans: six services at least. Headless Chromium takes a
 // screenshot of the write's trace in Zipkin's UI (test/artifacts/zipkin-write-trace.png).
+// And every actor process of this secure cluster (TLS, a user per process) answers a
+// scrape at the port the targets file gives.
 // Every wait is bounded; afterAll stops `strata up` and Zipkin and kills by PID whatever they left.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpanStatusCode } from '@strata/tracing';
@@ -174,6 +176,10 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
       { intervalMs: 200, retryIf: isLineBeingWritten },
     );
     await checkZipkin(zipkin!, await readSpanFile(spanFile));
+    // With TLS and a user per process on the bus, every actor process still answers a scrape.
+    const targets = JSON.parse(readFileSync(join(dir, 'metrics-targets.json'), 'utf8')) as Array<{ targets: string[] }>;
+    expect(targets).toHaveLength([...started.values()].filter((args) => !args.includes('nats-server')).length);
+    for (const t of targets) expect({ target: t.targets[0], status: (await fetch(`http://${t.targets[0]}/metrics`)).status }).toEqual({ target: t.targets[0], status: 200 });
     // A clean stop: every process ends and flushes its spans before it exits.
     const stopping = up!.exited();
     await up!.stop(20_000);
