@@ -47,8 +47,10 @@ export interface DirectorDeps {
   nodes: WatchCache<CfgEntry>;
 }
 
-/** Attempts at a compare-and-set on an ownership record before giving up (UNAVAILABLE). */
-const CAS_ATTEMPTS = 5;
+/** Compare-and-set attempts of an attach (claim or volunteer) before it answers UNAVAILABLE. */
+const ATTACH_ATTEMPTS = 5;
+/** Compare-and-set attempts of a first I/O's claim; a lost one reads the winner's record, so two suffice. */
+const CLAIM_ATTEMPTS = 2;
 
 export class Director {
   /** Relinquish requests in progress, one per vDisk however many I/Os wait for it. */
@@ -69,7 +71,7 @@ export class Director {
         if (current.value.volunteers.includes(this.deps.node)) return undefined;
         return { ...current.value, volunteers: [...current.value.volunteers, this.deps.node] };
       },
-      CAS_ATTEMPTS,
+      ATTACH_ATTEMPTS,
     );
     const { owner, epoch, volunteers } = after!.value;
     return { owner, epoch, volunteers };
@@ -181,16 +183,9 @@ export class Director {
     }
     const known = watched?.owner;
     if (known !== undefined) return known;
-    try {
-      await this.deps.own.create(key, this.claimRecord());
-      recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
-      return this.deps.node;
-    } catch (err) {
-      if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-      // Another director claimed it first.
-      const current = await this.deps.own.get(key);
-      if (current === null) throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: ownership changed while claiming it; try again`);
-      return current.value.owner;
-    }
+    // Created when absent; when another director claimed it first, its owner is the answer.
+    const { after, written } = await modify(this.deps.own, key, (current) => (current === null ? this.claimRecord() : undefined), CLAIM_ATTEMPTS);
+    if (written) recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
+    return after!.value.owner;
   }
 }

@@ -103,6 +103,8 @@ const tracer = trace.getTracer('@strata/vdisk-controller');
 
 /** Compare-and-set attempts of a hand-over (relinquish) before it answers UNAVAILABLE. */
 const HAND_OVER_ATTEMPTS = 5;
+/** Compare-and-set attempts of recording a drained sequence or a generation (a failure fails the drain, which is retried). */
+const OWN_RECORD_ATTEMPTS = 3;
 
 export class Controller {
   private readonly served = new Map<bigint, Served>();
@@ -561,14 +563,24 @@ export class Controller {
     await this.updateOwnRecord(served, `generation ${generation}`, (current) => ({ ...current, generation: Math.max(current.generation, generation) }));
   }
 
-  /** Rewrites this owner's ownership record by compare-and-set: FENCED when it names another owner or epoch. */
+  /**
+   * Rewrites this owner's ownership record by compare-and-set: FENCED when it names
+   * another owner or epoch. A compare-and-set lost to another writer (a volunteer
+   * joining) is tried again on the new record.
+   */
   private async updateOwnRecord(served: Served, what: string, change: (current: VdiskOwnership) => VdiskOwnership): Promise<void> {
-    const key = keys.vdiskOwnership(served.vdisk.shape.id);
-    const current = await this.deps.own.get(key);
-    if (current === null || current.value.owner !== this.deps.settings.node || current.value.epoch !== served.ownership.epoch) {
-      throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording ${what}`);
-    }
-    served.ownership.revision = await this.deps.own.update(key, change(current.value), current.revision);
+    const { after } = await modify(
+      this.deps.own,
+      keys.vdiskOwnership(served.vdisk.shape.id),
+      (current) => {
+        if (current === null || current.value.owner !== this.deps.settings.node || current.value.epoch !== served.ownership.epoch) {
+          throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording ${what}`);
+        }
+        return change(current.value);
+      },
+      OWN_RECORD_ATTEMPTS,
+    );
+    served.ownership.revision = after!.revision;
   }
 
   /**
