@@ -5,7 +5,6 @@
 import { performance } from 'node:perf_hooks';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Bus } from '@strata/bus';
-import { decode } from '@strata/codec';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { IdAllocator } from '@strata/ids';
@@ -15,7 +14,6 @@ import type { MdClient } from '@strata/md-client';
 import {
   EventType,
   keys,
-  oplogEntry,
   streams,
   subjects,
   type CfgEntry,
@@ -29,8 +27,7 @@ import {
 import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
 import { DrainPacer } from './drain-pacer';
 import { OplogLink } from './oplog-link';
-import { OplogAppender } from './oplog';
-import { oplogFetcher, readTail } from './oplog-replay';
+import { OplogAppender, lastMessage, purgeBelow, readOpsTail } from '@strata/oplog';
 import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
@@ -324,10 +321,7 @@ export class Controller {
 
     const started = performance.now();
     const subject = subjects.oplog(vdiskId);
-    const { lastSeq, entries } = await this.readOplogTail(subject, ownership.value.drained).catch((err: unknown) => {
-      // Whatever kept the tail from being read, the open can be tried again.
-      throw err instanceof StrataError ? err : new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: cannot read its oplog tail: ${(err as Error).message}`, { cause: err });
-    });
+    const { lastSeq, entries } = await readOpsTail(this.js, this.jsm, vdiskId, ownership.value.drained, settings.replayTimeoutMs);
     recordingSpan()?.setAttributes({ 'strata.oplog.drained_seq': ownership.value.drained, 'strata.oplog.last_seq': lastSeq, 'strata.oplog.replayed': entries.length });
     // The vDisk's callbacks need the Served record, which exists only once the vDisk does.
     const ref: { served?: Served } = {};
@@ -339,7 +333,7 @@ export class Controller {
       owner: settings.node,
       lastSequence: lastSeq,
       maxBatchBytes: settings.oplogBatchBytesMax,
-      lastMessage: () => this.lastOplogMessage(subject),
+      lastMessage: () => lastMessage(this.jsm, vdiskId),
       publishTimeoutMs: settings.oplogPublishTimeoutMs,
       publishAttempts: settings.oplogPublishAttempts,
       onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
@@ -384,7 +378,7 @@ export class Controller {
           const current = await this.deps.md.get('vdisk', key);
           await this.deps.md.put('vdisk', key, value, current?.revision ?? 0, { fence });
         },
-        purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
+        purgeBelow: (seq) => purgeBelow(this.jsm, vdiskId, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
         hold: this.faultHold(vdiskId),
         roomFor: (bytes, backlogBytes) => {
@@ -425,32 +419,6 @@ export class Controller {
     );
     vdisk.kickDrain();
     return served;
-  }
-
-  /**
-   * Every oplog entry of `subject` after `drained`, and the subject's last sequence:
-   * the whole tail or an error (see oplog-replay.ts), within the takeover step's bound.
-   */
-  private async readOplogTail(subject: string, drained: number): Promise<{ lastSeq: number; entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> }> {
-    const lastSeq = (await this.lastOplogMessage(subject))?.seq ?? 0;
-    const messages = await readTail({ drained, lastSeq, timeoutMs: this.deps.settings.replayTimeoutMs }, oplogFetcher(this.js, streams.oplog, subject));
-    const entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> = [];
-    for (const m of messages) {
-      const entry = decode(m.data, oplogEntry);
-      if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
-    }
-    return { lastSeq, entries };
-  }
-
-  /** The last message of `subject` in the oplog (undefined when it has none): its sequence and message id. */
-  private async lastOplogMessage(subject: string): Promise<{ seq: number; msgId: string | undefined } | undefined> {
-    try {
-      const m = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
-      return m === null ? undefined : { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
-    } catch (err) {
-      if (/no message found/i.test((err as Error).message ?? '')) return undefined;
-      throw err;
-    }
   }
 
   /**
@@ -601,14 +569,6 @@ export class Controller {
     });
     this.deps.log.info({ vdisk: String(vdiskId), snapshot: String(snapshotId), ...result }, 'snapshot cut');
     return result;
-  }
-
-  private async purgeBelow(subject: string, seq: number, lastSeq: number): Promise<void> {
-    // Purging the newest message would reset the subject's last sequence to 0 and
-    // break the next append's expectation, so it always stays.
-    const below = Math.min(seq, lastSeq);
-    if (below <= 1) return;
-    await this.jsm.streams.purge(streams.oplog, { filter: subject, seq: below });
   }
 
   /** The fault tests' hold (settings.faultHoldAt), or undefined when unset. */

@@ -20,7 +20,7 @@ import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
-import type { Oplog } from './oplog';
+import type { Oplog } from '@strata/oplog';
 import { StagingExtents, type Staged } from './staging';
 import { isShared, planRowCopy, rowCount, stamped } from './snapshot';
 

@@ -10,7 +10,7 @@ import type { BlockLocation, VdiskRow } from '@strata/proto';
 import { SPAN_LINKS_MAX, SpanStatusCode, context, trace, type Span, type SpanContext } from '@strata/tracing';
 import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/testing';
 import type { ExtentSpace } from '../src/extent-groups';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '@strata/oplog';
 import { Vdisk } from '../src/vdisk';
 
 type ReadableSpan = ReturnType<InMemoryTracing['exporter']['getFinishedSpans']>[number];

@@ -7,7 +7,7 @@
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import type { ExtentChanges, ExtentSpace } from '../src/extent-groups';
-import type { Oplog } from '../src/oplog';
+import type { Oplog } from '@strata/oplog';
 import { Vdisk, type DrainFailure, type VdiskPorts } from '../src/vdisk';
 
 const BLOCK = 64;

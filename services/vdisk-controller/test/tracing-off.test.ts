@@ -6,7 +6,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { BlockLocation } from '@strata/proto';
 import { trace, type SpanContext } from '@strata/tracing';
 import type { ExtentSpace } from '../src/extent-groups';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '@strata/oplog';
 import { Vdisk } from '../src/vdisk';
 
 const BLOCK = 4096;

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import type { ExtentChanges, ExtentSpace } from '../src/extent-groups';
-import type { Oplog } from '../src/oplog';
+import type { Oplog } from '@strata/oplog';
 import { Vdisk, type VdiskPorts } from '../src/vdisk';
 import { seededRandom } from '../../../test/harness/random';
 

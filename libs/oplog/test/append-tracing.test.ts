@@ -9,7 +9,7 @@ import type { MsgHdrs } from '@nats-io/transport-node';
 import type { OplogOp } from '@strata/proto';
 import { SpanKind, SpanStatusCode, context, trace, type Span, type SpanContext } from '@strata/tracing';
 import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/testing';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '../src/append';
 
 type ReadableSpan = ReturnType<InMemoryTracing['exporter']['getFinishedSpans']>[number];
 

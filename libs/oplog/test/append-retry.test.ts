@@ -9,7 +9,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { ErrorCode, isStrataError } from '@strata/errors';
 import type { OplogOp } from '@strata/proto';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '../src/append';
 
 interface Stored {
   seq: number;
