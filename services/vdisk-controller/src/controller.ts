@@ -336,7 +336,6 @@ export class Controller {
       lastMessage: () => lastMessage(this.jsm, vdiskId),
       publishTimeoutMs: settings.oplogPublishTimeoutMs,
       publishAttempts: settings.oplogPublishAttempts,
-      onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
     });
     // Every metadata write of this vDisk is fenced by the epoch it is served at, like
     // its oplog entries and extent-store writes.

@@ -233,8 +233,23 @@ export class Vdisk {
         bytes += refWeight(op.length);
       } else this.index.insert(op.offset, op.length, seq, undefined);
     }
-    if (bytes > 0) this.entryBytes.push({ seq, bytes });
+    if (bytes > 0) {
+      // The appends of one message share its sequence: one entry for them all.
+      const last = this.entryBytes.at(-1);
+      if (last?.seq === seq) last.bytes += bytes;
+      else this.entryBytes.push({ seq, bytes });
+    }
     if (writes !== undefined) this.writeLinks.record(seq, writes);
+  }
+
+  /**
+   * The write path's one step into the oplog: appends `ops` and, once stored, applies
+   * them to the index at the sequence the append returns, in the same turn (a drain
+   * starts in a turn of its own: see kickDrain).
+   */
+  private async appendAndApply(...ops: OplogOp[]): Promise<void> {
+    const { seq, span } = await this.appender.append(...ops);
+    this.apply(seq, ops, span === undefined ? undefined : [span]);
   }
 
   /** Describes the I/O on the active span (the controller's handler span), when it records. */
@@ -354,7 +369,7 @@ export class Vdisk {
       await this.reserve(data.length, deadline);
       try {
         // The request's bytes are a view into its message buffer: keep a copy.
-        await this.appender.append({ op: 'write', offset, data: Uint8Array.prototype.slice.call(data) });
+        await this.appendAndApply({ op: 'write', offset, data: Uint8Array.prototype.slice.call(data) });
       } finally {
         this.released(data.length);
       }
@@ -407,7 +422,7 @@ export class Vdisk {
       if (parts === undefined) return false;
       let committed = false;
       try {
-        await this.appender.append(...parts.map((p) => ({ op: 'ref' as const, offset: p.start, length: p.end - p.start, egroup: p.egroup, egOffset: p.egOffset })));
+        await this.appendAndApply(...parts.map((p) => ({ op: 'ref' as const, offset: p.start, length: p.end - p.start, egroup: p.egroup, egOffset: p.egOffset })));
         committed = true;
         await this.ports.hold?.(FaultStep.directCommitted);
       } finally {
@@ -478,7 +493,7 @@ export class Vdisk {
     if (this.hold !== undefined) await this.passHold(deadline);
     this.inFlight++;
     try {
-      await this.appender.append({ op: 'zero', offset, length });
+      await this.appendAndApply({ op: 'zero', offset, length });
       this.afterWrite();
     } finally {
       this.doneWriting();
@@ -640,7 +655,13 @@ export class Vdisk {
     }
     this.drainAgain = false;
     let failed = false;
-    this.draining = this.drain()
+    // The drain starts in a turn of its own, when every append stored by then has been
+    // applied. The appender's last sequence moves as a message is stored, a moment
+    // before its writers apply it (one after another); a drain started in between (a
+    // kick from a write, or from the end of the previous drain) would go up to that
+    // sequence without their data and record it as drained.
+    this.draining = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => (this.closed ? undefined : this.drain()))
       .then(() => {
         if (this.drainFailures > 0) this.onDrainRecovered?.(this.drainFailures);
         this.drainFailures = 0;
