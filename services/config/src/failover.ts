@@ -14,6 +14,7 @@ import { ErrorCode, isStrataError } from '@strata/errors';
 import type { TypedBucket, WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import { appendMarker, lastEntry } from '@strata/oplog';
+import { takeOver } from '@strata/ownership';
 import {
   EventType,
   TakeoverStep,
@@ -202,11 +203,10 @@ export class FailoverCoordinator {
   private async claim(t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
     const key = keys.vdiskOwnership(t.vdisk);
     const current = await this.deps.owners.get(key);
-    if (current === null) return { type: 'superseded' };
-    const { owner, epoch } = current.value;
-    if (epoch === t.epoch && owner === t.to) return { type: 'done' };
-    if (epoch >= t.epoch) return { type: 'superseded' };
-    await this.deps.owners.update(key, { ...current.value, owner: t.to, epoch: t.epoch }, current.revision);
+    const decision = takeOver(current?.value ?? null, t.to, t.epoch);
+    if (decision.kind !== 'write') return { type: decision.kind };
+    // A lost compare-and-set fails the step; the machine tries it again on the new record.
+    await this.deps.owners.update(key, decision.next, current!.revision);
     return { type: 'done' };
   }
 

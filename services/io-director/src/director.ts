@@ -16,6 +16,7 @@
 import type { Bus, RequestContext } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { modify, type TypedBucket, type WatchCache } from '@strata/kv';
+import { attach, claim } from '@strata/ownership';
 import {
   Liveness,
   VdcOp,
@@ -66,11 +67,7 @@ export class Director {
     const { after } = await modify(
       this.deps.own,
       keys.vdiskOwnership(vdiskId),
-      (current) => {
-        if (current === null) return this.claimRecord();
-        if (current.value.volunteers.includes(this.deps.node)) return undefined;
-        return { ...current.value, volunteers: [...current.value.volunteers, this.deps.node] };
-      },
+      (current) => attach(current?.value ?? null, this.deps.node),
       ATTACH_ATTEMPTS,
     );
     const { owner, epoch, volunteers } = after!.value;
@@ -85,11 +82,6 @@ export class Director {
     this.vdiskConfig(req.vdisk);
     const owner = await this.ownerOf(req.vdisk);
     return this.deps.bus.request(subjects.controller(owner, VdcOp.snapshot), req, vdcSnapshotReply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
-  }
-
-  /** The record of a vDisk this node claims because nobody owned it: epoch 1, this node its first volunteer. */
-  private claimRecord(): VdiskOwnership {
-    return { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0, generation: 0 };
   }
 
   private vdiskConfig(vdiskId: bigint): Extract<CfgEntry, { kind: 'vdisk' }> {
@@ -184,7 +176,7 @@ export class Director {
     const known = watched?.owner;
     if (known !== undefined) return known;
     // Created when absent; when another director claimed it first, its owner is the answer.
-    const { after, written } = await modify(this.deps.own, key, (current) => (current === null ? this.claimRecord() : undefined), CLAIM_ATTEMPTS);
+    const { after, written } = await modify(this.deps.own, key, (current) => claim(current?.value ?? null, this.deps.node), CLAIM_ATTEMPTS);
     if (written) recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
     return after!.value.owner;
   }

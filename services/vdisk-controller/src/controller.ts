@@ -28,6 +28,7 @@ import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
 import { DrainPacer } from './drain-pacer';
 import { OplogLink } from './oplog-link';
 import { OplogAppender, lastMessage, purgeBelow, readOpsTail } from '@strata/oplog';
+import { handOver, notOwner, serves } from '@strata/ownership';
 import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
@@ -280,12 +281,7 @@ export class Controller {
     const { before, after, written } = await modify(
       this.deps.own,
       key,
-      (current) => {
-        if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
-        if (current.value.owner !== this.deps.settings.node) return undefined;
-        const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
-        return { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
-      },
+      (current) => handOver(current?.value ?? null, vdiskId, this.deps.settings.node, to),
       // Out of attempts: UNAVAILABLE, retryable: the gateway sends the request again, and with it the relinquish.
       HAND_OVER_ATTEMPTS,
     );
@@ -293,7 +289,7 @@ export class Controller {
   }
 
   private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {
-    return new StrataError(ErrorCode.NOT_OWNER, `node ${this.deps.settings.node} does not own vdisk ${vdiskId}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
+    return notOwner(this.deps.settings.node, vdiskId, owner);
   }
 
   /** open() under a `vdisk open` span: the first I/O's trace shows the replay and the takeover marker. */
@@ -310,7 +306,7 @@ export class Controller {
   private async open(vdiskId: bigint): Promise<Served> {
     const { settings, log } = this.deps;
     const ownership = await this.deps.own.get(keys.vdiskOwnership(vdiskId));
-    if (ownership === null || ownership.value.owner !== settings.node) throw this.notOwner(vdiskId, ownership?.value.owner);
+    if (ownership === null || !serves(ownership.value, settings.node)) throw this.notOwner(vdiskId, ownership?.value.owner);
     const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
     if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
     if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
@@ -540,7 +536,7 @@ export class Controller {
       this.deps.own,
       keys.vdiskOwnership(served.vdisk.shape.id),
       (current) => {
-        if (current === null || current.value.owner !== this.deps.settings.node || current.value.epoch !== served.ownership.epoch) {
+        if (current === null || !serves(current.value, this.deps.settings.node, served.ownership.epoch)) {
           throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording ${what}`);
         }
         return change(current.value);
