@@ -32,6 +32,7 @@ import { handOver, notOwner, serves } from '@strata/ownership';
 import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
+import { LifecycleState, nextLifecycle, startLifecycle, stateOf, type LifecycleEvent, type LifecycleSnapshot } from './lifecycle-machine';
 import { SpaceGuard } from './space-guard';
 import { Vdisk, type DrainFailure, type FaultStep, type SnapshotResult, type VdiskSettings } from './vdisk';
 
@@ -90,8 +91,8 @@ interface Served {
   container: { id: bigint; name: string };
   replicationFactor: number;
   tierOrder: string[];
-  /** Oplog entries replayed when it was opened. */
-  replayed: number;
+  /** Where it is in its lifecycle (lifecycle-machine.ts): serving while in `served`, then leaving or closed. */
+  lifecycle: LifecycleSnapshot;
   /** Requests being served now, and who waits for them to end (relinquish). */
   active: number;
   idleWaiters: Array<() => void>;
@@ -167,11 +168,11 @@ export class Controller {
     if (to !== undefined) throw this.notOwner(vdiskId, to);
     const current = this.served.get(vdiskId);
     if (current !== undefined) {
-      if (current.vdisk.appender.failed === undefined) return current;
-      // Its oplog view cannot be trusted any more: drop it and reopen from the oplog.
-      this.served.delete(vdiskId);
-      await current.vdisk.close();
-      if (current.vdisk.appender.failed.code === ErrorCode.FENCED) throw this.notOwner(vdiskId, undefined);
+      const failed = current.vdisk.appender.failed;
+      if (failed === undefined) return current;
+      // Its oplog view cannot be trusted any more: close it and reopen from the oplog.
+      await this.close(vdiskId, current, { type: failed.code === ErrorCode.FENCED ? 'fenced' : 'failed', reason: failed.message });
+      if (failed.code === ErrorCode.FENCED) throw this.notOwner(vdiskId, undefined);
     }
     let opening = this.opening.get(vdiskId);
     if (opening === undefined) {
@@ -203,10 +204,15 @@ export class Controller {
   dropAll(why: string): void {
     if (this.served.size === 0) return;
     this.deps.log.warn({ vdisks: [...this.served.keys()].map(String), why }, 'no longer serving any vdisk');
-    for (const [id, served] of this.served) {
-      this.served.delete(id);
-      void served.vdisk.close();
-    }
+    for (const [id, served] of this.served) void this.close(id, served, { type: 'drop', reason: why });
+  }
+
+  /** Moves a served vDisk's lifecycle on by `event`; once it is closed, stops serving it (waits for a running drain). */
+  private async close(vdiskId: bigint, served: Served, event: LifecycleEvent): Promise<void> {
+    served.lifecycle = nextLifecycle(served.lifecycle, event);
+    if (stateOf(served.lifecycle) !== LifecycleState.closed) return;
+    if (this.served.get(vdiskId) === served) this.served.delete(vdiskId);
+    await served.vdisk.close();
   }
 
   /**
@@ -217,14 +223,13 @@ export class Controller {
     const current = this.served.get(vdiskId);
     if (current !== undefined && current.ownership.epoch < epoch) {
       // Served at an older epoch: that view is stale (this node lost and regained the vDisk).
-      this.served.delete(vdiskId);
-      await current.vdisk.close();
+      await this.close(vdiskId, current, { type: 'drop', reason: `served at epoch ${current.ownership.epoch}, owned at ${epoch}` });
     }
     const served = await this.getServed(vdiskId);
     if (served.ownership.epoch !== epoch) {
       throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served.ownership.epoch}, not ${epoch}`);
     }
-    return { epoch, replayed: served.replayed, lastSeq: served.vdisk.appender.lastSequence };
+    return { epoch, replayed: served.lifecycle.context.replayed, lastSeq: served.vdisk.appender.lastSequence };
   }
 
   /**
@@ -242,11 +247,16 @@ export class Controller {
       await this.opening.get(vdiskId)?.catch(() => undefined);
       const served = this.served.get(vdiskId);
       if (served !== undefined) {
+        served.lifecycle = nextLifecycle(served.lifecycle, { type: 'relinquish', to });
         if (served.active > 0) await new Promise<void>((resolve) => served.idleWaiters.push(resolve));
         this.served.delete(vdiskId);
         await served.vdisk.close();
       }
-      const { current, next } = await this.handOver(key, vdiskId, to);
+      const { current, next } = await this.handOver(key, vdiskId, to).catch((err: unknown) => {
+        if (served !== undefined) served.lifecycle = nextLifecycle(served.lifecycle, { type: 'failed', reason: (err as Error).message });
+        throw err;
+      });
+      if (served !== undefined) served.lifecycle = nextLifecycle(served.lifecycle, { type: 'handedOver' });
       if (next === undefined) return { owner: current.owner, epoch: current.epoch };
       const name = served?.name ?? String(vdiskId);
       log.info({ vdisk: String(vdiskId), to, epoch: next.epoch }, 'relinquished vdisk');
@@ -307,6 +317,7 @@ export class Controller {
     const { settings, log } = this.deps;
     const ownership = await this.deps.own.get(keys.vdiskOwnership(vdiskId));
     if (ownership === null || !serves(ownership.value, settings.node)) throw this.notOwner(vdiskId, ownership?.value.owner);
+    let lifecycle = nextLifecycle(startLifecycle(vdiskId), { type: 'owned', epoch: ownership.value.epoch });
     const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
     if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
     if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
@@ -388,6 +399,7 @@ export class Controller {
       (failures) => log.info({ vdisk: String(vdiskId), failures }, `drain succeeded again after ${failures} failed attempt${failures === 1 ? '' : 's'}`),
     );
     for (const { seq, ops } of entries) vdisk.apply(seq, ops);
+    lifecycle = nextLifecycle(lifecycle, { type: 'replayed', replayed: entries.length });
     // Fence: from here on, any earlier writer of this oplog fails its next append.
     try {
       await appender.appendMarker();
@@ -395,6 +407,7 @@ export class Controller {
       if (isStrataError(err, ErrorCode.FENCED)) throw this.notOwner(vdiskId, undefined);
       throw err;
     }
+    lifecycle = nextLifecycle(lifecycle, { type: 'marked' });
     const served: Served = {
       vdisk,
       name: cfg.name,
@@ -402,7 +415,7 @@ export class Controller {
       container: { id: container.id, name: container.name },
       replicationFactor: container.spec.replicationFactor,
       tierOrder: container.spec.tierOrder,
-      replayed: entries.length,
+      lifecycle,
       active: 0,
       idleWaiters: [],
     };
@@ -513,8 +526,7 @@ export class Controller {
     }
     log.warn({ err, vdisk: String(vdiskId), epoch: served?.ownership.epoch }, 'drain fenced: the vdisk has a newer owner; no longer serving it');
     if (served === undefined || this.served.get(vdiskId) !== served) return;
-    this.served.delete(vdiskId);
-    void served.vdisk.close();
+    void this.close(vdiskId, served, { type: 'fenced', reason: (err as Error).message });
   }
 
   private async recordDrained(served: Served, seq: number): Promise<void> {
