@@ -19,6 +19,7 @@ import { modifyRecord, type CasRecord } from '@strata/kv';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
+import { planBlock } from './drain-plan';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from '@strata/oplog';
 import { StagingExtents, type Staged } from './staging';
@@ -774,7 +775,6 @@ export class Vdisk {
   }
 
   private async drainBlocks(upTo: number, blocks: readonly number[]): Promise<void> {
-    const bs = this.shape.blockSizeBytes;
     const groups = new Map<bigint, { pieces: EgPiece[]; changes: ExtentChanges }>();
     const group = (egroup: bigint): { pieces: EgPiece[]; changes: ExtentChanges } => {
       let g = groups.get(egroup);
@@ -805,8 +805,6 @@ export class Vdisk {
     // 1. Plan.
     for (const block of blocks) {
       if (this.closed) return;
-      const blockStart = block * bs;
-      const length = this.blockLength(block);
       const mapped = (await this.row(this.rowOf(block))).value.blocks[String(block)];
       let location = mapped ?? this.allocated.get(block);
       const adopted = await this.adoptStaging(block, upTo, mapped);
@@ -821,12 +819,12 @@ export class Vdisk {
         this.allocated.delete(block);
         continue;
       }
-      const visible = this.index.query(blockStart, blockStart + length, upTo);
-      const zerosOnly = visible.every((s) => s.data === undefined && s.ref === undefined);
+      // What the index holds of the block up to the drain's sequence (drain-plan.ts).
+      const { start: blockStart, length, segments: visible, zerosOnly, whole } = planBlock(this.index, block, this.blockLength(block), mapped, upTo);
       // References to the block's own extent (an adopted staging extent) are in place already.
       const segments = await this.materialize(visible.filter((seg) => mapped === undefined || !isAt(seg, mapped, blockStart)));
       if (segments.length === 0 && mapped !== undefined) continue;
-      if (zerosOnly && (location === undefined || this.index.covers(blockStart, blockStart + length, upTo))) {
+      if (zerosOnly && (location === undefined || whole)) {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
         // some of that drain's bytes, which these zeros supersede.
