@@ -1,5 +1,5 @@
 // One vDisk served by this node's controller: the oplog appender, the index of
-// undrained data, the read path (index over extents), and drain (undrained ranges
+// undrained data, the read path (read-path.ts: index over extents), and drain (undrained ranges
 // written in place into extents on RF replicas, then metadata bottom-up, then the
 // drained sequence, then purge). A drain refused FENCED (a newer owner exists) ends
 // draining for good: see `fenced`.
@@ -20,6 +20,7 @@ import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
 import { planBlock } from './drain-plan';
+import { readRange, type ReadSources } from './read-path';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from '@strata/oplog';
 import { StagingExtents, type Staged } from './staging';
@@ -159,6 +160,8 @@ const drainSpanOptions = { root: true } as const;
 
 export class Vdisk {
   readonly index: BlockIndex;
+  /** What the read path (read-path.ts) reads: the index over the extents the vDisk map names. */
+  private readonly readSources: ReadSources;
   /** The traced writes the index holds, for the next drain span's links. */
   readonly writeLinks = new WriteLinks<SpanContext>(SPAN_LINKS_MAX);
   private readonly rows = new Map<number, { value: VdiskRow; revision: number }>();
@@ -206,6 +209,13 @@ export class Vdisk {
     private readonly onDrainRecovered?: (failures: number) => void,
   ) {
     this.index = new BlockIndex(shape.blockSizeBytes);
+    this.readSources = {
+      vdisk: shape.id,
+      index: this.index,
+      location: async (block) => (await this.row(this.rowOf(block))).value.blocks[String(block)],
+      read: (location, offset, length) => this.space.read(location, offset, length),
+      materialize: (segments) => this.materialize(segments),
+    };
     this.drainedSeq = drainedSeq;
     this.generationNow = shape.generation ?? 0;
     this.staging = this.newStaging();
@@ -577,47 +587,7 @@ export class Vdisk {
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.describe('read', offset, length);
     this.checkRange(offset, length);
-    const end = offset + length;
-    // The overlay is taken first: a drain finishing while the base is read then
-    // yields either the old base plus the overlay or the new base plus the same
-    // overlay, and both are right.
-    const segments = this.index.query(offset, end);
-    const bs = this.shape.blockSizeBytes;
-    // All drained and within one block: the replica's bytes are the answer, with no copy.
-    if (segments.length === 0 && Math.floor(offset / bs) === Math.floor((end - 1) / bs)) return this.readOneBlock(offset, end);
-    const out = new Uint8Array(length);
-    const [bytes] = await Promise.all([this.materialize(segments), this.index.covers(offset, end) ? undefined : this.readBase(offset, end, out)]);
-    return overlay(out, offset, bytes);
-  }
-
-  /** [start, end), within one block, from its extent (zeros when it has none). */
-  private async readOneBlock(start: number, end: number): Promise<Uint8Array> {
-    const block = Math.floor(start / this.shape.blockSizeBytes);
-    const location = (await this.row(this.rowOf(block))).value.blocks[String(block)];
-    if (location === undefined) return new Uint8Array(end - start);
-    const data = await this.space.read(location, start - block * this.shape.blockSizeBytes, end - start);
-    if (data.length !== end - start) throw new StrataError(ErrorCode.INTERNAL, `a read of ${end - start} bytes at ${start} of vdisk ${this.shape.id} got ${data.length} from its extent`);
-    return data;
-  }
-
-  /** Fills `out` (covering [start, end)) from the extents, zeros where none. */
-  private async readBase(start: number, end: number, out: Uint8Array): Promise<void> {
-    const bs = this.shape.blockSizeBytes;
-    const reads: Promise<void>[] = [];
-    for (let block = Math.floor(start / bs); block * bs < end; block++) {
-      const blockStart = block * bs;
-      const a = Math.max(start, blockStart);
-      const b = Math.min(end, blockStart + bs);
-      reads.push(
-        (async () => {
-          const location = (await this.row(this.rowOf(block))).value.blocks[String(block)];
-          // No extent: the block reads as zeros, which `out` already holds.
-          if (location === undefined) return;
-          out.set(await this.space.read(location, a - blockStart, b - a), a - start);
-        })(),
-      );
-    }
-    await Promise.all(reads);
+    return readRange(this.readSources, offset, length);
   }
 
   private rowOf(block: number): number {
