@@ -4,7 +4,7 @@
 //
 // This is how a user once lost 54 MiB of acknowledged data: several connections and
 // large requests fill the oplog with big entries, so the restarted controller replays
-// a long tail of them (see services/vdisk-controller/src/oplog-replay.ts). The old
+// a long tail of them (see libs/oplog/src/tail.ts). The old
 // fault tests wrote 4 KiB blocks one at a time and never saw it.
 //
 // Each run copies a 48 MiB random file with nbdcopy (4 connections, 4 MiB requests)

@@ -6,7 +6,7 @@
 // entries it had. The replay must return every entry, in order, with its bytes.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { oplogFetcher, readTail, type FetchFrom } from '@strata/vdisk-controller';
+import { oplogFetcher, readTail, type FetchFrom } from '@strata/oplog';
 import { startTopology, topologies, uniqueName, waitFor, type NatsTopology } from '../harness';
 import { isConnectionError } from '../harness/verify';
 

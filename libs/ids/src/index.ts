@@ -4,14 +4,14 @@
 // loses the rest of its block (a gap), never a duplicate, because a block is only
 // used after the counter has durably moved past it.
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
-import { openBucket, type TypedBucket } from '@strata/kv';
+import { assert } from '@strata/errors';
+import { modifyRecord, openBucket, type CasRecord, type TypedBucket } from '@strata/kv';
 import { buckets, idCounter, keys } from '@strata/proto';
 
 export interface IdAllocatorOptions {
   /** Ids reserved per counter update (default 1000). */
   blockSize?: number;
-  /** Compare-and-set attempts before giving up with UNAVAILABLE (default 200). */
+  /** Compare-and-set attempts of one reservation before giving up with UNAVAILABLE (default 200: allocators of a whole cluster race on one counter). */
   maxAttempts?: number;
 }
 
@@ -52,22 +52,16 @@ export class IdAllocator {
   }
 
   private async reserve(): Promise<void> {
-    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const current = await this.bucket.get(keys.idCounter);
-      const start = current?.value.next ?? FIRST_ID;
-      const end = start + this.blockSize;
-      try {
-        if (current === null) await this.bucket.create(keys.idCounter, { next: end });
-        else await this.bucket.update(keys.idCounter, { next: end }, current.revision);
-        this.next = start;
-        this.end = end;
-        return;
-      } catch (err) {
-        if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-        // Another allocator moved the counter first: back off a little and read again.
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** attempt)));
-      }
-    }
-    throw new StrataError(ErrorCode.UNAVAILABLE, `could not reserve ids after ${this.maxAttempts} attempts (heavy contention on the id counter)`);
+    let conflicts = 0;
+    const counter: CasRecord<{ next: bigint }> = {
+      what: 'the id counter',
+      read: () => this.bucket.get(keys.idCounter),
+      write: (value, revision) => (revision === 0 ? this.bucket.create(keys.idCounter, value) : this.bucket.update(keys.idCounter, value, revision)),
+      // Another allocator moved the counter first: back off a little before reading it again.
+      afterConflict: () => new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** conflicts++))),
+    };
+    const { before } = await modifyRecord(counter, (current) => ({ next: (current?.value.next ?? FIRST_ID) + this.blockSize }), this.maxAttempts);
+    this.next = before?.value.next ?? FIRST_ID;
+    this.end = this.next + this.blockSize;
   }
 }

@@ -7,8 +7,8 @@
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import type { ActorDefinition } from '@strata/actor';
-import { ErrorCode, StrataError } from '@strata/errors';
 import { openBucket, WatchCache } from '@strata/kv';
+import { notOwner, serves } from '@strata/ownership';
 import { IoOp, buckets, cfgEntry, ioSchemas, keys, subjects, vdiskOwnership, objectName, type IoRequest, type QosSpec } from '@strata/proto';
 import { SpanAttr, recordingSpan } from '@strata/tracing';
 import { AGED_AT_FRACTION_DEFAULT, Gate, type Waiting } from './gate';
@@ -170,13 +170,11 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
             subjects.admission(s.node, op),
             ioSchemas[op].request,
             async (req, ctx) => {
-              if (ownership.get(keys.vdiskOwnership(req.vdisk))?.value.owner !== s.node) {
+              if (!serves(ownership.get(keys.vdiskOwnership(req.vdisk))?.value, s.node)) {
                 // The watched copy lags a claim, takeover or relinquish by a moment:
                 // ask the bucket itself before turning the request away.
-                const owner = (await own.get(keys.vdiskOwnership(req.vdisk)))?.value.owner;
-                if (owner !== s.node) {
-                  throw new StrataError(ErrorCode.NOT_OWNER, `node ${s.node} does not own vdisk ${req.vdisk}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
-                }
+                const current = (await own.get(keys.vdiskOwnership(req.vdisk)))?.value ?? null;
+                if (!serves(current, s.node)) throw notOwner(s.node, req.vdisk, current?.owner);
               }
               depth.set(gate.depth);
               // On the bus's `handle strata.adm.<node>.<op>` span and the queue wait under it; nothing is built when tracing is off.

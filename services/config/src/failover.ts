@@ -10,21 +10,19 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '@strata/bus';
-import { decode, encode } from '@strata/codec';
 import { ErrorCode, isStrataError } from '@strata/errors';
-import { isWrongLastSequence, type TypedBucket, type WatchCache } from '@strata/kv';
+import type { TypedBucket, WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
+import { appendMarker, lastEntry } from '@strata/oplog';
+import { takeOver } from '@strata/ownership';
 import {
   EventType,
   TakeoverStep,
   VdcOp,
   keys,
-  oplogEntry,
-  streams,
   subjects,
   vdcOpenReply,
   type ClusterEvent,
-  type OplogEntry,
   type TakeoverRecord,
   type VdiskOwnership,
   type takeoverRecord,
@@ -207,37 +205,25 @@ export class FailoverCoordinator {
   private async claim(t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
     const key = keys.vdiskOwnership(t.vdisk);
     const current = await this.deps.owners.get(key);
-    if (current === null) return { type: 'superseded' };
-    const { owner, epoch } = current.value;
-    if (epoch === t.epoch && owner === t.to) return { type: 'done' };
-    if (epoch >= t.epoch) return { type: 'superseded' };
-    await this.deps.owners.update(key, { ...current.value, owner: t.to, epoch: t.epoch }, current.revision);
+    const decision = takeOver(current?.value ?? null, t.to, t.epoch);
+    if (decision.kind !== 'write') return { type: decision.kind };
+    // A lost compare-and-set fails the step; the machine tries it again on the new record.
+    await this.deps.owners.update(key, decision.next, current!.revision);
     return { type: 'done' };
   }
 
   /** The takeover marker is the oplog's last message: from now on the dead owner's appends fail. */
   private async fence(t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
-    const subject = subjects.oplog(t.vdisk);
     // Made on first use: a leader with no failover to run never waits for JetStream here.
     this.js ??= jetstream(this.deps.nc);
     this.jsm ??= await jetstreamManager(this.deps.nc);
-    let lastSeq = 0;
+    const last = await lastEntry(this.jsm, t.vdisk);
+    if (last?.entry.kind === 'marker' && last.entry.epoch >= t.epoch) return { type: 'done' };
     try {
-      const last = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
-      if (last !== null) {
-        lastSeq = last.seq;
-        const entry = decode(last.data, oplogEntry);
-        if (entry.kind === 'marker' && entry.epoch >= t.epoch) return { type: 'done' };
-      }
-    } catch (err) {
-      if (!/no message found/i.test((err as Error).message ?? '')) throw err;
-    }
-    const marker: OplogEntry = { kind: 'marker', epoch: t.epoch, owner: t.to };
-    try {
-      await this.js.publish(subject, encode(marker), { msgID: `${subject}:takeover:${t.epoch}`, expect: { lastSubjectSequence: lastSeq }, timeout: this.deps.stepTimeoutMs });
+      await appendMarker(this.js, { vdisk: t.vdisk, epoch: t.epoch, owner: t.to, expectLastSeq: last?.seq ?? 0, timeoutMs: this.deps.stepTimeoutMs });
     } catch (err) {
       // The old owner (paused, not dead) appended meanwhile: read the last message again.
-      if (isWrongLastSequence(err)) return { type: 'failed' };
+      if (isStrataError(err, ErrorCode.FENCED)) return { type: 'failed' };
       throw err;
     }
     return { type: 'done' };

@@ -16,6 +16,7 @@
 import type { Bus, RequestContext } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { modify, type TypedBucket, type WatchCache } from '@strata/kv';
+import { attach, claim } from '@strata/ownership';
 import {
   Liveness,
   VdcOp,
@@ -58,8 +59,10 @@ export interface DirectorDeps {
   nodes: WatchCache<CfgEntry>;
 }
 
-/** Attempts at a compare-and-set on an ownership record before giving up (UNAVAILABLE). */
-const CAS_ATTEMPTS = 5;
+/** Compare-and-set attempts of an attach (claim or volunteer) before it answers UNAVAILABLE. */
+const ATTACH_ATTEMPTS = 5;
+/** Compare-and-set attempts of a first I/O's claim; a lost one reads the winner's record, so two suffice. */
+const CLAIM_ATTEMPTS = 2;
 
 export class Director {
   /** Relinquish requests in progress, one per vDisk however many I/Os wait for it. */
@@ -77,12 +80,8 @@ export class Director {
     const { after } = await modify(
       this.deps.own,
       keys.vdiskOwnership(vdiskId),
-      (current) => {
-        if (current === null) return this.claimRecord();
-        if (current.value.volunteers.includes(this.deps.node)) return undefined;
-        return { ...current.value, volunteers: [...current.value.volunteers, this.deps.node] };
-      },
-      CAS_ATTEMPTS,
+      (current) => attach(current?.value ?? null, this.deps.node),
+      ATTACH_ATTEMPTS,
     );
     const { owner, epoch, volunteers } = after!.value;
     return { owner, epoch, volunteers };
@@ -96,11 +95,6 @@ export class Director {
     this.vdiskConfig(req.vdisk);
     const owner = await this.ownerOf(req.vdisk);
     return this.deps.bus.request(subjects.controller(owner, VdcOp.snapshot), req, vdcSnapshotReply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) });
-  }
-
-  /** The record of a vDisk this node claims because nobody owned it: epoch 1, this node its first volunteer. */
-  private claimRecord(): VdiskOwnership {
-    return { owner: this.deps.node, epoch: 1, volunteers: [this.deps.node], drained: 0, generation: 0 };
   }
 
   private vdiskConfig(vdiskId: bigint): Extract<CfgEntry, { kind: 'vdisk' }> {
@@ -209,16 +203,9 @@ export class Director {
     }
     const known = watched?.owner;
     if (known !== undefined) return known;
-    try {
-      await this.deps.own.create(key, this.claimRecord());
-      recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
-      return this.deps.node;
-    } catch (err) {
-      if (!isStrataError(err, ErrorCode.CONFLICT)) throw err;
-      // Another director claimed it first.
-      const current = await this.deps.own.get(key);
-      if (current === null) throw new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: ownership changed while claiming it; try again`);
-      return current.value.owner;
-    }
+    // Created when absent; when another director claimed it first, its owner is the answer.
+    const { after, written } = await modify(this.deps.own, key, (current) => claim(current?.value ?? null, this.deps.node), CLAIM_ATTEMPTS);
+    if (written) recordingSpan()?.addEvent('claimed ownership', { [SpanAttr.owner]: this.deps.node, [SpanAttr.epoch]: 1 });
+    return after!.value.owner;
   }
 }

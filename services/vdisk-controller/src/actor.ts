@@ -2,13 +2,12 @@
 // for the vDisks this node owns. Run alone by main.ts, or with the node's other actors
 // in one process.
 import { performance } from 'node:perf_hooks';
-import { RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { ActorDefinition } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
 import { IdAllocator } from '@strata/ids';
-import { defaultReplicas, ensureStream, openBucket, WatchCache } from '@strata/kv';
+import { openBucket, WatchCache } from '@strata/kv';
+import { ensureOplogStream } from '@strata/oplog';
 import { MdClient } from '@strata/md-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { EventLog, ensureEventStream } from '@strata/events';
@@ -26,7 +25,6 @@ import {
   ioWriteRequest,
   ioZeroRequest,
   keys,
-  streams,
   subjects,
   vdcOpenRequest,
   vdcRelinquishRequest,
@@ -38,19 +36,6 @@ import { registerControllerMetrics } from './metrics';
 import { watchNodes } from './node-watch';
 import { ReplicaHealth } from './replica-health';
 import type { controllerSettings } from './settings';
-
-/** Creates the OPLOG stream if missing (subjects oplog.<vdisk>, file storage, replicated like the cluster). */
-async function ensureOplogStream(nc: NatsConnection): Promise<void> {
-  await ensureStream(nc, {
-    name: streams.oplog,
-    subjects: ['oplog.>'],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    num_replicas: defaultReplicas(nc),
-    // Two minutes of duplicate detection: a retried append is recognised.
-    duplicate_window: 120 * 1e9,
-  });
-}
 
 /** The node's id in the config service: `strata up` (or an operator) registers the node before its actors start. */
 async function nodeIdOf(config: ConfigClient, node: string): Promise<bigint> {

@@ -5,7 +5,6 @@
 import { performance } from 'node:perf_hooks';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Bus } from '@strata/bus';
-import { decode } from '@strata/codec';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { IdAllocator } from '@strata/ids';
@@ -15,7 +14,6 @@ import type { MdClient } from '@strata/md-client';
 import {
   EventType,
   keys,
-  oplogEntry,
   streams,
   subjects,
   type CfgEntry,
@@ -29,11 +27,12 @@ import {
 import { SpanAttr, inSpan, recordingSpan, trace } from '@strata/tracing';
 import { DrainPacer } from './drain-pacer';
 import { OplogLink } from './oplog-link';
-import { OplogAppender } from './oplog';
-import { oplogFetcher, readTail } from './oplog-replay';
+import { OplogAppender, lastMessage, purgeBelow, readOpsTail } from '@strata/oplog';
+import { handOver, notOwner, serves } from '@strata/ownership';
 import { place, type CandidateDisk } from '@strata/placement';
 import type { ReplicaHealth } from './replica-health';
 import { ExtentGroups } from './extent-groups';
+import { LifecycleState, nextLifecycle, startLifecycle, stateOf, type LifecycleEvent, type LifecycleSnapshot } from './lifecycle-machine';
 import { SpaceGuard } from './space-guard';
 import { Vdisk, type DrainFailure, type FaultStep, type SnapshotResult, type VdiskBacklog, type VdiskSettings } from './vdisk';
 
@@ -94,8 +93,8 @@ interface Served {
   container: { id: bigint; name: string };
   replicationFactor: number;
   tierOrder: string[];
-  /** Oplog entries replayed when it was opened. */
-  replayed: number;
+  /** Where it is in its lifecycle (lifecycle-machine.ts): serving while in `served`, then leaving or closed. */
+  lifecycle: LifecycleSnapshot;
   /** Requests being served now, and who waits for them to end (relinquish). */
   active: number;
   idleWaiters: Array<() => void>;
@@ -105,6 +104,8 @@ const tracer = trace.getTracer('@strata/vdisk-controller');
 
 /** Compare-and-set attempts of a hand-over (relinquish) before it answers UNAVAILABLE. */
 const HAND_OVER_ATTEMPTS = 5;
+/** Compare-and-set attempts of recording a drained sequence or a generation (a failure fails the drain, which is retried). */
+const OWN_RECORD_ATTEMPTS = 3;
 
 export class Controller {
   private readonly served = new Map<bigint, Served>();
@@ -175,11 +176,11 @@ export class Controller {
     if (to !== undefined) throw this.notOwner(vdiskId, to);
     const current = this.served.get(vdiskId);
     if (current !== undefined) {
-      if (current.vdisk.appender.failed === undefined) return current;
-      // Its oplog view cannot be trusted any more: drop it and reopen from the oplog.
-      this.served.delete(vdiskId);
-      await current.vdisk.close();
-      if (current.vdisk.appender.failed.code === ErrorCode.FENCED) throw this.notOwner(vdiskId, undefined);
+      const failed = current.vdisk.appender.failed;
+      if (failed === undefined) return current;
+      // Its oplog view cannot be trusted any more: close it and reopen from the oplog.
+      await this.close(vdiskId, current, { type: failed.code === ErrorCode.FENCED ? 'fenced' : 'failed', reason: failed.message });
+      if (failed.code === ErrorCode.FENCED) throw this.notOwner(vdiskId, undefined);
     }
     let opening = this.opening.get(vdiskId);
     if (opening === undefined) {
@@ -211,10 +212,15 @@ export class Controller {
   dropAll(why: string): void {
     if (this.served.size === 0) return;
     this.deps.log.warn({ vdisks: [...this.served.keys()].map(String), why }, 'no longer serving any vdisk');
-    for (const [id, served] of this.served) {
-      this.served.delete(id);
-      void served.vdisk.close();
-    }
+    for (const [id, served] of this.served) void this.close(id, served, { type: 'drop', reason: why });
+  }
+
+  /** Moves a served vDisk's lifecycle on by `event`; once it is closed, stops serving it (waits for a running drain). */
+  private async close(vdiskId: bigint, served: Served, event: LifecycleEvent): Promise<void> {
+    served.lifecycle = nextLifecycle(served.lifecycle, event);
+    if (stateOf(served.lifecycle) !== LifecycleState.closed) return;
+    if (this.served.get(vdiskId) === served) this.served.delete(vdiskId);
+    await served.vdisk.close();
   }
 
   /**
@@ -225,14 +231,13 @@ export class Controller {
     const current = this.served.get(vdiskId);
     if (current !== undefined && current.ownership.epoch < epoch) {
       // Served at an older epoch: that view is stale (this node lost and regained the vDisk).
-      this.served.delete(vdiskId);
-      await current.vdisk.close();
+      await this.close(vdiskId, current, { type: 'drop', reason: `served at epoch ${current.ownership.epoch}, owned at ${epoch}` });
     }
     const served = await this.getServed(vdiskId);
     if (served.ownership.epoch !== epoch) {
       throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served.ownership.epoch}, not ${epoch}`);
     }
-    return { epoch, replayed: served.replayed, lastSeq: served.vdisk.appender.lastSequence };
+    return { epoch, replayed: served.lifecycle.context.replayed, lastSeq: served.vdisk.appender.lastSequence };
   }
 
   /**
@@ -250,11 +255,16 @@ export class Controller {
       await this.opening.get(vdiskId)?.catch(() => undefined);
       const served = this.served.get(vdiskId);
       if (served !== undefined) {
+        served.lifecycle = nextLifecycle(served.lifecycle, { type: 'relinquish', to });
         if (served.active > 0) await new Promise<void>((resolve) => served.idleWaiters.push(resolve));
         this.served.delete(vdiskId);
         await served.vdisk.close();
       }
-      const { current, next } = await this.handOver(key, vdiskId, to);
+      const { current, next } = await this.handOver(key, vdiskId, to).catch((err: unknown) => {
+        if (served !== undefined) served.lifecycle = nextLifecycle(served.lifecycle, { type: 'failed', reason: (err as Error).message });
+        throw err;
+      });
+      if (served !== undefined) served.lifecycle = nextLifecycle(served.lifecycle, { type: 'handedOver' });
       if (next === undefined) return { owner: current.owner, epoch: current.epoch };
       const name = served?.name ?? String(vdiskId);
       log.info({ vdisk: String(vdiskId), to, epoch: next.epoch }, 'relinquished vdisk');
@@ -289,12 +299,7 @@ export class Controller {
     const { before, after, written } = await modify(
       this.deps.own,
       key,
-      (current) => {
-        if (current === null) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${vdiskId} has no owner to relinquish`);
-        if (current.value.owner !== this.deps.settings.node) return undefined;
-        const volunteers = current.value.volunteers.includes(to) ? current.value.volunteers : [...current.value.volunteers, to];
-        return { ...current.value, owner: to, epoch: current.value.epoch + 1, volunteers };
-      },
+      (current) => handOver(current?.value ?? null, vdiskId, this.deps.settings.node, to),
       // Out of attempts: UNAVAILABLE, retryable: the gateway sends the request again, and with it the relinquish.
       HAND_OVER_ATTEMPTS,
     );
@@ -302,7 +307,7 @@ export class Controller {
   }
 
   private notOwner(vdiskId: bigint, owner: string | undefined): StrataError {
-    return new StrataError(ErrorCode.NOT_OWNER, `node ${this.deps.settings.node} does not own vdisk ${vdiskId}${owner === undefined ? '' : `; ${owner} does`}`, owner === undefined ? {} : { hint: owner });
+    return notOwner(this.deps.settings.node, vdiskId, owner);
   }
 
   /** open() under a `vdisk open` span: the first I/O's trace shows the replay and the takeover marker. */
@@ -313,7 +318,7 @@ export class Controller {
     return inSpan(span, async () => {
       const served = await this.open(vdiskId);
       span.setAttribute(SpanAttr.epoch, served.ownership.epoch);
-      this.deps.onOpened?.({ ms: performance.now() - startedMs, replayed: served.replayed });
+      this.deps.onOpened?.({ ms: performance.now() - startedMs, replayed: served.lifecycle.context.replayed });
       return served;
     });
   }
@@ -321,7 +326,8 @@ export class Controller {
   private async open(vdiskId: bigint): Promise<Served> {
     const { settings, log } = this.deps;
     const ownership = await this.deps.own.get(keys.vdiskOwnership(vdiskId));
-    if (ownership === null || ownership.value.owner !== settings.node) throw this.notOwner(vdiskId, ownership?.value.owner);
+    if (ownership === null || !serves(ownership.value, settings.node)) throw this.notOwner(vdiskId, ownership?.value.owner);
+    let lifecycle = nextLifecycle(startLifecycle(vdiskId), { type: 'owned', epoch: ownership.value.epoch });
     const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdiskId });
     if (cfg.kind !== 'vdisk') throw new StrataError(ErrorCode.INTERNAL, `config returned a ${cfg.kind} for vdisk ${vdiskId}`);
     if (cfg.spec.deletingSinceMs !== undefined) throw new StrataError(ErrorCode.NOT_FOUND, `vdisk ${cfg.name} is being deleted`);
@@ -332,10 +338,7 @@ export class Controller {
 
     const started = performance.now();
     const subject = subjects.oplog(vdiskId);
-    const { lastSeq, entries } = await this.readOplogTail(subject, ownership.value.drained).catch((err: unknown) => {
-      // Whatever kept the tail from being read, the open can be tried again.
-      throw err instanceof StrataError ? err : new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdiskId}: cannot read its oplog tail: ${(err as Error).message}`, { cause: err });
-    });
+    const { lastSeq, entries } = await readOpsTail(this.js, this.jsm, vdiskId, ownership.value.drained, settings.replayTimeoutMs);
     recordingSpan()?.setAttributes({ 'strata.oplog.drained_seq': ownership.value.drained, 'strata.oplog.last_seq': lastSeq, 'strata.oplog.replayed': entries.length });
     // The vDisk's callbacks need the Served record, which exists only once the vDisk does.
     const ref: { served?: Served } = {};
@@ -347,10 +350,9 @@ export class Controller {
       owner: settings.node,
       lastSequence: lastSeq,
       maxBatchBytes: settings.oplogBatchBytesMax,
-      lastMessage: () => this.lastOplogMessage(subject),
+      lastMessage: () => lastMessage(this.jsm, vdiskId),
       publishTimeoutMs: settings.oplogPublishTimeoutMs,
       publishAttempts: settings.oplogPublishAttempts,
-      onStored: (seq, ops, writes) => ref.served?.vdisk.apply(seq, ops, writes),
     });
     // Every metadata write of this vDisk is fenced by the epoch it is served at, like
     // its oplog entries and extent-store writes.
@@ -392,7 +394,7 @@ export class Controller {
           const current = await this.deps.md.get('vdisk', key);
           await this.deps.md.put('vdisk', key, value, current?.revision ?? 0, { fence });
         },
-        purgeBelow: (seq) => this.purgeBelow(subject, seq, appender.lastSequence),
+        purgeBelow: (seq) => purgeBelow(this.jsm, vdiskId, seq, appender.lastSequence),
         drainPaced: () => this.pacer.paced(vdiskId),
         hold: this.faultHold(vdiskId),
         roomFor: (bytes, backlogBytes) => {
@@ -407,6 +409,7 @@ export class Controller {
       (failures) => log.info({ vdisk: String(vdiskId), failures }, `drain succeeded again after ${failures} failed attempt${failures === 1 ? '' : 's'}`),
     );
     for (const { seq, ops } of entries) vdisk.apply(seq, ops);
+    lifecycle = nextLifecycle(lifecycle, { type: 'replayed', replayed: entries.length });
     // Fence: from here on, any earlier writer of this oplog fails its next append.
     try {
       await appender.appendMarker();
@@ -414,6 +417,7 @@ export class Controller {
       if (isStrataError(err, ErrorCode.FENCED)) throw this.notOwner(vdiskId, undefined);
       throw err;
     }
+    lifecycle = nextLifecycle(lifecycle, { type: 'marked' });
     const served: Served = {
       vdisk,
       name: cfg.name,
@@ -421,7 +425,7 @@ export class Controller {
       container: { id: container.id, name: container.name },
       replicationFactor: container.spec.replicationFactor,
       tierOrder: container.spec.tierOrder,
-      replayed: entries.length,
+      lifecycle,
       active: 0,
       idleWaiters: [],
     };
@@ -433,32 +437,6 @@ export class Controller {
     );
     vdisk.kickDrain();
     return served;
-  }
-
-  /**
-   * Every oplog entry of `subject` after `drained`, and the subject's last sequence:
-   * the whole tail or an error (see oplog-replay.ts), within the takeover step's bound.
-   */
-  private async readOplogTail(subject: string, drained: number): Promise<{ lastSeq: number; entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> }> {
-    const lastSeq = (await this.lastOplogMessage(subject))?.seq ?? 0;
-    const messages = await readTail({ drained, lastSeq, timeoutMs: this.deps.settings.replayTimeoutMs }, oplogFetcher(this.js, streams.oplog, subject));
-    const entries: Array<{ seq: number; ops: Parameters<Vdisk['apply']>[1] }> = [];
-    for (const m of messages) {
-      const entry = decode(m.data, oplogEntry);
-      if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
-    }
-    return { lastSeq, entries };
-  }
-
-  /** The last message of `subject` in the oplog (undefined when it has none): its sequence and message id. */
-  private async lastOplogMessage(subject: string): Promise<{ seq: number; msgId: string | undefined } | undefined> {
-    try {
-      const m = await this.jsm.streams.getMessage(streams.oplog, { last_by_subj: subject });
-      return m === null ? undefined : { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
-    } catch (err) {
-      if (/no message found/i.test((err as Error).message ?? '')) return undefined;
-      throw err;
-    }
   }
 
   /**
@@ -558,8 +536,7 @@ export class Controller {
     }
     log.warn({ err, vdisk: String(vdiskId), epoch: served?.ownership.epoch }, 'drain fenced: the vdisk has a newer owner; no longer serving it');
     if (served === undefined || this.served.get(vdiskId) !== served) return;
-    this.served.delete(vdiskId);
-    void served.vdisk.close();
+    void this.close(vdiskId, served, { type: 'fenced', reason: (err as Error).message });
   }
 
   private async recordDrained(served: Served, seq: number): Promise<void> {
@@ -571,14 +548,24 @@ export class Controller {
     await this.updateOwnRecord(served, `generation ${generation}`, (current) => ({ ...current, generation: Math.max(current.generation, generation) }));
   }
 
-  /** Rewrites this owner's ownership record by compare-and-set: FENCED when it names another owner or epoch. */
+  /**
+   * Rewrites this owner's ownership record by compare-and-set: FENCED when it names
+   * another owner or epoch. A compare-and-set lost to another writer (a volunteer
+   * joining) is tried again on the new record.
+   */
   private async updateOwnRecord(served: Served, what: string, change: (current: VdiskOwnership) => VdiskOwnership): Promise<void> {
-    const key = keys.vdiskOwnership(served.vdisk.shape.id);
-    const current = await this.deps.own.get(key);
-    if (current === null || current.value.owner !== this.deps.settings.node || current.value.epoch !== served.ownership.epoch) {
-      throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording ${what}`);
-    }
-    served.ownership.revision = await this.deps.own.update(key, change(current.value), current.revision);
+    const { after } = await modify(
+      this.deps.own,
+      keys.vdiskOwnership(served.vdisk.shape.id),
+      (current) => {
+        if (current === null || !serves(current.value, this.deps.settings.node, served.ownership.epoch)) {
+          throw new StrataError(ErrorCode.FENCED, `vdisk ${served.vdisk.shape.id} changed owner; not recording ${what}`);
+        }
+        return change(current.value);
+      },
+      OWN_RECORD_ATTEMPTS,
+    );
+    served.ownership.revision = after!.revision;
   }
 
   /**
@@ -599,14 +586,6 @@ export class Controller {
     });
     this.deps.log.info({ vdisk: String(vdiskId), snapshot: String(snapshotId), ...result }, 'snapshot cut');
     return result;
-  }
-
-  private async purgeBelow(subject: string, seq: number, lastSeq: number): Promise<void> {
-    // Purging the newest message would reset the subject's last sequence to 0 and
-    // break the next append's expectation, so it always stays.
-    const below = Math.min(seq, lastSeq);
-    if (below <= 1) return;
-    await this.jsm.streams.purge(streams.oplog, { filter: subject, seq: below });
   }
 
   /** The fault tests' hold (settings.faultHoldAt), or undefined when unset. */

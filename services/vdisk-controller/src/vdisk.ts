@@ -1,5 +1,5 @@
 // One vDisk served by this node's controller: the oplog appender, the index of
-// undrained data, the read path (index over extents), and drain (undrained ranges
+// undrained data, the read path (read-path.ts: index over extents), and drain (undrained ranges
 // written in place into extents on RF replicas, then metadata bottom-up, then the
 // drained sequence, then purge). A drain refused FENCED (a newer owner exists) ends
 // draining for good: see `fenced`.
@@ -19,8 +19,10 @@ import { modifyRecord, type CasRecord } from '@strata/kv';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, type Link, type SpanContext } from '@strata/tracing';
 import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
+import { planBlock } from './drain-plan';
+import { readRange, type ReadSources } from './read-path';
 import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
-import type { Oplog } from './oplog';
+import type { Oplog } from '@strata/oplog';
 import { StagingExtents, type Staged } from './staging';
 import { isShared, planRowCopy, rowCount, stamped } from './snapshot';
 
@@ -168,6 +170,8 @@ export interface VdiskBacklog {
 
 export class Vdisk {
   readonly index: BlockIndex;
+  /** What the read path (read-path.ts) reads: the index over the extents the vDisk map names. */
+  private readonly readSources: ReadSources;
   /** The traced writes the index holds, for the next drain span's links. */
   readonly writeLinks = new WriteLinks<SpanContext>(SPAN_LINKS_MAX);
   private readonly rows = new Map<number, { value: VdiskRow; revision: number }>();
@@ -217,6 +221,13 @@ export class Vdisk {
     private readonly onDrainRecovered?: (failures: number) => void,
   ) {
     this.index = new BlockIndex(shape.blockSizeBytes);
+    this.readSources = {
+      vdisk: shape.id,
+      index: this.index,
+      location: async (block) => (await this.row(this.rowOf(block))).value.blocks[String(block)],
+      read: (location, offset, length) => this.space.read(location, offset, length),
+      materialize: (segments) => this.materialize(segments),
+    };
     this.drainedSeq = drainedSeq;
     this.generationNow = shape.generation ?? 0;
     this.staging = this.newStaging();
@@ -245,8 +256,23 @@ export class Vdisk {
         bytes += refWeight(op.length);
       } else this.index.insert(op.offset, op.length, seq, undefined);
     }
-    if (bytes > 0) this.entryBytes.push({ seq, bytes, atMs: performance.now() });
+    if (bytes > 0) {
+      // The appends of one message share its sequence: one entry for them all.
+      const last = this.entryBytes.at(-1);
+      if (last?.seq === seq) last.bytes += bytes;
+      else this.entryBytes.push({ seq, bytes, atMs: performance.now() });
+    }
     if (writes !== undefined) this.writeLinks.record(seq, writes);
+  }
+
+  /**
+   * The write path's one step into the oplog: appends `ops` and, once stored, applies
+   * them to the index at the sequence the append returns, in the same turn (a drain
+   * starts in a turn of its own: see kickDrain).
+   */
+  private async appendAndApply(...ops: OplogOp[]): Promise<void> {
+    const { seq, span } = await this.appender.append(...ops);
+    this.apply(seq, ops, span === undefined ? undefined : [span]);
   }
 
   /** Describes the I/O on the active span (the controller's handler span), when it records. */
@@ -366,7 +392,7 @@ export class Vdisk {
       await this.reserve(data.length, deadline);
       try {
         // The request's bytes are a view into its message buffer: keep a copy.
-        await this.appender.append({ op: 'write', offset, data: Uint8Array.prototype.slice.call(data) });
+        await this.appendAndApply({ op: 'write', offset, data: Uint8Array.prototype.slice.call(data) });
       } finally {
         this.released(data.length);
       }
@@ -419,7 +445,7 @@ export class Vdisk {
       if (parts === undefined) return false;
       let committed = false;
       try {
-        await this.appender.append(...parts.map((p) => ({ op: 'ref' as const, offset: p.start, length: p.end - p.start, egroup: p.egroup, egOffset: p.egOffset })));
+        await this.appendAndApply(...parts.map((p) => ({ op: 'ref' as const, offset: p.start, length: p.end - p.start, egroup: p.egroup, egOffset: p.egOffset })));
         committed = true;
         await this.ports.hold?.(FaultStep.directCommitted);
       } finally {
@@ -490,7 +516,7 @@ export class Vdisk {
     if (this.hold !== undefined) await this.passHold(deadline);
     this.inFlight++;
     try {
-      await this.appender.append({ op: 'zero', offset, length });
+      await this.appendAndApply({ op: 'zero', offset, length });
       this.afterWrite();
     } finally {
       this.doneWriting();
@@ -573,47 +599,7 @@ export class Vdisk {
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.describe('read', offset, length);
     this.checkRange(offset, length);
-    const end = offset + length;
-    // The overlay is taken first: a drain finishing while the base is read then
-    // yields either the old base plus the overlay or the new base plus the same
-    // overlay, and both are right.
-    const segments = this.index.query(offset, end);
-    const bs = this.shape.blockSizeBytes;
-    // All drained and within one block: the replica's bytes are the answer, with no copy.
-    if (segments.length === 0 && Math.floor(offset / bs) === Math.floor((end - 1) / bs)) return this.readOneBlock(offset, end);
-    const out = new Uint8Array(length);
-    const [bytes] = await Promise.all([this.materialize(segments), this.index.covers(offset, end) ? undefined : this.readBase(offset, end, out)]);
-    return overlay(out, offset, bytes);
-  }
-
-  /** [start, end), within one block, from its extent (zeros when it has none). */
-  private async readOneBlock(start: number, end: number): Promise<Uint8Array> {
-    const block = Math.floor(start / this.shape.blockSizeBytes);
-    const location = (await this.row(this.rowOf(block))).value.blocks[String(block)];
-    if (location === undefined) return new Uint8Array(end - start);
-    const data = await this.space.read(location, start - block * this.shape.blockSizeBytes, end - start);
-    if (data.length !== end - start) throw new StrataError(ErrorCode.INTERNAL, `a read of ${end - start} bytes at ${start} of vdisk ${this.shape.id} got ${data.length} from its extent`);
-    return data;
-  }
-
-  /** Fills `out` (covering [start, end)) from the extents, zeros where none. */
-  private async readBase(start: number, end: number, out: Uint8Array): Promise<void> {
-    const bs = this.shape.blockSizeBytes;
-    const reads: Promise<void>[] = [];
-    for (let block = Math.floor(start / bs); block * bs < end; block++) {
-      const blockStart = block * bs;
-      const a = Math.max(start, blockStart);
-      const b = Math.min(end, blockStart + bs);
-      reads.push(
-        (async () => {
-          const location = (await this.row(this.rowOf(block))).value.blocks[String(block)];
-          // No extent: the block reads as zeros, which `out` already holds.
-          if (location === undefined) return;
-          out.set(await this.space.read(location, a - blockStart, b - a), a - start);
-        })(),
-      );
-    }
-    await Promise.all(reads);
+    return readRange(this.readSources, offset, length);
   }
 
   private rowOf(block: number): number {
@@ -652,7 +638,13 @@ export class Vdisk {
     }
     this.drainAgain = false;
     let failed = false;
-    this.draining = this.drain()
+    // The drain starts in a turn of its own, when every append stored by then has been
+    // applied. The appender's last sequence moves as a message is stored, a moment
+    // before its writers apply it (one after another); a drain started in between (a
+    // kick from a write, or from the end of the previous drain) would go up to that
+    // sequence without their data and record it as drained.
+    this.draining = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => (this.closed ? undefined : this.drain()))
       .then(() => {
         if (this.drainFailures > 0) this.onDrainRecovered?.(this.drainFailures);
         this.drainFailures = 0;
@@ -765,7 +757,6 @@ export class Vdisk {
   }
 
   private async drainBlocks(upTo: number, blocks: readonly number[]): Promise<void> {
-    const bs = this.shape.blockSizeBytes;
     const groups = new Map<bigint, { pieces: EgPiece[]; changes: ExtentChanges }>();
     const group = (egroup: bigint): { pieces: EgPiece[]; changes: ExtentChanges } => {
       let g = groups.get(egroup);
@@ -796,8 +787,6 @@ export class Vdisk {
     // 1. Plan.
     for (const block of blocks) {
       if (this.closed) return;
-      const blockStart = block * bs;
-      const length = this.blockLength(block);
       const mapped = (await this.row(this.rowOf(block))).value.blocks[String(block)];
       let location = mapped ?? this.allocated.get(block);
       const adopted = await this.adoptStaging(block, upTo, mapped);
@@ -812,12 +801,12 @@ export class Vdisk {
         this.allocated.delete(block);
         continue;
       }
-      const visible = this.index.query(blockStart, blockStart + length, upTo);
-      const zerosOnly = visible.every((s) => s.data === undefined && s.ref === undefined);
+      // What the index holds of the block up to the drain's sequence (drain-plan.ts).
+      const { start: blockStart, length, segments: visible, zerosOnly, whole } = planBlock(this.index, block, this.blockLength(block), mapped, upTo);
       // References to the block's own extent (an adopted staging extent) are in place already.
       const segments = await this.materialize(visible.filter((seg) => mapped === undefined || !isAt(seg, mapped, blockStart)));
       if (segments.length === 0 && mapped !== undefined) continue;
-      if (zerosOnly && (location === undefined || this.index.covers(blockStart, blockStart + length, upTo))) {
+      if (zerosOnly && (location === undefined || whole)) {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
         // some of that drain's bytes, which these zeros supersede.

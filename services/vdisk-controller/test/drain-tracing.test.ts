@@ -10,7 +10,7 @@ import type { BlockLocation, VdiskRow } from '@strata/proto';
 import { SPAN_LINKS_MAX, SpanStatusCode, context, trace, type Span, type SpanContext } from '@strata/tracing';
 import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/testing';
 import type { ExtentSpace } from '../src/extent-groups';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '@strata/oplog';
 import { Vdisk } from '../src/vdisk';
 
 type ReadableSpan = ReturnType<InMemoryTracing['exporter']['getFinishedSpans']>[number];
@@ -70,7 +70,6 @@ afterEach(async () => {
 function setup() {
   let seq = 0;
   const js = { publish: () => Promise.resolve({ seq: ++seq }) } as unknown as JetStreamClient;
-  const ref: { vdisk?: Vdisk } = {};
   const appender = new OplogAppender({
     js: () => js,
     subject: 'oplog.9',
@@ -82,7 +81,6 @@ function setup() {
     publishTimeoutMs: 1_000,
     publishAttempts: 1,
     lastMessage: () => Promise.resolve(undefined),
-    onStored: (s, ops, writes) => ref.vdisk?.apply(s, ops, writes),
   });
   const rows = new Map<number, { value: VdiskRow; revision: number }>();
   const activeAtPut: Array<SpanContext | undefined> = [];
@@ -106,7 +104,6 @@ function setup() {
     0,
     () => undefined,
   );
-  ref.vdisk = vdisk;
   open.push(vdisk);
   return { vdisk, space, activeAtPut };
 }

@@ -7,7 +7,7 @@
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import type { ExtentChanges, ExtentSpace } from '../src/extent-groups';
-import type { Oplog } from '../src/oplog';
+import type { Appended, Oplog } from '@strata/oplog';
 import { Vdisk, type DrainFailure, type VdiskPorts } from '../src/vdisk';
 
 const BLOCK = 64;
@@ -58,12 +58,10 @@ class MemoryOplog implements Oplog {
   lastSequence = 0;
   failed = undefined;
   readonly appended: OplogOp[] = [];
-  onStored: (seq: number, ops: readonly OplogOp[]) => void = () => undefined;
-  append(...ops: OplogOp[]): Promise<number> {
+  append(...ops: OplogOp[]): Promise<Appended> {
     this.appended.push(...ops);
     const seq = ++this.lastSequence;
-    this.onStored(seq, ops);
-    return Promise.resolve(seq);
+    return Promise.resolve({ seq, span: undefined });
   }
   appendMarker(): Promise<number> {
     return Promise.resolve(++this.lastSequence);
@@ -101,7 +99,6 @@ function setup(options: { roomFor?: VdiskPorts['roomFor']; directWriteBytesMin?:
     (err, failure) => failures.push({ code: (err as StrataError).code, failure }),
     (n) => recovered.push(n),
   );
-  oplog.onStored = (seq, ops) => vdisk.apply(seq, ops);
   vdisks.push(vdisk);
   return { vdisk, space, oplog, failures, recovered };
 }

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import type { ExtentChanges, ExtentSpace } from '../src/extent-groups';
-import type { Oplog } from '../src/oplog';
+import type { Appended, Oplog } from '@strata/oplog';
 import { Vdisk, type VdiskPorts } from '../src/vdisk';
 import { seededRandom } from '../../../test/harness/random';
 
@@ -136,8 +136,7 @@ class FakeOplog implements Oplog {
   failAppends = 0;
   /** Every stored entry, for a restart's replay. */
   readonly entries: Array<{ seq: number; ops: OplogOp[] }> = [];
-  onStored: (seq: number, ops: readonly OplogOp[]) => void = () => undefined;
-  append(...ops: OplogOp[]): Promise<number> {
+  append(...ops: OplogOp[]): Promise<Appended> {
     if (this.failAppends > 0) {
       this.failAppends--;
       return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'oplog append refused'));
@@ -145,8 +144,7 @@ class FakeOplog implements Oplog {
     this.appended.push(...ops);
     const seq = ++this.lastSequence;
     this.entries.push({ seq, ops });
-    this.onStored(seq, ops);
-    return Promise.resolve(seq);
+    return Promise.resolve({ seq, span: undefined });
   }
   appendMarker(): Promise<number> {
     return Promise.resolve(++this.lastSequence);
@@ -199,7 +197,6 @@ function setup(sizeBytes: number, drainIdleMs = 3_600_000, undrainedBytesMax = 1
       (err) => errors.push(err),
     );
     for (const { seq, ops } of oplog.entries) if (seq > drainedSeq) vdisk.apply(seq, ops);
-    oplog.onStored = (seq, ops) => vdisk.apply(seq, ops);
     open.push(vdisk);
     return vdisk;
   };

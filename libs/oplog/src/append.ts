@@ -67,19 +67,20 @@ export interface OplogAppenderOptions {
   /** Per-publish timeout and the number of attempts for an unknown outcome. */
   publishTimeoutMs: number;
   publishAttempts: number;
-  /**
-   * Called, in order, with each stored batch before its writers are told; `writes` are
-   * the span contexts of the batch's appends that were traced (undefined when none was:
-   * tracing is off), for whatever later works on the batch (drain) to link to.
-   */
-  onStored: (seq: number, ops: readonly OplogOp[], writes: readonly SpanContext[] | undefined) => void;
+}
+
+/** A stored append: its oplog sequence, which the caller applies to its index, and its span (undefined when tracing is off). */
+export interface Appended {
+  seq: number;
+  /** The `oplog append` span's context, for whatever later works on the write (drain) to link to. */
+  span: SpanContext | undefined;
 }
 
 interface Pending {
   /** One caller's ops: they go out in the same message, so they are stored together or not at all. */
   ops: readonly OplogOp[];
   bytes: number;
-  resolve: (seq: number) => void;
+  resolve: (appended: Appended) => void;
   reject: (err: unknown) => void;
   /** The `oplog append` span, ended when the op is stored or failed. */
   span: Span;
@@ -116,9 +117,11 @@ export class OplogAppender {
 
   /**
    * Appends `ops` (one or more, stored in one message: all or none); resolves with
-   * their oplog sequence once JetStream has stored them.
+   * their oplog sequence once JetStream has stored them. The caller applies them at
+   * that sequence: the appends of one message resolve one after another, in the
+   * order they were made, and each message's before the next one's.
    */
-  append(...ops: OplogOp[]): Promise<number> {
+  append(...ops: OplogOp[]): Promise<Appended> {
     if (this.failed !== undefined) return Promise.reject(this.failed);
     const first = ops[0]!;
     const span = tracer.startSpan('oplog append');
@@ -161,14 +164,11 @@ export class OplogAppender {
     // context called it (an append, or the end of the previous publish).
     const first = batch[0]!;
     const parent = contextWithSpan(first.span, ROOT_CONTEXT);
-    // Only traced appends are collected, so with tracing off no array is made here.
-    let writes: SpanContext[] | undefined;
+    // Only traced appends are linked, so with tracing off no array is made here.
     let links: Link[] | undefined;
     for (const p of batch) {
-      if (!p.span.isRecording()) continue;
-      const write = p.span.spanContext();
-      (writes ??= []).push(write);
-      if (p !== first && (links ??= []).length < SPAN_LINKS_MAX) links.push({ context: write });
+      if (p === first || !p.span.isRecording()) continue;
+      if ((links ??= []).length < SPAN_LINKS_MAX) links.push({ context: p.span.spanContext() });
     }
     const span = this.startPublishSpan(entry, parent, links, bytes);
     if (links !== undefined && span.isRecording()) {
@@ -177,12 +177,13 @@ export class OplogAppender {
     }
     this.publish(entry, span, parent)
       .then((seq) => {
-        this.options.onStored(seq, ops, writes);
         for (const p of batch) {
+          // Taken before the span ends: an ended span no longer records.
+          const traced = p.span.isRecording() ? p.span.spanContext() : undefined;
           p.span.setAttribute(SpanAttr.oplogSeq, seq);
           p.span.setAttribute(SpanAttr.oplogOps, ops.length);
           p.span.end();
-          p.resolve(seq);
+          p.resolve({ seq, span: traced });
         }
       })
       .catch((err: unknown) => {

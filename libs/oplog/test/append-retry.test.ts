@@ -9,7 +9,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { ErrorCode, isStrataError } from '@strata/errors';
 import type { OplogOp } from '@strata/proto';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '../src/append';
 
 interface Stored {
   seq: number;
@@ -57,7 +57,6 @@ function appender(stream: FakeStream): OplogAppender {
     publishTimeoutMs: 1_000,
     publishAttempts: 4,
     lastMessage: () => Promise.resolve(stream.messages.length === 0 ? undefined : { seq: stream.lastSeq, msgId: stream.messages.at(-1)!.msgId }),
-    onStored: () => undefined,
   });
 }
 
@@ -68,11 +67,11 @@ describe('oplog append retries', () => {
     const stream = new FakeStream();
     stream.loseAckOf.add(2);
     const oplog = appender(stream);
-    expect(await oplog.append(write)).toBe(1);
-    expect(await oplog.append(write)).toBe(2);
+    expect((await oplog.append(write)).seq).toBe(1);
+    expect((await oplog.append(write)).seq).toBe(2);
     // The second append was stored once (no duplicate), and the appender carries on after it.
     expect(stream.messages.map((m) => m.seq)).toEqual([1, 2]);
-    expect(await oplog.append(write)).toBe(3);
+    expect((await oplog.append(write)).seq).toBe(3);
     expect(oplog.failed).toBeUndefined();
   });
 
@@ -81,8 +80,8 @@ describe('oplog append retries', () => {
     stream.refuseSpuriously.add(2);
     stream.refuseSpuriously.add(3);
     const oplog = appender(stream);
-    expect(await oplog.append(write)).toBe(1);
-    expect(await oplog.append(write)).toBe(2);
+    expect((await oplog.append(write)).seq).toBe(1);
+    expect((await oplog.append(write)).seq).toBe(2);
     expect(stream.messages.map((m) => m.seq)).toEqual([1, 2]);
     expect(oplog.failed).toBeUndefined();
   });
@@ -90,7 +89,7 @@ describe('oplog append retries', () => {
   it('is FENCED when the refusal comes from another owner’s message', async () => {
     const stream = new FakeStream();
     const oplog = appender(stream);
-    expect(await oplog.append(write)).toBe(1);
+    expect((await oplog.append(write)).seq).toBe(1);
     stream.appendOther();
     const err = await oplog.append(write).catch((e: unknown) => e);
     expect(isStrataError(err, ErrorCode.FENCED)).toBe(true);

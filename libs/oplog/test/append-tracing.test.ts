@@ -7,9 +7,9 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import type { OplogOp } from '@strata/proto';
-import { SpanKind, SpanStatusCode, context, trace, type Span, type SpanContext } from '@strata/tracing';
+import { SpanKind, SpanStatusCode, context, trace, type Span } from '@strata/tracing';
 import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/testing';
-import { OplogAppender } from '../src/oplog';
+import { OplogAppender } from '../src/append';
 
 type ReadableSpan = ReturnType<InMemoryTracing['exporter']['getFinishedSpans']>[number];
 
@@ -37,7 +37,6 @@ class FakeJs {
 
 function setup(publishAttempts = 3) {
   const js = new FakeJs();
-  const stored: Array<{ seq: number; ops: number; writes: readonly SpanContext[] | undefined }> = [];
   const appender = new OplogAppender({
     js: () => js as unknown as JetStreamClient,
     subject: 'oplog.7',
@@ -49,9 +48,8 @@ function setup(publishAttempts = 3) {
     publishTimeoutMs: 1_000,
     publishAttempts,
     lastMessage: () => Promise.resolve(undefined),
-    onStored: (seq, ops, writes) => stored.push({ seq, ops: ops.length, writes }),
   });
-  return { js, appender, stored };
+  return { js, appender };
 }
 
 const write = (offset: number): OplogOp => ({ op: 'write', offset, data: new Uint8Array(512).fill(1) });
@@ -68,17 +66,17 @@ function finished(name: string): ReadableSpan[] {
 
 describe('oplog spans', () => {
   it('gives each append a span with its message sequence, and each message a publish span linked to its writes', async () => {
-    const { js, appender, stored } = setup();
+    const { js, appender } = setup();
     const a = under('handle a', () => appender.append(write(0)));
     await js.waitForCalls(1);
     // b and c arrive while a's message is in flight: they go out together as the next one.
     const b = under('handle b', () => appender.append(write(4096)));
     const c = under('handle c', () => appender.append({ op: 'zero', offset: 8192, length: 1024 }));
     js.calls[0]!.ack();
-    await expect(a.result).resolves.toBe(1);
+    const stored = [await a.result];
     await js.waitForCalls(2);
     js.calls[1]!.ack();
-    await expect(Promise.all([b.result, c.result])).resolves.toEqual([2, 2]);
+    stored.push(...(await Promise.all([b.result, c.result])));
 
     const appends = finished('oplog append');
     expect(appends).toHaveLength(3);
@@ -104,10 +102,11 @@ describe('oplog spans', () => {
     expect(p2!.attributes).toMatchObject({ 'strata.oplog.seq': 2, 'strata.oplog.ops': 2, 'strata.oplog.expected_last_seq': 1 });
     // The message carries the publish span's context.
     expect(js.calls[1]!.headers.get('traceparent')).toBe(`00-${p2!.spanContext().traceId}-${p2!.spanContext().spanId}-01`);
-    // The stored batches name their traced writes, for the drain's links.
-    expect(stored.map((s) => ({ seq: s.seq, ops: s.ops, writes: s.writes?.map((w) => w.spanId) }))).toEqual([
-      { seq: 1, ops: 1, writes: [sa.spanContext().spanId] },
-      { seq: 2, ops: 2, writes: [sb.spanContext().spanId, sc.spanContext().spanId] },
+    // Each append returns its message's sequence and its own span, for the drain's links.
+    expect(stored.map((s) => ({ seq: s.seq, span: s.span?.spanId }))).toEqual([
+      { seq: 1, span: sa.spanContext().spanId },
+      { seq: 2, span: sb.spanContext().spanId },
+      { seq: 2, span: sc.spanContext().spanId },
     ]);
     for (const h of [a, b, c]) h.span.end();
   });

@@ -13,8 +13,11 @@
 // the replay either reaches the last sequence or fails (UNAVAILABLE) before its
 // deadline. It never returns a partial tail.
 import { performance } from 'node:perf_hooks';
-import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { decode } from '@strata/codec';
 import { ErrorCode, StrataError, assert } from '@strata/errors';
+import { oplogEntry, streams, subjects, type OplogOp } from '@strata/proto';
+import { lastMessage } from './stream';
 
 /** One stored oplog message. */
 export interface TailMessage {
@@ -105,4 +108,30 @@ export function oplogFetcher(js: JetStreamClient, stream: string, subject: strin
 function isPullStatus(err: unknown): boolean {
   const e = err as { name?: string; code?: number };
   return e?.name === 'JetStreamStatusError' && (e.code === 408 || e.code === 409);
+}
+
+/** A stored entry of ops, with its sequence. */
+export interface StoredOps {
+  seq: number;
+  ops: OplogOp[];
+}
+
+/**
+ * The vDisk's undrained tail: every entry of ops after `drained`, and the subject's
+ * last sequence (markers count for it, but carry no ops). The whole tail or an error
+ * (UNAVAILABLE: the open can be tried again), within `timeoutMs`.
+ */
+export async function readOpsTail(js: JetStreamClient, jsm: JetStreamManager, vdisk: bigint, drained: number, timeoutMs: number): Promise<{ lastSeq: number; entries: StoredOps[] }> {
+  try {
+    const lastSeq = (await lastMessage(jsm, vdisk))?.seq ?? 0;
+    const messages = await readTail({ drained, lastSeq, timeoutMs }, oplogFetcher(js, streams.oplog, subjects.oplog(vdisk)));
+    const entries: StoredOps[] = [];
+    for (const m of messages) {
+      const entry = decode(m.data, oplogEntry);
+      if (entry.kind === 'ops') entries.push({ seq: m.seq, ops: entry.ops });
+    }
+    return { lastSeq, entries };
+  } catch (err) {
+    throw err instanceof StrataError ? err : new StrataError(ErrorCode.UNAVAILABLE, `vdisk ${vdisk}: cannot read its oplog tail: ${(err as Error).message}`, { cause: err });
+  }
 }

@@ -1,10 +1,10 @@
-// The oplog tail replay (oplog-replay.ts) against fetches that misbehave the way a
+// The oplog tail replay (tail.ts) against fetches that misbehave the way a
 // real one can: ending early (a connection cut as a slow consumer), delivering
 // nothing, redelivering older messages. Whatever they do, the replay returns the
 // whole tail in order or fails UNAVAILABLE; it never returns part of it.
 import fc from 'fast-check';
 import { ErrorCode, isStrataError } from '@strata/errors';
-import { readTail, type FetchFrom, type TailMessage } from '../src/oplog-replay';
+import { readTail, type FetchFrom, type TailMessage } from '../src/tail';
 
 /** A subject's messages at the given stream sequences (other subjects fill the gaps). */
 function stored(seqs: number[]): TailMessage[] {
