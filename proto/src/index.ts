@@ -186,6 +186,8 @@ export {
   curatorGarbageSummary,
   type CuratorGarbageSummary,
   curatorDrain,
+  curatorRebalance,
+  type CuratorRebalance,
   type CuratorDrain,
   curatorProgress,
   curatorStatusRequest,
