@@ -67,11 +67,12 @@ export function formatGarbage(p: CuratorStatusReply['progress']): string {
 /** `rebalance: on, threshold 10 points; disks 3.2 points apart (...)`. */
 export function formatRebalance(r: CuratorRebalance): string {
   const state = r.enabled ? 'on' : 'off (STRATA_REBALANCE=off or STRATA_REBUILD=off: nothing moves)';
+  const pct = (permille: number): number => permille / 10;
   const spread =
-    r.spreadPct === undefined || r.fullest === undefined || r.emptiest === undefined
+    r.spreadPermille === undefined || r.fullest === undefined || r.emptiest === undefined
       ? 'fewer than two disks take part'
-      : `disks ${r.spreadPct} points apart (fullest disk ${r.fullest.disk} on ${r.fullest.node} ${r.fullest.usedPct}%, emptiest disk ${r.emptiest.disk} on ${r.emptiest.node} ${r.emptiest.usedPct}%)`;
-  return `rebalance: ${state}, threshold ${r.thresholdPct} points; ${spread}; ${r.moving} moves queued or running, ${r.movesDone} done`;
+      : `disks ${pct(r.spreadPermille)} points apart (fullest disk ${r.fullest.disk} on ${r.fullest.node} ${pct(r.fullest.usedPermille)}%, emptiest disk ${r.emptiest.disk} on ${r.emptiest.node} ${pct(r.emptiest.usedPermille)}%)`;
+  return `rebalance: ${state}, threshold ${pct(r.thresholdPermille)} points; ${spread}; ${r.moving} moves queued or running, ${r.movesDone} done`;
 }
 
 export function formatCuratorStatus(s: CuratorStatusReply): string {

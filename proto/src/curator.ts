@@ -56,15 +56,20 @@ export const curatorDrain = z.strictObject({
 });
 export type CuratorDrain = z.output<typeof curatorDrain>;
 
+/** A disk at one end of the rebalance's spread: its used share in permille of its capacity. */
+export const rebalanceDisk = z.strictObject({ disk: u64, node: objectName, usedPermille: uint });
+
 /** The rebalance as the last scan found it (rebalance.ts in services/curator). */
 export const curatorRebalance = z.strictObject({
   /** Whether moves run (`STRATA_REBALANCE=off` disables them). */
   enabled: z.boolean(),
-  thresholdPct: z.number().min(0).max(100),
-  /** The fullest and emptiest disks taking part and their used shares (percent); absent with fewer than two. */
-  fullest: z.strictObject({ disk: u64, node: objectName, usedPct: z.number().min(0) }).optional(),
-  emptiest: z.strictObject({ disk: u64, node: objectName, usedPct: z.number().min(0) }).optional(),
-  spreadPct: z.number().min(0).optional(),
+  /** The threshold, in tenths of a percentage point (100: 10 points). */
+  thresholdPermille: uint,
+  /** The fullest and emptiest disks taking part and their used shares (permille of capacity); absent with fewer than two. */
+  fullest: rebalanceDisk.optional(),
+  emptiest: rebalanceDisk.optional(),
+  /** Between them, permille. */
+  spreadPermille: uint.optional(),
   /** Moves queued or running, and done since this master started. */
   moving: uint,
   movesDone: uint,

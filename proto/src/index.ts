@@ -187,6 +187,7 @@ export {
   type CuratorGarbageSummary,
   curatorDrain,
   curatorRebalance,
+  rebalanceDisk,
   type CuratorRebalance,
   type CuratorDrain,
   curatorProgress,

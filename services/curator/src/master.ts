@@ -568,8 +568,8 @@ export class CuratorMaster {
     const moving = this.queue.filter((a) => a.rebalance === true).length + this.rebalanceInFlight;
     return {
       enabled: settings.rebalance === 'on' && settings.rebuild === 'on',
-      thresholdPct: settings.rebalanceThresholdPct,
-      ...(this.spread === undefined ? {} : { fullest: this.spread.fullest, emptiest: this.spread.emptiest, spreadPct: this.spread.spreadPct }),
+      thresholdPermille: permille(settings.rebalanceThresholdPct),
+      ...(this.spread === undefined ? {} : { fullest: atEnd(this.spread.fullest), emptiest: atEnd(this.spread.emptiest), spreadPermille: permille(this.spread.spreadPct) }),
       moving,
       movesDone: this.rebalanceMoves.done,
     };
@@ -616,6 +616,9 @@ export class CuratorMaster {
     }
   }
 }
+
+const permille = (pct: number): number => Math.max(0, Math.round(pct * 10));
+const atEnd = (d: Spread['fullest']): { disk: bigint; node: string; usedPermille: number } => ({ disk: d.disk, node: d.node, usedPermille: permille(d.usedPct) });
 
 /** Runs `work` over `items`, at most `limit` at a time; the first failure fails it all. */
 export async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
