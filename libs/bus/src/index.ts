@@ -4,6 +4,7 @@ export {
   Bus,
   NoReply,
   connectBus,
+  CONNECT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_TIMEOUT_MS,
   TIMEOUT_HEADER,
   type BusLogger,

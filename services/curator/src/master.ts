@@ -354,6 +354,7 @@ export class CuratorMaster {
     const { settings } = this.d;
     const r = planRebalance(rows, view, { thresholdPct: settings.rebalanceThresholdPct, movesMax: settings.rebalanceMovesMax }, this.queued);
     this.spread = r.spread;
+    this.d.log.debug({ spread: r.spread, quiet, queued: this.queued.size, moves: r.moves.length }, 'rebalance: the disks at the scan');
     const balanced = r.spread === undefined || r.spread.spreadPct <= settings.rebalanceThresholdPct;
     if (balanced && this.rebalanceMoves.sinceBalanced > 0 && this.queued.size === 0) {
       const moves = this.rebalanceMoves.sinceBalanced;
