@@ -123,7 +123,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     // may not finish the handshake for a while: without this bound, every client that
     // was on it sat on that one attempt for 20 s instead of trying the next server
     // (a rolling restart in test/e2e/scale.test.ts paused the client's I/O 23 s at
-    // the first server; 3 s with the bound).
+    // the first server; 3 to 6 s with the bound).
     timeout: CONNECT_ATTEMPT_TIMEOUT_MS,
     // A server that stops answering (a paused or hung process keeps its sockets open)
     // is given up after two unanswered pings, about 4-6 s, and the client moves to
