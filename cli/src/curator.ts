@@ -3,7 +3,7 @@
 // (`strata curator scrub`).
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { CuratorOp, curatorScanReply, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorStatusReply } from '@strata/proto';
+import { CuratorOp, curatorScanReply, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorRebalance, type CuratorStatusReply } from '@strata/proto';
 import { formatSize } from './units';
 
 const STATUS_TIMEOUT_MS = 10_000;
@@ -64,6 +64,17 @@ export function formatGarbage(p: CuratorStatusReply['progress']): string {
   return `garbage: ${p.garbageDeleted ?? 0} replicas, ${formatSize(p.garbageBytes ?? 0)} reclaimed (last scan: ${last})`;
 }
 
+/** `rebalance: on, threshold 10 points; disks 3.2 points apart (...)`. */
+export function formatRebalance(r: CuratorRebalance): string {
+  const state = r.enabled ? 'on' : 'off (STRATA_REBALANCE=off or STRATA_REBUILD=off: nothing moves)';
+  const pct = (permille: number): number => permille / 10;
+  const spread =
+    r.spreadPermille === undefined || r.fullest === undefined || r.emptiest === undefined
+      ? 'fewer than two disks take part'
+      : `disks ${pct(r.spreadPermille)} points apart (fullest disk ${r.fullest.disk} on ${r.fullest.node} ${pct(r.fullest.usedPermille)}%, emptiest disk ${r.emptiest.disk} on ${r.emptiest.node} ${pct(r.emptiest.usedPermille)}%)`;
+  return `rebalance: ${state}, threshold ${pct(r.thresholdPermille)} points; ${spread}; ${r.moving} moves queued or running, ${r.movesDone} done`;
+}
+
 export function formatCuratorStatus(s: CuratorStatusReply): string {
   const p = s.progress;
   const lines = [
@@ -76,6 +87,7 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,
     formatGarbage(p),
     `scrub: ${p.scrubbing === undefined ? 'not running' : `running since ${when(p.scrubbing.startedAtMs)}, ${p.scrubbing.replicasDone} of ${p.scrubbing.replicasTotal} replicas read`}; last pass: ${p.lastScrub === undefined ? 'none yet' : formatScrub(p.lastScrub)}`,
+    ...(p.rebalance === undefined ? [] : [formatRebalance(p.rebalance)]),
     ...(p.draining ?? []).map((d) => `draining ${d.kind} ${d.name}: ${d.replicas === 0 ? 'drained, it holds no replica' : `${d.replicas} replica${d.replicas === 1 ? '' : 's'} (${formatSize(d.bytes)}) left`}`),
   ];
   return lines.join('\n');

@@ -29,4 +29,12 @@ describe('curator status', () => {
     expect(formatCuratorStatus(status)).toMatch(/^scrub: not running; last pass: none yet$/m);
     expect(formatCuratorStatus(status)).not.toMatch(/draining/);
   });
+
+  it('shows the rebalance: on or off, the spread between the fullest and emptiest disks, the moves', () => {
+    const rebalance = { enabled: true, thresholdPermille: 100, fullest: { disk: 101n, node: 'n1', usedPermille: 400 }, emptiest: { disk: 104n, node: 'n4', usedPermille: 25 }, spreadPermille: 375, moving: 3, movesDone: 5 };
+    expect(formatCuratorStatus({ ...status, progress: { ...status.progress, rebalance } })).toMatch(
+      /^rebalance: on, threshold 10 points; disks 37.5 points apart \(fullest disk 101 on n1 40%, emptiest disk 104 on n4 2.5%\); 3 moves queued or running, 5 done$/m,
+    );
+    expect(formatCuratorStatus({ ...status, progress: { ...status.progress, rebalance: { enabled: false, thresholdPermille: 100, moving: 0, movesDone: 0 } } })).toMatch(/^rebalance: off \(STRATA_REBALANCE=off .*\), threshold 10 points; fewer than two disks take part; 0 moves/m);
+  });
 });

@@ -2,7 +2,7 @@
 // master (`strata.curator.<op>`), its progress record (`curator.progress` in `own`)
 // and the summary of a scan. The master itself holds the lease `curator.master`.
 import { z } from 'zod';
-import { uint } from '@strata/codec';
+import { u64, uint } from '@strata/codec';
 import { objectName } from './config';
 
 /** Requests to the curator master: `strata.curator.status`, `strata.curator.scan`, `strata.curator.scrub`. */
@@ -56,6 +56,26 @@ export const curatorDrain = z.strictObject({
 });
 export type CuratorDrain = z.output<typeof curatorDrain>;
 
+/** A disk at one end of the rebalance's spread: its used share in permille of its capacity. */
+export const rebalanceDisk = z.strictObject({ disk: u64, node: objectName, usedPermille: uint });
+
+/** The rebalance as the last scan found it (rebalance.ts in services/curator). */
+export const curatorRebalance = z.strictObject({
+  /** Whether moves run (`STRATA_REBALANCE=off` disables them). */
+  enabled: z.boolean(),
+  /** The threshold, in tenths of a percentage point (100: 10 points). */
+  thresholdPermille: uint,
+  /** The fullest and emptiest disks taking part and their used shares (permille of capacity); absent with fewer than two. */
+  fullest: rebalanceDisk.optional(),
+  emptiest: rebalanceDisk.optional(),
+  /** Between them, permille. */
+  spreadPermille: uint.optional(),
+  /** Moves queued or running, and done since this master started. */
+  moving: uint,
+  movesDone: uint,
+});
+export type CuratorRebalance = z.output<typeof curatorRebalance>;
+
 /** One scrub pass (scrub.ts in services/curator): every replica on a live node read and its checksums verified. */
 export const curatorScrubSummary = z.strictObject({
   startedAtMs: uint,
@@ -102,6 +122,8 @@ export const curatorProgress = z.strictObject({
   lastGarbage: curatorGarbageSummary.optional(),
   /** The nodes and disks being drained at the last scan, less the moves done since. */
   draining: z.array(curatorDrain).max(4096).optional(),
+  /** The rebalance at the last scan, with the moves done since. */
+  rebalance: curatorRebalance.optional(),
   /** The last scrub pass that ended, and the one running (replicas read so far of how many). */
   lastScrub: curatorScrubSummary.optional(),
   scrubbing: z.strictObject({ startedAtMs: uint, replicasDone: uint, replicasTotal: uint }).optional(),

@@ -48,6 +48,10 @@ export const EventType = {
   curatorGarbageDeleted: 'curator.garbage.deleted',
   /** A node or disk being drained holds no replica any more: it can be removed (`kind` node or disk, `name`). */
   curatorDrainDone: 'curator.drain.done',
+  /** A rebalance moved a replica from a fuller disk to an emptier one (`kind` egroup, `id`, `fromDisk`, `toDisk`, `bytes`, the disks' shares in `reason`). */
+  curatorRebalanceMove: 'curator.rebalance.move',
+  /** The disks are within the rebalance threshold again after moves (the spread in `reason`, the moves in `message`). */
+  curatorRebalanceDone: 'curator.rebalance.done',
   /** A scrub found a replica that fails its checksum (`kind` egroup, `id`, `fromDisk` its disk, the failure in `reason`); a copy from a good replica replaces it. */
   curatorScrubDamaged: 'curator.scrub.damaged',
   /** A scrub pass ended (counts in message, `durationMs`). */

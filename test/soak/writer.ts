@@ -48,11 +48,21 @@ export class VerifyingWriter {
   /** The longest time between two completed commands, and when it ended. */
   longestPause = { ms: 0, endedAtMs: 0 };
   private lastDoneAtMs = 0;
+  /** The longest pause of the current window (takePause). */
+  private windowPauseMs = 0;
   private session: QemuIoSession | undefined;
   private stopping = false;
   private loop: Promise<void> | undefined;
 
   constructor(readonly spec: WriterSpec) {}
+
+  /** The longest pause since the last call (or the start), counting the one still open; the window starts again now. */
+  takePause(): number {
+    const now = Date.now();
+    const longest = Math.max(this.windowPauseMs, now - this.lastDoneAtMs);
+    this.windowPauseMs = 0;
+    return longest;
+  }
 
   start(): void {
     this.lastDoneAtMs = Date.now();
@@ -118,6 +128,7 @@ export class VerifyingWriter {
     }
     const now = Date.now();
     if (now - this.lastDoneAtMs > this.longestPause.ms) this.longestPause = { ms: now - this.lastDoneAtMs, endedAtMs: now };
+    this.windowPauseMs = Math.max(this.windowPauseMs, now - this.lastDoneAtMs);
     this.lastDoneAtMs = now;
     return true;
   }

@@ -117,6 +117,9 @@ export function envSecurityOptions(): Partial<ConnectionOptions> {
 
 export type { ClientSecurity };
 
+/** How long one attempt to connect to one server may take before the next server is tried. */
+export const CONNECT_ATTEMPT_TIMEOUT_MS = 2_000;
+
 export async function connectBus(options: BusOptions): Promise<Bus> {
   const nc = await connect({
     servers: parseServers(options.servers),
@@ -129,6 +132,13 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     // shuffle: actors of one node then meet on one server.
     noRandomize: true,
     reconnectTimeWait: 250,
+    // Each attempt to connect to one server is given up after 2 s (nats.js waits 20 s
+    // by default). A server restarted in place accepts the TCP connection at once but
+    // may not finish the handshake for a while: without this bound, every client that
+    // was on it sat on that one attempt for 20 s instead of trying the next server
+    // (a rolling restart in test/e2e/scale.test.ts paused the client's I/O 23 s at
+    // the first server; 3 to 6 s with the bound).
+    timeout: CONNECT_ATTEMPT_TIMEOUT_MS,
     // A server that stops answering (a paused or hung process keeps its sockets open)
     // is given up after two unanswered pings, about 4-6 s, and the client moves to
     // another server of the cluster instead of waiting out the hang.

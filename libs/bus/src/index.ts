@@ -5,6 +5,7 @@ export {
   NoReply,
   connectBus,
   envSecurityOptions,
+  CONNECT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_TIMEOUT_MS,
   TIMEOUT_HEADER,
   type BusLogger,

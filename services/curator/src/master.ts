@@ -7,7 +7,9 @@
 // drained are the plan's too (moves, drain.ts): their progress is counted here, and
 // each one's end announced once (`curator.drain.done`). Scrub passes (scrub.ts) run on
 // their own schedule and on request, at their own byte budget; the replicas they find
-// damaged go to the plan, which replaces them like lost ones. It runs only while its process
+// damaged go to the plan, which replaces them like lost ones. When the plan has
+// nothing to copy and nothing is queued, a rebalance (rebalance.ts) may move replicas
+// from the fullest disks to the emptiest, through the same copies. It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
 // file does the I/O around it.
 import { performance } from 'node:perf_hooks';
@@ -32,6 +34,7 @@ import {
   type ClusterEvent,
   type CuratorGarbageSummary,
   type CuratorProgress,
+  type CuratorRebalance,
   type CuratorScanSummary,
   type CuratorScrubSummary,
   type CuratorStatusReply,
@@ -47,6 +50,7 @@ import { collectGarbage } from './gc';
 import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
+import { planRebalance, type Spread } from './rebalance';
 import type { CuratorSettings } from './settings';
 import { clusterView, withKeptWriters, writersGone } from './view';
 
@@ -111,6 +115,10 @@ export class CuratorMaster {
   private scrubbing: { startedAtMs: number; done: number; total: number; result: Promise<CuratorScrubSummary> } | undefined;
   private lastScrub: CuratorScrubSummary | undefined;
   private scrubTimer: NodeJS.Timeout | undefined;
+  /** The rebalance: the spread at the last scan, the moves done, and those since the disks were last balanced. */
+  private spread: Spread | undefined;
+  private rebalanceMoves = { done: 0, sinceBalanced: 0 };
+  private rebalanceInFlight = 0;
   /** What the last scan would copy with rebuild off. */
   private plannedBytes = 0;
   private view: ClusterView | undefined;
@@ -309,6 +317,7 @@ export class CuratorMaster {
       // Most urgent first across what was queued before and now.
       this.queue.sort((a, b) => a.left - b.left || b.bytes - a.bytes);
     }
+    copiesQueued += await this.rebalance(rows, view, p.actions.length === 0 && p.underReplicated.length === 0);
     for (const u of p.unfixable) this.d.log.warn({ egroup: String(u.egroup) }, u.why);
     const summary: CuratorScanSummary = {
       scan: ++this.scans,
@@ -336,6 +345,33 @@ export class CuratorMaster {
     // listed), and a replica a copy is making now is skipped (see gc.ts).
     await this.collectGarbage(rows, view);
     return summary;
+  }
+
+  /**
+   * Rebalance moves, queued only when the plan copies nothing (`quiet`) and no copy is
+   * queued or running: protection and drains first, and each round of moves planned on
+   * rows that show the last round done. Announces once when the disks are within the
+   * threshold again after moves. Returns the moves queued.
+   */
+  private async rebalance(rows: readonly EgroupRow[], view: ClusterView, quiet: boolean): Promise<number> {
+    const { settings } = this.d;
+    const r = planRebalance(rows, view, { thresholdPct: settings.rebalanceThresholdPct, movesMax: settings.rebalanceMovesMax }, this.queued);
+    this.spread = r.spread;
+    this.d.log.debug({ spread: r.spread, quiet, queued: this.queued.size, moves: r.moves.length }, 'rebalance: the disks at the scan');
+    const balanced = r.spread === undefined || r.spread.spreadPct <= settings.rebalanceThresholdPct;
+    if (balanced && this.rebalanceMoves.sinceBalanced > 0 && this.queued.size === 0) {
+      const moves = this.rebalanceMoves.sinceBalanced;
+      this.rebalanceMoves.sinceBalanced = 0;
+      const spread = r.spread === undefined ? 'one disk' : `disks within ${r.spread.spreadPct} points (threshold ${settings.rebalanceThresholdPct})`;
+      await this.emit({ type: EventType.curatorRebalanceDone, reason: spread }, `rebalance done after ${moves} moves: ${spread}`);
+    }
+    if (!quiet || this.queued.size > 0 || settings.rebuild === 'off' || settings.rebalance === 'off') return 0;
+    for (const a of r.moves) {
+      this.queue.push(a);
+      this.queued.add(a.egroup);
+    }
+    if (r.moves.length > 0) this.d.log.info({ moves: r.moves.length, spread: r.spread }, `rebalance: ${r.moves.length} moves queued; ${r.moves[0]!.reason}`);
+    return r.moves.length;
   }
 
   /** The drains as this scan found them; each that holds nothing any more is announced once. */
@@ -466,8 +502,11 @@ export class CuratorMaster {
     while (!this.stopped && this.d.leading() && this.inFlight.size < this.d.settings.curatorCopiesInFlightMax && this.queue.length > 0) {
       const action = this.queue.shift()!;
       this.inFlightBytes += action.bytes;
+      const rebalance = action.rebalance === true ? 1 : 0;
+      this.rebalanceInFlight += rebalance;
       const run = this.copy(action).finally(() => {
         this.inFlightBytes -= action.bytes;
+        this.rebalanceInFlight -= rebalance;
         this.inFlight.delete(action.egroup);
         this.progressSoon();
         this.pump();
@@ -490,8 +529,12 @@ export class CuratorMaster {
       this.meter.add(done.bytes, performance.now());
       const { action: a } = done;
       if (a.drop && a.lost !== undefined) this.drains = afterMove(this.drains, a.lost.disk, a.bytes);
+      if (a.rebalance === true) {
+        this.rebalanceMoves.done++;
+        this.rebalanceMoves.sinceBalanced++;
+      }
       await this.emit(
-        { type: EventType.curatorReplicaCopied, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
+        { type: a.rebalance === true ? EventType.curatorRebalanceMove : EventType.curatorReplicaCopied, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
         `egroup ${a.egroup}: copied ${done.bytes} bytes from disk ${a.source.disk} (${a.source.node}) to disk ${a.target.disk} (${a.target.node}) in ${Math.round(performance.now() - startedMs)} ms; ${a.reason}`,
       );
       // RF 3 that lost two replicas needs a second copy: plan the recorded entry again.
@@ -529,7 +572,20 @@ export class CuratorMaster {
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
       ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
       ...(this.scrubbing === undefined ? {} : { scrubbing: { startedAtMs: this.scrubbing.startedAtMs, replicasDone: this.scrubbing.done, replicasTotal: this.scrubbing.total } }),
+      rebalance: this.rebalanceProgress(),
       ...(this.drains.length === 0 ? {} : { draining: this.drains.map(({ kind, name, replicas, bytes }) => ({ kind, name, replicas, bytes })) }),
+    };
+  }
+
+  private rebalanceProgress(): CuratorRebalance {
+    const { settings } = this.d;
+    const moving = this.queue.filter((a) => a.rebalance === true).length + this.rebalanceInFlight;
+    return {
+      enabled: settings.rebalance === 'on' && settings.rebuild === 'on',
+      thresholdPermille: permille(settings.rebalanceThresholdPct),
+      ...(this.spread === undefined ? {} : { fullest: atEnd(this.spread.fullest), emptiest: atEnd(this.spread.emptiest), spreadPermille: permille(this.spread.spreadPct) }),
+      moving,
+      movesDone: this.rebalanceMoves.done,
     };
   }
 
@@ -575,6 +631,9 @@ export class CuratorMaster {
     }
   }
 }
+
+const permille = (pct: number): number => Math.max(0, Math.round(pct * 10));
+const atEnd = (d: Spread['fullest']): { disk: bigint; node: string; usedPermille: number } => ({ disk: d.disk, node: d.node, usedPermille: permille(d.usedPct) });
 
 /** Runs `work` over `items`, at most `limit` at a time; the first failure fails it all. */
 export async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -73,6 +73,8 @@ export interface CopyAction {
   replicationFactor: number;
   /** Why: the lost replica and what made it lost. */
   reason: string;
+  /** A rebalance move (rebalance.ts): a healthy replica moved off a disk fuller than the others. */
+  rebalance?: true;
 }
 
 export interface Unfixable {

@@ -27,6 +27,16 @@ export const curatorSettings = z
     curatorCopyChunkBytes: z.coerce.number().int().min(4096).max(EG_READ_BYTES_MAX).default(EG_READ_BYTES_MAX),
     /** `off` makes the master scan and report without copying (to show what a test depends on). */
     rebuild: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /** `off` keeps replicas where they are however uneven the disks (to show what a test depends on). */
+    rebalance: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /**
+     * Rebalance moves start when the fullest and the emptiest disk (live, not draining)
+     * differ by more than this many percentage points of their capacity (a node added
+     * beside full ones); they stop once within it.
+     */
+    rebalanceThresholdPct: z.coerce.number().min(0).max(100).default(10),
+    /** Rebalance moves planned at most per scan; a scan plans more only once they are done. */
+    rebalanceMovesMax: z.coerce.number().int().min(1).max(1_000).default(16),
     /** `off` makes the garbage collection list, plan and report without deleting (to show what a test depends on). */
     gc: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
     /**
