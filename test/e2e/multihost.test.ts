@@ -33,7 +33,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitForJetStream, type NatsServerProcess } from '@strata/natsd';
-import { HOST_NATS_PORTS, TestHosts, planHostNatsServers } from '../harness/netns';
+import { HOST_NATS_PORTS, TestHosts, isRunning, planHostNatsServers } from '../harness/netns';
 import { AckedWriter, ConfigClient, createdId, longestAckGap, qemuIo, readBackAcked, readOwnership, repoRoot, run, waitFor, type ActorProcess } from '../harness';
 import { isConnectionError, isUnavailable } from '../harness/verify';
 
@@ -122,7 +122,10 @@ describe('three hosts in network namespaces', () => {
     await Promise.all(servers?.map((s) => s.stop()) ?? []);
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
     expect(namespaces.filter((ns) => left.includes(ns))).toEqual([]);
-    expect(pids.filter(isAlive)).toEqual([]);
+    // Every process that ran in the hosts is gone (a zombie not yet reaped by its parent counts as gone).
+    const deadline = Date.now() + 10_000;
+    while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(pids.filter(isRunning)).toEqual([]);
     if (passed) rmSync(dir, { recursive: true, force: true });
     else if (dir !== undefined) console.warn(`multihost: the failed test's data and logs are kept in ${dir}`);
   }, 60_000);
@@ -181,12 +184,3 @@ describe('three hosts in network namespaces', () => {
     passed = true;
   }, 180_000);
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

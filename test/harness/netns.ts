@@ -14,6 +14,7 @@
 // Everything is named after this process's PID (namespaces `strata-<pid>-h<i>`,
 // bridge `sb<pid>`, veths `sv<pid>h<i>`), so a later run removes what a killed run
 // left (its PID no longer alive). Needs root.
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { NatsServerProcess } from '@strata/natsd';
@@ -85,6 +86,16 @@ function freeSubnet(): string {
     if (!routes.includes(prefix)) return prefix;
   }
   throw new Error('no free /24 in 10.231.0.0/16 for the test hosts');
+}
+
+/** Whether `pid` runs: it exists and is not a zombie waiting for its parent. */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 export class TestHosts {
@@ -163,15 +174,20 @@ export class TestHosts {
    */
   async destroy(): Promise<void> {
     await Promise.all(this.processes.map((p) => p.stop(5_000).catch(() => undefined)));
+    const killed: number[] = [];
     for (const h of this.hosts) {
       for (const pid of pidsIn(h.ns)) {
         try {
           process.kill(pid, 'SIGKILL');
+          killed.push(pid);
         } catch {
           // Gone meanwhile.
         }
       }
     }
+    // A killed process takes a moment to exit: wait (bounded) until none runs.
+    const deadline = Date.now() + 10_000;
+    while (killed.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.removeNetwork();
   }
 
