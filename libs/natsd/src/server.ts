@@ -71,10 +71,13 @@ export async function freePort(): Promise<number> {
   throw new Error(`no free port found on 127.0.0.1 between ${floor} and ${low}`);
 }
 
-/** `count` different ports, each free a moment ago (see freePort). */
-export async function freePorts(count: number): Promise<number[]> {
+/** `count` different ports, each free a moment ago (see freePort), none of them in `exclude`. */
+export async function freePorts(count: number, exclude: ReadonlySet<number> = new Set()): Promise<number[]> {
   const ports = new Set<number>();
-  for (let attempt = 0; ports.size < count && attempt < 10 * count + 10; attempt++) ports.add(await freePort());
+  for (let attempt = 0; ports.size < count && attempt < 10 * count + 10; attempt++) {
+    const port = await freePort();
+    if (!exclude.has(port)) ports.add(port);
+  }
   if (ports.size < count) throw new Error(`found only ${ports.size} of ${count} free ports on 127.0.0.1`);
   return [...ports];
 }
@@ -346,7 +349,10 @@ export interface NatsServersOptions {
  */
 export async function planNatsServers(options: NatsServersOptions): Promise<NatsServerProcess[]> {
   const { baseDir, count } = options;
-  const picked = await freePorts(count + (count > 1 ? count : 0) + (options.monitor === true ? count : 0));
+  // The route and monitor ports must not be the client ports the caller chose: those
+  // are not bound yet, so they look free (seen: a route port on the third server's
+  // client port, which then failed to bind).
+  const picked = await freePorts(count + (count > 1 ? count : 0) + (options.monitor === true ? count : 0), new Set(options.ports ?? []));
   const ports = options.ports ?? picked.slice(0, count);
   const clusterPorts = count > 1 ? picked.slice(count, 2 * count) : [];
   const monitorPorts = options.monitor === true ? picked.slice(picked.length - count) : [];
