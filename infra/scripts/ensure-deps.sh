@@ -2,7 +2,7 @@
 # Installs what Strata needs to build, run and test, when it is missing: the npm
 # packages (npm ci), a current nats-server (the pinned release, built with
 # `go install` into a cache directory), and, from Debian's packages, the NBD clients
-# (qemu-utils, libnbd-bin, fio, nbdkit), and the QEMU guest of the HA tests. With
+# (qemu-utils, libnbd-bin, fio, nbdkit), openssl, and the QEMU guest of the HA tests. With
 # --test (npm test) also what only the tests need: Debian's chromium (the UI
 # screenshots) and the Zipkin server's jar (fetched with Maven). Safe to run again: it
 # only installs what is absent. Used by the README's commands and by CI.
@@ -23,6 +23,8 @@ command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
 command -v nbdinfo >/dev/null 2>&1 && command -v nbdcopy >/dev/null 2>&1 || need_apt+=(libnbd-bin)
 command -v fio >/dev/null 2>&1 || need_apt+=(fio)
 command -v nbdkit >/dev/null 2>&1 || need_apt+=(nbdkit)
+# The certificates of `strata up`'s TLS (libs/natsd/src/credentials.ts).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # Headless Chromium for the tests that take screenshots of a UI.
 if $for_tests; then [ -x /usr/bin/chromium ] || need_apt+=(chromium); fi
 
