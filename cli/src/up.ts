@@ -232,21 +232,21 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
   }
   writeFileSync(join(dir, NATS_URL_FILE), `${url}\n`);
 
-  // Every process gets a metrics port of its own, in start order, and the targets file says where.
+  // Every process, planned once in start order: each gets a metrics port of its own
+  // (the targets file says where), the tracing settings and its credentials. The
+  // config replicas start now, the nodes once they are registered.
   const configs = Array.from({ length: options.configReplicas }, (_, i) => configChild(`config-${i + 1}`, preferServer(url, i)));
-  const perNode = Array.from({ length: options.nodes }, (_, i) => nodeChildren(upNode(i + 1, options, url)).length);
+  const nodes = Array.from({ length: options.nodes }, (_, i) => nodeChildren(upNode(i + 1, options, url))).flat();
   let firstMetricsPort: number;
   try {
-    firstMetricsPort = await metricsPortRun(configs.length + perNode.reduce((a, b) => a + b, 0), options.metricsPort);
+    firstMetricsPort = await metricsPortRun(configs.length + nodes.length, options.metricsPort);
   } catch (err) {
     await supervisor.stop();
     releaseLock();
     throw err;
   }
-  const traced = tracingEnv(options.tracingUrl);
-  const started: ChildSpec[] = withEnv(withMetricsPorts(configs, firstMetricsPort), traced).map((c) => withCredentials(c, secure));
-  for (const child of started) supervisor.add(child);
-  const nodeMetricsPort = (k: number): number => firstMetricsPort + configs.length + perNode.slice(0, k - 1).reduce((a, b) => a + b, 0);
+  const planned = withEnv(withMetricsPorts([...configs, ...nodes], firstMetricsPort), tracingEnv(options.tracingUrl)).map((c) => withCredentials(c, secure));
+  for (const child of planned.slice(0, configs.length)) supervisor.add(child);
 
   let stopping: Promise<void> | undefined;
   const stop = (why: string): Promise<void> =>
@@ -270,13 +270,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
       await registerNodes(client, dir, options);
       if (secure !== undefined) narrowToRegistered(servers, supervisor, secure, await nodeScopes(client));
       if (options.nodes > 0) say(layoutLine(options.nodes, options.layout ?? Layout.colocated));
-      for (let k = 1; k <= options.nodes; k++) {
-        for (const child of withEnv(nodeChildren({ ...upNode(k, options, url), metricsPort: nodeMetricsPort(k) }), traced)) {
-          const secured = withCredentials(child, secure);
-          supervisor.add(secured);
-          started.push(secured);
-        }
-      }
+      for (const child of planned.slice(configs.length)) supervisor.add(child);
       if (options.nodes > 0) {
         await ensureDemo(client, options);
         // Ready means a client can connect: wait for every gateway's NBD port.
@@ -290,7 +284,7 @@ export async function up(options: UpOptions, say: (line: string) => void): Promi
     await stop('start-up failed');
     throw err;
   }
-  const targets = writeMetricsTargets(join(dir, METRICS_TARGETS_FILE), started);
+  const targets = writeMetricsTargets(join(dir, METRICS_TARGETS_FILE), planned);
   say('ready');
   for (const line of exportsLine) say(line);
   if (exportsLine.length > 0) say(`try: qemu-io -f raw ${exportsLine[0]} -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k'`);
