@@ -26,7 +26,8 @@
 //    between acknowledgements is printed), and every acknowledged write reads back;
 //  - the links restored: n1 is alive again in the config, h1's nats-server routes to
 //    both others again, and h1's gateway serves every acknowledged write.
-// MULTIHOST_TEST_CUT=off makes the cut a no-op, where the test must fail (no failover).
+// MULTIHOST_TEST_CUT=off makes the cut a no-op, where the test must fail (no failover);
+// MULTIHOST_KEEP=1 keeps the hosts' data and logs after a passing run too.
 // Needs root (the namespaces), as test/integration/netns-hosts.test.ts does; about 45 s.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -126,7 +127,7 @@ describe('three hosts in network namespaces', () => {
     const deadline = Date.now() + 10_000;
     while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(pids.filter(isRunning)).toEqual([]);
-    if (passed) rmSync(dir, { recursive: true, force: true });
+    if (passed && process.env.MULTIHOST_KEEP !== "1") rmSync(dir, { recursive: true, force: true });
     else if (dir !== undefined) console.warn(`multihost: the failed test's data and logs are kept in ${dir}`);
   }, 60_000);
 

@@ -4,6 +4,7 @@
 // where exactly one holds at a time, epochs only grow, and a holder whose lease is
 // taken learns it at its next renewal. In the cluster, a watch cache keeps following
 // its bucket after the server its connection used is killed -9.
+import { jetstreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { connectBus, type Bus } from '@strata/bus';
 import { uint } from '@strata/codec';
@@ -27,10 +28,12 @@ describe.each(topologies)('kv and leases against %s nats', (kind) => {
     await nats?.stop();
   });
 
-  it('replicates buckets like the cluster: R1 on one server, R3 on three', async () => {
+  it('replicates buckets like the cluster (R1 on one server, R3 on three) and reads from the stream leader', async () => {
     const bucket = await openBucket(bus.nc, uniqueName('rep'), counter);
     const status = await bucket.kv.status();
     expect(status.streamInfo.config.num_replicas).toBe(kind === 'single' ? 1 : 3);
+    // Reads are answered by the stream leader, never by a replica that may lag behind.
+    expect(status.streamInfo.config.allow_direct).toBe(false);
   });
 
   it('refuses a create of an existing key and an update at a stale revision with CONFLICT', async () => {
@@ -60,6 +63,25 @@ describe.each(topologies)('kv and leases against %s nats', (kind) => {
     expect(cache.get('k49')?.value).toEqual({ n: 49 });
     await full.put('k50', { n: 50 });
     await waitFor('the cache to see k50', 5_000, () => cache.get('k50') !== undefined);
+    cache.stop();
+  });
+
+  it("catches a stalled watch up from the bucket itself: catchUp(key) finds the newer revision and resumes the watch", async () => {
+    const bucket = await openBucket(bus.nc, uniqueName('stall'), counter);
+    await bucket.put('node', { n: 1 });
+    const cache = await WatchCache.start(bucket);
+    await cache.ready;
+    expect(await cache.catchUp('node')).toBe(false);
+    // The watch's consumer gone while the connection stays up: what a cut-off server leaves.
+    const jsm = await jetstreamManager(bus.nc);
+    for await (const c of jsm.consumers.list(bucket.streamName)) await jsm.consumers.delete(bucket.streamName, c.name);
+    await bucket.put('node', { n: 2 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(cache.get('node')?.value).toEqual({ n: 1 });
+    expect(await cache.catchUp('node')).toBe(true);
+    await waitFor('the resumed watch to deliver the newer revision', 5_000, () => cache.get('node')?.value.n === 2);
+    await bucket.put('node', { n: 3 });
+    await waitFor('the resumed watch to follow later changes', 5_000, () => cache.get('node')?.value.n === 3);
     cache.stop();
   });
 

@@ -45,6 +45,12 @@ export async function openBucket<S extends z.ZodType>(nc: NatsConnection, name: 
     history: options.history ?? 1,
     replicas: options.replicas ?? defaultReplicas(nc),
     timeout: options.timeoutMs ?? 5_000,
+    // Reads go to the stream leader. A direct get is answered by any replica,
+    // including one just back from a partition and not caught up: under a cut host
+    // a config leader read its lease from such a replica, saw the lease of the
+    // leader before it, and stepped down for nothing. Leases, ownership and
+    // metadata rows must never be read older than a write already acknowledged.
+    allow_direct: false,
   };
   // create() is idempotent for an identical configuration and binds to the bucket.
   const kv = await whileClusterForms(`creating bucket ${name}`, () => kvm.create(name, opts));

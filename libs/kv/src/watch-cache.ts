@@ -91,6 +91,22 @@ export class WatchCache<T> {
     void this.consume(iterator);
   }
 
+  /**
+   * Reads `key` from the bucket itself and resumes the watch when the bucket holds a
+   * newer revision than the copy: the watch has stalled without a reconnect (its
+   * consumer lived on a server this connection was cut off from, and the client
+   * library may not notice). Owners of watches whose keys change rarely call it now
+   * and then, since silence cannot tell them the watch stalled. Returns whether the
+   * copy was behind.
+   */
+  async catchUp(key: string): Promise<boolean> {
+    const stored = await this.bucket.get(key);
+    const held = this.entries.get(key)?.revision ?? 0;
+    if (stored === null || stored.revision <= held) return false;
+    await this.resume();
+    return true;
+  }
+
   private async consume(iterator: QueuedIterator<KvWatchEntry>): Promise<void> {
     for await (const e of iterator) {
       // A replaced iterator may still deliver what it had queued: ignore it.

@@ -21,6 +21,13 @@ export interface HeartbeaterOptions {
    */
   fenceTimeoutMs?: number;
   onLapse?: (gapMs: number) => void;
+  /**
+   * Every this many beats, and at the first beat after a lapse, the node's record is
+   * read from the config bucket itself (default 10): a config watch that stalled
+   * while the node was cut off would otherwise hide that it was declared dead, and
+   * the node would beat on with an incarnation the detector never accepts again.
+   */
+  recordCheckEveryBeats?: number;
   log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
@@ -80,12 +87,24 @@ export class Heartbeater {
         intervalMs: this.options.intervalMs,
       });
       const gapMs = sentAtMs - this.lastAckedAtMs;
-      if (this.lastAckedAtMs > 0 && this.options.fenceTimeoutMs !== undefined && gapMs > this.options.fenceTimeoutMs) this.options.onLapse?.(gapMs);
+      const lapsed = this.lastAckedAtMs > 0 && this.options.fenceTimeoutMs !== undefined && gapMs > this.options.fenceTimeoutMs;
+      if (lapsed) this.options.onLapse?.(gapMs);
       this.lastAckedAtMs = sentAtMs;
+      if (lapsed || this.seq % (this.options.recordCheckEveryBeats ?? 10) === 0) void this.checkRecord();
     } catch (err) {
       this.options.log?.warn({ err }, 'heartbeat failed');
     }
     if (!this.stopped) this.timer = setTimeout(() => void this.beat(), this.options.intervalMs);
+  }
+
+  /** Catches the config watch up with the node's stored record; its listener then sees a dead verdict. */
+  private async checkRecord(): Promise<void> {
+    try {
+      const behind = await this.options.config?.catchUp(keys.object('node', this.nodeId));
+      if (behind === true) this.options.log?.warn({ node: String(this.nodeId) }, "the config watch was behind the node's record; resumed it");
+    } catch (err) {
+      this.options.log?.warn({ err }, "could not read the node's record from the config bucket");
+    }
   }
 
   stop(): void {
