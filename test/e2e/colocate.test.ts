@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { readSpanFile, type OtlpSpanRecord } from '@strata/tracing/testing';
 import { children, freePort, killIfUnchanged, qemuIo, run, startNode, waitFor, type ActorProcess } from '../harness';
 import { isLineBeingWritten, qemuIoChecked } from '../harness/verify';
+import { seedUpAuth } from '../harness/suite-security';
 
 /** The last lines of a node-host's log, for a failure message. */
 function logTail(dir: string, node: string): string {
@@ -87,6 +88,8 @@ describe('strata up (default layout): one process per node, in-process dispatch 
     spanFile = join(dir, 'spans.jsonl');
     nbdPort = await freePort();
     const natsPort = await freePort();
+    // The suite's admin, so this process's clients (and the CLI) reach the cluster.
+    seedUpAuth(dir);
     up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
       name: 'strata up',
       env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '200' },
@@ -229,6 +232,8 @@ describe('strata up --separate: one process per actor', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'strata-e2e-separate-'));
     const [nbdPort, natsPort] = [await freePort(), await freePort()];
+    // The suite's admin, so this process's clients (and the CLI) reach the cluster.
+    seedUpAuth(dir);
     up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1'], {
       name: 'strata up --separate',
       env: { NATS_URL: '' },

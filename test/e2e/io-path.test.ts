@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adminSecurity } from '../../cli/src/local-auth';
 import { ConfigClient, childPids, freePort, qemuIo, run, startNode, waitFor, waitForDrained, type ActorProcess } from '../harness';
+import { seedUpAuth } from '../harness/suite-security';
 
 const MiB = 2 ** 20;
 
@@ -28,6 +29,8 @@ interface Cluster {
 }
 
 async function startCluster(dir: string, ports: { nats: number; nbd: number }, nodes = 2): Promise<Cluster> {
+  // The suite's admin, so this process's clients (and the CLI) reach the cluster.
+  seedUpAuth(dir);
   const up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--nodes', String(nodes), '--nbd-port', String(ports.nbd), '--nats-port', String(ports.nats), '--config-replicas', '1'], {
     name: 'strata up',
     env: { NATS_URL: '', STRATA_DRAIN_IDLE_MS: '200', STRATA_EGROUP_SIZE_BYTES: String(4 * MiB) },

@@ -37,6 +37,10 @@ import { waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { HOST_NATS_PORTS, TestHosts, isRunning, planHostNatsServers } from '../harness/netns';
 import { AckedWriter, ConfigClient, createdId, longestAckGap, qemuIo, readBackAcked, readOwnership, repoRoot, run, waitFor, type ActorProcess } from '../harness';
 import { isConnectionError, isUnavailable } from '../harness/verify';
+import { plainBus } from '../harness/suite-security';
+
+// This file's own nats-servers are plain (no TLS, no users): so are its clients.
+plainBus();
 
 const TIMINGS = { STRATA_HEARTBEAT_INTERVAL_MS: '500', STRATA_FENCE_TIMEOUT_MS: '2000', STRATA_DEAD_TIMEOUT_MS: '3000', STRATA_TAKEOVER_STEP_TIMEOUT_MS: '3000' };
 const CLI = join(repoRoot, 'cli', 'dist', 'main.js');

@@ -32,6 +32,7 @@ import { SpanStatusCode } from '@strata/tracing';
 import { readSpanFile, spanForest, type OtlpSpanRecord, type SpanForest } from '@strata/tracing/testing';
 import { children, freePort, killIfUnchanged, qemuIo, repoRoot, screenshot, startNode, startZipkin, waitFor, zipkinTrace, type ActorProcess, type ZipkinServer, type ZipkinSpan } from '../harness';
 import { isLineBeingWritten } from '../harness/verify';
+import { seedUpAuth } from '../harness/suite-security';
 
 /** The one child of `parent` named `name`; fails, showing the tree, unless there is exactly one. */
 function child(forest: SpanForest, parent: OtlpSpanRecord, name: string, root: OtlpSpanRecord): OtlpSpanRecord {
@@ -141,6 +142,8 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
     const natsPort = await freePort();
     // One process per actor: each hop's spans must come from its own process, over NATS.
     const tracing = ['--tracing', `http://127.0.0.1:${zipkinPort}`];
+    // The suite's admin, so this process's clients (and the CLI) reach the cluster.
+    seedUpAuth(dir);
     up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1', ...tracing], {
       name: 'strata up',
       // Tracing is off unless something exports: the span file turns it on in every process.

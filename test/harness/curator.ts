@@ -6,10 +6,11 @@ import { connect } from '@nats-io/transport-node';
 import { openBucket } from '@strata/kv';
 import { buckets, mdValue, type EgroupEntry } from '@strata/proto';
 import type { UpCluster } from './up-cluster';
+import { envSecurityOptions } from './suite-security';
 
 /** Every extent-group entry of `vdisk` in md-egroup. */
 export async function egroupsOf(natsUrl: string, vdisk: bigint): Promise<Map<bigint, EgroupEntry>> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...envSecurityOptions() });
   try {
     const bucket = await openBucket(nc, buckets.mdEgroup, mdValue.egroup, { history: 1 });
     return new Map((await bucket.entries()).filter((e) => e.value.vdisk === vdisk).map((e) => [BigInt(e.key), e.value]));

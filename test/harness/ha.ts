@@ -13,6 +13,7 @@ import { run } from './processes';
 import { childPids, commandLine } from './strata';
 import type { UpCluster } from './up-cluster';
 import { waitFor } from './util';
+import { envSecurityOptions } from './suite-security';
 
 /** Liveness and HA timings for the tests: node heartbeat 500 ms, fence 2 s, dead 3 s (the ownership tests' timings); HA defaults. */
 export const HA_TEST_ENV: Record<string, string> = {
@@ -70,7 +71,7 @@ export function killAll(pids: Iterable<number>): void {
 
 /** The restart records in the `ha` bucket (the restart and wait lists), by VM id. */
 export async function readRestarts(natsUrl: string): Promise<Map<bigint, RestartRecord>> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...envSecurityOptions() });
   try {
     const bucket = await openBucket(nc, buckets.ha, restartRecord);
     const out = new Map<bigint, RestartRecord>();
@@ -86,7 +87,7 @@ export async function readRestarts(natsUrl: string): Promise<Map<bigint, Restart
 
 /** A VM's protection state in the `ha` bucket, if any. */
 export async function readProtection(natsUrl: string, vm: bigint): Promise<VmProtection | undefined> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...envSecurityOptions() });
   try {
     const bucket = await openBucket(nc, buckets.ha, vmProtection);
     return (await bucket.get(keys.vmProtection(vm)))?.value;
@@ -97,7 +98,7 @@ export async function readProtection(natsUrl: string, vm: bigint): Promise<VmPro
 
 /** How many vDisk map rows a vDisk has (its drained data, in md-vdisk). */
 export async function vdiskRows(natsUrl: string, vdisk: bigint): Promise<number> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...envSecurityOptions() });
   try {
     const bucket = await openBucket(nc, buckets.mdVdisk, vdiskRow, { history: 1 });
     return (await bucket.keys(`${vdisk}.*`)).length;
@@ -168,7 +169,7 @@ export class VmMonitor {
   async start(natsUrl: string, intervalMs = 50): Promise<this> {
     this.timer = setInterval(() => this.look(), intervalMs);
     this.look();
-    this.nc = await connect({ servers: natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+    this.nc = await connect({ servers: natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 200, ...envSecurityOptions() });
     const bucket = await openBucket(this.nc, buckets.ha, leaseRecord);
     const cache = await WatchCache.start(bucket, { key: keys.powerOnLeaseAll });
     cache.onChange((key, e) => {

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { securityOptions, startNatsServers, type ClientSecurity, type NatsServerProcess, type TlsFiles } from '@strata/natsd';
+import { clientSecurityFromEnv, securityOptions, startNatsServers, type ClientSecurity, type NatsServerProcess, type TlsFiles } from '@strata/natsd';
+import { suiteSecurity } from './suite-security';
 import { track, untrack } from './util';
 
 export interface NatsTopology {
@@ -16,6 +17,8 @@ export interface NatsTopology {
   /** Their monitoring endpoints, comma-separated, as STRATA_NATS_MONITOR_URL takes them. */
   monitorUrls: string;
   servers: NatsServerProcess[];
+  /** How clients connect to them: the suite's admin over TLS, or nothing on plain servers. */
+  security: ClientSecurity;
   /** Restarts a server that was killed, on the same port and store. */
   restart(server: NatsServerProcess): Promise<void>;
   stop(): Promise<void>;
@@ -35,8 +38,17 @@ export interface SecureServers {
   probe: ClientSecurity;
 }
 
-/** The topology a test asks for: `single` (one server) or `cluster` (three); TLS and users with `secure`. */
-export async function startTopology(kind: 'single' | 'cluster', secure?: SecureServers): Promise<NatsTopology> {
+/** The suite's servers: TLS and the admin (suite-security.ts), or plain ones when the suite runs insecure. */
+function suiteServers(): SecureServers | undefined {
+  const suite = suiteSecurity();
+  return suite === undefined ? undefined : { tls: suite.tls, authorization: suite.authorization, probe: suite.admin };
+}
+
+/**
+ * The topology a test asks for: `single` (one server) or `cluster` (three), with the
+ * suite's TLS and users, or with `secure`'s (a test of the permissions themselves).
+ */
+export async function startTopology(kind: 'single' | 'cluster', secure: SecureServers | undefined = suiteServers()): Promise<NatsTopology> {
   const baseDir = mkdtempSync(join(tmpdir(), `strata-nats-${kind}-`));
   const servers = await startNatsServers({ baseDir, count: kind === 'single' ? 1 : 3, monitor: true, ...secure });
   servers.forEach(trackServer);
@@ -45,6 +57,7 @@ export async function startTopology(kind: 'single' | 'cluster', secure?: SecureS
     url: servers.map((s) => s.url).join(','),
     monitorUrls: servers.map((s) => s.monitorUrl).join(','),
     servers,
+    security: secure?.probe ?? {},
     restart: async (server) => {
       await server.start();
       trackServer(server);
@@ -56,7 +69,7 @@ export async function startTopology(kind: 'single' | 'cluster', secure?: SecureS
   };
 }
 
-/** Connects a plain NATS client (for tests that poke the bus directly), as `security` when given. */
-export async function connectClient(url: string, security: ClientSecurity = {}): Promise<NatsConnection> {
+/** Connects a NATS client for tests that poke the bus directly: as `security`, by default the suite's (from the environment). */
+export async function connectClient(url: string, security: ClientSecurity = clientSecurityFromEnv(process.env)): Promise<NatsConnection> {
   return connect({ servers: url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 200, ...securityOptions(security) });
 }

@@ -13,9 +13,10 @@ import { join } from 'node:path';
 import { ConfigClient } from '@strata/config-client';
 import type { ClientSecurity } from '@strata/natsd';
 import { adminSecurity } from '../../cli/src/local-auth';
-import { NatsServerProcess, waitForJetStream } from '@strata/natsd';
+import { NatsServerProcess, clientSecurityFromEnv, waitForJetStream } from '@strata/natsd';
 import { repoRoot, run, startNode, startProgram, type ActorProcess } from './processes';
 import { childPids, freePortRun, type WrittenBlock } from './strata';
+import { seedUpAuth, suiteSecurity } from './suite-security';
 import { track, untrack, waitFor } from './util';
 
 const lazyFsSources = join(repoRoot, 'test', 'powercut', 'lazyfs');
@@ -320,6 +321,8 @@ export class PowerCutRig {
   async startStrataUp(options: StrataUpOptions): Promise<StrataUp> {
     const nbdPort = await freePortRun(3);
     const natsPort = await freePortRun(1);
+    // On its own server, `up` runs secure with the suite's admin (so this process's clients reach it).
+    if (options.natsUrl === undefined) seedUpAuth(options.dir);
     const up = startNode(
       'cli/dist/main.js',
       ['--dir', options.dir, 'up', '--nodes', '3', '--nats', '1', '--config-replicas', '1', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort)],
@@ -329,7 +332,7 @@ export class PowerCutRig {
     await up.waitForOutput(/^ready$/m, 90_000);
     const natsUrl = readFileSync(join(options.dir, 'nats.url'), 'utf8').trim();
     // `strata up`'s own servers take its admin (TLS, a user per process); an existing cluster's, the environment's.
-    const security = adminSecurity(options.dir) ?? {};
+    const security = adminSecurity(options.dir) ?? clientSecurityFromEnv(process.env);
     const client = await ConfigClient.connect(natsUrl, undefined, security);
     try {
       const demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;
@@ -345,7 +348,9 @@ export class PowerCutRig {
    * `strata up` never does, for the run that shows what is lost without it.
    */
   async startNatsServer(dir: string, port: number, syncAlways: boolean): Promise<NatsServerProcess> {
-    const server = new NatsServerProcess({ name: 'nats-1', port, dir, syncAlways });
+    const suite = suiteSecurity();
+    const secure = suite === undefined ? {} : { tls: suite.tls, authorization: suite.authorization, probe: suite.admin };
+    const server = new NatsServerProcess({ name: 'nats-1', port, dir, syncAlways, ...secure });
     try {
       await server.start();
     } finally {
@@ -356,7 +361,7 @@ export class PowerCutRig {
         child.once('exit', () => untrack(child));
       }
     }
-    await waitForJetStream(server.url);
+    await waitForJetStream(server.url, 30_000, secure.probe ?? {});
     return server;
   }
 

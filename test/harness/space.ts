@@ -8,9 +8,10 @@ import { openBucket } from '@strata/kv';
 import { buckets, diskUsage, egroupEntry, gatewayAttachments, keys, streams, subjects, vdiskOwnership, vdiskRow, type DiskUsage } from '@strata/proto';
 import { repoRoot } from './processes';
 import { track, untrack } from './util';
+import { envSecurityOptions } from './suite-security';
 
 export async function withNats<T>(natsUrl: string, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000 });
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...envSecurityOptions() });
   try {
     return await fn(nc);
   } finally {

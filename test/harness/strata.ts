@@ -7,12 +7,13 @@ import { readFileSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { decode } from '@strata/codec';
-import { freePort, portIsFree, securityOptions, type ClientSecurity } from '@strata/natsd';
+import { clientSecurityFromEnv, freePort, portIsFree, securityOptions, type ClientSecurity } from '@strata/natsd';
 import { openBucket } from '@strata/kv';
 import { buckets, keys, oplogEntry, streams, subjects, vdiskOwnership, type VdiskOwnership } from '@strata/proto';
 import { run } from './processes';
 import { sleep, waitFor } from './util';
 import { isConnectionError } from './verify';
+import { envSecurityOptions } from './suite-security';
 
 /** The first of `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago (never 4222). */
 export async function freePortRun(count: number): Promise<number> {
@@ -303,7 +304,7 @@ async function drainStateOver(jsm: Jsm, own: OwnBucket, vdiskId: bigint): Promis
   };
 }
 
-export async function readDrainState(natsUrl: string, vdiskId: bigint, security: ClientSecurity = {}): Promise<DrainState> {
+export async function readDrainState(natsUrl: string, vdiskId: bigint, security: ClientSecurity = clientSecurityFromEnv(process.env)): Promise<DrainState> {
   const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...securityOptions(security) });
   try {
     // No account check up front: it fails outright while JetStream re-elects after a fault.
@@ -323,7 +324,7 @@ export interface DrainSampler {
 
 /** Reads the vDisk's drain state every `intervalMs` over one connection, until stopped. */
 export async function sampleDrain(natsUrl: string, vdiskId: bigint, intervalMs = 200): Promise<DrainSampler> {
-  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+  const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, maxReconnectAttempts: -1, reconnectTimeWait: 200, ...envSecurityOptions() });
   const jsm = await jetstreamManager(nc, { timeout: 2_000, checkAPI: false });
   const own = await openBucket(nc, buckets.own, vdiskOwnership);
   const samples: Array<DrainState & { atMs: number }> = [];
@@ -354,7 +355,7 @@ export async function sampleDrain(natsUrl: string, vdiskId: bigint, intervalMs =
  * marker (drain never needs to cover a marker). Returns the state it saw. It
  * connects as `security` (a secure cluster's admin; anonymous by default).
  */
-export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs: number, security: ClientSecurity = {}): Promise<DrainState> {
+export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs: number, security: ClientSecurity = clientSecurityFromEnv(process.env)): Promise<DrainState> {
   let seen: DrainState | undefined;
   try {
     return await waitFor(
@@ -374,7 +375,7 @@ export async function waitForDrained(natsUrl: string, vdiskId: bigint, timeoutMs
 }
 
 /** The ownership record of a vDisk (`own`, `vdisk.<id>`), or undefined before its first I/O. */
-export async function readOwnership(natsUrl: string, vdiskId: bigint, security: ClientSecurity = {}): Promise<VdiskOwnership | undefined> {
+export async function readOwnership(natsUrl: string, vdiskId: bigint, security: ClientSecurity = clientSecurityFromEnv(process.env)): Promise<VdiskOwnership | undefined> {
   const nc = await connect({ servers: natsUrl.split(','), timeout: 5_000, ...securityOptions(security) });
   try {
     const own = await openBucket(nc, buckets.own, vdiskOwnership);

@@ -11,6 +11,7 @@ import type { ClientSecurity } from '@strata/natsd';
 import { adminSecurity } from '../../cli/src/local-auth';
 import type { NatsTopology } from './nats';
 import { startNode, type ActorProcess } from './processes';
+import { PLAIN_ENV, seedUpAuth, suiteIsSecure } from './suite-security';
 import { childPids, commandLine, freePortRun, killIfUnchanged, type AckedWriter, type DrainSampler } from './strata';
 
 export interface UpCluster {
@@ -50,10 +51,11 @@ export interface UpClusterOptions {
   /** Storage nodes (`--nodes`), each with its own NBD port: 3 (default) or 4. */
   nodes?: 3 | 4;
   /**
-   * `strata up`'s default: TLS and a NATS user per process with its role's
-   * permissions; the test's own clients then connect with `cluster.security` (the
-   * admin's). Without it the cluster runs `--insecure`, since the tests' clients
-   * connect to `natsUrl` anonymously.
+   * `strata up`'s default, and the suite's unless it runs insecure
+   * (suite-security.ts): TLS and a NATS user per process with its role's permissions,
+   * the admin being the suite's, so the test's own clients reach the cluster with the
+   * credentials in their environment (also in `cluster.security`). `false` runs the
+   * cluster `--insecure`; its clients must then connect plainly (plainBus()).
    */
   secure?: boolean;
 }
@@ -79,19 +81,23 @@ export class UpClusters {
     const nbdPort = await freePortRun(nodes);
     const natsServers = options.natsServers ?? 1;
     const natsPort = await freePortRun(natsServers);
+    const secure = (options.secure ?? suiteIsSecure) && options.topology === undefined;
+    // Secure, it is the suite's admin; on the harness's servers, `up` and its children connect as the environment says.
+    const security = secure ? seedUpAuth(dir) : undefined;
     const up = startNode(
       'cli/dist/main.js',
       [
         ...['--dir', dir, 'up', '--nodes', String(nodes), '--nats', String(natsServers), '--config-replicas', String(options.configReplicas ?? 1)],
-        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : []), ...(options.secure === true ? [] : ['--insecure']), ...(options.upArgs ?? [])],
+        ...['--nbd-port', String(nbdPort), '--nats-port', String(natsPort), ...(options.layout === 'separate' ? ['--separate'] : []), ...(secure || options.topology !== undefined ? [] : ['--insecure']), ...(options.upArgs ?? [])],
       ],
-      { name: 'strata up', env: { NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
+      { name: 'strata up', env: { ...(secure || options.topology !== undefined ? {} : PLAIN_ENV), NATS_URL: options.topology?.url ?? '', STRATA_NATS_MONITOR_URL: options.topology?.monitorUrls ?? '', ...options.env } },
     );
     const cluster: UpCluster = { dir, up, nbdUri: `nbd://127.0.0.1:${nbdPort}/demo`, nbdPort, natsUrl: '', security: {}, demoId: 0n, passed: false };
     this.clusters.push(cluster);
     await up.waitForOutput(/^ready$/m, 90_000);
     cluster.natsUrl = readFileSync(join(dir, 'nats.url'), 'utf8').trim();
-    if (options.secure === true) cluster.security = adminSecurity(dir) ?? {};
+    if (security !== undefined) cluster.security = adminSecurity(dir) ?? security;
+    else if (options.topology !== undefined) cluster.security = options.topology.security;
     const client = await ConfigClient.connect(cluster.natsUrl, undefined, cluster.security);
     try {
       cluster.demoId = (await client.get({ kind: 'vdisk', name: 'demo' })).id;

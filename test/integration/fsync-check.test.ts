@@ -9,6 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireFsync, startNatsServers, type NatsServerProcess } from '@strata/natsd';
 import { freePortRun, run, startNode } from '../harness';
+import { plainBus } from '../harness/suite-security';
+
+// This file's own nats-servers are plain (no TLS, no users): so are its clients.
+plainBus();
 
 describe('the fsync check of an existing cluster', () => {
   let dir: string;

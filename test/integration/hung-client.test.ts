@@ -6,6 +6,7 @@
 // that failed over, say, no longer eats the requests of the partitions it lost.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startProgram, startTopology, sleep, type ActorProcess, type NatsTopology } from '../harness';
+import { envSecurityOptions } from '../harness/suite-security';
 
 const SUBJECT = 'hung.test';
 const QUEUE = 'members';
@@ -15,7 +16,9 @@ function startMember(url: string, name: string): ActorProcess {
   const script = `
     const { connect } = require('@nats-io/transport-node');
     (async () => {
-      const nc = await connect({ servers: process.env.URL.split(',') });
+      const e = process.env;
+      const security = e.STRATA_NATS_CA ? { user: e.STRATA_NATS_USER, pass: e.STRATA_NATS_PASSWORD, tls: { caFile: e.STRATA_NATS_CA } } : {};
+      const nc = await connect({ servers: e.URL.split(','), ...security });
       nc.subscribe('${SUBJECT}', { queue: '${QUEUE}', callback: (_e, m) => m.respond(new TextEncoder().encode('${name}')) });
       await nc.flush();
       console.log('ready');
@@ -45,7 +48,7 @@ describe('a hung queue-group member', () => {
 
   beforeAll(async () => {
     nats = await startTopology('single');
-    client = await connect({ servers: nats.url.split(',') });
+    client = await connect({ servers: nats.url.split(','), ...envSecurityOptions() });
     live = startMember(nats.url, 'live');
     hung = startMember(nats.url, 'hung');
     await Promise.all([live.waitForOutput(/ready/, 10_000), hung.waitForOutput(/ready/, 10_000)]);

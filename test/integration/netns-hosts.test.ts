@@ -18,6 +18,10 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { HOST_NATS_PORTS, TestHosts, planHostNatsServers } from '../harness/netns';
 import { waitFor } from '../harness';
+import { plainBus } from '../harness/suite-security';
+
+// This file's own nats-servers are plain (no TLS, no users): so are its clients.
+plainBus();
 
 interface Routez {
   routes?: Array<{ ip: string }>;

@@ -8,6 +8,7 @@ import { createLogger } from '@strata/log';
 import { OplogLink } from '@strata/vdisk-controller';
 import { startTopology, uniqueName, waitFor, type NatsTopology } from '../harness';
 import { isConnectionError } from '../harness/verify';
+import { envSecurityOptions } from '../harness/suite-security';
 
 const log = createLogger({ service: 'test', level: 'silent' });
 
@@ -23,7 +24,7 @@ describe('oplog link, three-server cluster', () => {
 
   beforeAll(async () => {
     nats = await startTopology('cluster');
-    for (const url of nats.url.split(',')) conns.push(await connect({ servers: [url], noRandomize: true }));
+    for (const url of nats.url.split(',')) conns.push(await connect({ servers: [url], noRandomize: true, ...envSecurityOptions() }));
     jsm = await jetstreamManager(conns[0]!);
     await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 3 });
     await waitFor('the stream to have a leader', 10_000, async () => (await leaderOf(jsm, stream)) !== undefined, { retryIf: isConnectionError });
@@ -94,7 +95,7 @@ describe('oplog link, three-server cluster', () => {
 describe('oplog link, one server', () => {
   it('keeps appends on the actor connection', async () => {
     const nats = await startTopology('single');
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect({ servers: nats.url, ...envSecurityOptions() });
     try {
       const stream = uniqueName('OPLOGONE');
       await (await jetstreamManager(nc)).streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: 1 });

@@ -9,6 +9,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { oplogFetcher, readTail, type FetchFrom } from '@strata/oplog';
 import { startTopology, topologies, uniqueName, waitFor, type NatsTopology } from '../harness';
 import { isConnectionError } from '../harness/verify';
+import { envSecurityOptions } from '../harness/suite-security';
 
 const ENTRIES = 150;
 const ENTRY_BYTES = 768 * 1024;
@@ -39,7 +40,7 @@ describe.each(topologies)('oplog tail replay, %s', (kind) => {
 
   beforeAll(async () => {
     nats = await startTopology(kind);
-    nc = await connect({ servers: nats.url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    nc = await connect({ servers: nats.url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 100, ...envSecurityOptions() });
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], num_replicas: kind === 'cluster' ? 3 : 1, max_msg_size: 8 * 2 ** 20 });
     await waitFor('the stream to have a leader', 10_000, async () => kind === 'single' || (await jsm.streams.info(stream)).cluster?.leader !== undefined, { retryIf: isConnectionError });
