@@ -3,7 +3,7 @@
 // (`strata curator scrub`).
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { CuratorOp, curatorScanReply, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorRebalance, type CuratorStatusReply } from '@strata/proto';
+import { CuratorOp, curatorScanReply, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorRebalance, type CuratorStatusReply, type CuratorTiering } from '@strata/proto';
 import { formatSize } from './units';
 
 const STATUS_TIMEOUT_MS = 10_000;
@@ -75,6 +75,13 @@ export function formatRebalance(r: CuratorRebalance): string {
   return `rebalance: ${state}, threshold ${pct(r.thresholdPermille)} points; ${spread}; ${r.moving} moves queued or running, ${r.movesDone} done`;
 }
 
+/** `tiering: on, threshold 80%, cold after 1h; tiers ssd 83.2%, hdd 4.1%; 3 moves queued or running, 12 done`. */
+export function formatTiering(t: CuratorTiering): string {
+  const state = t.enabled ? 'on' : 'off (STRATA_TIERING=off or STRATA_REBUILD=off: nothing moves)';
+  const tiers = t.tiers.length === 0 ? 'no disk takes part' : `tiers ${t.tiers.map((x) => `${x.tier} ${x.usedPermille / 10}%`).join(', ')}`;
+  return `tiering: ${state}, threshold ${t.thresholdPermille / 10}%, cold after ${formatDuration(t.coldAfterMs)}; ${tiers}; ${t.moving} moves queued or running, ${t.movesDone} done`;
+}
+
 export function formatCuratorStatus(s: CuratorStatusReply): string {
   const p = s.progress;
   const lines = [
@@ -88,6 +95,7 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     formatGarbage(p),
     `scrub: ${p.scrubbing === undefined ? 'not running' : `running since ${when(p.scrubbing.startedAtMs)}, ${p.scrubbing.replicasDone} of ${p.scrubbing.replicasTotal} replicas read`}; last pass: ${p.lastScrub === undefined ? 'none yet' : formatScrub(p.lastScrub)}`,
     ...(p.rebalance === undefined ? [] : [formatRebalance(p.rebalance)]),
+    ...(p.tiering === undefined ? [] : [formatTiering(p.tiering)]),
     ...(p.draining ?? []).map((d) => `draining ${d.kind} ${d.name}: ${d.replicas === 0 ? 'drained, it holds no replica' : `${d.replicas} replica${d.replicas === 1 ? '' : 's'} (${formatSize(d.bytes)}) left`}`),
   ];
   return lines.join('\n');

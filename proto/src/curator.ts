@@ -76,6 +76,25 @@ export const curatorRebalance = z.strictObject({
 });
 export type CuratorRebalance = z.output<typeof curatorRebalance>;
 
+/** One tier's used share (permille of its disks' capacity). */
+export const tierUse = z.strictObject({ tier: z.string().max(16), usedPermille: uint });
+
+/** Tiering as the last scan found it (tiering.ts in services/curator). */
+export const curatorTiering = z.strictObject({
+  /** Whether moves run (`STRATA_TIERING=off` disables them). */
+  enabled: z.boolean(),
+  /** A tier above this share of its capacity (permille) sends cold extent groups down. */
+  thresholdPermille: uint,
+  /** Not written for this long: cold. */
+  coldAfterMs: uint,
+  /** Each tier with a disk taking part: its used share, permille of its disks' capacity. */
+  tiers: z.array(tierUse).max(8),
+  /** Moves queued or running, and done since this master started. */
+  moving: uint,
+  movesDone: uint,
+});
+export type CuratorTiering = z.output<typeof curatorTiering>;
+
 /** One scrub pass (scrub.ts in services/curator): every replica on a live node read and its checksums verified. */
 export const curatorScrubSummary = z.strictObject({
   startedAtMs: uint,
@@ -124,6 +143,8 @@ export const curatorProgress = z.strictObject({
   draining: z.array(curatorDrain).max(4096).optional(),
   /** The rebalance at the last scan, with the moves done since. */
   rebalance: curatorRebalance.optional(),
+  /** Tiering at the last scan, with the moves done since. */
+  tiering: curatorTiering.optional(),
   /** The last scrub pass that ended, and the one running (replicas read so far of how many). */
   lastScrub: curatorScrubSummary.optional(),
   scrubbing: z.strictObject({ startedAtMs: uint, replicasDone: uint, replicasTotal: uint }).optional(),

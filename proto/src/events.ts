@@ -50,6 +50,8 @@ export const EventType = {
   curatorDrainDone: 'curator.drain.done',
   /** A rebalance moved a replica from a fuller disk to an emptier one (`kind` egroup, `id`, `fromDisk`, `toDisk`, `bytes`, the disks' shares in `reason`). */
   curatorRebalanceMove: 'curator.rebalance.move',
+  /** Tiering moved a cold replica down its container's tier order (`kind` egroup, `id`, `fromDisk`, `toDisk`, `bytes`; the tier's share and the extent group's age in `reason`). */
+  curatorTierMove: 'curator.tier.move',
   /** The disks are within the rebalance threshold again after moves (the spread in `reason`, the moves in `message`). */
   curatorRebalanceDone: 'curator.rebalance.done',
   /** A scrub found a replica that fails its checksum (`kind` egroup, `id`, `fromDisk` its disk, the failure in `reason`); a copy from a good replica replaces it. */

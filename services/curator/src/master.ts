@@ -38,6 +38,7 @@ import {
   type CuratorScanSummary,
   type CuratorScrubSummary,
   type CuratorStatusReply,
+  type CuratorTiering,
   type curatorProgress,
   type diskUsage,
   type egroupEntry,
@@ -51,6 +52,7 @@ import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
 import { planRebalance, type Spread } from './rebalance';
+import { observeWrites, planTiering, type LastWrites, type TierUse } from './tiering';
 import type { CuratorSettings } from './settings';
 import { clusterView, withKeptWriters, writersGone } from './view';
 
@@ -119,6 +121,11 @@ export class CuratorMaster {
   private spread: Spread | undefined;
   private rebalanceMoves = { done: 0, sinceBalanced: 0 };
   private rebalanceInFlight = 0;
+  /** Tiering: when each extent group was last written as far as this master saw, the tiers at the last scan, the moves done. */
+  private lastWrites: LastWrites = new Map();
+  private tiers: TierUse[] = [];
+  private tierMovesDone = 0;
+  private tierInFlight = 0;
   /** What the last scan would copy with rebuild off. */
   private plannedBytes = 0;
   private view: ClusterView | undefined;
@@ -317,7 +324,10 @@ export class CuratorMaster {
       // Most urgent first across what was queued before and now.
       this.queue.sort((a, b) => a.left - b.left || b.bytes - a.bytes);
     }
-    copiesQueued += await this.rebalance(rows, view, p.actions.length === 0 && p.underReplicated.length === 0);
+    this.lastWrites = observeWrites(this.lastWrites, rows, Date.now());
+    const quiet = p.actions.length === 0 && p.underReplicated.length === 0;
+    const tierMoves = this.tiering(rows, view, quiet);
+    copiesQueued += tierMoves + (tierMoves > 0 ? 0 : await this.rebalance(rows, view, quiet));
     for (const u of p.unfixable) this.d.log.warn({ egroup: String(u.egroup) }, u.why);
     const summary: CuratorScanSummary = {
       scan: ++this.scans,
@@ -372,6 +382,24 @@ export class CuratorMaster {
     }
     if (r.moves.length > 0) this.d.log.info({ moves: r.moves.length, spread: r.spread }, `rebalance: ${r.moves.length} moves queued; ${r.moves[0]!.reason}`);
     return r.moves.length;
+  }
+
+  /**
+   * Tiering moves, queued as rebalance moves are: only when the plan copies nothing
+   * and no copy is queued or running. A scan that queues some makes no rebalance
+   * (each round planned on rows that show the last one done). Returns the moves queued.
+   */
+  private tiering(rows: readonly EgroupRow[], view: ClusterView, quiet: boolean): number {
+    const { settings } = this.d;
+    const t = planTiering(rows, view, this.lastWrites, Date.now(), { thresholdPct: settings.tierThresholdPct, coldAfterMs: settings.tierColdAfterMs, movesMax: settings.tierMovesMax }, this.queued);
+    this.tiers = t.tiers;
+    if (!quiet || this.queued.size > 0 || settings.rebuild === 'off' || settings.tiering === 'off') return 0;
+    for (const a of t.moves) {
+      this.queue.push(a);
+      this.queued.add(a.egroup);
+    }
+    if (t.moves.length > 0) this.d.log.info({ moves: t.moves.length, tiers: t.tiers }, `tiering: ${t.moves.length} moves queued; ${t.moves[0]!.reason}`);
+    return t.moves.length;
   }
 
   /** The drains as this scan found them; each that holds nothing any more is announced once. */
@@ -503,10 +531,13 @@ export class CuratorMaster {
       const action = this.queue.shift()!;
       this.inFlightBytes += action.bytes;
       const rebalance = action.rebalance === true ? 1 : 0;
+      const tiering = action.tiering === true ? 1 : 0;
       this.rebalanceInFlight += rebalance;
+      this.tierInFlight += tiering;
       const run = this.copy(action).finally(() => {
         this.inFlightBytes -= action.bytes;
         this.rebalanceInFlight -= rebalance;
+        this.tierInFlight -= tiering;
         this.inFlight.delete(action.egroup);
         this.progressSoon();
         this.pump();
@@ -533,8 +564,10 @@ export class CuratorMaster {
         this.rebalanceMoves.done++;
         this.rebalanceMoves.sinceBalanced++;
       }
+      if (a.tiering === true) this.tierMovesDone++;
+      const type = a.rebalance === true ? EventType.curatorRebalanceMove : a.tiering === true ? EventType.curatorTierMove : EventType.curatorReplicaCopied;
       await this.emit(
-        { type: a.rebalance === true ? EventType.curatorRebalanceMove : EventType.curatorReplicaCopied, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
+        { type, kind: 'egroup', id: a.egroup, fromDisk: a.source.disk, toDisk: a.target.disk, bytes: done.bytes, reason: a.reason },
         `egroup ${a.egroup}: copied ${done.bytes} bytes from disk ${a.source.disk} (${a.source.node}) to disk ${a.target.disk} (${a.target.node}) in ${Math.round(performance.now() - startedMs)} ms; ${a.reason}`,
       );
       // RF 3 that lost two replicas needs a second copy: plan the recorded entry again.
@@ -573,6 +606,7 @@ export class CuratorMaster {
       ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
       ...(this.scrubbing === undefined ? {} : { scrubbing: { startedAtMs: this.scrubbing.startedAtMs, replicasDone: this.scrubbing.done, replicasTotal: this.scrubbing.total } }),
       rebalance: this.rebalanceProgress(),
+      tiering: this.tieringProgress(),
       ...(this.drains.length === 0 ? {} : { draining: this.drains.map(({ kind, name, replicas, bytes }) => ({ kind, name, replicas, bytes })) }),
     };
   }
@@ -586,6 +620,18 @@ export class CuratorMaster {
       ...(this.spread === undefined ? {} : { fullest: atEnd(this.spread.fullest), emptiest: atEnd(this.spread.emptiest), spreadPermille: permille(this.spread.spreadPct) }),
       moving,
       movesDone: this.rebalanceMoves.done,
+    };
+  }
+
+  private tieringProgress(): CuratorTiering {
+    const { settings } = this.d;
+    return {
+      enabled: settings.tiering === 'on' && settings.rebuild === 'on',
+      thresholdPermille: permille(settings.tierThresholdPct),
+      coldAfterMs: settings.tierColdAfterMs,
+      tiers: this.tiers.slice(0, 8).map((t) => ({ tier: t.tier, usedPermille: permille(t.usedPct) })),
+      moving: this.queue.filter((a) => a.tiering === true).length + this.tierInFlight,
+      movesDone: this.tierMovesDone,
     };
   }
 

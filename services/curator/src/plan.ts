@@ -75,6 +75,8 @@ export interface CopyAction {
   reason: string;
   /** A rebalance move (rebalance.ts): a healthy replica moved off a disk fuller than the others. */
   rebalance?: true;
+  /** A tiering move (tiering.ts): a cold replica moved down its container's tier order. */
+  tiering?: true;
 }
 
 export interface Unfixable {

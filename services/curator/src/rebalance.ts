@@ -30,7 +30,7 @@ export interface Rebalance {
   spread?: Spread;
 }
 
-interface DiskUse {
+export interface DiskUse {
   id: bigint;
   node: string;
   tier: string;

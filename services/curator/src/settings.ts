@@ -37,6 +37,18 @@ export const curatorSettings = z
     rebalanceThresholdPct: z.coerce.number().min(0).max(100).default(10),
     /** Rebalance moves planned at most per scan; a scan plans more only once they are done. */
     rebalanceMovesMax: z.coerce.number().int().min(1).max(1_000).default(16),
+    /** `off` keeps cold extent groups on their tier however full it is (to show what a test depends on). */
+    tiering: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /**
+     * A tier whose disks (live, not draining) are fuller than this share of their
+     * capacity sends its coldest extent groups down the container's tier order,
+     * until it is back under it.
+     */
+    tierThresholdPct: z.coerce.number().min(0).max(100).default(80),
+    /** An extent group whose data has not been written for this long is cold (tiering moves the coldest first). */
+    tierColdAfterMs: millis(3_600_000),
+    /** Tiering moves planned at most per scan. */
+    tierMovesMax: z.coerce.number().int().min(1).max(1_000).default(16),
     /** `off` makes the garbage collection list, plan and report without deleting (to show what a test depends on). */
     gc: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
     /**
