@@ -3,7 +3,7 @@
 // actor, for a test that kills or pauses one actor), one config replica, free ports,
 // a data directory that is kept when a test fails. Stopping one stops `strata up`, then kills by PID
 // whatever of its children survived, then the harness nats-servers it used.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigClient } from '@strata/config-client';
@@ -143,7 +143,23 @@ export class UpClusters {
     if (leftovers.length > 0) console.warn(`killed ${leftovers.length} processes left by strata up: ${leftovers.join(' ')}`);
     await writerStopped;
     await cluster.sampler?.stop();
+    reportViolations(cluster.dir);
     if (cluster.passed) rmSync(cluster.dir, { recursive: true, force: true });
     else console.warn(`${this.label}: the failed test's data and logs are kept in ${cluster.dir}`);
   }
+}
+
+/**
+ * Names the permissions violations the cluster's nats-servers logged: a role's grant
+ * (PROTOCOL.md section 14) that lacks a subject its process needs shows there first,
+ * as a failed request in the process's own log. A warning, not a failure: the test's
+ * own assertions say whether the cluster worked.
+ */
+function reportViolations(dir: string): void {
+  const logs = join(dir, 'logs');
+  if (!existsSync(logs)) return;
+  const lines = readdirSync(logs)
+    .filter((f) => f.startsWith('nats-'))
+    .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes('Permissions Violation')));
+  if (lines.length > 0) console.warn(`permissions violations logged by the nats-servers of ${dir} (${lines.length}):\n${[...new Set(lines.map((l) => l.replace(/^.*?\] /, '')))].slice(0, 10).join('\n')}`);
 }

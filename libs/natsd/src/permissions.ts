@@ -151,10 +151,10 @@ export function gatewayGrant(scope: NodeScope): Grant {
   });
 }
 
-/** A node's io-director: serves its node's I/O, sends it to any node's admission (a shared vDisk's owner) and asks owners to relinquish. */
+/** A node's io-director: serves its node's I/O, sends it to any node's admission (a shared vDisk's owner), asks owners to relinquish and cuts snapshots at the owner. */
 export function ioDirectorGrant(scope: NodeScope): Grant {
   return merge(base('io-director', scope.node), {
-    publish: [subjects.admission(ANY, ANY), subjects.controller(ANY, 'relinquish'), ...kv(buckets.cfg), ...kv(buckets.own, [keys.vdiskOwnershipAll])],
+    publish: [subjects.admission(ANY, ANY), subjects.controller(ANY, 'relinquish'), subjects.controller(ANY, 'snapshot'), ...kv(buckets.cfg), ...kv(buckets.own, [keys.vdiskOwnershipAll])],
     subscribe: [subjects.io(scope.node, ANY)],
   });
 }
@@ -210,17 +210,24 @@ export function metadataShardGrant(shard: string): Grant {
   });
 }
 
-/** A node's curator: scans metadata, copies replicas between extent stores, holds the master lease. */
+/**
+ * A node's curator: scans metadata, copies replicas between extent stores, holds the
+ * master lease, and sweeps what a deleted vDisk left (fences and deletes its ownership
+ * and takeover records, purges its oplog subject, and has the config service delete
+ * its entry last).
+ */
 export function curatorGrant(scope: NodeScope): Grant {
   return merge(base('curator', scope.node), {
     publish: [
       subjects.estore(ANY, ANY),
       mdAll,
+      subjects.cfg(CfgOp.delete),
+      `$JS.API.STREAM.PURGE.${streams.oplog}`,
       ...kv(buckets.cfg),
       ...kv(buckets.hb),
       ...kv(buckets.mdVdisk),
       ...kv(buckets.mdEgroup),
-      ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress]),
+      ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress, keys.vdiskOwnershipAll, anyLast(keys.takeover(0n))]),
       ...events(EventCategory.curator),
     ],
     subscribe: [subjects.curator(ANY)],
