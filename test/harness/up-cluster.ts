@@ -160,6 +160,6 @@ function reportViolations(dir: string): void {
   if (!existsSync(logs)) return;
   const lines = readdirSync(logs)
     .filter((f) => f.startsWith('nats-'))
-    .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes('Permissions Violation')));
+    .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n').filter((l) => l.includes('Violation')));
   if (lines.length > 0) console.warn(`permissions violations logged by the nats-servers of ${dir} (${lines.length}):\n${[...new Set(lines.map((l) => l.replace(/^.*?\] /, '')))].slice(0, 10).join('\n')}`);
 }
