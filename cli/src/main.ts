@@ -30,6 +30,7 @@ import { tracingUrlOf } from './tracing';
 import { LAYOUT_SPEEDUP, Layout, up } from './up';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize, table } from './units';
 import { creatingTimeoutFrom } from './sweep-env';
+import { describeResize, resizeRefusal } from './resize';
 
 /** Where a run writes, and what it sees of its environment (a test passes its own). */
 export interface RunContext {
@@ -686,6 +687,23 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
         const updated = await client.update({ kind: 'vdisk', name, spec: { ...current.spec, qos }, revision: current.revision });
         if (updated.kind !== 'vdisk') throw new Error(`config returned a ${updated.kind} for vdisk ${name}`);
         print(`vdisk ${name}: ${formatQos(updated.spec.qos)}`);
+      });
+    });
+  vdisk
+    .command('resize <name>')
+    .description('grow a vDisk (it never shrinks): one atomic change of its size; clients see it when they reconnect (qemu: block_resize)')
+    .option('--size <size>', 'the new size, e.g. 20G (a multiple of 512 bytes; required)')
+    .action((name: string, o: { size?: string }) => {
+      const size = required(o.size, '--size');
+      const sizeBytes = checkValue(vdiskSpec.shape.sizeBytes, parseSize(size, '--size'), '--size', size);
+      return withClient(async (client) => {
+        const current = await client.get({ kind: 'vdisk', name });
+        if (current.kind !== 'vdisk') throw new Error(`config returned a ${current.kind} for vdisk ${name}`);
+        const refusal = resizeRefusal(current, sizeBytes);
+        if (refusal !== undefined) throw refusal;
+        // Compare-and-set on the revision read: a concurrent change is a CONFLICT, not lost.
+        if (sizeBytes !== current.spec.sizeBytes) await client.update({ kind: 'vdisk', name, spec: { ...current.spec, sizeBytes }, revision: current.revision });
+        print(describeResize(name, current.spec.sizeBytes, sizeBytes));
       });
     });
   vdisk

@@ -19,9 +19,10 @@ describe('operatorGrants', () => {
     expect(grantAllows(n1, 'subscribe', 'strata.estore.n2.read')).toBe(false);
     expect(grantAllows(grants.n2!, 'subscribe', 'strata.md.3.get')).toBe(false);
     expect(grantAllows(n1, 'publish', '$KV.cfg.vdisk.5')).toBe(false);
-    // node run registers its node, disks and host through the config service.
+    // node run registers its node, disks and host through the config service (create,
+    // update); its curator deletes what a deleted vDisk left (the sweep's last step).
     expect(grantAllows(n1, 'publish', 'strata.cfg.create')).toBe(true);
-    expect(grantAllows(n1, 'publish', 'strata.cfg.delete')).toBe(false);
+    expect(grantAllows(n1, 'publish', 'strata.cfg.delete')).toBe(true);
     expect(grantAllows(grants['config-1']!, 'publish', '$KV.cfg.vdisk.5')).toBe(true);
   });
 

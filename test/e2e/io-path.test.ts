@@ -9,6 +9,9 @@
 //  - one replica corrupted on disk: reads still return the right data, and the
 //    bad replica is reported;
 //  - nbdcopy copies 64 MiB of random data in and back out byte for byte;
+//  - a served vDisk grows (`strata vdisk resize`): its data stays, a new connection
+//    sees the new size and writes at the new end; shrinking and resizing a snapshot
+//    are refused and change nothing;
 //  - fio (nbd engine) random writes with crc32c verification verify on a full read;
 //  - SIGTERM of everything and a restart on the same directory keeps all data;
 //  - kill -9 of every process during writes, then a restart: every write qemu-io had
@@ -130,6 +133,29 @@ describe('the I/O path with real NBD clients', () => {
     expect(copyOut.code).toBe(0);
     const digest = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
     expect(digest(back)).toBe(digest(src));
+  });
+
+  it('grows a vDisk while it is served: the old data stays, a new connection sees and writes the new end; shrinking and resizing a snapshot are refused', async () => {
+    const cli = (args: string[]) => run(process.execPath, ['cli/dist/main.js', '--dir', dir, ...args], { timeoutMs: 30_000 });
+    expect((await cli(['vdisk', 'create', 'grow', '--size', '8M'])).code).toBe(0);
+    const uri = `${cluster!.nbd}/grow`;
+    // Served (opened by its owner) before the resize, so its controller knows the old size.
+    await qemuIo(uri, ['write -P 0x61 0 1M', 'write -P 0x62 7M 1M']);
+    const grown = await cli(['vdisk', 'resize', 'grow', '--size', '16M']);
+    expect({ code: grown.code, out: grown.stdout.trim() }).toEqual({ code: 0, out: 'vdisk grow resized from 8 MiB to 16 MiB; a client sees the new size when it reconnects (qemu: block_resize)' });
+    const size = await run('nbdinfo', ['--size', uri], { timeoutMs: 30_000 });
+    expect(size.stdout.trim()).toBe(String(16 * MiB));
+    await qemuIo(uri, ['write -P 0x63 15M 1M', 'read -P 0x61 0 1M', 'read -P 0x62 7M 1M', 'read -P 0x63 15M 1M', 'read -P 0 8M 7M']);
+    // Refused, and nothing changed.
+    const shrink = await cli(['vdisk', 'resize', 'grow', '--size', '4M']);
+    expect({ code: shrink.code, err: shrink.stderr.trim() }).toEqual({ code: 2, err: 'strata: --size: 4 MiB is smaller than vdisk grow (16 MiB); a vDisk only grows (shrinking would discard the data past the new end)' });
+    expect((await cli(['vdisk', 'snapshot', 'grow', 'grow-snap'])).code).toBe(0);
+    const snap = await cli(['vdisk', 'resize', 'grow-snap', '--size', '32M']);
+    expect({ code: snap.code, err: snap.stderr.trim() }).toEqual({ code: 2, err: "strata: vdisk grow-snap is a snapshot: its size is its source's at the cut (clone it, then resize the clone)" });
+    expect((await run('nbdinfo', ['--size', uri], { timeoutMs: 30_000 })).stdout.trim()).toBe(String(16 * MiB));
+    const same = await cli(['vdisk', 'resize', 'grow', '--size', '16M']);
+    expect(same.stdout.trim()).toBe('vdisk grow is already 16 MiB; nothing changed');
+    await qemuIo(uri, ['read -P 0x63 15M 1M']);
   });
 
   it('passes a fio random-write workload with crc32c verification, then a full verifying read', async () => {

@@ -92,19 +92,25 @@ export class WatchCache<T> {
   }
 
   /**
-   * Reads `key` from the bucket itself and resumes the watch when the bucket holds a
-   * newer revision than the copy: the watch has stalled without a reconnect (its
-   * consumer lived on a server this connection was cut off from, and the client
-   * library may not notice). Owners of watches whose keys change rarely call it now
-   * and then, since silence cannot tell them the watch stalled. Returns whether the
-   * copy was behind.
+   * `key` as the bucket itself holds it, when that is newer than the copy (the watch
+   * is then resumed: it has stalled without a reconnect, its consumer on a server this
+   * connection was cut off from, and the client library may not notice), else the
+   * copy's. For a reader that must not act on a stale copy (a size, a node's record),
+   * and for owners of watches whose keys change rarely, since silence cannot tell
+   * them the watch stalled.
    */
-  async catchUp(key: string): Promise<boolean> {
-    const stored = await this.bucket.get(key);
-    const held = this.entries.get(key)?.revision ?? 0;
-    if (stored === null || stored.revision <= held) return false;
+  async latest(key: string): Promise<Entry<T> | undefined> {
+    const stored = (await this.bucket.get(key)) as Entry<T> | null;
+    const held = this.entries.get(key);
+    if (stored === null || stored.revision <= (held?.revision ?? 0)) return held;
     await this.resume();
-    return true;
+    return stored;
+  }
+
+  /** Whether the copy of `key` was behind the bucket (see latest); the watch is resumed if so. */
+  async catchUp(key: string): Promise<boolean> {
+    const held = this.entries.get(key);
+    return (await this.latest(key)) !== held;
   }
 
   private async consume(iterator: QueuedIterator<KvWatchEntry>): Promise<void> {

@@ -108,6 +108,13 @@ export class Director {
     return cfg;
   }
 
+  /** The vDisk's size as the `cfg` bucket itself has it, when newer than the watched copy's `known`. */
+  private async currentSize(vdiskId: bigint, known: number): Promise<number> {
+    const entry = await this.deps.config.latest(keys.object('vdisk', vdiskId));
+    const value = entry?.value;
+    return value !== undefined && 'kind' in value && value.kind === 'vdisk' ? Math.max(known, value.spec.sizeBytes) : known;
+  }
+
   /** Handles one I/O request of kind `op`. */
   async handle(op: IoOp, request: IoRequest, ctx: RequestContext): Promise<unknown> {
     const vdiskId = request.vdisk;
@@ -123,7 +130,9 @@ export class Director {
     if (range !== undefined) {
       if (range.length <= 0) throw new StrataError(ErrorCode.INVALID, 'length must be greater than 0');
       if (range.offset + range.length > cfg.spec.sizeBytes) {
-        throw new StrataError(ErrorCode.INVALID, `range ${range.offset}+${range.length} is past the end of vdisk ${cfg.name} (${cfg.spec.sizeBytes} bytes)`);
+        // The vDisk may have grown (strata vdisk resize) before the watched copy saw it.
+        const sizeBytes = await this.currentSize(vdiskId, cfg.spec.sizeBytes);
+        if (range.offset + range.length > sizeBytes) throw new StrataError(ErrorCode.INVALID, `range ${range.offset}+${range.length} is past the end of vdisk ${cfg.name} (${sizeBytes} bytes)`);
       }
     }
     let owner = await this.ownerOf(vdiskId);

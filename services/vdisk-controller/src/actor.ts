@@ -100,7 +100,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
           ioReadRequest,
           async (req) => {
             controller.noteClass(req.vdisk, req.priority);
-            return { data: await controller.serve(req.vdisk, (v) => v.read(req.offset, req.length)) };
+            return { data: await controller.serve(req.vdisk, (v) => v.read(req.offset, req.length), req.offset + req.length) };
           },
           opts,
         ),
@@ -109,7 +109,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
           ioWriteRequest,
           async (req, ctx) => {
             controller.noteClass(req.vdisk, req.priority);
-            await controller.serve(req.vdisk, (v) => v.write(req.offset, req.data, performance.now() + ctx.remainingMs()));
+            await controller.serve(req.vdisk, (v) => v.write(req.offset, req.data, performance.now() + ctx.remainingMs()), req.offset + req.data.length);
             return ioDoneReply.parse({});
           },
           opts,
@@ -119,7 +119,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
           ioZeroRequest,
           async (req, ctx) => {
             controller.noteClass(req.vdisk, req.priority);
-            await controller.serve(req.vdisk, (v) => v.zero(req.offset, req.length, performance.now() + ctx.remainingMs()));
+            await controller.serve(req.vdisk, (v) => v.zero(req.offset, req.length, performance.now() + ctx.remainingMs()), req.offset + req.length);
             return {};
           },
           opts,

@@ -147,16 +147,29 @@ export class Controller {
   }
 
   /** Runs one I/O request against the served vDisk, counted so a relinquish can wait for it. */
-  async serve<T>(vdiskId: bigint, io: (vdisk: Vdisk) => Promise<T>): Promise<T> {
+  async serve<T>(vdiskId: bigint, io: (vdisk: Vdisk) => Promise<T>, end?: number): Promise<T> {
     const served = await this.getServed(vdiskId);
     served.active++;
     try {
+      if (end !== undefined && end > served.vdisk.shape.sizeBytes) await this.catchUpSize(served.vdisk);
       return await io(served.vdisk);
     } catch (err) {
       throw fencedAsNotOwner(err, vdiskId);
     } finally {
       if (--served.active === 0) for (const wake of served.idleWaiters.splice(0)) wake();
     }
+  }
+
+  /**
+   * A request past the end of a served vDisk may follow a resize the config service
+   * has and this controller has not seen (the director checked the range against
+   * its own copy): the vDisk's size is read again, and a larger one taken.
+   */
+  private async catchUpSize(vdisk: Vdisk): Promise<void> {
+    const cfg = await this.deps.config.get({ kind: 'vdisk', id: vdisk.shape.id });
+    if (cfg.kind !== 'vdisk' || cfg.spec.sizeBytes <= vdisk.shape.sizeBytes) return;
+    this.deps.log.info({ vdisk: String(vdisk.shape.id), from: vdisk.shape.sizeBytes, to: cfg.spec.sizeBytes }, 'vdisk resized: serving up to its new end');
+    vdisk.grow(cfg.spec.sizeBytes);
   }
 
   /** Each served vDisk's oplog backlog (read by the metrics at scrape time). */
@@ -579,6 +592,8 @@ export class Controller {
       throw new StrataError(ErrorCode.INVALID, `vdisk ${snapshotId} is not a snapshot of vdisk ${vdiskId} being created`);
     }
     const result = await this.serve(vdiskId, async (vdisk) => {
+      // The vDisk may have grown since it was opened: the snapshot has the size at the cut.
+      if (snap.spec.sizeBytes > vdisk.shape.sizeBytes) await this.catchUpSize(vdisk);
       if (snap.spec.sizeBytes !== vdisk.shape.sizeBytes || snap.spec.blockSizeBytes !== vdisk.shape.blockSizeBytes) {
         throw new StrataError(ErrorCode.INVALID, `snapshot ${snap.name} has another size or block size than vdisk ${vdiskId}`);
       }

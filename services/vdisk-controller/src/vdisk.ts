@@ -280,6 +280,11 @@ export class Vdisk {
     recordingSpan()?.setAttributes({ [SpanAttr.vdisk]: String(this.shape.id), [SpanAttr.ioOp]: op, [SpanAttr.offset]: offset, [SpanAttr.length]: length });
   }
 
+  /** The vDisk grew (`strata vdisk resize`): ranges up to the new end are served from now on. It never shrinks. */
+  grow(sizeBytes: number): void {
+    if (sizeBytes > this.shape.sizeBytes) this.shape.sizeBytes = sizeBytes;
+  }
+
   private checkRange(offset: number, length: number): void {
     if (length <= 0) throw new StrataError(ErrorCode.INVALID, 'length must be greater than 0');
     if (offset + length > this.shape.sizeBytes) {
