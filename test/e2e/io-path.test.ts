@@ -148,10 +148,10 @@ describe('the I/O path with real NBD clients', () => {
     await qemuIo(uri, ['write -P 0x63 15M 1M', 'read -P 0x61 0 1M', 'read -P 0x62 7M 1M', 'read -P 0x63 15M 1M', 'read -P 0 8M 7M']);
     // Refused, and nothing changed.
     const shrink = await cli(['vdisk', 'resize', 'grow', '--size', '4M']);
-    expect({ code: shrink.code, err: shrink.stderr.trim() }).toEqual({ code: 2, err: 'strata: --size: 4 MiB is smaller than vdisk grow (16 MiB); a vDisk only grows (shrinking would discard the data past the new end)' });
+    expect({ code: shrink.code, err: shrink.stderr.trim() }).toEqual({ code: 2, err: 'strata: vdisk resize: --size: 4 MiB is smaller than vdisk grow (16 MiB); a vDisk only grows (shrinking would discard the data past the new end)' });
     expect((await cli(['vdisk', 'snapshot', 'grow', 'grow-snap'])).code).toBe(0);
     const snap = await cli(['vdisk', 'resize', 'grow-snap', '--size', '32M']);
-    expect({ code: snap.code, err: snap.stderr.trim() }).toEqual({ code: 2, err: "strata: vdisk grow-snap is a snapshot: its size is its source's at the cut (clone it, then resize the clone)" });
+    expect({ code: snap.code, err: snap.stderr.trim() }).toEqual({ code: 2, err: "strata: vdisk resize: vdisk grow-snap is a snapshot: its size is its source's at the cut (clone it, then resize the clone)" });
     expect((await run('nbdinfo', ['--size', uri], { timeoutMs: 30_000 })).stdout.trim()).toBe(String(16 * MiB));
     const same = await cli(['vdisk', 'resize', 'grow', '--size', '16M']);
     expect(same.stdout.trim()).toBe('vdisk grow is already 16 MiB; nothing changed');
