@@ -10,8 +10,8 @@
 //    the export is unchanged;
 //  - a client without a certificate, or with one from another CA, is refused, and the
 //    gateway logs why;
-//  - a process VM started by n1's HA agent reaches its disk over TLS (the agent's
-//    --nbd-tls-client-dir) and counts;
+//  - a QEMU guest and a process VM started by n1's HA agent reach their disks over TLS
+//    (the agent's --nbd-tls-client-dir: QEMU's tls-creds-x509) and count;
 //  - a node whose gateway would listen beyond loopback without TLS refuses to start,
 //    naming --nbd-tls-dir and --nbd-insecure, and registers nothing; with
 //    --nbd-insecure it starts and serves plain NBD.
@@ -130,14 +130,21 @@ describe('NBD over TLS', () => {
     passed++;
   }, 60_000);
 
-  test("a process VM started by the node's HA agent reaches its disk over TLS", async () => {
-    expect((await strata(['vdisk', 'create', 'web', '--size', '64M', '--container', 'c1'])).code).toBe(0);
-    expect((await strata(['vm', 'create', 'web', '--host', 'n1', '--cpus', '1', '--memory', '64M', '--vdisk', 'web', '--driver', 'process'])).code).toBe(0);
-    expect((await strata(['vm', 'start', 'web'])).code).toBe(0);
-    await waitFor('vm web to count past 2', 20_000, () => counters(dir, 'web').printed.filter((c) => c >= 2).length > 0);
-    expect((await strata(['vm', 'stop', 'web'])).code).toBe(0);
+  test("a QEMU guest and a process VM started by the node's HA agent reach their disks over TLS", async () => {
+    // The agent passes QEMU -object tls-creds-x509 (endpoint=client) and the workload --nbd-tls-dir: nbd-client/ beside --nbd-tls-dir.
+    for (const [vm, driver, memory] of [['q1', 'qemu', '256M'], ['web', 'process', '64M']] as const) {
+      expect((await strata(['vdisk', 'create', vm, '--size', '64M', '--container', 'c1'])).code).toBe(0);
+      expect((await strata(['vm', 'create', vm, '--host', 'n1', '--cpus', '1', '--memory', memory, '--vdisk', vm, '--driver', driver])).code).toBe(0);
+      expect((await strata(['vm', 'start', vm])).code).toBe(0);
+    }
+    for (const vm of ['q1', 'web']) await waitFor(`vm ${vm} to count past 2`, 30_000, () => counters(dir, vm).printed.some((c) => c >= 2));
+    // The guest's QEMU, a child of n1's HA agent, names the client certificates.
+    const agent = [...started].find(([, c]) => /ha-agent\/dist\/main\.js --host n1\b/.test(c))?.[0];
+    const children = agent === undefined ? [] : (await childPids(agent)).map((pid) => commandLine(pid) ?? '');
+    expect(children.filter((c) => c.includes('qemu-system')).map((c) => /tls-creds-x509,id=nbd-tls,endpoint=client,dir=(\S+)/.exec(c)?.[1])).toEqual([clientDir]);
+    for (const vm of ['q1', 'web']) expect((await strata(['vm', 'stop', vm])).code).toBe(0);
     passed++;
-  }, 60_000);
+  }, 90_000);
 
   test('a gateway beyond loopback without TLS refuses to start unless --nbd-insecure, which serves plain NBD', async () => {
     const node2 = ['node', 'run', '--node', 'n2', '--disk', `${join(dir, 'disks', 'n2-d1')}:4G`, '--nbd-host', '0.0.0.0', '--nbd-port', String(nbdPort + 1), '--host-cpus', '2', '--host-memory', '1G'];
