@@ -25,7 +25,8 @@ export interface LocalAuth {
 export function ensureLocalAuth(dir: string, users: readonly string[]): LocalAuth {
   const authDir = join(dir, AUTH_DIR);
   const tls = ensureTlsFiles(authDir);
-  ensureNbdTlsDirs(authDir, ['localhost', '127.0.0.1']);
+  // The NBD directories are signed by the CA's key; a CA given without it signs nothing.
+  if (existsSync(join(authDir, 'ca-key.pem'))) ensureNbdTlsDirs(authDir, ['localhost', '127.0.0.1']);
   return { tls, passwords: ensurePasswords(join(authDir, PASSWORDS_FILE), [ADMIN_USER, ...users]) };
 }
 
