@@ -7,10 +7,14 @@
 // replica, each node (everything `strata node run` starts, in one environment: its
 // actors, its HA agent, its curator and, with --shard, its metadata shard) and each
 // shard run on its own. Existing passwords and certificates are kept, so running it
-// again with one more node adds that node only.
+// again with one more node adds that node only. It also writes, signed by the same CA,
+// the NBD TLS directories (QEMU's file names): nbd-server/ (ca-cert.pem,
+// server-cert.pem, server-key.pem; valid for --nbd-address and loopback) for each
+// gateway's --nbd-tls-dir, and nbd-client/ (ca-cert.pem, client-cert.pem,
+// client-key.pem) for the HA agents' VMs and any QEMU or libnbd client.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { authorizationBlock, configGrant, curatorGrant, ensurePasswords, ensureTlsFiles, haAgentGrant, metadataShardGrant, nodeHostGrant, securityEnv, type Grant, type NatsUser } from '@strata/natsd';
+import { authorizationBlock, configGrant, curatorGrant, ensureNbdTlsDirs, ensurePasswords, ensureTlsFiles, haAgentGrant, metadataShardGrant, nodeHostGrant, securityEnv, type Grant, type NatsUser } from '@strata/natsd';
 import { CfgOp, subjects } from '@strata/proto';
 import { ADMIN_USER } from './local-auth';
 import { NODE_ACTORS } from './roles';
@@ -25,6 +29,8 @@ export interface AuthInitOptions {
   shards: string[];
   /** Names and addresses the servers' certificate is valid for. */
   serverNames: string[];
+  /** Names and addresses the gateways listen on: the NBD server certificate is valid for them. */
+  nbdAddresses: string[];
 }
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -73,6 +79,7 @@ export function authInit(o: AuthInitOptions): string[] {
   const grants = operatorGrants(o);
   mkdirSync(o.out, { recursive: true, mode: 0o700 });
   const tls = ensureTlsFiles(o.out, [...o.serverNames, 'localhost', '127.0.0.1']);
+  ensureNbdTlsDirs(o.out, [...new Set([...o.nbdAddresses, 'localhost', '127.0.0.1'])]);
   const passwords = ensurePasswords(join(o.out, 'passwords.json'), [ADMIN_USER, ...Object.keys(grants)]);
   const users: NatsUser[] = [{ user: ADMIN_USER, password: passwords[ADMIN_USER]!, grant: 'all' }, ...Object.entries(grants).map(([user, grant]) => ({ user, password: passwords[user]!, grant }))];
   writeFileSync(join(o.out, 'users.conf'), authorizationBlock(users), { mode: 0o600 });
@@ -80,5 +87,9 @@ export function authInit(o: AuthInitOptions): string[] {
     const env = securityEnv({ user, password: passwords[user]!, caFile: tls.caFile });
     writeFileSync(join(o.out, `${user}.env`), Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(''), { mode: 0o600 });
   }
-  return [`wrote ${o.out}: ca.pem, server.pem, server-key.pem, users.conf and an env file per user (${[ADMIN_USER, ...Object.keys(grants)].join(', ')})`, 'include users.conf and a tls block in each nats-server config (infra/DEPLOY.md)'];
+  return [
+    `wrote ${o.out}: ca.pem, server.pem, server-key.pem, users.conf and an env file per user (${[ADMIN_USER, ...Object.keys(grants)].join(', ')})`,
+    'include users.conf and a tls block in each nats-server config (infra/DEPLOY.md)',
+    `NBD over TLS: nbd-server/ for each gateway (strata node run --nbd-tls-dir), nbd-client/ for its clients (QEMU tls-creds-x509 endpoint=client, nbds://...?tls-certificates=)`,
+  ];
 }

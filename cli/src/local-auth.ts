@@ -2,10 +2,13 @@
 // nats-servers, kept under <dir>/auth so a restart finds the same ones: every process
 // connects as the user named after it (config-1, n1-node-host, n2-gateway) with the
 // grant of its role (permissions.ts in @strata/natsd), the CLI as `admin`, and every
-// connection is TLS, verified against the cluster's own CA (auth/ca.pem).
+// connection is TLS, verified against the cluster's own CA (auth/ca.pem). The NBD
+// TLS directories are made there too (auth/nbd-server, auth/nbd-client), for a
+// gateway run with --nbd-tls-dir and its clients; `up`'s own gateways serve plain NBD
+// on loopback.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { authorizationBlock, ensurePasswords, ensureTlsFiles, type ClientSecurity, type Grant, type NatsUser, type TlsFiles } from '@strata/natsd';
+import { authorizationBlock, ensureNbdTlsDirs, ensurePasswords, ensureTlsFiles, type ClientSecurity, type Grant, type NatsUser, type TlsFiles } from '@strata/natsd';
 
 export const AUTH_DIR = 'auth';
 const PASSWORDS_FILE = 'passwords.json';
@@ -22,6 +25,8 @@ export interface LocalAuth {
 export function ensureLocalAuth(dir: string, users: readonly string[]): LocalAuth {
   const authDir = join(dir, AUTH_DIR);
   const tls = ensureTlsFiles(authDir);
+  // The NBD directories are signed by the CA's key; a CA given without it signs nothing.
+  if (existsSync(join(authDir, 'ca-key.pem'))) ensureNbdTlsDirs(authDir, ['localhost', '127.0.0.1']);
   return { tls, passwords: ensurePasswords(join(authDir, PASSWORDS_FILE), [ADMIN_USER, ...users]) };
 }
 

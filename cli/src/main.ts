@@ -320,14 +320,15 @@ function buildProgram(ctx: RunContext): { program: Command; running: () => Comma
     .command('auth')
     .description('credentials for a cluster run host by host')
     .command('init')
-    .description('write a CA and server certificate, a password per NATS user, the servers\' users block (users.conf) and an env file per user, into --out (existing ones are kept)')
+    .description('write a CA and server certificate, a password per NATS user, the servers\' users block (users.conf), an env file per user, and the NBD TLS directories nbd-server/ (for gateways) and nbd-client/ (for QEMU and libnbd clients), into --out (existing ones are kept)')
     .requiredOption('--out <dir>', 'the directory to write (e.g. /etc/strata/auth)')
     .option('--nodes <names>', 'the storage nodes, comma-separated, each as NODE or NODE:SHARD when it runs a metadata shard (n1:md-1,n2:md-2)', '')
     .option('--config <names>', 'the config replicas, comma-separated (config-1,config-2,config-3)', '')
     .option('--shards <names>', 'metadata shards run on their own (strata shard run), comma-separated', '')
     .option('--server-names <names>', "names and addresses of the NATS servers, for their certificate (strata-1,strata-2,10.0.0.1)", '')
-    .action((o: { out: string; nodes: string; config: string; shards: string; serverNames: string }) => {
-      for (const line of authInit({ out: resolve(ctx.cwd, o.out), nodes: names(o.nodes), configReplicas: names(o.config), shards: names(o.shards), serverNames: names(o.serverNames) })) print(line);
+    .option('--nbd-address <names>', "names and addresses the gateways listen on (--nbd-host), for the NBD server certificate in nbd-server/ (10.0.0.1,10.0.0.2); localhost and 127.0.0.1 are always in it", '')
+    .action((o: { out: string; nodes: string; config: string; shards: string; serverNames: string; nbdAddress: string }) => {
+      for (const line of authInit({ out: resolve(ctx.cwd, o.out), nodes: names(o.nodes), configReplicas: names(o.config), shards: names(o.shards), serverNames: names(o.serverNames), nbdAddresses: names(o.nbdAddress) })) print(line);
     });
 
   program

@@ -66,6 +66,12 @@ export interface NodeProcesses {
   /** The NBD listener of the node's gateway; undefined host: the gateway's default (loopback). */
   nbdHost?: string;
   nbdPort: number;
+  /** The gateway's NBD TLS directory (ca-cert.pem, server-cert.pem, server-key.pem); plain NBD when undefined. */
+  nbdTlsDir?: string;
+  /** The NBD client certificates the HA agent's VMs connect with when the gateway requires TLS. */
+  nbdTlsClientDir?: string;
+  /** Serve plain NBD on a non-loopback nbdHost anyway. */
+  nbdInsecure?: boolean;
   /** A metadata shard to run with the node's actors (in its node-host when colocated); none when undefined. */
   shard?: string;
   /** Where the HA agent keeps its VMs' consoles. */
@@ -92,10 +98,17 @@ function localAddress(listen: string): string {
 export function nodeChildren(p: NodeProcesses): ChildSpec[] {
   const { node } = p;
   const nbdPort = String(p.nbdPort);
-  const env: Record<string, string> = { NATS_URL: p.natsUrl, ...(p.nbdHost === undefined ? {} : { STRATA_NBD_HOST: p.nbdHost }) };
+  // The gateway reads its NBD settings from the environment, in its own process or in the node-host.
+  const env: Record<string, string> = {
+    NATS_URL: p.natsUrl,
+    ...(p.nbdHost === undefined ? {} : { STRATA_NBD_HOST: p.nbdHost }),
+    ...(p.nbdTlsDir === undefined ? {} : { STRATA_NBD_TLS_DIR: p.nbdTlsDir }),
+    ...(p.nbdInsecure === true ? { STRATA_NBD_INSECURE: 'true' } : {}),
+  };
   const actors = NODE_ACTORS.filter((actor) => actor !== 'metadata-shard' || p.shard !== undefined);
   const nbdHostFlag = p.nbdHost === undefined ? [] : ['--nbd-host', localAddress(p.nbdHost)];
-  const haAgent: ChildSpec = { name: `${node}-ha-agent`, command: process.execPath, args: [actorScript('ha-agent'), '--host', node, ...nbdHostFlag, '--nbd-port', nbdPort, '--run-dir', p.haRunDir], env };
+  const nbdTlsFlag = p.nbdTlsClientDir === undefined ? [] : ['--nbd-tls-client-dir', p.nbdTlsClientDir];
+  const haAgent: ChildSpec = { name: `${node}-ha-agent`, command: process.execPath, args: [actorScript('ha-agent'), '--host', node, ...nbdHostFlag, '--nbd-port', nbdPort, ...nbdTlsFlag, '--run-dir', p.haRunDir], env };
   // The curator is off the I/O path (nothing gains from in-process dispatch), and a
   // master's copies should not share a thread with the node's I/O.
   const curator: ChildSpec = { name: `${node}-curator`, command: process.execPath, args: [actorScript('curator'), '--node', node], env };

@@ -2,9 +2,11 @@
 // machine, started against an existing cluster (NATS_URL or --nats) and served in the
 // foreground until SIGINT or SIGTERM (serve.ts). A host joins a cluster with them one
 // at a time; `strata up` starts the same processes (roles.ts) on one machine.
+import { existsSync } from 'node:fs';
 import { cpus, hostname, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { isLoopbackHost } from '@strata/actor';
 import { ConfigClient } from '@strata/config-client';
 import { hostSpec, objectName } from '@strata/proto';
 import { withUrl } from './client';
@@ -63,6 +65,9 @@ interface NodeRunOptions extends CommonOptions {
   separate?: boolean;
   nbdHost?: string;
   nbdPort: string;
+  nbdTlsDir?: string;
+  nbdTlsClientDir?: string;
+  nbdInsecure?: boolean;
   hostCpus?: string;
   hostMemory?: string;
 }
@@ -81,7 +86,7 @@ async function nodeRun(o: NodeRunOptions, ctx: RunCommandContext): Promise<never
   const natsUrl = natsUrlOf(o.nats, ctx.env);
   const timeoutMs = connectTimeoutMs(o);
   const dir = ctx.dir();
-  const base = { node, layout, nbdHost: o.nbdHost, nbdPort, shard, haRunDir: join(dir, 'ha', node), natsUrl };
+  const base = { node, layout, nbdHost: o.nbdHost, nbdPort, ...nbdTlsOf(o, ctx.cwd), shard, haRunDir: join(dir, 'ha', node), natsUrl };
   const metricsPort = metricsPortOf(o, nodeChildren(base).length);
   return serveRole(
     {
@@ -110,6 +115,34 @@ async function nodeRun(o: NodeRunOptions, ctx: RunCommandContext): Promise<never
   );
 }
 
+const SERVER_TLS_FILES = ['ca-cert.pem', 'server-cert.pem', 'server-key.pem'];
+const CLIENT_TLS_FILES = ['ca-cert.pem', 'client-cert.pem', 'client-key.pem'];
+
+function checkTlsDir(dir: string, files: readonly string[], flag: string): string {
+  const missing = files.filter((f) => !existsSync(join(dir, f)));
+  if (missing.length > 0) throw new UsageError(`${flag}: ${dir} has no ${missing.join(', ')} (strata auth init --nbd-address writes nbd-server/ and nbd-client/)`);
+  return dir;
+}
+
+/**
+ * The gateway's NBD TLS settings from the flags: plain NBD beyond loopback only with
+ * --nbd-insecure; with --nbd-tls-dir, the HA agent's VMs use --nbd-tls-client-dir, by
+ * default the nbd-client directory beside it (strata auth init's layout).
+ */
+export function nbdTlsOf(o: Pick<NodeRunOptions, 'nbdHost' | 'nbdTlsDir' | 'nbdTlsClientDir' | 'nbdInsecure'>, cwd: string): { nbdTlsDir?: string; nbdTlsClientDir?: string; nbdInsecure?: boolean } {
+  if (o.nbdTlsDir === undefined) {
+    if (o.nbdTlsClientDir !== undefined) throw new UsageError('--nbd-tls-client-dir is for a gateway that requires TLS: give --nbd-tls-dir too');
+    if (o.nbdHost !== undefined && !isLoopbackHost(o.nbdHost) && o.nbdInsecure !== true) {
+      throw new UsageError(`--nbd-host ${o.nbdHost}: plain NBD has no authentication: a gateway listening beyond loopback needs --nbd-tls-dir DIR (TLS with client certificates), or --nbd-insecure to serve plain NBD anyway`);
+    }
+    return o.nbdInsecure === true ? { nbdInsecure: true } : {};
+  }
+  if (o.nbdInsecure === true) throw new UsageError('--nbd-insecure and --nbd-tls-dir contradict each other: give one');
+  const serverDir = checkTlsDir(resolve(cwd, o.nbdTlsDir), SERVER_TLS_FILES, '--nbd-tls-dir');
+  const clientDir = o.nbdTlsClientDir === undefined ? join(dirname(serverDir), 'nbd-client') : resolve(cwd, o.nbdTlsClientDir);
+  return { nbdTlsDir: serverDir, nbdTlsClientDir: checkTlsDir(clientDir, CLIENT_TLS_FILES, o.nbdTlsClientDir === undefined ? '--nbd-tls-client-dir (default: nbd-client beside --nbd-tls-dir)' : '--nbd-tls-client-dir') };
+}
+
 /** Registers `node run`, `config run` and `shard run` on the CLI's command tree. */
 export function registerRunCommands(program: Command, node: Command, ctx: RunCommandContext): void {
   withCommonOptions(
@@ -122,8 +155,11 @@ export function registerRunCommands(program: Command, node: Command, ctx: RunCom
     .option('--address <address>', 'where the node runs, when it is registered (default: this host name); disks of nodes at one address must not share a path')
     .option('--shard <name>', "also run this metadata shard with the node's actors (in its node-host process unless --separate)")
     .option('--separate', "run each actor in its own process (the default runs the node's actors in one node-host process)")
-    .option('--nbd-host <address>', "the gateway's NBD listen address (default 127.0.0.1: NBD has no authentication)")
+    .option('--nbd-host <address>', "the gateway's NBD listen address (default 127.0.0.1); any address beyond loopback needs --nbd-tls-dir or --nbd-insecure")
     .option('--nbd-port <port>', "the gateway's NBD port", '10809')
+    .option('--nbd-tls-dir <dir>', 'serve NBD over TLS only (NBD_OPT_STARTTLS), with ca-cert.pem, server-cert.pem and server-key.pem from this directory (strata auth init writes nbd-server/); clients must present a certificate signed by ca-cert.pem')
+    .option('--nbd-tls-client-dir <dir>', "the client certificates (ca-cert.pem, client-cert.pem, client-key.pem) the HA agent's VMs reach a TLS gateway with (default: nbd-client beside --nbd-tls-dir)")
+    .option('--nbd-insecure', 'serve plain NBD on an --nbd-host beyond loopback anyway: anyone who can reach it can read and write every vDisk')
     .option('--host-cpus <n>', 'CPUs this host offers to VMs (default: all of them)')
     .option('--host-memory <size>', 'memory this host offers to VMs (default: all of it)')
     .action((o: NodeRunOptions) => nodeRun(o, ctx));

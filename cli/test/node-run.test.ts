@@ -3,12 +3,15 @@
 // the same flags changes nothing (a property over random cluster states); the --disk
 // syntax; and the processes of a node with or without a metadata shard, a listen
 // address and metrics ports.
-import { basename, dirname } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { Tier } from '@strata/proto';
 import { parseDiskArg, parseDiskArgs, planRegistration, type Registered, type RegistrationRequest, type RegistrationStep } from '../src/node-register';
 import { Layout, nodeChildren } from '../src/roles';
+import { nbdTlsOf } from '../src/run-commands';
 
 const GiB = 2 ** 30;
 const request = (over: Partial<RegistrationRequest> = {}): RegistrationRequest => ({
@@ -161,5 +164,40 @@ describe("a node's processes", () => {
     expect(children[1]!.args.slice(-6)).toEqual(['--nbd-host', '127.0.0.1', '--nbd-port', '10900', '--run-dir', '/data/ha/n4']);
     expect(nodeChildren({ ...base, nbdHost: '10.0.0.5' })[1]!.args).toContain('10.0.0.5');
     expect(nodeChildren(base).every((c) => c.env?.STRATA_METRICS_PORT === undefined && c.env?.STRATA_NBD_HOST === undefined)).toBe(true);
+  });
+
+  test('TLS reaches the gateway (STRATA_NBD_TLS_DIR) and the HA agent (--nbd-tls-client-dir); --nbd-insecure reaches the gateway', () => {
+    const children = nodeChildren({ ...base, nbdHost: '10.0.0.5', nbdTlsDir: '/etc/strata/nbd-server', nbdTlsClientDir: '/etc/strata/nbd-client' });
+    expect(children.map((c) => c.env?.STRATA_NBD_TLS_DIR)).toEqual(['/etc/strata/nbd-server', '/etc/strata/nbd-server', '/etc/strata/nbd-server']);
+    expect(children[1]!.args.slice(-6)).toEqual(['--nbd-port', '10900', '--nbd-tls-client-dir', '/etc/strata/nbd-client', '--run-dir', '/data/ha/n4']);
+    expect(nodeChildren({ ...base, nbdHost: '10.0.0.5', nbdInsecure: true })[0]!.env?.STRATA_NBD_INSECURE).toBe('true');
+    expect(nodeChildren(base).every((c) => c.env?.STRATA_NBD_TLS_DIR === undefined && c.env?.STRATA_NBD_INSECURE === undefined)).toBe(true);
+  });
+});
+
+describe('--nbd-tls-dir, --nbd-tls-client-dir, --nbd-insecure', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'strata-nbd-tls-flags-'));
+    for (const [sub, files] of [['nbd-server', ['ca-cert.pem', 'server-cert.pem', 'server-key.pem']], ['nbd-client', ['ca-cert.pem', 'client-cert.pem', 'client-key.pem']]] as const) {
+      mkdirSync(join(dir, sub));
+      for (const f of files) writeFileSync(join(dir, sub, f), 'pem');
+    }
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('plain NBD on loopback needs no flag; beyond loopback it needs TLS or --nbd-insecure, and the error names both', () => {
+    expect(nbdTlsOf({}, dir)).toEqual({});
+    expect(nbdTlsOf({ nbdHost: '127.0.0.2' }, dir)).toEqual({});
+    for (const nbdHost of ['0.0.0.0', '10.0.0.5']) expect(() => nbdTlsOf({ nbdHost }, dir)).toThrow(`--nbd-host ${nbdHost}: plain NBD has no authentication: a gateway listening beyond loopback needs --nbd-tls-dir DIR (TLS with client certificates), or --nbd-insecure to serve plain NBD anyway`);
+    expect(nbdTlsOf({ nbdHost: '10.0.0.5', nbdInsecure: true }, dir)).toEqual({ nbdInsecure: true });
+  });
+
+  test('a TLS directory is resolved and checked; the client directory defaults to nbd-client beside it', () => {
+    expect(nbdTlsOf({ nbdHost: '10.0.0.5', nbdTlsDir: 'nbd-server' }, dir)).toEqual({ nbdTlsDir: join(dir, 'nbd-server'), nbdTlsClientDir: join(dir, 'nbd-client') });
+    expect(() => nbdTlsOf({ nbdTlsDir: 'nbd-client' }, dir)).toThrow(/--nbd-tls-dir: \S+nbd-client has no server-cert.pem, server-key.pem/);
+    expect(() => nbdTlsOf({ nbdTlsDir: 'nbd-server', nbdTlsClientDir: 'nbd-server' }, dir)).toThrow(/--nbd-tls-client-dir: \S+nbd-server has no client-cert.pem, client-key.pem/);
+    expect(() => nbdTlsOf({ nbdTlsDir: 'nbd-server', nbdInsecure: true }, dir)).toThrow(/contradict/);
+    expect(() => nbdTlsOf({ nbdTlsClientDir: 'nbd-client' }, dir)).toThrow(/give --nbd-tls-dir too/);
   });
 });

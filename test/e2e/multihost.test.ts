@@ -12,7 +12,9 @@
 // every extent group still has a replica on a host that stays up.
 //
 // The client: qemu-io runs in this machine's namespace and reaches the hosts over the
-// bridge. Its gateway is on host h2, which stays up: a client whose gateway is on the
+// bridge, over TLS: each gateway listens on its host's address, which is beyond
+// loopback, so it serves NBD over TLS only (`--nbd-tls-dir`, certificates from
+// `strata auth init --nbd-address`) and qemu-io connects with the client certificates. Its gateway is on host h2, which stays up: a client whose gateway is on the
 // cut host cannot be served (neither it nor its gateway reaches the cluster), as a VM
 // on a cut host cannot. The vDisk is shared, so that it stays owned by node n1 (which
 // opened it first) while h2's gateway forwards its I/O there; an unshared vDisk would
@@ -53,6 +55,8 @@ let servers: NatsServerProcess[];
 let dir: string;
 /** The servers of h2 and h3, which are never cut: what this test process uses. */
 let survivorsUrl: string;
+/** The NBD client certificates (strata auth init's nbd-client/). */
+let tlsClientDir: string;
 let passed = false;
 
 const addr = (h: string): string => hosts.host(h).address;
@@ -108,11 +112,15 @@ describe('three hosts in network namespaces', () => {
     await Promise.all(servers.map((s) => s.start()));
     await waitForJetStream(servers.map((s) => s.url).join(','));
     for (const h of HOSTS) mkdirSync(join(dir, h, 'disks', 'd1'), { recursive: true });
+    // The gateways' certificate is valid for the three hosts' addresses.
+    const init = await run(process.execPath, [CLI, 'auth', 'init', '--out', join(dir, 'auth'), '--nodes', HOSTS.map(nodeOf).join(','), '--nbd-address', HOSTS.map(addr).join(',')], { timeoutMs: 30_000 });
+    if (init.code !== 0) throw new Error(`strata auth init: exit ${init.code}: ${init.stderr}`);
+    tlsClientDir = join(dir, 'auth', 'nbd-client');
     await Promise.all(HOSTS.map((h) => startInHost(h, ['config', 'run', '--replica', `config-${h.slice(1)}`], /^ready: config replica/m)));
     await Promise.all(
       HOSTS.map((h) => {
         const node = nodeOf(h);
-        const args = ['node', 'run', '--node', node, '--address', addr(h), '--disk', `${join(dir, h, 'disks', 'd1')}:4G`, '--shard', `md-${h.slice(1)}`, '--nbd-host', addr(h), '--nbd-port', String(NBD_PORT), '--host-cpus', '2', '--host-memory', '1G'];
+        const args = ['node', 'run', '--node', node, '--address', addr(h), '--disk', `${join(dir, h, 'disks', 'd1')}:4G`, '--shard', `md-${h.slice(1)}`, '--nbd-host', addr(h), '--nbd-port', String(NBD_PORT), '--nbd-tls-dir', join(dir, 'auth', 'nbd-server'), '--host-cpus', '2', '--host-memory', '1G'];
         return startInHost(h, args, new RegExp(`^ready: node ${node}$`, 'm'));
       }),
     );
@@ -145,8 +153,8 @@ describe('three hosts in network namespaces', () => {
     await strata(['container', 'create', 'c2', '--rf', '2']);
     const vol = createdId(await strata(['vdisk', 'create', 'vol', '--size', '64M', '--container', 'c2', '--shared']));
     // n1 opens it first and so owns it; then n2's gateway serves it, forwarding to n1.
-    await qemuIo(nbdUri('h1'), ['write -P 0x5a 0 64k', 'read -P 0x5a 0 64k']);
-    const writer = new AckedWriter({ uri: nbdUri('h2'), base: 1 << 20, strideBytes: 64 << 10, blockBytes: 64 << 10, perRound: 8, blocks: 800, verifyPrevious: true, attemptTimeoutMs: 40_000, deadlineMs: 120_000 }).start();
+    await qemuIo(nbdUri('h1'), ['write -P 0x5a 0 64k', 'read -P 0x5a 0 64k'], 60_000, false, tlsClientDir);
+    const writer = new AckedWriter({ uri: nbdUri('h2'), tlsClientDir, base: 1 << 20, strideBytes: 64 << 10, blockBytes: 64 << 10, perRound: 8, blocks: 800, verifyPrevious: true, attemptTimeoutMs: 40_000, deadlineMs: 120_000 }).start();
     try {
       await writer.waitForAcked(24, 30_000);
       const before = await readOwnership(survivorsUrl, vol);
@@ -172,8 +180,8 @@ describe('three hosts in network namespaces', () => {
           `longest pause between acknowledged writes ${pauseMs} ms; ${writer.acked.length} writes acknowledged, ${writer.failures.length} failed rounds`,
       );
       // Nothing acknowledged is lost: all of it reads back through h2's gateway.
-      await readBackAcked(nbdUri('h2'), writer.acked);
-      await qemuIo(nbdUri('h2'), ['read -P 0x5a 0 64k']);
+      await readBackAcked(nbdUri('h2'), writer.acked, tlsClientDir);
+      await qemuIo(nbdUri('h2'), ['read -P 0x5a 0 64k'], 60_000, false, tlsClientDir);
     } finally {
       await writer.stop();
     }
@@ -184,8 +192,8 @@ describe('three hosts in network namespaces', () => {
     await waitFor("h1's nats-server to route to h2 and h3 again", 30_000, async () => JSON.stringify(await routesOf('h1')) === JSON.stringify([addr('h2'), addr('h3')].sort()), { intervalMs: 250, retryIf: () => true });
     await waitFor('n1 to be alive again', 30_000, async () => ((await livenessOf('n1')) === 'alive' ? true : false), { intervalMs: 250, retryIf: retryable });
     console.log(`multihost: h1 routed again and n1 alive again ${Date.now() - restoredAt} ms after the links were restored`);
-    await readBackAcked(nbdUri('h1'), writer.acked);
-    await qemuIo(nbdUri('h1'), ['read -P 0x5a 0 64k']);
+    await readBackAcked(nbdUri('h1'), writer.acked, tlsClientDir);
+    await qemuIo(nbdUri('h1'), ['read -P 0x5a 0 64k'], 60_000, false, tlsClientDir);
     passed = true;
   }, 180_000);
 });

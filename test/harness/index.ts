@@ -21,6 +21,7 @@ export {
   commandLine,
   killIfUnchanged,
   qemuIo,
+  qemuImageArgs,
   readBackAcked,
   longestAckGap,
   AckedWriter,

@@ -81,9 +81,27 @@ export function killIfUnchanged(snapshot: ReadonlyMap<number, string>): number[]
   return killed;
 }
 
-/** Runs qemu-io with `-c` commands; fails on a non-zero exit, a failed command or a pattern mismatch. */
-export async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000, readOnly = false): Promise<string> {
-  const args = [...(readOnly ? ['-r'] : []), '-f', 'raw', uri, ...commands.flatMap((c) => ['-c', c])];
+/**
+ * qemu-io's arguments that open `uri` (nbd://HOST:PORT/EXPORT): the URI as a raw
+ * image, or, given a client certificate directory (ca-cert.pem, client-cert.pem,
+ * client-key.pem), the same export over TLS (QEMU's tls-creds-x509, endpoint=client;
+ * QEMU has no URI for NBD over TLS).
+ */
+export function qemuImageArgs(uri: string, tlsClientDir?: string): string[] {
+  if (tlsClientDir === undefined) return ['-f', 'raw', uri];
+  const u = new URL(uri);
+  if (u.protocol !== 'nbd:') throw new Error(`${uri} is not an nbd:// URI`);
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const exportName = decodeURIComponent(u.pathname.slice(1));
+  return ['--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${tlsClientDir}`, '--image-opts', `driver=nbd,server.type=inet,server.host=${host},server.port=${u.port || '10809'},export=${exportName},tls-creds=tls0`];
+}
+
+/**
+ * Runs qemu-io with `-c` commands; fails on a non-zero exit, a failed command or a
+ * pattern mismatch. With `tlsClientDir`, over TLS with those client certificates.
+ */
+export async function qemuIo(uri: string, commands: string[], timeoutMs = 60_000, readOnly = false, tlsClientDir?: string): Promise<string> {
+  const args = [...(readOnly ? ['-r'] : []), ...qemuImageArgs(uri, tlsClientDir), ...commands.flatMap((c) => ['-c', c])];
   const { code, stdout, stderr } = await run('qemu-io', args, { timeoutMs });
   const out = stdout + stderr;
   if (code !== 0 || /Pattern verification failed|error|failed/i.test(out)) throw new Error(`qemu-io ${commands.slice(0, 4).join(' ; ')}${commands.length > 4 ? ` … (${commands.length} commands)` : ''} failed (${code}): ${out.slice(-2000)}`);
@@ -111,6 +129,8 @@ export interface AckedBlock extends WrittenBlock {
 export interface AckedWriterOptions {
   /** NBD URI of the export. */
   uri: string;
+  /** NBD over TLS with these client certificates (qemuImageArgs); plain when undefined. */
+  tlsClientDir?: string;
   /** Offset of block 0; block i is at base + i * strideBytes. */
   base: number;
   strideBytes: number;
@@ -220,7 +240,7 @@ export class AckedWriter {
       const commands = batch.map((b) => `write -P ${b.pattern} ${b.offset} ${b.length}`);
       for (const b of batch) if (!firstIssued.has(b.index)) firstIssued.set(b.index, issuedAtMs);
       if (o.verifyPrevious === true) commands.push(...previous.map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`));
-      const { code, stdout, stderr } = await run('qemu-io', ['-f', 'raw', o.uri, ...commands.flatMap((c) => ['-c', c])], { timeoutMs: o.attemptTimeoutMs ?? 30_000 });
+      const { code, stdout, stderr } = await run('qemu-io', [...qemuImageArgs(o.uri, o.tlsClientDir), ...commands.flatMap((c) => ['-c', c])], { timeoutMs: o.attemptTimeoutMs ?? 30_000 });
       const out = stdout + stderr;
       const mismatch = /Pattern verification failed at offset (\d+)/.exec(out);
       if (mismatch !== null) {
@@ -256,13 +276,15 @@ export function qemuIoReadOnly(uri: string, commands: string[], timeoutMs = 30_0
   return qemuIo(uri, commands, timeoutMs, true);
 }
 
-export async function readBackAcked(uri: string, blocks: readonly WrittenBlock[]): Promise<void> {
+export async function readBackAcked(uri: string, blocks: readonly WrittenBlock[], tlsClientDir?: string): Promise<void> {
   const sorted = [...blocks].sort((a, b) => a.offset - b.offset);
   for (let i = 0; i < sorted.length; i += 200) {
     await qemuIo(
       uri,
       sorted.slice(i, i + 200).map((b) => `read -P ${b.pattern} ${b.offset} ${b.length}`),
       60_000,
+      false,
+      tlsClientDir,
     );
   }
 }

@@ -2,6 +2,7 @@
 // start-up. A setting `deadTimeoutMs` is read from `--dead-timeout-ms` or, failing
 // that, from STRATA_DEAD_TIMEOUT_MS; a bad value stops the process with a message
 // that names the flag and what to fix.
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { describeIssues } from '@strata/codec';
@@ -42,6 +43,15 @@ export function readSettings<S extends z.ZodObject>(schema: S, argv: readonly st
     throw new SettingsError(`bad setting: ${text}`);
   }
   return parsed.data;
+}
+
+/**
+ * Whether a listen address is reachable from this machine only: 127.0.0.0/8, ::1 or
+ * `localhost`. The wildcard addresses (0.0.0.0, ::) and every other address are not.
+ */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.split('.')[0] === '127';
 }
 
 /** A positive whole number of milliseconds, from a flag or variable. */

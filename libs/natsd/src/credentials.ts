@@ -76,14 +76,67 @@ export function ensureTlsFiles(dir: string, hosts: readonly string[] = ['localho
   return files;
 }
 
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** subjectAltName entries of `hosts`: IP addresses as IP, names as DNS. */
+function subjectAltNames(hosts: readonly string[]): string {
+  return hosts.map((h) => (/^[\d.]+$/.test(h) || h.includes(':') ? `IP:${h}` : `DNS:${h}`)).join(',');
+}
+
+/**
+ * A key (`<name>-key.pem`) and a certificate (`<name>.pem`) in `dir`, signed by the CA
+ * `caCert`/`caKey` (paths), for `usage` (extendedKeyUsage) and, when given, the SANs of `hosts`.
+ */
+function signLeaf(dir: string, name: string, commonName: string, ca: { cert: string; key: string }, usage: string, hosts?: readonly string[]): void {
+  openssl(['req', ...EC_KEY, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${commonName}`], dir);
+  const san = hosts === undefined ? '' : `subjectAltName=${subjectAltNames(hosts)}\n`;
+  writeFileSync(join(dir, `${name}.ext`), `${san}extendedKeyUsage=${usage}\n`);
+  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', `0x${randomBytes(16).toString('hex')}`, '-out', `${name}.pem`, '-days', String(CERT_DAYS), '-extfile', `${name}.ext`], dir);
+  chmodSync(join(dir, `${name}-key.pem`), 0o600);
+}
+
 function makeCertificates(dir: string, hosts: readonly string[]): void {
-  const san = hosts.map((h) => (/^[\d.]+$/.test(h) || h.includes(':') ? `IP:${h}` : `DNS:${h}`)).join(',');
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', String(CERT_DAYS), '-subj', '/CN=strata local CA'], dir);
-  openssl(['req', ...ec, '-keyout', 'server-key.pem', '-out', 'server.csr', '-subj', '/CN=strata nats'], dir);
-  writeFileSync(join(dir, 'server.ext'), `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\n`);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', 'server.pem', '-days', String(CERT_DAYS), '-extfile', 'server.ext'], dir);
-  for (const key of ['ca-key.pem', 'server-key.pem']) chmodSync(join(dir, key), 0o600);
+  openssl(['req', '-x509', ...EC_KEY, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', String(CERT_DAYS), '-subj', '/CN=strata local CA'], dir);
+  chmodSync(join(dir, 'ca-key.pem'), 0o600);
+  signLeaf(dir, 'server', 'strata nats', { cert: 'ca.pem', key: 'ca-key.pem' }, 'serverAuth,clientAuth', hosts);
+}
+
+/** The NBD certificate directories next to a cluster's CA (QEMU's file names, so qemu-nbd and libnbd read them too). */
+export interface NbdTlsDirs {
+  /** A gateway's: ca-cert.pem, server-cert.pem, server-key.pem. */
+  serverDir: string;
+  /** An NBD client's (QEMU tls-creds-x509 endpoint=client, nbdcopy tls-certificates=): ca-cert.pem, client-cert.pem, client-key.pem. */
+  clientDir: string;
+}
+
+/**
+ * The NBD server and client directories under `dir` (`nbd-server`, `nbd-client`),
+ * signed by the CA ensureTlsFiles made in `dir`, made once: existing whole sets are
+ * kept. The server certificate is valid for `hosts` (the gateways' addresses).
+ */
+export function ensureNbdTlsDirs(dir: string, hosts: readonly string[]): NbdTlsDirs {
+  const ca = { cert: join(dir, 'ca.pem'), key: join(dir, 'ca-key.pem') };
+  if (!existsSync(ca.key)) throw new Error(`${ca.key} not found: NBD certificates are signed by the cluster CA that strata auth init makes there`);
+  const dirs: NbdTlsDirs = { serverDir: join(dir, 'nbd-server'), clientDir: join(dir, 'nbd-client') };
+  ensureLeafDir(dirs.serverDir, ca, 'server', 'strata nbd gateway', 'serverAuth', hosts);
+  ensureLeafDir(dirs.clientDir, ca, 'client', 'strata nbd client', 'clientAuth');
+  return dirs;
+}
+
+/** `out` with ca-cert.pem, `<role>-cert.pem` and `<role>-key.pem`, made aside and moved in, the certificate last. */
+function ensureLeafDir(out: string, ca: { cert: string; key: string }, role: 'server' | 'client', commonName: string, usage: string, hosts?: readonly string[]): void {
+  const names = ['ca-cert.pem', `${role}-key.pem`, `${role}-cert.pem`];
+  if (names.every((n) => existsSync(join(out, n)) && statSync(join(out, n)).size > 0)) return;
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  const work = mkdtempSync(join(out, '.tls-'));
+  try {
+    signLeaf(work, role, commonName, ca, usage, hosts);
+    writeFileSync(join(work, 'ca-cert.pem'), readFileSync(ca.cert));
+    renameSync(join(work, `${role}.pem`), join(work, `${role}-cert.pem`));
+    for (const name of names) durableRename(join(work, name), join(out, name));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /** A random password: 24 bytes, base64url (32 characters). */

@@ -6,4 +6,4 @@ export { NATS_SERVER_MIN_VERSION, NATS_SERVER_PINNED, natsServerBinary, natsServ
 export { FSYNC_ENV, fsyncVerdict, readFsyncReport, requireFsync, type FsyncReport, type FsyncVerdict } from './fsync-check';
 export { Role, authorizationBlock, grantAllows, permissionTable, subjectMatches, configGrant, gatewayGrant, ioDirectorGrant, admissionGrant, vdiskControllerGrant, extentStoreGrant, metadataShardGrant, curatorGrant, haAgentGrant, nodeHostGrant, NODE_ACTOR_GRANTS, type Grant, type NatsUser, type NodeScope, type NodeActorRole } from './permissions';
 export { NATS_USER_ENV, NATS_PASSWORD_ENV, NATS_CA_ENV, clientSecurityFromEnv, securityEnv, securityOptions, type ClientSecurity } from './client-security';
-export { ensureTlsFiles, ensurePasswords, randomPassword, type TlsFiles } from './credentials';
+export { ensureNbdTlsDirs, ensureTlsFiles, ensurePasswords, randomPassword, type NbdTlsDirs, type TlsFiles } from './credentials';

@@ -10,6 +10,7 @@ import { Attachments } from './attachments';
 import { BusCatalog } from './bus-backend';
 import { PowerOnGuard } from './lease-guard';
 import { NbdServer } from './nbd/server';
+import { readNbdTlsDir } from './tls-files';
 import type { GatewaySettings } from './settings';
 
 export function gatewayActor(s: GatewaySettings): ActorDefinition {
@@ -18,6 +19,8 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
     instance: s.node,
     node: s.node,
     start: async ({ bus, log, metrics }) => {
+      // Read first: a bad TLS directory stops the gateway before it opens anything.
+      const tls = s.nbdTlsDir === undefined ? undefined : readNbdTlsDir(s.nbdTlsDir);
       const requests = metrics.counter('strata_gateway_requests_total', 'NBD requests answered, by operation and errno (0: success)', ['op', 'errno']);
       const latency = metrics.histogram('strata_gateway_request_seconds', 'Time from reading an NBD request to writing its reply', ['op']);
       const connections = metrics.gauge('strata_gateway_connections', 'Open NBD connections');
@@ -48,6 +51,7 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
       const server = new NbdServer({
         catalog,
         log,
+        tls,
         connectionsMax: s.connectionsMax,
         limits: {
           handshakeTimeoutMs: s.handshakeTimeoutMs,
@@ -65,7 +69,8 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
       });
       const tcp = await server.listenTcp(s.nbdPort, s.nbdHost);
       const host = tcp.host.includes(':') ? `[${tcp.host}]` : tcp.host;
-      log.info({ host: tcp.host, port: tcp.port, uri: `nbd://${host}:${tcp.port}/<vdisk>` }, `NBD listening on ${host}:${tcp.port}`);
+      const scheme = s.nbdTlsDir === undefined ? 'nbd' : 'nbds';
+      log.info({ host: tcp.host, port: tcp.port, tls: s.nbdTlsDir !== undefined, uri: `${scheme}://${host}:${tcp.port}/<vdisk>` }, `NBD${s.nbdTlsDir === undefined ? '' : ' over TLS'} listening on ${host}:${tcp.port}`);
       if (s.unixSocket !== undefined) {
         const path = await server.listenUnix(s.unixSocket);
         log.info({ path, uri: `nbd+unix:///<vdisk>?socket=${path}` }, `NBD listening on ${path}`);

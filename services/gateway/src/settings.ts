@@ -1,7 +1,7 @@
 // The gateway's settings (flags or STRATA_* variables), checked at start-up: where
-// to listen, and the limits on connections, requests and time.
+// to listen, TLS, and the limits on connections, requests and time.
 import { z } from 'zod';
-import { millis } from '@strata/actor';
+import { isLoopbackHost, millis } from '@strata/actor';
 import { objectName } from '@strata/proto';
 
 const MiB = 1024 * 1024;
@@ -11,8 +11,19 @@ export const gatewaySettings = z
   .object({
     /** The node this gateway runs on; its io-director serves the I/O (`n1`). */
     node: objectName,
-    /** TCP address of the NBD listener; loopback unless told otherwise, since NBD has no authentication. */
+    /**
+     * TCP address of the NBD listener: loopback unless told otherwise. Plain NBD has no
+     * authentication, so any other address needs nbdTlsDir (or nbdInsecure).
+     */
     nbdHost: z.string().min(1).default('127.0.0.1'),
+    /**
+     * NBD over TLS: a directory with ca-cert.pem, server-cert.pem and server-key.pem
+     * (QEMU's names; `strata auth init` writes nbd-server/). Every client must then
+     * NBD_OPT_STARTTLS and present a certificate signed by ca-cert.pem.
+     */
+    nbdTlsDir: z.string().min(1).optional(),
+    /** Serve plain NBD on a non-loopback nbdHost anyway (a network the operator trusts). */
+    nbdInsecure: z.stringbool().default(false),
     /** 10809 is NBD's IANA port; 0 picks a free one (the log says which). */
     nbdPort: z.coerce.number().int().min(0).max(65_535).default(10_809),
     /** Also listen on this unix socket path. */
@@ -43,6 +54,10 @@ export const gatewaySettings = z
     attachmentsIntervalMs: millis(5_000),
   })
   .strict()
+  .refine((s) => s.nbdTlsDir !== undefined || s.nbdInsecure || isLoopbackHost(s.nbdHost), {
+    message: 'plain NBD has no authentication: a listener beyond loopback needs --nbd-tls-dir DIR (TLS with client certificates), or --nbd-insecure true to serve it in plain text anyway',
+    path: ['nbdHost'],
+  })
   .refine((s) => s.attemptTimeoutMs <= s.requestTimeoutMs, { message: 'attemptTimeoutMs must not exceed requestTimeoutMs', path: ['attemptTimeoutMs'] })
   // runActor forces an exit 10 s after SIGTERM; the grace must end before that.
   .refine((s) => s.stopGraceMs <= 8_000, { message: 'stopGraceMs must be at most 8000', path: ['stopGraceMs'] });

@@ -12,7 +12,7 @@ import { RawClient, goData, optionBytes, requestBytes } from './raw-client';
 
 const MiB = 1024 * 1024;
 const OPT = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, STARTTLS: 5, INFO: 6, GO: 7, STRUCTURED_REPLY: 8 };
-const REP = { ACK: 1, SERVER: 2, INFO: 3, ERR_UNSUP: 0x80000001, ERR_INVALID: 0x80000003, ERR_UNKNOWN: 0x80000006, ERR_TOO_BIG: 0x80000009 };
+const REP = { ACK: 1, SERVER: 2, INFO: 3, ERR_UNSUP: 0x80000001, ERR_POLICY: 0x80000002, ERR_INVALID: 0x80000003, ERR_UNKNOWN: 0x80000006, ERR_TOO_BIG: 0x80000009 };
 const CMD = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, WRITE_ZEROES: 6 };
 const EINVAL = 22;
 const ENOSPC = 28;
@@ -151,14 +151,14 @@ describe('NBD server', () => {
     });
 
     test.each([
-      ['STRUCTURED_REPLY', OPT.STRUCTURED_REPLY],
-      ['STARTTLS', OPT.STARTTLS],
-      ['an unknown option', 4242],
-    ])('%s is ERR_UNSUP, and negotiation goes on', async (_name, option) => {
+      ['STRUCTURED_REPLY', OPT.STRUCTURED_REPLY, REP.ERR_UNSUP],
+      ['STARTTLS without TLS configured', OPT.STARTTLS, REP.ERR_POLICY],
+      ['an unknown option', 4242, REP.ERR_UNSUP],
+    ])('%s is refused, and negotiation goes on', async (_name, option, type) => {
       const client = await handshake();
       client.write(optionBytes(option));
       const reply = await client.readOptionReply();
-      expect(reply).toMatchObject({ option, type: REP.ERR_UNSUP });
+      expect(reply).toMatchObject({ option, type });
       client.write(optionBytes(OPT.LIST));
       expect((await client.readOptionReply()).type).toBe(REP.SERVER);
     });

@@ -2,6 +2,7 @@
 // byte (never through src/nbd/codec.ts, so a codec bug cannot hide itself) and reads
 // exact lengths with a bound on every wait.
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 
 export const MAGIC = Buffer.from('NBDMAGIC');
 export const IHAVEOPT = Buffer.from('IHAVEOPT');
@@ -106,6 +107,28 @@ export class RawClient {
       }
     }
     return { client, sizeBytes, flags };
+  }
+
+  /**
+   * After the server's ACK of NBD_OPT_STARTTLS: the TLS handshake over this socket.
+   * Resolves with a client on the TLS socket once it is up, rejects if it fails.
+   */
+  async startTls(options: ConnectionOptions, timeoutMs = 5_000): Promise<RawClient> {
+    if (this.bufferedBytes !== 0) throw new Error(`${this.bufferedBytes} bytes unread before the TLS handshake`);
+    const secure = connectTls({ ...options, socket: this.socket });
+    const client = new RawClient(secure);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        secure.once('secureConnect', resolve);
+        secure.once('error', reject);
+        secure.once('close', () => reject(new Error('closed during the TLS handshake')));
+        timer = setTimeout(() => reject(new Error('the TLS handshake timed out')), timeoutMs);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    return client;
   }
 
   write(bytes: Buffer): void {

@@ -242,11 +242,12 @@ export class HostAgent {
     }
   }
 
-  private async launchOf(vm: ObjectOf<'vm'>): Promise<{ vm: bigint; name: string; cpuCount: number; memoryBytes: number; disks: Array<{ vdisk: string; exportName: string }>; nbdHost: string; nbdPort: number; runDir: string }> {
+  private async launchOf(vm: ObjectOf<'vm'>): Promise<{ vm: bigint; name: string; cpuCount: number; memoryBytes: number; disks: Array<{ vdisk: string; exportName: string }>; nbdHost: string; nbdPort: number; nbdTlsClientDir?: string; runDir: string }> {
     const disks = [];
     for (const id of vm.spec.vdisks) disks.push({ vdisk: (await this.d.config.get({ kind: 'vdisk', id })).name, exportName: '' });
     const s = this.d.settings;
-    return { vm: vm.id, name: vm.name, cpuCount: vm.spec.cpuCount, memoryBytes: vm.spec.memoryBytes, disks, nbdHost: s.nbdHost, nbdPort: s.nbdPort, runDir: s.runDir };
+    const tls = s.nbdTlsClientDir === undefined ? {} : { nbdTlsClientDir: s.nbdTlsClientDir };
+    return { vm: vm.id, name: vm.name, cpuCount: vm.spec.cpuCount, memoryBytes: vm.spec.memoryBytes, disks, nbdHost: s.nbdHost, nbdPort: s.nbdPort, ...tls, runDir: s.runDir };
   }
 
   private async powerOffRequest(r: { vm: bigint; haEpoch: number; reason: string }): Promise<{ wasRunning: boolean }> {

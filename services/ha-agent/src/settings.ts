@@ -19,6 +19,11 @@ export const agentSettings = z
     /** The host's gateway, which serves its VMs' disks over NBD. */
     nbdHost: z.string().min(1).default('127.0.0.1'),
     nbdPort: z.coerce.number().int().min(1).max(65_535).default(10_809),
+    /**
+     * When the gateway requires TLS: the NBD client certificate directory (ca-cert.pem,
+     * client-cert.pem, client-key.pem; `strata auth init` writes nbd-client/) its VMs use.
+     */
+    nbdTlsClientDir: z.string().min(1).optional(),
     /** Where VM consoles (`<vm>.console`) go. */
     runDir: z.string().min(1).default(join(tmpdir(), 'strata-ha')),
     /** How often agents publish their heartbeat (its own name: the nodes' heartbeatIntervalMs is another setting). */

@@ -1,11 +1,14 @@
 // Fuzz target: the NBD fixed-newstyle handshake. A client's flags and a list of options
-// (NBD_OPT_GO, INFO, LIST, EXPORT_NAME, STRUCTURED_REPLY, ABORT, unknown ones, lengths
+// (NBD_OPT_GO, INFO, LIST, EXPORT_NAME, STRUCTURED_REPLY, STARTTLS, ABORT, unknown ones, lengths
 // that lie, oversized data, names too long or not UTF-8, bad magic, garbage), possibly
 // followed by transmission requests, possibly mutated, cut into arbitrary chunks and
 // served by a real NbdConnection. A model written from the spec (doc/proto.md) reads
 // the same bytes and says which replies the server owes, in order; the server must send
 // exactly those (error replies for unknown or bad options, NBD_REP_INFO with the export's
 // size before the ACK of GO and INFO) and close, without a reply, on a hard violation.
+// The connection has no TLS configured, so NBD_OPT_STARTTLS is refused by policy and
+// the plain session goes on (FORCEDTLS is proved by the gateway's nbd-tls unit test
+// and test/e2e/nbd-tls.test.ts with real clients).
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { splitAt } from '../fake-socket';
@@ -51,7 +54,7 @@ const optionArb: fc.Arbitrary<OptionSpec> = fc.oneof(
   {
     arbitrary: fc.record({
       kind: fc.constant('plain' as const),
-      option: fc.oneof(fc.constantFrom(OPT.LIST, OPT.ABORT, OPT.STRUCTURED_REPLY, 4, 5, 9, 10, 11), fc.integer({ min: 0, max: 0xffffffff })),
+      option: fc.oneof(fc.constantFrom(OPT.LIST, OPT.ABORT, OPT.STRUCTURED_REPLY, OPT.STARTTLS, 4, 9, 10, 11), fc.integer({ min: 0, max: 0xffffffff })),
       data: fc.oneof({ arbitrary: fc.constant(new Uint8Array(0)), weight: 4 }, { arbitrary: fc.uint8Array({ maxLength: 24 }), weight: 1 }),
       lengthDelta: lengthDeltaArb,
     }),
@@ -246,8 +249,12 @@ export function expectHandshake(stream: Buffer): ExpectedHandshake {
         }
         break;
       }
+      case OPT.STARTTLS:
+        // A server without TLS may refuse it by policy; the session goes on in plain text.
+        replies.push(replyLine(option, REP.ERR_POLICY));
+        break;
       default:
-        // Structured replies, TLS, metadata contexts and anything unknown: not supported.
+        // Structured replies, metadata contexts and anything unknown: not supported.
         replies.push(replyLine(option, REP.ERR_UNSUP));
     }
   }

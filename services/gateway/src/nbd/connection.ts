@@ -2,8 +2,11 @@
 // transmission loop that reads requests, runs many at once against the block device
 // and writes each reply whole, in whatever order they finish. The bytes come from
 // codec.ts and the decisions from request-rules.ts; this file only does the I/O,
-// enforces the limits, and never lets a client's behaviour throw out of it.
+// enforces the limits, and never lets a client's behaviour throw out of it. With TLS
+// configured the handshake runs in FORCEDTLS mode (tls-rules.ts): the socket is
+// upgraded at NBD_OPT_STARTTLS and everything after it goes over TLS.
 import type { Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { StrataError, assert } from '@strata/errors';
 import { SpanAttr, SpanKind, recordSpanError, trace, withSpan, type Span } from '@strata/tracing';
@@ -39,6 +42,7 @@ import {
 } from './protocol';
 import { decideRequest, transmissionFlags, type BlockOp, type RequestDecision } from './request-rules';
 import { EndOfStream, SocketReader } from './socket-reader';
+import { gateOption } from './tls-rules';
 
 /** The structural subset of a pino logger the NBD server uses. */
 export interface NbdLogger {
@@ -73,6 +77,16 @@ export interface ConnectionLimits {
   readHighWaterBytes: number;
   /** After we end our side, how long we wait for the client to close before destroying the socket. */
   lingerMs: number;
+}
+
+/**
+ * TLS for NBD (PEM text): the server's certificate and key, and the CA its clients'
+ * certificates must chain to. A client without such a certificate is refused.
+ */
+export interface NbdTlsCredentials {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export const defaultConnectionLimits: ConnectionLimits = {
@@ -127,6 +141,9 @@ export class NbdConnection {
   /** Resolves when the socket is closed. */
   readonly closed: Promise<void>;
   private phase: 'handshake' | 'transmission' = 'handshake';
+  /** The socket in use: the accepted one, or the TLS socket over it after NBD_OPT_STARTTLS. */
+  private socket: Socket;
+  private secured = false;
   private stopping = false;
   private inFlight = 0;
   private inFlightBytes = 0;
@@ -136,40 +153,53 @@ export class NbdConnection {
   private corked = false;
   /** Replies handed to the socket and not yet flushed: settled when the socket closes. */
   private readonly pendingWrites = new Set<() => void>();
-  private readonly reader: SocketReader;
+  private reader: SocketReader;
   private readonly handshakeTimer: NodeJS.Timeout;
   private lingerTimer: NodeJS.Timeout | undefined;
   private readonly log: NbdLogger;
 
+  private readonly onClose: () => void;
+
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     private readonly catalog: ExportCatalog,
     private readonly limits: ConnectionLimits,
     log: NbdLogger,
     private readonly hooks: NbdHooks = {},
+    private readonly tls?: NbdTlsCredentials,
   ) {
     this.id = nextConnectionId++;
+    this.socket = socket;
     this.remote = socket.remoteAddress === undefined ? `unix#${this.id}` : `${socket.remoteAddress}:${socket.remotePort}`;
     this.log = log;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    // A socket error (reset by the peer, EPIPE) must never reach the process: it ends
-    // this connection only, through 'close'.
-    socket.on('error', (err) => this.log.debug({ conn: this.id, remote: this.remote, err }, 'socket error'));
-    this.closed = new Promise((resolve) => {
-      socket.once('close', () => {
-        clearTimeout(this.handshakeTimer);
-        if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
-        for (const settle of this.pendingWrites) settle();
-        this.pendingWrites.clear();
-        resolve();
-      });
-    });
+    let resolveClosed: () => void = () => {};
+    this.closed = new Promise((resolve) => (resolveClosed = resolve));
+    let isClosed = false;
+    this.onClose = () => {
+      if (isClosed) return;
+      isClosed = true;
+      clearTimeout(this.handshakeTimer);
+      if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+      for (const settle of this.pendingWrites) settle();
+      this.pendingWrites.clear();
+      resolveClosed();
+    };
+    this.watch(socket);
     this.reader = new SocketReader(socket, limits.readHighWaterBytes);
     this.handshakeTimer = setTimeout(() => {
       this.log.warn({ conn: this.id, remote: this.remote, timeoutMs: limits.handshakeTimeoutMs }, 'handshake timed out; closing the connection');
-      socket.destroy();
+      this.socket.destroy();
     }, limits.handshakeTimeoutMs);
+  }
+
+  /** The connection is closed when `socket` closes; its errors end this connection only. */
+  private watch(socket: Socket): void {
+    // A socket error (reset by the peer, EPIPE) must never reach the process: it ends
+    // this connection only, through 'close'.
+    socket.on('error', (err) => this.log.debug({ conn: this.id, remote: this.remote, err }, 'socket error'));
+    socket.once('close', this.onClose);
   }
 
   /** Serves the connection until it ends. Never rejects. */
@@ -229,7 +259,10 @@ export class NbdConnection {
 
   // ---- Handshake ---------------------------------------------------------------------------
 
-  /** Option haggling; returns the chosen device, or undefined when the client aborted. */
+  /**
+   * Option haggling; returns the chosen device, or undefined when the client aborted.
+   * With TLS configured, the options before NBD_OPT_STARTTLS are refused (tls-rules.ts).
+   */
   private async negotiate(): Promise<BlockDevice | undefined> {
     const flags = parseClientFlags(await this.reader.read(CLIENT_FLAGS_BYTES));
     if (!flags.ok) throw new ConnectionRefused(flags.reason);
@@ -248,6 +281,17 @@ export class NbdConnection {
         continue;
       }
       const data = await this.reader.read(lengthBytes);
+      const gate = gateOption(option, lengthBytes, { configured: this.tls !== undefined, secured: this.secured });
+      if (gate.action === 'close') throw new ConnectionRefused(gate.reason);
+      if (gate.action === 'refuse') {
+        this.log.debug({ conn: this.id, remote: this.remote, option, reply: gate.reply, message: gate.message }, 'option refused');
+        this.send(encodeOptionError(option, gate.reply, gate.message));
+        continue;
+      }
+      if (gate.action === 'starttls') {
+        await this.startTls(option);
+        continue;
+      }
       const device = await this.handleOption(option, data, flags.value);
       if (device === 'abort') return undefined;
       if (device !== undefined) return device;
@@ -311,10 +355,41 @@ export class NbdConnection {
         return option === NbdOpt.GO ? device : undefined;
       }
       default:
-        // STARTTLS, STRUCTURED_REPLY, metadata contexts, extended headers and anything
-        // newer: simple replies only, so the client falls back to what we speak.
+        // STRUCTURED_REPLY, metadata contexts, extended headers and anything newer:
+        // simple replies only, so the client falls back to what we speak.
         return fail(NbdRep.ERR_UNSUP, `option ${option} is not supported`);
     }
+  }
+
+  /**
+   * Acknowledges NBD_OPT_STARTTLS and runs the TLS handshake over the socket; haggling
+   * goes on over TLS. A client that sent anything before the handshake, failed it, or
+   * whose certificate does not chain to the CA is refused.
+   */
+  private async startTls(option: number): Promise<void> {
+    assert(this.tls !== undefined, 'STARTTLS passes the gate only with TLS configured');
+    const raw = this.socket;
+    await new Promise<void>((resolve) => raw.write(encodeOptionReply(option, NbdRep.ACK), () => resolve()));
+    const early = this.reader.release();
+    if (early > 0) throw new ConnectionRefused(`${early} bytes arrived after NBD_OPT_STARTTLS, before the TLS handshake`);
+    // A TLS server that never listens: the socket is handed to it (its documented
+    // 'connection' injection), and it runs the handshake and checks the client's
+    // certificate against the CA as any tls.Server does. It hands over every client
+    // that completes the handshake; the one whose certificate it could not verify (or
+    // that sent none) is refused here, by name in the log.
+    const server = createTlsServer({ ...this.tls, requestCert: true, rejectUnauthorized: false, handshakeTimeout: this.limits.handshakeTimeoutMs });
+    const secure = await new Promise<TLSSocket>((resolve, reject) => {
+      server.once('secureConnection', resolve);
+      server.once('tlsClientError', (err) => reject(new ConnectionRefused(`TLS handshake failed: ${err.message}`)));
+      raw.once('close', () => reject(new EndOfStream('the peer closed the connection during the TLS handshake', 0)));
+      server.emit('connection', raw);
+    });
+    this.socket = secure;
+    this.watch(secure);
+    if (!secure.authorized) throw new ConnectionRefused(`client refused: ${describeClientCertificate(secure)}`);
+    this.reader = new SocketReader(secure, this.limits.readHighWaterBytes);
+    this.secured = true;
+    this.log.debug({ conn: this.id, remote: this.remote, protocol: secure.getProtocol(), subject: secure.getPeerCertificate().subject?.CN }, 'TLS started');
   }
 
   // ---- Transmission ------------------------------------------------------------------------
@@ -510,6 +585,15 @@ export class NbdConnection {
     this.socket.end();
     this.lingerTimer = setTimeout(() => this.socket.destroy(), this.limits.lingerMs);
   }
+}
+
+/** Why a TLS client was not authorized: it sent no certificate, or OpenSSL's verdict on the one it sent. */
+function describeClientCertificate(secure: TLSSocket): string {
+  const certificate = secure.getPeerCertificate();
+  if (certificate === null || Object.keys(certificate).length === 0) return 'it sent no certificate (the gateway verifies clients against its CA)';
+  const error = secure.authorizationError;
+  const cn = certificate.subject?.CN;
+  return `its certificate (${Array.isArray(cn) ? cn.join(', ') : (cn ?? 'no CN')}) does not verify against the gateway's CA: ${typeof error === 'string' ? error : (error?.message ?? 'unknown error')}`;
 }
 
 function describe(err: unknown): string {

@@ -1,11 +1,13 @@
 // The NBD server: listens on TCP and, optionally, a unix socket, hands each accepted
 // socket to an NbdConnection, bounds the number of connections, and on close stops
-// listening and lets the connections finish what is in flight.
+// listening and lets the connections finish what is in flight. Given TLS credentials,
+// every connection must upgrade with NBD_OPT_STARTTLS and show a client certificate.
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { assert } from '@strata/errors';
 import type { ExportCatalog } from '../backend';
-import { NbdConnection, checkLimits, defaultConnectionLimits, silentLogger, type ConnectionLimits, type NbdHooks, type NbdLogger } from './connection';
+import { NbdConnection, checkLimits, defaultConnectionLimits, silentLogger, type ConnectionLimits, type NbdHooks, type NbdLogger, type NbdTlsCredentials } from './connection';
 
 export interface NbdServerOptions {
   catalog: ExportCatalog;
@@ -16,6 +18,8 @@ export interface NbdServerOptions {
   limits?: Partial<ConnectionLimits>;
   /** Called when the number of open connections changes (for a gauge). */
   onConnectionCount?(count: number): void;
+  /** FORCEDTLS: every client must NBD_OPT_STARTTLS and present a certificate from `tls.ca`. Plain when undefined. */
+  tls?: NbdTlsCredentials;
 }
 
 export interface TcpAddress {
@@ -30,6 +34,7 @@ export class NbdServer {
   private readonly limits: ConnectionLimits;
   private readonly connectionsMax: number;
   private readonly onConnectionCount: ((count: number) => void) | undefined;
+  private readonly tls: NbdTlsCredentials | undefined;
   private readonly listeners: Server[] = [];
   private readonly connections = new Set<NbdConnection>();
   private closing = false;
@@ -43,6 +48,9 @@ export class NbdServer {
     this.connectionsMax = options.connectionsMax ?? 128;
     assert(Number.isSafeInteger(this.connectionsMax) && this.connectionsMax > 0, 'connectionsMax must be a positive integer');
     this.onConnectionCount = options.onConnectionCount;
+    this.tls = options.tls;
+    // Bad PEM is a configuration error: found at start-up, not at the first client.
+    if (this.tls !== undefined) createSecureContext(this.tls);
   }
 
   get connectionCount(): number {
@@ -87,7 +95,7 @@ export class NbdServer {
       socket.destroy();
       return;
     }
-    const connection = new NbdConnection(socket, this.catalog, this.limits, this.log, this.hooks);
+    const connection = new NbdConnection(socket, this.catalog, this.limits, this.log, this.hooks, this.tls);
     this.connections.add(connection);
     this.onConnectionCount?.(this.connections.size);
     this.log.debug({ conn: connection.id, remote: connection.remote }, 'connection accepted');

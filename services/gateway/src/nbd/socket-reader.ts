@@ -19,6 +19,8 @@ export class EndOfStream extends Error {
 export interface ReadableSocket {
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   on(event: 'end' | 'close', listener: () => void): unknown;
+  off(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  off(event: 'end' | 'close', listener: () => void): unknown;
   pause(): unknown;
   resume(): unknown;
 }
@@ -35,15 +37,17 @@ export class SocketReader {
   private waiter: Waiter | undefined;
   private ended = false;
   private stopped = false;
+  private readonly dataListener = (chunk: Buffer): void => this.onData(chunk);
+  private readonly endListener = (): void => this.onEnd();
 
   constructor(
     private readonly socket: ReadableSocket,
     private readonly highWaterBytes: number,
   ) {
     assert(highWaterBytes > 0, 'highWaterBytes must be positive');
-    socket.on('data', (chunk) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('close', () => this.onEnd());
+    socket.on('data', this.dataListener);
+    socket.on('end', this.endListener);
+    socket.on('close', this.endListener);
   }
 
   /** Bytes received and not yet read. */
@@ -91,6 +95,23 @@ export class SocketReader {
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter?.reject(new EndOfStream('the connection stopped reading', partial));
+  }
+
+  /**
+   * Hands the socket back (for an upgrade to TLS): the reader stops listening to it and
+   * returns how many bytes had arrived unread, which the caller must treat as an error
+   * since the new owner never sees them. No read may be pending.
+   */
+  release(): number {
+    assert(this.waiter === undefined, 'release with no read pending');
+    this.socket.off('data', this.dataListener);
+    this.socket.off('end', this.endListener);
+    this.socket.off('close', this.endListener);
+    const unread = this.queuedBytes;
+    this.stopped = true;
+    this.chunks = [];
+    this.queuedBytes = 0;
+    return unread;
   }
 
   private onData(chunk: Buffer): void {

@@ -26,6 +26,8 @@ export interface VmLaunch {
   /** The host's gateway. */
   nbdHost: string;
   nbdPort: number;
+  /** The NBD client certificates (ca-cert.pem, client-cert.pem, client-key.pem) when the gateway requires TLS. */
+  nbdTlsClientDir?: string;
   /** Where the console file goes. */
   runDir: string;
 }

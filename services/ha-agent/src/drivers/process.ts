@@ -23,7 +23,8 @@ export class ProcessDriver implements VmDriver {
   async start(launch: VmLaunch, spawned: (vm: VmInstance) => void): Promise<VmInstance> {
     const disk = launch.disks[0];
     if (disk === undefined) throw new StrataError(ErrorCode.INVALID, `vm ${launch.name} has no vDisk: a process VM writes to its first vDisk`);
-    const args = [this.options.workloadScript, '--vm', launch.name, '--nbd-host', launch.nbdHost, '--nbd-port', String(launch.nbdPort), '--export', disk.exportName, '--interval-ms', String(this.options.intervalMs)];
+    const tls = launch.nbdTlsClientDir === undefined ? [] : ['--nbd-tls-dir', launch.nbdTlsClientDir];
+    const args = [this.options.workloadScript, '--vm', launch.name, '--nbd-host', launch.nbdHost, '--nbd-port', String(launch.nbdPort), '--export', disk.exportName, '--interval-ms', String(this.options.intervalMs), ...tls];
     const vm = spawnVm(process.execPath, args, launch);
     spawned(vm);
     return waitUntilUp(vm, (line) => line.startsWith(`ready ${launch.name} `), 0, this.options.startTimeoutMs, [EXIT_INACCESSIBLE]);

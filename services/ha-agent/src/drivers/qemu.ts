@@ -22,6 +22,8 @@ export interface QemuDriverOptions {
 }
 
 const MiB = 1024 * 1024;
+/** The id of QEMU's TLS credentials object for the NBD disks. */
+const NBD_TLS_OBJECT = 'nbd-tls';
 
 /** QEMU's command line for a launch (exported for tests). */
 export function qemuArgs(launch: VmLaunch, o: QemuDriverOptions): string[] {
@@ -39,8 +41,12 @@ export function qemuArgs(launch: VmLaunch, o: QemuDriverOptions): string[] {
     '-kernel', join(o.guestDir, 'vmlinuz'), '-initrd', join(o.guestDir, 'initrd.img'),
     '-append', `console=ttyS0 quiet panic=-1 strata.vm=${launch.name} strata.interval_ms=${o.intervalMs}`,
   ];
+  // A gateway that requires TLS: QEMU's x509 credentials as a client (it sends
+  // client-cert.pem and checks the gateway's certificate against ca-cert.pem).
+  const tls = launch.nbdTlsClientDir === undefined ? '' : `,tls-creds=${NBD_TLS_OBJECT}`;
+  if (launch.nbdTlsClientDir !== undefined) args.push('-object', `tls-creds-x509,id=${NBD_TLS_OBJECT},endpoint=client,dir=${launch.nbdTlsClientDir}`);
   launch.disks.forEach((d, i) => {
-    args.push('-blockdev', `driver=nbd,node-name=d${i},server.type=inet,server.host=${launch.nbdHost},server.port=${launch.nbdPort},export=${d.exportName}`);
+    args.push('-blockdev', `driver=nbd,node-name=d${i},server.type=inet,server.host=${launch.nbdHost},server.port=${launch.nbdPort},export=${d.exportName}${tls}`);
     args.push('-device', `virtio-blk-pci,drive=d${i}`);
   });
   return args;

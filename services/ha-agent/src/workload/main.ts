@@ -23,20 +23,22 @@ interface Options {
   port: number;
   exportName: string;
   intervalMs: number;
+  /** The NBD client certificate directory when the gateway requires TLS. */
+  tlsDir: string | undefined;
 }
 
 function options(): Options {
   const { values } = parseArgs({
-    options: { vm: { type: 'string' }, 'nbd-host': { type: 'string' }, 'nbd-port': { type: 'string' }, export: { type: 'string' }, 'interval-ms': { type: 'string' } },
+    options: { vm: { type: 'string' }, 'nbd-host': { type: 'string' }, 'nbd-port': { type: 'string' }, export: { type: 'string' }, 'interval-ms': { type: 'string' }, 'nbd-tls-dir': { type: 'string' } },
     strict: true,
   });
   const port = Number(values['nbd-port']);
   const intervalMs = Number(values['interval-ms'] ?? '100');
   if (values.vm === undefined || values.export === undefined || !Number.isInteger(port) || port <= 0 || !Number.isInteger(intervalMs) || intervalMs < 0) {
-    process.stderr.write('usage: workload --vm NAME --nbd-host HOST --nbd-port PORT --export NAME [--interval-ms MS]\n');
+    process.stderr.write('usage: workload --vm NAME --nbd-host HOST --nbd-port PORT --export NAME [--interval-ms MS] [--nbd-tls-dir DIR]\n');
     process.exit(2);
   }
-  return { vm: values.vm, host: values['nbd-host'] ?? '127.0.0.1', port, exportName: values.export, intervalMs };
+  return { vm: values.vm, host: values['nbd-host'] ?? '127.0.0.1', port, exportName: values.export, intervalMs, tlsDir: values['nbd-tls-dir'] };
 }
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -50,7 +52,7 @@ async function start(o: Options): Promise<{ disk: NbdClient; counter: number }> 
   let disk: NbdClient;
   let header: Buffer;
   try {
-    disk = await NbdClient.open(o.host, o.port, o.exportName, 30_000);
+    disk = await NbdClient.open(o.host, o.port, o.exportName, 30_000, o.tlsDir);
     header = await disk.read(0, BLOCK_BYTES);
   } catch (err) {
     return fail(EXIT_INACCESSIBLE, `cannot open or read ${o.exportName}: ${(err as Error).message}`);

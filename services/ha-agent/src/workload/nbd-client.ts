@@ -1,8 +1,11 @@
 // A small NBD client for the workload process: fixed newstyle negotiation with
-// NBD_OPT_GO, then one request at a time (READ, WRITE, FLUSH, DISC) with simple
-// replies. Enough for a VM-like workload; the gateway is tested against real clients
-// (qemu-io, nbdcopy, fio) elsewhere.
+// NBD_OPT_GO (after NBD_OPT_STARTTLS when given a TLS directory), then one request at a
+// time (READ, WRITE, FLUSH, DISC) with simple replies. Enough for a VM-like workload;
+// the gateway is tested against real clients (qemu-io, nbdcopy, fio) elsewhere.
+import { readFileSync } from 'node:fs';
 import { type Socket, connect } from 'node:net';
+import { join } from 'node:path';
+import { connect as connectTls } from 'node:tls';
 
 const NBD_MAGIC = 0x4e42444d41474943n;
 const IHAVEOPT = 0x49484156454f5054n;
@@ -11,6 +14,7 @@ const REQUEST_MAGIC = 0x25609513;
 const SIMPLE_REPLY_MAGIC = 0x67446698;
 const FLAG_FIXED_NEWSTYLE = 1;
 const FLAG_NO_ZEROES = 2;
+const OPT_STARTTLS = 5;
 const OPT_GO = 7;
 const REP_ACK = 1;
 const REP_INFO = 3;
@@ -72,11 +76,14 @@ export class NbdClient {
     readonly sizeBytes: number,
   ) {}
 
-  /** Connects and opens `exportName` with NBD_OPT_GO; ExportRefused when the server says no. */
-  static async open(host: string, port: number, exportName: string, timeoutMs: number): Promise<NbdClient> {
-    const socket = connect({ host, port });
+  /**
+   * Connects and opens `exportName` with NBD_OPT_GO; ExportRefused when the server says
+   * no. With `tlsDir` (ca-cert.pem, client-cert.pem, client-key.pem) it starts TLS first.
+   */
+  static async open(host: string, port: number, exportName: string, timeoutMs: number, tlsDir?: string): Promise<NbdClient> {
+    let socket: Socket = connect({ host, port });
     socket.setNoDelay(true);
-    const reader = new Reader(socket);
+    let reader = new Reader(socket);
     const timer = setTimeout(() => socket.destroy(new Error(`NBD negotiation with ${host}:${port} took more than ${timeoutMs} ms`)), timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -88,6 +95,12 @@ export class NbdClient {
       const flags = hello.readUInt16BE(16);
       if ((flags & FLAG_FIXED_NEWSTYLE) === 0) throw new Error('the NBD server does not speak fixed newstyle');
       socket.write(u32(FLAG_FIXED_NEWSTYLE | (flags & FLAG_NO_ZEROES)));
+      if (tlsDir !== undefined) {
+        socket.write(Buffer.concat([u64(IHAVEOPT), u32(OPT_STARTTLS), u32(0)]));
+        await readStartTlsReply(reader);
+        socket = await startTls(socket, host, tlsDir);
+        reader = new Reader(socket);
+      }
       const name = Buffer.from(exportName, 'utf8');
       const data = Buffer.concat([u32(name.length), name, u16(0)]);
       socket.write(Buffer.concat([u64(IHAVEOPT), u32(OPT_GO), u32(data.length), data]));
@@ -129,6 +142,25 @@ export class NbdClient {
     if (errno !== 0) throw new Error(`NBD ${Object.keys(CMD)[cmd]} at ${offset} failed: errno ${errno}`);
     return cmd === CMD.read ? this.reader.read(length) : undefined;
   }
+}
+
+async function readStartTlsReply(reader: Reader): Promise<void> {
+  const head = await reader.read(20);
+  if (head.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC) throw new Error('bad NBD option reply magic');
+  const type = head.readUInt32BE(12);
+  const body = await reader.read(head.readUInt32BE(16));
+  if (type !== REP_ACK) throw new Error(`the NBD server refused STARTTLS: ${body.toString('utf8') || `reply type ${type}`}`);
+}
+
+/** The TLS handshake over `socket`, as a client with the certificate in `dir`. */
+async function startTls(socket: Socket, host: string, dir: string): Promise<Socket> {
+  const read = (name: string): Buffer => readFileSync(join(dir, name));
+  const secure = connectTls({ socket, host, servername: host, ca: read('ca-cert.pem'), cert: read('client-cert.pem'), key: read('client-key.pem') });
+  await new Promise<void>((resolve, reject) => {
+    secure.once('secureConnect', resolve);
+    secure.once('error', reject);
+  });
+  return secure;
 }
 
 async function readGoReplies(reader: Reader, exportName: string): Promise<number> {
