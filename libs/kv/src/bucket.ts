@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { decode, encode } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { isWrongLastSequence, kvUnavailable } from './errors';
-import { whileClusterForms } from './cluster-forming';
+import { whileClusterForms, whileElecting } from './cluster-forming';
 
 export interface Entry<T> {
   key: string;
@@ -79,11 +79,15 @@ export class TypedBucket<S extends z.ZodType> {
     return { key: e.key, value: decode(e.value, this.schema), revision: e.revision };
   }
 
-  /** The current value of `key`, or null when absent or deleted. */
+  /**
+   * The current value of `key`, or null when absent or deleted. Read from the stream
+   * leader (see openBucket); while the stream elects one, the read waits, bounded
+   * (whileElecting), rather than fail a client's request for an election's seconds.
+   */
   async get(key: string): Promise<Entry<z.output<S>> | null> {
     let e: KvEntry | null;
     try {
-      e = await this.kv.get(key);
+      e = await whileElecting(() => this.kv.get(key));
     } catch (err) {
       throw kvUnavailable(`get ${this.name}/${key}`, err);
     }

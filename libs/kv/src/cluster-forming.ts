@@ -70,3 +70,28 @@ export async function ensureStream(nc: NatsConnection, config: Partial<StreamCon
     });
   }
 }
+
+/**
+ * Whether `err` is a read that failed because the stream has no leader at the moment
+ * (JetStream electing one, after a server was lost or a partition healed): "JetStream
+ * system temporarily unavailable" (10008), or no responder for the leader's message
+ * get. Such a read succeeds once the election is over, within seconds.
+ */
+export function isElecting(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  if (e?.code === 10008) return true;
+  return typeof e?.message === 'string' && /temporarily unavailable|no responders/i.test(e.message);
+}
+
+/** Runs `read` again while it fails with isElecting, for at most `deadlineMs` (default 3 s); then its last error. */
+export async function whileElecting<T>(read: () => Promise<T>, deadlineMs = 3_000, pauseMs = 200): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await read();
+    } catch (err) {
+      if (!isElecting(err) || Date.now() + pauseMs > deadline) throw err;
+      await sleep(pauseMs);
+    }
+  }
+}

@@ -1,5 +1,5 @@
 import { ErrorCode, isStrataError } from '@strata/errors';
-import { isClusterForming, whileClusterForms } from '@strata/kv';
+import { isClusterForming, isElecting, whileClusterForms, whileElecting } from '@strata/kv';
 
 /** An error shaped like the client's JetStreamApiError (its code is the API's err_code). */
 function apiError(code: number, description: string): Error {
@@ -44,5 +44,43 @@ describe('whileClusterForms', () => {
     const err = await whileClusterForms('creating bucket own', () => Promise.reject(apiError(10005, 'no suitable peers for placement')), { deadlineMs: 30, pauseMs: 5 }).catch((e: unknown) => e);
     expect(isStrataError(err, ErrorCode.UNAVAILABLE)).toBe(true);
     expect((err as Error).message).toMatch(/^creating bucket own: the NATS cluster has not formed after 30 ms: no suitable peers for placement$/);
+  });
+});
+
+describe('whileElecting', () => {
+  const electing = Object.assign(new Error('JetStream system temporarily unavailable'), { code: 10008 });
+
+  it('recognises a read that found no stream leader, and nothing else', () => {
+    expect(isElecting(electing)).toBe(true);
+    expect(isElecting(new Error("no responders: '$JS.API.STREAM.MSG.GET.KV_own'"))).toBe(true);
+    expect(isElecting(new Error('wrong last sequence: 4'))).toBe(false);
+    expect(isElecting(new Error('Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.KV_own"'))).toBe(false);
+  });
+
+  it('reads again while the stream elects a leader, and gives the answer once there is one', async () => {
+    let calls = 0;
+    const value = await whileElecting(async () => {
+      calls++;
+      if (calls < 3) throw electing;
+      return 'v';
+    }, 2_000, 10);
+    expect({ value, calls }).toEqual({ value: 'v', calls: 3 });
+  });
+
+  it('gives up after its deadline with the last error, and never retries another failure', async () => {
+    let calls = 0;
+    await expect(whileElecting(async () => {
+      calls++;
+      throw electing;
+    }, 100, 20)).rejects.toBe(electing);
+    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(calls).toBeLessThanOrEqual(6);
+    const other = new Error('timeout');
+    let once = 0;
+    await expect(whileElecting(async () => {
+      once++;
+      throw other;
+    }, 1_000, 10)).rejects.toBe(other);
+    expect(once).toBe(1);
   });
 });
