@@ -154,6 +154,9 @@ async function attach(cluster: UpCluster, node: number, vdisk: string): Promise<
 
 const MiB = 2 ** 20;
 
+/** The events of a node's liveness verdicts. */
+const NODE_LIVENESS: readonly string[] = [EventType.nodeDead, EventType.nodeAlive, EventType.nodeRestarted];
+
 /** The state letter of /proc/<pid>/stat (R, S, D, T for stopped, …), or '' once it is gone. */
 function processState(pid: number): string {
   try {
@@ -373,7 +376,8 @@ describe('vDisk ownership with real NBD clients', () => {
 });
 
 // One cluster for the two whole-node cases: the pause first (nothing is killed, so the
-// long restart delay does not matter; node 2 is alive again when it ends), then the kill.
+// long restart delay does not matter to it), then the kill, once node 2, declared dead
+// in the pause, has rejoined.
 describe('the whole owner node paused, then killed and kept down', () => {
   let cluster: UpCluster;
   let pausePassed = false;
@@ -478,6 +482,16 @@ describe('the whole owner node paused, then killed and kept down', () => {
   }, 300_000);
 
   it('every process of node 2 killed during fio through node 1: the shared vDisk fails over to the volunteer, fio sees no error, every write verifies', async () => {
+    // The pause case had node 2 declared dead: it owns nothing new until it has rejoined.
+    await waitFor('node 2 alive again after the pause (its last liveness event node.alive or node.restarted)', 30_000, async () => {
+      const nc = await connectClient(cluster.natsUrl);
+      try {
+        const last = (await readEvents(nc)).filter((e) => NODE_LIVENESS.includes(e.type) && e.name === 'n2').at(-1);
+        return last !== undefined && last.type !== EventType.nodeDead;
+      } finally {
+        await nc.close();
+      }
+    }, 250);
     const { id, target } = await sharedOwnedByNode2(cluster, 'node-kill');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
