@@ -507,6 +507,8 @@ describe('the whole owner node paused, then killed and kept down', () => {
     const result = await fio;
     expectFioClean(result);
     expect(result.endedAtMs).toBeGreaterThan(killedAt);
+    // Kept down throughout: the failover and the rest of fio ran with none of node 2.
+    expect(await nodeProcesses(cluster, 2)).toEqual([]);
     expect(await ownership(cluster, id)).toMatchObject({ owner: 'n1', epoch: before!.epoch + 1 });
     const events = await ownerEvents(cluster, id);
     expect(events).toEqual([expect.objectContaining({ cause: 'failover', owner: 'n1', previousOwner: 'n2', ownerEpoch: before!.epoch + 1 })]);
