@@ -1,7 +1,8 @@
 // HA's wait list end to end (PROTOCOL.md section 12, "Restart and wait lists"): a
 // protected process VM on host n1 writes its counter to a vDisk of an RF 1 container,
 // whose drained data therefore lives on n1's disk only. Every process of n1 is killed;
-// `strata up` brings them back after 25 s (its supervisor's restart delay). It proves
+// `strata up` brings them back after 15 s (its supervisor's restart delay; the VM is on
+// the wait list once its 4 s power-on lease has expired, about 5 s after the kill). It proves
 // that the VM goes to the wait list with the reason (its extent group has no replica
 // on a live node), is not powered on anywhere while its vDisk cannot be served, and
 // is restarted once node n1 is alive again (the accessibility change), with its
@@ -18,7 +19,7 @@ describe('the wait list', () => {
   beforeAll(async () => {
     // Drain starts at 64 KiB undrained: the workload writes steadily (never idle for the
     // default drainIdleMs) and slowly, so the default 8 MiB would take minutes.
-    cluster = await clusters.start({ env: { ...HA_TEST_ENV, STRATA_RESTART_DELAY_MS: '25000', STRATA_DRAIN_START_BYTES: '65536' } });
+    cluster = await clusters.start({ env: { ...HA_TEST_ENV, STRATA_RESTART_DELAY_MS: '15000', STRATA_DRAIN_START_BYTES: '65536' } });
     monitor = await new VmMonitor().start(cluster.natsUrl);
   }, 120_000);
   afterAll(async () => {
@@ -62,6 +63,7 @@ describe('the wait list', () => {
     const alive = events.find(isAlive)!;
     const waiting = events.find((e) => e.type === EventType.haVmWaiting && e.name === 'w1');
     const restarted = events.find(isRestarted)!;
+    console.log(`after the kill: w1 waiting at +${waiting === undefined ? '?' : waiting.atMs - killedAt} ms, n1 alive at +${alive.atMs - killedAt} ms, w1 restarted at +${restarted.atMs - killedAt} ms`);
     expect(waiting!.atMs).toBeLessThan(alive.atMs);
     expect(restarted.atMs).toBeGreaterThan(alive.atMs);
     // Not one instance between the kill and the node's return.

@@ -19,9 +19,11 @@
 //    controller comes back (or the vDisk fails over) and replays its oplog while
 //    JetStream elects a new leader, and no acknowledged write is lost.
 //
-// The second and third tests run the harness's own three-server cluster and hand it
-// to `strata up` through NATS_URL, so the killed server stays down (strata up would
-// restart its own embedded servers: bus-faults.test.ts covers that).
+// The three tests share one cluster, in order, each on a vDisk of its own: `strata up`
+// runs on the harness's own three-server cluster (handed over through NATS_URL), so
+// a killed server stays down (strata up would restart its own embedded servers:
+// bus-faults.test.ts covers that). The server the second test killed is started
+// again, and reports healthy, before the third kills the OPLOG leader.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -57,14 +59,13 @@ const ROW_BYTES = 16 * MiB;
 const ROW_WRITES = ROW_BYTES / (256 * 1024);
 
 const clusters = new UpClusters('io-faults');
-const teardownAll = (): Promise<void> => clusters.stopAll();
 
 /**
  * Starts `strata up --nodes 3 --config-replicas 1 --separate` with drain running all
- * the time, on its own nats-server or on `topology`: one process per actor, so a test
- * can kill one metadata shard or one controller alone.
+ * the time, on `topology`: one process per actor, so a test can kill one metadata
+ * shard or one controller alone.
  */
-function startCluster(topology?: NatsTopology): Promise<UpCluster> {
+function startCluster(topology: NatsTopology): Promise<UpCluster> {
   return clusters.start({
     topology,
     layout: 'separate',
@@ -114,12 +115,32 @@ function longestStall(samples: ReadonlyArray<{ atMs: number; drained: number; la
   return longest;
 }
 
+/** Creates a vDisk of 1 GiB with the CLI; returns its id. */
+async function createVdisk(cluster: UpCluster, name: string, shared: boolean): Promise<bigint> {
+  const created = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vdisk', 'create', name, '--size', '1G', ...(shared ? ['--shared'] : [])], { timeoutMs: 30_000 });
+  return createdId(created.stdout);
+}
+
 describe('faults under the I/O path with real NBD clients', () => {
-  afterEach(teardownAll, 60_000);
-  afterAll(teardownAll, 60_000);
+  let topology: NatsTopology;
+  let cluster: UpCluster;
+  let passed = 0;
+
+  beforeAll(async () => {
+    topology = clusters.track(await startTopology('cluster'));
+    cluster = await startCluster(topology);
+  }, 120_000);
+  // A test that failed leaves its writer or sampler running: stop them before the next.
+  afterEach(async () => {
+    await cluster?.writer?.stop();
+    await cluster?.sampler?.stop();
+  }, 60_000);
+  afterAll(async () => {
+    if (cluster !== undefined) cluster.passed = passed === 3;
+    await clusters.stopAll();
+  }, 60_000);
 
   it('kill -9 of the metadata shard serving the row being written: no NBD request fails, its partitions are served again under new epochs, drain catches up, and every acknowledged write reads back', async () => {
-    const cluster = await startCluster();
     const { natsUrl, demoId, nbdUri } = cluster;
     // Block i: 64 KiB of pattern (i % 255) + 1 at 64 MiB + i * 256 KiB, so each 1 MiB
     // block gets four writes and a vDisk map row fills every 64 writes.
@@ -212,13 +233,15 @@ describe('faults under the I/O path with real NBD clients', () => {
         `served again after ${recoveredAt - killedAt} ms by ${after.map((a) => `${a!.partition}:${a!.holder}@${a!.epoch}`).join(' ')}; ` +
         `${writer.acked.length} writes acked in ${writer.rounds} rounds; drained ${drained.drained}/${drained.lastSeq}`,
     );
-    cluster.passed = true;
+    passed++;
   }, 150_000);
 
   it('kill -9 of the nats-server leading the OPLOG stream (R3): writes resume after a bounded pause, the config service answers again, drain catches up, and every acknowledged write reads back with that server still down', async () => {
-    const topology = clusters.track(await startTopology('cluster'));
-    const cluster = await startCluster(topology);
-    const { natsUrl, demoId, nbdUri } = cluster;
+    const { natsUrl } = cluster;
+    // A vDisk of its own (node 1 opens it first, so it owns it): the first test's writes
+    // to demo are not this test's to read back.
+    const demoId = await createVdisk(cluster, 'oplog-kill', false);
+    const nbdUri = `nbd://127.0.0.1:${cluster.nbdPort}/oplog-kill`;
     const writer = new AckedWriter({ uri: nbdUri, base: 64 * MiB, strideBytes: 256 * 1024, blockBytes: 64 * 1024, perRound: 8, blocks: 2_400, verifyPrevious: true, deadlineMs: 110_000 });
     cluster.writer = writer.start();
     await writer.waitForAcked(48, 30_000);
@@ -296,15 +319,19 @@ describe('faults under the I/O path with real NBD clients', () => {
         `new OPLOG leader after ${electedMs} ms; config answering after ${configMs} ms; longest pause between acks after the kill ${pauseMs} ms; ${writer.acked.length} writes acked in ${writer.rounds} rounds, ` +
         `${writer.failures.length} failed rounds retried; drained ${drained.drained}/${drained.lastSeq} (${drained.lastKind})`,
     );
-    cluster.passed = true;
+    passed++;
   }, 170_000);
 
   it('kill -9 of the OPLOG-leading nats-server and of the owner controller together, under writes to a shared vDisk through another node: the owner replays its oplog while JetStream re-elects, and every acknowledged write reads back', async () => {
-    const topology = clusters.track(await startTopology('cluster'));
-    const cluster = await startCluster(topology);
+    // The server the second test killed runs again, and reports healthy (its JetStream
+    // caught up), before this one kills the OPLOG leader.
+    for (const [i, server] of topology.servers.entries()) {
+      if (server.isRunning()) continue;
+      await topology.restart(server);
+      await waitFor(`nats-server ${i + 1} healthy again`, 60_000, async () => (await fetch(`${server.monitorUrl}/healthz`).catch(() => undefined))?.status === 200, 200);
+    }
     const { natsUrl } = cluster;
-    const created = await run(process.execPath, ['cli/dist/main.js', '--dir', cluster.dir, 'vdisk', 'create', 'shared-nats', '--size', '1G', '--shared'], { timeoutMs: 30_000 });
-    const id = createdId(created.stdout);
+    const id = await createVdisk(cluster, 'shared-nats', true);
     // Node 2 opens it first and owns it; node 1's gateway forwards every write to node 2.
     await qemuIo(`nbd://127.0.0.1:${cluster.nbdPort + 1}/shared-nats`, ['read 0 4k'], 20_000);
     const uri = `nbd://127.0.0.1:${cluster.nbdPort}/shared-nats`;
@@ -353,6 +380,6 @@ describe('faults under the I/O path with real NBD clients', () => {
         `owner ${before!.owner}@${before!.epoch} -> ${after!.owner}@${after!.epoch}; longest pause between acks after the kills ${pauseMs} ms; ` +
         `${writer.acked.length} writes acked, ${writer.failures.length} failed rounds retried; drained ${drained.drained}/${drained.lastSeq}`,
     );
-    cluster.passed = true;
+    passed++;
   }, 200_000);
 });

@@ -29,13 +29,18 @@ const MiB = 2 ** 20;
 const VDISKS = 10;
 const VDISK_MIB = Number(process.env.STRATA_TEST_SWEEP_VDISK_MIB ?? 16);
 
-/** Settings for every actor: small extent groups (so small disks take several), quick drains, retries and space ticks. */
+/** How often each extent store reports its disks' usage, and lists its disks again, in these tests. */
+const USAGE_REPORT_MS = 500;
+
+/** Settings for every actor: small extent groups (so small disks take several), quick drains, retries, space ticks and usage reports. */
 const SPACE_ENV = {
   STRATA_EGROUP_SIZE_BYTES: String(4 * MiB),
   STRATA_SPACE_FULL_FREE_BYTES: String(4 * MiB),
   STRATA_DRAIN_IDLE_MS: '200',
   STRATA_DRAIN_RETRY_MAX_MS: '1000',
   STRATA_SPACE_TICK_MS: '500',
+  STRATA_USAGE_REPORT_INTERVAL_MS: String(USAGE_REPORT_MS),
+  STRATA_DISK_REFRESH_INTERVAL_MS: String(USAGE_REPORT_MS),
 };
 
 /** `strata ...args` that must fail: its exit code and stderr. */
@@ -52,14 +57,14 @@ async function vdiskId(cluster: UpCluster, name: string): Promise<bigint> {
   return BigInt(v.id);
 }
 
-/** Waits until the disks' usage reports (every 2 s) settle: two looks 2.5 s apart that agree. */
+/** Waits until the disks' usage reports settle: two looks agree that are more than a report interval apart. */
 async function settledUsedBytes(natsUrl: string, timeoutMs: number): Promise<number> {
   let last = -1;
   return waitFor('the disks usage reports to settle', timeoutMs, async () => {
     const now = await usedBytes(natsUrl);
     const settled = now === last;
     last = now;
-    if (!settled) await new Promise((r) => setTimeout(r, 2_500));
+    if (!settled) await new Promise((r) => setTimeout(r, USAGE_REPORT_MS * 1.5));
     return settled ? now : false;
   });
 }

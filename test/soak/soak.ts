@@ -16,6 +16,8 @@ import { VerifyingWriter, type Finding, type WriterSpec } from './writer';
 
 const MiB = 2 ** 20;
 const KiB = 1024;
+/** Writes each writer must have acknowledged after the last fault before the final check. */
+const SETTLE_WRITES = 16;
 
 export interface SoakOptions {
   minutes: number;
@@ -139,16 +141,25 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const pid = await applyFault(cluster, fault, log);
       report.faults.push({ ...fault, appliedAt, ...(pid === undefined ? {} : { pid }) });
     }
-    // Let the last fault's effects settle (a failover, a drain) under the workload.
-    await sleep(20_000);
+    // Let the last fault's effects settle (a failover, a replay, a drain) under the
+    // workload: every writer must get SETTLE_WRITES more writes acknowledged (each read
+    // back) after it. A writer that stays stuck fails here.
+    const afterLastFault = writers.map((w) => w.writes);
+    await waitFor(`every writer to have ${SETTLE_WRITES} acknowledged writes after the last fault`, 60_000, () => writers.every((w, i) => w.writes >= afterLastFault[i]! + SETTLE_WRITES), 200);
     for (const w of writers) await w.stop();
 
-    for (const w of writers) {
-      for (const port of [cluster.nbdPort, cluster.nbdPort + 1, cluster.nbdPort + 2]) {
-        const { verified, wrong } = await verifyThrough(w, port);
-        report.verified += verified;
-        report.wrong.push(...wrong);
-      }
+    // Every writer's blocks through every gateway: the writers' checks run side by side
+    // (one qemu-io session each), each gateway in turn.
+    const checks = await Promise.all(
+      writers.map(async (w) => {
+        const results = [];
+        for (const port of [cluster.nbdPort, cluster.nbdPort + 1, cluster.nbdPort + 2]) results.push(await verifyThrough(w, port));
+        return results;
+      }),
+    );
+    for (const { verified, wrong } of checks.flat()) {
+      report.verified += verified;
+      report.wrong.push(...wrong);
     }
   } finally {
     for (const w of writers) {
