@@ -94,23 +94,30 @@ export function planRebalance(rows: readonly EgroupRow[], view: ClusterView, set
     from.usedBytes -= size;
     to.usedBytes += size;
     moved.add(row.egroup);
-    const replica = row.entry.replicas.find((r) => r.disk === from.id)!;
-    result.moves.push({
-      egroup: row.egroup,
-      revision: row.revision,
-      vdisk: row.entry.vdisk,
-      source: replica,
-      lost: replica,
-      target: { disk: to.id, node: to.node },
-      bytes: size,
-      left: row.entry.replicas.length,
-      drop: true,
-      replicationFactor: view.policies.get(row.entry.vdisk)!.replicationFactor,
-      reason,
-      rebalance: true,
-    });
+    result.moves.push({ ...moveOf(row, from.id, to, view, reason), rebalance: true });
   }
   return result;
+}
+
+/**
+ * The move of `row`'s replica on disk `fromDisk` to `to`: a copy that replaces it in
+ * the entry, after which it is deleted (`drop`), as a drain moves replicas.
+ */
+export function moveOf(row: EgroupRow, fromDisk: bigint, to: { id: bigint; node: string }, view: ClusterView, reason: string): CopyAction {
+  const replica = row.entry.replicas.find((r) => r.disk === fromDisk)!;
+  return {
+    egroup: row.egroup,
+    revision: row.revision,
+    vdisk: row.entry.vdisk,
+    source: replica,
+    lost: replica,
+    target: { disk: to.id, node: to.node },
+    bytes: row.entry.sizeBytes,
+    left: row.entry.replicas.length,
+    drop: true,
+    replicationFactor: view.policies.get(row.entry.vdisk)!.replicationFactor,
+    reason,
+  };
 }
 
 /** The move off `from` that narrows the spread most, or undefined when none may go anywhere. */

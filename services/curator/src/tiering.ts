@@ -13,7 +13,7 @@
 // rebalance does; only disks on live nodes, not draining, take part. The last tier of
 // an order takes what fits; any other tier takes a move only while it stays at or
 // below the threshold. Bounded: at most `movesMax` moves per plan.
-import { diskUse, type DiskUse } from './rebalance';
+import { diskUse, moveOf, type DiskUse } from './rebalance';
 import type { ClusterView, CopyAction, EgroupRow } from './plan';
 
 export interface TieringSettings {
@@ -101,21 +101,7 @@ export function planTiering(rows: readonly EgroupRow[], view: ClusterView, lastW
     to.usedBytes += size;
     fromTier.usedBytes -= size;
     tiers.get(to.tier)!.usedBytes += size;
-    const replica = row.entry.replicas.find((r) => r.disk === from.id)!;
-    result.moves.push({
-      egroup: row.egroup,
-      revision: row.revision,
-      vdisk: row.entry.vdisk,
-      source: replica,
-      lost: replica,
-      target: { disk: to.id, node: to.node },
-      bytes: size,
-      left: row.entry.replicas.length,
-      drop: true,
-      replicationFactor: view.policies.get(row.entry.vdisk)!.replicationFactor,
-      reason,
-      tiering: true,
-    });
+    result.moves.push({ ...moveOf(row, from.id, to, view, reason), tiering: true });
   }
   return result;
 }
