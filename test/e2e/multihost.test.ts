@@ -3,7 +3,11 @@
 // cluster over the three), a config replica (`strata config run`) and its storage
 // node with a metadata shard (`strata node run --shard md-K`), every process started
 // inside the host. Liveness timings are shortened (heartbeat 500 ms, fence 2 s,
-// dead 3 s).
+// dead 3 s). The bus is secured as DEPLOY.md does it: `strata auth init` makes the
+// CA, the servers' certificate (valid for the hosts' addresses) and a user per config
+// replica and node with its role's permissions; the servers take TLS (on routes too)
+// and those users only; each process runs with its user's env file, and this test
+// process and its CLI as admin.
 //
 // Placement: the config replicas and metadata shards keep their state in JetStream
 // (R3 over the three servers) and hold their roles by leases there, so one of each on
@@ -14,7 +18,8 @@
 // The client: qemu-io runs in this machine's namespace and reaches the hosts over the
 // bridge, over TLS: each gateway listens on its host's address, which is beyond
 // loopback, so it serves NBD over TLS only (`--nbd-tls-dir`, certificates from
-// `strata auth init --nbd-address`) and qemu-io connects with the client certificates. Its gateway is on host h2, which stays up: a client whose gateway is on the
+// `strata auth init --nbd-address`) and qemu-io connects with the client
+// certificates. Its gateway is on host h2, which stays up: a client whose gateway is on the
 // cut host cannot be served (neither it nor its gateway reaches the cluster), as a VM
 // on a cut host cannot. The vDisk is shared, so that it stays owned by node n1 (which
 // opened it first) while h2's gateway forwards its I/O there; an unshared vDisk would
@@ -32,17 +37,13 @@
 // MULTIHOST_KEEP=1 keeps the hosts' data and logs after a passing run too.
 // Needs root (the namespaces), as test/integration/netns-hosts.test.ts does; about 45 s.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitForJetStream, type NatsServerProcess } from '@strata/natsd';
+import { clientSecurityFromEnv, waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { HOST_NATS_PORTS, TestHosts, isRunning, planHostNatsServers } from '../harness/netns';
 import { AckedWriter, ConfigClient, createdId, longestAckGap, qemuIo, readBackAcked, readOwnership, repoRoot, run, waitFor, type ActorProcess } from '../harness';
 import { isConnectionError, isUnavailable } from '../harness/verify';
-import { plainBus } from '../harness/suite-security';
-
-// This file's own nats-servers are plain (no TLS, no users): so are its clients.
-plainBus();
 
 const TIMINGS = { STRATA_HEARTBEAT_INTERVAL_MS: '500', STRATA_FENCE_TIMEOUT_MS: '2000', STRATA_DEAD_TIMEOUT_MS: '3000', STRATA_TAKEOVER_STEP_TIMEOUT_MS: '3000' };
 const CLI = join(repoRoot, 'cli', 'dist', 'main.js');
@@ -57,6 +58,8 @@ let dir: string;
 let survivorsUrl: string;
 /** The NBD client certificates (strata auth init's nbd-client/). */
 let tlsClientDir: string;
+/** What `strata auth init` wrote: certificates, users.conf, an env file per user. */
+let authDir: string;
 let passed = false;
 
 const addr = (h: string): string => hosts.host(h).address;
@@ -70,9 +73,15 @@ function hostEnv(h: string): Record<string, string> {
   return { NATS_URL: servers, STRATA_NATS_MONITOR_URL: `http://${addr(h)}:${HOST_NATS_PORTS.monitor}`, ...TIMINGS };
 }
 
-/** Starts `strata --dir <dir>/<h> <args>` in host `h` and waits for its ready line. */
-async function startInHost(h: string, args: string[], ready: RegExp): Promise<ActorProcess> {
-  const p = hosts.spawn(h, process.execPath, [CLI, '--dir', join(dir, h), ...args], { name: `${h}: strata ${args.slice(0, 3).join(' ')}`, env: hostEnv(h) });
+/** The variables of `strata auth init`'s env file of `user` (what its systemd unit reads, DEPLOY.md). */
+function userEnv(user: string): Record<string, string> {
+  const lines = readFileSync(join(authDir, `${user}.env`), 'utf8').split('\n').filter((l) => l.includes('='));
+  return Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** Starts `strata --dir <dir>/<h> <args>` in host `h`, as NATS user `user`, and waits for its ready line. */
+async function startInHost(h: string, user: string, args: string[], ready: RegExp): Promise<ActorProcess> {
+  const p = hosts.spawn(h, process.execPath, [CLI, '--dir', join(dir, h), ...args], { name: `${h}: strata ${args.slice(0, 3).join(' ')}`, env: { ...hostEnv(h), ...userEnv(user) } });
   await p.waitForOutput(ready, 60_000);
   return p;
 }
@@ -107,21 +116,31 @@ describe('three hosts in network namespaces', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'strata-multihost-'));
     hosts = TestHosts.create(3);
-    servers = planHostNatsServers(hosts, join(dir, 'nats'));
+    // DEPLOY.md's credentials: a user per config replica and node, the servers' and the
+    // gateways' certificates valid for the three hosts' addresses.
+    authDir = join(dir, 'auth');
+    const init = await run(
+      process.execPath,
+      [CLI, 'auth', 'init', '--out', authDir, '--nodes', HOSTS.map((h) => `${nodeOf(h)}:md-${h.slice(1)}`).join(','), '--config', HOSTS.map((h) => `config-${h.slice(1)}`).join(','), '--server-names', HOSTS.map(addr).join(','), '--nbd-address', HOSTS.map(addr).join(',')],
+      { timeoutMs: 30_000 },
+    );
+    if (init.code !== 0) throw new Error(`strata auth init: exit ${init.code}: ${init.stderr}`);
+    tlsClientDir = join(authDir, 'nbd-client');
+    // This test process (and the CLI it runs) is the operator: admin.
+    Object.assign(process.env, userEnv('admin'));
+    const admin = clientSecurityFromEnv(process.env);
+    const tls = { caFile: join(authDir, 'ca.pem'), certFile: join(authDir, 'server.pem'), keyFile: join(authDir, 'server-key.pem') };
+    servers = planHostNatsServers(hosts, join(dir, 'nats'), { tls, authorization: readFileSync(join(authDir, 'users.conf'), 'utf8'), probe: admin });
     survivorsUrl = ['h2', 'h3'].map(natsUrl).join(',');
     await Promise.all(servers.map((s) => s.start()));
-    await waitForJetStream(servers.map((s) => s.url).join(','));
+    await waitForJetStream(servers.map((s) => s.url).join(','), 30_000, admin);
     for (const h of HOSTS) mkdirSync(join(dir, h, 'disks', 'd1'), { recursive: true });
-    // The gateways' certificate is valid for the three hosts' addresses.
-    const init = await run(process.execPath, [CLI, 'auth', 'init', '--out', join(dir, 'auth'), '--nodes', HOSTS.map(nodeOf).join(','), '--nbd-address', HOSTS.map(addr).join(',')], { timeoutMs: 30_000 });
-    if (init.code !== 0) throw new Error(`strata auth init: exit ${init.code}: ${init.stderr}`);
-    tlsClientDir = join(dir, 'auth', 'nbd-client');
-    await Promise.all(HOSTS.map((h) => startInHost(h, ['config', 'run', '--replica', `config-${h.slice(1)}`], /^ready: config replica/m)));
+    await Promise.all(HOSTS.map((h) => startInHost(h, `config-${h.slice(1)}`, ['config', 'run', '--replica', `config-${h.slice(1)}`], /^ready: config replica/m)));
     await Promise.all(
       HOSTS.map((h) => {
         const node = nodeOf(h);
         const args = ['node', 'run', '--node', node, '--address', addr(h), '--disk', `${join(dir, h, 'disks', 'd1')}:4G`, '--shard', `md-${h.slice(1)}`, '--nbd-host', addr(h), '--nbd-port', String(NBD_PORT), '--nbd-tls-dir', join(dir, 'auth', 'nbd-server'), '--host-cpus', '2', '--host-memory', '1G'];
-        return startInHost(h, args, new RegExp(`^ready: node ${node}$`, 'm'));
+        return startInHost(h, node, args, new RegExp(`^ready: node ${node}$`, 'm'));
       }),
     );
   }, 90_000);

@@ -17,7 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { NatsServerProcess } from '@strata/natsd';
+import { NatsServerProcess, type NatsServerSpec } from '@strata/natsd';
 import { startProgram, type ActorProcess, type StartOptions } from './processes';
 
 /** Silently dropped: an address of the subnet no one holds, and a MAC no one has. */
@@ -270,9 +270,9 @@ export const HOST_NATS_PORTS = { client: 14222, cluster: 16222, monitor: 18222 }
 /**
  * One nats-server per host, forming one NATS cluster over the hosts' addresses
  * (JetStream, fsync before every acknowledgement, as `strata up` runs them); its
- * config and store under `dir/<host>`. Not started.
+ * config and store under `dir/<host>`; with `security`, TLS and users. Not started.
  */
-export function planHostNatsServers(hosts: TestHosts, dir: string): NatsServerProcess[] {
+export function planHostNatsServers(hosts: TestHosts, dir: string, security: Pick<NatsServerSpec, 'tls' | 'authorization' | 'probe'> = {}): NatsServerProcess[] {
   const { client, cluster, monitor } = HOST_NATS_PORTS;
   return hosts.hosts.map(
     (h) =>
@@ -285,6 +285,7 @@ export function planHostNatsServers(hosts: TestHosts, dir: string): NatsServerPr
         routes: hosts.hosts.filter((o) => o !== h).map((o) => `${o.address}:${cluster}`),
         dir: join(dir, h.name),
         launcher: h.launcher,
+        ...security,
       }),
   );
 }
