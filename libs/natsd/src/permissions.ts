@@ -228,7 +228,8 @@ export function curatorGrant(scope: NodeScope): Grant {
       ...kv(buckets.mdVdisk),
       ...kv(buckets.mdEgroup),
       ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress, keys.vdiskOwnershipAll, anyLast(keys.takeover(0n))]),
-      ...events(EventCategory.curator),
+      // Its own events, and the sweep's (vdisk.swept, egroup.reclaimed are space events).
+      ...events(EventCategory.curator, EventCategory.space),
     ],
     subscribe: [subjects.curator(ANY)],
   });
