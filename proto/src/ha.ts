@@ -113,7 +113,7 @@ export const hostRecord = z.strictObject({
   atMs: uint,
   cpuCount: uint,
   memoryBytes: uint,
-  vms: z.array(hostedVm),
+  vms: z.array(hostedVm).max(4096),
   /** The agent hears neither the master nor any other host and has applied its isolation response. */
   isolated: z.boolean(),
   /** How often the record is rewritten, ms. */
@@ -139,7 +139,7 @@ export const restartRecord = z.strictObject({
   /** When to try again (step retry-delay), unix-ms. */
   retryAtMs: uint.optional(),
   /** Hosts where a power-on failed, tried last. */
-  excluded: z.array(z.string()),
+  excluded: z.array(z.string()).max(1024),
   /** The master epoch that wrote it. */
   haEpoch: uint,
 });
@@ -222,7 +222,7 @@ export const haHostStatus = z.strictObject({
   cpuUsed: uint,
   memoryUsedBytes: uint,
   /** Names of the VMs it runs. */
-  vms: z.array(z.string()),
+  vms: z.array(z.string()).max(4096),
 });
 
 export const haVmStatus = z.strictObject({

@@ -109,7 +109,7 @@ export const vdiskOwnership = z.strictObject({
   /** Fencing token: grows with every change of owner. */
   epoch: uint,
   /** Nodes willing to take over, in order. */
-  volunteers: z.array(z.string()).default([]),
+  volunteers: z.array(z.string()).max(1024).default([]),
   /** The last oplog sequence whose data is in extent groups and metadata. */
   drained: uint.default(0),
   /**
@@ -132,7 +132,7 @@ export type IoAttachRequest = z.output<typeof ioAttachRequest>;
 export const ioAttachReply = z.strictObject({
   owner: z.string(),
   epoch: uint,
-  volunteers: z.array(z.string()),
+  volunteers: z.array(z.string()).max(1024),
 });
 export type IoAttachReply = z.output<typeof ioAttachReply>;
 
@@ -218,7 +218,7 @@ export const takeoverRecord = z.strictObject({
   /** Failed attempts at the current step. */
   attempts: uint,
   /** Nodes that could not take over (unreachable), not to be chosen again. */
-  excluded: z.array(z.string()),
+  excluded: z.array(z.string()).max(1024),
 });
 export type TakeoverRecord = z.output<typeof takeoverRecord>;
 

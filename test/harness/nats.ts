@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { clientSecurityFromEnv, securityOptions, startNatsServers, type ClientSecurity, type NatsServerProcess, type TlsFiles } from '@strata/natsd';
-import { suiteSecurity } from './suite-security';
+import { suiteServerOptions } from './suite-security';
 import { track, untrack } from './util';
 
 export interface NatsTopology {
@@ -40,8 +40,8 @@ export interface SecureServers {
 
 /** The suite's servers: TLS and the admin (suite-security.ts), or plain ones when the suite runs insecure. */
 function suiteServers(): SecureServers | undefined {
-  const suite = suiteSecurity();
-  return suite === undefined ? undefined : { tls: suite.tls, authorization: suite.authorization, probe: suite.admin };
+  const o = suiteServerOptions();
+  return o.tls === undefined ? undefined : (o as SecureServers);
 }
 
 /**

@@ -16,7 +16,7 @@ import { adminSecurity } from '../../cli/src/local-auth';
 import { NatsServerProcess, clientSecurityFromEnv, waitForJetStream } from '@strata/natsd';
 import { repoRoot, run, startNode, startProgram, type ActorProcess } from './processes';
 import { childPids, freePortRun, type WrittenBlock } from './strata';
-import { seedUpAuth, suiteSecurity } from './suite-security';
+import { seedUpAuth, suiteServerOptions } from './suite-security';
 import { track, untrack, waitFor } from './util';
 
 const lazyFsSources = join(repoRoot, 'test', 'powercut', 'lazyfs');
@@ -348,8 +348,7 @@ export class PowerCutRig {
    * `strata up` never does, for the run that shows what is lost without it.
    */
   async startNatsServer(dir: string, port: number, syncAlways: boolean): Promise<NatsServerProcess> {
-    const suite = suiteSecurity();
-    const secure = suite === undefined ? {} : { tls: suite.tls, authorization: suite.authorization, probe: suite.admin };
+    const secure = suiteServerOptions();
     const server = new NatsServerProcess({ name: 'nats-1', port, dir, syncAlways, ...secure });
     try {
       await server.start();

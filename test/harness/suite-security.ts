@@ -44,6 +44,12 @@ export function suiteSecurity(): SuiteSecurity | undefined {
   return { tls, admin: { user: ADMIN, password, caFile: tls.caFile }, authorization: authorizationBlock([{ user: ADMIN, password, grant: 'all' }]) };
 }
 
+/** What a nats-server the harness starts takes: the suite's TLS and admin (empty when the suite runs insecure). */
+export function suiteServerOptions(): { tls?: TlsFiles; authorization?: string; probe?: ClientSecurity } {
+  const suite = suiteSecurity();
+  return suite === undefined ? {} : { tls: suite.tls, authorization: suite.authorization, probe: suite.admin };
+}
+
 /** Sets the admin's credentials in this process's environment (before each test file). */
 export function applySuiteSecurity(): void {
   const security = suiteSecurity();

@@ -13,6 +13,7 @@ import { uint } from '@strata/codec';
 import { ensureStream, openBucket } from '@strata/kv';
 import { planNatsServers, waitForJetStream, type NatsServerProcess } from '@strata/natsd';
 import { connectClient, sleep } from '../harness';
+import { suiteServerOptions } from '../harness/suite-security';
 import { track } from '../harness/util';
 
 const counter = z.strictObject({ n: uint });
@@ -23,7 +24,7 @@ describe('creating R3 buckets and streams while the cluster forms', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'strata-forming-'));
-    servers = await planNatsServers({ baseDir: dir, count: 3 });
+    servers = await planNatsServers({ baseDir: dir, count: 3, ...suiteServerOptions() });
   });
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.stop()));
