@@ -158,10 +158,15 @@ function secureCluster(dir: string, options: UpOptions, url: string): Secure {
   return { auth, admin: securityOf(auth, ADMIN_USER), grants };
 }
 
-/** Each node's id and disk ids, as registered: what its node-scoped permissions name. */
+/**
+ * Each node's id, as registered: what its node-scoped permissions name. Not its disk
+ * ids: a disk added while the cluster runs (`strata disk add`) reports its usage
+ * from its first minute, and servers reloading their grants under load refuse the
+ * replies in flight; so a node's extent store may write any disk's usage key.
+ */
 async function nodeScopes(client: ConfigClient): Promise<Map<string, NodeScope>> {
-  const { nodes, disks } = await readRegistered(client);
-  return new Map(nodes.map((n) => [n.name, { node: n.name, nodeId: n.id, diskIds: disks.filter((d) => d.spec.node === n.id).map((d) => d.id) }]));
+  const { nodes } = await readRegistered(client);
+  return new Map(nodes.map((n) => [n.name, { node: n.name, nodeId: n.id }]));
 }
 
 /**

@@ -126,10 +126,14 @@ const oplogAll = anyLast(subjects.oplog(0n));
 /** Every partition's metadata requests: `strata.md.*.*`. */
 const mdAll = subjects.md(0, ANY).replace('.0.', `.${ANY}.`);
 
-/** The config replicas: they lead the configuration, detect failures and run failovers. */
+/**
+ * The config replicas: they lead the configuration, detect failures and run failovers.
+ * `strata config run`, as the same user, asks its replica's health check.
+ */
 export function configGrant(replica: string): Grant {
   return merge(base('config', replica), {
     publish: [
+      subjects.health('config', replica),
       ...kv(buckets.cfg, ['>']),
       ...kv(buckets.own, ['>']),
       ...kv(buckets.hb),
@@ -200,6 +204,8 @@ export function extentStoreGrant(scope: NodeScope): Grant {
 export function metadataShardGrant(shard: string): Grant {
   return merge(base('metadata-shard', shard), {
     publish: [
+      // `strata shard run`, as the same user, asks its shard's health check.
+      subjects.health('metadata-shard', shard),
       ...kv(buckets.mdVdisk, ['>']),
       ...kv(buckets.mdExtent, ['>']),
       ...kv(buckets.mdEgroup, ['>']),
