@@ -15,10 +15,9 @@ const QUEUE = 'members';
 function startMember(url: string, name: string): ActorProcess {
   const script = `
     const { connect } = require('@nats-io/transport-node');
+    const { clientSecurityFromEnv, securityOptions } = require('@strata/natsd');
     (async () => {
-      const e = process.env;
-      const security = e.STRATA_NATS_CA ? { user: e.STRATA_NATS_USER, pass: e.STRATA_NATS_PASSWORD, tls: { caFile: e.STRATA_NATS_CA } } : {};
-      const nc = await connect({ servers: e.URL.split(','), ...security });
+      const nc = await connect({ servers: process.env.URL.split(','), ...securityOptions(clientSecurityFromEnv(process.env)) });
       nc.subscribe('${SUBJECT}', { queue: '${QUEUE}', callback: (_e, m) => m.respond(new TextEncoder().encode('${name}')) });
       await nc.flush();
       console.log('ready');

@@ -540,18 +540,18 @@ export class ConfigReplica {
    */
   private async heartbeatWatchIsBehind(leadership: Leadership, node: bigint): Promise<boolean> {
     const key = keys.nodeHeartbeat(node);
-    let stored: Entry<z_Heartbeat> | null;
+    const watched = this.hbCache.get(key)?.revision ?? 0;
+    let latest: Entry<z_Heartbeat> | undefined;
     try {
-      stored = await this.deps.hb.get(key);
+      // The bucket's entry when newer than the copy's, the watch then resumed (WatchCache.latest).
+      latest = await this.hbCache.latest(key);
     } catch (err) {
       this.deps.log.warn({ err, node: String(node) }, 'could not read a heartbeat before declaring its node dead; trying again at the next tick');
       return true;
     }
-    const watched = this.hbCache.get(key)?.revision ?? 0;
-    if (stored === null || stored.revision <= watched) return false;
-    this.deps.log.warn({ node: String(node), watched, stored: stored.revision }, 'heartbeat watch is behind the bucket; resuming it instead of declaring the node dead');
-    leadership.detector.observe(node, { incarnation: stored.value.incarnation, seq: stored.value.seq }, performance.now());
-    await this.hbCache.resume().catch((err: unknown) => this.deps.log.warn({ err }, 'could not resume the heartbeat watch'));
+    if (latest === undefined || latest.revision <= watched) return false;
+    this.deps.log.warn({ node: String(node), watched, stored: latest.revision }, 'heartbeat watch was behind the bucket; resumed it instead of declaring the node dead');
+    leadership.detector.observe(node, { incarnation: latest.value.incarnation, seq: latest.value.seq }, performance.now());
     return true;
   }
 

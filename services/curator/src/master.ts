@@ -376,12 +376,17 @@ export class CuratorMaster {
       await this.emit({ type: EventType.curatorRebalanceDone, reason: spread }, `rebalance done after ${moves} moves: ${spread}`);
     }
     if (!quiet || this.queued.size > 0 || settings.rebuild === 'off' || settings.rebalance === 'off') return 0;
-    for (const a of r.moves) {
+    return this.queueMoves(r.moves, { spread: r.spread });
+  }
+
+  /** Queues rebalance or tiering moves (their reasons name which); returns how many. */
+  private queueMoves(moves: readonly CopyAction[], context: object): number {
+    for (const a of moves) {
       this.queue.push(a);
       this.queued.add(a.egroup);
     }
-    if (r.moves.length > 0) this.d.log.info({ moves: r.moves.length, spread: r.spread }, `rebalance: ${r.moves.length} moves queued; ${r.moves[0]!.reason}`);
-    return r.moves.length;
+    if (moves.length > 0) this.d.log.info({ moves: moves.length, ...context }, `${moves.length} moves queued; ${moves[0]!.reason}`);
+    return moves.length;
   }
 
   /**
@@ -394,12 +399,7 @@ export class CuratorMaster {
     const t = planTiering(rows, view, this.lastWrites, Date.now(), { thresholdPct: settings.tierThresholdPct, coldAfterMs: settings.tierColdAfterMs, movesMax: settings.tierMovesMax }, this.queued);
     this.tiers = t.tiers;
     if (!quiet || this.queued.size > 0 || settings.rebuild === 'off' || settings.tiering === 'off') return 0;
-    for (const a of t.moves) {
-      this.queue.push(a);
-      this.queued.add(a.egroup);
-    }
-    if (t.moves.length > 0) this.d.log.info({ moves: t.moves.length, tiers: t.tiers }, `tiering: ${t.moves.length} moves queued; ${t.moves[0]!.reason}`);
-    return t.moves.length;
+    return this.queueMoves(t.moves, { tiers: t.tiers });
   }
 
   /** The drains as this scan found them; each that holds nothing any more is announced once. */

@@ -6,7 +6,8 @@
 // the spread.
 import fc from 'fast-check';
 import type { EgroupEntry, ObjectOf } from '@strata/proto';
-import { withCopy, type ClusterView, type EgroupRow } from '../src/plan';
+import type { ClusterView, EgroupRow } from '../src/plan';
+import { applied } from './applied';
 import { diskUse, planRebalance, spreadOf } from '../src/rebalance';
 import { clusterView } from '../src/view';
 
@@ -30,17 +31,6 @@ function row(egroup: number, nodes: number[], sizeBytes = 4 * MiB): EgroupRow {
 /** `count` extent groups of 4 MiB, each on nodes 1 and 2. */
 const onTwo = (count: number): EgroupRow[] => Array.from({ length: count }, (_, i) => row(i + 1, [1, 2]));
 const settings = { thresholdPct: 10, movesMax: 100 };
-
-/** The rows after the moves are recorded (withCopy). */
-function applied(rows: readonly EgroupRow[], moves: ReturnType<typeof planRebalance>['moves']): EgroupRow[] {
-  return rows.map((r) => {
-    const m = moves.find((a) => a.egroup === r.egroup);
-    if (m === undefined) return r;
-    const next = withCopy(r.entry, m);
-    if (!next.ok) throw new Error(next.why);
-    return { ...r, entry: next.entry };
-  });
-}
 
 describe('rebalance', () => {
   it('gives a new empty node a share: moves off the fullest disks until within the threshold, never onto a node that holds the other replica', () => {

@@ -8,7 +8,8 @@
 // replicas on distinct nodes and bring the tier down, never the reverse.
 import fc from 'fast-check';
 import type { EgroupEntry, ObjectOf } from '@strata/proto';
-import { withCopy, type ClusterView, type EgroupRow } from '../src/plan';
+import type { ClusterView, EgroupRow } from '../src/plan';
+import { applied } from './applied';
 import { diskUse } from '../src/rebalance';
 import { observeWrites, planTiering, type LastWrites } from '../src/tiering';
 import { clusterView } from '../src/view';
@@ -40,16 +41,6 @@ function writes(rows: readonly EgroupRow[], agoMs: number, recent: number[] = []
 }
 
 const settings = { thresholdPct: 50, coldAfterMs: HOUR, movesMax: 100 };
-
-function applied(rows: readonly EgroupRow[], moves: ReturnType<typeof planTiering>['moves']): EgroupRow[] {
-  return rows.map((r) => {
-    const m = moves.find((a) => a.egroup === r.egroup);
-    if (m === undefined) return r;
-    const next = withCopy(r.entry, m);
-    if (!next.ok) throw new Error(next.why);
-    return { ...r, entry: next.entry };
-  });
-}
 
 const tierPct = (rows: readonly EgroupRow[], v: ClusterView, tier: string): number => {
   const disks = diskUse(rows, v).filter((d) => d.tier === tier);
