@@ -41,6 +41,18 @@ export const admissionSettings = z
      * 1.25 (requests no longer waited here).
      */
     inFlightMax: z.coerce.number().int().positive().default(16),
+    /**
+     * A vDisk's writes smaller than groupedWriteBytesMax share slots, this many to a
+     * slot: the controller stores them together (group commit), so they cost it about
+     * what one write does, and its batches grow only with the writes it has at once.
+     * Measured with 4 KiB random writes at QD32 (`npm run bench`, 3 nodes, RF 3): with
+     * every write in a slot of its own, 12 went to the controller at once, batches
+     * averaged 6 writes and half of a write's 50 ms went waiting here: 852 IOPS; with
+     * 64 slots, 1088.
+     */
+    groupedWritesPerSlot: z.coerce.number().int().positive().default(16),
+    /** Writes below this many bytes are grouped (larger ones skip the oplog's group commit: the controller's directWriteBytesMin). */
+    groupedWriteBytesMax: z.coerce.number().int().min(0).default(64 * KiB),
     /** Of those, the last ones free are kept for the high class (lower classes wait while only these are left). */
     highReservedSlots: z.coerce.number().int().min(0).default(4),
     /** Share of dispatched cost the normal class gets, at least, while it has work (strict priority otherwise). */
@@ -130,6 +142,7 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
       const refused = metrics.counter('strata_admission_queue_full_total', 'Requests refused with QUEUE_FULL, by which queue was full', ['queue']);
       const gate = new Gate<unknown>(scheduler, {
         inFlightMax: s.inFlightMax,
+        groupPerSlot: s.groupedWritesPerSlot,
         highReservedSlots: s.highReservedSlots,
         agedAtFraction: s.lowerClassAgedAtPercent / 100,
         now: () => performance.now(),
@@ -185,8 +198,10 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
               // The controller is told the class too: it paces lower classes' drains while high-class I/O is served.
               const priority = scheduler.classOf(flow);
               const submittedMs = performance.now();
+              const bytes = requestBytes(op, req);
+              const grouped = op === IoOp.write && bytes < s.groupedWriteBytesMax;
               const done = gate.submit(
-                { flow, bytes: requestBytes(op, req), deadlineMs: ctx.deadline },
+                { flow, bytes, deadlineMs: ctx.deadline, group: grouped ? flow : undefined },
                 () => bus.request(subjects.controller(s.node, op), { ...req, priority }, ioSchemas[op].reply, { timeoutMs: Math.max(1, Math.floor(ctx.remainingMs())) }),
                 attributes,
               );
@@ -197,7 +212,8 @@ export function admissionActor(s: AdmissionSettings): ActorDefinition {
               }
               return done;
             },
-            { maxInFlight: s.queueDepthMax + s.inFlightMax },
+            // Running: at most inFlightMax slots, a slot of grouped writes holding several.
+            { maxInFlight: s.queueDepthMax + s.inFlightMax * s.groupedWritesPerSlot },
           ),
         ),
       );

@@ -78,11 +78,19 @@ export interface GateRequest {
   readonly bytes: number;
   /** The requester's deadline (on the gate's clock): the request is not run after it. */
   readonly deadlineMs?: number;
+  /**
+   * Requests with the same group (a vDisk's small writes) share slots, up to
+   * GateOptions.groupPerSlot to a slot: the controller stores a vDisk's concurrent
+   * small writes as one oplog message (group commit), so they cost it about what
+   * one write does, and a batch grows only with the writes it is given at once.
+   */
+  readonly group?: string;
 }
 
 /** A request's place in the queue: its flow (vDisk) and size, for the discipline. */
 export interface Waiting<R> extends Schedulable {
   deadlineMs: number | undefined;
+  group: string | undefined;
   run: () => Promise<R>;
   resolve: (value: R) => void;
   reject: (err: unknown) => void;
@@ -114,11 +122,21 @@ export interface GateOptions {
    * no longer holds it back), 0 to 1. Default AGED_AT_FRACTION_DEFAULT.
    */
   agedAtFraction?: number;
+  /** Requests of one group (GateRequest.group) that share a slot. Default 1: every request takes its own. */
+  groupPerSlot?: number;
+}
+
+/** The slots `running` requests of one group hold, `perSlot` to a slot. */
+export function groupSlots(running: number, perSlot: number): number {
+  return Math.ceil(running / perSlot);
 }
 
 export class Gate<R> {
+  /** Slots taken: one per running request, or per groupPerSlot running requests of a group. */
   private inFlight = 0;
-  /** Finished requests whose slots are freed at the end of this turn (release). */
+  /** Running requests of each group that has any. */
+  private readonly grouped = new Map<string, number>();
+  /** Slots freed by finished requests, given back at the end of this turn (release). */
   private releasing = 0;
   /** Armed while a cap holds every waiting request back: pumps again when one may go. */
   private wake: { timer: NodeJS.Timeout; atMs: number } | undefined;
@@ -129,12 +147,15 @@ export class Gate<R> {
   private readonly onRefused: (why: 'node-full' | 'flow-full') => void;
   private readonly highReservedSlots: number;
   private readonly agedAtFraction: number;
+  private readonly groupPerSlot: number;
 
   constructor(
     private readonly queue: AdmissionQueue<Waiting<R>>,
     options: GateOptions,
   ) {
-    const { inFlightMax, highReservedSlots = 0, agedAtFraction = AGED_AT_FRACTION_DEFAULT } = options;
+    const { inFlightMax, highReservedSlots = 0, agedAtFraction = AGED_AT_FRACTION_DEFAULT, groupPerSlot = 1 } = options;
+    assert(Number.isInteger(groupPerSlot) && groupPerSlot > 0, `groupPerSlot must be a positive integer, got ${groupPerSlot}`);
+    this.groupPerSlot = groupPerSlot;
     assert(agedAtFraction >= 0 && agedAtFraction <= 1, `agedAtFraction must be from 0 to 1, got ${agedAtFraction}`);
     this.agedAtFraction = agedAtFraction;
     assert(Number.isInteger(inFlightMax) && inFlightMax > 0, `inFlightMax must be a positive integer, got ${inFlightMax}`);
@@ -164,9 +185,9 @@ export class Gate<R> {
   submit(request: GateRequest, run: () => Promise<R>, attributes?: Attributes): Promise<R> {
     return new Promise((resolve, reject) => {
       const nowMs = this.now();
-      const { flow, bytes, deadlineMs } = request;
+      const { flow, bytes, deadlineMs, group } = request;
       const agedAtMs = deadlineMs === undefined ? undefined : nowMs + Math.max(0, deadlineMs - nowMs) * this.agedAtFraction;
-      const item: Waiting<R> = { flow, bytes, agedAtMs, deadlineMs, run, resolve, reject, enqueuedAtMs: nowMs, parent: context.active(), wait: undefined };
+      const item: Waiting<R> = { flow, bytes, agedAtMs, deadlineMs, group, run, resolve, reject, enqueuedAtMs: nowMs, parent: context.active(), wait: undefined };
       const pushed = this.queue.push(item, nowMs);
       if (pushed !== 'queued') {
         // Refused, never queued: the bus records the error on the handler's span.
@@ -206,14 +227,14 @@ export class Gate<R> {
         next.reject(err);
         continue;
       }
-      this.inFlight++;
+      this.inFlight += this.started(next.group);
       this.onDispatch(nowMs - next.enqueuedAtMs);
       wait.end();
       // pump() runs in whichever request's completion freed the slot: the dispatched
       // request must run in its own submitter's context, not in that one.
       withSpan(wait, next.run, next.parent)
         .then(next.resolve, next.reject)
-        .finally(() => this.release());
+        .finally(() => this.release(this.finished(next.group)));
     }
   }
 
@@ -226,14 +247,32 @@ export class Gate<R> {
    * the same turn: with reads served from the page cache no queue ever formed, and
    * two vDisks of weights 3 and 1 got 1:1.
    */
-  private release(): void {
-    this.releasing++;
-    if (this.releasing > 1) return;
+  private release(slots: number): void {
+    if (slots === 0) return;
+    this.releasing += slots;
+    if (this.releasing > slots) return;
     setImmediate(() => {
       this.inFlight -= this.releasing;
       this.releasing = 0;
       this.pump();
     });
+  }
+
+  /** Counts a dispatched request of `group`: the slots it takes (1 ungrouped; 0 when it rides a slot its group holds). */
+  private started(group: string | undefined): number {
+    if (group === undefined) return 1;
+    const running = this.grouped.get(group) ?? 0;
+    this.grouped.set(group, running + 1);
+    return groupSlots(running + 1, this.groupPerSlot) - groupSlots(running, this.groupPerSlot);
+  }
+
+  /** Counts a finished request of `group`: the slots it gives back. */
+  private finished(group: string | undefined): number {
+    if (group === undefined) return 1;
+    const running = this.grouped.get(group)!;
+    if (running === 1) this.grouped.delete(group);
+    else this.grouped.set(group, running - 1);
+    return groupSlots(running, this.groupPerSlot) - groupSlots(running - 1, this.groupPerSlot);
   }
 
   /** Arms (or brings forward) the timer that pumps when a capped request may go. */

@@ -209,5 +209,49 @@ describe('admission gate', () => {
     expect(() => new Gate<string>(scheduler, { inFlightMax: 4, now: () => 0, highReservedSlots: 4 })).toThrow(/highReservedSlots/);
     gate.close();
   });
-});
 
+  it("lets a group's requests share slots, groupPerSlot to a slot, and gives a slot back when its last request ends", async () => {
+    const gate = new Gate<string>(new FifoQueue(100), { inFlightMax: 2, groupPerSlot: 4, now: () => 0 });
+    const started: string[] = [];
+    const holds = new Map<string, { promise: Promise<string>; resolve: (v: string) => void }>();
+    const submit = (name: string, group?: string): Promise<string> =>
+      gate.submit({ flow: '1', bytes: 4096, group }, () => {
+        started.push(name);
+        const hold = deferred<string>();
+        holds.set(name, hold);
+        return hold.promise;
+      });
+    const writes = [0, 1, 2, 3, 4].map((i) => submit(`w${i}`, 'vdisk-1'));
+    const other = submit('read');
+    // Five grouped requests fill two slots (4 + 1); the ungrouped one waits for a slot.
+    expect(started).toEqual(['w0', 'w1', 'w2', 'w3', 'w4']);
+    expect(gate.active).toBe(2);
+    expect(gate.depth).toBe(1);
+    // One of five ending leaves four: one slot, so the other is given back at the end of the turn.
+    holds.get('w4')!.resolve('w4');
+    await writes[4];
+    await nextTurn();
+    expect(started).toEqual(['w0', 'w1', 'w2', 'w3', 'w4', 'read']);
+    expect(gate.active).toBe(2);
+    holds.get('read')!.resolve('read');
+    for (const i of [0, 1, 2, 3]) holds.get(`w${i}`)!.resolve(`w${i}`);
+    await expect(Promise.all([...writes, other])).resolves.toEqual(['w0', 'w1', 'w2', 'w3', 'w4', 'read']);
+    await nextTurn();
+    expect(gate.active).toBe(0);
+    expect(() => new Gate<string>(new FifoQueue(1), { inFlightMax: 2, groupPerSlot: 0, now: () => 0 })).toThrow(/groupPerSlot/);
+    gate.close();
+  });
+
+  it('without groupPerSlot, grouped requests take a slot each', () => {
+    const gate = new Gate<string>(new FifoQueue(100), { inFlightMax: 2, now: () => 0 });
+    const started: number[] = [];
+    for (let i = 0; i < 4; i++)
+      void gate.submit({ flow: '1', bytes: 4096, group: 'vdisk-1' }, () => {
+        started.push(i);
+        return new Promise<string>(() => undefined);
+      });
+    expect(started).toEqual([0, 1]);
+    expect(gate.depth).toBe(2);
+    gate.close();
+  });
+});
