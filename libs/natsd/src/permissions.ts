@@ -200,7 +200,7 @@ export function extentStoreGrant(scope: NodeScope): Grant {
   });
 }
 
-/** A metadata shard: any partition it holds the lease of, the metadata buckets, its own heartbeat. */
+/** A metadata shard: any partition it holds the lease of, the metadata buckets, the shards' heartbeats. */
 export function metadataShardGrant(shard: string): Grant {
   return merge(base('metadata-shard', shard), {
     publish: [
@@ -210,7 +210,9 @@ export function metadataShardGrant(shard: string): Grant {
       ...kv(buckets.mdExtent, ['>']),
       ...kv(buckets.mdEgroup, ['>']),
       ...kv(buckets.own, [anyLast(keys.mdPartition(0))]),
-      ...kv(buckets.hb, [keys.shardHeartbeat(shard)]),
+      // Its own heartbeat, and a peer's once that peer has been silent for ten of its
+      // live windows (removed by compare-and-set, so a peer back meanwhile keeps it).
+      ...kv(buckets.hb, [keys.shardHeartbeat('*')]),
     ],
     subscribe: [mdAll],
   });

@@ -93,10 +93,11 @@ describe('role grants', () => {
     expect(sub(g, 'strata.ha.agent.n2.power-on')).toBe(false);
   });
 
-  it('a metadata shard writes the metadata buckets; nothing else may', () => {
+  it('a metadata shard writes the metadata buckets and the shards\' heartbeats (a silent peer\'s it removes); nothing else may', () => {
     expect(pub(metadataShardGrant('md-1'), '$KV.md-egroup.5')).toBe(true);
     expect(pub(metadataShardGrant('md-1'), '$KV.hb.shard.md-1')).toBe(true);
-    expect(pub(metadataShardGrant('md-1'), '$KV.hb.shard.md-2')).toBe(false);
+    expect(pub(metadataShardGrant('md-1'), '$KV.hb.shard.md-2')).toBe(true);
+    expect(pub(metadataShardGrant('md-1'), '$KV.hb.node.12345')).toBe(false);
     expect(pub(curatorGrant(n1), '$KV.md-egroup.5')).toBe(false);
     expect(pub(vdiskControllerGrant(n1), '$KV.md-vdisk.5.0')).toBe(false);
   });
