@@ -1,6 +1,6 @@
 // One copy of a replica, the executor of a plan's CopyAction: read the source replica
-// in pieces, write them to the target disk, check that the source did not change
-// meanwhile, then record the new replica in the extent-group map by compare-and-set.
+// in pieces, write them to the target disk (the next piece read while one is written),
+// check that the source did not change meanwhile, then record the new replica in the extent-group map by compare-and-set.
 // After a CONFLICT the entry is read again and the extent group planned again (the
 // caller's `replan`), so a replica is never recorded on a wrong or duplicate disk.
 //
@@ -145,12 +145,24 @@ export class Copier {
     // Versions only order writes; a replica at a version the map does not know is gone
     // past by the owner's next write (it asks every replica after a CONFLICT).
     const lastVersion = Math.max(before.version, pieces);
-    for (let i = 0; i < pieces; i++) {
+    const read = async (i: number): Promise<{ offset: number; data: Uint8Array }> => {
       const offset = i * this.d.chunkBytes;
       const length = Math.min(this.d.chunkBytes, before.sizeBytes - offset);
       await this.d.pace(length);
       const { data } = await this.request(source.node, EstoreOp.read, { disk: source.disk, egroup, offset, length }, egReadReply);
       if (data.length !== length) throw new StrataError(ErrorCode.INTERNAL, `egroup ${egroup}: disk ${source.disk} returned ${data.length} bytes for a read of ${length}`);
+      return { offset, data };
+    };
+    // Pipelined: the next piece is read while this one is written (one read and one
+    // write in flight; the writes stay in order, their versions rising).
+    let next = read(0);
+    for (let i = 0; i < pieces; i++) {
+      const { offset, data } = await next;
+      if (i + 1 < pieces) {
+        next = read(i + 1);
+        // A failed write ends the copy before this read is awaited: its failure is moot.
+        next.catch(() => undefined);
+      }
       const version = lastVersion - (pieces - 1 - i);
       await this.request(target.node, EstoreOp.write, { disk: target.disk, egroup, vdisk: action.vdisk, epoch, version, sizeBytes: before.sizeBytes, pieces: [{ offset, data }] }, egWriteReply);
     }

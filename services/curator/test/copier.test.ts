@@ -77,6 +77,46 @@ describe('a copy', () => {
     expect((await md.get('egroup', keys.egroup(9n)))!.value.replicas).toEqual([{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }]);
   });
 
+  it('reads the next piece while one is written, never two of either at once, and writes them in order', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    const sent: string[] = [];
+    const inner = fakeStores(replicas, sent);
+    const running = { read: 0, write: 0 };
+    const most = { read: 0, write: 0, both: 0 };
+    const bus = {
+      request: async (subject: string, req: Record<string, unknown>): Promise<unknown> => {
+        const op = subject.split('.').pop();
+        if (op !== 'read' && op !== 'write') return (inner.request as (s: string, r: unknown) => Promise<unknown>)(subject, req);
+        running[op]++;
+        most[op] = Math.max(most[op], running[op]);
+        most.both = Math.max(most.both, running.read + running.write);
+        await new Promise((resolve) => setTimeout(resolve, op === 'write' ? 5 : 2));
+        running[op]--;
+        return (inner.request as (s: string, r: unknown) => Promise<unknown>)(subject, req);
+      },
+    } as unknown as Bus;
+    await copier(bus, md).run(action(revision));
+    expect(most).toEqual({ read: 1, write: 1, both: 2 });
+    expect(sent.filter((s) => s.startsWith('write'))).toEqual(['write 103 v5', 'write 103 v6', 'write 103 v7']);
+    expect(replicas.get(103n)!.bytes).toEqual(replicas.get(102n)!.bytes);
+  });
+
+  it('fails when a piece cannot be read, after the write in flight, and records nothing', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    const inner = fakeStores(replicas, []);
+    let reads = 0;
+    const bus = {
+      request: (subject: string, req: Record<string, unknown>): Promise<unknown> =>
+        subject.endsWith('.read') && ++reads === 2 ? Promise.reject(new StrataError(ErrorCode.CHECKSUM, 'slice 1 failed its check')) : (inner.request as (s: string, r: unknown) => Promise<unknown>)(subject, req),
+    } as unknown as Bus;
+    await expect(copier(bus, md).run(action(revision))).rejects.toMatchObject({ code: ErrorCode.CHECKSUM });
+    expect((await md.get('egroup', keys.egroup(9n)))!.value.replicas).toEqual(entry.replicas);
+  });
+
   it('plans again when the entry changed since the plan, and never records a replica twice', async () => {
     const md = new MemoryMd();
     const planned = await md.put('egroup', keys.egroup(9n), entry, 0);
