@@ -24,6 +24,10 @@
 // screenshot of the write's trace in Zipkin's UI (test/artifacts/zipkin-write-trace.png).
 // And every actor process of this secure cluster (TLS, a user per process) answers a
 // scrape at the port the targets file gives.
+// Then the default layout (`strata up --nodes 2`: a node's actors in one node-host
+// process): one write again, whose spans the span file gives to node-host processes,
+// and Zipkin shows the same chain and drain under the actors' names, six services at
+// least (test/artifacts/zipkin-write-trace-colocated.png).
 // Every wait is bounded; afterAll stops `strata up` and Zipkin and kills by PID whatever they left.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,7 +105,7 @@ async function zipkinHolds(zipkin: ZipkinServer, traceId: string, what: string, 
  * the write's chain across four processes, the drain naming the append in its
  * `link.0` tag with extent-store and metadata-shard spans below it; a screenshot.
  */
-async function checkZipkin(zipkin: ZipkinServer, spans: OtlpSpanRecord[]): Promise<void> {
+async function checkZipkin(zipkin: ZipkinServer, spans: OtlpSpanRecord[], screenshotName: string): Promise<void> {
   const append = appendOf(spans)!;
   const drain = drainsLinkedTo(spans, append)[0]!;
   const chain = ['nbd write', 'handle strata.io.n1.write', 'handle strata.adm.n1.write', 'admission queue wait', 'handle strata.vdc.n1.write', 'oplog append'];
@@ -121,7 +125,44 @@ async function checkZipkin(zipkin: ZipkinServer, spans: OtlpSpanRecord[]): Promi
   expect(servicesOf(drained)).toEqual(new Set(['vdisk-controller', 'extent-store', 'metadata-shard']));
   expect(new Set([...servicesOf(write), ...servicesOf(drained)]).size).toBeGreaterThanOrEqual(6);
 
-  await screenshot(`${zipkin.url}/zipkin/traces/${append.traceId}`, join(repoRoot, 'test', 'artifacts', 'zipkin-write-trace.png'), 'text=oplog append');
+  await screenshot(`${zipkin.url}/zipkin/traces/${append.traceId}`, join(repoRoot, 'test', 'artifacts', screenshotName), 'text=oplog append');
+}
+
+/** Waits until the span file holds the write's trace and the drain linked to it. */
+async function waitForWriteAndDrain(spanFile: string): Promise<void> {
+  await waitFor(
+    'the drain of the write in the span file',
+    30_000,
+    async () => {
+      const spans = await readSpanFile(spanFile);
+      const append = appendOf(spans);
+      return append !== undefined && drainsLinkedTo(spans, append).length > 0;
+    },
+    { intervalMs: 200, retryIf: isLineBeingWritten },
+  );
+}
+
+/**
+ * `strata up` (extra flags `args`) in `dir` on fresh ports, every process writing its
+ * spans to `spanFile` and to Zipkin; resolves once ready. The processes it started are
+ * put in `started` (even when it is not ready), for the caller to kill by PID.
+ */
+async function startUp(dir: string, spanFile: string, zipkinPort: number, args: string[], started: Map<number, string>): Promise<{ up: ActorProcess; nbdPort: number }> {
+  const nbdPort = await freePort();
+  const natsPort = await freePort();
+  // The suite's admin, so this process's clients (and the CLI) reach the cluster.
+  seedUpAuth(dir);
+  const up = startNode('cli/dist/main.js', ['--dir', dir, 'up', ...args, '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1', '--tracing', `http://127.0.0.1:${zipkinPort}`], {
+    name: 'strata up',
+    // Tracing is off unless something exports: the span file turns it on in every process.
+    env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100', OTEL_BSP_SCHEDULE_DELAY: '200' },
+  });
+  try {
+    await up.waitForOutput(/^ready$/m, 90_000);
+  } finally {
+    for (const c of await children(up.pid())) started.set(c.pid, c.args);
+  }
+  return { up, nbdPort };
 }
 
 describe('tracing: one NBD write is one trace across the actor processes, and its drain a linked trace', () => {
@@ -130,31 +171,18 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
   let nbdPort: number;
   let up: ActorProcess | undefined;
   let zipkin: ZipkinServer | undefined;
-  let started = new Map<number, string>();
+  const started = new Map<number, string>();
+  let zipkinPort: number;
 
   beforeAll(async () => {
     // Zipkin's JVM starts while the cluster does; the write comes once both are up.
-    const zipkinPort = await freePort();
+    zipkinPort = await freePort();
     const zipkinStarting = startZipkin(zipkinPort).then((z) => (zipkin = z));
     dir = mkdtempSync(join(tmpdir(), 'strata-e2e-tracing-'));
     spanFile = join(dir, 'spans.jsonl');
-    nbdPort = await freePort();
-    const natsPort = await freePort();
     // One process per actor: each hop's spans must come from its own process, over NATS.
-    const tracing = ['--tracing', `http://127.0.0.1:${zipkinPort}`];
-    // The suite's admin, so this process's clients (and the CLI) reach the cluster.
-    seedUpAuth(dir);
-    up = startNode('cli/dist/main.js', ['--dir', dir, 'up', '--separate', '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1', ...tracing], {
-      name: 'strata up',
-      // Tracing is off unless something exports: the span file turns it on in every process.
-      env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100', OTEL_BSP_SCHEDULE_DELAY: '200' },
-    });
-    try {
-      await up.waitForOutput(/^ready$/m, 90_000);
-    } finally {
-      // Whatever started, even if not ready: afterAll kills these by PID.
-      started = new Map((await children(up.pid())).map((c) => [c.pid, c.args]));
-    }
+    // Whatever started, even if not ready: afterAll kills these by PID.
+    ({ up, nbdPort } = await startUp(dir, spanFile, zipkinPort, ['--separate'], started));
     await zipkinStarting;
   }, 150_000);
 
@@ -168,17 +196,8 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
   it('links the gateway, director, admission, controller and oplog spans in one trace, and the drain to it', async () => {
     await qemuIo(`nbd://127.0.0.1:${nbdPort}/demo`, ['write -P 0x5a 0 4k']);
     // Each span is in the file as soon as it ends; the drain runs 100 ms after the write.
-    await waitFor(
-      'the drain of the write in the span file',
-      30_000,
-      async () => {
-        const spans = await readSpanFile(spanFile);
-        const append = appendOf(spans);
-        return append !== undefined && drainsLinkedTo(spans, append).length > 0;
-      },
-      { intervalMs: 200, retryIf: isLineBeingWritten },
-    );
-    await checkZipkin(zipkin!, await readSpanFile(spanFile));
+    await waitForWriteAndDrain(spanFile);
+    await checkZipkin(zipkin!, await readSpanFile(spanFile), 'zipkin-write-trace.png');
     // With TLS and a user per process on the bus, every actor process still answers a scrape.
     const targets = JSON.parse(readFileSync(join(dir, 'metrics-targets.json'), 'utf8')) as Array<{ targets: string[] }>;
     expect(targets).toHaveLength([...started.values()].filter((args) => !args.includes('nats-server')).length);
@@ -285,4 +304,27 @@ describe('tracing: one NBD write is one trace across the actor processes, and it
     if (!putMaps.some((p) => p.startsWith('egroup ')) || !putMaps.some((p) => p.startsWith('vdisk '))) throw new Error(`expected egroup and vdisk map puts under the drain, got ${JSON.stringify(putMaps)}; the drain:\n${tree}`);
     expect(putMaps.filter((p) => p.startsWith('egroup '))).toContain(`egroup ${egroup}`);
   });
+
+  it("in the default layout (a node's actors in one process) Zipkin names each span after its actor: the same services in the write's and the drain's traces", async () => {
+    // After the first case, which stopped its cluster; Zipkin keeps running.
+    const colocated = mkdtempSync(join(tmpdir(), 'strata-e2e-tracing-colocated-'));
+    const file = join(colocated, 'spans.jsonl');
+    const startedHere = new Map<number, string>();
+    let second: Awaited<ReturnType<typeof startUp>> | undefined;
+    try {
+      second = await startUp(colocated, file, zipkinPort, [], startedHere);
+      await qemuIo(`nbd://127.0.0.1:${second.nbdPort}/demo`, ['write -P 0x5b 0 4k']);
+      await waitForWriteAndDrain(file);
+      const spans = await readSpanFile(file);
+      // The span file names the processes: the write's hops are all in node 1's node-host (and the config service may claim the vDisk).
+      const processes = new Set(spans.filter((s) => s.traceId === appendOf(spans)!.traceId).map((s) => s.serviceName));
+      expect(processes).toContain('node-host');
+      expect([...processes].filter((p) => p !== 'node-host' && p !== 'config')).toEqual([]);
+      await checkZipkin(zipkin!, spans, 'zipkin-write-trace-colocated.png');
+    } finally {
+      await second?.up.stop(20_000);
+      killIfUnchanged(startedHere);
+      rmSync(colocated, { recursive: true, force: true });
+    }
+  }, 150_000);
 });
