@@ -15,7 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Bus, Service } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
-import { ErrorCode, isStrataError } from '@strata/errors';
+import { ErrorCode, StrataError } from '@strata/errors';
 import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
@@ -23,15 +23,20 @@ import type { MdMaps } from '@strata/md-client';
 import { describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
 import {
   CuratorOp,
-  EstoreOp,
   EventType,
+  curatorMapReply,
   curatorScanRequest,
   curatorScrubRequest,
   curatorStatusRequest,
-  egStatReply,
   keys,
   subjects,
   type ClusterEvent,
+  type CuratorMapReply,
+  type CuratorMapRequest,
+  type CuratorScanRecord,
+  type ScanTask,
+  type curatorMapOutput,
+  type curatorScanRecord,
   type CuratorGarbageSummary,
   type CuratorProgress,
   type CuratorRebalance,
@@ -49,6 +54,8 @@ import { Copier, pause } from './copier';
 import { afterMove, countDrains, drainKey, type DrainCount } from './drain';
 import { collectGarbage } from './gc';
 import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
+import { forEachLimited } from './map';
+import { TaskBoard, reduceRows, scanKindFor, splitTasks, type MapOutput } from './mapreduce';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
 import { planRebalance, type Spread } from './rebalance';
@@ -80,13 +87,35 @@ export interface MasterDeps {
   usage: TypedBucket<typeof diskUsage>;
   own: TypedBucket<typeof vdiskOwnership>;
   progress: TypedBucket<typeof curatorProgress>;
+  /** The scan running (`curator.scan`) and its map outputs (`curator.map.<task>.<page>`), in `own`. */
+  scans: TypedBucket<typeof curatorScanRecord>;
+  outputs: TypedBucket<typeof curatorMapOutput>;
+  /** One page of a map task, mapped by this process (map.ts): for the tasks the master maps itself. */
+  mapLocal: (req: CuratorMapRequest) => Promise<CuratorMapReply>;
   events: EventLog;
 }
+
+/** What the map and the reduce of one scan gave. */
+interface Mapped {
+  rows: EgroupRow[];
+  missing: Set<string>;
+  record: CuratorScanRecord;
+  entries: number;
+  sinceRevision: number;
+  board: TaskBoard;
+  resumed: number;
+}
+
+/** Pages one map task may answer in at most (each MAP_PAGE_ROWS entries): a bound, far above any real map. */
+const MAP_PAGES_MAX = 100_000;
 
 interface RunningScan {
   startedAtMs: number;
   full: boolean;
   done: Promise<CuratorScanSummary>;
+  /** Its record and map tasks, once they are made. */
+  record?: CuratorScanRecord;
+  board?: TaskBoard;
 }
 
 /** The scan that starts when the running one ends, shared by every request that arrived meanwhile. */
@@ -134,6 +163,16 @@ export class CuratorMaster {
   private running: RunningScan | undefined;
   private following: FollowingScan | undefined;
   private scans = 0;
+  /** The rows the last completed scan read (a partial scan's changes go onto them), and the md-egroup revision it started at. */
+  private base: Map<bigint, EgroupRow> | undefined;
+  private baseRevision = 0;
+  /** When the last full scan started (for the schedule of full scans). */
+  private lastFullAtMs = Date.now();
+  /** The scan the previous master left in `curator.scan`, resumed by this master's first scan. */
+  private resumable: CuratorScanRecord | undefined;
+  /** The revision of `curator.scan` as this master last wrote it (its writes are compare-and-set). */
+  private recordRevision = 0;
+  private recordWriting: Promise<void> = Promise.resolve();
   private counts = { bytesCopied: 0, copiesDone: 0, copiesFailed: 0 };
   private lastScan: CuratorScanSummary | undefined;
   /** Replicas the garbage collection deleted, and their bytes, since the progress record was created. */
@@ -165,6 +204,8 @@ export class CuratorMaster {
     const previous = (await this.d.progress.get(keys.curatorProgress))?.value;
     if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
     if (previous !== undefined) this.garbage = { garbageDeleted: previous.garbageDeleted ?? 0, garbageBytes: previous.garbageBytes ?? 0 };
+    if (previous?.lastFullScanAtMs !== undefined) this.lastFullAtMs = previous.lastFullScanAtMs;
+    await this.findLeftScan();
     const { bus } = this.d;
     this.services.push(await bus.serve(subjects.curator(CuratorOp.status), curatorStatusRequest, () => this.status()));
     this.services.push(await bus.serve(subjects.curator(CuratorOp.scan), curatorScanRequest, (r) => this.scan(r.full, 'operator')));
@@ -280,10 +321,12 @@ export class CuratorMaster {
 
   private startScan(full: boolean, reason: string): Promise<CuratorScanSummary> {
     const startedAtMs = Date.now();
-    const done = this.scanNow(full, reason, startedAtMs).finally(() => {
+    const running = { startedAtMs, full: full || this.resumable?.kind === 'full' } as RunningScan;
+    const done = this.scanNow(full, reason, running).finally(() => {
       if (this.running?.done === done) this.running = undefined;
     });
-    this.running = { startedAtMs, full, done };
+    running.done = done;
+    this.running = running;
     return done;
   }
 
@@ -301,13 +344,16 @@ export class CuratorMaster {
     }, delayMs);
   }
 
-  private async scanNow(full: boolean, reason: string, startedAtMs: number): Promise<CuratorScanSummary> {
+  private async scanNow(full: boolean, reason: string, running: RunningScan): Promise<CuratorScanSummary> {
     const t0 = performance.now();
+    const { startedAtMs } = running;
     // Deleted vDisks first: their extent groups are freed, not re-replicated.
     const swept = await this.sweep();
-    const rows = await this.readRows();
-    const view = await this.keptWriters(await this.readView(), rows);
-    const missing = full ? await this.missingReplicas(rows, view) : new Set<string>();
+    const seen = await this.readView();
+    const mapped = await this.mapReduce(full, reason, running, seen);
+    const { rows, missing, record } = mapped;
+    const view = await this.keptWriters(seen, rows);
+    full = record.kind === 'full';
     this.damaged = damagedForPlan(this.damaged, rows);
     const p = plan(rows, view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, missing, this.damaged);
     this.view = view;
@@ -339,13 +385,25 @@ export class CuratorMaster {
       lostReplicas: p.lostReplicas,
       copiesQueued,
       unfixable: p.unfixable.length,
+      kind: record.kind,
+      id: record.id,
+      entries: mapped.entries,
+      ...(record.kind === 'partial' ? { sinceRevision: mapped.sinceRevision } : {}),
+      tasks: record.tasks.length,
+      reassigned: mapped.board.reassigned,
+      resumed: mapped.resumed,
+      workers: mapped.board.workers(),
     };
     this.lastScan = summary;
+    this.base = new Map(rows.map((r) => [r.egroup, r]));
+    this.baseRevision = record.uptoRevision;
+    if (full) this.lastFullAtMs = record.startedAtMs;
     const rebuildNote = this.d.settings.rebuild === 'on' ? '' : ' (rebuild is off: nothing is copied)';
     await this.emit(
-      { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason },
-      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
+      { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason: record.reason },
+      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}; ${describeMap(summary)}`,
     );
+    await this.endRecord(record);
     await this.drainsCounted(rows, view);
     await this.writeProgress();
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
@@ -355,6 +413,200 @@ export class CuratorMaster {
     // listed), and a replica a copy is making now is skipped (see gc.ts).
     await this.collectGarbage(rows, view);
     return summary;
+  }
+
+  /**
+   * The map and the reduce of a scan: the scan the previous master left (only its
+   * tasks not done are mapped again), or a new one of the kind due. Complete and full
+   * scans are persisted (`curator.scan` and each task's output) as their tasks end;
+   * partial ones are not (their base, the last scan's rows, is this master's alone).
+   */
+  private async mapReduce(full: boolean, reason: string, running: RunningScan, view: ClusterView): Promise<Mapped> {
+    const slaves = [...view.nodes.values()]
+      .filter((n) => n.liveness === 'alive' && n.name !== this.d.me)
+      .map((n) => n.name)
+      .sort();
+    const left = this.resumable;
+    this.resumable = undefined;
+    const { record, outputs, resumed } = left === undefined ? await this.newScan(full, reason, running.startedAtMs, slaves.length) : await this.resumeScan(left);
+    const persist = record.kind !== 'partial';
+    const board = new TaskBoard(record.tasks, { master: this.d.me, attemptsMax: this.d.settings.curatorMapAttemptsMax, reassign: this.d.settings.curatorMapReassign === 'on' });
+    running.record = record;
+    running.board = board;
+    const sinceRevision = record.kind === 'partial' ? this.baseRevision : 0;
+    const alive = [...view.nodes.values()].filter((n) => n.liveness === 'alive').map((n) => n.name);
+    const run = { record, board, persist, sinceRevision, alive, outputs };
+    if (persist) await this.saveRecord(record, board);
+    if (left === undefined) {
+      const workers = slaves.length === 0 ? `${this.d.me} (the master, alone)` : slaves.join(', ');
+      await this.emit(
+        { type: EventType.curatorScanStarted, reason },
+        `scan ${record.id} (${record.kind}) started: ${record.tasks.length} map tasks for ${workers}; ${reason}`,
+      );
+    }
+    // Slaves first, each one task at a time; the master maps what is left when they are done.
+    await Promise.all(slaves.map((worker) => this.mapTasks(worker, run)));
+    await this.mapTasks(this.d.me, run);
+    if (!board.finished()) throw new StrataError(ErrorCode.UNAVAILABLE, `scan ${record.id}: ${board.waiting()} map tasks not mapped`);
+    const { rows, missing } = reduceRows(outputs, record.kind === 'partial' ? this.base : undefined);
+    const entries = board.snapshot().reduce((n, t) => n + t.entries, 0);
+    return { rows, missing, record: { ...record, tasks: board.snapshot() }, entries, sinceRevision, board, resumed };
+  }
+
+  /** A new scan: its kind, the md-egroup revision it starts at, its tasks (a partial scan: one per curator at most). */
+  private async newScan(full: boolean, reason: string, startedAtMs: number, slaves: number): Promise<{ record: CuratorScanRecord; outputs: MapOutput[]; resumed: number }> {
+    const { settings } = this.d;
+    const kind = scanKindFor({ full, fullDue: Date.now() - this.lastFullAtMs >= settings.curatorFullScanIntervalMs, hasBase: this.base !== undefined });
+    const uptoRevision = await this.d.egroups.lastSequence();
+    const count = kind === 'partial' ? Math.min(settings.curatorMapTasks, Math.max(1, slaves)) : settings.curatorMapTasks;
+    const record: CuratorScanRecord = { id: startedAtMs, kind, reason: reason.slice(0, 200), master: this.d.me, curatorEpoch: this.d.epoch, startedAtMs, uptoRevision, tasks: splitTasks(count) };
+    return { record, outputs: [], resumed: 0 };
+  }
+
+  /** The scan the previous master left: the outputs of its tasks done are read back (a task whose output is incomplete is mapped again). */
+  private async resumeScan(left: CuratorScanRecord): Promise<{ record: CuratorScanRecord; outputs: MapOutput[]; resumed: number }> {
+    const outputs: MapOutput[] = [];
+    const tasks: ScanTask[] = [];
+    for (const t of left.tasks) {
+      const pages = t.done ? await this.readOutput(left.id, t) : undefined;
+      if (pages === undefined) tasks.push({ ...t, done: false, pages: 0, entries: 0 });
+      else {
+        outputs.push(...pages);
+        tasks.push(t);
+      }
+    }
+    const resumed = tasks.filter((t) => t.done).length;
+    const record: CuratorScanRecord = { ...left, master: this.d.me, curatorEpoch: this.d.epoch, tasks };
+    await this.emit(
+      { type: EventType.curatorScanResumed, name: left.master, reason: `the curator master ${left.master} (epoch ${left.curatorEpoch}) left it running` },
+      `scan ${left.id} (${left.kind}) of ${left.master} resumed: ${resumed} of ${tasks.length} map tasks found done, ${tasks.length - resumed} mapped again`,
+    );
+    return { record, outputs, resumed };
+  }
+
+  /** A done task's stored output, or undefined when a page is missing or belongs to another scan. */
+  private async readOutput(scan: number, t: ScanTask): Promise<MapOutput[] | undefined> {
+    const pages: MapOutput[] = [];
+    for (let page = 0; page < t.pages; page++) {
+      const out = (await this.d.outputs.get(keys.curatorMapOutput(t.task, page)))?.value;
+      if (out?.scan !== scan || out.task !== t.task) return undefined;
+      pages.push(out);
+    }
+    return t.pages === 0 ? undefined : pages;
+  }
+
+  /** `worker` maps tasks until none is left for it; one that fails takes no more in this scan, and its task goes on (TaskBoard). */
+  private async mapTasks(worker: string, run: { record: CuratorScanRecord; board: TaskBoard; persist: boolean; sinceRevision: number; alive: string[]; outputs: MapOutput[] }): Promise<void> {
+    const { record, board } = run;
+    for (;;) {
+      if (this.stopped || !this.d.leading()) throw new StrataError(ErrorCode.FENCED, `scan ${record.id} stopped: ${this.d.me} is no longer the curator master`);
+      const t = board.take(worker);
+      if (t === undefined) return;
+      if (run.persist) await this.saveRecord(record, board);
+      let pages: CuratorMapReply[];
+      try {
+        pages = await this.mapTask(worker, t, run);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        const next = board.failed(t.task, worker);
+        if (next.next === 'none') {
+          const off = this.d.settings.curatorMapReassign === 'off' ? ' (STRATA_CURATOR_MAP_REASSIGN=off: no other curator takes it)' : '';
+          throw new StrataError(ErrorCode.UNAVAILABLE, `scan ${record.id}: map task ${t.task} failed on ${worker}: ${why}${off}`, { cause: err });
+        }
+        const to = next.next === 'slave' ? 'another curator takes it' : `the master maps it itself after ${t.attempts} attempts`;
+        await this.emit(
+          { type: EventType.curatorScanTaskReassigned, name: worker, reason: why.slice(0, 300) },
+          `scan ${record.id}: map task ${t.task} (partitions ${t.partitions.join(', ')}) failed on ${worker}: ${why}; ${to}`,
+        );
+        if (run.persist) await this.saveRecord(record, board);
+        return;
+      }
+      if (run.persist) {
+        // The output before the record says the task is done: a new master finds either both or a task to map again.
+        await forEachLimited(
+          pages.map((p, page) => ({ p, page })),
+          SCAN_READS_IN_FLIGHT,
+          async ({ p, page }) => {
+            await this.d.outputs.put(keys.curatorMapOutput(t.task, page), { scan: record.id, task: t.task, page, rows: p.rows, missing: p.missing });
+          },
+        );
+      }
+      board.done(
+        t.task,
+        worker,
+        pages.length,
+        pages.reduce((n, p) => n + p.entries, 0),
+      );
+      run.outputs.push(...pages);
+      if (run.persist) await this.saveRecord(record, board);
+    }
+  }
+
+  /** Every page of one map task, from `worker` (or mapped here when it is this master). */
+  private async mapTask(worker: string, t: ScanTask, run: { record: CuratorScanRecord; sinceRevision: number; alive: string[] }): Promise<CuratorMapReply[]> {
+    const { record } = run;
+    const pages: CuratorMapReply[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < MAP_PAGES_MAX; page++) {
+      const req: CuratorMapRequest = {
+        scan: record.id,
+        master: this.d.me,
+        curatorEpoch: this.d.epoch,
+        task: t.task,
+        partitions: t.partitions,
+        kind: record.kind,
+        sinceRevision: run.sinceRevision,
+        alive: record.kind === 'full' ? run.alive : [],
+        ...(after === undefined ? {} : { after }),
+      };
+      const reply = worker === this.d.me ? await this.d.mapLocal(req) : await this.d.bus.request(subjects.curatorMap(worker), req, curatorMapReply, { timeoutMs: this.d.settings.curatorMapTimeoutMs });
+      pages.push(reply);
+      if (reply.next === undefined) return pages;
+      after = reply.next;
+    }
+    throw new StrataError(ErrorCode.INTERNAL, `map task ${t.task} of scan ${record.id} answered more than ${MAP_PAGES_MAX} pages`);
+  }
+
+  /** Writes `curator.scan` with the tasks as they are now; one write at a time, each a compare-and-set on the last (a master that lost the scan stops). */
+  private saveRecord(record: CuratorScanRecord, board: TaskBoard): Promise<void> {
+    const write = this.recordWriting.then(async () => {
+      const value: CuratorScanRecord = { ...record, tasks: board.snapshot() };
+      this.recordRevision = this.recordRevision === 0 ? await this.d.scans.put(keys.curatorScan, value) : await this.d.scans.update(keys.curatorScan, value, this.recordRevision);
+    });
+    this.recordWriting = write.catch(() => undefined);
+    return write;
+  }
+
+  /** The scan ended: its record and outputs go (a partial scan has none). */
+  private async endRecord(record: CuratorScanRecord): Promise<void> {
+    if (record.kind === 'partial') return;
+    await this.recordWriting;
+    await this.dropScan();
+  }
+
+  /** Deletes the map outputs, then `curator.scan`; a failure is logged (the next scan of a master replaces them). */
+  private async dropScan(): Promise<void> {
+    try {
+      const outputs = await this.d.outputs.keys(keys.curatorMapOutputAll);
+      await forEachLimited(outputs, SCAN_READS_IN_FLIGHT, (key) => this.d.outputs.delete(key));
+      await this.d.scans.delete(keys.curatorScan);
+      this.recordRevision = 0;
+    } catch (err) {
+      this.d.log.warn({ err }, 'could not delete the record of the scan that ended');
+    }
+  }
+
+  /** At start: the scan a previous master left, resumed by the first scan (or dropped, STRATA_CURATOR_SCAN_RESUME=off). */
+  private async findLeftScan(): Promise<void> {
+    const left = await this.d.scans.get(keys.curatorScan);
+    if (left === null) return;
+    this.recordRevision = left.revision;
+    if (this.d.settings.curatorScanResume === 'on' && left.value.kind !== 'partial') {
+      this.resumable = left.value;
+      return;
+    }
+    this.d.log.info({ scan: left.value.id }, `scan ${left.value.id} of ${left.value.master} dropped (STRATA_CURATOR_SCAN_RESUME=off): a new scan starts`);
+    await this.dropScan();
   }
 
   /**
@@ -501,24 +753,6 @@ export class CuratorMaster {
     return rows.sort((a, b) => (a.egroup < b.egroup ? -1 : a.egroup > b.egroup ? 1 : 0));
   }
 
-  /** A full scan's look at the disks: the replicas on live nodes whose extent store has no file for them. */
-  private async missingReplicas(rows: readonly EgroupRow[], view: ClusterView): Promise<Set<string>> {
-    const missing = new Set<string>();
-    // Only entries at version 1 or more: every replica has acknowledged a write, so each
-    // must have its file (a new extent group's replicas have none until their first write).
-    const written = rows.filter((row) => row.entry.version > 0);
-    const replicas = written.flatMap((row) => row.entry.replicas.filter((r) => view.nodes.get(r.node)?.liveness === 'alive').map((r) => ({ egroup: row.egroup, ...r })));
-    await forEachLimited(replicas, SCAN_READS_IN_FLIGHT, async (r) => {
-      try {
-        await this.d.bus.request(subjects.estore(r.node, EstoreOp.stat), { disk: r.disk, egroup: r.egroup }, egStatReply, { timeoutMs: this.d.settings.curatorRequestTimeoutMs });
-      } catch (err) {
-        // Only NOT_FOUND says the file is gone; a node that does not answer is judged by its liveness.
-        if (isStrataError(err, ErrorCode.NOT_FOUND)) missing.add(missingKey(r.egroup, r.disk));
-      }
-    });
-    return missing;
-  }
-
   /** The copy a fresh entry of one extent group needs now, judged on the last scan's view. */
   private replan(row: EgroupRow): CopyAction | undefined {
     if (this.view === undefined || this.stopped) return undefined;
@@ -601,6 +835,7 @@ export class CuratorMaster {
       bytesPerSec,
       ...(eta === undefined ? {} : { etaMs: eta }),
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
+      lastFullScanAtMs: this.lastFullAtMs,
       ...this.garbage,
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
       ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
@@ -640,7 +875,7 @@ export class CuratorMaster {
     return {
       master: this.d.me,
       curatorEpoch: this.d.epoch,
-      ...(this.running === undefined ? {} : { running: { startedAtMs: this.running.startedAtMs, full: this.running.full } }),
+      ...(this.running === undefined ? {} : { running: runningStatus(this.running) }),
       copiesInFlight: this.inFlight.size,
       progress: this.currentProgress(),
     };
@@ -681,12 +916,16 @@ export class CuratorMaster {
 const permille = (pct: number): number => Math.max(0, Math.round(pct * 10));
 const atEnd = (d: Spread['fullest']): { disk: bigint; node: string; usedPermille: number } => ({ disk: d.disk, node: d.node, usedPermille: permille(d.usedPct) });
 
-/** Runs `work` over `items`, at most `limit` at a time; the first failure fails it all. */
-export async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+/** The scan running, for status: its kind and map tasks once they are made. */
+function runningStatus(r: RunningScan): NonNullable<CuratorStatusReply['running']> {
+  if (r.record === undefined || r.board === undefined) return { startedAtMs: r.startedAtMs, full: r.full };
+  const p = r.board.progress();
+  return { startedAtMs: r.startedAtMs, full: r.record.kind === 'full', kind: r.record.kind, id: r.record.id, tasksDone: p.done, tasksTotal: p.total, workers: p.workers };
 }
 
+/** `8 map tasks (n2 4, n3 4), 1 reassigned, 3 found done, 120 entries read`: a scan's map, for its event. */
+export function describeMap(s: CuratorScanSummary): string {
+  const workers = (s.workers ?? []).map((w) => `${w.node} ${w.tasks}`).join(', ');
+  const since = s.sinceRevision === undefined ? '' : ` (changed since revision ${s.sinceRevision})`;
+  return `${s.kind ?? (s.full ? 'full' : 'complete')} scan ${s.id ?? s.startedAtMs}: ${s.tasks ?? 0} map tasks (${workers}), ${s.reassigned ?? 0} reassigned, ${s.resumed ?? 0} found done, ${s.entries ?? 0} entries read${since}`;
+}
