@@ -106,6 +106,8 @@ interface Mapped {
   resumed: number;
 }
 
+/** Attempts of a request to a slave that reached no curator (its interest may still be crossing the cluster) before its task goes to another. */
+const SLAVE_ATTEMPTS = 4;
 /** Pages one map task may answer in at most (each MAP_PAGE_ROWS entries): a bound, far above any real map. */
 const MAP_PAGES_MAX = 100_000;
 
@@ -428,6 +430,8 @@ export class CuratorMaster {
       .sort();
     const left = this.resumable;
     this.resumable = undefined;
+    // A new scan's first write replaces whatever record is there (one of a scan that failed); a resumed one's is a compare-and-set on what was found.
+    if (left === undefined) this.recordRevision = 0;
     const { record, outputs, resumed } = left === undefined ? await this.newScan(full, reason, running.startedAtMs, slaves.length) : await this.resumeScan(left);
     const persist = record.kind !== 'partial';
     const board = new TaskBoard(record.tasks, { master: this.d.me, attemptsMax: this.d.settings.curatorMapAttemptsMax, reassign: this.d.settings.curatorMapReassign === 'on' });
@@ -559,12 +563,27 @@ export class CuratorMaster {
         alive: record.kind === 'full' ? run.alive : [],
         ...(after === undefined ? {} : { after }),
       };
-      const reply = worker === this.d.me ? await this.d.mapLocal(req) : await this.d.bus.request(subjects.curatorMap(worker), req, curatorMapReply, { timeoutMs: this.d.settings.curatorMapTimeoutMs });
+      const reply = worker === this.d.me ? await this.d.mapLocal(req) : await this.askSlave(worker, req);
       pages.push(reply);
       if (reply.next === undefined) return pages;
       after = reply.next;
     }
     throw new StrataError(ErrorCode.INTERNAL, `map task ${t.task} of scan ${record.id} answered more than ${MAP_PAGES_MAX} pages`);
+  }
+
+  /**
+   * One page from a slave, within the map deadline. A slave whose curator is not
+   * subscribed (killed, not started yet) fails after a few attempts rather than at the
+   * deadline: the bus sends a request that reached nobody again until then.
+   */
+  private askSlave(worker: string, req: CuratorMapRequest): Promise<CuratorMapReply> {
+    let attempts = 0;
+    return this.d.bus.request(subjects.curatorMap(worker), req, curatorMapReply, {
+      timeoutMs: this.d.settings.curatorMapTimeoutMs,
+      beforeAttempt: () => {
+        if (++attempts > SLAVE_ATTEMPTS) throw new StrataError(ErrorCode.UNAVAILABLE, `no curator answers on ${subjects.curatorMap(worker)} (${SLAVE_ATTEMPTS} attempts)`);
+      },
+    });
   }
 
   /** Writes `curator.scan` with the tasks as they are now; one write at a time, each a compare-and-set on the last (a master that lost the scan stops). */
