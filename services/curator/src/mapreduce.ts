@@ -57,6 +57,8 @@ export class TaskBoard {
   private readonly mapping = new Map<number, string>();
   private readonly failedWorkers = new Set<string>();
   private readonly doneBy = new Map<string, number>();
+  /** A task failed with nowhere to go: the scan fails, and no task is handed out any more. */
+  private aborted = false;
   reassigned = 0;
 
   constructor(
@@ -68,7 +70,7 @@ export class TaskBoard {
 
   /** The next task `worker` may map, now marked as mapped by it; undefined when none. */
   take(worker: string): ScanTask | undefined {
-    if (this.failedWorkers.has(worker)) return undefined;
+    if (this.aborted || this.failedWorkers.has(worker)) return undefined;
     const forMaster = worker === this.o.master;
     const t = this.tasks.find((x) => !x.done && !this.mapping.has(x.task) && (forMaster || x.attempts < this.o.attemptsMax));
     if (t === undefined) return undefined;
@@ -92,8 +94,10 @@ export class TaskBoard {
     const t = this.find(task, worker);
     this.mapping.delete(task);
     delete t.worker;
-    if (!this.o.reassign) return { next: 'none' };
-    if (worker === this.o.master) return { next: 'none' };
+    if (!this.o.reassign || worker === this.o.master) {
+      this.aborted = true;
+      return { next: 'none' };
+    }
     this.failedWorkers.add(worker);
     this.reassigned++;
     return t.attempts < this.o.attemptsMax ? { next: 'slave' } : { next: 'master' };

@@ -9,13 +9,14 @@
 // their own schedule and on request, at their own byte budget; the replicas they find
 // damaged go to the plan, which replaces them like lost ones. When the plan has
 // nothing to copy and nothing is queued, a rebalance (rebalance.ts) may move replicas
-// from the fullest disks to the emptiest, through the same copies. It runs only while its process
+// from the fullest disks to the emptiest, through the same copies. A scan's entries are
+// read by map tasks on the curators (scans.ts, mapreduce.ts): full, complete or
+// partial (only what changed since the last scan). It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
 // file does the I/O around it.
 import { performance } from 'node:perf_hooks';
 import type { Bus, Service } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
-import { ErrorCode, StrataError } from '@strata/errors';
 import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
@@ -24,7 +25,6 @@ import { describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPor
 import {
   CuratorOp,
   EventType,
-  curatorMapReply,
   curatorScanRequest,
   curatorScrubRequest,
   curatorStatusRequest,
@@ -33,8 +33,6 @@ import {
   type ClusterEvent,
   type CuratorMapReply,
   type CuratorMapRequest,
-  type CuratorScanRecord,
-  type ScanTask,
   type curatorMapOutput,
   type curatorScanRecord,
   type CuratorGarbageSummary,
@@ -55,9 +53,9 @@ import { afterMove, countDrains, drainKey, type DrainCount } from './drain';
 import { collectGarbage } from './gc';
 import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
 import { forEachLimited } from './map';
-import { TaskBoard, reduceRows, scanKindFor, splitTasks, type MapOutput } from './mapreduce';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
+import { ScanTasks, type ScanInFlight } from './scans';
 import { planRebalance, type Spread } from './rebalance';
 import { observeWrites, planTiering, type LastWrites, type TierUse } from './tiering';
 import type { CuratorSettings } from './settings';
@@ -95,29 +93,12 @@ export interface MasterDeps {
   events: EventLog;
 }
 
-/** What the map and the reduce of one scan gave. */
-interface Mapped {
-  rows: EgroupRow[];
-  missing: Set<string>;
-  record: CuratorScanRecord;
-  entries: number;
-  sinceRevision: number;
-  board: TaskBoard;
-  resumed: number;
-}
-
-/** Attempts of a request to a slave that reached no curator (its interest may still be crossing the cluster) before its task goes to another. */
-const SLAVE_ATTEMPTS = 4;
-/** Pages one map task may answer in at most (each MAP_PAGE_ROWS entries): a bound, far above any real map. */
-const MAP_PAGES_MAX = 100_000;
-
 interface RunningScan {
   startedAtMs: number;
   full: boolean;
   done: Promise<CuratorScanSummary>;
   /** Its record and map tasks, once they are made. */
-  record?: CuratorScanRecord;
-  board?: TaskBoard;
+  tasks?: ScanInFlight;
 }
 
 /** The scan that starts when the running one ends, shared by every request that arrived meanwhile. */
@@ -165,16 +146,10 @@ export class CuratorMaster {
   private running: RunningScan | undefined;
   private following: FollowingScan | undefined;
   private scans = 0;
-  /** The rows the last completed scan read (a partial scan's changes go onto them), and the md-egroup revision it started at. */
-  private base: Map<bigint, EgroupRow> | undefined;
-  private baseRevision = 0;
+  /** The map tasks of the scans, their records, and the last scan's rows (scans.ts). */
+  private readonly scanTasks: ScanTasks;
   /** When the last full scan started (for the schedule of full scans). */
   private lastFullAtMs = Date.now();
-  /** The scan the previous master left in `curator.scan`, resumed by this master's first scan. */
-  private resumable: CuratorScanRecord | undefined;
-  /** The revision of `curator.scan` as this master last wrote it (its writes are compare-and-set). */
-  private recordRevision = 0;
-  private recordWriting: Promise<void> = Promise.resolve();
   private counts = { bytesCopied: 0, copiesDone: 0, copiesFailed: 0 };
   private lastScan: CuratorScanSummary | undefined;
   /** Replicas the garbage collection deleted, and their bytes, since the progress record was created. */
@@ -200,6 +175,20 @@ export class CuratorMaster {
       leading: d.leading,
       replan: (row) => Promise.resolve(this.replan(row)),
     });
+    this.scanTasks = new ScanTasks({
+      bus: d.bus,
+      log: d.log,
+      settings: d.settings,
+      me: d.me,
+      epoch: d.epoch,
+      leading: d.leading,
+      stopped: () => this.stopped,
+      egroups: d.egroups,
+      scans: d.scans,
+      outputs: d.outputs,
+      mapLocal: d.mapLocal,
+      emit: (fields, message) => this.emit(fields, message),
+    });
   }
 
   async start(): Promise<void> {
@@ -207,7 +196,7 @@ export class CuratorMaster {
     if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
     if (previous !== undefined) this.garbage = { garbageDeleted: previous.garbageDeleted ?? 0, garbageBytes: previous.garbageBytes ?? 0 };
     if (previous?.lastFullScanAtMs !== undefined) this.lastFullAtMs = previous.lastFullScanAtMs;
-    await this.findLeftScan();
+    await this.scanTasks.findLeft();
     const { bus } = this.d;
     this.services.push(await bus.serve(subjects.curator(CuratorOp.status), curatorStatusRequest, () => this.status()));
     this.services.push(await bus.serve(subjects.curator(CuratorOp.scan), curatorScanRequest, (r) => this.scan(r.full, 'operator')));
@@ -323,7 +312,7 @@ export class CuratorMaster {
 
   private startScan(full: boolean, reason: string): Promise<CuratorScanSummary> {
     const startedAtMs = Date.now();
-    const running = { startedAtMs, full: full || this.resumable?.kind === 'full' } as RunningScan;
+    const running = { startedAtMs, full: full || this.scanTasks.resumesFull() } as RunningScan;
     const done = this.scanNow(full, reason, running).finally(() => {
       if (this.running?.done === done) this.running = undefined;
     });
@@ -352,7 +341,14 @@ export class CuratorMaster {
     // Deleted vDisks first: their extent groups are freed, not re-replicated.
     const swept = await this.sweep();
     const seen = await this.readView();
-    const mapped = await this.mapReduce(full, reason, running, seen);
+    const mapped = await this.scanTasks.map({
+      full,
+      fullDue: Date.now() - this.lastFullAtMs >= this.d.settings.curatorFullScanIntervalMs,
+      reason,
+      startedAtMs,
+      view: seen,
+      started: (tasks) => (running.tasks = tasks),
+    });
     const { rows, missing, record } = mapped;
     const view = await this.keptWriters(seen, rows);
     full = record.kind === 'full';
@@ -397,15 +393,13 @@ export class CuratorMaster {
       workers: mapped.board.workers(),
     };
     this.lastScan = summary;
-    this.base = new Map(rows.map((r) => [r.egroup, r]));
-    this.baseRevision = record.uptoRevision;
     if (full) this.lastFullAtMs = record.startedAtMs;
     const rebuildNote = this.d.settings.rebuild === 'on' ? '' : ' (rebuild is off: nothing is copied)';
     await this.emit(
       { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason: record.reason },
       `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}; ${describeMap(summary)}`,
     );
-    await this.endRecord(record);
+    await this.scanTasks.ended(record, rows);
     await this.drainsCounted(rows, view);
     await this.writeProgress();
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
@@ -415,217 +409,6 @@ export class CuratorMaster {
     // listed), and a replica a copy is making now is skipped (see gc.ts).
     await this.collectGarbage(rows, view);
     return summary;
-  }
-
-  /**
-   * The map and the reduce of a scan: the scan the previous master left (only its
-   * tasks not done are mapped again), or a new one of the kind due. Complete and full
-   * scans are persisted (`curator.scan` and each task's output) as their tasks end;
-   * partial ones are not (their base, the last scan's rows, is this master's alone).
-   */
-  private async mapReduce(full: boolean, reason: string, running: RunningScan, view: ClusterView): Promise<Mapped> {
-    const slaves = [...view.nodes.values()]
-      .filter((n) => n.liveness === 'alive' && n.name !== this.d.me)
-      .map((n) => n.name)
-      .sort();
-    const left = this.resumable;
-    this.resumable = undefined;
-    // A new scan's first write replaces whatever record is there (one of a scan that failed); a resumed one's is a compare-and-set on what was found.
-    if (left === undefined) this.recordRevision = 0;
-    const { record, outputs, resumed } = left === undefined ? await this.newScan(full, reason, running.startedAtMs, slaves.length) : await this.resumeScan(left);
-    const persist = record.kind !== 'partial';
-    const board = new TaskBoard(record.tasks, { master: this.d.me, attemptsMax: this.d.settings.curatorMapAttemptsMax, reassign: this.d.settings.curatorMapReassign === 'on' });
-    running.record = record;
-    running.board = board;
-    const sinceRevision = record.kind === 'partial' ? this.baseRevision : 0;
-    const alive = [...view.nodes.values()].filter((n) => n.liveness === 'alive').map((n) => n.name);
-    const run = { record, board, persist, sinceRevision, alive, outputs };
-    if (persist) await this.saveRecord(record, board);
-    if (left === undefined) {
-      const workers = slaves.length === 0 ? `${this.d.me} (the master, alone)` : slaves.join(', ');
-      await this.emit(
-        { type: EventType.curatorScanStarted, reason },
-        `scan ${record.id} (${record.kind}) started: ${record.tasks.length} map tasks for ${workers}; ${reason}`,
-      );
-    }
-    // Slaves first, each one task at a time; the master maps what is left when they are done.
-    await Promise.all(slaves.map((worker) => this.mapTasks(worker, run)));
-    await this.mapTasks(this.d.me, run);
-    if (!board.finished()) throw new StrataError(ErrorCode.UNAVAILABLE, `scan ${record.id}: ${board.waiting()} map tasks not mapped`);
-    const { rows, missing } = reduceRows(outputs, record.kind === 'partial' ? this.base : undefined);
-    const entries = board.snapshot().reduce((n, t) => n + t.entries, 0);
-    return { rows, missing, record: { ...record, tasks: board.snapshot() }, entries, sinceRevision, board, resumed };
-  }
-
-  /** A new scan: its kind, the md-egroup revision it starts at, its tasks (a partial scan: one per curator at most). */
-  private async newScan(full: boolean, reason: string, startedAtMs: number, slaves: number): Promise<{ record: CuratorScanRecord; outputs: MapOutput[]; resumed: number }> {
-    const { settings } = this.d;
-    const kind = scanKindFor({ full, fullDue: Date.now() - this.lastFullAtMs >= settings.curatorFullScanIntervalMs, hasBase: this.base !== undefined });
-    const uptoRevision = await this.d.egroups.lastSequence();
-    const count = kind === 'partial' ? Math.min(settings.curatorMapTasks, Math.max(1, slaves)) : settings.curatorMapTasks;
-    const record: CuratorScanRecord = { id: startedAtMs, kind, reason: reason.slice(0, 200), master: this.d.me, curatorEpoch: this.d.epoch, startedAtMs, uptoRevision, tasks: splitTasks(count) };
-    return { record, outputs: [], resumed: 0 };
-  }
-
-  /** The scan the previous master left: the outputs of its tasks done are read back (a task whose output is incomplete is mapped again). */
-  private async resumeScan(left: CuratorScanRecord): Promise<{ record: CuratorScanRecord; outputs: MapOutput[]; resumed: number }> {
-    const outputs: MapOutput[] = [];
-    const tasks: ScanTask[] = [];
-    for (const t of left.tasks) {
-      const pages = t.done ? await this.readOutput(left.id, t) : undefined;
-      if (pages === undefined) tasks.push({ ...t, done: false, pages: 0, entries: 0 });
-      else {
-        outputs.push(...pages);
-        tasks.push(t);
-      }
-    }
-    const resumed = tasks.filter((t) => t.done).length;
-    const record: CuratorScanRecord = { ...left, master: this.d.me, curatorEpoch: this.d.epoch, tasks };
-    await this.emit(
-      { type: EventType.curatorScanResumed, name: left.master, reason: `the curator master ${left.master} (epoch ${left.curatorEpoch}) left it running` },
-      `scan ${left.id} (${left.kind}) of ${left.master} resumed: ${resumed} of ${tasks.length} map tasks found done, ${tasks.length - resumed} mapped again`,
-    );
-    return { record, outputs, resumed };
-  }
-
-  /** A done task's stored output, or undefined when a page is missing or belongs to another scan. */
-  private async readOutput(scan: number, t: ScanTask): Promise<MapOutput[] | undefined> {
-    const pages: MapOutput[] = [];
-    for (let page = 0; page < t.pages; page++) {
-      const out = (await this.d.outputs.get(keys.curatorMapOutput(t.task, page)))?.value;
-      if (out?.scan !== scan || out.task !== t.task) return undefined;
-      pages.push(out);
-    }
-    return t.pages === 0 ? undefined : pages;
-  }
-
-  /** `worker` maps tasks until none is left for it; one that fails takes no more in this scan, and its task goes on (TaskBoard). */
-  private async mapTasks(worker: string, run: { record: CuratorScanRecord; board: TaskBoard; persist: boolean; sinceRevision: number; alive: string[]; outputs: MapOutput[] }): Promise<void> {
-    const { record, board } = run;
-    for (;;) {
-      if (this.stopped || !this.d.leading()) throw new StrataError(ErrorCode.FENCED, `scan ${record.id} stopped: ${this.d.me} is no longer the curator master`);
-      const t = board.take(worker);
-      if (t === undefined) return;
-      if (run.persist) await this.saveRecord(record, board);
-      let pages: CuratorMapReply[];
-      try {
-        pages = await this.mapTask(worker, t, run);
-      } catch (err) {
-        const why = err instanceof Error ? err.message : String(err);
-        const next = board.failed(t.task, worker);
-        if (next.next === 'none') {
-          const off = this.d.settings.curatorMapReassign === 'off' ? ' (STRATA_CURATOR_MAP_REASSIGN=off: no other curator takes it)' : '';
-          throw new StrataError(ErrorCode.UNAVAILABLE, `scan ${record.id}: map task ${t.task} failed on ${worker}: ${why}${off}`, { cause: err });
-        }
-        const to = next.next === 'slave' ? 'another curator takes it' : `the master maps it itself after ${t.attempts} attempts`;
-        await this.emit(
-          { type: EventType.curatorScanTaskReassigned, name: worker, reason: why.slice(0, 300) },
-          `scan ${record.id}: map task ${t.task} (partitions ${t.partitions.join(', ')}) failed on ${worker}: ${why}; ${to}`,
-        );
-        if (run.persist) await this.saveRecord(record, board);
-        return;
-      }
-      if (run.persist) {
-        // The output before the record says the task is done: a new master finds either both or a task to map again.
-        await forEachLimited(
-          pages.map((p, page) => ({ p, page })),
-          SCAN_READS_IN_FLIGHT,
-          async ({ p, page }) => {
-            await this.d.outputs.put(keys.curatorMapOutput(t.task, page), { scan: record.id, task: t.task, page, rows: p.rows, missing: p.missing });
-          },
-        );
-      }
-      board.done(
-        t.task,
-        worker,
-        pages.length,
-        pages.reduce((n, p) => n + p.entries, 0),
-      );
-      run.outputs.push(...pages);
-      if (run.persist) await this.saveRecord(record, board);
-    }
-  }
-
-  /** Every page of one map task, from `worker` (or mapped here when it is this master). */
-  private async mapTask(worker: string, t: ScanTask, run: { record: CuratorScanRecord; sinceRevision: number; alive: string[] }): Promise<CuratorMapReply[]> {
-    const { record } = run;
-    const pages: CuratorMapReply[] = [];
-    let after: string | undefined;
-    for (let page = 0; page < MAP_PAGES_MAX; page++) {
-      const req: CuratorMapRequest = {
-        scan: record.id,
-        master: this.d.me,
-        curatorEpoch: this.d.epoch,
-        task: t.task,
-        partitions: t.partitions,
-        kind: record.kind,
-        sinceRevision: run.sinceRevision,
-        alive: record.kind === 'full' ? run.alive : [],
-        ...(after === undefined ? {} : { after }),
-      };
-      const reply = worker === this.d.me ? await this.d.mapLocal(req) : await this.askSlave(worker, req);
-      pages.push(reply);
-      if (reply.next === undefined) return pages;
-      after = reply.next;
-    }
-    throw new StrataError(ErrorCode.INTERNAL, `map task ${t.task} of scan ${record.id} answered more than ${MAP_PAGES_MAX} pages`);
-  }
-
-  /**
-   * One page from a slave, within the map deadline. A slave whose curator is not
-   * subscribed (killed, not started yet) fails after a few attempts rather than at the
-   * deadline: the bus sends a request that reached nobody again until then.
-   */
-  private askSlave(worker: string, req: CuratorMapRequest): Promise<CuratorMapReply> {
-    let attempts = 0;
-    return this.d.bus.request(subjects.curatorMap(worker), req, curatorMapReply, {
-      timeoutMs: this.d.settings.curatorMapTimeoutMs,
-      beforeAttempt: () => {
-        if (++attempts > SLAVE_ATTEMPTS) throw new StrataError(ErrorCode.UNAVAILABLE, `no curator answers on ${subjects.curatorMap(worker)} (${SLAVE_ATTEMPTS} attempts)`);
-      },
-    });
-  }
-
-  /** Writes `curator.scan` with the tasks as they are now; one write at a time, each a compare-and-set on the last (a master that lost the scan stops). */
-  private saveRecord(record: CuratorScanRecord, board: TaskBoard): Promise<void> {
-    const write = this.recordWriting.then(async () => {
-      const value: CuratorScanRecord = { ...record, tasks: board.snapshot() };
-      this.recordRevision = this.recordRevision === 0 ? await this.d.scans.put(keys.curatorScan, value) : await this.d.scans.update(keys.curatorScan, value, this.recordRevision);
-    });
-    this.recordWriting = write.catch(() => undefined);
-    return write;
-  }
-
-  /** The scan ended: its record and outputs go (a partial scan has none). */
-  private async endRecord(record: CuratorScanRecord): Promise<void> {
-    if (record.kind === 'partial') return;
-    await this.recordWriting;
-    await this.dropScan();
-  }
-
-  /** Deletes the map outputs, then `curator.scan`; a failure is logged (the next scan of a master replaces them). */
-  private async dropScan(): Promise<void> {
-    try {
-      const outputs = await this.d.outputs.keys(keys.curatorMapOutputAll);
-      await forEachLimited(outputs, SCAN_READS_IN_FLIGHT, (key) => this.d.outputs.delete(key));
-      await this.d.scans.delete(keys.curatorScan);
-      this.recordRevision = 0;
-    } catch (err) {
-      this.d.log.warn({ err }, 'could not delete the record of the scan that ended');
-    }
-  }
-
-  /** At start: the scan a previous master left, resumed by the first scan (or dropped, STRATA_CURATOR_SCAN_RESUME=off). */
-  private async findLeftScan(): Promise<void> {
-    const left = await this.d.scans.get(keys.curatorScan);
-    if (left === null) return;
-    this.recordRevision = left.revision;
-    if (this.d.settings.curatorScanResume === 'on' && left.value.kind !== 'partial') {
-      this.resumable = left.value;
-      return;
-    }
-    this.d.log.info({ scan: left.value.id }, `scan ${left.value.id} of ${left.value.master} dropped (STRATA_CURATOR_SCAN_RESUME=off): a new scan starts`);
-    await this.dropScan();
   }
 
   /**
@@ -937,9 +720,10 @@ const atEnd = (d: Spread['fullest']): { disk: bigint; node: string; usedPermille
 
 /** The scan running, for status: its kind and map tasks once they are made. */
 function runningStatus(r: RunningScan): NonNullable<CuratorStatusReply['running']> {
-  if (r.record === undefined || r.board === undefined) return { startedAtMs: r.startedAtMs, full: r.full };
-  const p = r.board.progress();
-  return { startedAtMs: r.startedAtMs, full: r.record.kind === 'full', kind: r.record.kind, id: r.record.id, tasksDone: p.done, tasksTotal: p.total, workers: p.workers };
+  if (r.tasks === undefined) return { startedAtMs: r.startedAtMs, full: r.full };
+  const { record, board } = r.tasks;
+  const p = board.progress();
+  return { startedAtMs: r.startedAtMs, full: record.kind === 'full', kind: record.kind, id: record.id, tasksDone: p.done, tasksTotal: p.total, workers: p.workers };
 }
 
 /** `8 map tasks (n2 4, n3 4), 1 reassigned, 3 found done, 120 entries read`: a scan's map, for its event. */

@@ -71,6 +71,9 @@ describe('TaskBoard', () => {
   it('fails the scan when reassignment is off, or when the master itself failed', () => {
     const off = new TaskBoard(splitTasks(2), { ...options, reassign: false });
     expect(off.failed(off.take('n2')!.task, 'n2')).toEqual({ next: 'none' });
+    // Nobody takes a task of a scan that failed, the master included.
+    expect(off.take('n3')).toBeUndefined();
+    expect(off.take('n1')).toBeUndefined();
     const board = new TaskBoard(splitTasks(1), options);
     expect(board.failed(board.take('n1')!.task, 'n1')).toEqual({ next: 'none' });
   });
