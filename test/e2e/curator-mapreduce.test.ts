@@ -14,9 +14,11 @@
 //    under the same scan id.
 // 3. A partial scan reads only the entries changed since the last scan: after writes,
 //    its entry count is the number of md-egroup entries with a newer revision.
+// 4. A slave's curator hung (SIGSTOP) mid-task: an idle curator maps its task too (a
+//    backup, after STRATA_CURATOR_MAP_BACKUP_AFTER_MS), and the scan completes.
 //
-// Its teeth: CURATOR_TEST_MAP_REASSIGN=off (STRATA_CURATOR_MAP_REASSIGN=off) fails case
-// 1 (the scan fails with the killed slave's task); CURATOR_TEST_SCAN_RESUME=off
+// Its teeth: CURATOR_TEST_MAP_REASSIGN=off (STRATA_CURATOR_MAP_REASSIGN=off) fails cases
+// 1 and 4 (the scan fails with the killed or hung slave's task); CURATOR_TEST_SCAN_RESUME=off
 // (STRATA_CURATOR_SCAN_RESUME=off) fails case 2 (the new master starts a new scan).
 import { existsSync } from 'node:fs';
 import { connectBus, type Bus } from '@strata/bus';
@@ -40,6 +42,7 @@ const ENV: Record<string, string> = {
   STRATA_CURATOR_SCAN_INTERVAL_MS: '600000',
   STRATA_CURATOR_MAP_HOLD_MS: '1500',
   STRATA_CURATOR_MAP_TIMEOUT_MS: '5000',
+  STRATA_CURATOR_MAP_BACKUP_AFTER_MS: '3000',
   STRATA_EGROUP_SIZE_BYTES: String(2 * MiB),
   STRATA_CURATOR_MAP_REASSIGN: process.env.CURATOR_TEST_MAP_REASSIGN ?? 'on',
   STRATA_CURATOR_SCAN_RESUME: process.env.CURATOR_TEST_SCAN_RESUME ?? 'on',
@@ -191,5 +194,28 @@ describe('curator scans as map tasks on the slave curators', () => {
     expect(changed).toBeGreaterThan(0);
     expect(summary.entries).toBe(changed);
     expect(summary.entries).toBeLessThan(summary.egroups);
+  }, 60_000);
+
+  it('backs up the task of a hung slave on an idle curator, and the scan completes', async () => {
+    await waitFor('three curator processes', 30_000, async () => (await Promise.all(['n1', 'n2', 'n3'].map((n) => curatorPid(cluster, n)))).every((p) => p !== undefined), 300);
+    const { master } = await idle();
+    const startedMs = Date.now();
+    const scanning = scan(true);
+    scanning.catch(() => undefined);
+    // Near the scan's end, so that the other slave is soon idle and backs the task up (before its 5 s deadline).
+    const during = await runningWhen('a slave mapping one of the last tasks of the full scan', (r) => r.kind === 'full' && (r.tasksDone ?? 0) >= 6 && (r.workers ?? []).some((w) => w.node !== master && w.mapping > 0));
+    const hung = during.running!.workers!.find((w) => w.node !== master && w.mapping > 0)!.node;
+    const pid = (await curatorPid(cluster, hung))!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const summary = await scanning;
+      expect(summary).toMatchObject({ kind: 'full', tasks: 8, entries: summary.egroups });
+      const nc = await connectClient(cluster.natsUrl);
+      const events = await readEvents(nc).finally(() => nc.close());
+      const backups = events.filter((ev) => ev.type === EventType.curatorScanTaskReassigned && ev.atMs >= startedMs && ev.name === hung);
+      expect(backups.map((ev) => ev.reason)).toContain(`no answer from ${hung} after 3000 ms`);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
   }, 60_000);
 });

@@ -24,7 +24,8 @@ import {
   type egroupEntry,
 } from '@strata/proto';
 import { forEachLimited } from './map';
-import { TaskBoard, reduceRows, scanKindFor, splitTasks, type MapOutput } from './mapreduce';
+import { TaskBoard, reduceRows, scanKindFor, splitTasks, type MapOutput, type Taken } from './mapreduce';
+import { pause } from './copier';
 import type { ClusterView, EgroupRow } from './plan';
 import type { CuratorSettings } from './settings';
 
@@ -32,6 +33,8 @@ import type { CuratorSettings } from './settings';
 const SLAVE_ATTEMPTS = 4;
 /** Pages one map task may answer in at most (each MAP_PAGE_ROWS entries): a bound far above any real map. */
 const MAP_PAGES_MAX = 100_000;
+/** How often a curator with no task to take looks again (for a straggler's task to back up). */
+const BOARD_POLL_MS = 200;
 /** Writes and deletes of map outputs in flight at once. */
 const OUTPUT_WRITES_IN_FLIGHT = 16;
 
@@ -81,6 +84,8 @@ interface Run {
   sinceRevision: number;
   alive: string[];
   outputs: MapOutput[];
+  /** Called once the last task's output and the record are stored. */
+  finish: () => void;
 }
 
 export class ScanTasks {
@@ -129,17 +134,26 @@ export class ScanTasks {
     if (left === undefined) this.recordRevision = 0;
     const { record, outputs, resumed } = left === undefined ? await this.newScan(o, slaves.length) : await this.resumeScan(left);
     const { settings } = this.p;
-    const board = new TaskBoard(record.tasks, { master: this.p.me, attemptsMax: settings.curatorMapAttemptsMax, reassign: settings.curatorMapReassign === 'on' });
+    const board = new TaskBoard(record.tasks, {
+      master: this.p.me,
+      slaves,
+      attemptsMax: settings.curatorMapAttemptsMax,
+      reassign: settings.curatorMapReassign === 'on',
+      backupAfterMs: settings.curatorMapBackupAfterMs,
+    });
     o.started({ record, board });
-    const run: Run = { record, board, persist: record.kind !== 'partial', sinceRevision: record.kind === 'partial' ? this.baseRevision : 0, alive, outputs };
+    let finish = (): void => undefined;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const run: Run = { record, board, persist: record.kind !== 'partial', sinceRevision: record.kind === 'partial' ? this.baseRevision : 0, alive, outputs, finish };
     if (run.persist) await this.saveRecord(record, board);
     if (left === undefined) {
       const workers = slaves.length === 0 ? `${this.p.me} (the master, alone)` : slaves.join(', ');
       await this.p.emit({ type: EventType.curatorScanStarted, reason: o.reason }, `scan ${record.id} (${record.kind}) started: ${record.tasks.length} map tasks for ${workers}; ${o.reason}`);
     }
-    // Slaves first, each one task at a time; the master maps what is left when they are done.
-    await settleAll(slaves.map((worker) => this.mapTasks(worker, run)));
-    await this.mapTasks(this.p.me, run);
+    // Every curator pulls tasks, one at a time (the master only those no slave may
+    // take). The scan goes on once every task is answered and stored: a backed-up
+    // straggler's request is not waited for (its late answer is dropped).
+    await Promise.race([finished, settleAll([...slaves, this.p.me].map((worker) => this.mapTasks(worker, run)))]);
     if (!board.finished()) throw new StrataError(ErrorCode.UNAVAILABLE, `scan ${record.id}: ${board.waiting()} map tasks not mapped`);
     const { rows, missing } = reduceRows(outputs, record.kind === 'partial' ? this.base : undefined);
     const entries = board.snapshot().reduce((n, t) => n + t.entries, 0);
@@ -197,13 +211,21 @@ export class ScanTasks {
     return t.pages === 0 ? undefined : pages;
   }
 
-  /** `worker` maps tasks until none is left for it; one that fails takes no more in this scan, and its task goes on (TaskBoard). */
+  /**
+   * `worker` maps tasks until none is left for it: waiting ones, or a straggler's as a
+   * backup; one that fails takes no more in this scan, and its task goes on (TaskBoard).
+   */
   private async mapTasks(worker: string, run: Run): Promise<void> {
     const { record, board } = run;
-    for (;;) {
+    while (!board.finished()) {
       if (this.p.stopped() || !this.p.leading()) throw new StrataError(ErrorCode.FENCED, `scan ${record.id} stopped: ${this.p.me} is no longer the curator master`);
-      const t = board.take(worker);
-      if (t === undefined) return;
+      const t = board.take(worker, Date.now());
+      if (t === undefined) {
+        if (!board.mayTakeLater(worker)) return;
+        await pause(BOARD_POLL_MS);
+        continue;
+      }
+      if (t.backupOf !== undefined) await this.backedUp(worker, t, run);
       if (run.persist) await this.saveRecord(record, board);
       let pages: CuratorMapReply[];
       try {
@@ -212,17 +234,25 @@ export class ScanTasks {
         await this.failed(worker, t, run, err);
         return;
       }
-      // The output before the record says the task is done: a new master finds both, or a task to map again.
-      if (run.persist) await this.saveOutput(record.id, t.task, pages);
-      board.done(
-        t.task,
-        worker,
-        pages.length,
-        pages.reduce((n, p) => n + p.entries, 0),
-      );
+      // The first answer counts; a later one (the straggler's or its backup's) is dropped.
+      if (!board.done(t.task, worker, pages.length, entriesOf(pages))) continue;
       run.outputs.push(...pages);
-      if (run.persist) await this.saveRecord(record, board);
+      // The output before the record says the task is done: a new master finds both, or a task to map again.
+      if (run.persist) {
+        await this.saveOutput(record.id, t.task, pages);
+        await this.saveRecord(record, board);
+      }
+      if (board.finished()) run.finish();
     }
+  }
+
+  /** A straggler's task given to `worker` too: an event names the straggler. */
+  private async backedUp(worker: string, t: Taken, run: Run): Promise<void> {
+    const after = this.p.settings.curatorMapBackupAfterMs;
+    await this.p.emit(
+      { type: EventType.curatorScanTaskReassigned, name: t.backupOf, reason: `no answer from ${t.backupOf} after ${after} ms` },
+      `scan ${run.record.id}: map task ${t.task} (partitions ${t.partitions.join(', ')}) has no answer from ${t.backupOf} after ${after} ms; ${worker} maps it too (a backup: the first answer counts)`,
+    );
   }
 
   /** A task failed on `worker`: handed to another curator (an event says why), or the scan fails. */
@@ -233,12 +263,16 @@ export class ScanTasks {
       const off = this.p.settings.curatorMapReassign === 'off' ? ' (STRATA_CURATOR_MAP_REASSIGN=off: no other curator takes it)' : '';
       throw new StrataError(ErrorCode.UNAVAILABLE, `scan ${run.record.id}: map task ${t.task} failed on ${worker}: ${why}${off}`, { cause: err });
     }
+    if (next.next === 'elsewhere') {
+      this.p.log.info({ task: t.task, worker, why }, `map task ${t.task} failed on ${worker}; another curator maps it or has`);
+      return;
+    }
     const to = next.next === 'slave' ? 'another curator takes it' : `the master maps it itself after ${t.attempts} attempts`;
     await this.p.emit(
       { type: EventType.curatorScanTaskReassigned, name: worker, reason: why.slice(0, 300) },
       `scan ${run.record.id}: map task ${t.task} (partitions ${t.partitions.join(', ')}) failed on ${worker}: ${why}; ${to}`,
     );
-    if (run.persist) await this.saveRecord(run.record, run.board);
+    if (run.persist && !run.board.finished()) await this.saveRecord(run.record, run.board);
   }
 
   /** Every page of one map task, from `worker` (or mapped here when it is this master). */
@@ -313,6 +347,8 @@ export class ScanTasks {
     }
   }
 }
+
+const entriesOf = (pages: readonly CuratorMapReply[]): number => pages.reduce((n, p) => n + p.entries, 0);
 
 /** Waits for every promise; then fails with the first failure, if any (none is left running). */
 async function settleAll(work: ReadonlyArray<Promise<void>>): Promise<void> {

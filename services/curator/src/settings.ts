@@ -83,6 +83,11 @@ export const curatorSettings = z
     curatorMapTasks: z.coerce.number().int().min(1).max(MD_PARTITIONS).default(8),
     /** The deadline of one page of a map task on a slave: past it, the task goes to another curator. */
     curatorMapTimeoutMs: millis(30_000),
+    /**
+     * A map task one curator has mapped this long may be given to an idle one too (a
+     * backup; the first answer counts): a hung slave costs a scan this, not the map deadline.
+     */
+    curatorMapBackupAfterMs: millis(5_000),
     /** Times a map task is handed to slaves at most; after that the master maps it itself. */
     curatorMapAttemptsMax: z.coerce.number().int().min(1).max(16).default(3),
     /** Fault tests only: each page of a map task is answered this much later, so a test can kill a curator mid-task. 0 in production. */
