@@ -1,6 +1,6 @@
 // Curator scans as MapReduce over the curators (PROTOCOL.md section 13, "Scans as map
 // tasks"), end to end with real processes: a `strata up` cluster of 3 nodes, RF 2, each
-// page of a map task held 1.5 s (STRATA_CURATOR_MAP_HOLD_MS) so that a kill lands
+// page of a map task held 1 s (STRATA_CURATOR_MAP_HOLD_MS) so that a kill lands
 // mid-task, and no scheduled scan in the way (only the master's first and the
 // operator's). One cluster for three cases, in order:
 //
@@ -40,9 +40,9 @@ const ENV: Record<string, string> = {
   STRATA_RESTART_DELAY_MS: '4000',
   STRATA_REPROTECT_DELAY_MS: '600000',
   STRATA_CURATOR_SCAN_INTERVAL_MS: '600000',
-  STRATA_CURATOR_MAP_HOLD_MS: '1500',
-  STRATA_CURATOR_MAP_TIMEOUT_MS: '5000',
-  STRATA_CURATOR_MAP_BACKUP_AFTER_MS: '3000',
+  STRATA_CURATOR_MAP_HOLD_MS: '1000',
+  STRATA_CURATOR_MAP_TIMEOUT_MS: '4000',
+  STRATA_CURATOR_MAP_BACKUP_AFTER_MS: '2500',
   STRATA_EGROUP_SIZE_BYTES: String(2 * MiB),
   STRATA_CURATOR_MAP_REASSIGN: process.env.CURATOR_TEST_MAP_REASSIGN ?? 'on',
   STRATA_CURATOR_SCAN_RESUME: process.env.CURATOR_TEST_SCAN_RESUME ?? 'on',
@@ -202,7 +202,7 @@ describe('curator scans as map tasks on the slave curators', () => {
     const startedMs = Date.now();
     const scanning = scan(true);
     scanning.catch(() => undefined);
-    // Near the scan's end, so that the other slave is soon idle and backs the task up (before its 5 s deadline).
+    // Near the scan's end, so that the other slave is soon idle and backs the task up (before its 4 s deadline).
     const during = await runningWhen('a slave mapping one of the last tasks of the full scan', (r) => r.kind === 'full' && (r.tasksDone ?? 0) >= 6 && (r.workers ?? []).some((w) => w.node !== master && w.mapping > 0));
     const hung = during.running!.workers!.find((w) => w.node !== master && w.mapping > 0)!.node;
     const pid = (await curatorPid(cluster, hung))!;
@@ -213,7 +213,7 @@ describe('curator scans as map tasks on the slave curators', () => {
       const nc = await connectClient(cluster.natsUrl);
       const events = await readEvents(nc).finally(() => nc.close());
       const backups = events.filter((ev) => ev.type === EventType.curatorScanTaskReassigned && ev.atMs >= startedMs && ev.name === hung);
-      expect(backups.map((ev) => ev.reason)).toContain(`no answer from ${hung} after 3000 ms`);
+      expect(backups.map((ev) => ev.reason)).toContain(`no answer from ${hung} after 2500 ms`);
     } finally {
       process.kill(pid, 'SIGCONT');
     }
