@@ -54,6 +54,22 @@ export function formatScan(scan: CuratorScanSummary): string {
   return `scan ${scan.scan}${scan.full ? ' (full)' : ''} at ${when(scan.startedAtMs)}, ${scan.durationMs} ms: ${scan.egroups} extent groups, ${scan.underReplicated} under-replicated, ${scan.lostReplicas} replicas lost, ${scan.copiesQueued} copies queued, ${scan.unfixable} unfixable`;
 }
 
+/** `map: complete scan 1735689600000, 8 tasks (n2 4, n3 4), 1 reassigned, 0 found done, 120 entries read`: how a scan was mapped. */
+export function formatScanMap(scan: CuratorScanSummary): string {
+  if (scan.kind === undefined) return 'map: not recorded (a scan from before scans were map tasks)';
+  const workers = (scan.workers ?? []).map((w) => `${w.node} ${w.tasks}`).join(', ');
+  const since = scan.sinceRevision === undefined ? '' : ` changed since revision ${scan.sinceRevision}`;
+  return `map: ${scan.kind} scan ${scan.id ?? scan.startedAtMs}, ${scan.tasks ?? 0} tasks (${workers}), ${scan.reassigned ?? 0} reassigned, ${scan.resumed ?? 0} found done, ${scan.entries ?? 0} entries read${since}`;
+}
+
+/** `started at ..., complete scan 17...: 3 of 8 map tasks done (n2: 2 done, 1 mapping; n3: 1 done, 1 mapping)`. */
+export function formatRunning(r: NonNullable<CuratorStatusReply['running']>): string {
+  const started = `started at ${when(r.startedAtMs)}${r.full ? ' (full)' : ''}`;
+  if (r.kind === undefined) return started;
+  const workers = (r.workers ?? []).map((w) => `${w.node}: ${w.done} done, ${w.mapping} mapping`).join('; ');
+  return `${started}, ${r.kind} scan ${r.id ?? r.startedAtMs}: ${r.tasksDone ?? 0} of ${r.tasksTotal ?? 0} map tasks done${workers === '' ? '' : ` (${workers})`}`;
+}
+
 /** `garbage: 3 replicas, 12 MiB reclaimed (last scan: ...)`. */
 export function formatGarbage(p: CuratorStatusReply['progress']): string {
   const g = p.lastGarbage;
@@ -88,7 +104,8 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     `master: ${s.master} (epoch ${s.curatorEpoch})`,
     `rebuild: ${p.rebuild ? 'on' : 'off (STRATA_REBUILD=off: scans only, nothing is copied)'}`,
     `last scan: ${p.lastScan === undefined ? 'none yet' : formatScan(p.lastScan)}`,
-    `running scan: ${s.running === undefined ? 'none' : `started at ${when(s.running.startedAtMs)}${s.running.full ? ' (full)' : ''}`}`,
+    ...(p.lastScan === undefined ? [] : [`last scan ${formatScanMap(p.lastScan)}`]),
+    `running scan: ${s.running === undefined ? 'none' : formatRunning(s.running)}`,
     `under-replicated extent groups: ${p.underReplicated}`,
     `rebuild progress: ${formatSize(p.bytesCopied)} copied (${p.copiesDone} copies, ${p.copiesFailed} failed), ${formatSize(p.bytesToCopy)} to copy, ${s.copiesInFlight} in flight, ${formatSize(p.bytesPerSec)}/s`,
     `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,

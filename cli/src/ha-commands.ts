@@ -8,7 +8,7 @@ import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { RestartPriority, VmDriver, objectName, vmSpec, type HaStatusReply, type ObjectOf } from '@strata/proto';
-import { curatorScan, curatorScrub, curatorStatus, formatCuratorStatus, formatScan, formatScrub } from './curator';
+import { curatorScan, curatorScrub, curatorStatus, formatCuratorStatus, formatScan, formatScanMap, formatScrub } from './curator';
 import { formatHaStatus, formatHosts, formatVms, formatWhy, haStart, haStatus, haStop } from './ha';
 import { readEvents } from './ownership';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize } from './units';
@@ -174,13 +174,13 @@ export function registerHaCommands(program: Command, ctx: HaCommandContext): voi
     );
   curator
     .command('scan')
-    .description('scan the extent-group map now and queue the copies it needs; prints the scan once it is done (the copies run on)')
-    .option('--full', 'also ask each replica\'s extent store whether the replica is on its disk')
+    .description('scan the extent-group map now and queue the copies it needs (a partial scan: the entries changed since the last scan); prints the scan and its map tasks once it is done (the copies run on)')
+    .option('--full', 'read every entry and also ask each replica\'s extent store whether the replica is on its disk')
     .action((o: { full?: boolean }) =>
       withCluster(async (_client, _nc, bus) => {
         const scan = await curatorScan(bus, o.full ?? false);
         if (ctx.json()) return ctx.printJson(scan);
-        print(formatScan(scan));
+        print(`${formatScan(scan)}\n${formatScanMap(scan)}`);
       }),
     );
   curator

@@ -4,10 +4,25 @@
 import { z } from 'zod';
 import { u64, uint } from '@strata/codec';
 import { objectName } from './config';
+import { MD_PARTITIONS, egroupEntry } from './io';
 
 /** Requests to the curator master: `strata.curator.status`, `strata.curator.scan`, `strata.curator.scrub`. */
 export const CuratorOp = { status: 'status', scan: 'scan', scrub: 'scrub' } as const;
 export type CuratorOp = (typeof CuratorOp)[keyof typeof CuratorOp];
+
+/**
+ * What a scan reads. `full`: every md-egroup entry, and each replica's extent store is
+ * asked whether the replica is there. `complete`: every entry, the metadata only.
+ * `partial`: only the entries changed since the last scan this master completed,
+ * merged onto the rows that scan read (a master without them makes a complete scan).
+ */
+export const ScanKind = { full: 'full', complete: 'complete', partial: 'partial' } as const;
+export type ScanKind = (typeof ScanKind)[keyof typeof ScanKind];
+const scanKind = z.enum(ScanKind);
+
+/** A curator that mapped tasks of a scan, and how many. */
+export const scanWorker = z.strictObject({ node: objectName, tasks: uint });
+export type ScanWorker = z.output<typeof scanWorker>;
 
 /** What one scan found: every extent group read, those under-replicated, what it queued. */
 export const curatorScanSummary = z.strictObject({
@@ -27,6 +42,20 @@ export const curatorScanSummary = z.strictObject({
   copiesQueued: uint,
   /** Under-replicated extent groups no copy can fix now (no live source, no target with room). */
   unfixable: uint,
+  /** What it read (absent in records written before scans were map tasks). */
+  kind: scanKind.optional(),
+  /** The scan's id (its first start time, unix-ms): kept by a master that resumes it. */
+  id: uint.optional(),
+  /** Entries the map tasks read (a partial scan: those changed since `sinceRevision`), deletions included. */
+  entries: uint.optional(),
+  /** A partial scan: the md-egroup revision (stream sequence) its changes are counted from. */
+  sinceRevision: uint.optional(),
+  /** Map tasks, those taken from another curator whose task failed, and those whose outputs a master that resumed the scan found done. */
+  tasks: uint.optional(),
+  reassigned: uint.optional(),
+  resumed: uint.optional(),
+  /** The curators that mapped its tasks, and how many each. */
+  workers: z.array(scanWorker).max(1024).optional(),
 });
 export type CuratorScanSummary = z.output<typeof curatorScanSummary>;
 
@@ -133,6 +162,8 @@ export const curatorProgress = z.strictObject({
   /** Estimated time to copy what remains, at that rate; absent when unknown or nothing remains. */
   etaMs: uint.optional(),
   lastScan: curatorScanSummary.optional(),
+  /** When the last full scan started: the next is due a full-scan interval later. */
+  lastFullScanAtMs: uint.optional(),
   /** Replicas no md-egroup entry names, deleted by the garbage collection since this record was created. */
   garbageDeleted: uint.optional(),
   /** Their bytes. */
@@ -157,8 +188,19 @@ export const curatorStatusReply = z.strictObject({
   /** The master's node and lease epoch. */
   master: objectName,
   curatorEpoch: uint,
-  /** The scan running now: when it started and whether it is full. */
-  running: z.strictObject({ startedAtMs: uint, full: z.boolean() }).optional(),
+  /** The scan running now: when it started, whether it is full, and its map tasks (done of total, per curator). */
+  running: z
+    .strictObject({
+      startedAtMs: uint,
+      full: z.boolean(),
+      kind: scanKind.optional(),
+      id: uint.optional(),
+      tasksDone: uint.optional(),
+      tasksTotal: uint.optional(),
+      /** Per curator: tasks done, and mapping now. */
+      workers: z.array(z.strictObject({ node: objectName, done: uint, mapping: uint })).max(1024).optional(),
+    })
+    .optional(),
   /** Copies being made now. */
   copiesInFlight: uint,
   progress: curatorProgress,
@@ -172,3 +214,102 @@ export const curatorScanReply = curatorScanSummary;
 /** `strata.curator.scrub`: a scrub pass now (or the one running); its reply comes once the pass is done (its repairs may still run). */
 export const curatorScrubRequest = z.strictObject({});
 export const curatorScrubReply = curatorScrubSummary;
+
+/** Rows per page of a map task's answer: a task whose partitions hold more answers in pages. */
+export const MAP_PAGE_ROWS = 500;
+/** A page also stops once its rows' CBOR passes this many bytes (entries with many extents), with one row at least. */
+export const MAP_PAGE_BYTES = 1024 * 1024;
+/** Nodes a full scan's map task may name as alive (whose extent stores it asks). */
+export const MAP_NODES_MAX = 1024;
+
+const partitionList = z
+  .array(z.number().int().min(0).max(MD_PARTITIONS - 1))
+  .min(1)
+  .max(MD_PARTITIONS);
+
+/**
+ * `strata.curator.<node>.map`: one page of one map task of a scan, from the curator
+ * master to the curator of `<node>` (a slave; the master maps a task itself only when
+ * alone, or when the task failed too often). The slave refuses it (FENCED) when the
+ * lease `curator.master` has moved past `curatorEpoch`.
+ */
+export const curatorMapRequest = z.strictObject({
+  /** The scan's id, the master and its lease epoch. */
+  scan: uint,
+  master: objectName,
+  curatorEpoch: uint,
+  task: uint,
+  /** The md-egroup partitions (partitionOf of the key) the task covers. */
+  partitions: partitionList,
+  kind: scanKind,
+  /** A partial scan: only entries whose revision is above this. */
+  sinceRevision: uint,
+  /** A full scan: the nodes alive in the configuration, whose extent stores are asked for each replica. */
+  alive: z.array(objectName).max(MAP_NODES_MAX),
+  /** The page cursor the previous page's reply gave (absent for the first page). */
+  after: z.string().max(32).optional(),
+});
+export type CuratorMapRequest = z.output<typeof curatorMapRequest>;
+
+/** One md-egroup entry a map task read, with its revision (the compare-and-set token of the copies). */
+export const mapRow = z.strictObject({ egroup: u64, revision: uint, entry: egroupEntry });
+export type MapRow = z.output<typeof mapRow>;
+
+/** A replica whose extent store said it has no file for it (a full scan). */
+export const mapMissing = z.strictObject({ egroup: u64, disk: u64 });
+
+export const curatorMapReply = z.strictObject({
+  rows: z.array(mapRow).max(MAP_PAGE_ROWS),
+  /** A partial scan: extent groups whose entry was deleted since `sinceRevision`, with the deletion's revision. */
+  deleted: z.array(z.strictObject({ egroup: u64, revision: uint })).max(MAP_PAGE_ROWS),
+  missing: z.array(mapMissing).max(MAP_PAGE_ROWS * 8),
+  /** Entries read for this page, deletions included. */
+  entries: uint,
+  /** Present when the task has more: the `after` of the next page. */
+  next: z.string().max(32).optional(),
+});
+export type CuratorMapReply = z.output<typeof curatorMapReply>;
+
+/** One map task of a persisted scan. */
+export const scanTask = z.strictObject({
+  task: uint,
+  partitions: partitionList,
+  done: z.boolean(),
+  /** The curator that mapped it (done) or maps it now. */
+  worker: objectName.optional(),
+  /** Times it was handed out. */
+  attempts: uint,
+  /** Its output's pages (keys curator.map.<task>.<page>) and entries, once done. */
+  pages: uint,
+  entries: uint,
+});
+export type ScanTask = z.output<typeof scanTask>;
+
+/**
+ * The scan running, key `curator.scan` in `own`: written by the master when a complete
+ * or full scan starts and as each task is done (each task's output stored before, under
+ * `curator.map.<task>.<page>`); deleted, with the outputs, when the scan ends. A new
+ * master finds it and resumes the scan, mapping only the tasks not done.
+ */
+export const curatorScanRecord = z.strictObject({
+  id: uint,
+  kind: scanKind,
+  reason: z.string().max(200),
+  master: objectName,
+  curatorEpoch: uint,
+  startedAtMs: uint,
+  /** The md-egroup stream's last sequence when the scan started: a later partial scan reads the changes after it. */
+  uptoRevision: uint,
+  tasks: z.array(scanTask).min(1).max(MD_PARTITIONS),
+});
+export type CuratorScanRecord = z.output<typeof curatorScanRecord>;
+
+/** One page of a map task's output, key `curator.map.<task>.<page>` in `own`, while its scan runs. */
+export const curatorMapOutput = z.strictObject({
+  scan: uint,
+  task: uint,
+  page: uint,
+  rows: curatorMapReply.shape.rows,
+  missing: curatorMapReply.shape.missing,
+});
+export type CuratorMapOutput = z.output<typeof curatorMapOutput>;

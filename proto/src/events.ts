@@ -42,6 +42,12 @@ export const EventType = {
   curatorMasterElected: 'curator.master.elected',
   /** The curator master finished a scan of the extent-group map. */
   curatorScanDone: 'curator.scan.done',
+  /** The curator master started a scan: its kind, map tasks and reason (`reason`). */
+  curatorScanStarted: 'curator.scan.started',
+  /** A new curator master resumed the scan its predecessor left: the tasks found done and those mapped again. */
+  curatorScanResumed: 'curator.scan.resumed',
+  /** A map task of a scan was taken from a curator (`name`) and handed to another: why in `reason`. */
+  curatorScanTaskReassigned: 'curator.scan.task.reassigned',
   /** The curator copied a replica of an under-replicated extent group to a new disk. */
   curatorReplicaCopied: 'curator.replica.copied',
   /** A scan's garbage collection deleted replicas no md-egroup entry names (counts in message, bytes in freedBytes). */

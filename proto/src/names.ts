@@ -45,6 +45,8 @@ export const subjects = {
   haMaster: (op: HaMasterOp | '*'): string => `strata.ha.master.${op}`,
   /** Requests to the curator master: `strata.curator.status`. */
   curator: (op: CuratorOp | '*'): string => `strata.curator.${op}`,
+  /** A map task of a curator scan, to one node's curator: `strata.curator.n2.map`. */
+  curatorMap: (node: string): string => `strata.curator.${node}.map`,
   /** An actor instance's health check: `strata.health.config.config-1`. */
   health: (actor: string, instance: string): string => `strata.health.${actor}.${instance}`,
 } as const;
@@ -143,4 +145,10 @@ export const keys = {
   curatorMasterLease: 'curator.master',
   /** The curator master's progress in `own`. */
   curatorProgress: 'curator.progress',
+  /** The curator scan running, in `own` (its map outputs under curator.map.>). */
+  curatorScan: 'curator.scan',
+  /** One page of a map task's output, in `own`: `curator.map.3.0`. */
+  curatorMapOutput: (task: number, page: number): string => `curator.map.${task}.${page}`,
+  /** Every map output in `own`, as a filter. */
+  curatorMapOutputAll: 'curator.map.>',
 } as const;

@@ -46,6 +46,7 @@ import {
   CuratorOp,
   HostState,
   VmState,
+  ScanKind,
   type Kind,
 } from '@strata/proto';
 import { CddlSchema, parseCddlFiles, type Entry, type Group, type Type } from './cddl-check';
@@ -79,6 +80,7 @@ const ENUMS: readonly { rule: string; values: readonly string[] }[] = [
   { rule: 'restart-step', values: Object.values(RestartStep) },
   { rule: 'host-state', values: Object.values(HostState) },
   { rule: 'vm-state', values: Object.values(VmState) },
+  { rule: 'scan-kind', values: Object.values(ScanKind) },
 ];
 
 /** Rules with no schema of their own in TypeScript, checked through the rules that use them. */
@@ -348,6 +350,7 @@ const VALUE_SETS: Record<string, string> = {
   RestartStep: 'restart-step',
   HostState: 'host-state',
   VmState: 'vm-state',
+  ScanKind: 'scan-kind',
 };
 /** The names checked against this document below, and tables of schemas keyed by a set above. */
 const NAME_TABLES = ['subjects', 'buckets', 'streams', 'keys', 'EventCategory'];
@@ -374,6 +377,7 @@ const SUBJECT_FORMS: Record<keyof typeof subjects, string> = {
   haAgent: build(subjects.haAgent, '<host>', '<op>'),
   haMaster: build(subjects.haMaster, '<op>'),
   curator: build(subjects.curator, '<op>'),
+  curatorMap: subjects.curatorMap('<node>'),
   health: subjects.health('<actor>', '<instance>'),
 };
 

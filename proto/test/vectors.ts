@@ -295,6 +295,9 @@ function events(): VectorFile {
       valid('cluster-event', 'a damaged replica found by a scrub (strata.events.curator)', { type: 'curator.scrub.damaged', atMs: T0, epoch: 0, curatorEpoch: 4, kind: 'egroup', id: 12360n, fromDisk: 12350n, reason: 'CHECKSUM: egroup 12360: slice 0 (bytes 0 to 65535) failed its check', cause: 'curator', message: 'scrub: egroup 12360 on disk 12350 (n1) fails its checksum; a copy from a good replica replaces it' }),
       valid('cluster-event', 'a drained node (strata.events.curator)', { type: 'curator.drain.done', atMs: T0, epoch: 0, curatorEpoch: 4, kind: 'node', id: ids.node, name: 'n2', cause: 'curator', message: 'node n2 is drained: it holds no replica; "strata node rm n2" removes it' }),
       valid('cluster-event', 'garbage deleted by a curator scan (strata.events.curator)', { type: 'curator.garbage.deleted', atMs: T0, epoch: 0, curatorEpoch: 4, freedBytes: 8 * MiB, cause: 'curator', message: 'garbage collection: 2 replicas no entry names deleted, 8388608 bytes reclaimed (40 listed, 1 younger than the grace period, 0 disks skipped)' }),
+      valid('cluster-event', 'a curator scan started (strata.events.curator)', { type: 'curator.scan.started', atMs: T0, epoch: 0, curatorEpoch: 4, reason: 'operator', cause: 'curator', message: 'scan 1735689600000 (full) started: 8 map tasks for n2, n3; operator' }),
+      valid('cluster-event', 'a map task reassigned (strata.events.curator)', { type: 'curator.scan.task.reassigned', atMs: T0, epoch: 0, curatorEpoch: 4, name: 'n2', reason: 'no reply on strata.curator.n2.map within 30000 ms', cause: 'curator', message: 'scan 1735689600000: map task 2 (partitions 2, 10) failed on n2: no reply on strata.curator.n2.map within 30000 ms; another curator takes it' }),
+      valid('cluster-event', 'a scan resumed by a new master (strata.events.curator)', { type: 'curator.scan.resumed', atMs: T0, epoch: 0, curatorEpoch: 5, name: 'n1', reason: 'the curator master n1 (epoch 4) left it running', cause: 'curator', message: 'scan 1735689600000 (full) of n1 resumed: 3 of 8 map tasks found done, 5 mapped again' }),
       valid('cluster-event', 'a curator scan done (strata.events.curator)', { type: 'curator.scan.done', atMs: T0, epoch: 0, curatorEpoch: 4, durationMs: 42, reason: 'scheduled', cause: 'curator', message: 'scan 3: 120 extent groups, 7 under-replicated, 7 copies queued' }),
       valid('cluster-event', 'a disk full (strata.events.space)', { type: 'space.full', atMs: T0, epoch: 7, kind: 'disk', id: 12351n, name: 'n1-d1', usedBytes: 63 * MiB, capacityBytes: 64 * MiB, cause: 'space-monitor', message: 'disk n1-d1 is full: 1 MiB free of 64 MiB, below 16 MiB' }),
       valid('cluster-event', 'a vDisk swept (strata.events.space)', { type: 'vdisk.swept', atMs: T0, epoch: 0, kind: 'vdisk', id: ids.vdisk, name: 'old', freedBytes: 32 * MiB, cause: 'sweep', message: 'vdisk old swept: 2 extent groups (4 replicas, 32 MiB), 1 row' }),
@@ -601,12 +604,26 @@ const garbageSummary = { atMs: T0, listed: 40, deleted: 2, bytes: 8 * MiB, young
 const scrubSummary = { startedAtMs: T0, durationMs: 5000, replicas: 120, bytes: 240 * MiB, damaged: 1, skipped: 0 };
 const progress = { master: 'n1', curatorEpoch: 4, updatedAtMs: T0, rebuild: true, underReplicated: 3, bytesToCopy: 12 * MiB, bytesCopied: 16 * MiB, copiesDone: 4, copiesFailed: 0, bytesPerSec: 20 * MiB, etaMs: 600, lastScan: scanSummary };
 
+const mapRowExample = { egroup: 67890n, revision: 5121, entry: { vdisk: 12345n, replicas: [{ node: 'n1', disk: 12351n }, { node: 'n2', disk: 12352n }], version: 3, sizeBytes: 4 * MiB, extents: [{ id: '12345:0', offset: 0, length: 65536, refs: 1 }] } };
+const scanTaskExample = { task: 2, partitions: [2, 10], done: true, worker: 'n2', attempts: 1, pages: 1, entries: 40 };
+
 function curatorFile(): VectorFile {
   return {
     about: 'Golden vectors for proto/curator.cddl: the curator master\'s progress (own, curator.progress) and the requests strata.curator.status and strata.curator.scan.',
     cddl: ['common.cddl', 'curator.cddl'],
     valid: [
       valid('curator-scan-summary', 'a scan that found 7 extent groups under-replicated', scanSummary),
+      valid('curator-scan-summary', 'a full scan mapped by two slaves, one task reassigned', { ...scanSummary, full: true, kind: 'full', id: T0, entries: 120, tasks: 8, reassigned: 1, resumed: 0, workers: [{ node: 'n2', tasks: 5 }, { node: 'n3', tasks: 3 }] }),
+      valid('scan-worker', 'a slave that mapped four tasks', { node: 'n2', tasks: 4 }),
+      valid('curator-map-request', 'the first page of a full scan\'s task', { scan: T0, master: 'n1', curatorEpoch: 4, task: 2, partitions: [2, 10], kind: 'full', sinceRevision: 0, alive: ['n1', 'n2', 'n3'] }),
+      valid('curator-map-request', 'the next page of a partial scan\'s task', { scan: T0, master: 'n1', curatorEpoch: 4, task: 0, partitions: [0, 2, 4], kind: 'partial', sinceRevision: 5120, alive: [], after: '5400' }),
+      valid('curator-map-reply', 'one entry, one replica missing', { rows: [mapRowExample], deleted: [], missing: [{ egroup: 67890n, disk: 12351n }], entries: 1 }),
+      valid('curator-map-reply', 'a partial page with a deletion and more to come', { rows: [mapRowExample], deleted: [{ egroup: 67891n, revision: 5130 }], missing: [], entries: 2, next: '5130' }),
+      valid('map-row', 'an entry with its revision', mapRowExample),
+      valid('map-missing', 'a replica with no file', { egroup: 67890n, disk: 12351n }),
+      valid('scan-task', 'a task done by n2', scanTaskExample),
+      valid('curator-scan-record', 'a full scan with one task done', { id: T0, kind: 'full', reason: 'operator', master: 'n1', curatorEpoch: 4, startedAtMs: T0, uptoRevision: 5120, tasks: [scanTaskExample, { task: 3, partitions: [3, 11], done: false, worker: 'n3', attempts: 1, pages: 0, entries: 0 }] }),
+      valid('curator-map-output', 'the first page of task 2', { scan: T0, task: 2, page: 0, rows: [mapRowExample], missing: [] }),
       valid('curator-progress', 'copying, with an estimate', progress),
       valid('curator-garbage-summary', 'two replicas deleted, one too young', garbageSummary),
       valid('curator-drain', 'a node with 12 replicas left', { kind: 'node', name: 'n2', replicas: 12, bytes: 48 * MiB }),

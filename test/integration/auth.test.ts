@@ -52,7 +52,22 @@ const CASES: Case[] = [
   { user: 'n2-extent-store', allowed: [{ serve: 'strata.estore.n2.read' }], refused: [{ serve: 'strata.estore.n1.read' }, { put: [buckets.hb, 'disk.12'] }] },
   { user: 'md-1', allowed: [{ put: [buckets.mdEgroup, '5'] }, { serve: 'strata.md.3.get' }, { put: [buckets.own, 'md.3'] }, { put: [buckets.hb, 'shard.md-2'] }], refused: [{ put: [buckets.own, 'vdisk.5'] }, { put: [buckets.hb, 'node.12345'] }, { request: 'strata.estore.n1.read' }] },
   // The curator sweeps what a deleted vDisk left, its ownership record included; the roles' leases are not its.
-  { user: 'n1-curator', allowed: [{ put: [buckets.own, 'curator.progress'] }, { serve: 'strata.curator.status' }, { put: [buckets.own, 'vdisk.5'] }, { request: 'strata.cfg.delete' }, { request: 'strata.events.space' }], refused: [{ put: [buckets.mdEgroup, '5'] }, { put: [buckets.own, 'role.config'] }, { request: 'strata.io.n1.write' }, { request: 'strata.cfg.create' }] },
+  // It maps scan tasks on its own map subject only, asks the others' as master, and keeps the scan's record and outputs.
+  {
+    user: 'n1-curator',
+    allowed: [
+      { put: [buckets.own, 'curator.progress'] },
+      { serve: 'strata.curator.status' },
+      { put: [buckets.own, 'vdisk.5'] },
+      { request: 'strata.cfg.delete' },
+      { request: 'strata.events.space' },
+      { serve: 'strata.curator.n1.map' },
+      { request: 'strata.curator.n2.map' },
+      { put: [buckets.own, 'curator.scan'] },
+      { put: [buckets.own, 'curator.map.3.0'] },
+    ],
+    refused: [{ put: [buckets.mdEgroup, '5'] }, { put: [buckets.own, 'role.config'] }, { request: 'strata.io.n1.write' }, { request: 'strata.cfg.create' }, { serve: 'strata.curator.n2.map' }],
+  },
   { user: 'n1-ha-agent', allowed: [{ request: 'strata.ha.hb.n1' }, { put: [buckets.ha, 'host.n1'] }, { serve: 'strata.ha.agent.n1.power-on' }], refused: [{ request: 'strata.ha.hb.n2' }, { put: [buckets.ha, 'host.n2'] }, { serve: 'strata.ha.agent.n2.power-on' }, { put: [buckets.cfg, 'vm.5'] }] },
   { user: 'n1-node-host', allowed: [{ request: 'strata.io.n1.write' }, { serve: 'strata.estore.n1.read' }, { put: [buckets.hb, 'node.11'] }], refused: [{ request: 'strata.io.n2.write' }, { serve: 'strata.estore.n2.read' }, { put: [buckets.hb, 'node.21'] }, { put: [buckets.cfg, 'vdisk.5'] }] },
 ];

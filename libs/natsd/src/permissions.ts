@@ -219,7 +219,9 @@ export function metadataShardGrant(shard: string): Grant {
 }
 
 /**
- * A node's curator: scans metadata, copies replicas between extent stores, holds the
+ * A node's curator: maps scan tasks for the master on its own map subject (and, as
+ * master, asks the other curators' and keeps the scan's record and outputs), scans
+ * metadata, copies replicas between extent stores, holds the
  * master lease, and sweeps what a deleted vDisk left (fences and deletes its ownership
  * and takeover records, purges its oplog subject, and has the config service delete
  * its entry last).
@@ -235,11 +237,12 @@ export function curatorGrant(scope: NodeScope): Grant {
       ...kv(buckets.hb),
       ...kv(buckets.mdVdisk),
       ...kv(buckets.mdEgroup),
-      ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress, keys.vdiskOwnershipAll, anyLast(keys.takeover(0n))]),
+      subjects.curatorMap(ANY),
+      ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress, keys.curatorScan, keys.curatorMapOutputAll, keys.vdiskOwnershipAll, anyLast(keys.takeover(0n))]),
       // Its own events, and the sweep's (vdisk.swept, egroup.reclaimed are space events).
       ...events(EventCategory.curator, EventCategory.space),
     ],
-    subscribe: [subjects.curator(ANY)],
+    subscribe: [subjects.curator(ANY), subjects.curatorMap(scope.node)],
   });
 }
 

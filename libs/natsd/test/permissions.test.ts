@@ -99,6 +99,15 @@ describe('role grants', () => {
     expect(pub(metadataShardGrant('md-1'), '$KV.hb.shard.md-2')).toBe(true);
     expect(pub(metadataShardGrant('md-1'), '$KV.hb.node.12345')).toBe(false);
     expect(pub(curatorGrant(n1), '$KV.md-egroup.5')).toBe(false);
+  });
+
+  it("a curator serves its own node's map tasks and asks any other curator's, as master", () => {
+    expect(sub(curatorGrant(n1), 'strata.curator.n1.map')).toBe(true);
+    expect(sub(curatorGrant(n1), 'strata.curator.n2.map')).toBe(false);
+    expect(pub(curatorGrant(n1), 'strata.curator.n2.map')).toBe(true);
+    expect(pub(curatorGrant(n1), '$KV.own.curator.scan')).toBe(true);
+    expect(pub(curatorGrant(n1), '$KV.own.curator.map.3.0')).toBe(true);
+    expect(pub(curatorGrant(n1), '$KV.own.role.config')).toBe(false);
     expect(pub(vdiskControllerGrant(n1), '$KV.md-vdisk.5.0')).toBe(false);
   });
 

@@ -9,13 +9,14 @@
 // their own schedule and on request, at their own byte budget; the replicas they find
 // damaged go to the plan, which replaces them like lost ones. When the plan has
 // nothing to copy and nothing is queued, a rebalance (rebalance.ts) may move replicas
-// from the fullest disks to the emptiest, through the same copies. It runs only while its process
+// from the fullest disks to the emptiest, through the same copies. A scan's entries are
+// read by map tasks on the curators (scans.ts, mapreduce.ts): full, complete or
+// partial (only what changed since the last scan). It runs only while its process
 // holds the lease `curator.master` (actor.ts); every decision is the plan's, this
 // file does the I/O around it.
 import { performance } from 'node:perf_hooks';
 import type { Bus, Service } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
-import { ErrorCode, isStrataError } from '@strata/errors';
 import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
@@ -23,15 +24,17 @@ import type { MdMaps } from '@strata/md-client';
 import { describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
 import {
   CuratorOp,
-  EstoreOp,
   EventType,
   curatorScanRequest,
   curatorScrubRequest,
   curatorStatusRequest,
-  egStatReply,
   keys,
   subjects,
   type ClusterEvent,
+  type CuratorMapReply,
+  type CuratorMapRequest,
+  type curatorMapOutput,
+  type curatorScanRecord,
   type CuratorGarbageSummary,
   type CuratorProgress,
   type CuratorRebalance,
@@ -49,8 +52,10 @@ import { Copier, pause } from './copier';
 import { afterMove, countDrains, drainKey, type DrainCount } from './drain';
 import { collectGarbage } from './gc';
 import { damagedForPlan, scrubReplicas, scrubTargets } from './scrub';
+import { forEachLimited } from './map';
 import { missingKey, plan, type ClusterView, type CopyAction, type EgroupRow } from './plan';
 import { ByteBudget, RateMeter, etaMs } from './rate';
+import { ScanTasks, type ScanInFlight } from './scans';
 import { planRebalance, type Spread } from './rebalance';
 import { observeWrites, planTiering, type LastWrites, type TierUse } from './tiering';
 import type { CuratorSettings } from './settings';
@@ -80,6 +85,11 @@ export interface MasterDeps {
   usage: TypedBucket<typeof diskUsage>;
   own: TypedBucket<typeof vdiskOwnership>;
   progress: TypedBucket<typeof curatorProgress>;
+  /** The scan running (`curator.scan`) and its map outputs (`curator.map.<task>.<page>`), in `own`. */
+  scans: TypedBucket<typeof curatorScanRecord>;
+  outputs: TypedBucket<typeof curatorMapOutput>;
+  /** One page of a map task, mapped by this process (map.ts): for the tasks the master maps itself. */
+  mapLocal: (req: CuratorMapRequest) => Promise<CuratorMapReply>;
   events: EventLog;
 }
 
@@ -87,6 +97,8 @@ interface RunningScan {
   startedAtMs: number;
   full: boolean;
   done: Promise<CuratorScanSummary>;
+  /** Its record and map tasks, once they are made. */
+  tasks?: ScanInFlight;
 }
 
 /** The scan that starts when the running one ends, shared by every request that arrived meanwhile. */
@@ -134,6 +146,10 @@ export class CuratorMaster {
   private running: RunningScan | undefined;
   private following: FollowingScan | undefined;
   private scans = 0;
+  /** The map tasks of the scans, their records, and the last scan's rows (scans.ts). */
+  private readonly scanTasks: ScanTasks;
+  /** When the last full scan started (for the schedule of full scans). */
+  private lastFullAtMs = Date.now();
   private counts = { bytesCopied: 0, copiesDone: 0, copiesFailed: 0 };
   private lastScan: CuratorScanSummary | undefined;
   /** Replicas the garbage collection deleted, and their bytes, since the progress record was created. */
@@ -159,12 +175,28 @@ export class CuratorMaster {
       leading: d.leading,
       replan: (row) => Promise.resolve(this.replan(row)),
     });
+    this.scanTasks = new ScanTasks({
+      bus: d.bus,
+      log: d.log,
+      settings: d.settings,
+      me: d.me,
+      epoch: d.epoch,
+      leading: d.leading,
+      stopped: () => this.stopped,
+      egroups: d.egroups,
+      scans: d.scans,
+      outputs: d.outputs,
+      mapLocal: d.mapLocal,
+      emit: (fields, message) => this.emit(fields, message),
+    });
   }
 
   async start(): Promise<void> {
     const previous = (await this.d.progress.get(keys.curatorProgress))?.value;
     if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
     if (previous !== undefined) this.garbage = { garbageDeleted: previous.garbageDeleted ?? 0, garbageBytes: previous.garbageBytes ?? 0 };
+    if (previous?.lastFullScanAtMs !== undefined) this.lastFullAtMs = previous.lastFullScanAtMs;
+    await this.scanTasks.findLeft();
     const { bus } = this.d;
     this.services.push(await bus.serve(subjects.curator(CuratorOp.status), curatorStatusRequest, () => this.status()));
     this.services.push(await bus.serve(subjects.curator(CuratorOp.scan), curatorScanRequest, (r) => this.scan(r.full, 'operator')));
@@ -280,10 +312,12 @@ export class CuratorMaster {
 
   private startScan(full: boolean, reason: string): Promise<CuratorScanSummary> {
     const startedAtMs = Date.now();
-    const done = this.scanNow(full, reason, startedAtMs).finally(() => {
+    const running = { startedAtMs, full: full || this.scanTasks.resumesFull() } as RunningScan;
+    const done = this.scanNow(full, reason, running).finally(() => {
       if (this.running?.done === done) this.running = undefined;
     });
-    this.running = { startedAtMs, full, done };
+    running.done = done;
+    this.running = running;
     return done;
   }
 
@@ -301,13 +335,23 @@ export class CuratorMaster {
     }, delayMs);
   }
 
-  private async scanNow(full: boolean, reason: string, startedAtMs: number): Promise<CuratorScanSummary> {
+  private async scanNow(full: boolean, reason: string, running: RunningScan): Promise<CuratorScanSummary> {
     const t0 = performance.now();
+    const { startedAtMs } = running;
     // Deleted vDisks first: their extent groups are freed, not re-replicated.
     const swept = await this.sweep();
-    const rows = await this.readRows();
-    const view = await this.keptWriters(await this.readView(), rows);
-    const missing = full ? await this.missingReplicas(rows, view) : new Set<string>();
+    const seen = await this.readView();
+    const mapped = await this.scanTasks.map({
+      full,
+      fullDue: Date.now() - this.lastFullAtMs >= this.d.settings.curatorFullScanIntervalMs,
+      reason,
+      startedAtMs,
+      view: seen,
+      started: (tasks) => (running.tasks = tasks),
+    });
+    const { rows, missing, record } = mapped;
+    const view = await this.keptWriters(seen, rows);
+    full = record.kind === 'full';
     this.damaged = damagedForPlan(this.damaged, rows);
     const p = plan(rows, view, Date.now(), { reprotectDelayMs: this.d.settings.reprotectDelayMs }, missing, this.damaged);
     this.view = view;
@@ -339,13 +383,23 @@ export class CuratorMaster {
       lostReplicas: p.lostReplicas,
       copiesQueued,
       unfixable: p.unfixable.length,
+      kind: record.kind,
+      id: record.id,
+      entries: mapped.entries,
+      ...(record.kind === 'partial' ? { sinceRevision: mapped.sinceRevision } : {}),
+      tasks: record.tasks.length,
+      reassigned: mapped.board.reassigned,
+      resumed: mapped.resumed,
+      workers: mapped.board.workers(),
     };
     this.lastScan = summary;
+    if (full) this.lastFullAtMs = record.startedAtMs;
     const rebuildNote = this.d.settings.rebuild === 'on' ? '' : ' (rebuild is off: nothing is copied)';
     await this.emit(
-      { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason },
-      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}`,
+      { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason: record.reason },
+      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}; ${describeMap(summary)}`,
     );
+    await this.scanTasks.ended(record, rows);
     await this.drainsCounted(rows, view);
     await this.writeProgress();
     // A replica on a node dead for less than the delay becomes lost at a known time: scan then.
@@ -501,24 +555,6 @@ export class CuratorMaster {
     return rows.sort((a, b) => (a.egroup < b.egroup ? -1 : a.egroup > b.egroup ? 1 : 0));
   }
 
-  /** A full scan's look at the disks: the replicas on live nodes whose extent store has no file for them. */
-  private async missingReplicas(rows: readonly EgroupRow[], view: ClusterView): Promise<Set<string>> {
-    const missing = new Set<string>();
-    // Only entries at version 1 or more: every replica has acknowledged a write, so each
-    // must have its file (a new extent group's replicas have none until their first write).
-    const written = rows.filter((row) => row.entry.version > 0);
-    const replicas = written.flatMap((row) => row.entry.replicas.filter((r) => view.nodes.get(r.node)?.liveness === 'alive').map((r) => ({ egroup: row.egroup, ...r })));
-    await forEachLimited(replicas, SCAN_READS_IN_FLIGHT, async (r) => {
-      try {
-        await this.d.bus.request(subjects.estore(r.node, EstoreOp.stat), { disk: r.disk, egroup: r.egroup }, egStatReply, { timeoutMs: this.d.settings.curatorRequestTimeoutMs });
-      } catch (err) {
-        // Only NOT_FOUND says the file is gone; a node that does not answer is judged by its liveness.
-        if (isStrataError(err, ErrorCode.NOT_FOUND)) missing.add(missingKey(r.egroup, r.disk));
-      }
-    });
-    return missing;
-  }
-
   /** The copy a fresh entry of one extent group needs now, judged on the last scan's view. */
   private replan(row: EgroupRow): CopyAction | undefined {
     if (this.view === undefined || this.stopped) return undefined;
@@ -601,6 +637,7 @@ export class CuratorMaster {
       bytesPerSec,
       ...(eta === undefined ? {} : { etaMs: eta }),
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
+      lastFullScanAtMs: this.lastFullAtMs,
       ...this.garbage,
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
       ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
@@ -640,7 +677,7 @@ export class CuratorMaster {
     return {
       master: this.d.me,
       curatorEpoch: this.d.epoch,
-      ...(this.running === undefined ? {} : { running: { startedAtMs: this.running.startedAtMs, full: this.running.full } }),
+      ...(this.running === undefined ? {} : { running: runningStatus(this.running) }),
       copiesInFlight: this.inFlight.size,
       progress: this.currentProgress(),
     };
@@ -681,12 +718,17 @@ export class CuratorMaster {
 const permille = (pct: number): number => Math.max(0, Math.round(pct * 10));
 const atEnd = (d: Spread['fullest']): { disk: bigint; node: string; usedPermille: number } => ({ disk: d.disk, node: d.node, usedPermille: permille(d.usedPct) });
 
-/** Runs `work` over `items`, at most `limit` at a time; the first failure fails it all. */
-export async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+/** The scan running, for status: its kind and map tasks once they are made. */
+function runningStatus(r: RunningScan): NonNullable<CuratorStatusReply['running']> {
+  if (r.tasks === undefined) return { startedAtMs: r.startedAtMs, full: r.full };
+  const { record, board } = r.tasks;
+  const p = board.progress();
+  return { startedAtMs: r.startedAtMs, full: record.kind === 'full', kind: record.kind, id: record.id, tasksDone: p.done, tasksTotal: p.total, workers: p.workers };
 }
 
+/** `8 map tasks (n2 4, n3 4), 1 reassigned, 3 found done, 120 entries read`: a scan's map, for its event. */
+export function describeMap(s: CuratorScanSummary): string {
+  const workers = (s.workers ?? []).map((w) => `${w.node} ${w.tasks}`).join(', ');
+  const since = s.sinceRevision === undefined ? '' : ` (changed since revision ${s.sinceRevision})`;
+  return `${s.kind ?? (s.full ? 'full' : 'complete')} scan ${s.id ?? s.startedAtMs}: ${s.tasks ?? 0} map tasks (${workers}), ${s.reassigned ?? 0} reassigned, ${s.resumed ?? 0} found done, ${s.entries ?? 0} entries read${since}`;
+}

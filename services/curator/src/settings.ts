@@ -1,7 +1,7 @@
 // The curator's settings (flags or STRATA_* variables), checked at start-up.
 import { z } from 'zod';
 import { millis } from '@strata/actor';
-import { EG_READ_BYTES_MAX, objectName } from '@strata/proto';
+import { EG_READ_BYTES_MAX, MD_PARTITIONS, objectName } from '@strata/proto';
 
 const MiB = 2 ** 20;
 
@@ -73,6 +73,29 @@ export const curatorSettings = z
     scrubBytesPerS: z.coerce.number().int().min(64 * 1024).default(4 * MiB),
     /** A scrub pass starts this long after the last one ended (and on `strata curator scrub`). */
     scrubIntervalMs: millis(24 * 3_600_000),
+    /**
+     * A full scan (every entry, and each replica's extent store asked for its file)
+     * starts on the schedule when the last one is this old; the scans between are
+     * partial (the entries changed since the last scan). `strata curator scan --full` runs one now.
+     */
+    curatorFullScanIntervalMs: millis(6 * 3_600_000),
+    /** Map tasks a complete or full scan splits the md-egroup partitions into (a partial scan: one per curator at most). */
+    curatorMapTasks: z.coerce.number().int().min(1).max(MD_PARTITIONS).default(8),
+    /** The deadline of one page of a map task on a slave: past it, the task goes to another curator. */
+    curatorMapTimeoutMs: millis(30_000),
+    /**
+     * A map task one curator has mapped this long may be given to an idle one too (a
+     * backup; the first answer counts): a hung slave costs a scan this, not the map deadline.
+     */
+    curatorMapBackupAfterMs: millis(5_000),
+    /** Times a map task is handed to slaves at most; after that the master maps it itself. */
+    curatorMapAttemptsMax: z.coerce.number().int().min(1).max(16).default(3),
+    /** Fault tests only: each page of a map task is answered this much later, so a test can kill a curator mid-task. 0 in production. */
+    curatorMapHoldMs: z.coerce.number().int().min(0).max(600_000).default(0),
+    /** `off` fails a scan whose map task failed instead of handing the task to another curator (to show what a test depends on). */
+    curatorMapReassign: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
+    /** `off` makes a new master drop the scan its predecessor left instead of resuming it (to show what a test depends on). */
+    curatorScanResume: z.enum(['on', 'off'], { error: 'must be on or off' }).default('on'),
     /** Budget of each request to an extent store, a metadata shard or the config service. */
     curatorRequestTimeoutMs: millis(10_000),
   })
