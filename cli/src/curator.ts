@@ -94,7 +94,7 @@ export function formatRebalance(r: CuratorRebalance): string {
 /** `tiering: on, threshold 80%, cold after 1h; tiers ssd 83.2%, hdd 4.1%; 3 moves queued or running, 12 done`. */
 export function formatTiering(t: CuratorTiering): string {
   const state = t.enabled ? 'on' : 'off (STRATA_TIERING=off or STRATA_REBUILD=off: nothing moves)';
-  const tiers = t.tiers.length === 0 ? 'no disk takes part' : `tiers ${t.tiers.map((x) => `${x.tier} ${x.usedPermille / 10}%`).join(', ')}`;
+  const tiers = t.tiers.length === 0 ? 'no tier use measured yet (none before the first scan, or no disk)' : `tiers ${t.tiers.map((x) => `${x.tier} ${x.usedPermille / 10}%`).join(', ')}`;
   return `tiering: ${state}, threshold ${t.thresholdPermille / 10}%, cold after ${formatDuration(t.coldAfterMs)}; ${tiers}; ${t.moving} moves queued or running, ${t.movesDone} done`;
 }
 
