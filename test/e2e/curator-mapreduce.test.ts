@@ -21,6 +21,7 @@
 // 1 and 4 (the scan fails with the killed or hung slave's task); CURATOR_TEST_SCAN_RESUME=off
 // (STRATA_CURATOR_SCAN_RESUME=off) fails case 2 (the new master starts a new scan).
 import { existsSync } from 'node:fs';
+import { healthReply, healthSubject } from '@strata/actor';
 import { connectBus, type Bus } from '@strata/bus';
 import { Kvm } from '@nats-io/kv';
 import { CuratorOp, EstoreOp, EventType, buckets, egDeleteReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorStatusReply } from '@strata/proto';
@@ -52,6 +53,29 @@ const ENV: Record<string, string> = {
 async function curatorPid(cluster: UpCluster, node: string): Promise<number | undefined> {
   const procs = await hostProcesses(cluster.up.pid(), node);
   return [...procs].find(([, cmd]) => cmd.includes('services/curator/'))?.[0];
+}
+
+/**
+ * Waits until every node's curator answers its health check again (a killed one is
+ * restarted by `strata up`); the failure names what answered and what `ps` shows.
+ */
+async function threeCurators(cluster: UpCluster, bus: Bus): Promise<void> {
+  const answered = new Map<string, number>();
+  try {
+    await waitFor('three curators answering their health checks', 30_000, async () => {
+      await Promise.all(
+        ['n1', 'n2', 'n3'].map(async (n) => {
+          const reply = await bus.request(healthSubject('curator', n), {}, healthReply, { timeoutMs: 2_000 }).catch(() => undefined);
+          if (reply === undefined) answered.delete(n);
+          else answered.set(n, reply.pid);
+        }),
+      );
+      return answered.size === 3;
+    }, 300);
+  } catch (err) {
+    const seen = await Promise.all(['n1', 'n2', 'n3'].map(async (n) => `${n}: ${(await curatorPid(cluster, n)) ?? 'none'}`));
+    throw new Error(`${(err as Error).message}: answered ${JSON.stringify([...answered])}; curator processes of strata up ${seen.join(', ')}; its output: ${cluster.up.output().slice(-2000)}`);
+  }
 }
 
 describe('curator scans as map tasks on the slave curators', () => {
@@ -138,7 +162,7 @@ describe('curator scans as map tasks on the slave curators', () => {
 
   it('resumes the persisted scan under a new master after the master is killed mid-scan, mapping only the tasks not done', async () => {
     // Three curators again (the victim was started again).
-    await waitFor('three curator processes', 30_000, async () => (await Promise.all(['n1', 'n2', 'n3'].map((n) => curatorPid(cluster, n)))).every((p) => p !== undefined), 300);
+    await threeCurators(cluster, bus);
     const { master } = await idle();
     const startedMs = Date.now();
     const scanning = scan(true);
@@ -197,7 +221,7 @@ describe('curator scans as map tasks on the slave curators', () => {
   }, 60_000);
 
   it('backs up the task of a hung slave on an idle curator, and the scan completes', async () => {
-    await waitFor('three curator processes', 30_000, async () => (await Promise.all(['n1', 'n2', 'n3'].map((n) => curatorPid(cluster, n)))).every((p) => p !== undefined), 300);
+    await threeCurators(cluster, bus);
     const { master } = await idle();
     const startedMs = Date.now();
     const scanning = scan(true);
@@ -217,5 +241,6 @@ describe('curator scans as map tasks on the slave curators', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
+    cluster.passed = true;
   }, 60_000);
 });

@@ -138,13 +138,15 @@ describe('scaling one instance at a time under a verifying workload', () => {
       n4 = await startRun(nodeRun, /^ready: node n4$/m);
       n4Disk = BigInt((JSON.parse(await strata(cluster, ['--json', 'disk', 'ls'])) as Array<{ name: string; id: string }>).find((d) => d.name === 'n4-d1')!.id);
       // Moves to n4's disk, then the disks within the threshold (placement alone puts only new extent groups there).
+      // The first three nodes may rebalance among themselves before n4 comes (node 1, the
+      // owner, holds a replica of every extent group): only a done after a move to n4 counts.
       const events = await waitFor('curator.rebalance.move to n4-d1, then curator.rebalance.done', 60_000, async () => {
         // A read of the stream that fails (no responders while a stream leader moves) is no answer yet.
         const nc = await connectClient(cluster.natsUrl);
         const read = await readEvents(nc).catch(() => undefined).finally(() => nc.close());
         if (read === undefined) return false;
         const all = read.filter((ev) => ev.atMs >= since);
-        const firstMove = all.findIndex((ev) => ev.type === EventType.curatorRebalanceMove);
+        const firstMove = all.findIndex((ev) => ev.type === EventType.curatorRebalanceMove && ev.toDisk === n4Disk);
         return firstMove >= 0 && all.slice(firstMove).some((ev) => ev.type === EventType.curatorRebalanceDone) ? all : false;
       }, 500);
       const moves = events.filter((ev) => ev.type === EventType.curatorRebalanceMove);
