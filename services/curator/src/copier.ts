@@ -10,11 +10,7 @@
 // The source is asked once more after the record; if it moved on, the record is
 // rolled back (the entry as it was, by compare-and-set, and the new file deleted) and
 // the next scan copies again. Only once that check passes does a move (`drop`) delete
-// the replica it replaced. A write that reaches the source after that check comes
-// from an owner that still knows the old entry: its direct writes stand only if the
-// entry names the replicas they were written to, which it reads after writing them
-// (confirmReplicas in the vdisk-controller's extent-groups.ts), and its drain records
-// the entry by compare-and-set.
+// the replica it replaced.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
 import type { Bus } from '@strata/bus';

@@ -235,28 +235,7 @@ export class ExtentGroups implements ExtentSpace {
       // A direct write carries at most one I/O message's bytes (IO_CHUNK_BYTES): one
       // replica write, not one per drain-sized chunk (each costs a sidecar update and an fdatasync).
       for (const chunk of chunks(pieces, Math.max(this.deps.writeBytesMax, IO_CHUNK_BYTES))) await this.writeChunk(egroup, state, chunk, this.deps.putTimeoutMs);
-      await this.confirmReplicas(egroup, state);
     });
-  }
-
-  /**
-   * The copy race (curator copier.ts, at the top), from the writer's side. The curator
-   * may have moved or rebuilt a replica of `egroup` since this controller read its
-   * entry: a direct write to the replicas it knew can then land on the old one after
-   * the copy's last check, and the new replica would never hold it. So a direct write
-   * stands only if the entry still names the replicas it was written to. Otherwise the
-   * new ones are adopted and UNAVAILABLE sends the write through the oplog, whose drain
-   * writes the replicas the map names now; its bytes on the old ones are garbage.
-   * Either the copier's last check sees this write (it reached the source before the
-   * check: the copy is rolled back), or the new entry was recorded before this read.
-   * Drain needs no such check: it records the entry by compare-and-set, and after a
-   * CONFLICT writes again.
-   */
-  private async confirmReplicas(egroup: bigint, state: EgroupState): Promise<void> {
-    const moved = await this.refreshReplicas(egroup, state);
-    if (moved !== undefined) {
-      throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup}: its replicas changed during a direct write (the curator moved or rebuilt one); the write goes through the oplog`);
-    }
   }
 
   /** The attributes of a span of replica writes of `pieces` to `egroup`. */
@@ -427,7 +406,7 @@ export class ExtentGroups implements ExtentSpace {
     if (got === null || got.value.vdisk !== state.entry.vdisk) return undefined;
     const same = got.value.replicas.length === state.entry.replicas.length && got.value.replicas.every((r, i) => r.disk === state.entry.replicas[i]!.disk);
     if (same) return undefined;
-    this.deps.log.info({ egroup: String(egroup), was: state.entry.replicas.map((r) => r.node), now: got.value.replicas.map((r) => r.node) }, 'the extent group has new replicas (the curator moved or rebuilt one): using those');
+    this.deps.log.info({ egroup: String(egroup), was: state.entry.replicas.map((r) => r.node), now: got.value.replicas.map((r) => r.node) }, 'the extent group has new replicas (re-replicated): reading those');
     state.entry = { ...state.entry, replicas: got.value.replicas };
     state.revision = Math.max(state.revision, got.revision);
     return got.value.replicas;

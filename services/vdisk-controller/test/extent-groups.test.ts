@@ -125,29 +125,6 @@ describe('extent groups', () => {
     await expect(groups.read(extent, 0, 2)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
   });
 
-  it('a direct write whose replicas the curator changed meanwhile fails UNAVAILABLE (it then goes through the oplog), and the next one writes the new replicas', async () => {
-    const md = new MemoryMd();
-    const replicas = new Map<string, FakeReplica>([
-      ['1', { version: 0, bytes: new Uint8Array(64) }],
-      ['2', { version: 0, bytes: new Uint8Array(64) }],
-    ]);
-    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 0, sizeBytes: 64, extents: [] };
-    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
-    const sent: string[] = [];
-    const groups = testExtentGroups(fakeBus(replicas, sent), md);
-    await groups.put(9n, [{ offset: 0, data: new Uint8Array([1]) }]);
-    // The curator moves disk 2's replica to disk 3 (n2 drains): copied, recorded, its last check passed.
-    replicas.set('3', { version: replicas.get('2')!.version, bytes: replicas.get('2')!.bytes.slice() });
-    await md.put('egroup', keys.egroup(9n), { ...entry, replicas: [{ disk: 1n, node: 'n1' }, { disk: 3n, node: 'n3' }] }, revision);
-    // The controller still knows disks 1 and 2: the write lands there, after the copy, and must not stand.
-    await expect(groups.put(9n, [{ offset: 1, data: new Uint8Array([2]) }])).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringMatching(/replicas changed during a direct write/) });
-    expect(replicas.get('3')!.bytes[1]).toBe(0);
-    // The next one writes the replicas the map names now.
-    await groups.put(9n, [{ offset: 2, data: new Uint8Array([3]) }]);
-    expect(sent).toEqual(['write disk 1 v1', 'write disk 2 v1', 'write disk 1 v2', 'write disk 2 v2', 'write disk 1 v3', 'write disk 3 v3']);
-    expect(Array.from(replicas.get('3')!.bytes.subarray(0, 3))).toEqual([1, 0, 3]);
-  });
-
   it('looks at the entry before reading when every replica it knows is on a dead or suspect node, and reads the new ones without waiting on the old', async () => {
     const md = new MemoryMd();
     const replicas = new Map<string, FakeReplica>([
