@@ -151,7 +151,7 @@ export class FailoverCoordinator {
       from,
       to,
       epoch: ownership.value.epoch + 1,
-      reason: `node ${from} declared dead`,
+      reason: `node ${from} declared dead${this.passedOver(from, to, ownership.value)}`,
       startedAtMs: Date.now(),
       attempts: 0,
       excluded: [],
@@ -180,6 +180,17 @@ export class FailoverCoordinator {
     const load = new Map(alive.map((n) => [n, 0]));
     for (const e of this.deps.ownership.values()) if (load.has(e.value.owner)) load.set(e.value.owner, load.get(e.value.owner)! + 1);
     return [...load].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0];
+  }
+
+  /** Why volunteers listed before `to` were not chosen (empty when none was passed over), for the takeover's reason. */
+  private passedOver(from: string, to: string, ownership: VdiskOwnership): string {
+    const liveness = new Map(this.deps.nodes().map((n) => [n.name, n.liveness]));
+    const skipped: string[] = [];
+    for (const v of ownership.volunteers) {
+      if (v === to) break;
+      if (v !== from) skipped.push(`${v} ${liveness.get(v) ?? 'unknown'}`);
+    }
+    return skipped.length === 0 ? '' : `; volunteer ${skipped.join(', ')}`;
   }
 
   /** Runs one step's effect; every step may run twice without harm. */
