@@ -65,8 +65,8 @@ export type IoZeroRequest = z.output<typeof ioZeroRequest>;
 export type IoFlushRequest = z.output<typeof ioFlushRequest>;
 
 export const IoOp = { read: 'read', write: 'write', zero: 'zero', flush: 'flush' } as const;
-/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`, `.snapshot`. */
-export const VdcOp = { open: 'open', relinquish: 'relinquish', snapshot: 'snapshot' } as const;
+/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`, `.snapshot`, `.record-copy`. */
+export const VdcOp = { open: 'open', relinquish: 'relinquish', snapshot: 'snapshot', recordCopy: 'record-copy' } as const;
 /** Requests to an io-director beside I/O: `strata.io.<node>.attach`, `.snapshot` (forwarded to the owner's controller). */
 export const DirectorOp = { attach: 'attach', snapshot: 'snapshot' } as const;
 export type IoOp = (typeof IoOp)[keyof typeof IoOp];
@@ -387,6 +387,33 @@ export const egroupEntry = z.strictObject({
   ),
 });
 export type EgroupEntry = z.output<typeof egroupEntry>;
+
+/**
+ * `strata.vdc.<node>.record-copy`: the curator copied a replica of one of the vDisk's
+ * extent groups; the owner, the only writer of the extent group, records the new
+ * entry between two of its writes, and only if the replica copied from has not been
+ * written since the copy read it (PROTOCOL.md, "Extent stores").
+ */
+export const vdcRecordCopyRequest = z.strictObject({
+  vdisk: u64,
+  /** The ownership epoch the curator read in `own`; another one is NOT_OWNER. */
+  epoch: uint,
+  egroup: u64,
+  /** The replica copied from, and its version and size when the copy read it. */
+  source: egroupReplica,
+  sourceVersion: uint,
+  sourceSizeBytes: uint,
+  /** The entry with the new replica, and the revision of the entry it was made from (compare-and-set). */
+  entry: egroupEntry,
+  revision: uint,
+});
+export type VdcRecordCopyRequest = z.output<typeof vdcRecordCopyRequest>;
+
+export const vdcRecordCopyReply = z.strictObject({
+  /** The entry's revision once recorded. */
+  revision: uint,
+});
+export type VdcRecordCopyReply = z.output<typeof vdcRecordCopyReply>;
 
 export const MdMap = { vdisk: 'vdisk', extent: 'extent', egroup: 'egroup' } as const;
 export type MdMap = (typeof MdMap)[keyof typeof MdMap];

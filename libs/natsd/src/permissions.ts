@@ -8,7 +8,7 @@
 // take them with no extra files or tools, a server config lists them with their
 // permissions in one block, and `strata up` makes them with crypto.randomBytes. With
 // TLS on every connection the password never crosses the wire in clear.
-import { buckets, CfgOp, EventCategory, keys, streams, subjects } from '@strata/proto';
+import { buckets, CfgOp, EventCategory, VdcOp, keys, streams, subjects } from '@strata/proto';
 
 /** The roles a connection can have. `admin` is the operator's CLI: everything. */
 export const Role = {
@@ -238,6 +238,8 @@ export function curatorGrant(scope: NodeScope): Grant {
       ...kv(buckets.mdVdisk),
       ...kv(buckets.mdEgroup),
       subjects.curatorMap(ANY),
+      // A copy is recorded by the vDisk's owner (its writer) when it has one.
+      subjects.controller(ANY, VdcOp.recordCopy),
       ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress, keys.curatorScan, keys.curatorMapOutputAll, keys.vdiskOwnershipAll, anyLast(keys.takeover(0n))]),
       // Its own events, and the sweep's (vdisk.swept, egroup.reclaimed are space events).
       ...events(EventCategory.curator, EventCategory.space),

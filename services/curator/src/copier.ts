@@ -5,12 +5,20 @@
 // caller's `replan`), so a replica is never recorded on a wrong or duplicate disk.
 //
 // The race between the last check and the record: a vDisk's owner writes every
-// replica its entry names, so a write that reaches the source after the copy's last
-// stat and before the compare-and-set is on the source and not on the new replica.
-// The source is asked once more after the record; if it moved on, the record is
-// rolled back (the entry as it was, by compare-and-set, and the new file deleted) and
-// the next scan copies again. Only once that check passes does a move (`drop`) delete
-// the replica it replaced.
+// replica its cached entry names, so a write that reaches the source after the copy's
+// last stat, or after the record while the owner still knows the old entry, is on the
+// source and not on the new replica. So when the vDisk has an owner, the owner records
+// the copy (`strata.vdc.<owner>.record-copy`): between two of its writes of the extent
+// group it asks the source for the version the copy read, records the entry only if
+// it is unchanged, and writes the new replicas from then on (the vdisk-controller's
+// ExtentGroups.recordCopy). CONFLICT there (the source was written, or the entry
+// changed) plans the extent group again. A vDisk without an ownership record has no
+// writer: it was deleted while a snapshot still names its extent groups (a vDisk
+// never opened has none, and a deleted one is never claimed again). The copy is then
+// recorded here by compare-and-set, and the source is asked once more after, as a
+// guard; if it moved on, the record is rolled back (the entry as it was, and the new
+// file deleted) and the next scan copies again.
+// Only once the copy is recorded does a move (`drop`) delete the replica it replaced.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
 import type { Bus } from '@strata/bus';
@@ -18,7 +26,7 @@ import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
-import { EstoreOp, egDeleteReply, egReadReply, egStatReply, egWriteReply, keys, subjects, type vdiskOwnership } from '@strata/proto';
+import { EstoreOp, VdcOp, egDeleteReply, egReadReply, egStatReply, egWriteReply, keys, subjects, vdcRecordCopyReply, type EgroupEntry, type vdiskOwnership } from '@strata/proto';
 import { withCopy, withoutCopy, type CopyAction, type EgroupRow } from './plan';
 
 /** A replica's version and size, as a stat answers them. */
@@ -29,6 +37,8 @@ interface Stat {
 
 /** Compare-and-sets of one extent group's entry (each after a fresh read and plan) before the copy is given up until the next scan. */
 const RECORD_ATTEMPTS = 3;
+/** Owners asked to record one copy: a second after NOT_OWNER (the vDisk moved between reading `own` and asking). */
+const OWNER_ATTEMPTS = 2;
 
 export interface CopierDeps {
   bus: Bus;
@@ -69,11 +79,8 @@ export class Copier {
       if (current === null) return undefined;
       const next = withCopy(current.value, action);
       if (next.ok && current.revision === action.revision) {
-        const revision = await this.d.md.put('egroup', keys.egroup(action.egroup), next.entry, action.revision).catch((err: unknown) => {
-          if (isStrataError(err, ErrorCode.CONFLICT)) return undefined;
-          throw err;
-        });
-        if (revision !== undefined) return this.settle(action, copied, { egroup: action.egroup, revision, entry: next.entry });
+        const done = await this.record(action, copied, next.entry);
+        if (done !== undefined) return done;
       }
       // The entry changed since the plan read it: plan this extent group again from what it is now.
       if (attempt >= RECORD_ATTEMPTS) throw new StrataError(ErrorCode.CONFLICT, `egroup ${action.egroup}: the entry kept changing over ${RECORD_ATTEMPTS} copies; the next scan plans it again`);
@@ -83,6 +90,46 @@ export class Copier {
       action = await this.d.replan({ egroup: action.egroup, revision: fresh.revision, entry: fresh.value });
     }
     return undefined;
+  }
+
+  /**
+   * Records the copy: by the vDisk's owner when it has one, else here (see the top).
+   * Undefined after a CONFLICT: the entry or the source changed, plan it again.
+   */
+  private async record(action: CopyAction, copied: { bytes: number; at: Stat | undefined }, entry: EgroupEntry): Promise<CopyDone | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const own = await this.d.own.get(keys.vdiskOwnership(action.vdisk));
+      if (own === null) return this.recordHere(action, copied, entry);
+      try {
+        const request = {
+          vdisk: action.vdisk,
+          epoch: own.value.epoch,
+          egroup: action.egroup,
+          source: { disk: action.source.disk, node: action.source.node },
+          sourceVersion: copied.at?.version ?? 0,
+          sourceSizeBytes: copied.at?.sizeBytes ?? 0,
+          entry,
+          revision: action.revision,
+        };
+        const { revision } = await this.d.bus.request(subjects.controller(own.value.owner, VdcOp.recordCopy), request, vdcRecordCopyReply, { timeoutMs: this.d.timeoutMs });
+        return await this.dropReplaced(action, copied, { egroup: action.egroup, revision, entry });
+      } catch (err) {
+        if (isStrataError(err, ErrorCode.CONFLICT)) {
+          this.d.log.info({ egroup: String(action.egroup), owner: own.value.owner, why: err.message }, 'the owner did not record the copy; planning it again');
+          return undefined;
+        }
+        if (!isStrataError(err, ErrorCode.NOT_OWNER) || attempt >= OWNER_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /** A vDisk without an owner: the entry by compare-and-set here, then the source asked again (settle). */
+  private async recordHere(action: CopyAction, copied: { bytes: number; at: Stat | undefined }, entry: EgroupEntry): Promise<CopyDone | undefined> {
+    const revision = await this.d.md.put('egroup', keys.egroup(action.egroup), entry, action.revision).catch((err: unknown) => {
+      if (isStrataError(err, ErrorCode.CONFLICT)) return undefined;
+      throw err;
+    });
+    return revision === undefined ? undefined : this.settle(action, copied, { egroup: action.egroup, revision, entry });
   }
 
   /**
@@ -97,6 +144,12 @@ export class Copier {
       await this.rollBack(action, row);
       throw new StrataError(ErrorCode.CONFLICT, `egroup ${egroup}: the replica on disk ${source.disk} was written after the copy's last check (version ${copied.at?.version ?? 0} -> ${now?.version ?? 'gone'}); the copy is rolled back and the next scan copies it again`);
     }
+    return this.dropReplaced(action, copied, row);
+  }
+
+  /** A move's replaced replica deleted, once the copy is recorded. */
+  private async dropReplaced(action: CopyAction, copied: { bytes: number }, row: EgroupRow): Promise<CopyDone> {
+    const { egroup } = action;
     if (action.drop && action.lost !== undefined) {
       // The entry no longer names it: a failure here leaves a file the garbage collection deletes.
       await this.request(action.lost.node, EstoreOp.delete, { disk: action.lost.disk, egroup }, egDeleteReply).catch((err: unknown) =>

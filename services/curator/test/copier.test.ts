@@ -1,15 +1,18 @@
 // One copy against fake extent stores (the store's version rule: a write applies only
-// above the replica's version) and the in-memory metadata maps: the bytes arrive whole
-// at the source's version, the entry records the new replica in the lost one's place,
-// a changed entry is planned again instead of overwritten, a source written during
-// the copy fails it, one written between the copy's last check and the record rolls the
-// record back, and a move deletes the replica it replaced only once the record stands.
+// above the replica's version), the in-memory metadata maps and a fake owner (which
+// records a copy as the vdisk-controller does: the source's version checked, then the
+// entry by compare-and-set): the bytes arrive whole at the source's version, the
+// owner records the new replica in the lost one's place, a changed entry is planned
+// again instead of overwritten, a source written during the copy, or before the owner
+// records it, fails it; without an owner the copy is recorded here and one written
+// between the copy's last check and the record rolls the record back; a move deletes
+// the replica it replaced only once the record stands.
 import type { Bus } from '@strata/bus';
 import { createLogger } from '@strata/log';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { TypedBucket } from '@strata/kv';
 import { MemoryMd } from '@strata/md-client/testing';
-import { keys, type EgroupEntry, type vdiskOwnership } from '@strata/proto';
+import { keys, type EgroupEntry, type VdcRecordCopyRequest, type vdiskOwnership } from '@strata/proto';
 import { Copier } from '../src/copier';
 import type { CopyAction, EgroupRow } from '../src/plan';
 
@@ -20,9 +23,22 @@ interface FakeReplica {
   epoch?: number;
 }
 
-function fakeStores(replicas: Map<bigint, FakeReplica>, sent: string[], onRead: () => void = () => undefined): Bus {
+/** The owner's side of `record-copy` (ExtentGroups.recordCopy): the source as the copy read it, or CONFLICT; then the entry by compare-and-set. */
+async function ownerRecords(md: MemoryMd, replicas: Map<bigint, FakeReplica>, req: VdcRecordCopyRequest): Promise<{ revision: number }> {
+  const now = replicas.get(req.source.disk);
+  if ((now?.version ?? 0) !== req.sourceVersion || (now?.sizeBytes ?? 0) !== req.sourceSizeBytes) throw new StrataError(ErrorCode.CONFLICT, 'the source was written after the copy read it');
+  return { revision: await md.put('egroup', keys.egroup(req.egroup), req.entry, req.revision) };
+}
+
+function fakeStores(replicas: Map<bigint, FakeReplica>, sent: string[], onRead: () => void = () => undefined, md?: MemoryMd): Bus {
   const request = (subject: string, req: Record<string, unknown>): Promise<unknown> => {
     const op = subject.split('.').pop();
+    if (op === 'record-copy') {
+      sent.push(`record-copy at ${subject.split('.')[2]} epoch ${String(req.epoch)}`);
+      if (md === undefined) return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'no owner in this test'));
+      sent.push(`stat ${String((req.source as { disk: bigint }).disk)}`);
+      return ownerRecords(md, replicas, req as unknown as VdcRecordCopyRequest);
+    }
     const disk = req.disk as bigint;
     const replica = replicas.get(disk);
     sent.push(`${op} ${disk}${op === 'write' ? ` v${String(req.version)}` : ''}`);
@@ -50,7 +66,10 @@ function fakeStores(replicas: Map<bigint, FakeReplica>, sent: string[], onRead: 
   return { request } as unknown as Bus;
 }
 
-const own = { get: () => Promise.resolve({ key: 'vdisk.7', revision: 3, value: { owner: 'n2', epoch: 5, volunteers: [], drained: 0 } }) } as unknown as TypedBucket<typeof vdiskOwnership>;
+/** vDisk 7 is owned by n2 at epoch 5. */
+const owned = { get: () => Promise.resolve({ key: 'vdisk.7', revision: 3, value: { owner: 'n2', epoch: 5, volunteers: [], drained: 0 } }) } as unknown as TypedBucket<typeof vdiskOwnership>;
+/** vDisk 7 was never opened: nobody writes it. */
+const unowned = { get: () => Promise.resolve(null) } as unknown as TypedBucket<typeof vdiskOwnership>;
 const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 101n, node: 'n1' }, { disk: 102n, node: 'n2' }], version: 7, sizeBytes: 10_000, extents: [] };
 const source = (): FakeReplica => ({ version: 7, sizeBytes: 10_000, bytes: Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251) });
 
@@ -58,19 +77,20 @@ function action(revision: number): CopyAction {
   return { egroup: 9n, revision, vdisk: 7n, source: { disk: 102n, node: 'n2' }, lost: { disk: 101n, node: 'n1' }, target: { disk: 103n, node: 'n3' }, bytes: 10_000, left: 1, drop: false, replicationFactor: 2, reason: 'node n1 dead' };
 }
 
-function copier(bus: Bus, md: MemoryMd, replan: (row: EgroupRow) => Promise<CopyAction | undefined> = () => Promise.resolve(undefined)): Copier {
+function copier(bus: Bus, md: MemoryMd, replan: (row: EgroupRow) => Promise<CopyAction | undefined> = () => Promise.resolve(undefined), own = unowned): Copier {
   return new Copier({ bus, md, own, log: createLogger({ service: 'test', level: 'silent' }), chunkBytes: 4096, timeoutMs: 1_000, pace: () => Promise.resolve(), leading: () => true, replan });
 }
 
 describe('a copy', () => {
-  it('writes the source replica whole to the target in pieces, the versions rising to the source’s, and records it in the lost replica’s place', async () => {
+  it('writes the source replica whole to the target in pieces, the versions rising to the source’s, and has the owner record it in the lost replica’s place', async () => {
     const md = new MemoryMd();
     const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
     const replicas = new Map([[102n, source()], [103n, { version: 9, sizeBytes: 10, bytes: new Uint8Array(10) }]]);
     const sent: string[] = [];
-    const done = await copier(fakeStores(replicas, sent), md).run(action(revision));
-    // A leftover of an earlier, interrupted copy on the target is removed first.
-    expect(sent).toEqual(['stat 102', 'delete 103', 'read 102', 'write 103 v5', 'read 102', 'write 103 v6', 'read 102', 'write 103 v7', 'stat 102', 'stat 102']);
+    const done = await copier(fakeStores(replicas, sent, undefined, md), md, undefined, owned).run(action(revision));
+    // A leftover of an earlier, interrupted copy on the target is removed first; the
+    // owner checks the source again when it records.
+    expect(sent).toEqual(['stat 102', 'delete 103', 'read 102', 'write 103 v5', 'read 102', 'write 103 v6', 'read 102', 'write 103 v7', 'stat 102', 'record-copy at n2 epoch 5', 'stat 102']);
     expect(replicas.get(103n)).toMatchObject({ version: 7, sizeBytes: 10_000, epoch: 5 });
     expect(replicas.get(103n)!.bytes).toEqual(replicas.get(102n)!.bytes);
     expect(done?.bytes).toBe(10_000);
@@ -156,7 +176,57 @@ describe('a copy', () => {
     expect((await md.get('egroup', keys.egroup(9n)))!.value).toEqual(entry);
   });
 
-  it('rolls the record back when a write reaches the source after the last check and before the compare-and-set', async () => {
+  it("plans again, recording nothing, when the owner finds the source written after the copy's last check", async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    const sent: string[] = [];
+    const inner = fakeStores(replicas, sent, undefined, md);
+    // The owner's write lands on the source between the copy's last stat and the record.
+    const bus = {
+      request: (subject: string, req: Record<string, unknown>): Promise<unknown> => {
+        if (subject.endsWith('.record-copy')) replicas.get(102n)!.version = 8;
+        return (inner.request as (s: string, r: unknown) => Promise<unknown>)(subject, req);
+      },
+    } as unknown as Bus;
+    const replanned: EgroupRow[] = [];
+    const result = await copier(bus, md, (row) => {
+      replanned.push(row);
+      return Promise.resolve(undefined);
+    }, owned).run(action(revision));
+    expect(result).toBeUndefined();
+    expect(replanned).toHaveLength(1);
+    expect(await md.get('egroup', keys.egroup(9n))).toEqual({ value: entry, revision });
+  });
+
+  it('asks the owner again once when the vDisk moved between reading its owner and asking (NOT_OWNER)', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    const sent: string[] = [];
+    const inner = fakeStores(replicas, sent, undefined, md);
+    let asked = 0;
+    const bus = {
+      request: (subject: string, req: Record<string, unknown>): Promise<unknown> =>
+        subject.endsWith('.record-copy') && ++asked === 1 ? Promise.reject(new StrataError(ErrorCode.NOT_OWNER, 'served at epoch 6')) : (inner.request as (s: string, r: unknown) => Promise<unknown>)(subject, req),
+    } as unknown as Bus;
+    const done = await copier(bus, md, undefined, owned).run(action(revision));
+    expect(asked).toBe(2);
+    expect(done?.row.entry.replicas).toEqual([{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }]);
+  });
+
+  it('without an owner, records the copy itself by compare-and-set, then asks the source once more', async () => {
+    const md = new MemoryMd();
+    const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+    const replicas = new Map([[102n, source()]]);
+    const sent: string[] = [];
+    const done = await copier(fakeStores(replicas, sent), md).run(action(revision));
+    expect(sent.slice(-2)).toEqual(['stat 102', 'stat 102']);
+    expect(replicas.get(103n)).toMatchObject({ version: 7, epoch: 0 });
+    expect(await md.get('egroup', keys.egroup(9n))).toEqual({ value: { ...entry, replicas: [{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }] }, revision: done!.row.revision });
+  });
+
+  it('without an owner, rolls the record back when a write reaches the source after the last check and before the compare-and-set', async () => {
     const md = new MemoryMd();
     const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
     const replicas = new Map([[102n, source()]]);
@@ -180,9 +250,9 @@ describe('a copy', () => {
     const replicas = new Map([[101n, source()], [102n, source()]]);
     const sent: string[] = [];
     const move: CopyAction = { ...action(revision), lost: { disk: 101n, node: 'n1' }, left: 2, drop: true, reason: 'disk 101: node n1 is draining' };
-    const done = await copier(fakeStores(replicas, sent), md).run(move);
+    const done = await copier(fakeStores(replicas, sent, undefined, md), md, undefined, owned).run(move);
     expect(done?.row.entry.replicas).toEqual([{ disk: 103n, node: 'n3' }, { disk: 102n, node: 'n2' }]);
-    expect(sent.slice(-2)).toEqual(['stat 102', 'delete 101']);
+    expect(sent.slice(-3)).toEqual(['record-copy at n2 epoch 5', 'stat 102', 'delete 101']);
     expect(replicas.has(101n)).toBe(false);
     expect(replicas.get(103n)!.bytes).toEqual(replicas.get(102n)!.bytes);
   });

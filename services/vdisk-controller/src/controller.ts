@@ -21,6 +21,7 @@ import {
   type DiskUsage,
   type EgroupEntry,
   type Priority,
+  type VdcRecordCopyRequest,
   type VdiskOwnership,
   type vdiskOwnership,
 } from '@strata/proto';
@@ -251,6 +252,22 @@ export class Controller {
       throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served.ownership.epoch}, not ${epoch}`);
     }
     return { epoch, replayed: served.lifecycle.context.replayed, lastSeq: served.vdisk.appender.lastSequence };
+  }
+
+  /**
+   * The curator's copy of a replica of one of the vDisk's extent groups: recorded
+   * between two of its writes, by the owner at `epoch` only (NOT_OWNER otherwise).
+   * A vDisk this node owns and does not serve yet is opened, as for its first I/O.
+   */
+  async recordCopy(req: VdcRecordCopyRequest): Promise<{ revision: number }> {
+    const { vdisk: vdiskId, epoch, ...copy } = req;
+    return this.serve(vdiskId, async (vdisk) => {
+      const served = this.served.get(vdiskId);
+      if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
+        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: the copy is recorded by the owner at that epoch`);
+      }
+      return { revision: await vdisk.recordCopy(copy) };
+    });
   }
 
   /**

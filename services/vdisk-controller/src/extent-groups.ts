@@ -28,7 +28,7 @@ import { setTimeout } from 'node:timers/promises';
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, assert, isStrataError } from '@strata/errors';
 import type { MdMaps } from '@strata/md-client';
-import { EG_WRITE_PIECES_MAX, EstoreOp, IO_CHUNK_BYTES, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry } from '@strata/proto';
+import { EG_WRITE_PIECES_MAX, EstoreOp, IO_CHUNK_BYTES, egReadReply, egStatReply, egWriteReply, keys, subjects, type BlockLocation, type EgPiece, type EgroupEntry, type VdcRecordCopyRequest } from '@strata/proto';
 import type { Logger } from '@strata/log';
 import { SpanAttr, trace, inSpan, type Span } from '@strata/tracing';
 import type { ReplicaHealth } from './replica-health';
@@ -66,7 +66,15 @@ export interface ExtentSpace {
   owns(egroup: bigint): Promise<boolean>;
   /** A snapshot's cut: no new extent is allocated in the extent groups open now (they stay readable and writable in place). */
   seal(): void;
+  /**
+   * Records the curator's copy of a replica between two writes of the extent group,
+   * if the replica it copied from was not written since; returns the entry's revision.
+   */
+  recordCopy(copy: CopyRecord): Promise<number>;
 }
+
+/** The curator's copy of a replica, to be recorded by the extent group's writer (`strata.vdc.<node>.record-copy`). */
+export type CopyRecord = Omit<VdcRecordCopyRequest, 'vdisk' | 'epoch'>;
 
 export interface ExtentGroupsDeps {
   bus: Bus;
@@ -115,6 +123,12 @@ interface EgroupState {
   reached: number;
   /** Size including extents allocated but not yet recorded in the map. */
   allocatedBytes: number;
+  /**
+   * The map's entry changed under this copy (a compare-and-set failed): it is read
+   * again, into this same object, before its next use. One object per extent group,
+   * so a write queued with it uses what the last reload or recorded copy put there.
+   */
+  stale?: boolean;
 }
 
 export class ExtentGroups implements ExtentSpace {
@@ -216,7 +230,7 @@ export class ExtentGroups implements ExtentSpace {
   private takeRoom(lane: number, length: number): BlockLocation | undefined {
     const egroup = this.open.get(lane);
     const state = egroup === undefined ? undefined : this.states.get(egroup);
-    if (egroup === undefined || state === undefined || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) return undefined;
+    if (egroup === undefined || state === undefined || state.stale === true || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) return undefined;
     return this.takeFrom({ egroup, state }, length);
   }
 
@@ -283,7 +297,7 @@ export class ExtentGroups implements ExtentSpace {
       state.revision = await this.deps.md.put('egroup', keys.egroup(egroup), next, state.revision, { fence: { vdisk: this.deps.vdisk, epoch: this.deps.epoch() } });
     } catch (err) {
       // Our copy may be stale (a previous incarnation wrote it): read it again next time.
-      if (isStrataError(err, ErrorCode.CONFLICT)) this.states.delete(egroup);
+      if (isStrataError(err, ErrorCode.CONFLICT)) state.stale = true;
       throw err;
     }
     state.entry = next;
@@ -291,8 +305,59 @@ export class ExtentGroups implements ExtentSpace {
 
   /** Queues one replica write of `egroup` behind the ones before it. */
   private writeChunk(egroup: bigint, state: EgroupState, pieces: EgPiece[], timeoutMs: number): Promise<void> {
-    const run = (this.writing.get(egroup) ?? Promise.resolve()).then(() => this.writeChunkNow(egroup, state, pieces, timeoutMs));
-    const tail = run.catch(() => undefined);
+    return this.inWriteOrder(egroup, () => this.writeChunkNow(egroup, state, pieces, timeoutMs));
+  }
+
+  /**
+   * The copy race (curator copier.ts, at the top), closed from the writer's side. A
+   * copy read the source replica at `sourceVersion`; a write this controller made to
+   * the replicas it knew after that read is on the source and not on the new replica.
+   * So, between two writes of the extent group (in its write order: none runs
+   * meanwhile), the source is asked for its version: unchanged, the entry with the
+   * new replica is recorded by compare-and-set (fenced by this owner's epoch) and
+   * adopted, and every later write goes to the new replicas; changed, CONFLICT, and
+   * the curator copies again. No write can fall between the check and the record.
+   */
+  async recordCopy(copy: CopyRecord): Promise<number> {
+    if (copy.entry.vdisk !== this.deps.vdisk) throw new StrataError(ErrorCode.INVALID, `egroup ${copy.egroup} belongs to vdisk ${copy.entry.vdisk}, not ${this.deps.vdisk}`);
+    return this.inWriteOrder(copy.egroup, async () => {
+      const state = await this.state(copy.egroup);
+      // No file reads as an empty replica, as the copy saw it.
+      const now = (await this.statReplica(copy.egroup, copy.source)) ?? { version: 0, sizeBytes: 0 };
+      if (now.version !== copy.sourceVersion || now.sizeBytes !== copy.sourceSizeBytes) {
+        throw new StrataError(
+          ErrorCode.CONFLICT,
+          `egroup ${copy.egroup}: the replica on disk ${copy.source.disk} was written after the copy read it (version ${copy.sourceVersion} -> ${now.version}, ${copy.sourceSizeBytes} -> ${now.sizeBytes} bytes); copy it again`,
+        );
+      }
+      const revision = await this.deps.md.put('egroup', keys.egroup(copy.egroup), copy.entry, copy.revision, { fence: { vdisk: this.deps.vdisk, epoch: this.deps.epoch() } });
+      this.deps.log.info({ egroup: String(copy.egroup), was: state.entry.replicas.map((r) => r.node), now: copy.entry.replicas.map((r) => r.node) }, 'recorded the curator\'s copy of a replica: writing the new replicas');
+      // The entry is the map's now; the versions and allocations this controller holds in memory stay.
+      state.entry = copy.entry;
+      state.revision = revision;
+      state.attempted = Math.max(state.attempted, copy.entry.version);
+      state.reached = Math.max(state.reached, copy.entry.version);
+      return revision;
+    });
+  }
+
+  /** The version and size of `egroup`'s replica on `replica`'s disk; undefined when it has none. */
+  private async statReplica(egroup: bigint, replica: { disk: bigint; node: string }): Promise<{ version: number; sizeBytes: number } | undefined> {
+    try {
+      return await this.deps.bus.request(subjects.estore(replica.node, EstoreOp.stat), { disk: replica.disk, egroup }, egStatReply, { timeoutMs: this.deps.timeoutMs });
+    } catch (err) {
+      if (isStrataError(err, ErrorCode.NOT_FOUND)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Runs `fn` once the writes of `egroup` queued before it are done; the next ones wait for it. */
+  private inWriteOrder<T>(egroup: bigint, fn: () => Promise<T>): Promise<T> {
+    const run = (this.writing.get(egroup) ?? Promise.resolve()).then(fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
     this.writing.set(egroup, tail);
     void tail.then(() => {
       if (this.writing.get(egroup) === tail) this.writing.delete(egroup);
@@ -457,7 +522,7 @@ export class ExtentGroups implements ExtentSpace {
    */
   private state(egroup: bigint): Promise<EgroupState> {
     const known = this.states.get(egroup);
-    if (known !== undefined) return Promise.resolve(known);
+    if (known !== undefined && known.stale !== true) return Promise.resolve(known);
     let loading = this.loading.get(egroup);
     if (loading === undefined) {
       loading = this.load(egroup).finally(() => this.loading.delete(egroup));
@@ -472,8 +537,10 @@ export class ExtentGroups implements ExtentSpace {
     // Another vDisk's extent group (a clone's blocks shared with its snapshot) is
     // loaded for reads only: owns() and writable() say no, and a write asserts.
     const state = newState(got.value, got.revision);
-    this.states.set(egroup, state);
-    return state;
+    const known = this.states.get(egroup);
+    if (known === undefined) this.states.set(egroup, state);
+    else Object.assign(known, state, { stale: false });
+    return known ?? state;
   }
 }
 

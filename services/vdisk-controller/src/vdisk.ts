@@ -21,7 +21,7 @@ import { ROOT_CONTEXT, SPAN_LINKS_MAX, SpanAttr, recordingSpan, trace, inSpan, t
 import { BlockIndex, WriteLinks, clip, overlay, type Segment } from './block-index';
 import { planBlock } from './drain-plan';
 import { readRange, type ReadSources } from './read-path';
-import { settleAll, type ExtentChanges, type ExtentSpace } from './extent-groups';
+import { settleAll, type CopyRecord, type ExtentChanges, type ExtentSpace } from './extent-groups';
 import type { Oplog } from '@strata/oplog';
 import { StagingExtents, type Staged } from './staging';
 import { isShared, planRowCopy, rowCount, stamped } from './snapshot';
@@ -540,6 +540,11 @@ export class Vdisk {
    * failed drain, it fails and the writes go on (the generation may have been bumped:
    * harmless, a later write of an old block only moves it).
    */
+  /** The curator's copy of a replica of one of this vDisk's extent groups, recorded by its writer (ExtentGroups.recordCopy). */
+  recordCopy(copy: CopyRecord): Promise<number> {
+    return this.space.recordCopy(copy);
+  }
+
   async snapshot(snapshot: bigint, deadline: number): Promise<SnapshotResult> {
     const { recordGeneration, putSnapshotRow } = this.ports;
     if (recordGeneration === undefined || putSnapshotRow === undefined) throw new StrataError(ErrorCode.INVALID, `vdisk ${this.shape.id}: snapshots are not supported here`);

@@ -43,6 +43,10 @@ class RecordingSpace implements ExtentSpace {
 
   seal(): void {}
 
+  recordCopy(): Promise<number> {
+    return Promise.reject(new Error('not used by this test'));
+  }
+
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -125,6 +125,88 @@ describe('extent groups', () => {
     await expect(groups.read(extent, 0, 2)).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
   });
 
+  describe("the curator's copy, recorded by the writer (the copy race)", () => {
+    // Disks 1 and 2 hold egroup 9; the curator copies disk 2's replica to disk 3 (n2 drains).
+    const setup = async (): Promise<{ md: MemoryMd; replicas: Map<string, FakeReplica>; sent: string[]; groups: ReturnType<typeof testExtentGroups>; entry: EgroupEntry; revision: number }> => {
+      const md = new MemoryMd();
+      const replicas = new Map<string, FakeReplica>([
+        ['1', { version: 0, bytes: new Uint8Array(64) }],
+        ['2', { version: 0, bytes: new Uint8Array(64) }],
+      ]);
+      const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }, { disk: 2n, node: 'n2' }], version: 0, sizeBytes: 64, extents: [] };
+      const revision = await md.put('egroup', keys.egroup(9n), entry, 0);
+      const sent: string[] = [];
+      const groups = testExtentGroups(fakeBus(replicas, sent), md);
+      await groups.put(9n, [{ offset: 0, data: new Uint8Array([1]) }]);
+      return { md, replicas, sent, groups, entry, revision };
+    };
+    const moved = (entry: EgroupEntry): EgroupEntry => ({ ...entry, replicas: [{ disk: 1n, node: 'n1' }, { disk: 3n, node: 'n3' }] });
+    /** The copy of disk 2's replica onto disk 3, as the curator's copier leaves it. */
+    const copy = (replicas: Map<string, FakeReplica>): void => {
+      replicas.set('3', { version: replicas.get('2')!.version, bytes: replicas.get('2')!.bytes.slice() });
+    };
+
+    it('records the copy when the source is as the copy read it, and writes the new replicas from then on', async () => {
+      const { md, replicas, sent, groups, entry, revision } = await setup();
+      copy(replicas);
+      const recorded = await groups.recordCopy({ egroup: 9n, source: { disk: 2n, node: 'n2' }, sourceVersion: 1, sourceSizeBytes: 64, entry: moved(entry), revision });
+      expect(await md.get('egroup', keys.egroup(9n))).toEqual({ value: moved(entry), revision: recorded });
+      await groups.put(9n, [{ offset: 1, data: new Uint8Array([2]) }]);
+      expect(sent).toEqual(['write disk 1 v1', 'write disk 2 v1', 'stat disk 2', 'write disk 1 v2', 'write disk 3 v2']);
+      expect(Array.from(replicas.get('3')!.bytes.subarray(0, 2))).toEqual([1, 2]);
+    });
+
+    it('refuses with CONFLICT, changing nothing, when the source was written after the copy read it', async () => {
+      const { md, replicas, sent, groups, entry, revision } = await setup();
+      copy(replicas);
+      // A write the copy did not see: on disks 1 and 2, not on 3.
+      await groups.put(9n, [{ offset: 1, data: new Uint8Array([2]) }]);
+      await expect(groups.recordCopy({ egroup: 9n, source: { disk: 2n, node: 'n2' }, sourceVersion: 1, sourceSizeBytes: 64, entry: moved(entry), revision })).rejects.toMatchObject({
+        code: ErrorCode.CONFLICT,
+        message: expect.stringMatching(/written after the copy read it \(version 1 -> 2/),
+      });
+      expect(await md.get('egroup', keys.egroup(9n))).toEqual({ value: entry, revision });
+      await groups.put(9n, [{ offset: 2, data: new Uint8Array([3]) }]);
+      expect(sent.slice(-2)).toEqual(['write disk 1 v3', 'write disk 2 v3']);
+    });
+
+    it('checks the source only after a write in flight ends: that write is seen (CONFLICT), never missed', async () => {
+      const { md, replicas, entry, revision } = await setup();
+      copy(replicas);
+      // Replica writes now take 20 ms: the write below is in flight when the record arrives.
+      const slow = testExtentGroups(fakeBus(replicas, [], () => 20), md);
+      const write = slow.put(9n, [{ offset: 1, data: new Uint8Array([2]) }]);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const record = slow.recordCopy({ egroup: 9n, source: { disk: 2n, node: 'n2' }, sourceVersion: 1, sourceSizeBytes: 64, entry: moved(entry), revision });
+      await write;
+      await expect(record).rejects.toMatchObject({ code: ErrorCode.CONFLICT });
+      expect((await md.get('egroup', keys.egroup(9n)))!.value).toEqual(entry);
+    });
+
+    it('a write that arrives while the record runs waits for it and goes to the new replicas', async () => {
+      const { replicas, groups, entry, revision } = await setup();
+      copy(replicas);
+      const record = groups.recordCopy({ egroup: 9n, source: { disk: 2n, node: 'n2' }, sourceVersion: 1, sourceSizeBytes: 64, entry: moved(entry), revision });
+      const write = groups.put(9n, [{ offset: 1, data: new Uint8Array([2]) }]);
+      await Promise.all([record, write]);
+      expect(replicas.get('3')!.bytes[1]).toBe(2);
+      expect(replicas.get('2')!.bytes[1]).toBe(0);
+    });
+
+    it("records under the owner's epoch: a deposed owner records nothing", async () => {
+      const { md, replicas, groups, entry, revision } = await setup();
+      copy(replicas);
+      md.setOwnershipEpoch(7n, 2);
+      await expect(groups.recordCopy({ egroup: 9n, source: { disk: 2n, node: 'n2' }, sourceVersion: 1, sourceSizeBytes: 64, entry: moved(entry), revision })).rejects.toMatchObject({ code: ErrorCode.FENCED });
+      expect((await md.get('egroup', keys.egroup(9n)))!.value).toEqual(entry);
+    });
+
+    it("refuses another vDisk's extent group as INVALID", async () => {
+      const { groups, entry, revision } = await setup();
+      await expect(groups.recordCopy({ egroup: 9n, source: { disk: 2n, node: 'n2' }, sourceVersion: 1, sourceSizeBytes: 64, entry: { ...moved(entry), vdisk: 8n }, revision })).rejects.toMatchObject({ code: ErrorCode.INVALID });
+    });
+  });
+
   it('looks at the entry before reading when every replica it knows is on a dead or suspect node, and reads the new ones without waiting on the old', async () => {
     const md = new MemoryMd();
     const replicas = new Map<string, FakeReplica>([

@@ -26,6 +26,10 @@ class NullSpace implements ExtentSpace {
 
   seal(): void {}
 
+  recordCopy(): Promise<number> {
+    return Promise.reject(new Error('not used by this test'));
+  }
+
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

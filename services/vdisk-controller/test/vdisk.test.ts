@@ -49,6 +49,10 @@ class FakeSpace implements ExtentSpace {
     return Promise.resolve(!this.foreign.has(egroup));
   }
 
+  recordCopy(): Promise<number> {
+    return Promise.reject(new Error('not used by this test'));
+  }
+
   seal(): void {
     this.seals++;
     this.open.clear();
