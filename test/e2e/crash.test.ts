@@ -241,7 +241,11 @@ describe('crash injection: after one scan the cluster holds no garbage and no da
     // re-replication: one replica of an extent group only the snapshot and clone
     // name (its writer, the source, is gone) lost; a full scan copies it back, cut.
     const kept = await egroupsOf(cluster.natsUrl, srcId);
-    const [egroup, entry] = [...kept].find(([, e]) => e.version > 0)!;
+    // One that holds data: an extent, within the size the entry records. (Its version
+    // may be 0: a controller that took over after the direct writes only adopted them.)
+    const held = [...kept].find(([, e]) => e.extents.length > 0 && e.sizeBytes > 0);
+    if (held === undefined) throw new Error(`no extent group of ${src} holds data: ${[...kept].map(([id, e]) => `${id} (${e.extents.length} extents, ${e.sizeBytes} bytes)`).join(', ')}`);
+    const [egroup, entry] = held;
     const lost = entry.replicas[0]!;
     // Lost as a failed disk loses it: deleted through its extent store (which then answers NOT_FOUND).
     await bus.request(subjects.estore(lost.node, EstoreOp.delete), { disk: lost.disk, egroup }, egDeleteReply, { timeoutMs: 10_000 });

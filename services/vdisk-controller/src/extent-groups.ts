@@ -649,7 +649,7 @@ export function chunks(pieces: readonly EgPiece[], maxBytes: number, maxPieces =
   return out;
 }
 
-/** The extent-group map entry after a drain: new version and size, new extents added, freed ones at refs 0. */
+/** The extent-group map entry after a drain: new version and size (covering every extent added), new extents added, freed ones at refs 0. */
 export function applyChanges(entry: EgroupEntry, vdisk: bigint, changes: ExtentChanges, version: number, sizeBytes: number): EgroupEntry {
   const extents = entry.extents.map((e) => ({ ...e }));
   for (const { block, location } of changes.added) {
@@ -662,5 +662,9 @@ export function applyChanges(entry: EgroupEntry, vdisk: bigint, changes: ExtentC
     if (existing !== undefined) existing.refs = 0;
   }
   extents.sort((a, b) => a.offset - b.offset);
-  return { ...entry, version, sizeBytes: Math.max(entry.sizeBytes, sizeBytes), extents };
+  // An added extent lies within the size, also one adopted from a staging extent whose
+  // bytes a previous owner wrote (this controller never allocated it, and no piece of
+  // this drain reaches it).
+  const end = Math.max(entry.sizeBytes, sizeBytes, ...changes.added.map(({ location }) => location.offset + location.length));
+  return { ...entry, version, sizeBytes: end, extents };
 }

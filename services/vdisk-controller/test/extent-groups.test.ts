@@ -76,6 +76,13 @@ describe('extent groups', () => {
     });
   });
 
+  it('records a size that covers an extent adopted with no bytes written by this drain (a previous owner staged them)', () => {
+    const entry: EgroupEntry = { vdisk: 7n, replicas: [{ disk: 1n, node: 'n1' }], version: 0, sizeBytes: 0, extents: [] };
+    const next = applyChanges(entry, 7n, { added: [{ block: 3, location: { egroup: 9n, offset: 1024, length: 512 } }], freed: [] }, 0, 0);
+    expect(next.sizeBytes).toBe(1536);
+    expect(next.extents).toEqual([{ id: '7:3', offset: 1024, length: 512, refs: 1 }]);
+  });
+
   it('writes past a replica that a failed attempt left ahead of the map, then records the version reached', async () => {
     const md = new MemoryMd();
     const replicas = new Map<string, FakeReplica>([
