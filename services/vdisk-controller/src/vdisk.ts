@@ -545,6 +545,39 @@ export class Vdisk {
     return this.space.recordCopy(copy);
   }
 
+  /**
+   * The curator's release (`strata.vdc.<node>.release`): of `egroups`, extent groups
+   * of this vDisk that no row names by the curator's reading, those this owner gives
+   * up for good. Deleting one it still uses would lose acknowledged writes, so it
+   * keeps every one that is
+   *  - a lane's open extent group (allocations go on there; ExtentGroups.retire),
+   *  - where a staging extent is current or has writes in flight,
+   *  - where drain allocated an extent not yet recorded in a row (`allocated`),
+   *  - named by an undrained `ref` op in the index (a direct write committed to the
+   *    oplog, whose bytes are there; a restarted owner replays the same ops).
+   * First the others are retired (no allocation there from now on) and their idle
+   * current staging extents dropped; then one turn lets the allocations handed out
+   * before reach `allocated` and the staging table (promise continuations, no I/O);
+   * then it judges. The released ones stay retired: never allocated in, staged into,
+   * adopted from (adoption needs a reference) or written by drain (not writable).
+   */
+  async release(egroups: readonly bigint[]): Promise<bigint[]> {
+    const retiring = this.space.retire(egroups);
+    this.staging.abandonIn(new Set(retiring));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const used = this.egroupsInUse();
+    this.space.unretire(retiring.filter((egroup) => used.has(egroup)));
+    return retiring.filter((egroup) => !used.has(egroup));
+  }
+
+  /** The extent groups this owner holds in memory: staging extents, unrecorded allocations, undrained references. */
+  private egroupsInUse(): Set<bigint> {
+    const out = this.staging.egroups();
+    for (const location of this.allocated.values()) out.add(location.egroup);
+    for (const egroup of this.index.refEgroups()) out.add(egroup);
+    return out;
+  }
+
   async snapshot(snapshot: bigint, deadline: number): Promise<SnapshotResult> {
     const { recordGeneration, putSnapshotRow } = this.ports;
     if (recordGeneration === undefined || putSnapshotRow === undefined) throw new StrataError(ErrorCode.INVALID, `vdisk ${this.shape.id}: snapshots are not supported here`);

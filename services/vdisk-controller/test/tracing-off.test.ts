@@ -29,6 +29,10 @@ class NullSpace implements ExtentSpace {
   recordCopy(): Promise<number> {
     return Promise.reject(new Error('not used by this test'));
   }
+  retire(): bigint[] {
+    return [];
+  }
+  unretire(): void {}
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);
