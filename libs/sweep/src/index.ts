@@ -7,3 +7,4 @@ export { sweepDeleted, describeSwept, SWEEP_LIMITS_DEFAULT, type SweepPorts, typ
 export { sweepPortsFor, type BusSweepOptions } from './bus-deps';
 export { markDeleting, openOn, type RemovePorts, type RemoveOutcome } from './remove';
 export { checkCluster, describeFindings, type CheckInput, type DiskContents, type Finding } from './check';
+export { planUnnamed, UnnamedSince, releaseBatches, stillUnnamed, type UnnamedEgroup, type UnnamedInput, type UnnamedPorts } from './unnamed';

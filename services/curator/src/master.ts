@@ -21,7 +21,7 @@ import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
-import { describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
+import { UnnamedSince, describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts, type SweepResult } from '@strata/sweep';
 import {
   CuratorOp,
   EventType,
@@ -143,6 +143,8 @@ export class CuratorMaster {
   private view: ClusterView | undefined;
   /** The sweep's view of NATS, made at the first scan. */
   private sweepPorts: Promise<SweepPorts> | undefined;
+  /** Since when each extent group of a live vDisk has been seen unnamed (@strata/sweep unnamed.ts); empty after a failover. */
+  private readonly unnamed = new UnnamedSince();
   private running: RunningScan | undefined;
   private following: FollowingScan | undefined;
   private scans = 0;
@@ -516,11 +518,11 @@ export class CuratorMaster {
       this.sweepPorts = undefined; // made again at the next scan
       throw err;
     });
-    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs);
+    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs, { since: this.unnamed, graceMs: this.d.settings.reclaimGraceMs });
     for (const s of result.swept) this.d.log.info({ vdisk: String(s.vdisk) }, describeSwept(s));
-    for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `vdisk ${f.name} not swept yet; the next scan goes on with it`);
-    if (result.swept.length === 0 && result.failed.length === 0) return '';
-    return `${result.swept.length} deleted vdisks swept${result.failed.length === 0 ? '' : ` (${result.failed.length} not yet)`}, `;
+    for (const r of result.reclaimed ?? []) this.d.log.info({ egroup: String(r.egroup), vdisk: String(r.vdisk), freedBytes: r.freedBytes }, `egroup ${r.egroup} reclaimed: ${r.why}`);
+    for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `${f.name} not swept yet; the next scan goes on with it`);
+    return describeSweep(result);
   }
 
   private async readView(): Promise<ClusterView> {
@@ -713,6 +715,18 @@ export class CuratorMaster {
       this.d.log.warn({ err, event: fields.type }, 'could not record a curator event');
     }
   }
+}
+
+/** The sweep's part of the scan's summary: `2 deleted vdisks swept, 5 extent groups reclaimed (40.0 MiB), 3 extent groups of live vdisks unnamed (2 past the grace period, 1 released, 1 kept by their owners), `; '' when it did nothing. */
+export function describeSweep(result: SweepResult): string {
+  const parts: string[] = [];
+  if (result.swept.length > 0) parts.push(`${result.swept.length} deleted vdisks swept`);
+  const reclaimed = result.reclaimed ?? [];
+  if (reclaimed.length > 0) parts.push(`${reclaimed.length} extent groups reclaimed (${(reclaimed.reduce((n, r) => n + r.freedBytes, 0) / 2 ** 20).toFixed(1)} MiB)`);
+  const u = result.unnamed;
+  if (u !== undefined && u.unnamed > 0) parts.push(`${u.unnamed} extent groups of live vdisks unnamed (${u.due} past the grace period, ${u.released} released, ${u.kept} kept by their owners)`);
+  if (result.failed.length > 0) parts.push(`${result.failed.length} not swept yet`);
+  return parts.map((p) => `${p}, `).join('');
 }
 
 const permille = (pct: number): number => Math.max(0, Math.round(pct * 10));

@@ -63,6 +63,12 @@ export const curatorSettings = z
      * making (a row copy of the vDisk map, seconds for a large vDisk).
      */
     creatingTimeoutMs: millis(600_000),
+    /**
+     * An extent group of a live vDisk that no row names is reclaimed (its writer's owner
+     * asked to release it first) only once the sweeps have seen it unnamed and unchanged
+     * for this long: longer than any read or write in flight that found it named.
+     */
+    reclaimGraceMs: millis(300_000),
     /** Deletes of the garbage collection per second at most: the disks serve the VMs' I/O meanwhile. */
     gcDeletesPerSec: z.coerce.number().int().min(1).max(10_000).default(50),
     /**
