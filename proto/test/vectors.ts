@@ -418,6 +418,8 @@ function ioPath(): VectorFile {
       valid('vdc-record-copy-reply', 'recorded at revision 43', { revision: 43 }),
       valid('vdc-release-request', 'two extent groups no row names', { vdisk: io.vdisk, epoch: 3, egroups: [io.egroup, io.egroup + 1n] }),
       valid('vdc-release-reply', 'one released; the other holds an undrained direct write', { released: [io.egroup] }),
+      valid('vdc-compact-request', 'an extent group a quarter live', { vdisk: io.vdisk, epoch: 3, egroups: [io.egroup] }),
+      valid('vdc-compact-reply', 'evacuating, 2 blocks to move', { evacuating: [io.egroup], blocks: 2 }),
       valid('takeover-record', 'a failover about to fence', takeover),
       valid('takeover-record', 'a retried replay with a node excluded', { ...takeover, step: 'replay', attempts: 2, excluded: ['n3'] }),
       valid('eg-piece', 'bytes', { offset: 8 * KiB, data: hello }),

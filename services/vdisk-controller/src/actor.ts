@@ -31,6 +31,7 @@ import {
   vdcSnapshotRequest,
   vdcRecordCopyRequest,
   vdcReleaseRequest,
+  vdcCompactRequest,
   vdiskOwnership,
 } from '@strata/proto';
 import { Controller } from './controller';
@@ -140,6 +141,7 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         bus.serve(subjects.controller(s.node, VdcOp.relinquish), vdcRelinquishRequest, (req) => controller.relinquish(req.vdisk, req.to), opts),
         bus.serve(subjects.controller(s.node, VdcOp.recordCopy), vdcRecordCopyRequest, (req) => controller.recordCopy(req), opts),
         bus.serve(subjects.controller(s.node, VdcOp.release), vdcReleaseRequest, (req) => controller.release(req), opts),
+        bus.serve(subjects.controller(s.node, VdcOp.compact), vdcCompactRequest, (req) => controller.compact(req), opts),
         bus.serve(subjects.controller(s.node, VdcOp.snapshot), vdcSnapshotRequest, (req, ctx) => controller.snapshot(req.vdisk, req.snapshot, performance.now() + ctx.remainingMs()), opts),
       ]);
       return async () => {

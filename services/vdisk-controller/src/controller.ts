@@ -23,6 +23,7 @@ import {
   type Priority,
   type VdcRecordCopyRequest,
   type VdcReleaseRequest,
+  type VdcCompactRequest,
   type VdiskOwnership,
   type vdiskOwnership,
 } from '@strata/proto';
@@ -287,6 +288,24 @@ export class Controller {
       const released = await vdisk.release(egroups);
       this.deps.log.info({ vdisk: String(vdiskId), asked: egroups.length, released: released.map(String) }, 'released extent groups no row names to the curator');
       return { released };
+    });
+  }
+
+  /**
+   * The curator's compaction of extent groups that are mostly dead (Vdisk.compact): by
+   * the owner at `epoch` only (NOT_OWNER otherwise); a vDisk this node owns and does
+   * not serve yet is opened, as for its first I/O.
+   */
+  async compact(req: VdcCompactRequest): Promise<{ evacuating: bigint[]; blocks: number }> {
+    const { vdisk: vdiskId, epoch, egroups } = req;
+    return this.serve(vdiskId, async (vdisk) => {
+      const served = this.served.get(vdiskId);
+      if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
+        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: extent groups are compacted by the owner at that epoch`);
+      }
+      const result = await vdisk.compact(egroups);
+      this.deps.log.info({ vdisk: String(vdiskId), asked: egroups.length, evacuating: result.evacuating.map(String), blocks: result.blocks }, 'evacuating extent groups that are mostly dead: drain moves their blocks');
+      return result;
     });
   }
 

@@ -79,8 +79,14 @@ export interface ExtentSpace {
    * gives up (Vdisk.release).
    */
   retire(egroups: readonly bigint[]): bigint[];
-  /** Undoes `retire` for extent groups the owner found still in use (it keeps them, as before). */
+  /** Undoes `retire` for extent groups the owner found still in use (it keeps them, as before); not for evacuating ones. */
   unretire(egroups: readonly bigint[]): void;
+  /**
+   * The curator's compaction (`strata.vdc.<node>.compact`): retires `egroups` as
+   * `retire` does (not a lane's open one) and keeps them retired for good, so drain
+   * moves the blocks there instead of writing them in place; returns those evacuating.
+   */
+  evacuate(egroups: readonly bigint[]): bigint[];
 }
 
 /** The curator's copy of a replica, to be recorded by the extent group's writer (`strata.vdc.<node>.record-copy`). */
@@ -159,6 +165,8 @@ export class ExtentGroups implements ExtentSpace {
   private readonly writing = new Map<bigint, Promise<void>>();
   /** Extent groups given up to the curator's release (or about to be): never allocated in or written by drain again. */
   private readonly retired = new Set<bigint>();
+  /** Retired for the curator's compaction: they stay retired whatever a release decides. */
+  private readonly evacuating = new Set<bigint>();
 
   constructor(private readonly deps: ExtentGroupsDeps) {}
 
@@ -242,7 +250,13 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   unretire(egroups: readonly bigint[]): void {
-    for (const egroup of egroups) this.retired.delete(egroup);
+    for (const egroup of egroups) if (!this.evacuating.has(egroup)) this.retired.delete(egroup);
+  }
+
+  evacuate(egroups: readonly bigint[]): bigint[] {
+    const out = this.retire(egroups);
+    for (const egroup of out) this.evacuating.add(egroup);
+    return out;
   }
 
   async owns(egroup: bigint): Promise<boolean> {

@@ -50,6 +50,9 @@ class RecordingSpace implements ExtentSpace {
     return [];
   }
   unretire(): void {}
+  evacuate(): bigint[] {
+    return [];
+  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

@@ -33,6 +33,9 @@ class FullableSpace implements ExtentSpace {
     return [];
   }
   unretire(): void {}
+  evacuate(): bigint[] {
+    return [];
+  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

@@ -33,6 +33,9 @@ class NullSpace implements ExtentSpace {
     return [];
   }
   unretire(): void {}
+  evacuate(): bigint[] {
+    return [];
+  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

@@ -66,6 +66,9 @@ class MemorySpace implements ExtentSpace {
     return [];
   }
   unretire(): void {}
+  evacuate(): bigint[] {
+    return [];
+  }
 }
 
 test('a drain kicked while a message is being stored starts only once its appends are applied', async () => {
