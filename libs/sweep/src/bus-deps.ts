@@ -9,7 +9,7 @@ import { ErrorCode, isStrataError } from '@strata/errors';
 import { EventLog } from '@strata/events';
 import { modify, openBucket } from '@strata/kv';
 import { MdClient } from '@strata/md-client';
-import { EstoreOp, VdcOp, vdcReleaseReply, buckets, keys, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
+import { EstoreOp, VdcOp, vdcCompactReply, vdcReleaseReply, buckets, keys, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
 import type { SweepPorts } from './sweep';
 
 /** Compare-and-set attempts of the fence before the vDisk's sweep fails (and waits for the next). */
@@ -40,6 +40,10 @@ export async function sweepPortsFor({ bus, config, timeoutMs = 10_000 }: BusSwee
     ownership: async (vdisk) => {
       const got = await own.get(keys.vdiskOwnership(vdisk));
       return got === null ? null : { owner: got.value.owner, epoch: got.value.epoch };
+    },
+    compact: async (node, vdisk, epoch, ids) => {
+      const reply = await bus.request(subjects.controller(node, VdcOp.compact), { vdisk, epoch, egroups: [...ids] }, vdcCompactReply, { timeoutMs });
+      return { evacuating: reply.evacuating, blocks: reply.blocks };
     },
     release: async (node, vdisk, epoch, ids) => (await bus.request(subjects.controller(node, VdcOp.release), { vdisk, epoch, egroups: [...ids] }, vdcReleaseReply, { timeoutMs })).released,
     ownKeys: () => own.keys(),

@@ -18,6 +18,21 @@
 import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf, type VdiskRow } from '@strata/proto';
 import { CREATING_TIMEOUT_MS_DEFAULT, ownersToCheck, planReclaim, planSweep, referencesOf, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
 import { planUnnamed, releaseBatches, stillUnnamed, type UnnamedEgroup, type UnnamedPorts, type UnnamedSince } from './unnamed';
+import { compactionWriters, planCompaction, type CompactAsked } from './compact';
+
+/** The reclaim of extent groups of live vDisks (unnamed.ts) and their compaction (compact.ts): the curator master's memory and settings. */
+export interface LiveReclaim {
+  since: UnnamedSince;
+  graceMs: number;
+  /** Absent: no compaction. */
+  compact?: {
+    /** Below this share of its size live, an extent group is compacted. */
+    liveFraction: number;
+    /** Live bytes moved per sweep at most. */
+    bytesMax: number;
+    asked: CompactAsked;
+  };
+}
 
 /**
  * What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests
@@ -25,6 +40,8 @@ import { planUnnamed, releaseBatches, stillUnnamed, type UnnamedEgroup, type Unn
  * of live vDisks; without them it does not run.
  */
 export interface SweepPorts extends Partial<UnnamedPorts> {
+  /** Asks `node`, the vDisk's owner at `epoch`, to evacuate `egroups` (`strata.vdc.<node>.compact`). */
+  compact?(node: string, vdisk: bigint, epoch: number, egroups: readonly bigint[]): Promise<{ evacuating: bigint[]; blocks: number }>;
   listVdisks(): Promise<Array<ObjectOf<'vdisk'>>>;
   /** Every row of md-vdisk, with its key (the references of snapshots and clones are derived from them). */
   rows(): Promise<Array<{ key: string; value: VdiskRow }>>;
@@ -84,6 +101,8 @@ export interface SweepResult {
    * by their writers' owners, and `kept` by the owners (still in use in memory).
    */
   unnamed?: { unnamed: number; due: number; released: number; kept: number };
+  /** Extent groups that are mostly dead given to their owners to evacuate (compact.ts), and the blocks queued. */
+  compacted?: { asked: number; evacuating: number; blocks: number; liveBytes: number };
   /** vDisks whose sweep stopped at an error: they stay marked, and the next sweep goes on with them. */
   failed: Array<{ vdisk: bigint; name: string; error: string }>;
 }
@@ -102,7 +121,7 @@ export async function sweepDeleted(
   ports: SweepPorts,
   limits: SweepLimits = SWEEP_LIMITS_DEFAULT,
   creatingTimeoutMs = CREATING_TIMEOUT_MS_DEFAULT,
-  live?: { since: UnnamedSince; graceMs: number },
+  live?: LiveReclaim,
 ): Promise<SweepResult> {
   checkLimits(limits);
   if (!Number.isInteger(creatingTimeoutMs) || creatingTimeoutMs < 1) throw new RangeError(`creatingTimeoutMs must be a positive integer, not ${creatingTimeoutMs}`);
@@ -139,8 +158,46 @@ export async function sweepDeleted(
     const withRevisions = egroups.flatMap((e) => (e.revision === undefined ? [] : [{ id: e.id, entry: e.entry, revision: e.revision }]));
     const candidates = planUnnamed({ vdisks, egroups: withRevisions, references, generations, nowMs, creatingTimeoutMs });
     await reclaimUnnamed({ ...ports, ownership: ports.ownership, release: ports.release }, candidates, live, { limits, pace, creatingTimeoutMs, result });
+    if (live.compact !== undefined && ports.compact !== undefined) {
+      const input = { vdisks, rows, egroups, nowMs, creatingTimeoutMs, liveFraction: live.compact.liveFraction };
+      for (const writer of compactionWriters(input)) if (!generations.has(writer)) generations.set(writer, await ports.generation(writer));
+      await compactMostlyDead(ports as SweepPorts & UnnamedPorts, planCompaction(input, generations, live.compact.bytesMax), live.compact.asked, live.graceMs, result);
+    }
   }
   return result;
+}
+
+/** Asks the owners to evacuate the extent groups that are mostly dead (compact.ts), one request per writer; nothing is deleted here. */
+async function compactMostlyDead(
+  ports: SweepPorts & UnnamedPorts,
+  candidates: ReturnType<typeof planCompaction>,
+  asked: CompactAsked,
+  againAfterMs: number,
+  result: SweepResult,
+): Promise<void> {
+  const nowMs = Date.now();
+  const due = asked.due(candidates, nowMs, againAfterMs);
+  if (due.length === 0) return;
+  const summary = { asked: 0, evacuating: 0, blocks: 0, liveBytes: 0 };
+  result.compacted = summary;
+  const byWriter = new Map<bigint, typeof due>();
+  for (const c of due) byWriter.set(c.vdisk, [...(byWriter.get(c.vdisk) ?? []), c]);
+  for (const [vdisk, batch] of byWriter) {
+    try {
+      const own = await ports.ownership(vdisk);
+      if (own === null) continue;
+      const ids = batch.map((c) => c.id);
+      const reply = await ports.compact!(own.owner, vdisk, own.epoch, ids);
+      asked.asked(ids, nowMs);
+      summary.asked += ids.length;
+      summary.evacuating += reply.evacuating.length;
+      summary.blocks += reply.blocks;
+      const evacuating = new Set(reply.evacuating);
+      summary.liveBytes += batch.filter((c) => evacuating.has(c.id)).reduce((n, c) => n + c.liveBytes, 0);
+    } catch (err) {
+      result.failed.push({ vdisk, name: `compaction of extent groups of vdisk ${vdisk}`, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
 }
 
 /**

@@ -21,7 +21,7 @@ import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
-import { UnnamedSince, describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts, type SweepResult } from '@strata/sweep';
+import { CompactAsked, UnnamedSince, describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts, type SweepResult } from '@strata/sweep';
 import {
   CuratorOp,
   EventType,
@@ -145,6 +145,8 @@ export class CuratorMaster {
   private sweepPorts: Promise<SweepPorts> | undefined;
   /** Since when each extent group of a live vDisk has been seen unnamed (@strata/sweep unnamed.ts); empty after a failover. */
   private readonly unnamed = new UnnamedSince();
+  /** When each extent group was last given to its owner to compact. */
+  private readonly compactAsked = new CompactAsked();
   private running: RunningScan | undefined;
   private following: FollowingScan | undefined;
   private scans = 0;
@@ -518,7 +520,11 @@ export class CuratorMaster {
       this.sweepPorts = undefined; // made again at the next scan
       throw err;
     });
-    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs, { since: this.unnamed, graceMs: this.d.settings.reclaimGraceMs });
+    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs, {
+      since: this.unnamed,
+      graceMs: this.d.settings.reclaimGraceMs,
+      compact: { liveFraction: this.d.settings.compactLiveFraction, bytesMax: this.d.settings.compactBytesPerScan, asked: this.compactAsked },
+    });
     for (const s of result.swept) this.d.log.info({ vdisk: String(s.vdisk) }, describeSwept(s));
     for (const r of result.reclaimed ?? []) this.d.log.info({ egroup: String(r.egroup), vdisk: String(r.vdisk), freedBytes: r.freedBytes }, `egroup ${r.egroup} reclaimed: ${r.why}`);
     for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `${f.name} not swept yet; the next scan goes on with it`);
@@ -725,6 +731,8 @@ export function describeSweep(result: SweepResult): string {
   if (reclaimed.length > 0) parts.push(`${reclaimed.length} extent groups reclaimed (${(reclaimed.reduce((n, r) => n + r.freedBytes, 0) / 2 ** 20).toFixed(1)} MiB)`);
   const u = result.unnamed;
   if (u !== undefined && u.unnamed > 0) parts.push(`${u.unnamed} extent groups of live vdisks unnamed (${u.due} past the grace period, ${u.released} released, ${u.kept} kept by their owners)`);
+  const c = result.compacted;
+  if (c !== undefined && c.asked > 0) parts.push(`${c.evacuating} mostly dead extent groups evacuating (${c.blocks} blocks, ${(c.liveBytes / 2 ** 20).toFixed(1)} MiB live, to move)`);
   if (result.failed.length > 0) parts.push(`${result.failed.length} not swept yet`);
   return parts.map((p) => `${p}, `).join('');
 }
