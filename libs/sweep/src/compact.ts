@@ -16,11 +16,13 @@ export interface CompactCandidate {
   vdisk: bigint;
   liveBytes: number;
   sizeBytes: number;
+  /** The entry's revision when read (a candidate is asked about only once unchanged for the grace period). */
+  revision?: number;
 }
 
 export interface CompactInput extends Pick<ReclaimInput, 'vdisks' | 'nowMs' | 'creatingTimeoutMs'> {
   rows: ReadonlyArray<{ key: string; value: VdiskRow }>;
-  egroups: ReadonlyArray<{ id: bigint; entry: Pick<EgroupEntry, 'vdisk' | 'sizeBytes' | 'gen'> }>;
+  egroups: ReadonlyArray<{ id: bigint; revision?: number; entry: Pick<EgroupEntry, 'vdisk' | 'sizeBytes' | 'gen'> }>;
   /** Below this share of its size live, an extent group is compacted (0: never). */
   liveFraction: number;
 }
@@ -63,14 +65,14 @@ function preCandidates(input: CompactInput): Array<CompactCandidate & { gen: num
   const existing = new Set(input.vdisks.map((v) => v.id));
   const uses = usesOf(input.rows);
   const out: Array<CompactCandidate & { gen: number }> = [];
-  for (const { id, entry } of input.egroups) {
+  for (const { id, revision, entry } of input.egroups) {
     const use = uses.get(id);
     // Unnamed ones are the reclaim's; a removed writer's are the sweep's.
     if (use === undefined || !existing.has(entry.vdisk) || removed.has(entry.vdisk) || entry.sizeBytes === 0) continue;
     if (use.vdisks.size !== 1 || !use.vdisks.has(entry.vdisk) || use.gens.size !== 1) continue;
     const liveBytes = [...use.extents.values()].reduce((n, l) => n + l, 0);
     if (liveBytes >= input.liveFraction * entry.sizeBytes) continue;
-    out.push({ id, vdisk: entry.vdisk, liveBytes, sizeBytes: entry.sizeBytes, gen: [...use.gens][0]! });
+    out.push({ id, vdisk: entry.vdisk, liveBytes, sizeBytes: entry.sizeBytes, ...(revision === undefined ? {} : { revision }), gen: [...use.gens][0]! });
   }
   return out;
 }
@@ -96,21 +98,33 @@ export function planCompaction(input: CompactInput, generations: ReadonlyMap<big
   return out;
 }
 
-/** When each extent group was last given to its owner to compact: asked again only after `againAfterMs` (an owner that restarted forgets). */
+/**
+ * The curator master's memory of the candidates: one is asked about once it has been a
+ * candidate at the same entry revision for the grace period (a transient state, an
+ * extent group still being filled, is left alone), and again only a grace period after
+ * it was last asked (an owner that restarted forgets what it was evacuating).
+ */
 export class CompactAsked {
-  private readonly at = new Map<bigint, number>();
+  private readonly at = new Map<bigint, { sinceMs: number; revision: number | undefined; askedAtMs?: number }>();
 
   /** Of `candidates`, those to ask about now; forgets those no longer candidates. */
-  due(candidates: readonly CompactCandidate[], nowMs: number, againAfterMs: number): CompactCandidate[] {
+  due(candidates: readonly CompactCandidate[], nowMs: number, graceMs: number): CompactCandidate[] {
     const ids = new Set(candidates.map((c) => c.id));
     for (const id of [...this.at.keys()]) if (!ids.has(id)) this.at.delete(id);
     return candidates.filter((c) => {
-      const last = this.at.get(c.id);
-      return last === undefined || nowMs - last >= againAfterMs;
+      const seen = this.at.get(c.id);
+      if (seen === undefined || seen.revision !== c.revision) {
+        this.at.set(c.id, { sinceMs: nowMs, revision: c.revision });
+        return false;
+      }
+      return nowMs - seen.sinceMs >= graceMs && (seen.askedAtMs === undefined || nowMs - seen.askedAtMs >= graceMs);
     });
   }
 
   asked(ids: readonly bigint[], nowMs: number): void {
-    for (const id of ids) this.at.set(id, nowMs);
+    for (const id of ids) {
+      const seen = this.at.get(id);
+      if (seen !== undefined) seen.askedAtMs = nowMs;
+    }
   }
 }

@@ -1,7 +1,7 @@
 // Compaction of extent groups that are mostly dead (compact.ts): which extent groups
 // the plan gives to their owners to evacuate, the bounds, and the executor's requests.
 import type { EgroupEntry, ObjectOf, VdiskRow } from '@strata/proto';
-import { CompactAsked, UnnamedSince, compactionWriters, planCompaction, sweepDeleted, type SweepPorts } from '@strata/sweep';
+import { CompactAsked, UnnamedSince, compactionWriters, planCompaction, sweepDeleted, type CompactCandidate, type SweepPorts } from '@strata/sweep';
 
 const MiB = 2 ** 20;
 
@@ -65,8 +65,26 @@ describe('planCompaction', () => {
   });
 });
 
+describe('CompactAsked', () => {
+  it('asks about a candidate once it was one, unchanged, for the grace period, and again only a grace period later', () => {
+    const asked = new CompactAsked();
+    const c: CompactCandidate = { id: 500n, vdisk: 7n, liveBytes: MiB, sizeBytes: 8 * MiB, revision: 3 };
+    expect(asked.due([c], 0, 100)).toEqual([]);
+    expect(asked.due([c], 99, 100)).toEqual([]);
+    // Changed (its entry was written): the clock starts again.
+    expect(asked.due([{ ...c, revision: 4 }], 100, 100)).toEqual([]);
+    expect(asked.due([{ ...c, revision: 4 }], 200, 100)).toEqual([{ ...c, revision: 4 }]);
+    asked.asked([500n], 200);
+    expect(asked.due([{ ...c, revision: 4 }], 299, 100)).toEqual([]);
+    expect(asked.due([{ ...c, revision: 4 }], 300, 100)).toEqual([{ ...c, revision: 4 }]);
+    // No longer a candidate: forgotten.
+    expect(asked.due([], 301, 100)).toEqual([]);
+    expect(asked.due([{ ...c, revision: 4 }], 302, 100)).toEqual([]);
+  });
+});
+
 describe('sweepDeleted: compaction', () => {
-  it('asks the owner at its epoch to evacuate, once per grace period, and counts what it queued', async () => {
+  it('asks the owner at its epoch to evacuate once the candidate was seen for the grace period, and counts what it queued', async () => {
     const asked: Array<{ node: string; epoch: number; egroups: bigint[] }> = [];
     const ports: SweepPorts = {
       listVdisks: async () => [vdisk(7n)],
@@ -89,12 +107,12 @@ describe('sweepDeleted: compaction', () => {
       sleep: async () => undefined,
       nowMs: () => 0,
     };
-    const live = { since: new UnnamedSince(), graceMs: 3_600_000, compact: { liveFraction: 0.5, bytesMax: 64 * MiB, asked: new CompactAsked() } };
-    const first = await sweepDeleted(ports, undefined, undefined, live);
-    expect(first.compacted).toEqual({ asked: 1, evacuating: 1, blocks: 1, liveBytes: MiB });
-    expect(asked).toEqual([{ node: 'n2', epoch: 4, egroups: [500n] }]);
-    // Asked already within the grace period: not again.
+    const live = { since: new UnnamedSince(), graceMs: 0, compact: { liveFraction: 0.5, bytesMax: 64 * MiB, asked: new CompactAsked() } };
+    // First seen: nothing asked yet.
     expect((await sweepDeleted(ports, undefined, undefined, live)).compacted).toBeUndefined();
-    expect(asked.length).toBe(1);
+    expect(asked).toEqual([]);
+    const second = await sweepDeleted(ports, undefined, undefined, live);
+    expect(second.compacted).toEqual({ asked: 1, evacuating: 1, blocks: 1, liveBytes: MiB });
+    expect(asked).toEqual([{ node: 'n2', epoch: 4, egroups: [500n] }]);
   });
 });
