@@ -530,18 +530,8 @@ export class Vdisk {
     }
   }
 
-  // ---- Snapshot ---------------------------------------------------------------------------
+  // ---- The curator's requests: record a copy, release and compact extent groups -----------
 
-  /**
-   * Cuts a snapshot into the rows of `snapshot`: holds new writes, waits for those in
-   * flight (so every write acknowledged before the hold is stored in the oplog),
-   * drains everything stored, seals what the source allocates in (its open extent
-   * groups and staging extents: no extent made before the cut is ever allocated
-   * again), bumps the generation (from now on every block drained before is shared),
-   * copies the rows, and lets writes go on. Bounded by `deadline`: past it, or on a
-   * failed drain, it fails and the writes go on (the generation may have been bumped:
-   * harmless, a later write of an old block only moves it).
-   */
   /** The curator's copy of a replica of one of this vDisk's extent groups, recorded by its writer (ExtentGroups.recordCopy). */
   recordCopy(copy: CopyRecord): Promise<number> {
     return this.space.recordCopy(copy);
@@ -611,6 +601,18 @@ export class Vdisk {
     return out;
   }
 
+  // ---- Snapshot ---------------------------------------------------------------------------
+
+  /**
+   * Cuts a snapshot into the rows of `snapshot`: holds new writes, waits for those in
+   * flight (so every write acknowledged before the hold is stored in the oplog),
+   * drains everything stored, seals what the source allocates in (its open extent
+   * groups and staging extents: no extent made before the cut is ever allocated
+   * again), bumps the generation (from now on every block drained before is shared),
+   * copies the rows, and lets writes go on. Bounded by `deadline`: past it, or on a
+   * failed drain, it fails and the writes go on (the generation may have been bumped:
+   * harmless, a later write of an old block only moves it).
+   */
   async snapshot(snapshot: bigint, deadline: number): Promise<SnapshotResult> {
     const { recordGeneration, putSnapshotRow } = this.ports;
     if (recordGeneration === undefined || putSnapshotRow === undefined) throw new StrataError(ErrorCode.INVALID, `vdisk ${this.shape.id}: snapshots are not supported here`);
