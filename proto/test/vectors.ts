@@ -650,7 +650,7 @@ function curatorFile(): VectorFile {
       valid('curator-tiering', 'moving cold data off a full ssd tier', { enabled: true, thresholdPermille: 800, coldAfterMs: 3_600_000, tiers: [{ tier: 'ssd', usedPermille: 832 }, { tier: 'hdd', usedPermille: 41 }], moving: 3, movesDone: 12 }),
       valid('curator-progress', 'tiering', { ...progress, tiering: { enabled: true, thresholdPermille: 800, coldAfterMs: 3_600_000, tiers: [{ tier: 'ssd', usedPermille: 832 }], moving: 0, movesDone: 2 } }),
       valid('curator-progress', 'draining a node and a disk', { ...progress, draining: [{ kind: 'node', name: 'n2', replicas: 12, bytes: 48 * MiB }, { kind: 'disk', name: 'n3-d2', replicas: 0, bytes: 0 }] }),
-      valid('curator-progress', 'after a scan that collected garbage', { ...progress, garbageDeleted: 12, garbageBytes: 48 * MiB, lastGarbage: garbageSummary }),
+      valid('curator-progress', 'after a scan that collected garbage', { ...progress, garbageDeleted: 12, garbageBytes: 48 * MiB, egroupsReclaimed: 5, egroupsReclaimedBytes: 20 * MiB, egroupsCompacted: 2, lastGarbage: garbageSummary }),
       valid('curator-progress', 'a new master before its first scan, rebuild off', (({ etaMs: _e, lastScan: _l, ...rest }) => ({ ...rest, rebuild: false, underReplicated: 0, bytesToCopy: 0, bytesPerSec: 0 }))(progress)),
       valid('curator-status-request', 'the only request', {}),
       valid('curator-status-reply', 'a full scan running', { master: 'n1', curatorEpoch: 4, running: { startedAtMs: T0, full: true }, copiesInFlight: 2, progress }),

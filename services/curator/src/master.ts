@@ -158,6 +158,8 @@ export class CuratorMaster {
   private lastScan: CuratorScanSummary | undefined;
   /** Replicas the garbage collection deleted, and their bytes, since the progress record was created. */
   private garbage = { garbageDeleted: 0, garbageBytes: 0 };
+  /** Extent groups the sweep reclaimed (and their bytes), and those given to their owners to compact, since the progress record was created. */
+  private reclaim = { egroupsReclaimed: 0, egroupsReclaimedBytes: 0, egroupsCompacted: 0 };
   private lastGarbage: CuratorGarbageSummary | undefined;
   private scanTimer: NodeJS.Timeout | undefined;
   private nextScanAtMs = Infinity;
@@ -199,6 +201,9 @@ export class CuratorMaster {
     const previous = (await this.d.progress.get(keys.curatorProgress))?.value;
     if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
     if (previous !== undefined) this.garbage = { garbageDeleted: previous.garbageDeleted ?? 0, garbageBytes: previous.garbageBytes ?? 0 };
+    if (previous !== undefined) {
+      this.reclaim = { egroupsReclaimed: previous.egroupsReclaimed ?? 0, egroupsReclaimedBytes: previous.egroupsReclaimedBytes ?? 0, egroupsCompacted: previous.egroupsCompacted ?? 0 };
+    }
     if (previous?.lastFullScanAtMs !== undefined) this.lastFullAtMs = previous.lastFullScanAtMs;
     await this.scanTasks.findLeft();
     const { bus } = this.d;
@@ -528,6 +533,10 @@ export class CuratorMaster {
     for (const s of result.swept) this.d.log.info({ vdisk: String(s.vdisk) }, describeSwept(s));
     for (const r of result.reclaimed ?? []) this.d.log.info({ egroup: String(r.egroup), vdisk: String(r.vdisk), freedBytes: r.freedBytes }, `egroup ${r.egroup} reclaimed: ${r.why}`);
     for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `${f.name} not swept yet; the next scan goes on with it`);
+    this.reclaim.egroupsReclaimed += result.reclaimed?.length ?? 0;
+    this.reclaim.egroupsReclaimedBytes += (result.reclaimed ?? []).reduce((n, r) => n + r.freedBytes, 0);
+    this.reclaim.egroupsCompacted += result.compacted?.evacuating ?? 0;
+    if ((result.reclaimed?.length ?? 0) > 0 || (result.compacted?.evacuating ?? 0) > 0) this.progressSoon();
     return describeSweep(result);
   }
 
@@ -647,6 +656,7 @@ export class CuratorMaster {
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
       lastFullScanAtMs: this.lastFullAtMs,
       ...this.garbage,
+      ...this.reclaim,
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
       ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
       ...(this.scrubbing === undefined ? {} : { scrubbing: { startedAtMs: this.scrubbing.startedAtMs, replicasDone: this.scrubbing.done, replicasTotal: this.scrubbing.total } }),
