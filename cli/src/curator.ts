@@ -80,6 +80,11 @@ export function formatGarbage(p: CuratorStatusReply['progress']): string {
   return `garbage: ${p.garbageDeleted ?? 0} replicas, ${formatSize(p.garbageBytes ?? 0)} reclaimed (last scan: ${last})`;
 }
 
+/** `extent groups: 5 reclaimed (20 MiB), 2 compacted (their live blocks moved by their owners' drains)`. */
+export function formatReclaim(p: CuratorStatusReply['progress']): string {
+  return `extent groups: ${p.egroupsReclaimed ?? 0} reclaimed (${formatSize(p.egroupsReclaimedBytes ?? 0)}) as nothing live names them, ${p.egroupsCompacted ?? 0} compacted (their live blocks moved by their owners' drains)`;
+}
+
 /** `rebalance: on, threshold 10 points; disks 3.2 points apart (...)`. */
 export function formatRebalance(r: CuratorRebalance): string {
   const state = r.enabled ? 'on' : 'off (STRATA_REBALANCE=off or STRATA_REBUILD=off: nothing moves)';
@@ -110,6 +115,7 @@ export function formatCuratorStatus(s: CuratorStatusReply): string {
     `rebuild progress: ${formatSize(p.bytesCopied)} copied (${p.copiesDone} copies, ${p.copiesFailed} failed), ${formatSize(p.bytesToCopy)} to copy, ${s.copiesInFlight} in flight, ${formatSize(p.bytesPerSec)}/s`,
     `estimated time to finish: ${p.bytesToCopy === 0 ? 'nothing to copy' : p.etaMs === undefined ? 'unknown (no copy finished recently)' : formatDuration(p.etaMs)}`,
     formatGarbage(p),
+    formatReclaim(p),
     `scrub: ${p.scrubbing === undefined ? 'not running' : `running since ${when(p.scrubbing.startedAtMs)}, ${p.scrubbing.replicasDone} of ${p.scrubbing.replicasTotal} replicas read`}; last pass: ${p.lastScrub === undefined ? 'none yet' : formatScrub(p.lastScrub)}`,
     ...(p.rebalance === undefined ? [] : [formatRebalance(p.rebalance)]),
     ...(p.tiering === undefined ? [] : [formatTiering(p.tiering)]),

@@ -30,6 +30,13 @@ describe('curator status', () => {
     expect(formatCuratorStatus(status)).not.toMatch(/draining/);
   });
 
+  it('shows the extent groups the sweep reclaimed and those compacted', () => {
+    expect(formatCuratorStatus({ ...status, progress: { ...status.progress, egroupsReclaimed: 5, egroupsReclaimedBytes: 20 * MiB, egroupsCompacted: 2 } })).toMatch(
+      /^extent groups: 5 reclaimed \(20 MiB\) as nothing live names them, 2 compacted \(their live blocks moved by their owners' drains\)$/m,
+    );
+    expect(formatCuratorStatus(status)).toMatch(/^extent groups: 0 reclaimed \(0 B\)/m);
+  });
+
   it('shows the rebalance: on or off, the spread between the fullest and emptiest disks, the moves', () => {
     const rebalance = { enabled: true, thresholdPermille: 100, fullest: { disk: 101n, node: 'n1', usedPermille: 400 }, emptiest: { disk: 104n, node: 'n4', usedPermille: 25 }, spreadPermille: 375, moving: 3, movesDone: 5 };
     expect(formatCuratorStatus({ ...status, progress: { ...status.progress, rebalance } })).toMatch(

@@ -168,6 +168,12 @@ export const curatorProgress = z.strictObject({
   garbageDeleted: uint.optional(),
   /** Their bytes. */
   garbageBytes: uint.optional(),
+  /** Extent groups the sweep deleted because no live vDisk names them (kept for snapshots or clones before, or released by their writers' owners), since this record was created. */
+  egroupsReclaimed: uint.optional(),
+  /** The replica bytes they held. */
+  egroupsReclaimedBytes: uint.optional(),
+  /** Extent groups that were mostly dead that their owners took to evacuate (compaction), since this record was created. */
+  egroupsCompacted: uint.optional(),
   /** What the last scan's garbage collection did, once there was one. */
   lastGarbage: curatorGarbageSummary.optional(),
   /** The nodes and disks being drained at the last scan, less the moves done since. */

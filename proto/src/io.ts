@@ -65,8 +65,8 @@ export type IoZeroRequest = z.output<typeof ioZeroRequest>;
 export type IoFlushRequest = z.output<typeof ioFlushRequest>;
 
 export const IoOp = { read: 'read', write: 'write', zero: 'zero', flush: 'flush' } as const;
-/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`, `.snapshot`, `.record-copy`. */
-export const VdcOp = { open: 'open', relinquish: 'relinquish', snapshot: 'snapshot', recordCopy: 'record-copy' } as const;
+/** Requests to a vdisk-controller beside I/O: `strata.vdc.<node>.open`, `.relinquish`, `.snapshot`, `.record-copy`, `.release`, `.compact`. */
+export const VdcOp = { open: 'open', relinquish: 'relinquish', snapshot: 'snapshot', recordCopy: 'record-copy', release: 'release', compact: 'compact' } as const;
 /** Requests to an io-director beside I/O: `strata.io.<node>.attach`, `.snapshot` (forwarded to the owner's controller). */
 export const DirectorOp = { attach: 'attach', snapshot: 'snapshot' } as const;
 export type IoOp = (typeof IoOp)[keyof typeof IoOp];
@@ -414,6 +414,56 @@ export const vdcRecordCopyReply = z.strictObject({
   revision: uint,
 });
 export type VdcRecordCopyReply = z.output<typeof vdcRecordCopyReply>;
+
+/** Most extent groups one `strata.vdc.<node>.release` request names. */
+export const RELEASE_EGROUPS_MAX = 256;
+
+/**
+ * `strata.vdc.<node>.release`: the curator found extent groups of the vDisk that no
+ * row of any vDisk names; the owner, their only writer, answers with those it will
+ * never allocate in, stage into, adopt from or write again (PROTOCOL.md, "Extent-level
+ * garbage collection"). The curator deletes only those, and only if still unnamed.
+ */
+export const vdcReleaseRequest = z.strictObject({
+  vdisk: u64,
+  /** The ownership epoch the curator read in `own`; another one is NOT_OWNER. */
+  epoch: uint,
+  egroups: z.array(u64).min(1).max(RELEASE_EGROUPS_MAX),
+});
+export type VdcReleaseRequest = z.output<typeof vdcReleaseRequest>;
+
+export const vdcReleaseReply = z.strictObject({
+  /** The requested extent groups the owner gave up for good (the others it may still use). */
+  released: z.array(u64).max(RELEASE_EGROUPS_MAX),
+});
+export type VdcReleaseReply = z.output<typeof vdcReleaseReply>;
+
+/** Most extent groups one `strata.vdc.<node>.compact` request names. */
+export const COMPACT_EGROUPS_MAX = 16;
+
+/**
+ * `strata.vdc.<node>.compact`: the curator found extent groups of the vDisk that are
+ * mostly dead (few live bytes, every one named only by the vDisk itself at its current
+ * generation); the owner evacuates them: no allocation, staging or in-place drain write
+ * there from now on, and its next drain moves every block of the vDisk they hold to a
+ * new extent. Once no row names them, the reclaim deletes them (PROTOCOL.md,
+ * "Extent-level garbage collection").
+ */
+export const vdcCompactRequest = z.strictObject({
+  vdisk: u64,
+  /** The ownership epoch the curator read in `own`; another one is NOT_OWNER. */
+  epoch: uint,
+  egroups: z.array(u64).min(1).max(COMPACT_EGROUPS_MAX),
+});
+export type VdcCompactRequest = z.output<typeof vdcCompactRequest>;
+
+export const vdcCompactReply = z.strictObject({
+  /** The requested extent groups now evacuating (a lane's open one is not). */
+  evacuating: z.array(u64).max(COMPACT_EGROUPS_MAX),
+  /** The blocks queued for the next drain to move. */
+  blocks: uint,
+});
+export type VdcCompactReply = z.output<typeof vdcCompactReply>;
 
 export const MdMap = { vdisk: 'vdisk', extent: 'extent', egroup: 'egroup' } as const;
 export type MdMap = (typeof MdMap)[keyof typeof MdMap];

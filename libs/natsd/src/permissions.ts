@@ -240,6 +240,10 @@ export function curatorGrant(scope: NodeScope): Grant {
       subjects.curatorMap(ANY),
       // A copy is recorded by the vDisk's owner (its writer) when it has one.
       subjects.controller(ANY, VdcOp.recordCopy),
+      // The sweep asks a vDisk's owner which unnamed extent groups it gives up.
+      subjects.controller(ANY, VdcOp.release),
+      // And to evacuate extent groups that are mostly dead.
+      subjects.controller(ANY, VdcOp.compact),
       ...kv(buckets.own, [keys.curatorMasterLease, keys.curatorProgress, keys.curatorScan, keys.curatorMapOutputAll, keys.vdiskOwnershipAll, anyLast(keys.takeover(0n))]),
       // Its own events, and the sweep's (vdisk.swept, egroup.reclaimed are space events).
       ...events(EventCategory.curator, EventCategory.space),

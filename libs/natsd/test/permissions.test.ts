@@ -110,6 +110,8 @@ describe('role grants', () => {
     expect(pub(curatorGrant(n1), '$KV.own.role.config')).toBe(false);
     // It asks a vDisk's owner to record a copy, and nothing else of a controller's.
     expect(pub(curatorGrant(n1), 'strata.vdc.n2.record-copy')).toBe(true);
+    expect(pub(curatorGrant(n1), 'strata.vdc.n2.release')).toBe(true);
+    expect(pub(curatorGrant(n1), 'strata.vdc.n2.compact')).toBe(true);
     expect(pub(curatorGrant(n1), 'strata.vdc.n2.relinquish')).toBe(false);
     expect(pub(vdiskControllerGrant(n1), '$KV.md-vdisk.5.0')).toBe(false);
   });

@@ -9,7 +9,7 @@ import { ErrorCode, isStrataError } from '@strata/errors';
 import { EventLog } from '@strata/events';
 import { modify, openBucket } from '@strata/kv';
 import { MdClient } from '@strata/md-client';
-import { EstoreOp, buckets, keys, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
+import { EstoreOp, VdcOp, vdcCompactReply, vdcReleaseReply, buckets, keys, egDeleteReply, egStatReply, egroupEntry, streams, subjects, vdiskOwnership, vdiskRow } from '@strata/proto';
 import type { SweepPorts } from './sweep';
 
 /** Compare-and-set attempts of the fence before the vDisk's sweep fails (and waits for the next). */
@@ -36,7 +36,16 @@ export async function sweepPortsFor({ bus, config, timeoutMs = 10_000 }: BusSwee
     listVdisks: () => config.list('vdisk'),
     rows: () => rows.entries(),
     generation: async (vdisk) => (await own.get(keys.vdiskOwnership(vdisk)))?.value.generation ?? 0,
-    egroups: async () => (await egroups.entries()).map((e) => ({ id: BigInt(e.key), entry: e.value })),
+    egroups: async () => (await egroups.entries()).map((e) => ({ id: BigInt(e.key), entry: e.value, revision: e.revision })),
+    ownership: async (vdisk) => {
+      const got = await own.get(keys.vdiskOwnership(vdisk));
+      return got === null ? null : { owner: got.value.owner, epoch: got.value.epoch };
+    },
+    compact: async (node, vdisk, epoch, ids) => {
+      const reply = await bus.request(subjects.controller(node, VdcOp.compact), { vdisk, epoch, egroups: [...ids] }, vdcCompactReply, { timeoutMs });
+      return { evacuating: reply.evacuating, blocks: reply.blocks };
+    },
+    release: async (node, vdisk, epoch, ids) => (await bus.request(subjects.controller(node, VdcOp.release), { vdisk, epoch, egroups: [...ids] }, vdcReleaseReply, { timeoutMs })).released,
     ownKeys: () => own.keys(),
     // Out of attempts: UNAVAILABLE, and the next sweep tries again.
     fenceOwnership: async (key) => {
@@ -53,7 +62,7 @@ export async function sweepPortsFor({ bus, config, timeoutMs = 10_000 }: BusSwee
       await bus.request(subjects.estore(node, EstoreOp.delete), { disk, egroup }, egDeleteReply, { timeoutMs });
       return sizeBytes;
     },
-    deleteMd: (map, key) => md.delete(map, key),
+    deleteMd: (map, key, revision) => md.delete(map, key, revision),
     deleteOwn: (key) => own.delete(key),
     purgeOplog: async (subject) => {
       try {

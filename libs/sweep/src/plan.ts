@@ -87,7 +87,7 @@ function removedSinceMs(v: Pick<VdiskLike, 'spec'>, nowMs: number, creatingTimeo
 type RemovedInput = Pick<SweepInput, 'nowMs' | 'creatingTimeoutMs'> & { vdisks: ReadonlyArray<Pick<VdiskLike, 'id' | 'spec'>> };
 
 /** Whether a snapshot or clone is being made now (not interrupted): its rows may be half copied. */
-function makingAny(input: RemovedInput): boolean {
+export function makingAny(input: RemovedInput): boolean {
   const { nowMs, timeoutMs } = clock(input);
   return input.vdisks.some((v) => v.spec.deletingSinceMs === undefined && v.spec.creatingSinceMs !== undefined && removedSinceMs(v, nowMs, timeoutMs) === undefined);
 }
@@ -118,7 +118,7 @@ export function referencesOf(rows: ReadonlyArray<{ key: string; value: { blocks:
 }
 
 /** Whether a row of a vDisk that stays (not in `removed`) names `egroup`. */
-function liveReference(references: ReadonlyMap<bigint, ReadonlySet<bigint>>, removed: ReadonlySet<bigint>, egroup: bigint): boolean {
+export function liveReference(references: ReadonlyMap<bigint, ReadonlySet<bigint>>, removed: ReadonlySet<bigint>, egroup: bigint): boolean {
   for (const vdisk of references.get(egroup) ?? []) if (!removed.has(vdisk)) return true;
   return false;
 }

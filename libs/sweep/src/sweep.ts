@@ -17,24 +17,46 @@
 // once, and at most `requestsPerSecondMax` started a second.
 import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf, type VdiskRow } from '@strata/proto';
 import { CREATING_TIMEOUT_MS_DEFAULT, ownersToCheck, planReclaim, planSweep, referencesOf, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
+import { planUnnamed, releaseBatches, stillUnnamed, type UnnamedEgroup, type UnnamedPorts, type UnnamedSince } from './unnamed';
+import { compactionWriters, planCompaction, type CompactAsked } from './compact';
 
-/** What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests pass fakes. */
-export interface SweepPorts {
+/** The reclaim of extent groups of live vDisks (unnamed.ts) and their compaction (compact.ts): the curator master's memory and settings. */
+export interface LiveReclaim {
+  since: UnnamedSince;
+  graceMs: number;
+  /** Absent: no compaction. */
+  compact?: {
+    /** Below this share of its size live, an extent group is compacted. */
+    liveFraction: number;
+    /** Live bytes moved per sweep at most. */
+    bytesMax: number;
+    asked: CompactAsked;
+  };
+}
+
+/**
+ * What the sweep reads and deletes; sweepDepsFor (bus-deps.ts) builds it over NATS, tests
+ * pass fakes. `ownership` and `release` (unnamed.ts) serve the reclaim of extent groups
+ * of live vDisks; without them it does not run.
+ */
+export interface SweepPorts extends Partial<UnnamedPorts> {
+  /** Asks `node`, the vDisk's owner at `epoch`, to evacuate `egroups` (`strata.vdc.<node>.compact`). */
+  compact?(node: string, vdisk: bigint, epoch: number, egroups: readonly bigint[]): Promise<{ evacuating: bigint[]; blocks: number }>;
   listVdisks(): Promise<Array<ObjectOf<'vdisk'>>>;
   /** Every row of md-vdisk, with its key (the references of snapshots and clones are derived from them). */
   rows(): Promise<Array<{ key: string; value: VdiskRow }>>;
   /** A vDisk's generation (its ownership record's; 0 when it has none). */
   generation(vdisk: bigint): Promise<number>;
-  /** Every entry of md-egroup. */
-  egroups(): Promise<Array<{ id: bigint; entry: EgroupEntry }>>;
+  /** Every entry of md-egroup, with its revision (the reclaim of unnamed extent groups needs it). */
+  egroups(): Promise<Array<{ id: bigint; entry: EgroupEntry; revision?: number }>>;
   /** Every key of `own`. */
   ownKeys(): Promise<string[]>;
   /** Raises the epoch of the ownership record `key` by one (compare-and-set); nothing when it is gone. */
   fenceOwnership(key: string): Promise<void>;
   /** Deletes one replica; resolves to the bytes it held (0 when it was not there). */
   deleteReplica(node: string, disk: bigint, egroup: bigint): Promise<number>;
-  /** Deletes a key of a metadata map (no error when it is gone). */
-  deleteMd(map: 'vdisk' | 'egroup', key: string): Promise<void>;
+  /** Deletes a key of a metadata map (no error when it is gone); only at `revision` when given (CONFLICT otherwise). */
+  deleteMd(map: 'vdisk' | 'egroup', key: string, revision?: number): Promise<void>;
   /** Deletes a key of `own` (no error when it is gone). */
   deleteOwn(key: string): Promise<void>;
   /** Purges every message of an oplog subject. */
@@ -71,8 +93,16 @@ export interface SweptVdisk {
 
 export interface SweepResult {
   swept: SweptVdisk[];
-  /** Extent groups kept for snapshots or clones and deleted now that no live vDisk names them. */
+  /** Extent groups deleted because no live vDisk names them: kept for snapshots or clones before, or released by their writer (unnamed.ts). */
   reclaimed?: Array<{ egroup: bigint; vdisk: bigint; replicas: number; freedBytes: number; why: string }>;
+  /**
+   * The extent groups of live vDisks no row names (when the reclaim of those ran):
+   * `unnamed` seen now, `due` (unnamed and unchanged for the grace period), `released`
+   * by their writers' owners, and `kept` by the owners (still in use in memory).
+   */
+  unnamed?: { unnamed: number; due: number; released: number; kept: number };
+  /** Extent groups that are mostly dead given to their owners to evacuate (compact.ts), and the blocks queued. */
+  compacted?: { asked: number; evacuating: number; blocks: number; liveBytes: number };
   /** vDisks whose sweep stopped at an error: they stay marked, and the next sweep goes on with them. */
   failed: Array<{ vdisk: bigint; name: string; error: string }>;
 }
@@ -82,7 +112,17 @@ export interface SweepResult {
  * making to count as interrupted (and be swept); CREATING_TIMEOUT_MS_DEFAULT unless set
  * (STRATA_CREATING_TIMEOUT_MS of the curator and of `strata vdisk sweep`).
  */
-export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEEP_LIMITS_DEFAULT, creatingTimeoutMs = CREATING_TIMEOUT_MS_DEFAULT): Promise<SweepResult> {
+/**
+ * `live`: the reclaim of extent groups of live vDisks that no row names (unnamed.ts),
+ * with the curator master's memory of since when each was seen unnamed, and the grace
+ * period; absent (`strata vdisk sweep`), it does not run.
+ */
+export async function sweepDeleted(
+  ports: SweepPorts,
+  limits: SweepLimits = SWEEP_LIMITS_DEFAULT,
+  creatingTimeoutMs = CREATING_TIMEOUT_MS_DEFAULT,
+  live?: LiveReclaim,
+): Promise<SweepResult> {
   checkLimits(limits);
   if (!Number.isInteger(creatingTimeoutMs) || creatingTimeoutMs < 1) throw new RangeError(`creatingTimeoutMs must be a positive integer, not ${creatingTimeoutMs}`);
   const vdisks = await ports.listVdisks();
@@ -114,18 +154,101 @@ export async function sweepDeleted(ports: SweepPorts, limits: SweepLimits = SWEE
       result.failed.push({ vdisk: g.vdisk, name: `egroup ${g.id}`, error: err instanceof Error ? err.message : String(err) });
     }
   }
+  if (live !== undefined && ports.ownership !== undefined && ports.release !== undefined) {
+    const withRevisions = egroups.flatMap((e) => (e.revision === undefined ? [] : [{ id: e.id, entry: e.entry, revision: e.revision }]));
+    const candidates = planUnnamed({ vdisks, egroups: withRevisions, references, generations, nowMs, creatingTimeoutMs });
+    await reclaimUnnamed({ ...ports, ownership: ports.ownership, release: ports.release }, candidates, live, { limits, pace, creatingTimeoutMs, result });
+    if (live.compact !== undefined && ports.compact !== undefined) {
+      const input = { vdisks, rows, egroups, nowMs, creatingTimeoutMs, liveFraction: live.compact.liveFraction };
+      for (const writer of compactionWriters(input)) if (!generations.has(writer)) generations.set(writer, await ports.generation(writer));
+      await compactMostlyDead(ports as SweepPorts & UnnamedPorts, planCompaction(input, generations, live.compact.bytesMax), live.compact.asked, live.graceMs, result);
+    }
+  }
   return result;
 }
 
+/** Asks the owners to evacuate the extent groups that are mostly dead (compact.ts), one request per writer; nothing is deleted here. */
+async function compactMostlyDead(
+  ports: SweepPorts & UnnamedPorts,
+  candidates: ReturnType<typeof planCompaction>,
+  asked: CompactAsked,
+  againAfterMs: number,
+  result: SweepResult,
+): Promise<void> {
+  const nowMs = Date.now();
+  const due = asked.due(candidates, nowMs, againAfterMs);
+  if (due.length === 0) return;
+  const summary = { asked: 0, evacuating: 0, blocks: 0, liveBytes: 0 };
+  result.compacted = summary;
+  const byWriter = new Map<bigint, typeof due>();
+  for (const c of due) byWriter.set(c.vdisk, [...(byWriter.get(c.vdisk) ?? []), c]);
+  for (const [vdisk, batch] of byWriter) {
+    try {
+      const own = await ports.ownership(vdisk);
+      if (own === null) continue;
+      const ids = batch.map((c) => c.id);
+      const reply = await ports.compact!(own.owner, vdisk, own.epoch, ids);
+      asked.asked(ids, nowMs);
+      summary.asked += ids.length;
+      summary.evacuating += reply.evacuating.length;
+      summary.blocks += reply.blocks;
+      const evacuating = new Set(reply.evacuating);
+      summary.liveBytes += batch.filter((c) => evacuating.has(c.id)).reduce((n, c) => n + c.liveBytes, 0);
+    } catch (err) {
+      result.failed.push({ vdisk, name: `compaction of extent groups of vdisk ${vdisk}`, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}
+
+/**
+ * The reclaim of extent groups of live vDisks that no row names (unnamed.ts): the due
+ * ones, a request per writer to its owner; the released ones still unnamed when the
+ * rows are read again are deleted like planReclaim's, by compare-and-set on the entry.
+ */
+async function reclaimUnnamed(
+  ports: SweepPorts & UnnamedPorts,
+  candidates: readonly UnnamedEgroup[],
+  live: { since: UnnamedSince; graceMs: number },
+  run: { limits: SweepLimits; pace: () => Promise<void>; creatingTimeoutMs: number; result: SweepResult },
+): Promise<void> {
+  const due = live.since.observe(candidates, Date.now(), live.graceMs);
+  const summary = { unnamed: candidates.length, due: due.size, released: 0, kept: 0 };
+  run.result.unnamed = summary;
+  const graceS = Math.round(live.graceMs / 1000);
+  for (const [vdisk, batch] of releaseBatches(candidates, due)) {
+    try {
+      // No ownership record: no writer runs (never opened, or being deleted); left as before.
+      const own = await ports.ownership(vdisk);
+      if (own === null) continue;
+      const released = new Set(await ports.release(own.owner, vdisk, own.epoch, batch.map((g) => g.id)));
+      summary.released += released.size;
+      summary.kept += batch.length - released.size;
+      if (released.size === 0) continue;
+      const [vdisksAfter, rowsAfter] = await Promise.all([ports.listVdisks(), ports.rows()]);
+      const gone = stillUnnamed(
+        batch.filter((g) => released.has(g.id)),
+        { vdisks: vdisksAfter, rows: rowsAfter, nowMs: Date.now(), creatingTimeoutMs: run.creatingTimeoutMs },
+      );
+      for (const g of gone) {
+        const why = `no row names it (unnamed and unchanged for ${graceS} s or more); released by its writer, vdisk ${vdisk}, owned by ${own.owner}`;
+        run.result.reclaimed ??= [];
+        run.result.reclaimed.push(await reclaimOne(ports, { ...g, why }, run.limits, run.pace, g.revision));
+      }
+    } catch (err) {
+      run.result.failed.push({ vdisk, name: `unnamed extent groups of vdisk ${vdisk}`, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}
+
 /** Deletes one extent group kept for a snapshot or clone: its replicas, then its entry; then an event with the reason. */
-async function reclaimOne(ports: SweepPorts, g: ReclaimedEgroup, limits: SweepLimits, pace: () => Promise<void>): Promise<NonNullable<SweepResult['reclaimed']>[number]> {
+async function reclaimOne(ports: SweepPorts, g: ReclaimedEgroup, limits: SweepLimits, pace: () => Promise<void>, revision?: number): Promise<NonNullable<SweepResult['reclaimed']>[number]> {
   let freedBytes = 0;
   await forEachLimited(g.replicas, limits.inFlightMax, async (r) => {
     await pace();
     const bytes = await ports.deleteReplica(r.node, r.disk, g.id);
     freedBytes += bytes;
   });
-  await ports.deleteMd('egroup', keys.egroup(g.id));
+  await ports.deleteMd('egroup', keys.egroup(g.id), revision);
   await ports.event?.({
     type: EventType.egroupReclaimed,
     atMs: Date.now(),

@@ -21,7 +21,7 @@ import type { EventLog } from '@strata/events';
 import type { TypedBucket } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import type { MdMaps } from '@strata/md-client';
-import { describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts } from '@strata/sweep';
+import { CompactAsked, UnnamedSince, describeSwept, referencesOf, sweepDeleted, sweepPortsFor, type SweepPorts, type SweepResult } from '@strata/sweep';
 import {
   CuratorOp,
   EventType,
@@ -143,6 +143,10 @@ export class CuratorMaster {
   private view: ClusterView | undefined;
   /** The sweep's view of NATS, made at the first scan. */
   private sweepPorts: Promise<SweepPorts> | undefined;
+  /** Since when each extent group of a live vDisk has been seen unnamed (@strata/sweep unnamed.ts); empty after a failover. */
+  private readonly unnamed = new UnnamedSince();
+  /** When each extent group was last given to its owner to compact. */
+  private readonly compactAsked = new CompactAsked();
   private running: RunningScan | undefined;
   private following: FollowingScan | undefined;
   private scans = 0;
@@ -154,6 +158,8 @@ export class CuratorMaster {
   private lastScan: CuratorScanSummary | undefined;
   /** Replicas the garbage collection deleted, and their bytes, since the progress record was created. */
   private garbage = { garbageDeleted: 0, garbageBytes: 0 };
+  /** Extent groups the sweep reclaimed (and their bytes), and those given to their owners to compact, since the progress record was created. */
+  private reclaim = { egroupsReclaimed: 0, egroupsReclaimedBytes: 0, egroupsCompacted: 0 };
   private lastGarbage: CuratorGarbageSummary | undefined;
   private scanTimer: NodeJS.Timeout | undefined;
   private nextScanAtMs = Infinity;
@@ -195,6 +201,9 @@ export class CuratorMaster {
     const previous = (await this.d.progress.get(keys.curatorProgress))?.value;
     if (previous !== undefined) this.counts = { bytesCopied: previous.bytesCopied, copiesDone: previous.copiesDone, copiesFailed: previous.copiesFailed };
     if (previous !== undefined) this.garbage = { garbageDeleted: previous.garbageDeleted ?? 0, garbageBytes: previous.garbageBytes ?? 0 };
+    if (previous !== undefined) {
+      this.reclaim = { egroupsReclaimed: previous.egroupsReclaimed ?? 0, egroupsReclaimedBytes: previous.egroupsReclaimedBytes ?? 0, egroupsCompacted: previous.egroupsCompacted ?? 0 };
+    }
     if (previous?.lastFullScanAtMs !== undefined) this.lastFullAtMs = previous.lastFullScanAtMs;
     await this.scanTasks.findLeft();
     const { bus } = this.d;
@@ -516,11 +525,19 @@ export class CuratorMaster {
       this.sweepPorts = undefined; // made again at the next scan
       throw err;
     });
-    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs);
+    const result = await sweepDeleted(await this.sweepPorts, undefined, this.d.settings.creatingTimeoutMs, {
+      since: this.unnamed,
+      graceMs: this.d.settings.reclaimGraceMs,
+      compact: { liveFraction: this.d.settings.compactLiveFraction, bytesMax: this.d.settings.compactBytesPerScan, asked: this.compactAsked },
+    });
     for (const s of result.swept) this.d.log.info({ vdisk: String(s.vdisk) }, describeSwept(s));
-    for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `vdisk ${f.name} not swept yet; the next scan goes on with it`);
-    if (result.swept.length === 0 && result.failed.length === 0) return '';
-    return `${result.swept.length} deleted vdisks swept${result.failed.length === 0 ? '' : ` (${result.failed.length} not yet)`}, `;
+    for (const r of result.reclaimed ?? []) this.d.log.info({ egroup: String(r.egroup), vdisk: String(r.vdisk), freedBytes: r.freedBytes }, `egroup ${r.egroup} reclaimed: ${r.why}`);
+    for (const f of result.failed) this.d.log.warn({ vdisk: String(f.vdisk), error: f.error }, `${f.name} not swept yet; the next scan goes on with it`);
+    this.reclaim.egroupsReclaimed += result.reclaimed?.length ?? 0;
+    this.reclaim.egroupsReclaimedBytes += (result.reclaimed ?? []).reduce((n, r) => n + r.freedBytes, 0);
+    this.reclaim.egroupsCompacted += result.compacted?.evacuating ?? 0;
+    if ((result.reclaimed?.length ?? 0) > 0 || (result.compacted?.evacuating ?? 0) > 0) this.progressSoon();
+    return describeSweep(result);
   }
 
   private async readView(): Promise<ClusterView> {
@@ -639,6 +656,7 @@ export class CuratorMaster {
       ...(this.lastScan === undefined ? {} : { lastScan: this.lastScan }),
       lastFullScanAtMs: this.lastFullAtMs,
       ...this.garbage,
+      ...this.reclaim,
       ...(this.lastGarbage === undefined ? {} : { lastGarbage: this.lastGarbage }),
       ...(this.lastScrub === undefined ? {} : { lastScrub: this.lastScrub }),
       ...(this.scrubbing === undefined ? {} : { scrubbing: { startedAtMs: this.scrubbing.startedAtMs, replicasDone: this.scrubbing.done, replicasTotal: this.scrubbing.total } }),
@@ -713,6 +731,20 @@ export class CuratorMaster {
       this.d.log.warn({ err, event: fields.type }, 'could not record a curator event');
     }
   }
+}
+
+/** The sweep's part of the scan's summary: `2 deleted vdisks swept, 5 extent groups reclaimed (40.0 MiB), 3 extent groups of live vdisks unnamed (2 past the grace period, 1 released, 1 kept by their owners), `; '' when it did nothing. */
+export function describeSweep(result: SweepResult): string {
+  const parts: string[] = [];
+  if (result.swept.length > 0) parts.push(`${result.swept.length} deleted vdisks swept`);
+  const reclaimed = result.reclaimed ?? [];
+  if (reclaimed.length > 0) parts.push(`${reclaimed.length} extent groups reclaimed (${(reclaimed.reduce((n, r) => n + r.freedBytes, 0) / 2 ** 20).toFixed(1)} MiB)`);
+  const u = result.unnamed;
+  if (u !== undefined && u.unnamed > 0) parts.push(`${u.unnamed} extent groups of live vdisks unnamed (${u.due} past the grace period, ${u.released} released, ${u.kept} kept by their owners)`);
+  const c = result.compacted;
+  if (c !== undefined && c.asked > 0) parts.push(`${c.evacuating} mostly dead extent groups evacuating (${c.blocks} blocks, ${(c.liveBytes / 2 ** 20).toFixed(1)} MiB live, to move)`);
+  if (result.failed.length > 0) parts.push(`${result.failed.length} not swept yet`);
+  return parts.map((p) => `${p}, `).join('');
 }
 
 const permille = (pct: number): number => Math.max(0, Math.round(pct * 10));

@@ -63,6 +63,20 @@ export const curatorSettings = z
      * making (a row copy of the vDisk map, seconds for a large vDisk).
      */
     creatingTimeoutMs: millis(600_000),
+    /**
+     * An extent group of a live vDisk that no row names is reclaimed (its writer's owner
+     * asked to release it first) only once the sweeps have seen it unnamed and unchanged
+     * for this long: longer than any read or write in flight that found it named.
+     */
+    reclaimGraceMs: millis(300_000),
+    /**
+     * An extent group of a live vDisk whose live bytes are below this share of its size,
+     * every one named only by the vDisk at its current generation, is compacted: its
+     * owner's drain moves those blocks, and the reclaim then frees it. 0: never.
+     */
+    compactLiveFraction: z.coerce.number().min(0).max(1).default(0.5),
+    /** Live bytes the compaction asks owners to move per scan at most. */
+    compactBytesPerScan: z.coerce.number().int().min(1).default(256 * MiB),
     /** Deletes of the garbage collection per second at most: the disks serve the VMs' I/O meanwhile. */
     gcDeletesPerSec: z.coerce.number().int().min(1).max(10_000).default(50),
     /**

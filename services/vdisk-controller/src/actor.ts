@@ -30,6 +30,8 @@ import {
   vdcRelinquishRequest,
   vdcSnapshotRequest,
   vdcRecordCopyRequest,
+  vdcReleaseRequest,
+  vdcCompactRequest,
   vdiskOwnership,
 } from '@strata/proto';
 import { Controller } from './controller';
@@ -138,6 +140,8 @@ export function vdiskControllerActor(s: z.output<typeof controllerSettings>): Ac
         bus.serve(subjects.controller(s.node, VdcOp.open), vdcOpenRequest, (req) => controller.takeOver(req.vdisk, req.epoch), opts),
         bus.serve(subjects.controller(s.node, VdcOp.relinquish), vdcRelinquishRequest, (req) => controller.relinquish(req.vdisk, req.to), opts),
         bus.serve(subjects.controller(s.node, VdcOp.recordCopy), vdcRecordCopyRequest, (req) => controller.recordCopy(req), opts),
+        bus.serve(subjects.controller(s.node, VdcOp.release), vdcReleaseRequest, (req) => controller.release(req), opts),
+        bus.serve(subjects.controller(s.node, VdcOp.compact), vdcCompactRequest, (req) => controller.compact(req), opts),
         bus.serve(subjects.controller(s.node, VdcOp.snapshot), vdcSnapshotRequest, (req, ctx) => controller.snapshot(req.vdisk, req.snapshot, performance.now() + ctx.remainingMs()), opts),
       ]);
       return async () => {

@@ -113,6 +113,13 @@ export class BlockIndex {
     return pos >= end;
   }
 
+  /** The extent groups the references held name (direct writes not drained yet). */
+  refEgroups(): Set<bigint> {
+    const out = new Set<bigint>();
+    for (const list of this.blocks.values()) for (const s of list) if (s.ref !== undefined) out.add(s.ref.egroup);
+    return out;
+  }
+
   /** Blocks that hold segments with a sequence at or below `seq`. */
   blocksUpTo(seq: number): number[] {
     const out: number[] = [];

@@ -22,6 +22,8 @@ import {
   type EgroupEntry,
   type Priority,
   type VdcRecordCopyRequest,
+  type VdcReleaseRequest,
+  type VdcCompactRequest,
   type VdiskOwnership,
   type vdiskOwnership,
 } from '@strata/proto';
@@ -267,6 +269,43 @@ export class Controller {
         throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: the copy is recorded by the owner at that epoch`);
       }
       return { revision: await vdisk.recordCopy(copy) };
+    });
+  }
+
+  /**
+   * The curator's release of extent groups no row names (Vdisk.release): answered by
+   * the owner at `epoch` only (NOT_OWNER otherwise). A vDisk this node owns and does
+   * not serve yet is opened, as for its first I/O (its oplog replayed: the references
+   * it holds count).
+   */
+  async release(req: VdcReleaseRequest): Promise<{ released: bigint[] }> {
+    const { vdisk: vdiskId, epoch, egroups } = req;
+    return this.serve(vdiskId, async (vdisk) => {
+      const served = this.served.get(vdiskId);
+      if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
+        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: extent groups are released by the owner at that epoch`);
+      }
+      const released = await vdisk.release(egroups);
+      this.deps.log.info({ vdisk: String(vdiskId), asked: egroups.length, released: released.map(String) }, 'released extent groups no row names to the curator');
+      return { released };
+    });
+  }
+
+  /**
+   * The curator's compaction of extent groups that are mostly dead (Vdisk.compact): by
+   * the owner at `epoch` only (NOT_OWNER otherwise); a vDisk this node owns and does
+   * not serve yet is opened, as for its first I/O.
+   */
+  async compact(req: VdcCompactRequest): Promise<{ evacuating: bigint[]; blocks: number }> {
+    const { vdisk: vdiskId, epoch, egroups } = req;
+    return this.serve(vdiskId, async (vdisk) => {
+      const served = this.served.get(vdiskId);
+      if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
+        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: extent groups are compacted by the owner at that epoch`);
+      }
+      const result = await vdisk.compact(egroups);
+      this.deps.log.info({ vdisk: String(vdiskId), asked: egroups.length, evacuating: result.evacuating.map(String), blocks: result.blocks }, 'evacuating extent groups that are mostly dead: drain moves their blocks');
+      return result;
     });
   }
 

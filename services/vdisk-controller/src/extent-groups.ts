@@ -71,6 +71,22 @@ export interface ExtentSpace {
    * if the replica it copied from was not written since; returns the entry's revision.
    */
   recordCopy(copy: CopyRecord): Promise<number>;
+  /**
+   * The curator's release (`strata.vdc.<node>.release`), its first half: of
+   * `egroups`, those that are not a lane's open extent group are retired (never
+   * opened for allocation, never written by drain: `writable` says no) and returned;
+   * the open ones are left as they are. The caller decides which retired ones it
+   * gives up (Vdisk.release).
+   */
+  retire(egroups: readonly bigint[]): bigint[];
+  /** Undoes `retire` for extent groups the owner found still in use (it keeps them, as before); not for evacuating ones. */
+  unretire(egroups: readonly bigint[]): void;
+  /**
+   * The curator's compaction (`strata.vdc.<node>.compact`): retires `egroups` as
+   * `retire` does (not a lane's open one) and keeps them retired for good, so drain
+   * moves the blocks there instead of writing them in place; returns those evacuating.
+   */
+  evacuate(egroups: readonly bigint[]): bigint[];
 }
 
 /** The curator's copy of a replica, to be recorded by the extent group's writer (`strata.vdc.<node>.record-copy`). */
@@ -147,6 +163,10 @@ export class ExtentGroups implements ExtentSpace {
   private laneFailure: string | undefined;
   /** The tail of each extent group's queue of replica writes (one at a time: versions). */
   private readonly writing = new Map<bigint, Promise<void>>();
+  /** Extent groups given up to the curator's release (or about to be): never allocated in or written by drain again. */
+  private readonly retired = new Set<bigint>();
+  /** Retired for the curator's compaction: they stay retired whatever a release decides. */
+  private readonly evacuating = new Set<bigint>();
 
   constructor(private readonly deps: ExtentGroupsDeps) {}
 
@@ -162,6 +182,8 @@ export class ExtentGroups implements ExtentSpace {
     const location = this.takeRoom(DRAIN_LANE, length);
     if (location !== undefined) return location;
     const created = await this.deps.createEgroup(length);
+    // Retired while its creation ran (the sweep saw its entry unnamed): not used; the next drain makes another.
+    if (this.retired.has(created.id)) throw new StrataError(ErrorCode.UNAVAILABLE, `egroup ${created.id} was released while being created; drain tries again`);
     return this.takeFrom(this.opened(DRAIN_LANE, created), length);
   }
 
@@ -210,13 +232,31 @@ export class ExtentGroups implements ExtentSpace {
     const state = newState(created.entry, created.revision);
     this.states.set(created.id, state);
     // Created before a snapshot sealed the open extent groups (a direct-write lane's
-    // creation still running during the cut): never opened, so it stays sealed.
-    if ((created.entry.gen ?? 0) >= (this.deps.generation?.() ?? 0)) this.open.set(lane, created.id);
+    // creation still running during the cut): never opened, so it stays sealed. One
+    // retired while it was created (the curator saw its entry unnamed) is never opened either.
+    if ((created.entry.gen ?? 0) >= (this.deps.generation?.() ?? 0) && !this.retired.has(created.id)) this.open.set(lane, created.id);
     return { egroup: created.id, state };
   }
 
   seal(): void {
     this.open.clear();
+  }
+
+  retire(egroups: readonly bigint[]): bigint[] {
+    const opened = new Set(this.open.values());
+    const out = egroups.filter((egroup) => !opened.has(egroup));
+    for (const egroup of out) this.retired.add(egroup);
+    return out;
+  }
+
+  unretire(egroups: readonly bigint[]): void {
+    for (const egroup of egroups) if (!this.evacuating.has(egroup)) this.retired.delete(egroup);
+  }
+
+  evacuate(egroups: readonly bigint[]): bigint[] {
+    const out = this.retire(egroups);
+    for (const egroup of out) this.evacuating.add(egroup);
+    return out;
   }
 
   async owns(egroup: bigint): Promise<boolean> {
@@ -230,7 +270,7 @@ export class ExtentGroups implements ExtentSpace {
   private takeRoom(lane: number, length: number): BlockLocation | undefined {
     const egroup = this.open.get(lane);
     const state = egroup === undefined ? undefined : this.states.get(egroup);
-    if (egroup === undefined || state === undefined || state.stale === true || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) return undefined;
+    if (egroup === undefined || state === undefined || state.stale === true || this.retired.has(egroup) || state.allocatedBytes + length > this.deps.egroupSizeBytes || !this.replicasUsable(state, egroup)) return undefined;
     return this.takeFrom({ egroup, state }, length);
   }
 
@@ -273,6 +313,9 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   private async writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges, span: Span): Promise<void> {
+    // Extents freed in a released extent group (a drain's last step, after its rows
+    // stopped naming them): the entry is the curator's to delete, nothing to record.
+    if (this.retired.has(egroup) && pieces.length === 0 && changes.added.length === 0) return;
     const state = await this.state(egroup);
     if (span.isRecording()) {
       span.setAttributes({
@@ -509,6 +552,7 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   async writable(egroup: bigint): Promise<boolean> {
+    if (this.retired.has(egroup)) return false;
     return this.replicasUsable(await this.state(egroup), egroup);
   }
 

@@ -123,6 +123,25 @@ export class StagingExtents {
     this.known.delete(keyOf(s.location.egroup, s.location.offset));
   }
 
+  /**
+   * The curator's release: the current staging extents in `egroups` with no write in
+   * flight take no more writes (their blocks' next writes get new staging extents,
+   * elsewhere) and are forgotten. Their committed bytes stay where they are: the
+   * index's references name them until drain.
+   */
+  abandonIn(egroups: ReadonlySet<bigint>): void {
+    for (const s of [...this.current.values()]) {
+      if (s.inFlight > 0 || !egroups.has(s.location.egroup)) continue;
+      this.uncurrent(s);
+      this.retire(s);
+    }
+  }
+
+  /** The extent groups of the staging extents still known: current, or with writes in flight. */
+  egroups(): Set<bigint> {
+    return new Set([...this.known.values()].map((s) => s.location.egroup));
+  }
+
   /** Staging extents known (for tests: bounded by the blocks being written). */
   get size(): number {
     return this.known.size;

@@ -177,6 +177,8 @@ export class Vdisk {
   private readonly rows = new Map<number, { value: VdiskRow; revision: number }>();
   /** Extents allocated for blocks whose vDisk map entry is not written yet (a drain failed after allocating). */
   private readonly allocated = new Map<number, BlockLocation>();
+  /** Blocks the curator's compaction asked drain to move out of an evacuating extent group (block -> that extent group). */
+  private readonly evacuate = new Map<number, bigint>();
   private drainedSeq: number;
   /** The undrained oplog entries that carry data, oldest first, with their data bytes (for bounded drains). */
   private readonly entryBytes: Array<{ seq: number; bytes: number; atMs: number }> = [];
@@ -528,6 +530,77 @@ export class Vdisk {
     }
   }
 
+  // ---- The curator's requests: record a copy, release and compact extent groups -----------
+
+  /** The curator's copy of a replica of one of this vDisk's extent groups, recorded by its writer (ExtentGroups.recordCopy). */
+  recordCopy(copy: CopyRecord): Promise<number> {
+    return this.space.recordCopy(copy);
+  }
+
+  /**
+   * The curator's release (`strata.vdc.<node>.release`): of `egroups`, extent groups
+   * of this vDisk that no row names by the curator's reading, those this owner gives
+   * up for good. Deleting one it still uses would lose acknowledged writes, so it
+   * keeps every one that is
+   *  - a lane's open extent group (allocations go on there; ExtentGroups.retire),
+   *  - where a staging extent is current or has writes in flight,
+   *  - where drain allocated an extent not yet recorded in a row (`allocated`),
+   *  - named by an undrained `ref` op in the index (a direct write committed to the
+   *    oplog, whose bytes are there; a restarted owner replays the same ops).
+   * First the others are retired (no allocation there from now on) and their idle
+   * current staging extents dropped; then one turn lets the allocations handed out
+   * before reach `allocated` and the staging table (promise continuations, no I/O);
+   * then it judges. The released ones stay retired: never allocated in, staged into,
+   * adopted from (adoption needs a reference) or written by drain (not writable).
+   */
+  async release(egroups: readonly bigint[]): Promise<bigint[]> {
+    const retiring = this.space.retire(egroups);
+    this.staging.abandonIn(new Set(retiring));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const used = this.egroupsInUse();
+    this.space.unretire(retiring.filter((egroup) => used.has(egroup)));
+    return retiring.filter((egroup) => !used.has(egroup));
+  }
+
+  /**
+   * The curator's compaction (`strata.vdc.<node>.compact`): `egroups` (mostly dead, by
+   * the curator's reading) are evacuated: retired for good (no allocation or staging
+   * there, and drain never writes them in place: not writable), and every block the
+   * rows place there is queued for the next drain, which moves it to a new extent
+   * through its own move path (moveBlock: the block's content with its undrained
+   * writes laid over it), records the rows and frees the old extent. Nothing is
+   * written outside the drain, so no client write can race a move. A lane's open
+   * extent group is not evacuated.
+   */
+  async compact(egroups: readonly bigint[]): Promise<{ evacuating: bigint[]; blocks: number }> {
+    const evacuating = this.space.evacuate(egroups);
+    const set = new Set(evacuating);
+    this.staging.abandonIn(set);
+    let blocks = 0;
+    for (let row = 0; row < rowCount(this.shape.sizeBytes, this.shape.blockSizeBytes, this.settings.rowBlocks); row++) {
+      for (const [block, location] of Object.entries((await this.row(row)).value.blocks)) {
+        if (!set.has(location.egroup)) continue;
+        this.evacuate.set(Number(block), location.egroup);
+        blocks++;
+      }
+    }
+    if (blocks > 0) this.kickDrain();
+    return { evacuating, blocks };
+  }
+
+  /** Whether drain has nothing to do: no undrained data, no block to move. */
+  private get nothingToDrain(): boolean {
+    return this.index.blockCount === 0 && this.evacuate.size === 0;
+  }
+
+  /** The extent groups this owner holds in memory: staging extents, unrecorded allocations, undrained references. */
+  private egroupsInUse(): Set<bigint> {
+    const out = this.staging.egroups();
+    for (const location of this.allocated.values()) out.add(location.egroup);
+    for (const egroup of this.index.refEgroups()) out.add(egroup);
+    return out;
+  }
+
   // ---- Snapshot ---------------------------------------------------------------------------
 
   /**
@@ -540,11 +613,6 @@ export class Vdisk {
    * failed drain, it fails and the writes go on (the generation may have been bumped:
    * harmless, a later write of an old block only moves it).
    */
-  /** The curator's copy of a replica of one of this vDisk's extent groups, recorded by its writer (ExtentGroups.recordCopy). */
-  recordCopy(copy: CopyRecord): Promise<number> {
-    return this.space.recordCopy(copy);
-  }
-
   async snapshot(snapshot: bigint, deadline: number): Promise<SnapshotResult> {
     const { recordGeneration, putSnapshotRow } = this.ports;
     if (recordGeneration === undefined || putSnapshotRow === undefined) throw new StrataError(ErrorCode.INVALID, `vdisk ${this.shape.id}: snapshots are not supported here`);
@@ -641,7 +709,7 @@ export class Vdisk {
 
   /** Starts a drain, or, when one is running, another as soon as it ends. */
   kickDrain(): void {
-    if (this.closed || this.fencedBy !== undefined || this.index.blockCount === 0) return;
+    if (this.closed || this.fencedBy !== undefined || this.nothingToDrain) return;
     if (this.draining !== undefined) {
       this.drainAgain = true;
       return;
@@ -673,7 +741,7 @@ export class Vdisk {
       .finally(() => {
         this.draining = undefined;
         for (const wake of this.spaceWaiters.splice(0)) wake();
-        if (this.closed || this.fencedBy !== undefined || this.index.blockCount === 0) return;
+        if (this.closed || this.fencedBy !== undefined || this.nothingToDrain) return;
         // Writes that arrived meanwhile (or a kick that found this drain running) are
         // drained next: at once, or after the idle delay when this drain failed, so
         // a failing extent store is not hammered.
@@ -732,12 +800,14 @@ export class Vdisk {
   async drain(): Promise<void> {
     if (this.fencedBy !== undefined) throw this.fencedBy;
     let upTo = this.roundEnd();
-    let blocks = this.index.blocksUpTo(upTo);
+    // The blocks with undrained data, and those the curator's compaction asked to move.
+    const withMoves = (list: number[]): number[] => (this.evacuate.size === 0 ? list : [...new Set([...list, ...this.evacuate.keys()])].sort((a, b) => a - b));
+    let blocks = withMoves(this.index.blocksUpTo(upTo));
     // A round whose entries later writes overwrote whole has nothing left to write.
     while (blocks.length === 0 && upTo < this.appender.lastSequence) {
       this.forgetEntriesUpTo(upTo);
       upTo = this.roundEnd();
-      blocks = this.index.blocksUpTo(upTo);
+      blocks = withMoves(this.index.blocksUpTo(upTo));
     }
     if (blocks.length === 0) return;
     // A root span, whatever context kicked the drain (a write's, through afterWrite or
@@ -815,7 +885,11 @@ export class Vdisk {
       const { start: blockStart, length, segments: visible, zerosOnly, whole } = planBlock(this.index, block, this.blockLength(block), mapped, upTo);
       // References to the block's own extent (an adopted staging extent) are in place already.
       const segments = await this.materialize(visible.filter((seg) => mapped === undefined || !isAt(seg, mapped, blockStart)));
-      if (segments.length === 0 && mapped !== undefined) continue;
+      // Queued by the curator's compaction and still in the evacuating extent group:
+      // moved below (that extent group is not writable), even with nothing new to write.
+      const evacuating = mapped !== undefined && this.evacuate.get(block) === mapped.egroup;
+      if (!evacuating) this.evacuate.delete(block);
+      if (segments.length === 0 && mapped !== undefined && !evacuating) continue;
       if (zerosOnly && (location === undefined || whole)) {
         // Zeros onto nothing cost nothing; a block zeroed whole no longer needs its
         // extent. An extent allocated by a failed drain is given up too: it may hold
@@ -883,7 +957,12 @@ export class Vdisk {
 
     // 3. The vDisk map.
     await settleAll([...rowChanges].map(([row, changes]) => this.updateRow(row, changes)));
-    for (const [, changes] of rowChanges) for (const block of changes.keys()) this.allocated.delete(block);
+    for (const [, changes] of rowChanges) {
+      for (const block of changes.keys()) {
+        this.allocated.delete(block);
+        this.evacuate.delete(block);
+      }
+    }
     span?.addEvent('vdisk map written');
     // 3b. Extents no row names any more are marked free (the extent-group map alone:
     // no replica is written, so a hung one does not matter). A crash before this

@@ -46,6 +46,13 @@ class RecordingSpace implements ExtentSpace {
   recordCopy(): Promise<number> {
     return Promise.reject(new Error('not used by this test'));
   }
+  retire(): bigint[] {
+    return [];
+  }
+  unretire(): void {}
+  evacuate(): bigint[] {
+    return [];
+  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

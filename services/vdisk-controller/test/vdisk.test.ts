@@ -53,13 +53,35 @@ class FakeSpace implements ExtentSpace {
     return Promise.reject(new Error('not used by this test'));
   }
 
+  /** Extent groups retired by a release: never allocated in or written by drain again. */
+  readonly retired = new Set<bigint>();
+
+  retire(egroups: readonly bigint[]): bigint[] {
+    const opened = new Set(this.open.values());
+    const out = egroups.filter((e) => !opened.has(e));
+    for (const e of out) this.retired.add(e);
+    return out;
+  }
+
+  unretire(egroups: readonly bigint[]): void {
+    for (const e of egroups) if (!this.evacuating.has(e)) this.retired.delete(e);
+  }
+
+  readonly evacuating = new Set<bigint>();
+
+  evacuate(egroups: readonly bigint[]): bigint[] {
+    const out = this.retire(egroups);
+    for (const e of out) this.evacuating.add(e);
+    return out;
+  }
+
   seal(): void {
     this.seals++;
     this.open.clear();
   }
 
   writable(egroup: bigint): Promise<boolean> {
-    return Promise.resolve(!this.hung.has(egroup) && !this.foreign.has(egroup));
+    return Promise.resolve(!this.hung.has(egroup) && !this.foreign.has(egroup) && !this.retired.has(egroup));
   }
 
   allocate(_block: number, length: number, lane = -1): Promise<BlockLocation> {
@@ -80,6 +102,7 @@ class FakeSpace implements ExtentSpace {
   async put(egroup: bigint, pieces: EgPiece[]): Promise<void> {
     await this.putGate;
     if (this.hung.has(egroup)) return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `egroup ${egroup} has a replica on a hung node`));
+    if (this.retired.has(egroup)) throw new Error(`a direct write to egroup ${egroup}, which was released`);
     const eg = this.egroups.get(egroup)!;
     const apply = (p: EgPiece): void => {
       if ('data' in p) eg.bytes.set(p.data, p.offset);
@@ -107,6 +130,7 @@ class FakeSpace implements ExtentSpace {
 
   private writeNow(egroup: bigint, pieces: EgPiece[], changes: ExtentChanges): void {
     if (this.foreign.has(egroup)) throw new Error(`drain wrote egroup ${egroup}, which another vDisk writes`);
+    if (this.retired.has(egroup) && (pieces.length > 0 || changes.added.length > 0)) throw new Error(`drain wrote egroup ${egroup}, which was released`);
     if (pieces.length > 0 && this.hung.has(egroup)) throw new Error(`drain wrote data to egroup ${egroup}, which has a hung replica`);
     const eg = this.egroups.get(egroup)!;
     const apply = (p: EgPiece): void => {
@@ -684,5 +708,115 @@ describe('snapshots: redirect-on-write and the cut', () => {
     const now = t.rows.get(0)!.value.blocks['0']!;
     expect(now.egroup === old.egroup && now.offset === old.offset).toBe(false);
     expect(new Set(await snapshotBytes(t, 0))).toEqual(new Set([1]));
+  });
+});
+
+describe("the curator's release of extent groups no row names", () => {
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((v) => v.close()));
+  });
+
+  /** Direct writes of whole blocks; lane 0 takes the even blocks, 4 to an extent group. */
+  const direct = (): ReturnType<typeof setup> => setup(16 * BLOCK, 3_600_000, 1 << 30, 1 << 30, BLOCK / 4);
+  const fill = (n: number): Uint8Array => new Uint8Array(BLOCK).fill(n);
+
+  it("keeps a lane's open extent group", async () => {
+    const t = direct();
+    await t.vdisk.write(0, fill(1), far());
+    const lane = t.space.puts[0]!.egroup;
+    expect(await t.vdisk.release([lane])).toEqual([]);
+  });
+
+  it('keeps an extent group an undrained reference names, and releases it once newer writes cover every reference', async () => {
+    const t = direct();
+    // Blocks 0, 2, 4, 6 fill extent group X; block 8 opens the next one.
+    for (const b of [0, 2, 4, 6, 8]) await t.vdisk.write(b * BLOCK, fill(b + 1), far());
+    const x = t.space.puts[0]!.egroup;
+    expect(t.space.puts.at(-1)!.egroup).not.toBe(x);
+    // Overwritten whole, except the second half of block 0: its reference still names X.
+    for (const b of [2, 4, 6]) await t.vdisk.write(b * BLOCK, fill(b + 11), far());
+    await t.vdisk.write(0, new Uint8Array(BLOCK / 2).fill(11), far());
+    expect(await t.vdisk.release([x])).toEqual([]);
+    expect(t.space.retired.has(x)).toBe(false);
+    // Covered too: nothing in memory names X any more.
+    await t.vdisk.write(BLOCK / 2, new Uint8Array(BLOCK / 2).fill(11), far());
+    expect(await t.vdisk.release([x])).toEqual([x]);
+    const putsBefore = t.space.puts.length;
+    // Every later write and drain goes elsewhere (the fake throws on a write to a released one), and reads are right.
+    for (const b of [0, 2, 4, 6, 8, 10]) await t.vdisk.write(b * BLOCK, fill(b + 21), far());
+    expect(t.space.puts.slice(putsBefore).some((p) => p.egroup === x)).toBe(false);
+    await t.vdisk.drain();
+    expect(mappedTo(t.rows, new Set([x]))).toEqual([]);
+    for (const b of [0, 2, 4, 6, 8, 10]) expect(new Set(await t.vdisk.read(b * BLOCK, BLOCK))).toEqual(new Set([b + 21]));
+  });
+
+  it('keeps an extent group with a direct write in flight to a staging extent there', async () => {
+    const t = direct();
+    let release!: () => void;
+    t.space.putGate = new Promise((resolve) => (release = resolve));
+    // Staged and held at the replicas: X is full and no longer open, nothing is committed yet.
+    const writes = [0, 2, 4, 6, 8].map((b) => t.vdisk.write(b * BLOCK, fill(b + 1), far()));
+    await new Promise((resolve) => setImmediate(resolve));
+    const x = [...t.space.laneEgroups][0]!;
+    expect(await t.vdisk.release([x])).toEqual([]);
+    release();
+    t.space.putGate = undefined;
+    await Promise.all(writes);
+    await t.vdisk.drain();
+    expect(new Set(await t.vdisk.read(0, BLOCK))).toEqual(new Set([1]));
+  });
+
+  it('keeps an extent group holding an extent a failed drain allocated and has not recorded', async () => {
+    const t = setup(16 * BLOCK);
+    // Five blocks through the oplog: drain puts four in extent group D and opens the next for the fifth.
+    for (let b = 0; b < 5; b++) await t.vdisk.write(b * BLOCK, fill(b + 1), far());
+    t.space.failWrites = 1;
+    await expect(t.vdisk.drain()).rejects.toThrow('replica unreachable');
+    const d = [...t.space.egroups.keys()][0]!;
+    expect(mappedTo(t.rows, new Set([d]))).toEqual([]);
+    expect(await t.vdisk.release([d])).toEqual([]);
+    await t.vdisk.drain();
+    expect(mappedTo(t.rows, new Set([d])).length).toBe(4);
+  });
+});
+
+describe("the curator's compaction of extent groups that are mostly dead", () => {
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((v) => v.close()));
+  });
+
+  const fill = (n: number): Uint8Array => new Uint8Array(BLOCK).fill(n);
+
+  it('moves every block of an evacuating extent group in the next drain, with its undrained writes, and never writes it again', async () => {
+    const t = setup(16 * BLOCK);
+    // Blocks 0-3 fill extent group D; block 4 opens the next one.
+    for (let b = 0; b < 5; b++) await t.vdisk.write(b * BLOCK, fill(b + 1), far());
+    await t.vdisk.drain();
+    const d = t.rows.get(0)!.value.blocks['0']!.egroup;
+    expect(mappedTo(t.rows, new Set([d])).sort()).toEqual([0, 1, 2, 3]);
+    // An undrained write into block 1: the move carries it (read-merge-write).
+    await t.vdisk.write(BLOCK + 3, new Uint8Array(2).fill(77), far());
+    const open = t.rows.get(1)!.value.blocks['4']!.egroup;
+    expect(await t.vdisk.compact([d, open])).toEqual({ evacuating: [d], blocks: 4 });
+    // The compaction kicked a drain; wait for it (bounded).
+    for (let i = 0; i < 200 && mappedTo(t.rows, new Set([d])).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(mappedTo(t.rows, new Set([d]))).toEqual([]);
+    expect(t.errors).toEqual([]);
+    // No drain wrote D's data (the fake throws on that); its extents were given up.
+    expect(t.space.log.filter((l) => l.egroup === d && l.pieceBytes > 0).length).toBe(1);
+    expect(t.space.log.filter((l) => l.egroup === d).at(-1)!.changes.freed.length).toBe(4);
+    const bytes = await t.vdisk.read(0, 5 * BLOCK);
+    for (let b = 0; b < 5; b++) expect(bytes[b * BLOCK]).toBe(b + 1);
+    expect(Array.from(bytes.subarray(BLOCK + 2, BLOCK + 6))).toEqual([2, 77, 77, 2]);
+    // Nothing holds it now: the release gives it up, and a release that kept it would leave it evacuating.
+    expect(await t.vdisk.release([d])).toEqual([d]);
+    expect(t.space.retired.has(d)).toBe(true);
+  });
+
+  it('queues nothing for an extent group no row names, and a drain with nothing to move does nothing', async () => {
+    const t = setup(16 * BLOCK);
+    expect(await t.vdisk.compact([999n])).toEqual({ evacuating: [999n], blocks: 0 });
+    await t.vdisk.drain();
+    expect(t.space.log).toEqual([]);
   });
 });

@@ -62,6 +62,13 @@ class MemorySpace implements ExtentSpace {
   recordCopy(): Promise<number> {
     return Promise.reject(new Error('not used by this test'));
   }
+  retire(): bigint[] {
+    return [];
+  }
+  unretire(): void {}
+  evacuate(): bigint[] {
+    return [];
+  }
 }
 
 test('a drain kicked while a message is being stored starts only once its appends are applied', async () => {
