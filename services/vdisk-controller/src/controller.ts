@@ -263,12 +263,20 @@ export class Controller {
    */
   async recordCopy(req: VdcRecordCopyRequest): Promise<{ revision: number }> {
     const { vdisk: vdiskId, epoch, ...copy } = req;
+    return this.serveAt(vdiskId, epoch, 'the copy is recorded', async (vdisk) => ({ revision: await vdisk.recordCopy(copy) }));
+  }
+
+  /**
+   * A curator's request about `vdiskId`, run by the owner at `epoch` only: NOT_OWNER
+   * otherwise, saying what (`what`) only that owner does. Opens the vDisk as serve() does.
+   */
+  private serveAt<T>(vdiskId: bigint, epoch: number, what: string, fn: (vdisk: Vdisk) => Promise<T>): Promise<T> {
     return this.serve(vdiskId, async (vdisk) => {
       const served = this.served.get(vdiskId);
       if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
-        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: the copy is recorded by the owner at that epoch`);
+        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: ${what} by the owner at that epoch`);
       }
-      return { revision: await vdisk.recordCopy(copy) };
+      return fn(vdisk);
     });
   }
 
@@ -280,11 +288,7 @@ export class Controller {
    */
   async release(req: VdcReleaseRequest): Promise<{ released: bigint[] }> {
     const { vdisk: vdiskId, epoch, egroups } = req;
-    return this.serve(vdiskId, async (vdisk) => {
-      const served = this.served.get(vdiskId);
-      if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
-        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: extent groups are released by the owner at that epoch`);
-      }
+    return this.serveAt(vdiskId, epoch, 'extent groups are released', async (vdisk) => {
       const released = await vdisk.release(egroups);
       this.deps.log.info({ vdisk: String(vdiskId), asked: egroups.length, released: released.map(String) }, 'released extent groups no row names to the curator');
       return { released };
@@ -298,11 +302,7 @@ export class Controller {
    */
   async compact(req: VdcCompactRequest): Promise<{ evacuating: bigint[]; blocks: number }> {
     const { vdisk: vdiskId, epoch, egroups } = req;
-    return this.serve(vdiskId, async (vdisk) => {
-      const served = this.served.get(vdiskId);
-      if (served?.vdisk !== vdisk || served.ownership.epoch !== epoch) {
-        throw new StrataError(ErrorCode.NOT_OWNER, `vdisk ${vdiskId} is served at epoch ${served?.ownership.epoch ?? 'none'}, not ${epoch}: extent groups are compacted by the owner at that epoch`);
-      }
+    return this.serveAt(vdiskId, epoch, 'extent groups are compacted', async (vdisk) => {
       const result = await vdisk.compact(egroups);
       this.deps.log.info({ vdisk: String(vdiskId), asked: egroups.length, evacuating: result.evacuating.map(String), blocks: result.blocks }, 'evacuating extent groups that are mostly dead: drain moves their blocks');
       return result;

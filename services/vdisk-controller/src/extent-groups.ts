@@ -454,17 +454,7 @@ export class ExtentGroups implements ExtentSpace {
   }
 
   private async replicaVersions(egroup: bigint, state: EgroupState): Promise<number[]> {
-    return Promise.all(
-      state.entry.replicas.map(async (r) => {
-        try {
-          const stat = await this.deps.bus.request(subjects.estore(r.node, EstoreOp.stat), { disk: r.disk, egroup }, egStatReply, { timeoutMs: this.deps.timeoutMs });
-          return stat.version;
-        } catch (err) {
-          if (isStrataError(err, ErrorCode.NOT_FOUND)) return 0;
-          throw err;
-        }
-      }),
-    );
+    return Promise.all(state.entry.replicas.map(async (r) => (await this.statReplica(egroup, r))?.version ?? 0));
   }
 
   /**

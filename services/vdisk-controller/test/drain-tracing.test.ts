@@ -12,6 +12,7 @@ import { installInMemoryTracing, type InMemoryTracing } from '@strata/tracing/te
 import type { ExtentSpace } from '../src/extent-groups';
 import { OplogAppender } from '@strata/oplog';
 import { Vdisk } from '../src/vdisk';
+import { NoCuratorRequests } from './no-curator';
 
 type ReadableSpan = ReturnType<InMemoryTracing['exporter']['getFinishedSpans']>[number];
 
@@ -27,7 +28,7 @@ const BLOCK = 4096;
 const far = Number.MAX_SAFE_INTEGER;
 
 /** Records the span active at each call, so the test can see where drain's work ran. */
-class RecordingSpace implements ExtentSpace {
+class RecordingSpace extends NoCuratorRequests implements ExtentSpace {
   readonly activeAtWrite: Array<SpanContext | undefined> = [];
   failWrites = 0;
   private next = 0;
@@ -43,16 +44,6 @@ class RecordingSpace implements ExtentSpace {
 
   seal(): void {}
 
-  recordCopy(): Promise<number> {
-    return Promise.reject(new Error('not used by this test'));
-  }
-  retire(): bigint[] {
-    return [];
-  }
-  unretire(): void {}
-  evacuate(): bigint[] {
-    return [];
-  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

@@ -9,12 +9,13 @@ import type { BlockLocation, EgPiece, OplogOp, VdiskRow } from '@strata/proto';
 import type { ExtentChanges, ExtentSpace } from '../src/extent-groups';
 import type { Appended, Oplog } from '@strata/oplog';
 import { Vdisk, type DrainFailure, type VdiskPorts } from '../src/vdisk';
+import { NoCuratorRequests } from './no-curator';
 
 const BLOCK = 64;
 const noSpace = () => new StrataError(ErrorCode.NO_SPACE, 'disk d1: growing the replica would pass its capacity');
 
 /** Extent groups as byte arrays; while `full`, every write, put and new extent group fails NO_SPACE. */
-class FullableSpace implements ExtentSpace {
+class FullableSpace extends NoCuratorRequests implements ExtentSpace {
   full = false;
   writes = 0;
   private readonly bytes = new Map<bigint, Uint8Array>();
@@ -26,16 +27,6 @@ class FullableSpace implements ExtentSpace {
 
   seal(): void {}
 
-  recordCopy(): Promise<number> {
-    return Promise.reject(new Error('not used by this test'));
-  }
-  retire(): bigint[] {
-    return [];
-  }
-  unretire(): void {}
-  evacuate(): bigint[] {
-    return [];
-  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

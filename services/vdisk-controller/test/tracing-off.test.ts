@@ -8,10 +8,11 @@ import { trace } from '@strata/tracing';
 import type { ExtentSpace } from '../src/extent-groups';
 import { OplogAppender, type Appended } from '@strata/oplog';
 import { Vdisk } from '../src/vdisk';
+import { NoCuratorRequests } from './no-curator';
 
 const BLOCK = 4096;
 
-class NullSpace implements ExtentSpace {
+class NullSpace extends NoCuratorRequests implements ExtentSpace {
   writes = 0;
   private next = 0;
   allocate(_block: number, length: number): Promise<BlockLocation> {
@@ -26,16 +27,6 @@ class NullSpace implements ExtentSpace {
 
   seal(): void {}
 
-  recordCopy(): Promise<number> {
-    return Promise.reject(new Error('not used by this test'));
-  }
-  retire(): bigint[] {
-    return [];
-  }
-  unretire(): void {}
-  evacuate(): bigint[] {
-    return [];
-  }
 
   writable(): Promise<boolean> {
     return Promise.resolve(true);

@@ -7,6 +7,7 @@ import type { Appended, Oplog } from '@strata/oplog';
 import type { BlockLocation, EgPiece, OplogOp } from '@strata/proto';
 import type { ExtentSpace } from '../src/extent-groups';
 import { Vdisk } from '../src/vdisk';
+import { NoCuratorRequests } from './no-curator';
 
 const BLOCK = 4096;
 
@@ -33,7 +34,7 @@ class BatchingOplog implements Oplog {
 }
 
 /** Extent groups in memory: one egroup, blocks laid out as allocated. */
-class MemorySpace implements ExtentSpace {
+class MemorySpace extends NoCuratorRequests implements ExtentSpace {
   readonly bytes = new Uint8Array(64 * BLOCK);
   private next = 0;
   allocate(_block: number, length: number): Promise<BlockLocation> {
@@ -59,16 +60,6 @@ class MemorySpace implements ExtentSpace {
   }
   seal(): void {}
 
-  recordCopy(): Promise<number> {
-    return Promise.reject(new Error('not used by this test'));
-  }
-  retire(): bigint[] {
-    return [];
-  }
-  unretire(): void {}
-  evacuate(): bigint[] {
-    return [];
-  }
 }
 
 test('a drain kicked while a message is being stored starts only once its appends are applied', async () => {
