@@ -44,7 +44,6 @@ class RecordingSpace extends NoCuratorRequests implements ExtentSpace {
 
   seal(): void {}
 
-
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -27,7 +27,6 @@ class FullableSpace extends NoCuratorRequests implements ExtentSpace {
 
   seal(): void {}
 
-
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -27,7 +27,6 @@ class NullSpace extends NoCuratorRequests implements ExtentSpace {
 
   seal(): void {}
 
-
   writable(): Promise<boolean> {
     return Promise.resolve(true);
   }
