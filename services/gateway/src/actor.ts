@@ -45,6 +45,7 @@ export function gatewayActor(s: GatewaySettings): ActorDefinition {
         node: s.node,
         requestTimeoutMs: s.requestTimeoutMs,
         attemptTimeoutMs: s.attemptTimeoutMs,
+        openTimeoutMs: s.openTimeoutMs,
         piecesInFlightMax: s.piecesInFlightMax,
         chunkBytes: ioChunkBytes(bus.nc.info?.max_payload),
       });

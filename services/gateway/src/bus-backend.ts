@@ -39,6 +39,12 @@ export interface BusBackendOptions {
   requestTimeoutMs?: number;
   /** The most one attempt of one piece may take before the bus retries it. */
   attemptTimeoutMs?: number;
+  /**
+   * Budget of an export's open (its attach at this node's io-director), retries
+   * included. Just after a partition heals the director's compare-and-set waits for
+   * the bus to elect a stream leader (seconds), so it spans several attempts.
+   */
+  openTimeoutMs?: number;
   /** Pieces of one NBD request in flight at once. */
   piecesInFlightMax?: number;
   /**
@@ -60,6 +66,7 @@ interface DeviceSettings {
   node: string;
   requestTimeoutMs: number;
   attemptTimeoutMs: number;
+  openTimeoutMs: number;
   piecesInFlightMax: number;
   chunkBytes: number;
   attachments?: Pick<Attachments, 'add'> | undefined;
@@ -78,12 +85,13 @@ export class BusCatalog implements ExportCatalog {
       node: options.node,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       attemptTimeoutMs: options.attemptTimeoutMs ?? 10_000,
+      openTimeoutMs: options.openTimeoutMs ?? 8_000,
       piecesInFlightMax: options.piecesInFlightMax ?? 16,
       chunkBytes: options.chunkBytes ?? IO_CHUNK_BYTES_DEFAULT_SERVER,
       attachments: options.attachments,
     };
     const s = this.settings;
-    assert(s.requestTimeoutMs > 0 && s.attemptTimeoutMs > 0 && s.piecesInFlightMax > 0, 'bus backend limits are positive');
+    assert(s.requestTimeoutMs > 0 && s.attemptTimeoutMs > 0 && s.openTimeoutMs > 0 && s.piecesInFlightMax > 0, 'bus backend limits are positive');
     assert(s.chunkBytes > 0 && s.chunkBytes <= IO_CHUNK_BYTES, `chunkBytes must be in (0, ${IO_CHUNK_BYTES}]`);
   }
 
@@ -115,9 +123,9 @@ export class BusCatalog implements ExportCatalog {
     const stillValid = await this.guard?.admit(object, parsed.claim);
     // This node volunteers to take the vDisk over when its owner fails (and claims it if nobody owns it).
     await this.settings.bus.request(subjects.io(this.settings.node, DirectorOp.attach), { vdisk: object.id }, ioAttachReply, {
-      timeoutMs: this.settings.attemptTimeoutMs,
+      timeoutMs: this.settings.openTimeoutMs,
       retry: true,
-      attemptTimeoutMs: this.settings.attemptTimeoutMs,
+      attemptTimeoutMs: Math.min(this.settings.attemptTimeoutMs, this.settings.openTimeoutMs),
     });
     const device = new BusDevice(name, object.id, object.spec.sizeBytes, object.spec.shared, this.settings, stillValid);
     device.readOnly = object.spec.snapshotOf !== undefined;

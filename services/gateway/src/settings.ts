@@ -40,6 +40,11 @@ export const gatewaySettings = z
      * the I/O pause of a controller crash (bench:failover measures it).
      */
     attemptTimeoutMs: millis(3_000),
+    /**
+     * Budget of an export's open (attaching the vDisk at this node's io-director),
+     * retries included; part of the handshake, so it must end before handshakeTimeoutMs.
+     */
+    openTimeoutMs: millis(8_000),
     /** Requests served at once per connection; beyond it the socket is not read (backpressure). */
     requestsInFlightMax: count(64),
     /** READ/WRITE bytes held at once per connection; at least one 32 MiB request. */
@@ -59,6 +64,7 @@ export const gatewaySettings = z
     path: ['nbdHost'],
   })
   .refine((s) => s.attemptTimeoutMs <= s.requestTimeoutMs, { message: 'attemptTimeoutMs must not exceed requestTimeoutMs', path: ['attemptTimeoutMs'] })
+  .refine((s) => s.openTimeoutMs < s.handshakeTimeoutMs, { message: 'openTimeoutMs must be less than handshakeTimeoutMs', path: ['openTimeoutMs'] })
   // runActor forces an exit 10 s after SIGTERM; the grace must end before that.
   .refine((s) => s.stopGraceMs <= 8_000, { message: 'stopGraceMs must be at most 8000', path: ['stopGraceMs'] });
 export type GatewaySettings = z.output<typeof gatewaySettings>;

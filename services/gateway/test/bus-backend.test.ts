@@ -103,6 +103,13 @@ describe('bus catalog', () => {
     expect(fake.attached).toHaveLength(1);
   });
 
+  test('open: the attach has the open budget, retried in attempts of at most attemptTimeoutMs', async () => {
+    const fake = fakeBus(async () => ({}));
+    const catalog = new BusCatalog({ bus: fake.bus, config: fakeConfig([vdisk('demo', 1 << 30)]), node: 'n1', attemptTimeoutMs: 3_000, openTimeoutMs: 8_000 });
+    await catalog.open('demo');
+    expect(fake.attached[0]!.options).toEqual({ timeoutMs: 8_000, retry: true, attemptTimeoutMs: 3_000 });
+  });
+
   test('open: a config failure other than NOT_FOUND is thrown, not turned into "no such export"', async () => {
     const config = { list: async () => [], get: async () => Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'no leader')) } as unknown as VdiskDirectory;
     const catalog = new BusCatalog({ bus: fakeBus(async () => ({})).bus, config, node: 'n1' });

@@ -23,6 +23,12 @@ describe('gateway settings', () => {
     expect(readSettings(gatewaySettings, ['--node', 'n1'], { STRATA_NBD_HOST: '0.0.0.0', STRATA_NBD_INSECURE: '1' }).nbdInsecure).toBe(true);
   });
 
+  test('an export open must end inside the handshake', () => {
+    expect(read()).toMatchObject({ openTimeoutMs: 8_000, handshakeTimeoutMs: 10_000 });
+    expect(() => read('--open-timeout-ms', '10000')).toThrow(/--open-timeout-ms \(STRATA_OPEN_TIMEOUT_MS\): openTimeoutMs must be less than handshakeTimeoutMs/);
+    expect(read('--open-timeout-ms', '10000', '--handshake-timeout-ms', '12000').openTimeoutMs).toBe(10_000);
+  });
+
   test('isLoopbackHost: 127.0.0.0/8, ::1 and localhost only', () => {
     expect(['127.0.0.1', '127.1.2.3', '::1', 'localhost'].map(isLoopbackHost)).toEqual([true, true, true, true]);
     expect(['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '127.example', '::ffff:127.0.0.1'].map(isLoopbackHost)).toEqual([false, false, false, false, false, false]);

@@ -41,7 +41,7 @@ test('each NBD command is a root span, and its pieces\' bus requests run inside 
       return Promise.resolve(subject.endsWith('.read') ? { data: new Uint8Array(req.length ?? 0) } : {});
     }) as IoRequester['request'],
   };
-  const device = new BusDevice('demo', 42n, 64 * 1024 * KiB, false, { bus, node: 'n1', requestTimeoutMs: 5_000, attemptTimeoutMs: 5_000, piecesInFlightMax: 4, chunkBytes: 256 * KiB });
+  const device = new BusDevice('demo', 42n, 64 * 1024 * KiB, false, { bus, node: 'n1', requestTimeoutMs: 5_000, attemptTimeoutMs: 5_000, openTimeoutMs: 5_000, piecesInFlightMax: 4, chunkBytes: 256 * KiB });
   const server = new NbdServer({ catalog: new OneExport(device), limits: {} });
   // Started inside some span: the commands' spans must still be roots of their own traces.
   const outer = trace.getTracer('test').startSpan('outer');
