@@ -64,6 +64,21 @@ interface Running {
 }
 
 /**
+ * The scrape endpoint on STRATA_METRICS_PORT, when set. A port that cannot be bound
+ * (another process holds it) is logged as an error and the actors run without
+ * metrics: a storage process must not die, and be restarted in a loop, for its metrics.
+ */
+async function serveMetrics(metrics: Metrics, port: string | undefined, log: Logger): Promise<MetricsServer | undefined> {
+  if (port === undefined || port === '') return undefined;
+  try {
+    return await startMetricsServer(metrics, { port: Number(port) });
+  } catch (err) {
+    log.error({ err, metricsPort: port }, 'metrics are not served (STRATA_METRICS_PORT cannot be bound); the actors run without them');
+    return undefined;
+  }
+}
+
+/**
  * Runs `defs` in this process, started one after another in the order given, until
  * SIGTERM/SIGINT stops them in reverse order; never returns normally.
  */
@@ -90,9 +105,7 @@ export async function runActors(defs: readonly ActorDefinition[], host: HostOpti
     ...(defs.length > 1 ? { attributes: { 'strata.actors': defs.map((d) => d.actor).join(',') } } : {}),
   });
   const metrics = createMetrics({ service: host.name, ...nodeLabel });
-  let metricsServer: MetricsServer | undefined;
-  const metricsPort = process.env.STRATA_METRICS_PORT;
-  if (metricsPort !== undefined && metricsPort !== '') metricsServer = await startMetricsServer(metrics, { port: Number(metricsPort) });
+  const metricsServer = await serveMetrics(metrics, process.env.STRATA_METRICS_PORT, log);
   const bus = await connectBus({ name: `strata-${host.name}-${instance}`, log });
 
   const running: Running[] = [];
