@@ -220,3 +220,10 @@ export function planReclaim(input: ReclaimInput): ReclaimedEgroup[] {
   }
   return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
+
+/** `items` grouped by their writer, in order. */
+export function byWriter<T extends { vdisk: bigint }>(items: readonly T[]): Map<bigint, T[]> {
+  const out = new Map<bigint, T[]>();
+  for (const item of items) out.set(item.vdisk, [...(out.get(item.vdisk) ?? []), item]);
+  return out;
+}

@@ -16,7 +16,7 @@
 // The work is bounded: at most `vdisksMax` vDisks per sweep, `inFlightMax` requests at
 // once, and at most `requestsPerSecondMax` started a second.
 import { EventType, keys, type ClusterEvent, type EgroupEntry, type ObjectOf, type VdiskRow } from '@strata/proto';
-import { CREATING_TIMEOUT_MS_DEFAULT, ownersToCheck, planReclaim, planSweep, referencesOf, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
+import { CREATING_TIMEOUT_MS_DEFAULT, byWriter, ownersToCheck, planReclaim, planSweep, referencesOf, type ReclaimedEgroup, type VdiskSweepPlan } from './plan';
 import { planUnnamed, releaseBatches, stillUnnamed, type UnnamedEgroup, type UnnamedPorts, type UnnamedSince } from './unnamed';
 import { compactionWriters, planCompaction, type CompactAsked } from './compact';
 
@@ -111,8 +111,7 @@ export interface SweepResult {
  * `creatingTimeoutMs`: how old a snapshot's or clone's `creatingSinceMs` must be for its
  * making to count as interrupted (and be swept); CREATING_TIMEOUT_MS_DEFAULT unless set
  * (STRATA_CREATING_TIMEOUT_MS of the curator and of `strata vdisk sweep`).
- */
-/**
+ *
  * `live`: the reclaim of extent groups of live vDisks that no row names (unnamed.ts),
  * with the curator master's memory of since when each was seen unnamed, and the grace
  * period; absent (`strata vdisk sweep`), it does not run.
@@ -139,7 +138,7 @@ export async function sweepDeleted(
     try {
       result.swept.push(await sweepOne(ports, plan, limits, pace));
     } catch (err) {
-      result.failed.push({ vdisk: plan.vdisk, name: plan.name, error: err instanceof Error ? err.message : String(err) });
+      result.failed.push({ vdisk: plan.vdisk, name: plan.name, error: errorText(err) });
     }
   }
   // Judged on the rows read before the plans ran: what they deleted only removed references.
@@ -151,17 +150,17 @@ export async function sweepDeleted(
     try {
       result.reclaimed!.push(await reclaimOne(ports, g, limits, pace));
     } catch (err) {
-      result.failed.push({ vdisk: g.vdisk, name: `egroup ${g.id}`, error: err instanceof Error ? err.message : String(err) });
+      result.failed.push({ vdisk: g.vdisk, name: `egroup ${g.id}`, error: errorText(err) });
     }
   }
-  if (live !== undefined && ports.ownership !== undefined && ports.release !== undefined) {
+  if (live !== undefined && asksOwners(ports)) {
     const withRevisions = egroups.flatMap((e) => (e.revision === undefined ? [] : [{ id: e.id, entry: e.entry, revision: e.revision }]));
     const candidates = planUnnamed({ vdisks, egroups: withRevisions, references, generations, nowMs, creatingTimeoutMs });
-    await reclaimUnnamed({ ...ports, ownership: ports.ownership, release: ports.release }, candidates, live, { limits, pace, creatingTimeoutMs, result });
-    if (live.compact !== undefined && ports.compact !== undefined) {
+    await reclaimUnnamed(ports, candidates, live, { limits, pace, creatingTimeoutMs, result });
+    if (live.compact !== undefined && compacts(ports)) {
       const input = { vdisks, rows, egroups, nowMs, creatingTimeoutMs, liveFraction: live.compact.liveFraction };
       for (const writer of compactionWriters(input)) if (!generations.has(writer)) generations.set(writer, await ports.generation(writer));
-      await compactMostlyDead(ports as SweepPorts & UnnamedPorts, planCompaction(input, generations, live.compact.bytesMax), live.compact.asked, live.graceMs, result);
+      await compactMostlyDead(ports, planCompaction(input, generations, live.compact.bytesMax), live.compact.asked, live.graceMs, result);
     }
   }
   return result;
@@ -169,7 +168,7 @@ export async function sweepDeleted(
 
 /** Asks the owners to evacuate the extent groups that are mostly dead (compact.ts), one request per writer; nothing is deleted here. */
 async function compactMostlyDead(
-  ports: SweepPorts & UnnamedPorts,
+  ports: SweepPorts & UnnamedPorts & CompactPort,
   candidates: ReturnType<typeof planCompaction>,
   asked: CompactAsked,
   againAfterMs: number,
@@ -180,30 +179,22 @@ async function compactMostlyDead(
   if (due.length === 0) return;
   const summary = { asked: 0, evacuating: 0, blocks: 0, liveBytes: 0 };
   result.compacted = summary;
-  const byWriter = new Map<bigint, typeof due>();
-  for (const c of due) byWriter.set(c.vdisk, [...(byWriter.get(c.vdisk) ?? []), c]);
-  for (const [vdisk, batch] of byWriter) {
-    try {
-      const own = await ports.ownership(vdisk);
-      if (own === null) continue;
-      const ids = batch.map((c) => c.id);
-      const reply = await ports.compact!(own.owner, vdisk, own.epoch, ids);
-      asked.asked(ids, nowMs);
-      summary.asked += ids.length;
-      summary.evacuating += reply.evacuating.length;
-      summary.blocks += reply.blocks;
-      const evacuating = new Set(reply.evacuating);
-      summary.liveBytes += batch.filter((c) => evacuating.has(c.id)).reduce((n, c) => n + c.liveBytes, 0);
-    } catch (err) {
-      result.failed.push({ vdisk, name: `compaction of extent groups of vdisk ${vdisk}`, error: err instanceof Error ? err.message : String(err) });
-    }
-  }
+  await eachOwner(ports, byWriter(due), 'compaction of extent groups', result, async (vdisk, own, batch) => {
+    const ids = batch.map((c) => c.id);
+    const reply = await ports.compact(own.owner, vdisk, own.epoch, ids);
+    asked.asked(ids, nowMs);
+    summary.asked += ids.length;
+    summary.evacuating += reply.evacuating.length;
+    summary.blocks += reply.blocks;
+    const evacuating = new Set(reply.evacuating);
+    summary.liveBytes += batch.filter((c) => evacuating.has(c.id)).reduce((n, c) => n + c.liveBytes, 0);
+  });
 }
 
 /**
- * The reclaim of extent groups of live vDisks that no row names (unnamed.ts): the due
- * ones, a request per writer to its owner; the released ones still unnamed when the
- * rows are read again are deleted like planReclaim's, by compare-and-set on the entry.
+ * Asks the writers' owners to release the due unnamed extent groups (unnamed.ts), then
+ * reads the rows once more, after every release, and deletes the released ones still
+ * unnamed.
  */
 async function reclaimUnnamed(
   ports: SweepPorts & UnnamedPorts,
@@ -214,33 +205,65 @@ async function reclaimUnnamed(
   const due = live.since.observe(candidates, Date.now(), live.graceMs);
   const summary = { unnamed: candidates.length, due: due.size, released: 0, kept: 0 };
   run.result.unnamed = summary;
+  const released: UnnamedEgroup[] = [];
+  const ownerOf = new Map<bigint, string>();
+  await eachOwner(ports, releaseBatches(candidates, due), 'unnamed extent groups', run.result, async (vdisk, own, batch) => {
+    const ids = new Set(await ports.release(own.owner, vdisk, own.epoch, batch.map((g) => g.id)));
+    summary.released += ids.size;
+    summary.kept += batch.length - ids.size;
+    released.push(...batch.filter((g) => ids.has(g.id)));
+    ownerOf.set(vdisk, own.owner);
+  });
+  if (released.length === 0) return;
+  const [vdisks, rows] = await Promise.all([ports.listVdisks(), ports.rows()]);
   const graceS = Math.round(live.graceMs / 1000);
-  for (const [vdisk, batch] of releaseBatches(candidates, due)) {
+  for (const g of stillUnnamed(released, { vdisks, rows, nowMs: Date.now(), creatingTimeoutMs: run.creatingTimeoutMs })) {
+    const why = `no row names it (unnamed and unchanged for ${graceS} s or more); released by its writer, vdisk ${g.vdisk}, owned by ${ownerOf.get(g.vdisk)}`;
     try {
-      // No ownership record: no writer runs (never opened, or being deleted); left as before.
-      const own = await ports.ownership(vdisk);
-      if (own === null) continue;
-      const released = new Set(await ports.release(own.owner, vdisk, own.epoch, batch.map((g) => g.id)));
-      summary.released += released.size;
-      summary.kept += batch.length - released.size;
-      if (released.size === 0) continue;
-      const [vdisksAfter, rowsAfter] = await Promise.all([ports.listVdisks(), ports.rows()]);
-      const gone = stillUnnamed(
-        batch.filter((g) => released.has(g.id)),
-        { vdisks: vdisksAfter, rows: rowsAfter, nowMs: Date.now(), creatingTimeoutMs: run.creatingTimeoutMs },
-      );
-      for (const g of gone) {
-        const why = `no row names it (unnamed and unchanged for ${graceS} s or more); released by its writer, vdisk ${vdisk}, owned by ${own.owner}`;
-        run.result.reclaimed ??= [];
-        run.result.reclaimed.push(await reclaimOne(ports, { ...g, why }, run.limits, run.pace, g.revision));
-      }
+      run.result.reclaimed ??= [];
+      run.result.reclaimed.push(await reclaimOne(ports, { ...g, why }, run.limits, run.pace, g.revision));
     } catch (err) {
-      run.result.failed.push({ vdisk, name: `unnamed extent groups of vdisk ${vdisk}`, error: err instanceof Error ? err.message : String(err) });
+      run.result.failed.push({ vdisk: g.vdisk, name: `egroup ${g.id}`, error: errorText(err) });
     }
   }
 }
 
-/** Deletes one extent group kept for a snapshot or clone: its replicas, then its entry; then an event with the reason. */
+/** The owner's side of the sweep (unnamed.ts): present, the reclaim of live vDisks' extent groups runs. */
+function asksOwners(ports: SweepPorts): ports is SweepPorts & UnnamedPorts {
+  return ports.ownership !== undefined && ports.release !== undefined;
+}
+
+type CompactPort = Required<Pick<SweepPorts, 'compact'>>;
+
+function compacts(ports: SweepPorts): ports is SweepPorts & CompactPort {
+  return ports.compact !== undefined;
+}
+
+/**
+ * For each writer's batch, its owner (none: no writer runs, and the batch is left as it
+ * is) is given to `ask`; a failure is recorded in `result` and the other writers go on.
+ */
+async function eachOwner<T>(
+  ports: UnnamedPorts,
+  batches: ReadonlyMap<bigint, T>,
+  what: string,
+  result: SweepResult,
+  ask: (vdisk: bigint, own: { owner: string; epoch: number }, batch: T) => Promise<void>,
+): Promise<void> {
+  for (const [vdisk, batch] of batches) {
+    try {
+      const own = await ports.ownership(vdisk);
+      if (own !== null) await ask(vdisk, own, batch);
+    } catch (err) {
+      result.failed.push({ vdisk, name: `${what} of vdisk ${vdisk}`, error: errorText(err) });
+    }
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 async function reclaimOne(ports: SweepPorts, g: ReclaimedEgroup, limits: SweepLimits, pace: () => Promise<void>, revision?: number): Promise<NonNullable<SweepResult['reclaimed']>[number]> {
   let freedBytes = 0;
   await forEachLimited(g.replicas, limits.inFlightMax, async (r) => {

@@ -25,7 +25,7 @@
 // a read that found a row naming it has long finished. The memory starts empty on a
 // master's failover: that only delays reclaiming.
 import { RELEASE_EGROUPS_MAX, type EgroupEntry } from '@strata/proto';
-import { liveReference, makingAny, referencesOf, removedVdisks, type ReclaimInput, type ReplicaRef } from './plan';
+import { byWriter, liveReference, makingAny, referencesOf, removedVdisks, type ReclaimInput, type ReplicaRef } from './plan';
 
 /** An extent group of a live writer that no live row names, and that its writer's generation has not sealed. */
 export interface UnnamedEgroup {
@@ -95,18 +95,9 @@ export interface UnnamedPorts {
   release(node: string, vdisk: bigint, epoch: number, egroups: readonly bigint[]): Promise<bigint[]>;
 }
 
-/** The due candidates to ask about in one sweep, a request per writer, RELEASE_EGROUPS_MAX in all: bounded work. */
+/** The due candidates to ask about in one sweep, RELEASE_EGROUPS_MAX in all (bounded work), by writer: a request per writer. */
 export function releaseBatches(candidates: readonly UnnamedEgroup[], due: ReadonlySet<bigint>): Map<bigint, UnnamedEgroup[]> {
-  const out = new Map<bigint, UnnamedEgroup[]>();
-  let n = 0;
-  for (const c of candidates) {
-    if (!due.has(c.id) || n >= RELEASE_EGROUPS_MAX) continue;
-    const list = out.get(c.vdisk) ?? [];
-    list.push(c);
-    out.set(c.vdisk, list);
-    n++;
-  }
-  return out;
+  return byWriter(candidates.filter((g) => due.has(g.id)).slice(0, RELEASE_EGROUPS_MAX));
 }
 
 /**

@@ -96,11 +96,15 @@ class Cluster {
   afterRelease: () => void = () => undefined;
   asked: Array<{ node: string; vdisk: bigint; epoch: number; egroups: bigint[] }> = [];
   events: string[] = [];
+  rowReads = 0;
 
   ports(): SweepPorts {
     return {
       listVdisks: async () => this.vdisks,
-      rows: async () => this.rows,
+      rows: async () => {
+        this.rowReads++;
+        return this.rows;
+      },
       generation: async () => 0,
       egroups: async () => [...this.egroups].map(([id, e]) => ({ id, entry: e.entry, revision: e.revision })),
       ownKeys: async () => ['vdisk.7'],
@@ -150,6 +154,20 @@ describe('sweepDeleted: extent groups of live vDisks', () => {
     expect([...c.egroups.keys()]).toEqual([500n, 502n]);
     expect([...c.replicas]).toEqual(['101/500', '102/500', '101/502', '102/502']);
     expect(c.events).toEqual([expect.stringMatching(/^no row names it .*released by its writer, vdisk 7, owned by n2$/)]);
+  });
+
+  it('asks the owner of each writer, then reads the rows again once for all of them', async () => {
+    const c = new Cluster();
+    c.vdisks.push(vdisk(9n));
+    c.egroups.set(601n, { entry: egroup(9n), revision: 1 });
+    c.replicas.add('101/601');
+    const since = new UnnamedSince();
+    await sweepDeleted(c.ports(), undefined, undefined, { since, graceMs: 0 });
+    c.rowReads = 0;
+    const second = await sweepDeleted(c.ports(), undefined, undefined, { since, graceMs: 0 });
+    expect(c.asked.map((a) => [a.vdisk, a.egroups])).toEqual([[7n, [501n, 502n]], [9n, [601n]]]);
+    expect(second.reclaimed?.map((r) => r.egroup)).toEqual([501n, 601n]);
+    expect(c.rowReads).toBe(2);
   });
 
   it('keeps a released one that a row names when read again, and deletes nothing while a snapshot is being made', async () => {
