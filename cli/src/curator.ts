@@ -3,7 +3,7 @@
 // (`strata curator scrub`).
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { CuratorOp, curatorScanReply, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorRebalance, type CuratorStatusReply, type CuratorTiering } from '@strata/proto';
+import { CuratorOp, curatorScanReply, describeScanMap, curatorScrubReply, curatorStatusReply, subjects, type CuratorScanSummary, type CuratorScrubSummary, type CuratorRebalance, type CuratorStatusReply, type CuratorTiering } from '@strata/proto';
 import { formatSize } from './units';
 
 const STATUS_TIMEOUT_MS = 10_000;
@@ -54,12 +54,9 @@ export function formatScan(scan: CuratorScanSummary): string {
   return `scan ${scan.scan}${scan.full ? ' (full)' : ''} at ${when(scan.startedAtMs)}, ${scan.durationMs} ms: ${scan.egroups} extent groups, ${scan.underReplicated} under-replicated, ${scan.lostReplicas} replicas lost, ${scan.copiesQueued} copies queued, ${scan.unfixable} unfixable`;
 }
 
-/** `map: complete scan 1735689600000, 8 tasks (n2 4, n3 4), 1 reassigned, 0 found done, 120 entries read`: how a scan was mapped. */
+/** `map: complete scan 1735689600000: 8 map tasks (n2 4, n3 4), ...`: how a scan was mapped. */
 export function formatScanMap(scan: CuratorScanSummary): string {
-  if (scan.kind === undefined) return 'map: not recorded (a scan from before scans were map tasks)';
-  const workers = (scan.workers ?? []).map((w) => `${w.node} ${w.tasks}`).join(', ');
-  const since = scan.sinceRevision === undefined ? '' : ` changed since revision ${scan.sinceRevision}`;
-  return `map: ${scan.kind} scan ${scan.id ?? scan.startedAtMs}, ${scan.tasks ?? 0} tasks (${workers}), ${scan.reassigned ?? 0} reassigned, ${scan.resumed ?? 0} found done, ${scan.entries ?? 0} entries read${since}`;
+  return scan.kind === undefined ? 'map: not recorded (a scan from before scans were map tasks)' : `map: ${describeScanMap(scan)}`;
 }
 
 /** `started at ..., complete scan 17...: 3 of 8 map tasks done (n2: 2 done, 1 mapping; n3: 1 done, 1 mapping)`. */

@@ -1,7 +1,7 @@
 // `strata curator status` and `strata curator scrub` as printed: the drains with what
 // each has left, the scrub running and the last pass.
 import type { CuratorStatusReply } from '@strata/proto';
-import { formatCuratorStatus, formatScrub } from '../src/curator';
+import { formatCuratorStatus, formatScanMap, formatScrub } from '../src/curator';
 
 const MiB = 2 ** 20;
 const T0 = 1_735_689_600_000;
@@ -16,6 +16,14 @@ const status: CuratorStatusReply = {
 describe('curator status', () => {
   it('prints a scrub pass', () => {
     expect(formatScrub(pass)).toBe('scrub at 2025-01-01T00:00:00.000Z, 5 s: 120 replicas (240 MiB) read and verified, 1 damaged, 0 skipped');
+  });
+
+  it('prints how a scan was mapped, and says so when an old record does not tell', () => {
+    const scan = { scan: 3, full: false, startedAtMs: T0, durationMs: 900, egroups: 40, underReplicated: 0, lostReplicas: 0, copiesQueued: 0, unfixable: 0 };
+    expect(formatScanMap({ ...scan, kind: 'partial', id: T0, tasks: 8, reassigned: 1, resumed: 2, entries: 120, sinceRevision: 77, workers: [{ node: 'n2', tasks: 4 }, { node: 'n3', tasks: 4 }] })).toBe(
+      `map: partial scan ${T0}: 8 map tasks (n2 4, n3 4), 1 reassigned, 2 found done, 120 entries read (changed since revision 77)`,
+    );
+    expect(formatScanMap(scan)).toBe('map: not recorded (a scan from before scans were map tasks)');
   });
 
   it('shows the drains with what each has left, and the scrub running and the last pass', () => {

@@ -59,6 +59,16 @@ export const curatorScanSummary = z.strictObject({
 });
 export type CuratorScanSummary = z.output<typeof curatorScanSummary>;
 
+/**
+ * `complete scan 1735689600000: 8 map tasks (n2 4, n3 4), 1 reassigned, 0 found done,
+ * 120 entries read`: how a scan was mapped, in its event and in `strata curator`.
+ */
+export function describeScanMap(s: CuratorScanSummary): string {
+  const workers = (s.workers ?? []).map((w) => `${w.node} ${w.tasks}`).join(', ');
+  const since = s.sinceRevision === undefined ? '' : ` (changed since revision ${s.sinceRevision})`;
+  return `${s.kind ?? (s.full ? 'full' : 'complete')} scan ${s.id ?? s.startedAtMs}: ${s.tasks ?? 0} map tasks (${workers}), ${s.reassigned ?? 0} reassigned, ${s.resumed ?? 0} found done, ${s.entries ?? 0} entries read${since}`;
+}
+
 /** One scan's garbage collection (garbage.ts, gc.ts in services/curator). */
 export const curatorGarbageSummary = z.strictObject({
   atMs: uint,

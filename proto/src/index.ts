@@ -196,6 +196,7 @@ export {
 export {
   CuratorOp,
   curatorScanSummary,
+  describeScanMap,
   curatorGarbageSummary,
   type CuratorGarbageSummary,
   curatorDrain,

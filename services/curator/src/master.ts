@@ -27,6 +27,7 @@ import {
   EventType,
   curatorScanRequest,
   curatorScrubRequest,
+  describeScanMap,
   curatorStatusRequest,
   keys,
   subjects,
@@ -406,7 +407,7 @@ export class CuratorMaster {
     const rebuildNote = this.d.settings.rebuild === 'on' ? '' : ' (rebuild is off: nothing is copied)';
     await this.emit(
       { type: EventType.curatorScanDone, durationMs: summary.durationMs, reason: record.reason },
-      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}; ${describeMap(summary)}`,
+      `scan ${summary.scan}${full ? ' (full)' : ''}: ${swept}${summary.egroups} extent groups, ${summary.underReplicated} under-replicated, ${summary.lostReplicas} replicas lost, ${copiesQueued} copies queued, ${summary.unfixable} unfixable${rebuildNote}; ${describeScanMap(summary)}`,
     );
     await this.scanTasks.ended(record, rows);
     await this.drainsCounted(rows, view);
@@ -758,9 +759,3 @@ function runningStatus(r: RunningScan): NonNullable<CuratorStatusReply['running'
   return { startedAtMs: r.startedAtMs, full: record.kind === 'full', kind: record.kind, id: record.id, tasksDone: p.done, tasksTotal: p.total, workers: p.workers };
 }
 
-/** `8 map tasks (n2 4, n3 4), 1 reassigned, 3 found done, 120 entries read`: a scan's map, for its event. */
-export function describeMap(s: CuratorScanSummary): string {
-  const workers = (s.workers ?? []).map((w) => `${w.node} ${w.tasks}`).join(', ');
-  const since = s.sinceRevision === undefined ? '' : ` (changed since revision ${s.sinceRevision})`;
-  return `${s.kind ?? (s.full ? 'full' : 'complete')} scan ${s.id ?? s.startedAtMs}: ${s.tasks ?? 0} map tasks (${workers}), ${s.reassigned ?? 0} reassigned, ${s.resumed ?? 0} found done, ${s.entries ?? 0} entries read${since}`;
-}
