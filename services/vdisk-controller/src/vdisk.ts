@@ -419,7 +419,7 @@ export class Vdisk {
       const remainingMs = deadline - performance.now();
       if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: held by a snapshot past the request's deadline`);
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.hold, new Promise<void>((resolve) => (timer = setTimeout(resolve, remainingMs)))]);
+      await Promise.race([this.hold, new Promise<void>((resolve) => (timer = setTimeout(resolve, timerMs(remainingMs))))]);
       clearTimeout(timer);
     }
   }
@@ -654,7 +654,7 @@ export class Vdisk {
       if (remainingMs <= 0) throw new StrataError(ErrorCode.TIMEOUT, `vdisk ${this.shape.id}: writes in flight did not finish before the snapshot's deadline`);
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, remainingMs);
+        timer = setTimeout(resolve, timerMs(remainingMs));
         this.idleWaiters.push(resolve);
       });
       clearTimeout(timer);
@@ -1123,4 +1123,9 @@ function gaps(segments: readonly Segment[], start: number, end: number): Array<{
   }
   if (pos < end) out.push({ start: pos, end });
   return out;
+}
+
+/** A wait's timer: Node fires one longer than 2^31 - 1 ms at once, so it is capped (the waiting loop looks again). */
+function timerMs(remainingMs: number): number {
+  return Math.min(remainingMs, 2 ** 31 - 1);
 }
