@@ -223,13 +223,27 @@ async function killControllerDuringFio(cluster: UpCluster, node: string, target:
 
 describe('vDisk ownership with real NBD clients', () => {
   let cluster: UpCluster;
+  // The cluster's data and logs are kept unless every case passed.
+  let cases = 0;
+  let passed = 0;
+  /** A case of this group, counted: `it` that records its passing. */
+  const counted = (name: string, fn: () => Promise<void>, timeoutMs?: number): void => {
+    cases++;
+    it(name, async () => {
+      await fn();
+      passed++;
+    }, timeoutMs);
+  };
 
   beforeAll(async () => {
     cluster = await clusters.start({ env: TIMINGS, layout: 'separate' });
   }, 120_000);
-  afterAll(() => clusters.stopAll(), 60_000);
+  afterAll(async () => {
+    if (cluster !== undefined) cluster.passed = passed === cases;
+    await clusters.stopAll();
+  }, 60_000);
 
-  it('a shared vDisk written through gateways on two nodes (disjoint ranges): each reads the other data', async () => {
+  counted('a shared vDisk written through gateways on two nodes (disjoint ranges): each reads the other data', async () => {
     const id = await createVdisk(cluster, 'shared-2gw', true);
     await Promise.all([
       qemuIo(uri(cluster, 1, 'shared-2gw'), ['write -P 0x11 0 1M', 'write -P 0x12 4M 64k']),
@@ -243,7 +257,7 @@ describe('vDisk ownership with real NBD clients', () => {
     expect(own?.volunteers).toEqual(expect.arrayContaining(['n1', 'n3']));
   });
 
-  it('an unshared vDisk whose client moves from node 1 to node 3 moves by relinquish, and the move is in the events', async () => {
+  counted('an unshared vDisk whose client moves from node 1 to node 3 moves by relinquish, and the move is in the events', async () => {
     const id = await createVdisk(cluster, 'vm-disk', false);
     await qemuIo(uri(cluster, 1, 'vm-disk'), ['write -P 0x41 0 1M', 'write -P 0x42 32M 256k']);
     expect(await ownership(cluster, id)).toMatchObject({ owner: 'n1', epoch: 1 });
@@ -257,20 +271,20 @@ describe('vDisk ownership with real NBD clients', () => {
     expect(events).toEqual([expect.objectContaining({ cause: 'relinquish', owner: 'n3', previousOwner: 'n1', ownerEpoch: 2, name: 'vm-disk' })]);
   });
 
-  it('kill -9 of an unshared vDisk owner controller during fio: the restarted controller replays the oplog, fio sees no error, every write verifies', async () => {
+  counted('kill -9 of an unshared vDisk owner controller during fio: the restarted controller replays the oplog, fio sees no error, every write verifies', async () => {
     await createVdisk(cluster, 'unshared-kill', false);
     const target = uri(cluster, 1, 'unshared-kill');
     await attach(cluster, 1, 'unshared-kill');
     await killControllerDuringFio(cluster, 'n1', target);
   });
 
-  it('kill -9 of a shared vDisk owner controller (node 2) during fio through node 1: I/O resumes, fio sees no error, every write verifies', async () => {
+  counted('kill -9 of a shared vDisk owner controller (node 2) during fio through node 1: I/O resumes, fio sees no error, every write verifies', async () => {
     const { id, target } = await sharedOwnedByNode2(cluster, 'shared-kill');
     expect(await ownership(cluster, id)).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
     await killControllerDuringFio(cluster, 'n2', target);
   });
 
-  it("the owner's vdisk-controller paused past the dead timeout: the vDisk fails over, and after SIGCONT nothing the old owner sends is accepted", async () => {
+  counted("the owner's vdisk-controller paused past the dead timeout: the vDisk fails over, and after SIGCONT nothing the old owner sends is accepted", async () => {
     const { id, target } = await sharedOwnedByNode2(cluster, 'shared-pause');
     const before = await ownership(cluster, id);
     expect(before).toMatchObject({ owner: 'n2', volunteers: ['n2', 'n1'] });
@@ -312,7 +326,7 @@ describe('vDisk ownership with real NBD clients', () => {
     }
   });
 
-  it('the coordinator killed -9 in the middle of a takeover: the next leader resumes it from its record and finishes it', async () => {
+  counted('the coordinator killed -9 in the middle of a takeover: the next leader resumes it from its record and finishes it', async () => {
     const { id } = await sharedOwnedByNode2(cluster, 'coord-kill');
     await qemuIo(uri(cluster, 3, 'coord-kill'), ['write -P 0x77 0 1M', 'write -P 0x78 20M 64k']);
     const before = await ownership(cluster, id);
