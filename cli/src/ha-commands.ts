@@ -1,4 +1,4 @@
-// `strata host ls`, `strata vm create|ls|start|stop|rm|why`, `strata ha status`, and
+// `strata host ls|rm`, `strata vm create|ls|start|stop|rm|why`, `strata ha status`, and
 // the curator's `strata curator status|scan`.
 // Values are checked before anything is sent (a usage error names the flag); a name
 // that does not exist is a one-line NOT_FOUND from the cluster.
@@ -7,9 +7,10 @@ import type { Command } from 'commander';
 import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
-import { RestartPriority, VmDriver, objectName, vmSpec, type HaStatusReply, type ObjectOf } from '@strata/proto';
+import { openBucket } from '@strata/kv';
+import { RestartPriority, VmDriver, buckets, hostRecord, keys, objectName, vmSpec, type HaStatusReply, type ObjectOf } from '@strata/proto';
 import { curatorScan, curatorScrub, curatorStatus, formatCuratorStatus, formatScan, formatScanMap, formatScrub } from './curator';
-import { formatHaStatus, formatHosts, formatVms, formatWhy, haStart, haStatus, haStop } from './ha';
+import { formatHaStatus, formatHosts, formatVms, formatWhy, haStart, haStatus, haStop, hostRmRefusal } from './ha';
 import { readEvents } from './ownership';
 import { UsageError, checkValue, formatSize, parseChoice, parseCount, parseSize } from './units';
 
@@ -44,9 +45,8 @@ async function statusIfAny(bus: Bus, warn: (text: string) => void): Promise<HaSt
 export function registerHaCommands(program: Command, ctx: HaCommandContext): void {
   const { withCluster, print } = ctx;
 
-  program
-    .command('host')
-    .description('hosts: where VMs run (every node of "strata up" is also a host)')
+  const host = program.command('host').description('hosts: where VMs run (every node of "strata up" is also a host)');
+  host
     .command('ls')
     .description('list hosts with their state as the HA master sees it, their capacity in use and their VMs')
     .action(() =>
@@ -55,6 +55,23 @@ export function registerHaCommands(program: Command, ctx: HaCommandContext): voi
         const status = await statusIfAny(bus, ctx.warn);
         if (ctx.json()) return ctx.printJson({ hosts, status: status?.hosts ?? null });
         print(formatHosts(hosts, await nodeNames(client), status));
+      }),
+    );
+  host
+    .command('rm <name>')
+    .description('remove a host whose processes are stopped; refused while VMs are defined or run on it, while it has a storage node (strata node rm first), and while the HA master hears its agent, unless --force')
+    .option('--force', 'remove it even though its HA agent may still run (or no HA master answers)')
+    .action((name: string, o: { force?: boolean }) =>
+      withCluster(async (client, nc, bus) => {
+        const target = await named(client, 'host', name);
+        const [vms, names, status] = await Promise.all([client.list('vm'), nodeNames(client), statusIfAny(bus, ctx.warn)]);
+        const refusal = hostRmRefusal(target, vms, status, target.spec.node === undefined ? undefined : names.get(target.spec.node), o.force === true);
+        if (refusal !== undefined) throw refusal;
+        await client.delete('host', name);
+        // Its record in `ha` (renewed by its agent while it ran) goes with it.
+        const ha = await openBucket(nc, buckets.ha, hostRecord);
+        await ha.delete(keys.hostRecord(name));
+        print(`host ${name} removed`);
       }),
     );
 

@@ -33,6 +33,33 @@ export function haStop(bus: Bus, vm: bigint): Promise<{ wasRunning: boolean }> {
   return askMaster(() => bus.request(subjects.haMaster(HaMasterOp.stop), { vm }, haStopReply, { timeoutMs: 30_000 }));
 }
 
+/** States of a host whose agent the HA master does not hear: its processes are gone (or it is cut off for good). */
+const SILENT_HOST_STATES: ReadonlySet<string> = new Set(['dead', 'unknown']);
+
+/**
+ * Why `strata host rm NAME` is refused, or undefined. Never overridden: VMs defined on
+ * the host or running there (they would be left without one), and a storage node still
+ * registered on it (node rm first). Overridden by `force`: an agent the HA master still
+ * hears, or no master to ask (removing a live host's record takes it from under its agent).
+ */
+export function hostRmRefusal(host: ObjectOf<'host'>, vms: readonly ObjectOf<'vm'>[], status: HaStatusReply | undefined, nodeName: string | undefined, force: boolean): StrataError | undefined {
+  const conflict = (why: string): StrataError => new StrataError(ErrorCode.CONFLICT, `host ${host.name} ${why}`);
+  const defined = vms.filter((v) => v.spec.host === host.id).map((v) => v.name);
+  if (defined.length > 0) return conflict(`is where VMs ${listed(defined)} are defined; move or remove them first (strata vm rm)`);
+  const running = (status?.vms ?? []).filter((v) => v.host === host.name && v.state !== 'stopped' && v.state !== 'down').map((v) => v.name);
+  if (running.length > 0) return conflict(`runs VMs ${listed(running)}; stop them first (strata vm stop)`);
+  if (host.spec.node !== undefined) return conflict(`still has storage node ${nodeName ?? String(host.spec.node)}; remove it first (strata node rm ${nodeName ?? '<node>'})`);
+  if (force) return undefined;
+  if (status === undefined) return conflict('cannot be checked: no HA master answers, so whether its agent still runs is unknown; --force removes it anyway');
+  const state = status.hosts.find((h) => h.host === host.name)?.state;
+  if (state !== undefined && !SILENT_HOST_STATES.has(state)) return conflict(`is ${state}: its HA agent still runs; stop its processes first, or --force`);
+  return undefined;
+}
+
+function listed(names: readonly string[]): string {
+  return names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+}
+
 const used = (usedCount: number, total: number): string => `${usedCount}/${total}`;
 
 export function formatHosts(hosts: ObjectOf<'host'>[], nodeNames: Map<bigint, string>, status: HaStatusReply | undefined): string {

@@ -11,7 +11,9 @@
 //  1. add a node (`strata node run --node n4`): its disk receives replicas through the
 //     rebalance (curator.rebalance.move to n4-d1) until the disks are within the
 //     threshold (curator.rebalance.done, `strata curator status`);
-//  2. drain it (`strata node drain n4 --wait`), stop its run, `strata node rm n4`;
+//  2. drain it (`strata node drain n4 --wait`), stop its run, `strata node rm n4`, and
+//     `strata host rm n4` (refused before the node is removed; done once the HA
+//     master no longer hears n4's agent);
 //  3. add a metadata shard (`strata shard run --shard md-9`), then SIGTERM it;
 //  4. add a config replica (`strata config run --replica config-4`), then SIGTERM it;
 //  5. restart every process `strata up` supervises (config replicas, metadata shards,
@@ -158,11 +160,19 @@ describe('scaling one instance at a time under a verifying workload', () => {
       expect(await strata(cluster, ['curator', 'status'])).toMatch(/^rebalance: on, threshold 3 points; disks (\d|[0-2]\.\d|3) points apart .*; 0 moves queued or running, [1-9]\d* done$/m);
     });
 
-    await step('drain and remove the node (n4)', async () => {
+    await step('drain and remove the node (n4) and its host', async () => {
       const out = await strata(cluster, ['node', 'drain', 'n4', '--wait', '--timeout', '60'], 90_000);
       expect(out).toMatch(/^node n4: drained, it holds no replica$/m);
       await stopRun(n4!);
+      // Its host goes after its node: refused while the node is registered, then once the HA master no longer hears it.
+      await expect(strata(cluster, ['host', 'rm', 'n4'])).rejects.toThrow(/host n4 still has storage node n4; remove it first \(strata node rm n4\)/);
       expect(await strata(cluster, ['node', 'rm', 'n4'])).toMatch(/^node n4 removed with its disk n4-d1/m);
+      await waitFor('the HA master to hear n4 no more', 15_000, async () => {
+        const { status } = JSON.parse(await strata(cluster, ['--json', 'host', 'ls'])) as { status: Array<{ host: string; state: string }> | null };
+        return ['dead', 'unknown', undefined].includes(status?.find((h) => h.host === 'n4')?.state) && status !== null;
+      }, 250);
+      expect(await strata(cluster, ['host', 'rm', 'n4'])).toBe('host n4 removed\n');
+      expect((JSON.parse(await strata(cluster, ['--json', 'host', 'ls'])) as { hosts: Array<{ name: string }> }).hosts.map((h) => h.name).sort()).toEqual(['n1', 'n2', 'n3']);
       const left = [...(await egroupsOf(cluster.natsUrl, vdisk)).values()];
       expect(left.filter((e) => e.replicas.length !== 2 || e.replicas.some((r) => r.node === 'n4') || new Set(e.replicas.map((r) => r.node)).size !== 2)).toEqual([]);
     });
