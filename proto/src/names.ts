@@ -107,6 +107,8 @@ export const keys = {
   vdiskOwnershipAll: 'vdisk.>',
   /** A failover in progress in `own`: `takeover.12345`. */
   takeover: (vdisk: bigint): string => `takeover.${vdisk}`,
+  /** Every failover in progress in `own`, as a watch filter: `takeover.>`. */
+  takeoverAll: 'takeover.>',
   /** A metadata partition's lease in `own`: `md.7`. */
   mdPartition: (partition: number): string => `md.${partition}`,
   /** A disk's usage report in `hb`: `disk.12345`. */

@@ -47,7 +47,8 @@ export function registerConsoleCommand(program: Command, ctx: ConsoleCommandCont
       const tracingUrl = tracingUrlOf(o.tracing);
       return ctx.withCluster(async (client, nc, bus) => {
         const targetsFile = o.targets ?? join(ctx.dir(), METRICS_TARGETS_FILE);
-        const server = new ConsoleServer(new StateGatherer(client, nc, bus, () => readTargets(targetsFile)), { host: o.host, port, intervalMs: 1_000, ...(tracingUrl === undefined ? {} : { tracingUrl }) });
+        const gatherer = new StateGatherer(client, nc, bus, () => readTargets(targetsFile));
+        const server = new ConsoleServer(gatherer, { host: o.host, port, intervalMs: 1_000, ...(tracingUrl === undefined ? {} : { tracingUrl }) });
         const listening = await server.listen();
         ctx.print(`console: http://${o.host}:${listening}/ (metrics from ${targetsFile}${existsSync(targetsFile) ? '' : ', not there yet'}; Ctrl-C stops it)`);
         await new Promise<void>((resolve) => {
@@ -55,6 +56,7 @@ export function registerConsoleCommand(program: Command, ctx: ConsoleCommandCont
           process.once('SIGTERM', resolve);
         });
         await server.close();
+        await gatherer.stop();
       });
     });
 }

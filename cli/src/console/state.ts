@@ -1,6 +1,6 @@
 // What the console shows, gathered once a second: the config (nodes with their
 // liveness, hosts, vDisks with QoS), each vDisk's owner, epoch, volunteers and
-// takeover, the processes' metrics (health, I/O rates, admission queues, oplog backlog
+// takeover (from watches of the ownership records, owners.ts), the processes' metrics (health, I/O rates, admission queues, oplog backlog
 // and drain), the curator and HA masters' status, and the latest events. Everything a
 // source cannot give now (a master not elected, a process down) is shown as such; the
 // page never waits for it.
@@ -9,7 +9,8 @@ import type { ConfigClient } from '@strata/config-client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { curatorStatus } from '../curator';
 import { haStatus } from '../ha';
-import { readEvents, readOwner } from '../ownership';
+import { readEvents } from '../ownership';
+import { OwnerWatch } from './owners';
 import { parseScrape, ratePerSec, total, type Series } from './prom';
 
 /** The series the console reads from each process's /metrics. */
@@ -73,13 +74,21 @@ const errorText = (err: unknown): string => (err instanceof Error ? err.message 
 /** Gathers the state; keeps counter readings between calls to turn them into rates. */
 export class StateGatherer {
   private readonly last = new Map<string, { value: number; atMs: number }>();
+  private readonly owners: OwnerWatch;
 
   constructor(
     private readonly client: ConfigClient,
     private readonly nc: NatsConnection,
     private readonly bus: Bus,
     private readonly targets: () => Target[],
-  ) {}
+  ) {
+    this.owners = new OwnerWatch(nc);
+  }
+
+  /** Stops the watches of the ownership records. */
+  stop(): Promise<void> {
+    return this.owners.stop();
+  }
 
   async gather(): Promise<ConsoleState> {
     const [status, nodes, hosts, vdisks, scrapes, curator, ha, events] = await Promise.all([
@@ -114,7 +123,7 @@ export class StateGatherer {
       })),
       vdisks: await Promise.all(
         vdisks.map(async (v) => {
-          const own = await readOwner(this.nc, v.id);
+          const own = await this.owners.of(v.id);
           const where = { label: 'vdisk', value: v.name };
           return {
             name: v.name,
