@@ -28,12 +28,53 @@ export function curatorStatus(bus: Bus): Promise<CuratorStatusReply> {
   return askMaster(() => bus.request(subjects.curator(CuratorOp.status), {}, curatorStatusReply, { timeoutMs: STATUS_TIMEOUT_MS, retry: true }));
 }
 
-export function curatorScan(bus: Bus, full: boolean): Promise<CuratorScanSummary> {
-  return askMaster(() => bus.request(subjects.curator(CuratorOp.scan), { full }, curatorScanReply, { timeoutMs: SCAN_TIMEOUT_MS }));
+/** How often a long request to the master checks that the master it asked still is. */
+const MASTER_CHECK_MS = 2_000;
+
+/** A scan on demand; a master that dies during it ends the wait at once (whileMasterHolds). */
+export async function curatorScan(bus: Bus, full: boolean): Promise<CuratorScanSummary> {
+  const asked = await curatorStatus(bus);
+  const scan = askMaster(() => bus.request(subjects.curator(CuratorOp.scan), { full }, curatorScanReply, { timeoutMs: SCAN_TIMEOUT_MS }));
+  return whileMasterHolds(scan, () => curatorStatus(bus), asked, 'it resumes the scan from its record (strata curator status shows it running)');
 }
 
-export function curatorScrub(bus: Bus): Promise<CuratorScrubSummary> {
-  return askMaster(() => bus.request(subjects.curator(CuratorOp.scrub), {}, curatorScrubReply, { timeoutMs: SCRUB_TIMEOUT_MS }));
+/** A scrub pass on demand; a master that dies during it ends the wait at once (whileMasterHolds). */
+export async function curatorScrub(bus: Bus): Promise<CuratorScrubSummary> {
+  const asked = await curatorStatus(bus);
+  const scrub = askMaster(() => bus.request(subjects.curator(CuratorOp.scrub), {}, curatorScrubReply, { timeoutMs: SCRUB_TIMEOUT_MS }));
+  return whileMasterHolds(scrub, () => curatorStatus(bus), asked, 'the pass ended with its master: strata curator scrub starts a whole one');
+}
+
+type MasterTerm = Pick<CuratorStatusReply, 'master' | 'curatorEpoch'>;
+
+/**
+ * Waits for `request`, which the master answers when its work ends, and meanwhile asks
+ * every `checkMs` who the master is. A master that dies never answers: the wait then
+ * ends as soon as another master is elected, with an error that says so (`next` says
+ * what becomes of the work), instead of at the request's timeout.
+ */
+export async function whileMasterHolds<T>(request: Promise<T>, current: () => Promise<MasterTerm>, asked: MasterTerm, next: string, checkMs = MASTER_CHECK_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let settled = false;
+  const moved = new Promise<never>((_, reject) => {
+    const check = async (): Promise<void> => {
+      // No answer (a master being elected) is no news: asked again at the next check.
+      const now = await current().catch(() => undefined);
+      if (settled) return;
+      if (now !== undefined && (now.master !== asked.master || now.curatorEpoch !== asked.curatorEpoch)) {
+        reject(new StrataError(ErrorCode.UNAVAILABLE, `curator master ${asked.master} (epoch ${asked.curatorEpoch}) went away before it answered; ${now.master} is the master now (epoch ${now.curatorEpoch}): ${next}`));
+        return;
+      }
+      timer = setTimeout(() => void check(), checkMs);
+    };
+    timer = setTimeout(() => void check(), checkMs);
+  });
+  try {
+    return await Promise.race([request, moved]);
+  } finally {
+    settled = true;
+    clearTimeout(timer);
+  }
 }
 
 const when = (ms: number): string => new Date(ms).toISOString();

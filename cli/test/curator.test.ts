@@ -1,7 +1,7 @@
 // `strata curator status` and `strata curator scrub` as printed: the drains with what
 // each has left, the scrub running and the last pass.
 import type { CuratorStatusReply } from '@strata/proto';
-import { formatCuratorStatus, formatScanMap, formatScrub } from '../src/curator';
+import { formatCuratorStatus, formatScanMap, formatScrub, whileMasterHolds } from '../src/curator';
 
 const MiB = 2 ** 20;
 const T0 = 1_735_689_600_000;
@@ -51,5 +51,32 @@ describe('curator status', () => {
       /^rebalance: on, threshold 10 points; disks 37.5 points apart \(fullest disk 101 on n1 40%, emptiest disk 104 on n4 2.5%\); 3 moves queued or running, 5 done$/m,
     );
     expect(formatCuratorStatus({ ...status, progress: { ...status.progress, rebalance: { enabled: false, thresholdPermille: 100, moving: 0, movesDone: 0 } } })).toMatch(/^rebalance: off \(STRATA_REBALANCE=off .*\), threshold 10 points; fewer than two disks take part; 0 moves/m);
+  });
+});
+
+describe('a long request to the curator master', () => {
+  const n1 = { master: 'n1', curatorEpoch: 3 };
+  const never = new Promise<never>(() => undefined);
+
+  it('ends as soon as another master is elected, saying what becomes of the work', async () => {
+    const terms = [n1, undefined, { master: 'n2', curatorEpoch: 4 }];
+    let asked = 0;
+    const current = async (): Promise<typeof n1> => {
+      const t = terms[Math.min(asked++, terms.length - 1)];
+      if (t === undefined) throw new Error('no responders');
+      return t;
+    };
+    await expect(whileMasterHolds(never, current, n1, 'it resumes the scan', 5)).rejects.toThrow('curator master n1 (epoch 3) went away before it answered; n2 is the master now (epoch 4): it resumes the scan');
+    expect(asked).toBe(3);
+  });
+
+  it('answers with the reply while the master stays, and stops asking once answered', async () => {
+    let asked = 0;
+    const reply = new Promise<string>((resolve) => setTimeout(() => resolve('summary'), 30));
+    expect(await whileMasterHolds(reply, async () => (asked++, n1), n1, 'unused', 5)).toBe('summary');
+    const after = asked;
+    expect(after).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(asked).toBe(after);
   });
 });

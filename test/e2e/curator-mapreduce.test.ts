@@ -11,7 +11,8 @@
 //    beforehand is found missing (by a slave's stat) and re-replicated.
 // 2. The master is killed -9 mid-scan (a full scan, persisted): the next master resumes
 //    it (`curator.scan.resumed`), maps again only the tasks not done, and completes it
-//    under the same scan id.
+//    under the same scan id; the `strata curator scan --full` that was waiting for the
+//    dead master ends with the new master's name instead of waiting out its timeout.
 // 3. A partial scan reads only the entries changed since the last scan: after writes,
 //    its entry count is the number of md-egroup entries with a newer revision.
 // 4. A slave's curator hung (SIGSTOP) mid-task: an idle curator maps its task too (a
@@ -182,6 +183,8 @@ describe('curator scans as map tasks on the slave curators', () => {
       },
       300,
     );
+    // The operator's `strata curator scan --full` did not wait out its timeout for the dead master: it said what happened.
+    await expect(scanning).rejects.toThrow(new RegExp(`curator master ${master} \\(epoch \\d+\\) went away before it answered; ${after.master} is the master now \\(epoch \\d+\\): it resumes the scan from its record`));
     const last = after.progress.lastScan!;
     expect(last).toMatchObject({ kind: 'full', tasks: 8 });
     // The tasks done before the kill were not mapped again (a task may have ended between the status and the kill).
