@@ -19,12 +19,15 @@
 // Prints the bytes that lost a replica, the time from the kill to RF restored, the
 // time from the first copy to the last (curator.replica.copied events) and that copy
 // rate as a fraction of each limit, and the reader's p99 before and during the
-// rebuild. Writes them to bench/results/rebuild.json. A measurement, not a test: it
+// rebuild, with the CPU each role of the cluster used during the reader's slice before
+// and its worst slice during (from /proc: where the time goes). Writes them to
+// bench/results/rebuild.json. A measurement, not a test: it
 // fails only when something does not run.
 //
 // Options: --gib N (default 1), --copy-mibps M (default 64, the curator's default),
 // --out FILE.
 import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EventType } from '@strata/proto';
@@ -33,6 +36,7 @@ import { egroupsOf, protectionProblem } from '../test/harness/curator';
 import { HA_TEST_ENV, hostProcesses, killAll } from '../test/harness/ha';
 import { readOwnership, waitForDrained } from '../test/harness/strata';
 import { createdId, fio, startCluster, strata, type Figures, type LocalCluster } from './common';
+import { clusterProcesses, cpuPercent, sampleCpu, type RoleProcess } from './cpu';
 
 const MiB = 2 ** 20;
 const RF = 2;
@@ -116,13 +120,28 @@ async function protection(natsUrl: string, vdisk: bigint, dead: ReadonlySet<stri
   return { groups: entries.size, problems, bytesOn };
 }
 
-/** QD1 4 KiB random reads in slices of READER_SLICE_S until `done()`; each slice's figures. */
-async function readWhile(uri: string, scratch: string, regionBytes: number, done: () => boolean): Promise<Figures[]> {
-  const slices: Figures[] = [];
-  while (!done()) {
-    slices.push(await fio(uri, { name: `reader-${slices.length}`, rw: 'randread', bs: '4k', iodepth: 1, size: String(regionBytes), runtimeS: READER_SLICE_S, rampS: 0 }, scratch));
-  }
+/** One reader slice's figures, and the CPU each role of the cluster used meanwhile (% of one core). */
+type Slice = Figures & { cpuPct: Record<string, number> };
+
+/** QD1 4 KiB random reads of `seconds`, with the cluster's CPU by role over the same time. */
+async function readSlice(uri: string, scratch: string, regionBytes: number, name: string, seconds: number, processes: readonly RoleProcess[]): Promise<Slice> {
+  const cpuBefore = sampleCpu(processes);
+  const started = performance.now();
+  const figures = await fio(uri, { name, rw: 'randread', bs: '4k', iodepth: 1, size: String(regionBytes), runtimeS: seconds, rampS: 0 }, scratch);
+  return { ...figures, cpuPct: cpuPercent(processes, cpuBefore, sampleCpu(processes), (performance.now() - started) / 1000) };
+}
+
+/** Reader slices of READER_SLICE_S until `done()`. */
+async function readWhile(uri: string, scratch: string, regionBytes: number, processes: readonly RoleProcess[], done: () => boolean): Promise<Slice[]> {
+  const slices: Slice[] = [];
+  while (!done()) slices.push(await readSlice(uri, scratch, regionBytes, `reader-${slices.length}`, READER_SLICE_S, processes));
   return slices;
+}
+
+/** `node-host 152%, curator 31%, nats-server 18%, total 214%`: the roles that used any CPU, busiest first. */
+function formatCpu(cpuPct: Record<string, number>): string {
+  const roles = Object.entries(cpuPct).filter(([role, pct]) => role !== 'total' && pct >= 1).sort((a, b) => b[1] - a[1]);
+  return [...roles, ['total', cpuPct.total ?? 0] as const].map(([role, pct]) => `${role} ${pct}%`).join(', ');
 }
 
 async function writeData(cluster: LocalCluster, o: Options): Promise<{ id: bigint; uri: string; bytes: number }> {
@@ -156,7 +175,9 @@ async function main(): Promise<void> {
     process.stdout.write(`limits: disk ${diskMbps} MB/s (1 MiB writes, fsync), bus ${bus} MB/s (1 MiB requests, 4 in flight), curator throttle ${mbps(o.copyMibps * MiB, 1000)} MB/s\n`);
 
     const { id, uri, bytes } = await writeData(cluster, o);
-    const before = await fio(uri, { name: 'reader-before', rw: 'randread', bs: '4k', iodepth: 1, size: String(bytes), runtimeS: 8, rampS: 0 }, cluster.dir);
+    // Every process, the victim's too (gone after the kill, they drop out of the CPU figures).
+    const processes = await clusterProcesses(cluster.up.pid());
+    const before = await readSlice(uri, cluster.dir, bytes, 'reader-before', 8, processes);
     const dead = new Set([VICTIM]);
     const lost = (await protection(cluster.natsUrl, id, dead)).bytesOn(VICTIM);
 
@@ -169,7 +190,7 @@ async function main(): Promise<void> {
     }, 500).then(() => {
       restoredAt = Date.now();
     });
-    const during = await readWhile(uri, cluster.dir, bytes, () => restoredAt !== undefined);
+    const during = await readWhile(uri, cluster.dir, bytes, processes, () => restoredAt !== undefined);
     await watch;
     await sleep(0);
 
@@ -184,6 +205,7 @@ async function main(): Promise<void> {
     const copyMbps = mbps(copiedBytes - firstBytes, Math.max(1, lastMs - firstMs));
     const restoredS = Math.round(((restoredAt ?? Date.now()) - killedAt) / 100) / 10;
     const p99During = Math.max(...during.map((f) => f.p99us));
+    const worst = during.find((f) => f.p99us === p99During)!;
     const result = {
       gib: o.gib,
       lostBytes: lost,
@@ -193,7 +215,7 @@ async function main(): Promise<void> {
       copyingS: Math.round((lastMs - firstMs) / 100) / 10,
       copyMbps,
       limits: { diskMbps, busMbps: bus, throttleMbps: mbps(o.copyMibps * MiB, 1000) },
-      reader: { before: { p50us: before.p50us, p99us: before.p99us, iops: before.iops }, during: during.map((f) => ({ p50us: f.p50us, p99us: f.p99us, iops: f.iops })) },
+      reader: { before: { p50us: before.p50us, p99us: before.p99us, iops: before.iops, cpuPct: before.cpuPct }, during: during.map((f) => ({ p50us: f.p50us, p99us: f.p99us, iops: f.iops, cpuPct: f.cpuPct })) },
     };
     const pct = (x: number, of: number): string => `${Math.round((x / of) * 1000) / 10}%`;
     process.stdout.write(
@@ -202,6 +224,8 @@ async function main(): Promise<void> {
         `RF ${RF} restored ${restoredS} s after the kill (re-protection delay ${REPROTECT_DELAY_MS / 1000} s, node declared dead after ${Number(HA_TEST_ENV.STRATA_DEAD_TIMEOUT_MS) / 1000} s)`,
         `copying: ${result.copyingS} s from the end of the first copy to the end of the last, ${copyMbps} MB/s = ${pct(copyMbps, diskMbps)} of the disk, ${pct(copyMbps, bus)} of the bus, ${pct(copyMbps, result.limits.throttleMbps)} of the throttle`,
         `QD1 4K reader p99: ${before.p99us} us before, ${p99During} us during (worst of ${during.length} slices of ${READER_SLICE_S} s; ratio ${Math.round((p99During / before.p99us) * 100) / 100}); IOPS ${before.iops} before, ${Math.round(during.reduce((s, f) => s + f.iops, 0) / Math.max(1, during.length))} during`,
+        `CPU (% of one core, ${availableParallelism()} on this machine) while the reader ran before: ${formatCpu(before.cpuPct)}`,
+        `CPU during the worst slice: ${formatCpu(worst.cpuPct)}`,
       ].join('\n') + '\n',
     );
     mkdirSync(join(o.out, '..'), { recursive: true });
