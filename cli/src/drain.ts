@@ -12,7 +12,7 @@ import type { ObjectOf } from '@strata/proto';
 import { WAIT_ENDED } from './client';
 import { curatorScan, curatorStatus, formatDuration } from './curator';
 import { holdingsOf, readEgroupEntries, type DiskHoldings } from './disk-rm';
-import { formatSize } from './units';
+import { formatSize, listNames } from './units';
 
 /** How often the waiting command reads the map, and asks for a scan (moves that failed are planned again by the next one). */
 const POLL_MS = 1_000;
@@ -47,8 +47,7 @@ export function nodeHostRefusal(name: string, hosts: readonly ObjectOf<'host'>[]
   const ids = new Set(hosts.map((h) => h.id));
   const on = vms.filter((v) => ids.has(v.spec.host));
   if (on.length === 0) return undefined;
-  const shown = on.slice(0, 5).map((v) => v.name).join(', ') + (on.length > 5 ? ` and ${on.length - 5} more` : '');
-  return new StrataError(ErrorCode.CONFLICT, `node ${name} serves host ${hosts.map((h) => h.name).join(', ')}, where VMs ${shown} are defined; move or remove them first`);
+  return new StrataError(ErrorCode.CONFLICT, `node ${name} serves host ${hosts.map((h) => h.name).join(', ')}, where VMs ${listNames(on.map((v) => v.name))} are defined; move or remove them first`);
 }
 
 /** One progress line: `node n2: 12 extent groups (48 MiB) left, 3.1 MiB/s, about 15 s to go`. */

@@ -4,7 +4,7 @@
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError, isStrataError } from '@strata/errors';
 import { HaMasterOp, haStartReply, haStatusReply, haStopReply, subjects, type ClusterEvent, type HaPowerOnReply, type HaStatusReply, type ObjectOf, type RestartRecord } from '@strata/proto';
-import { formatSize, table } from './units';
+import { formatSize, listNames, table } from './units';
 
 const MASTER_TIMEOUT_MS = 10_000;
 
@@ -45,19 +45,15 @@ const SILENT_HOST_STATES: ReadonlySet<string> = new Set(['dead', 'unknown']);
 export function hostRmRefusal(host: ObjectOf<'host'>, vms: readonly ObjectOf<'vm'>[], status: HaStatusReply | undefined, nodeName: string | undefined, force: boolean): StrataError | undefined {
   const conflict = (why: string): StrataError => new StrataError(ErrorCode.CONFLICT, `host ${host.name} ${why}`);
   const defined = vms.filter((v) => v.spec.host === host.id).map((v) => v.name);
-  if (defined.length > 0) return conflict(`is where VMs ${listed(defined)} are defined; move or remove them first (strata vm rm)`);
+  if (defined.length > 0) return conflict(`is where VMs ${listNames(defined)} are defined; move or remove them first (strata vm rm)`);
   const running = (status?.vms ?? []).filter((v) => v.host === host.name && v.state !== 'stopped' && v.state !== 'down').map((v) => v.name);
-  if (running.length > 0) return conflict(`runs VMs ${listed(running)}; stop them first (strata vm stop)`);
+  if (running.length > 0) return conflict(`runs VMs ${listNames(running)}; stop them first (strata vm stop)`);
   if (host.spec.node !== undefined) return conflict(`still has storage node ${nodeName ?? String(host.spec.node)}; remove it first (strata node rm ${nodeName ?? '<node>'})`);
   if (force) return undefined;
   if (status === undefined) return conflict('cannot be checked: no HA master answers, so whether its agent still runs is unknown; --force removes it anyway');
   const state = status.hosts.find((h) => h.host === host.name)?.state;
   if (state !== undefined && !SILENT_HOST_STATES.has(state)) return conflict(`is ${state}: its HA agent still runs; stop its processes first, or --force`);
   return undefined;
-}
-
-function listed(names: readonly string[]): string {
-  return names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
 }
 
 const used = (usedCount: number, total: number): string => `${usedCount}/${total}`;

@@ -1,9 +1,9 @@
 // What the console shows, gathered once a second: the config (nodes with their
 // liveness, hosts, vDisks with QoS), each vDisk's owner, epoch, volunteers and
-// takeover (from watches of the ownership records, owners.ts), the processes' metrics (health, I/O rates, admission queues, oplog backlog
-// and drain), the curator and HA masters' status, and the latest events. Everything a
-// source cannot give now (a master not elected, a process down) is shown as such; the
-// page never waits for it.
+// takeover (from watches of the ownership records, owners.ts), the processes'
+// metrics (health, I/O rates, admission queues, oplog backlog and drain), the curator
+// and HA masters' status, and the latest events. Everything a source cannot give now
+// (a master not elected, a process down) is shown as such; the page never waits for it.
 import type { Bus } from '@strata/bus';
 import type { ConfigClient } from '@strata/config-client';
 import type { NatsConnection } from '@nats-io/transport-node';

@@ -194,7 +194,7 @@ async function compactMostlyDead(
 /**
  * Asks the writers' owners to release the due unnamed extent groups (unnamed.ts), then
  * reads the rows once more, after every release, and deletes the released ones still
- * unnamed.
+ * unnamed like planReclaim's, by compare-and-set on the entry's revision.
  */
 async function reclaimUnnamed(
   ports: SweepPorts & UnnamedPorts,
@@ -264,6 +264,11 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * Deletes one extent group no live vDisk names (kept for a snapshot or clone before, or
+ * released by its writer): its replicas, then its entry (by compare-and-set on
+ * `revision` when given); then an event with the reason.
+ */
 async function reclaimOne(ports: SweepPorts, g: ReclaimedEgroup, limits: SweepLimits, pace: () => Promise<void>, revision?: number): Promise<NonNullable<SweepResult['reclaimed']>[number]> {
   let freedBytes = 0;
   await forEachLimited(g.replicas, limits.inFlightMax, async (r) => {
