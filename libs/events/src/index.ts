@@ -3,7 +3,7 @@
 import { jetstream, RetentionPolicy, type JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { encode } from '@strata/codec';
-import { defaultReplicas, ensureStream } from '@strata/kv';
+import { defaultReplicas, ensureStream, whileUndelivered } from '@strata/kv';
 import { EventCategory, EventType, streams, subjects, type ClusterEvent } from '@strata/proto';
 import { injectTraceContext } from '@strata/tracing';
 
@@ -42,6 +42,7 @@ export class EventLog {
   async append(event: ClusterEvent): Promise<void> {
     const h = headers();
     injectTraceContext(h);
-    await this.js.publish(subjects.events(categoryOf(event.type)), encode(event), { headers: h });
+    // Sent again while no server takes it (the stream settling after an election): nothing was stored.
+    await whileUndelivered(() => this.js.publish(subjects.events(categoryOf(event.type)), encode(event), { headers: h }));
   }
 }

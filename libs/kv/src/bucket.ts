@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { decode, encode } from '@strata/codec';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { isWrongLastSequence, kvUnavailable } from './errors';
-import { whileClusterForms, whileElecting } from './cluster-forming';
+import { whileClusterForms, whileElecting, whileUndelivered } from './cluster-forming';
 
 export interface Entry<T> {
   key: string;
@@ -99,7 +99,7 @@ export class TypedBucket<S extends z.ZodType> {
   async create(key: string, value: z.input<S>): Promise<number> {
     const bytes = this.encodeValid(value);
     try {
-      return await this.kv.create(key, bytes);
+      return await whileUndelivered(() => this.kv.create(key, bytes));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new StrataError(ErrorCode.CONFLICT, `${this.name}/${key} already exists`, { cause: err });
       throw kvUnavailable(`create ${this.name}/${key}`, err);
@@ -110,7 +110,7 @@ export class TypedBucket<S extends z.ZodType> {
   async update(key: string, value: z.input<S>, revision: number): Promise<number> {
     const bytes = this.encodeValid(value);
     try {
-      return await this.kv.update(key, bytes, revision);
+      return await whileUndelivered(() => this.kv.update(key, bytes, revision));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new StrataError(ErrorCode.CONFLICT, `${this.name}/${key} changed since revision ${revision}`, { cause: err });
       throw kvUnavailable(`update ${this.name}/${key}`, err);
@@ -121,7 +121,7 @@ export class TypedBucket<S extends z.ZodType> {
   async put(key: string, value: z.input<S>): Promise<number> {
     const bytes = this.encodeValid(value);
     try {
-      return await this.kv.put(key, bytes);
+      return await whileUndelivered(() => this.kv.put(key, bytes));
     } catch (err) {
       throw kvUnavailable(`put ${this.name}/${key}`, err);
     }
@@ -130,7 +130,7 @@ export class TypedBucket<S extends z.ZodType> {
   /** Deletes `key`; with `revision`, only if it is still at that revision. */
   async delete(key: string, revision?: number): Promise<void> {
     try {
-      await this.kv.delete(key, revision === undefined ? undefined : { previousSeq: revision });
+      await whileUndelivered(() => this.kv.delete(key, revision === undefined ? undefined : { previousSeq: revision }));
     } catch (err) {
       if (isWrongLastSequence(err)) throw new StrataError(ErrorCode.CONFLICT, `${this.name}/${key} changed since revision ${revision}`, { cause: err });
       throw kvUnavailable(`delete ${this.name}/${key}`, err);

@@ -95,3 +95,31 @@ export async function whileElecting<T>(read: () => Promise<T>, deadlineMs = 3_00
     }
   }
 }
+
+/**
+ * Whether `err` (or an error it wraps) says the request reached no server at all: "no
+ * responders", which JetStream's publish reports as "jetstream is not enabled". It is
+ * what a write to a stream just created, or electing its leader, gets while the
+ * stream's subjects are not yet known to the server the client reached. Nothing was
+ * stored, so the write may be sent again as it was, conditions and all.
+ */
+export function isUndelivered(err: unknown): boolean {
+  for (let e = err as { isNoResponders?: unknown; name?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.isNoResponders === 'function' && (e.isNoResponders as () => boolean)()) return true;
+    if (e.name === 'NoResponders') return true;
+  }
+  return false;
+}
+
+/** Sends `write` again while it fails with isUndelivered, for at most `deadlineMs` (default 3 s); then its last error. */
+export async function whileUndelivered<T>(write: () => Promise<T>, deadlineMs = 3_000, pauseMs = 100): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!isUndelivered(err) || Date.now() + pauseMs > deadline) throw err;
+      await sleep(pauseMs);
+    }
+  }
+}

@@ -4,5 +4,5 @@ export { openBucket, defaultReplicas, TypedBucket, type Entry, type BucketOption
 export { WatchCache, type ChangeListener, type WatchCacheOptions } from './watch-cache';
 export { StreamFence } from './stream-fence';
 export { isWrongLastSequence } from './errors';
-export { ensureStream, whileClusterForms, isClusterForming, whileElecting, isElecting } from './cluster-forming';
+export { ensureStream, whileClusterForms, isClusterForming, whileElecting, isElecting, whileUndelivered, isUndelivered } from './cluster-forming';
 export { modify, modifyRecord, KEPT_CHANGING_HINT, type CasRecord, type Versioned, type Modified } from './modify';

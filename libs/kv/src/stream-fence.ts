@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { TypedBucket } from './bucket';
 import { isWrongLastSequence, kvUnavailable } from './errors';
+import { whileUndelivered } from './cluster-forming';
 
 export class StreamFence<S extends z.ZodType> {
   private readonly js: JetStreamClient;
@@ -44,7 +45,7 @@ export class StreamFence<S extends z.ZodType> {
     const h = headers();
     if (isDelete) h.set('KV-Operation', 'DEL');
     try {
-      const ack = await this.js.publish(this.bucket.subjectFor(key), data, { headers: h, expect: { lastSequence: this.lastSeq } });
+      const ack = await whileUndelivered(() => this.js.publish(this.bucket.subjectFor(key), data, { headers: h, expect: { lastSequence: this.lastSeq } }));
       this.lastSeq = ack.seq;
       return ack.seq;
     } catch (err) {

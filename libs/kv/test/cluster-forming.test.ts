@@ -1,5 +1,6 @@
 import { ErrorCode, isStrataError } from '@strata/errors';
-import { isClusterForming, isElecting, whileClusterForms, whileElecting } from '@strata/kv';
+import { NoRespondersError, RequestError } from '@nats-io/transport-node';
+import { isClusterForming, isElecting, isUndelivered, whileClusterForms, whileElecting, whileUndelivered } from '@strata/kv';
 
 /** An error shaped like the client's JetStreamApiError (its code is the API's err_code). */
 function apiError(code: number, description: string): Error {
@@ -81,6 +82,52 @@ describe('whileElecting', () => {
       once++;
       throw other;
     }, 1_000, 10)).rejects.toBe(other);
+    expect(once).toBe(1);
+  });
+});
+
+describe('whileUndelivered', () => {
+  /** What the JetStream client throws for a publish no server took: JetStreamNotEnabled over a RequestError over NoResponders. */
+  function undelivered(): Error {
+    const subject = '$KV.own.k0';
+    const request = new RequestError(`no responders: '${subject}'`, { cause: new NoRespondersError(subject) });
+    return Object.assign(new Error('jetstream is not enabled', { cause: request }), { name: 'JetStreamNotEnabled' });
+  }
+
+  it('recognises a write that reached no server, and nothing that may have been stored', () => {
+    expect(isUndelivered(undelivered())).toBe(true);
+    expect(isUndelivered(new NoRespondersError('$KV.own.k0'))).toBe(true);
+    // A timeout may have been stored: sending it again could apply it twice.
+    expect(isUndelivered(new RequestError('timeout', { cause: Object.assign(new Error('timeout'), { name: 'TimeoutError' }) }))).toBe(false);
+    expect(isUndelivered(Object.assign(new Error('wrong last sequence: 4'), { code: 10071 }))).toBe(false);
+    expect(isUndelivered(undefined)).toBe(false);
+  });
+
+  it('sends the write again until a server takes it', async () => {
+    let calls = 0;
+    const seq = await whileUndelivered(async () => {
+      calls++;
+      if (calls < 4) throw undelivered();
+      return 17;
+    }, 2_000, 5);
+    expect({ seq, calls }).toEqual({ seq: 17, calls: 4 });
+  });
+
+  it('gives up after its deadline with the last error, and never sends again after another failure', async () => {
+    const last = undelivered();
+    let calls = 0;
+    await expect(whileUndelivered(async () => {
+      calls++;
+      throw last;
+    }, 100, 20)).rejects.toBe(last);
+    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(calls).toBeLessThanOrEqual(6);
+    const conflict = Object.assign(new Error('wrong last sequence: 4'), { code: 10071 });
+    let once = 0;
+    await expect(whileUndelivered(async () => {
+      once++;
+      throw conflict;
+    }, 1_000, 10)).rejects.toBe(conflict);
     expect(once).toBe(1);
   });
 });

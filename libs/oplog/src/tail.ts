@@ -13,6 +13,7 @@
 // the replay either reaches the last sequence or fails (UNAVAILABLE) before its
 // deadline. It never returns a partial tail.
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { decode } from '@strata/codec';
 import { ErrorCode, StrataError, assert } from '@strata/errors';
@@ -95,8 +96,12 @@ export function oplogFetcher(js: JetStreamClient, stream: string, subject: strin
     } catch (err) {
       // A status that ends the pull ("batch completed": its bytes are used up; "message
       // size exceeds maxbytes": the next message does not fit them) ends this fetch,
-      // not the replay: readTail asks again from the next sequence it needs.
-      if (!isPullStatus(err)) throw err;
+      // not the replay: readTail asks again from the next sequence it needs. So does
+      // "no responders" (503): the consumer just made is not yet known to the server
+      // this connection reached (a cluster still settling after an election); after a
+      // pause the next fetch makes a new one.
+      if (isNoResponders(err)) await sleep(NO_RESPONDERS_PAUSE_MS);
+      else if (!isPullStatus(err)) throw err;
     } finally {
       batch.stop();
       await consumer.delete().catch(() => undefined);
@@ -109,6 +114,15 @@ function isPullStatus(err: unknown): boolean {
   const e = err as { name?: string; code?: number };
   return e?.name === 'JetStreamStatusError' && (e.code === 408 || e.code === 409);
 }
+
+/** A pull that no server answered (status 503): the consumer is not reachable yet. */
+function isNoResponders(err: unknown): boolean {
+  const e = err as { name?: string; code?: number };
+  return e?.name === 'JetStreamStatusError' && e.code === 503;
+}
+
+/** The pause after a fetch no server answered: with readTail's 20 empty fetches, 4 s for a cluster to settle. */
+const NO_RESPONDERS_PAUSE_MS = 200;
 
 /** A stored entry of ops, with its sequence. */
 export interface StoredOps {

@@ -4,7 +4,8 @@
 // whole tail in order or fails UNAVAILABLE; it never returns part of it.
 import fc from 'fast-check';
 import { ErrorCode, isStrataError } from '@strata/errors';
-import { readTail, type FetchFrom, type TailMessage } from '../src/tail';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { oplogFetcher, readTail, type FetchFrom, type TailMessage } from '../src/tail';
 
 /** A subject's messages at the given stream sequences (other subjects fill the gaps). */
 function stored(seqs: number[]): TailMessage[] {
@@ -98,5 +99,64 @@ describe('oplog tail replay', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+/** A JetStream pull status error as the client throws it (503: no responders, 400: bad request). */
+function pullStatus(code: number, description: string): Error {
+  return Object.assign(new Error(description), { name: 'JetStreamStatusError', code });
+}
+
+/**
+ * A JetStream client whose consumers' fetches deliver `messages` from the consumer's
+ * start sequence, except that the pulls of the first `failing` consumers end with `error`.
+ */
+function fakeJetStream(messages: TailMessage[], failing: number, error: Error): { js: JetStreamClient; made: number; deleted: number } {
+  const state = { made: 0, deleted: 0 };
+  const consumers = {
+    get: async (_stream: string, opts: { opt_start_seq: number }) => {
+      const fails = state.made++ < failing;
+      return {
+        delete: async () => {
+          state.deleted++;
+          return true;
+        },
+        fetch: async () => ({
+          stop: () => undefined,
+          async *[Symbol.asyncIterator]() {
+            if (fails) throw error;
+            for (const m of messages) if (m.seq >= opts.opt_start_seq) yield m;
+          },
+        }),
+      };
+    },
+  };
+  return Object.assign(state, { js: { consumers } as unknown as JetStreamClient });
+}
+
+describe('oplog fetcher', () => {
+  it('ends a fetch no server answered (503), pauses, and lets the replay make a new consumer', async () => {
+    const messages = stored([3, 4, 6]);
+    const fake = fakeJetStream(messages, 2, pullStatus(503, 'no responders'));
+    const started = Date.now();
+    const tail = await readTail({ drained: 2, lastSeq: 6, timeoutMs: 5_000 }, oplogFetcher(fake.js, 'OPLOG', 'oplog.1'));
+    expect(tail.map((m) => m.seq)).toEqual([3, 4, 6]);
+    expect({ made: fake.made, deleted: fake.deleted }).toEqual({ made: 3, deleted: 3 });
+    // Two pauses between the consumers, not a spin.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+  });
+
+  it('fails UNAVAILABLE when no server answers for the replay\'s empty fetches, not a partial tail', async () => {
+    const fake = fakeJetStream(stored([3]), Infinity, pullStatus(503, 'no responders'));
+    const err = await readTail({ drained: 2, lastSeq: 3, timeoutMs: 10_000, emptyFetchesMax: 3 }, oplogFetcher(fake.js, 'OPLOG', 'oplog.1')).catch((e: unknown) => e);
+    expect(isStrataError(err, ErrorCode.UNAVAILABLE)).toBe(true);
+    expect(fake.made).toBe(3);
+  });
+
+  it('passes any other pull error through', async () => {
+    const bad = pullStatus(400, 'bad request');
+    const fake = fakeJetStream(stored([3]), 1, bad);
+    await expect(readTail({ drained: 2, lastSeq: 3, timeoutMs: 5_000 }, oplogFetcher(fake.js, 'OPLOG', 'oplog.1'))).rejects.toBe(bad);
+    expect(fake.deleted).toBe(1);
   });
 });
