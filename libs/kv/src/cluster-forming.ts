@@ -84,16 +84,8 @@ export function isElecting(err: unknown): boolean {
 }
 
 /** Runs `read` again while it fails with isElecting, for at most `deadlineMs` (default 3 s); then its last error. */
-export async function whileElecting<T>(read: () => Promise<T>, deadlineMs = 3_000, pauseMs = 200): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return await read();
-    } catch (err) {
-      if (!isElecting(err) || Date.now() + pauseMs > deadline) throw err;
-      await sleep(pauseMs);
-    }
-  }
+export function whileElecting<T>(read: () => Promise<T>, deadlineMs = 3_000, pauseMs = 200): Promise<T> {
+  return retryWhile(isElecting, read, deadlineMs, pauseMs);
 }
 
 /**
@@ -112,13 +104,18 @@ export function isUndelivered(err: unknown): boolean {
 }
 
 /** Sends `write` again while it fails with isUndelivered, for at most `deadlineMs` (default 3 s); then its last error. */
-export async function whileUndelivered<T>(write: () => Promise<T>, deadlineMs = 3_000, pauseMs = 100): Promise<T> {
+export function whileUndelivered<T>(write: () => Promise<T>, deadlineMs = 3_000, pauseMs = 100): Promise<T> {
+  return retryWhile(isUndelivered, write, deadlineMs, pauseMs);
+}
+
+/** Runs `attempt` again, `pauseMs` apart, while it fails with an error `passing` accepts and `deadlineMs` allows; then its last error. */
+async function retryWhile<T>(passing: (err: unknown) => boolean, attempt: () => Promise<T>, deadlineMs: number, pauseMs: number): Promise<T> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     try {
-      return await write();
+      return await attempt();
     } catch (err) {
-      if (!isUndelivered(err) || Date.now() + pauseMs > deadline) throw err;
+      if (!passing(err) || Date.now() + pauseMs > deadline) throw err;
       await sleep(pauseMs);
     }
   }
