@@ -119,6 +119,11 @@ async function deleteIfStillGarbage(d: GcDeps, g: GarbageDelete): Promise<boolea
       d.log.info(fields, `egroup ${g.egroup}: its entry names disk ${g.disk} now; its replica there is kept`);
       return false;
     }
+    // Asked again after the await, right before the delete leaves: a master paused
+    // (SIGSTOP) during the read wakes past its lease, and a new master may have copied
+    // this extent group to this very disk meanwhile. The lease answers from the local
+    // clock, so a woken master sees it lost here, before it sends anything.
+    if (!d.leading()) return false;
     await d.bus.request(subjects.estore(g.node, EstoreOp.delete), { disk: g.disk, egroup: g.egroup }, egDeleteReply, { timeoutMs: d.timeoutMs });
     d.log.info({ ...fields, bytes: g.bytes }, `garbage replica deleted: ${g.why}`);
     return true;

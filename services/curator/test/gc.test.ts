@@ -1,7 +1,8 @@
 // The garbage collection's I/O with a fake bus and fake metadata: disks listed in
 // pages, a disk whose listing fails skipped, each entry read again just before its
 // delete (an entry that names the disk now keeps the replica), an extent group being
-// copied skipped, and STRATA_GC=off deleting nothing.
+// copied skipped, nothing sent by a master that lost its lease meanwhile, and
+// STRATA_GC=off deleting nothing.
 import type { Bus } from '@strata/bus';
 import { ErrorCode, StrataError } from '@strata/errors';
 import { createLogger } from '@strata/log';
@@ -84,6 +85,24 @@ describe('collectGarbage', () => {
     const { summary } = await collectGarbage(deps(w, { copying: (e) => e === 3n }), [], view());
     expect(w.deleted).toEqual(['101/4', '101/5']);
     expect(summary.deleted).toBe(2);
+  });
+
+  it('sends no delete once the lease is lost during the re-read of its entry (a master paused there wakes deposed)', async () => {
+    const w = world();
+    let leading = true;
+    const d = deps(w, { leading: () => leading });
+    const get = d.md.get;
+    // The re-read is where the pause falls: the lease runs out before it returns.
+    d.md = { get: (async (...args: Parameters<typeof get>) => {
+      const answer = await get(...args);
+      leading = false;
+      return answer;
+    }) as typeof get };
+    // 1 is live, so the first re-read is of 2: still garbage, and the lease gone when it returns.
+    const rows = [{ egroup: 1n, revision: 1, entry: entry([101, 102]) }];
+    const { summary } = await collectGarbage(d, rows, view());
+    expect(w.deleted).toEqual([]);
+    expect(summary.deleted).toBe(0);
   });
 
   it('skips a disk whose listing failed, and deletes nothing when off', async () => {
