@@ -52,15 +52,17 @@ export async function zipkinTrace(server: ZipkinServer, traceId: string): Promis
   return (await response.json()) as ZipkinSpan[];
 }
 
-/** Screenshots `url` in headless Chromium (Debian's /usr/bin/chromium) into `file`, once `selector` shows. */
+/** Screenshots the trace timeline of Zipkin page `url` in headless Chromium (Debian's /usr/bin/chromium) into `file`, once `selector` shows. */
 export async function screenshot(url: string, file: string, selector: string): Promise<void> {
   mkdirSync(dirname(file), { recursive: true });
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'], timeout: 60_000 });
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
     await page.goto(url, { timeout: 60_000 });
     await page.waitForSelector(selector, { timeout: 60_000 });
-    await page.screenshot({ path: file, fullPage: true });
+    // The trace's timeline only: the panel on the right shows the selected span's tags,
+    // which hold this machine's host name and paths.
+    await page.screenshot({ path: file, clip: { x: 0, y: 0, width: 915, height: 1300 } });
   } finally {
     await browser.close();
   }

@@ -1,7 +1,8 @@
 // Spans to a Zipkin server (its v2 JSON API, e.g. http://127.0.0.1:9411/api/v2/spans):
 // OpenTelemetry's Zipkin exporter, with span links kept. Zipkin's model has no links,
-// so each becomes a tag `link.<n>` = `<trace id>/<span id>`: a drain's trace then still
-// names the writes it stored, and a reader can go from one to the other.
+// so each becomes a tag `link.<n>` = `<trace id>/<span id>`: a drain (in the trace of
+// the oldest write it stored) then still names every write it stored, and a reader can
+// go from one to the other.
 //
 // Zipkin names a span's service after its process (the resource's service.name),
 // unless the span itself carries a `service.name`. A colocated node (`node-host`: a

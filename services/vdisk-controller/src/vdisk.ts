@@ -155,8 +155,6 @@ export interface VdiskShape {
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
 
-/** A drain is its own trace: it runs in the background, after its writes were acknowledged. */
-const drainSpanOptions = { root: true } as const;
 
 /** See Vdisk.backlog. */
 export interface VdiskBacklog {
@@ -810,13 +808,18 @@ export class Vdisk {
       blocks = withMoves(this.index.blocksUpTo(upTo));
     }
     if (blocks.length === 0) return;
-    // A root span, whatever context kicked the drain (a write's, through afterWrite or
-    // its idle timer), linked to the traces of the writes it drains (bounded). Its
-    // extent-store writes and metadata puts run inside it, so the bus's request spans,
-    // and the stores' and shards' handler spans, are its descendants.
+    // The drain span is a child of the oldest write it drains (that write's oplog
+    // append), whatever context kicked it (a later write's, through afterWrite, or its
+    // idle timer): so a write's trace runs from the gateway to the extent stores and
+    // metadata shards that stored it, one trace as the design promises. It is linked to
+    // every write it drains (bounded), and a root when none was traced. Its extent-store
+    // writes and metadata puts run inside it, so the bus's request spans, and the
+    // stores' and shards' handler spans, are its descendants.
     const linked = this.writeLinks.upTo(upTo);
-    const links = linked.contexts.length === 0 ? undefined : linked.contexts.map((context): Link => ({ context }));
-    const span = tracer.startSpan('drain', links === undefined ? drainSpanOptions : { ...drainSpanOptions, links }, ROOT_CONTEXT);
+    const links = linked.contexts.map((context): Link => ({ context }));
+    const oldest = linked.contexts[0];
+    const parent = oldest === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, oldest);
+    const span = tracer.startSpan('drain', links.length === 0 ? { root: true } : { links }, parent);
     if (span.isRecording()) {
       span.setAttributes({
         [SpanAttr.vdisk]: String(this.shape.id),

@@ -1,9 +1,11 @@
 // The drain span, with an in-memory tracer, the real oplog appender over an instant
-// fake JetStream, and fakes of the extent groups and the vDisk map: a drain is a root
-// span even when a write's context kicks it, linked to the `oplog append` spans of the
-// writes it drains (at most 128, saying so when there were more); its extent-group
-// writes and map updates run inside it; a failed drain is marked and keeps the links
-// for the next one; a drain forgets the links of what it made durable.
+// fake JetStream, and fakes of the extent groups and the vDisk map: a drain is a child
+// of the oldest write it drains (its `oplog append`), whatever write's context kicks
+// it, so that write's trace holds the drain that stored it; it is linked to the
+// `oplog append` spans of every write it drains (at most 128, saying so when there
+// were more); its extent-group writes and map updates run inside it; a failed drain is
+// marked and keeps the links for the next one; a drain forgets the links of what it
+// made durable.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { ErrorCode, StrataError } from '@strata/errors';
 import type { BlockLocation, VdiskRow } from '@strata/proto';
@@ -122,7 +124,7 @@ function finished(name: string): ReadableSpan[] {
 }
 
 describe('drain spans', () => {
-  it('is a root span linked to the writes it drains, with its work inside it', async () => {
+  it("is a child of the oldest write it drains, in that write's trace, linked to every write it drains, with its work inside it", async () => {
     const { vdisk, space, activeAtPut } = setup();
     const handlers = [await tracedWrite(vdisk, 0), await tracedWrite(vdisk, 1), await tracedWrite(vdisk, 20)];
     const appends = finished('oplog append');
@@ -134,8 +136,10 @@ describe('drain spans', () => {
 
     const [drain] = finished('drain');
     expect(drain).toBeDefined();
-    expect(drain!.parentSpanContext).toBeUndefined();
-    expect(handlers.map((h) => h.spanContext().traceId)).not.toContain(drain!.spanContext().traceId);
+    expect(drain!.parentSpanContext?.spanId).toBe(appends[0]!.spanContext().spanId);
+    expect(drain!.spanContext().traceId).toBe(handlers[0]!.spanContext().traceId);
+    // Not the trace of the later writes, nor of what kicked it.
+    expect(handlers.slice(1).map((h) => h.spanContext().traceId)).not.toContain(drain!.spanContext().traceId);
     expect(drain!.spanContext().traceId).not.toBe(kicker.spanContext().traceId);
     expect(drain!.links.map((l) => l.context.spanId)).toEqual(appends.map((a) => a.spanContext().spanId));
     expect(drain!.attributes).toMatchObject({
