@@ -96,9 +96,16 @@ export interface SkippedEvent {
   error: string;
 }
 
+/**
+ * A cluster event as read from the stream, with the id of the trace it was recorded
+ * in (from its message's `traceparent` header) when the process that recorded it
+ * traced: a takeover's `owner.changed`, for one, is in the takeover's trace.
+ */
+export type ReadEvent = ClusterEvent & { traceId?: string };
+
 export interface EventsRead {
   /** Oldest first. */
-  events: ClusterEvent[];
+  events: ReadEvent[];
   /** Messages read that did not decode as a cluster event, by sequence. */
   skipped: SkippedEvent[];
 }
@@ -177,15 +184,15 @@ export async function readEvents(nc: NatsConnection, options: ReadEventsOptions 
   }
   if (state.messages === 0) return { events: [], skipped };
 
-  let found: ClusterEvent[] = [];
+  let found: ReadEvent[] = [];
   let end = state.last_seq;
   let size = Math.max(1, options.windowSize ?? Math.max(limit, 1_000));
   while (found.length < limit && end >= state.first_seq) {
     const from = Math.max(state.first_seq, end - size + 1);
     const want = limit - found.length;
-    const window: ClusterEvent[] = [];
+    const window: ReadEvent[] = [];
     await readRange(nc, from, end, deadline, (m) => {
-      let event: ClusterEvent;
+      let event: ReadEvent;
       try {
         event = decode(m.data, clusterEvent);
       } catch (err) {
@@ -193,7 +200,8 @@ export async function readEvents(nc: NatsConnection, options: ReadEventsOptions 
         return;
       }
       if (!matches(event, filter)) return;
-      window.push(event);
+      const traceId = traceIdOf(m.headers?.get('traceparent'));
+      window.push(traceId === undefined ? event : { ...event, traceId });
       // Only the window's last `want` events can be shown: keep memory bounded.
       if (window.length >= 2 * want) window.splice(0, window.length - want);
     });
@@ -212,6 +220,12 @@ const typeWidth = Math.max(...eventTypes.map((t) => t.length));
  * One line per event: `2025-01-02T03:04:05.678Z owner.changed  <message>`, and for
  * owner.changed `owner=n1 from=n2 epoch=8 cause=failover` after the message.
  */
+/** The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`), or undefined. */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent ?? '');
+  return m === null || /^0+$/.test(m[1]!) ? undefined : m[1];
+}
+
 export function formatEvent(e: ClusterEvent): string {
   const parts = [new Date(e.atMs).toISOString(), e.type.padEnd(typeWidth), e.message];
   if (e.type === EventType.ownerChanged) {

@@ -29,13 +29,17 @@
 // process): one write again, whose spans the span file gives to node-host processes,
 // and Zipkin shows the same chain and drain under the actors' names, six services at
 // least, from both nodes' node-hosts (test/artifacts/zipkin-write-trace-colocated.png).
+// Then n1's node-host is killed -9: the `owner.changed` event of the takeover that
+// follows (`strata --json events`) names its trace, and Zipkin holds that trace: the
+// takeover, each step, and n2's open of the vDisk below the replay.
 // Every wait is bounded; afterAll stops `strata up` and Zipkin and kills by PID whatever they left.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpanStatusCode } from '@strata/tracing';
 import { readSpanFile, spanForest, type OtlpSpanRecord, type SpanForest } from '@strata/tracing/testing';
-import { children, freePort, killIfUnchanged, qemuIo, repoRoot, screenshot, startNode, startZipkin, waitFor, zipkinTrace, type ActorProcess, type ZipkinServer, type ZipkinSpan } from '../harness';
+import { children, freePort, killIfUnchanged, qemuIo, repoRoot, run, screenshot, startNode, startZipkin, waitFor, zipkinTrace, type ActorProcess, type ZipkinServer, type ZipkinSpan } from '../harness';
+import { HA_TEST_ENV } from '../harness/ha';
 import { isLineBeingWritten } from '../harness/verify';
 import { seedUpAuth } from '../harness/suite-security';
 
@@ -131,6 +135,33 @@ async function checkZipkin(zipkin: ZipkinServer, spans: OtlpSpanRecord[], screen
   await screenshot(`${zipkin.url}/zipkin/traces/${append.traceId}`, join(repoRoot, 'test', 'artifacts', screenshotName), 'text=oplog append');
 }
 
+/**
+ * kill -9 of n1's node-host, which owns `demo`: the config leader moves it to n2, and
+ * the `owner.changed` event (read as the operator does, `strata --json events`) names
+ * the trace it was recorded in, which Zipkin holds: the takeover, each of its steps,
+ * and n2's open of the vDisk below the replay step.
+ */
+async function checkTakeoverTrace(zipkin: ZipkinServer, dir: string, started: Map<number, string>): Promise<void> {
+  const victim = [...started].find(([, args]) => /node-host\/dist\/main\.js .*--node n1( |$)/.test(args));
+  if (victim === undefined) throw new Error(`no node-host of n1 among ${JSON.stringify([...started.values()])}`);
+  process.kill(victim[0], 'SIGKILL');
+  const moved = await waitFor('an owner.changed event of demo, with its trace id', 30_000, async () => {
+    const { code, stdout } = await run(process.execPath, ['cli/dist/main.js', '--dir', dir, '--json', 'events', '--type', 'owner.changed'], { timeoutMs: 20_000 });
+    if (code !== 0) return false;
+    const events = JSON.parse(stdout) as Array<{ name?: string; cause?: string; owner?: string; traceId?: string }>;
+    return events.find((e) => e.name === 'demo' && e.cause === 'failover') ?? false;
+  });
+  expect(moved).toMatchObject({ owner: 'n2', traceId: expect.stringMatching(/^[0-9a-f]{32}$/) });
+  const steps = ['takeover', 'takeover claim', 'takeover fence', 'takeover replay', 'takeover serve', 'handle strata.vdc.n2.open'];
+  const takeover = await zipkinHolds(zipkin, moved.traceId!, 'the takeover trace in Zipkin', (t) => steps.every((name) => t.some((s) => s.name === name)));
+  const root = takeover.find((s) => s.name === 'takeover')!;
+  expect(root.parentId).toBeUndefined();
+  expect(root.tags).toMatchObject({ 'strata.takeover.from': 'n1' });
+  const replay = takeover.find((s) => s.name === 'takeover replay')!;
+  const open = takeover.find((s) => s.name === 'handle strata.vdc.n2.open')!;
+  expect(takeover.find((s) => s.id === open.parentId)?.parentId).toBe(replay.id);
+}
+
 /** Waits until the span file holds the write's trace and the drain linked to it. */
 async function waitForWriteAndDrain(spanFile: string): Promise<void> {
   await waitFor(
@@ -158,7 +189,8 @@ async function startUp(dir: string, spanFile: string, zipkinPort: number, args: 
   const up = startNode('cli/dist/main.js', ['--dir', dir, 'up', ...args, '--nodes', '2', '--nbd-port', String(nbdPort), '--nats-port', String(natsPort), '--config-replicas', '1', '--tracing', `http://127.0.0.1:${zipkinPort}`], {
     name: 'strata up',
     // Tracing is off unless something exports: the span file turns it on in every process.
-    env: { NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100', OTEL_BSP_SCHEDULE_DELAY: '200' },
+    // HA_TEST_ENV and no restart: a killed node stays down and is declared dead within seconds (the takeover case).
+    env: { ...HA_TEST_ENV, STRATA_RESTART_DELAY_MS: '600000', NATS_URL: '', STRATA_TRACE_FILE: spanFile, STRATA_DRAIN_IDLE_MS: '100', OTEL_BSP_SCHEDULE_DELAY: '200' },
   });
   try {
     await up.waitForOutput(/^ready$/m, 90_000);
@@ -307,7 +339,7 @@ describe('tracing: one NBD write is one trace across the actor processes, its dr
     expect(putMaps.filter((p) => p.startsWith('egroup '))).toContain(`egroup ${egroup}`);
   });
 
-  it("in the default layout (a node's actors in one process) Zipkin names each span after its actor: the same services in the write's trace, drain included", async () => {
+  it("in the default layout (a node's actors in one process) Zipkin names each span after its actor: the same services in the write's trace, drain included; a takeover's event names its trace", async () => {
     // After the first case, which stopped its cluster; Zipkin keeps running.
     const colocated = mkdtempSync(join(tmpdir(), 'strata-e2e-tracing-colocated-'));
     const file = join(colocated, 'spans.jsonl');
@@ -326,6 +358,7 @@ describe('tracing: one NBD write is one trace across the actor processes, its dr
       expect([...new Set(trace.map((s) => s.serviceName))].filter((p) => p !== 'node-host' && p !== 'config')).toEqual([]);
       // Two processes at least: both nodes' node-hosts, each holding a replica.
       await checkZipkin(zipkin!, spans, 'zipkin-write-trace-colocated.png', 2);
+      await checkTakeoverTrace(zipkin!, colocated, startedHere);
     } finally {
       await second?.up.stop(20_000);
       killIfUnchanged(startedHere);

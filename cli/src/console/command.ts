@@ -38,7 +38,7 @@ export function registerConsoleCommand(program: Command, ctx: ConsoleCommandCont
     .description('serve the web console (nodes, processes, vDisks, curator, HA, events, live I/O) until Ctrl-C')
     .option('--port <port>', 'port to listen on', String(CONSOLE_PORT_DEFAULT))
     .option('--host <address>', 'address to listen on (loopback: only this machine can open it)', '127.0.0.1')
-    .option('--tracing [url]', 'link vDisks to their traces in this Zipkin (default http://127.0.0.1:9411)')
+    .option('--tracing [url]', 'link vDisks and events to their traces in this Zipkin (default http://127.0.0.1:9411)')
     .option('--targets <file>', "the processes' metrics (a Prometheus file_sd file; default: metrics-targets.json in the data directory)")
     .action((o: { port: string; host: string; tracing?: string | boolean; targets?: string }) => {
       // Bad flags are usage errors before any connection is tried.

@@ -39,6 +39,9 @@ function traceLink(vdisk) {
   const q = new URLSearchParams({ serviceName: 'gateway', annotationQuery: 'strata.vdisk.name=' + vdisk, lookback: '900000', limit: '20' });
   return ' <a href="' + tracing + '/zipkin/?' + q + '" target="_blank">traces</a>';
 }
+function eventTraceLink(e) {
+  return tracing === null || e.traceId === null ? '' : ' <a href="' + tracing + '/zipkin/traces/' + esc(e.traceId) + '" target="_blank">trace</a>';
+}
 function render(s) {
   document.getElementById('leader').textContent = 'config leader ' + s.leader;
   document.getElementById('updated').textContent = 'updated ' + new Date(s.atMs).toLocaleTimeString();
@@ -64,7 +67,7 @@ function render(s) {
   document.getElementById('ha').innerHTML = ha.error !== undefined ? '<span class="err">' + esc(ha.error) + '</span>' :
     'master ' + esc(ha.master) + '<br>restart list: ' + (ha.restartList.map(esc).join('<br>') || 'empty') + '<br>wait list: ' + (ha.waitList.map(esc).join('<br>') || 'empty');
   document.getElementById('events').innerHTML = row(['time', 'event', 'reason'], 'th') +
-    s.events.map((e) => row([new Date(e.atMs).toLocaleTimeString(), esc(e.type), '<span class="msg">' + esc(e.message) + '</span>'])).join('');
+    s.events.map((e) => row([new Date(e.atMs).toLocaleTimeString(), esc(e.type), '<span class="msg">' + esc(e.message) + '</span>' + eventTraceLink(e)])).join('');
 }
 const source = new EventSource('/api/stream');
 source.onmessage = (m) => {

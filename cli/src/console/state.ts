@@ -60,7 +60,8 @@ export interface ConsoleState {
   vdisks: VdiskState[];
   curator: { master: string; underReplicated: number; bytesToCopy: number; bytesPerSec: number; etaMs: number | null; lastScan: string | null } | { error: string };
   ha: { master: string; restartList: string[]; waitList: string[] } | { error: string };
-  events: Array<{ atMs: number; type: string; message: string; name: string | null }>;
+  /** `traceId`: the trace the event was recorded in (a takeover's, for one), when its process traced. */
+  events: Array<{ atMs: number; type: string; message: string; name: string | null; traceId: string | null }>;
 }
 
 /** Where the processes' metrics are: `strata up`'s targets file, read by the caller. */
@@ -144,7 +145,7 @@ export class StateGatherer {
       ),
       curator,
       ha,
-      events: events.reverse().map((e) => ({ atMs: e.atMs, type: e.type, message: e.message ?? '', name: e.name ?? null })),
+      events: events.reverse().map((e) => ({ atMs: e.atMs, type: e.type, message: e.message ?? '', name: e.name ?? null, traceId: e.traceId ?? null })),
     };
   }
 

@@ -4,6 +4,11 @@
 // through the takeover machine (takeover-machine.ts). Each takeover's progress is in
 // `own` (`takeover.<vdisk>`), so a leader elected after this one died resumes it.
 //
+// Each run is a `takeover` span (a root: a sweep finds the dead owner, not a request),
+// with a span per step, so the new owner's open and replay are in its trace, and so is
+// the `owner.changed` event (its message carries the trace context): an operator can go
+// from the event to the trace.
+//
 // Clock assumptions: none here. Deadness is the failure detector's verdict, recorded
 // in the configuration; steps are bounded by request timeouts on this process's
 // monotonic clock.
@@ -15,6 +20,7 @@ import type { TypedBucket, WatchCache } from '@strata/kv';
 import type { Logger } from '@strata/log';
 import { appendMarker, lastEntry } from '@strata/oplog';
 import { takeOver } from '@strata/ownership';
+import { ROOT_CONTEXT, SpanAttr, inSpan, trace } from '@strata/tracing';
 import {
   EventType,
   TakeoverStep,
@@ -29,6 +35,8 @@ import {
   type vdiskOwnership,
 } from '@strata/proto';
 import { attemptsExhausted, nextTakeover, recordOf, resumeTakeover, startTakeover, stepOf, type TakeoverEvent, type TakeoverSnapshot } from './takeover-machine';
+
+const tracer = trace.getTracer('@strata/config');
 
 export interface FailoverDeps {
   bus: Bus;
@@ -105,8 +113,15 @@ export class FailoverCoordinator {
 
   /** Runs one vDisk's takeover to its end, or until this replica stops leading. */
   private async run(vdisk: bigint): Promise<void> {
-    let snapshot = await this.load(vdisk);
+    const snapshot = await this.load(vdisk);
     if (snapshot === undefined) return;
+    const { from, reason } = snapshot.context;
+    const span = tracer.startSpan('takeover', { root: true, attributes: { [SpanAttr.vdisk]: String(vdisk), 'strata.takeover.from': from, 'strata.takeover.reason': reason } }, ROOT_CONTEXT);
+    await inSpan(span, () => this.runSteps(vdisk, snapshot), ROOT_CONTEXT);
+  }
+
+  private async runSteps(vdisk: bigint, first: TakeoverSnapshot): Promise<void> {
+    let snapshot = first;
     while (this.deps.leading()) {
       const step = stepOf(snapshot);
       if (step === undefined) return;
@@ -195,6 +210,15 @@ export class FailoverCoordinator {
 
   /** Runs one step's effect; every step may run twice without harm. */
   private async perform(step: TakeoverStep, t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
+    const span = tracer.startSpan(`takeover ${step}`, { attributes: { [SpanAttr.vdisk]: String(t.vdisk), [SpanAttr.owner]: t.to, [SpanAttr.epoch]: t.epoch, 'strata.takeover.attempt': t.attempts + 1 } });
+    return inSpan(span, async () => {
+      const event = await this.performStep(step, t);
+      if (event.type !== 'done') span.setAttribute('strata.takeover.outcome', event.type);
+      return event;
+    });
+  }
+
+  private async performStep(step: TakeoverStep, t: Omit<TakeoverRecord, 'step'>): Promise<TakeoverEvent> {
     try {
       switch (step) {
         case TakeoverStep.claim:
