@@ -213,6 +213,12 @@ export async function readEvents(nc: NatsConnection, options: ReadEventsOptions 
   return { events: found, skipped };
 }
 
+/** The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`), or undefined. */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent ?? '');
+  return m === null || /^0+$/.test(m[1]!) ? undefined : m[1];
+}
+
 /** Width of the type column: the longest event type. */
 const typeWidth = Math.max(...eventTypes.map((t) => t.length));
 
@@ -220,12 +226,6 @@ const typeWidth = Math.max(...eventTypes.map((t) => t.length));
  * One line per event: `2025-01-02T03:04:05.678Z owner.changed  <message>`, and for
  * owner.changed `owner=n1 from=n2 epoch=8 cause=failover` after the message.
  */
-/** The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`), or undefined. */
-export function traceIdOf(traceparent: string | undefined): string | undefined {
-  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent ?? '');
-  return m === null || /^0+$/.test(m[1]!) ? undefined : m[1];
-}
-
 export function formatEvent(e: ClusterEvent): string {
   const parts = [new Date(e.atMs).toISOString(), e.type.padEnd(typeWidth), e.message];
   if (e.type === EventType.ownerChanged) {

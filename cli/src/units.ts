@@ -60,12 +60,12 @@ export function checkValue<S extends z.ZodType>(schema: S, value: unknown, what:
   throw new UsageError(`${what}: "${text}" ${result.error.issues[0]?.message ?? 'is not valid'}`);
 }
 
-/** Renders rows as an aligned text table. */
 /** `a, b, c, d, e and 3 more`: names in a message, the first five of them. */
 export function listNames(names: readonly string[]): string {
   return names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
 }
 
+/** Renders rows as an aligned text table. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>

@@ -155,7 +155,6 @@ export interface VdiskShape {
 
 const tracer = trace.getTracer('@strata/vdisk-controller');
 
-
 /** See Vdisk.backlog. */
 export interface VdiskBacklog {
   bytes: number;
@@ -819,7 +818,7 @@ export class Vdisk {
     const links = linked.contexts.map((context): Link => ({ context }));
     const oldest = linked.contexts[0];
     const parent = oldest === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, oldest);
-    const span = tracer.startSpan('drain', links.length === 0 ? { root: true } : { links }, parent);
+    const span = tracer.startSpan('drain', { links }, parent);
     if (span.isRecording()) {
       span.setAttributes({
         [SpanAttr.vdisk]: String(this.shape.id),
